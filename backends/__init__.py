@@ -1,0 +1,1 @@
+"""Queue backends, one subpackage each; each registers itself as a polyjobs plugin."""

@@ -1,0 +1,506 @@
+"""The in-process backend (``memory://``): every queue in dicts and heaps of this process.
+
+Each method runs without an ``await`` between reading and writing, so on one event loop every
+transition is atomic. Waiting workers sleep on an ``asyncio.Condition`` per queue and wake on
+add, resume, release and stall recovery, or when the next delayed job falls due.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import json
+import time
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+
+from polyjobs.backend import (
+    AddResult,
+    Finish,
+    FinishResult,
+    JobRecord,
+    JobState,
+    NewJob,
+    ScheduleRecord,
+    Stalled,
+    WorkerInfo,
+)
+from polyjobs.options import KEEP_FAILED, Keep
+
+STALLED_REASON = "job stalled more than allowable limit"
+
+
+@dataclass
+class _Queue:
+    jobs: dict[str, JobRecord] = field(default_factory=dict)
+    waiting: list[tuple[int, int, str]] = field(default_factory=list)  # (priority, seq, id)
+    waiting_seq: dict[str, int] = field(default_factory=dict)
+    delayed: list[tuple[float, int, str]] = field(default_factory=list)  # (run_at, seq, id)
+    delayed_seq: dict[str, int] = field(default_factory=dict)
+    active: dict[str, None] = field(default_factory=dict)
+    completed: OrderedDict[str, float] = field(default_factory=OrderedDict)
+    failed: OrderedDict[str, float] = field(default_factory=OrderedDict)
+    logs: dict[str, list[str]] = field(default_factory=dict)
+    schedules: dict[str, ScheduleRecord] = field(default_factory=dict)
+    workers: dict[str, tuple[WorkerInfo, float]] = field(default_factory=dict)
+    paused: bool = False
+    next_id: int = 0
+    seq: int = 0
+    wake: asyncio.Event | None = None
+
+
+class MemoryBackend:
+    """Jobs kept in this process only: for tests, examples and single-process runs."""
+
+    capabilities: frozenset[str] = frozenset()
+
+    def __init__(self, url: str = "memory://") -> None:
+        self.url = url
+        self._queues: dict[str, _Queue] = {}
+
+    async def open(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        for q in self._queues.values():
+            self._notify(q)
+
+    # -- helpers ---------------------------------------------------------------------------
+    def _q(self, queue: str) -> _Queue:
+        q = self._queues.get(queue)
+        if q is None:
+            q = self._queues[queue] = _Queue()
+        return q
+
+    def _next_seq(self, q: _Queue) -> int:
+        q.seq += 1
+        return q.seq
+
+    def _to_waiting(self, q: _Queue, job: JobRecord, front: bool = False) -> None:
+        seq = self._next_seq(q)
+        seq = -seq if front else seq
+        job.state = "waiting"
+        q.waiting_seq[job.id] = seq
+        heapq.heappush(q.waiting, (job.priority, seq, job.id))
+
+    def _to_delayed(self, q: _Queue, job: JobRecord) -> None:
+        seq = self._next_seq(q)
+        job.state = "delayed"
+        q.delayed_seq[job.id] = seq
+        heapq.heappush(q.delayed, (job.run_at, seq, job.id))
+
+    def _unlink(self, q: _Queue, job: JobRecord) -> None:
+        """Take a job out of whatever state container holds it."""
+        q.waiting_seq.pop(job.id, None)
+        q.delayed_seq.pop(job.id, None)
+        q.active.pop(job.id, None)
+        q.completed.pop(job.id, None)
+        q.failed.pop(job.id, None)
+
+    def _delete(self, q: _Queue, job_id: str) -> None:
+        job = q.jobs.pop(job_id, None)
+        if job is not None:
+            self._unlink(q, job)
+        q.logs.pop(job_id, None)
+
+    def _promote_due(self, q: _Queue, now: float) -> int:
+        moved = 0
+        while q.delayed and q.delayed[0][0] <= now:
+            _, seq, job_id = heapq.heappop(q.delayed)
+            if q.delayed_seq.get(job_id) != seq:
+                continue
+            del q.delayed_seq[job_id]
+            self._to_waiting(q, q.jobs[job_id])
+            moved += 1
+        return moved
+
+    def _next_due(self, q: _Queue) -> float | None:
+        while q.delayed and q.delayed_seq.get(q.delayed[0][2]) != q.delayed[0][1]:
+            heapq.heappop(q.delayed)
+        return q.delayed[0][0] if q.delayed else None
+
+    def _take(self, q: _Queue, token: str, limit: int, lease: float) -> list[JobRecord]:
+        now = time.time()
+        self._promote_due(q, now)
+        taken: list[JobRecord] = []
+        while not q.paused and len(taken) < limit and q.waiting:
+            _, seq, job_id = heapq.heappop(q.waiting)
+            if q.waiting_seq.get(job_id) != seq:
+                continue
+            del q.waiting_seq[job_id]
+            job = q.jobs[job_id]
+            job.state = "active"
+            job.worker = token
+            job.lease_until = now + lease
+            job.processed_on = now
+            job.attempts_started += 1
+            q.active[job_id] = None
+            taken.append(replace(job))
+        return taken
+
+    def _notify(self, q: _Queue) -> None:
+        """Wake every fetch waiting on this queue (each makes a new event for its next wait)."""
+        if q.wake is not None:
+            q.wake.set()
+            q.wake = None
+
+    def _insert(self, q: _Queue, new: NewJob) -> AddResult:
+        if new.job_id is not None and new.job_id in q.jobs:
+            return AddResult(new.job_id, False)
+        if new.job_id is None:
+            q.next_id += 1
+            while str(q.next_id) in q.jobs:
+                q.next_id += 1
+            job_id = str(q.next_id)
+        else:
+            job_id = new.job_id
+        job = JobRecord(
+            id=job_id,
+            name=new.name,
+            data=json.loads(new.data_json),
+            opts=dict(new.opts),
+            state="waiting",
+            timestamp=new.timestamp,
+            run_at=new.run_at,
+            priority=new.priority,
+        )
+        q.jobs[job_id] = job
+        if new.run_at > time.time():
+            self._to_delayed(q, job)
+        else:
+            self._to_waiting(q, job, front=new.lifo)
+        return AddResult(job_id, True)
+
+    def _retain(self, q: _Queue, finished: OrderedDict[str, float], keep: Keep, now: float) -> None:
+        if keep.age is not None:
+            while finished:
+                job_id, at = next(iter(finished.items()))
+                if at >= now - keep.age:
+                    break
+                self._delete(q, job_id)
+        if keep.count is not None:
+            while len(finished) > keep.count:
+                self._delete(q, next(iter(finished)))
+
+    def _finish_one(self, q: _Queue, token: str, fin: Finish) -> bool:
+        job = q.jobs.get(fin.job_id)
+        if job is None or job.state != "active" or job.worker != token:
+            return False
+        q.active.pop(job.id, None)
+        job.worker = None
+        job.lease_until = None
+        job.attempts_made = fin.attempts_made
+        if fin.status == "retry":
+            job.failed_reason = fin.failed_reason
+            job.stacktrace = fin.stacktrace
+            job.run_at = fin.retry_at
+            if fin.retry_at > fin.finished_on:
+                self._to_delayed(q, job)
+            else:
+                self._to_waiting(q, job)
+            return True
+        job.finished_on = fin.finished_on
+        if fin.status == "completed":
+            job.state = "completed"
+            job.returnvalue = (
+                None if fin.returnvalue_json is None else json.loads(fin.returnvalue_json)
+            )
+            target = q.completed
+        else:
+            job.state = "failed"
+            job.failed_reason = fin.failed_reason
+            job.stacktrace = fin.stacktrace
+            target = q.failed
+        if fin.keep.removes_at_once:
+            self._delete(q, job.id)
+            return True
+        target[job.id] = fin.finished_on
+        self._retain(q, target, fin.keep, fin.finished_on)
+        return True
+
+    # -- producers -------------------------------------------------------------------------
+    async def add(self, queue: str, jobs: Sequence[NewJob]) -> list[AddResult]:
+        q = self._q(queue)
+        results = [self._insert(q, new) for new in jobs]
+        if any(r.added for r in results):
+            self._notify(q)
+        return results
+
+    # -- workers ---------------------------------------------------------------------------
+    async def fetch(
+        self, queue: str, token: str, limit: int, lease: float, block: float
+    ) -> list[JobRecord]:
+        q = self._q(queue)
+        jobs = self._take(q, token, limit, lease)
+        if jobs or block <= 0:
+            return jobs
+        deadline = time.monotonic() + block
+        while True:
+            timeout = deadline - time.monotonic()
+            due = None if q.paused else self._next_due(q)
+            if due is not None:
+                timeout = min(timeout, due - time.time())
+            if timeout > 0:
+                if q.wake is None:
+                    q.wake = asyncio.Event()
+                try:
+                    await asyncio.wait_for(q.wake.wait(), timeout)
+                except TimeoutError:
+                    pass
+            jobs = self._take(q, token, limit, lease)
+            if jobs or time.monotonic() >= deadline:
+                return jobs
+
+    async def extend(
+        self, queue: str, token: str, job_ids: Sequence[str], lease: float
+    ) -> list[str]:
+        q = self._q(queue)
+        until = time.time() + lease
+        lost = []
+        for job_id in job_ids:
+            job = q.jobs.get(job_id)
+            if job is None or job.state != "active" or job.worker != token:
+                lost.append(job_id)
+            else:
+                job.lease_until = until
+        return lost
+
+    async def finish(
+        self, queue: str, token: str, finishes: Sequence[Finish], fetch: int, lease: float
+    ) -> FinishResult:
+        q = self._q(queue)
+        lost = [fin.job_id for fin in finishes if not self._finish_one(q, token, fin)]
+        if any(fin.status == "retry" for fin in finishes):
+            self._notify(q)
+        jobs = self._take(q, token, fetch, lease) if fetch > 0 else []
+        return FinishResult(lost, jobs)
+
+    async def release(self, queue: str, token: str, job_ids: Sequence[str] | None) -> list[str]:
+        q = self._q(queue)
+        ids = list(q.active) if job_ids is None else list(job_ids)
+        released = []
+        for job_id in ids:
+            job = q.jobs.get(job_id)
+            if job is None or job.state != "active" or job.worker != token:
+                continue
+            q.active.pop(job_id, None)
+            job.worker = None
+            job.lease_until = None
+            self._to_waiting(q, job, front=True)
+            released.append(job_id)
+        if released:
+            self._notify(q)
+        return released
+
+    async def recover_stalled(self, queue: str, max_stalls: int) -> list[Stalled]:
+        q = self._q(queue)
+        now = time.time()
+        out = []
+        for job_id in list(q.active):
+            job = q.jobs[job_id]
+            if job.lease_until is None or job.lease_until > now:
+                continue
+            q.active.pop(job_id)
+            job.worker = None
+            job.lease_until = None
+            job.stalls += 1
+            if job.stalls > max_stalls:
+                job.state = "failed"
+                job.failed_reason = STALLED_REASON
+                job.finished_on = now
+                q.failed[job_id] = now
+                opts = job.opts.get("remove_on_fail")
+                self._retain(q, q.failed, Keep.from_json(opts, KEEP_FAILED), now)
+                out.append(Stalled(job_id, True))
+            else:
+                self._to_waiting(q, job)
+                out.append(Stalled(job_id, False))
+        if out:
+            self._notify(q)
+        return out
+
+    async def update_progress(self, queue: str, job_id: str, progress_json: str) -> bool:
+        job = self._q(queue).jobs.get(job_id)
+        if job is None:
+            return False
+        job.progress = json.loads(progress_json)
+        return True
+
+    async def add_log(self, queue: str, job_id: str, line: str, keep: int) -> int:
+        q = self._q(queue)
+        if job_id not in q.jobs:
+            return 0
+        lines = q.logs.setdefault(job_id, [])
+        lines.append(line)
+        if keep > 0 and len(lines) > keep:
+            del lines[: len(lines) - keep]
+        return len(lines)
+
+    # -- inspection ------------------------------------------------------------------------
+    async def get_job(self, queue: str, job_id: str) -> JobRecord | None:
+        job = self._q(queue).jobs.get(job_id)
+        return None if job is None else replace(job)
+
+    async def get_logs(self, queue: str, job_id: str, start: int, end: int) -> list[str]:
+        lines = self._q(queue).logs.get(job_id, [])
+        return _slice(lines, start, end)
+
+    def _ids_in(self, q: _Queue, state: JobState) -> list[str]:
+        if state == "waiting":
+            entries = sorted((p, s, i) for p, s, i in q.waiting if q.waiting_seq.get(i) == s)
+            return [i for _, _, i in entries]
+        if state == "delayed":
+            return [i for _, s, i in sorted(q.delayed) if q.delayed_seq.get(i) == s]
+        if state == "active":
+            return sorted(q.active, key=lambda i: q.jobs[i].processed_on or 0.0)
+        finished = q.completed if state == "completed" else q.failed
+        return list(reversed(finished))
+
+    async def list_jobs(self, queue: str, state: JobState, start: int, end: int) -> list[JobRecord]:
+        q = self._q(queue)
+        return [replace(q.jobs[i]) for i in _slice(self._ids_in(q, state), start, end)]
+
+    async def counts(self, queue: str) -> dict[str, int]:
+        q = self._q(queue)
+        return {
+            "waiting": len(q.waiting_seq),
+            "active": len(q.active),
+            "delayed": len(q.delayed_seq),
+            "completed": len(q.completed),
+            "failed": len(q.failed),
+        }
+
+    async def queues(self) -> list[str]:
+        return sorted(
+            name
+            for name, q in self._queues.items()
+            if q.jobs or q.schedules or q.workers or q.paused
+        )
+
+    # -- administration --------------------------------------------------------------------
+    async def pause(self, queue: str) -> None:
+        self._q(queue).paused = True
+
+    async def resume(self, queue: str) -> None:
+        q = self._q(queue)
+        q.paused = False
+        self._notify(q)
+
+    async def is_paused(self, queue: str) -> bool:
+        return self._q(queue).paused
+
+    async def drain(self, queue: str, delayed: bool) -> int:
+        q = self._q(queue)
+        ids = list(q.waiting_seq) + (list(q.delayed_seq) if delayed else [])
+        for job_id in ids:
+            self._delete(q, job_id)
+        return len(ids)
+
+    async def clean(self, queue: str, state: JobState, grace: float, limit: int) -> list[str]:
+        if state == "active":
+            return []
+        q = self._q(queue)
+        cutoff = time.time() - grace
+        removed: list[str] = []
+        for job_id in list(reversed(self._ids_in(q, state))):
+            job = q.jobs[job_id]
+            at = job.finished_on if job.finished_on is not None else job.timestamp
+            if at <= cutoff:
+                self._delete(q, job_id)
+                removed.append(job_id)
+                if limit and len(removed) >= limit:
+                    break
+        return removed
+
+    async def remove(self, queue: str, job_id: str) -> bool:
+        q = self._q(queue)
+        job = q.jobs.get(job_id)
+        if job is None or job.state == "active":
+            return False
+        self._delete(q, job_id)
+        return True
+
+    async def retry(self, queue: str, job_id: str) -> bool:
+        q = self._q(queue)
+        job = q.jobs.get(job_id)
+        if job is None or job.state != "failed":
+            return False
+        q.failed.pop(job_id, None)
+        job.attempts_made = 0
+        job.stalls = 0
+        job.failed_reason = job.stacktrace = None
+        job.finished_on = job.processed_on = None
+        self._to_waiting(q, job)
+        self._notify(q)
+        return True
+
+    async def promote(self, queue: str, job_id: str) -> bool:
+        q = self._q(queue)
+        job = q.jobs.get(job_id)
+        if job is None or job.state != "delayed":
+            return False
+        q.delayed_seq.pop(job_id, None)
+        job.run_at = time.time()
+        self._to_waiting(q, job)
+        self._notify(q)
+        return True
+
+    async def obliterate(self, queue: str) -> None:
+        q = self._queues.pop(queue, None)
+        if q is not None:
+            self._notify(q)
+
+    # -- schedules -------------------------------------------------------------------------
+    async def save_schedule(self, queue: str, schedule: ScheduleRecord) -> ScheduleRecord:
+        schedules = self._q(queue).schedules
+        stored = replace(schedule)
+        old = schedules.get(schedule.key)
+        if old is not None and old.same_definition(schedule):
+            stored.next_run = old.next_run
+        schedules[schedule.key] = stored
+        return replace(stored)
+
+    async def get_schedules(self, queue: str) -> list[ScheduleRecord]:
+        return [replace(s) for s in self._q(queue).schedules.values()]
+
+    async def remove_schedule(self, queue: str, key: str) -> bool:
+        return self._q(queue).schedules.pop(key, None) is not None
+
+    async def advance_schedule(
+        self, queue: str, key: str, expected_next: float, next_run: float, jobs: Sequence[NewJob]
+    ) -> bool:
+        q = self._q(queue)
+        schedule = q.schedules.get(key)
+        if schedule is None or schedule.next_run != expected_next:
+            return False
+        schedule.next_run = next_run
+        await self.add(queue, jobs)
+        return True
+
+    # -- worker registry -------------------------------------------------------------------
+    async def heartbeat(self, info: WorkerInfo, ttl: float) -> None:
+        now = time.time()
+        workers = self._q(info.queue).workers
+        for worker_id, (_, expires) in list(workers.items()):
+            if expires <= now:
+                del workers[worker_id]
+        workers[info.id] = (replace(info, last_seen=now), now + ttl)
+
+    async def unregister(self, queue: str, worker_id: str) -> None:
+        self._q(queue).workers.pop(worker_id, None)
+
+    async def list_workers(self, queue: str) -> list[WorkerInfo]:
+        now = time.time()
+        workers = self._q(queue).workers.values()
+        return [replace(info) for info, expires in workers if expires > now]
+
+
+def _slice(items: list[str], start: int, end: int) -> list[str]:
+    """Redis-style inclusive range with negative indexes."""
+    n = len(items)
+    if start < 0:
+        start = max(n + start, 0)
+    if end < 0:
+        end = n + end
+    return items[start : end + 1]

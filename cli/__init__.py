@@ -1,0 +1,1 @@
+"""The ``polyjobs`` command line (Typer), a thin skin over the library."""

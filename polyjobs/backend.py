@@ -1,0 +1,266 @@
+"""The Backend contract: what a queue backend stores and how it moves jobs between states.
+
+A backend does only the atomic storage step of each transition; the engine (``Queue``,
+``Worker``) does the shared bookkeeping: validation, timestamps, attempts, backoff, events.
+Every method that changes a job's state is one atomic step (a Lua script on Redis, one
+transaction on SQLite, one synchronous block on the in-memory backend). No job is ever in two
+states or in none.
+
+Times are epoch seconds (``float``). Payloads cross the contract as JSON text (``*_json``
+fields) so a backend never has to guess how to encode user data, and never pickles.
+
+A backend passes :mod:`polyjobs.testing.contract` to be done. It declares what it can do in
+``capabilities`` and the contract suite skips by capability, never by backend name.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol, runtime_checkable
+
+from polyjobs.options import Keep
+
+JobState = Literal["waiting", "delayed", "active", "completed", "failed"]
+STATES: tuple[JobState, ...] = ("waiting", "active", "delayed", "completed", "failed")
+FinishStatus = Literal["completed", "failed", "retry"]
+
+#: Capability names a backend may declare.
+CAP_SHARED = "shared"  # several processes (or machines) can share one backend
+CAP_DURABLE = "durable"  # jobs survive a restart of every process
+
+
+@dataclass(slots=True)
+class JobRecord:
+    """A job as stored. ``data``, ``progress`` and ``returnvalue`` are decoded JSON values."""
+
+    id: str
+    name: str
+    data: Any
+    opts: dict[str, Any]
+    state: JobState
+    timestamp: float
+    run_at: float = 0.0
+    priority: int = 0
+    attempts_made: int = 0
+    attempts_started: int = 0
+    stalls: int = 0
+    progress: Any = None
+    returnvalue: Any = None
+    failed_reason: str | None = None
+    stacktrace: str | None = None
+    processed_on: float | None = None
+    finished_on: float | None = None
+    worker: str | None = None
+    lease_until: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class NewJob:
+    """A job to add. ``job_id`` None lets the backend assign the next numeric id.
+
+    ``run_at`` greater than ``timestamp`` makes the job ``delayed`` until then; ``lifo`` puts
+    it first within its priority level. Priority 0 comes first, then 1, 2, ... (FIFO within a
+    level).
+    """
+
+    name: str
+    data_json: str
+    opts: dict[str, Any]
+    timestamp: float
+    job_id: str | None = None
+    run_at: float = 0.0
+    priority: int = 0
+    lifo: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class AddResult:
+    id: str
+    added: bool  # False: a job with this id already existed, nothing was changed
+
+
+@dataclass(frozen=True, slots=True)
+class Finish:
+    """How one active job ends.
+
+    ``completed``/``failed`` are final and apply ``keep`` (retention of that state) in the same
+    atomic step; ``retry`` puts the job back: ``delayed`` until ``retry_at``, or ``waiting`` when
+    ``retry_at`` is not in the future.
+    """
+
+    job_id: str
+    status: FinishStatus
+    attempts_made: int
+    finished_on: float
+    returnvalue_json: str | None = None
+    failed_reason: str | None = None
+    stacktrace: str | None = None
+    retry_at: float = 0.0
+    keep: Keep = field(default_factory=Keep)
+
+
+@dataclass(frozen=True, slots=True)
+class FinishResult:
+    lost: list[str]  # ids this worker no longer owned (lease expired and the job moved on)
+    jobs: list[JobRecord]  # next jobs fetched in the same step
+
+
+@dataclass(frozen=True, slots=True)
+class Stalled:
+    job_id: str
+    failed: bool  # True: stalled more than max_stalls times, now failed; else back to waiting
+
+
+@dataclass(slots=True)
+class ScheduleRecord:
+    """A repeatable job definition and the time of its next slot."""
+
+    key: str
+    name: str
+    data_json: str
+    opts: dict[str, Any]
+    next_run: float
+    every: float | None = None
+    cron: str | None = None
+    tz: str | None = None
+    missed: str = "skip"
+    grace: float | None = None
+    created: float = 0.0
+
+    def same_definition(self, other: ScheduleRecord) -> bool:
+        return (self.every, self.cron, self.tz) == (other.every, other.cron, other.tz)
+
+
+@dataclass(slots=True)
+class WorkerInfo:
+    """One live worker, as kept in the registry by its heartbeats."""
+
+    id: str
+    queue: str
+    host: str
+    pid: int
+    concurrency: int
+    started: float
+    last_seen: float = 0.0
+    active: int = 0
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """The storage contract every queue backend implements."""
+
+    url: str
+    capabilities: frozenset[str]
+
+    async def open(self) -> None:
+        """Connect / create storage. Raise ``BackendUnavailableError`` with one clear line."""
+
+    async def close(self) -> None:
+        """Release every resource; idempotent; returns promptly even if the server is gone."""
+
+    # -- producers -------------------------------------------------------------------------
+    async def add(self, queue: str, jobs: Sequence[NewJob]) -> list[AddResult]:
+        """Add jobs atomically each; a job whose id exists is not changed (``added=False``)."""
+
+    # -- workers ---------------------------------------------------------------------------
+    async def fetch(
+        self, queue: str, token: str, limit: int, lease: float, block: float
+    ) -> list[JobRecord]:
+        """Promote due delayed jobs, then move up to ``limit`` ready jobs to ``active``, owned by
+        ``token`` until ``now + lease``. Nothing while paused. When nothing is ready, wait up to
+        ``block`` seconds for a wake-up (an add, a resume, a delayed job falling due) without
+        busy polling, and try once more."""
+
+    async def extend(
+        self, queue: str, token: str, job_ids: Sequence[str], lease: float
+    ) -> list[str]:
+        """Renew the leases of ``job_ids`` to ``now + lease``; return the ids not owned."""
+
+    async def finish(
+        self, queue: str, token: str, finishes: Sequence[Finish], fetch: int, lease: float
+    ) -> FinishResult:
+        """End active jobs owned by ``token`` (others are reported ``lost`` and left alone),
+        apply retention, and fetch up to ``fetch`` next jobs (never blocking) in one step."""
+
+    async def release(self, queue: str, token: str, job_ids: Sequence[str] | None) -> list[str]:
+        """Hand jobs owned by ``token`` back to ``waiting`` (all of them when ``job_ids`` is
+        None) without counting an attempt; return the ids released."""
+
+    async def recover_stalled(self, queue: str, max_stalls: int) -> list[Stalled]:
+        """Move active jobs whose lease expired back to ``waiting`` (``stalls`` + 1), or to
+        ``failed`` once ``stalls`` would exceed ``max_stalls``."""
+
+    async def update_progress(self, queue: str, job_id: str, progress_json: str) -> bool:
+        """Store a job's progress; False when the job does not exist."""
+
+    async def add_log(self, queue: str, job_id: str, line: str, keep: int) -> int:
+        """Append a log line (keeping the last ``keep``); return the number of lines kept."""
+
+    # -- inspection ------------------------------------------------------------------------
+    async def get_job(self, queue: str, job_id: str) -> JobRecord | None: ...
+
+    async def get_logs(self, queue: str, job_id: str, start: int, end: int) -> list[str]:
+        """Log lines ``start..end`` inclusive (negative indexes count from the end)."""
+
+    async def list_jobs(self, queue: str, state: JobState, start: int, end: int) -> list[JobRecord]:
+        """Jobs in ``state``, ``start..end`` inclusive: waiting in fetch order, delayed by due
+        time, active by start time, completed and failed newest first."""
+
+    async def counts(self, queue: str) -> dict[str, int]:
+        """Exact number of jobs in each of :data:`STATES`."""
+
+    async def queues(self) -> list[str]:
+        """Names of the queues that hold jobs, schedules or workers."""
+
+    # -- administration --------------------------------------------------------------------
+    async def pause(self, queue: str) -> None: ...
+
+    async def resume(self, queue: str) -> None: ...
+
+    async def is_paused(self, queue: str) -> bool: ...
+
+    async def drain(self, queue: str, delayed: bool) -> int:
+        """Remove waiting jobs (and delayed ones when ``delayed``); return how many."""
+
+    async def clean(self, queue: str, state: JobState, grace: float, limit: int) -> list[str]:
+        """Remove up to ``limit`` (0: no limit) jobs in ``state`` older than ``grace`` seconds
+        (by finish time, or creation time for unfinished states); active jobs are never
+        removed."""
+
+    async def remove(self, queue: str, job_id: str) -> bool:
+        """Remove a job that is not active; False when it does not exist or is active."""
+
+    async def retry(self, queue: str, job_id: str) -> bool:
+        """Move a failed job back to ``waiting`` with its attempts reset."""
+
+    async def promote(self, queue: str, job_id: str) -> bool:
+        """Move a delayed job to ``waiting`` now."""
+
+    async def obliterate(self, queue: str) -> None:
+        """Remove the queue: every job, log, schedule, flag and registry entry."""
+
+    # -- schedules -------------------------------------------------------------------------
+    async def save_schedule(self, queue: str, schedule: ScheduleRecord) -> ScheduleRecord:
+        """Create or replace a schedule, atomically. When the stored one has the same cadence
+        (``same_definition``), its ``next_run`` is kept, so re-upserting from many processes
+        never moves or repeats a slot. Return the record as stored."""
+
+    async def get_schedules(self, queue: str) -> list[ScheduleRecord]: ...
+
+    async def remove_schedule(self, queue: str, key: str) -> bool: ...
+
+    async def advance_schedule(
+        self, queue: str, key: str, expected_next: float, next_run: float, jobs: Sequence[NewJob]
+    ) -> bool:
+        """If the schedule's ``next_run`` still equals ``expected_next``, set it to ``next_run``
+        and add ``jobs``, atomically; otherwise change nothing and return False. This
+        compare-and-set is what makes any number of schedulers produce one job per slot."""
+
+    # -- worker registry -------------------------------------------------------------------
+    async def heartbeat(self, info: WorkerInfo, ttl: float) -> None:
+        """Register or refresh a worker; it drops out of ``list_workers`` after ``ttl``."""
+
+    async def unregister(self, queue: str, worker_id: str) -> None: ...
+
+    async def list_workers(self, queue: str) -> list[WorkerInfo]: ...

@@ -1,0 +1,29 @@
+"""JSON on the wire, and only JSON: strict encoding with one clear error for what is not JSON."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from polyjobs.errors import InvalidArgumentError
+
+DEFAULT_MAX_PAYLOAD = 512 * 1024
+
+
+def encode(value: Any, what: str, max_bytes: int | None = None) -> str:
+    """Encode ``value`` as compact JSON; reject NaN/Infinity, non-JSON types and oversize data."""
+    try:
+        text = json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise InvalidArgumentError(f"{what} is not JSON: {exc}") from None
+    except RecursionError:
+        raise InvalidArgumentError(f"{what} is not JSON: nested too deeply") from None
+    if max_bytes is not None and len(text) > max_bytes and len(text.encode()) > max_bytes:
+        raise InvalidArgumentError(
+            f"{what} is {len(text.encode())} bytes of JSON, over the limit of {max_bytes} bytes"
+        )
+    return text
+
+
+def decode(text: str | bytes | None) -> Any:
+    return None if text is None else json.loads(text)

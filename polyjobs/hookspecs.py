@@ -1,0 +1,53 @@
+"""The hooks a polyjobs plugin can implement. These docstrings are the plugin reference.
+
+A plugin is a module or object with functions decorated by :data:`polyjobs.hookimpl`, registered
+through the ``polyjobs`` entry-point group (``[project.entry-points.polyjobs]`` in its
+``pyproject.toml``). The built-in backends and processors register through the same hooks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import pluggy
+
+if TYPE_CHECKING:
+    from polyjobs.backend import Backend
+    from polyjobs.runtime import QueueSpec
+
+hookspec = pluggy.HookspecMarker("polyjobs")
+hookimpl = pluggy.HookimplMarker("polyjobs")
+
+BackendFactory = Callable[[str], "Backend"]
+
+
+@hookspec
+def polyjobs_backend_factories() -> Mapping[str, BackendFactory]:
+    """Return the backends this plugin provides, as ``{url_scheme: factory}``.
+
+    ``factory(url)`` builds an unopened :class:`~polyjobs.backend.Backend` for a URL of that
+    scheme; it must not do I/O (``open()`` does). A scheme claimed by two plugins is an error
+    that names both.
+    """
+    raise NotImplementedError
+
+
+@hookspec
+def polyjobs_queue_specs() -> Sequence[QueueSpec]:
+    """Return the queues this plugin contributes (one :class:`~polyjobs.QueueSpec` each).
+
+    ``polyjobs start`` runs a worker for each contributed queue. A queue name contributed by two
+    plugins is an error that names both.
+    """
+    raise NotImplementedError
+
+
+@hookspec
+def polyjobs_job_event(queue: str, event: str, job_id: str, payload: Mapping[str, Any]) -> None:
+    """Called in the worker's process after each job event.
+
+    ``event`` is one of ``completed``, ``failed``, ``retrying``, ``progress``, ``stalled``;
+    ``payload`` holds the event's details (``returnvalue``, ``failed_reason``, ``progress``...).
+    Return nothing; an exception is logged and does not affect the job.
+    """

@@ -1,0 +1,152 @@
+"""``Job``: one job as the API shows it, with the calls a processor makes on it."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from polyjobs import codec
+from polyjobs.errors import JobFailedError, JobNotFoundError, WaitTimeoutError
+from polyjobs.options import Duration, JobOptions, seconds
+
+if TYPE_CHECKING:
+    from polyjobs.backend import Backend, JobRecord, JobState
+
+MAX_LOG_LINES = 1000
+FINAL_STATES = ("completed", "failed")
+
+
+class Job:
+    """A job of a queue: its stored fields, and (inside a processor) progress and logs.
+
+    ``timestamp``, ``processed_on`` and ``finished_on`` are epoch seconds. ``context`` is what
+    the worker (or Runtime) was given for its processors: shared clients, stores, queues.
+    """
+
+    def __init__(
+        self, record: JobRecord, queue: str, backend: Backend, context: Any = None
+    ) -> None:
+        self.queue_name = queue
+        self.id = record.id
+        self.name = record.name
+        self.data: Any = record.data
+        self.opts: dict[str, Any] = record.opts
+        self.state: JobState = record.state
+        self.attempts_made = record.attempts_made
+        self.attempts_started = record.attempts_started
+        self.stalls = record.stalls
+        self.progress: Any = record.progress
+        self.returnvalue: Any = record.returnvalue
+        self.failed_reason = record.failed_reason
+        self.stacktrace = record.stacktrace
+        self.timestamp = record.timestamp
+        self.run_at = record.run_at
+        self.priority = record.priority
+        self.processed_on = record.processed_on
+        self.finished_on = record.finished_on
+        self.context = context
+        self._backend = backend
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._on_progress: Callable[[Job, Any], None] | None = None
+
+    def __repr__(self) -> str:
+        return f"<Job {self.queue_name}/{self.id} {self.name!r} {self.state}>"
+
+    @property
+    def options(self) -> JobOptions:
+        """The job's options, parsed."""
+        return JobOptions.from_json(self.opts)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Every stored field, as JSON-ready values (what ``jobs show --json`` prints)."""
+        return {
+            "id": self.id,
+            "queue": self.queue_name,
+            "name": self.name,
+            "state": self.state,
+            "data": self.data,
+            "opts": self.opts,
+            "progress": self.progress,
+            "attempts_made": self.attempts_made,
+            "attempts_started": self.attempts_started,
+            "stalls": self.stalls,
+            "returnvalue": self.returnvalue,
+            "failed_reason": self.failed_reason,
+            "stacktrace": self.stacktrace,
+            "timestamp": self.timestamp,
+            "run_at": self.run_at,
+            "priority": self.priority,
+            "processed_on": self.processed_on,
+            "finished_on": self.finished_on,
+        }
+
+    # -- inside a processor ----------------------------------------------------------------
+    async def update_progress(self, progress: Any) -> None:
+        """Store the job's progress: a number (e.g. percent) or a JSON object."""
+        text = codec.encode(progress, f"progress of job {self.id}")
+        await self._backend.update_progress(self.queue_name, self.id, text)
+        self.progress = codec.decode(text)
+        if self._on_progress is not None:
+            self._on_progress(self, self.progress)
+
+    async def log(self, text: str) -> None:
+        """Append a line to the job's log (the last 1000 lines are kept)."""
+        await self._backend.add_log(self.queue_name, self.id, str(text), MAX_LOG_LINES)
+
+    def update_progress_sync(self, progress: Any) -> None:
+        """``update_progress`` for a plain (threaded) processor function."""
+        self._call_from_thread(self.update_progress(progress))
+
+    def log_sync(self, text: str) -> None:
+        """``log`` for a plain (threaded) processor function."""
+        self._call_from_thread(self.log(text))
+
+    def _call_from_thread(self, coro: Any) -> None:
+        if self._loop is None:
+            coro.close()
+            raise RuntimeError("update_progress_sync/log_sync are for processors run by a Worker")
+        asyncio.run_coroutine_threadsafe(coro, self._loop).result()
+
+    # -- from anywhere ---------------------------------------------------------------------
+    async def logs(self, start: int = 0, end: int = -1) -> list[str]:
+        return await self._backend.get_logs(self.queue_name, self.id, start, end)
+
+    async def refresh(self) -> Job:
+        """Reload the job's fields from the backend."""
+        record = await self._backend.get_job(self.queue_name, self.id)
+        if record is None:
+            raise JobNotFoundError(f"job {self.id} not found in queue {self.queue_name!r}")
+        fresh = Job(record, self.queue_name, self._backend, self.context)
+        for name in ("state", "attempts_made", "attempts_started", "stalls", "progress"):
+            setattr(self, name, getattr(fresh, name))
+        for name in ("returnvalue", "failed_reason", "stacktrace", "run_at"):
+            setattr(self, name, getattr(fresh, name))
+        self.processed_on, self.finished_on = fresh.processed_on, fresh.finished_on
+        return self
+
+    async def wait(self, timeout: Duration | None = None) -> Any:
+        """Wait until the job is completed and return its result.
+
+        Reads the job's state (never only an event stream, so it cannot hang on a lost
+        event). Raises ``JobFailedError`` when the job failed, ``WaitTimeoutError`` after
+        ``timeout``, and ``JobNotFoundError`` when the job was removed (e.g. by
+        ``remove_on_complete=True``) before its end was seen.
+        """
+        deadline = None if timeout is None else time.monotonic() + seconds(timeout, "timeout")
+        interval = 0.005
+        while True:
+            await self.refresh()
+            if self.state == "completed":
+                return self.returnvalue
+            if self.state == "failed":
+                raise JobFailedError(self.id, self.failed_reason)
+            if deadline is not None and time.monotonic() >= deadline:
+                raise WaitTimeoutError(
+                    f"job {self.id} of queue {self.queue_name!r} still {self.state} "
+                    f"after {timeout}s"
+                )
+            pause = interval if deadline is None else min(interval, deadline - time.monotonic())
+            await asyncio.sleep(max(pause, 0.0))
+            interval = min(interval * 2, 0.25)

@@ -1,0 +1,294 @@
+"""Job options: parsing, validation and their JSON form.
+
+Everything here is checked when a job is added, so a bad option is a clear
+:class:`~polyjobs.errors.InvalidArgumentError` at ``Queue.add`` time, never a surprise in a worker.
+Durations are seconds (``float``) or :class:`datetime.timedelta` everywhere in the Python API.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from datetime import timedelta
+from typing import Any, Literal
+
+from polyjobs.errors import InvalidArgumentError
+
+Duration = float | int | timedelta
+MAX_PRIORITY = 2**21
+MAX_JOB_ID_LENGTH = 256
+_JOB_ID_RE = re.compile(r"^[^\s\x00-\x1f\x7f]+$")
+_DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
+
+
+def seconds(value: Duration | str | None, what: str = "duration") -> float:
+    """Seconds from a number, a ``timedelta`` or a string (``"500ms"``, ``"30s"``, ``"10m"``)."""
+    if value is None:
+        return 0.0
+    if isinstance(value, timedelta):
+        secs = value.total_seconds()
+    elif isinstance(value, bool):
+        raise InvalidArgumentError(f"{what} must be a number of seconds, got {value!r}")
+    elif isinstance(value, int | float):
+        secs = float(value)
+    elif isinstance(value, str):
+        match = _DURATION_RE.match(value)
+        if not match:
+            raise InvalidArgumentError(
+                f"{what} {value!r} is not a duration (examples: 500ms, 30s, 10m, 1h)"
+            )
+        secs = float(match.group(1)) * _UNITS[match.group(2)]
+    else:
+        raise InvalidArgumentError(f"{what} must be seconds or a timedelta, got {value!r}")
+    if math.isnan(secs) or math.isinf(secs) or secs < 0:
+        raise InvalidArgumentError(f"{what} must be a finite number >= 0, got {value!r}")
+    return secs
+
+
+@dataclass(frozen=True, slots=True)
+class Backoff:
+    """How long to wait before the next attempt.
+
+    ``fixed``: always ``delay``. ``exponential``: ``delay * 2 ** (attempts_made - 1)``.
+    ``jitter`` (0..1) takes a random part of up to that fraction off each delay;
+    ``max_delay`` caps it.
+    """
+
+    type: Literal["fixed", "exponential"] = "fixed"
+    delay: float = 0.0
+    jitter: float = 0.0
+    max_delay: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.type not in ("fixed", "exponential"):
+            raise InvalidArgumentError(
+                f"unknown backoff type {self.type!r} (use 'fixed' or 'exponential')"
+            )
+        if not 0.0 <= self.jitter <= 1.0:
+            raise InvalidArgumentError(f"backoff jitter must be within 0..1, got {self.jitter}")
+
+    def delay_for(self, attempts_made: int, rng: random.Random | None = None) -> float:
+        """The delay before the next attempt, after ``attempts_made`` attempts."""
+        if self.type == "fixed":
+            wait = self.delay
+        else:
+            wait = self.delay * 2 ** max(attempts_made - 1, 0)
+        if self.max_delay is not None:
+            wait = min(wait, self.max_delay)
+        if self.jitter:
+            wait -= wait * self.jitter * (rng or random).random()
+        return wait
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "type": self.type,
+            "delay": self.delay,
+            "jitter": self.jitter,
+            "max_delay": self.max_delay,
+        }
+
+    @classmethod
+    def parse(cls, value: Any) -> Backoff:
+        """Accept a ``Backoff``, a number (fixed delay), or ``{"type", "delay", "jitter"}``."""
+        if isinstance(value, Backoff):
+            return value
+        if value is None:
+            return cls()
+        if isinstance(value, int | float | timedelta) and not isinstance(value, bool):
+            return cls("fixed", seconds(value, "backoff delay"))
+        if isinstance(value, str):
+            return cls(value, 0.0)  # type: ignore[arg-type]  # validated in __post_init__
+        if isinstance(value, Mapping):
+            unknown = set(value) - {"type", "delay", "jitter", "max_delay"}
+            if unknown:
+                raise InvalidArgumentError(f"unknown backoff keys: {', '.join(sorted(unknown))}")
+            max_delay = value.get("max_delay")
+            return cls(
+                value.get("type", "fixed"),
+                seconds(value.get("delay", 0.0), "backoff delay"),
+                float(value.get("jitter", 0.0)),
+                None if max_delay is None else seconds(max_delay, "backoff max_delay"),
+            )
+        raise InvalidArgumentError(f"backoff must be a number, a mapping or a Backoff: {value!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class Keep:
+    """Retention of finished jobs: keep at most ``count`` of them and none older than ``age`` s.
+
+    ``None`` means no limit on that axis; ``Keep(count=0)`` removes jobs as they finish.
+    """
+
+    count: int | None = None
+    age: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.count is not None and self.count < 0:
+            raise InvalidArgumentError(f"retention count must be >= 0, got {self.count}")
+        if self.age is not None and self.age < 0:
+            raise InvalidArgumentError(f"retention age must be >= 0, got {self.age}")
+
+    @property
+    def removes_at_once(self) -> bool:
+        return self.count == 0 or self.age == 0
+
+    def to_json(self) -> dict[str, Any]:
+        return {"count": self.count, "age": self.age}
+
+    @classmethod
+    def parse(cls, value: Any, default: Keep) -> Keep:
+        """``True``: remove at once; ``False``: keep all; an int: a count; a ``timedelta``: an
+        age; a mapping ``{"count": n, "age": seconds}`` or a ``Keep``: both."""
+        if value is None:
+            return default
+        if isinstance(value, Keep):
+            return value
+        if value is True:
+            return cls(count=0)
+        if value is False:
+            return cls()
+        if isinstance(value, int):
+            return cls(count=value)
+        if isinstance(value, timedelta):
+            return cls(age=value.total_seconds())
+        if isinstance(value, Mapping):
+            unknown = set(value) - {"count", "age"}
+            if unknown:
+                raise InvalidArgumentError(f"unknown retention keys: {', '.join(sorted(unknown))}")
+            count, age = value.get("count"), value.get("age")
+            return cls(
+                None if count is None else int(count),
+                None if age is None else seconds(age, "retention age"),
+            )
+        raise InvalidArgumentError(
+            f"retention must be True, False, a count, a timedelta or {{count, age}}: {value!r}"
+        )
+
+    @classmethod
+    def from_json(cls, value: Mapping[str, Any] | None, default: Keep) -> Keep:
+        if value is None:
+            return default
+        return cls(value.get("count"), value.get("age"))
+
+
+KEEP_COMPLETED = Keep(count=100)
+KEEP_FAILED = Keep(count=1000)
+
+
+@dataclass(frozen=True, slots=True)
+class JobOptions:
+    """The options of one job, validated. Build with :meth:`parse`."""
+
+    job_id: str | None = None
+    delay: float = 0.0
+    priority: int = 0
+    lifo: bool = False
+    attempts: int = 1
+    backoff: Backoff = field(default_factory=Backoff)
+    timeout: float | None = None
+    remove_on_complete: Keep = KEEP_COMPLETED
+    remove_on_fail: Keep = KEEP_FAILED
+
+    def __post_init__(self) -> None:
+        if self.job_id is not None:
+            check_job_id(self.job_id)
+        if not 0 <= self.priority <= MAX_PRIORITY:
+            raise InvalidArgumentError(f"priority must be within 0..{MAX_PRIORITY}")
+        if self.attempts < 1:
+            raise InvalidArgumentError(f"attempts must be >= 1, got {self.attempts}")
+        if self.timeout is not None and self.timeout <= 0:
+            raise InvalidArgumentError(f"timeout must be > 0 seconds, got {self.timeout}")
+
+    _KEYS = frozenset(
+        {
+            "job_id",
+            "delay",
+            "priority",
+            "lifo",
+            "attempts",
+            "backoff",
+            "timeout",
+            "remove_on_complete",
+            "remove_on_fail",
+        }
+    )
+
+    @classmethod
+    def parse(cls, options: Mapping[str, Any], defaults: JobOptions | None = None) -> JobOptions:
+        """Validate user options over ``defaults``; raise ``InvalidArgumentError`` on bad ones."""
+        base = defaults or cls()
+        unknown = set(options) - cls._KEYS
+        if unknown:
+            raise InvalidArgumentError(f"unknown job options: {', '.join(sorted(unknown))}")
+        changes: dict[str, Any] = {}
+        for key, value in options.items():
+            changes[key] = _parse_option(key, value, base)
+        return replace(base, **changes)
+
+    def to_json(self) -> dict[str, Any]:
+        """The stored form, a JSON object (the job's ``opts``)."""
+        return {
+            "job_id": self.job_id,
+            "delay": self.delay,
+            "priority": self.priority,
+            "lifo": self.lifo,
+            "attempts": self.attempts,
+            "backoff": self.backoff.to_json(),
+            "timeout": self.timeout,
+            "remove_on_complete": self.remove_on_complete.to_json(),
+            "remove_on_fail": self.remove_on_fail.to_json(),
+        }
+
+    @classmethod
+    def from_json(cls, opts: Mapping[str, Any]) -> JobOptions:
+        """Read stored options back, tolerating missing keys (older records)."""
+        backoff = opts.get("backoff") or {}
+        return cls(
+            job_id=opts.get("job_id"),
+            delay=float(opts.get("delay") or 0.0),
+            priority=int(opts.get("priority") or 0),
+            lifo=bool(opts.get("lifo")),
+            attempts=int(opts.get("attempts") or 1),
+            backoff=Backoff.parse(backoff),
+            timeout=opts.get("timeout"),
+            remove_on_complete=Keep.from_json(opts.get("remove_on_complete"), KEEP_COMPLETED),
+            remove_on_fail=Keep.from_json(opts.get("remove_on_fail"), KEEP_FAILED),
+        )
+
+
+def _parse_option(key: str, value: Any, base: JobOptions) -> Any:
+    if key == "job_id":
+        return None if value is None else check_job_id(value)
+    if key == "delay":
+        return seconds(value, "delay")
+    if key == "timeout":
+        return None if value is None else seconds(value, "timeout")
+    if key in ("priority", "attempts"):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise InvalidArgumentError(f"{key} must be an integer, got {value!r}")
+        return value
+    if key == "lifo":
+        return bool(value)
+    if key == "backoff":
+        return Backoff.parse(value)
+    if key == "remove_on_complete":
+        return Keep.parse(value, base.remove_on_complete)
+    return Keep.parse(value, base.remove_on_fail)
+
+
+def check_job_id(job_id: Any) -> str:
+    """A job id is a non-empty string of at most 256 printable, non-space characters."""
+    if isinstance(job_id, int) and not isinstance(job_id, bool):
+        job_id = str(job_id)
+    if not isinstance(job_id, str) or not job_id:
+        raise InvalidArgumentError(f"job id must be a non-empty string, got {job_id!r}")
+    if len(job_id) > MAX_JOB_ID_LENGTH or not _JOB_ID_RE.match(job_id):
+        raise InvalidArgumentError(
+            f"job id {job_id[:40]!r} must be at most {MAX_JOB_ID_LENGTH} characters "
+            "without spaces or control characters"
+        )
+    return job_id

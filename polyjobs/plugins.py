@@ -1,0 +1,137 @@
+"""Plugin loading, and the typed wrappers that call hooks. Only this module touches ``pm.hook``."""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Any, cast
+from urllib.parse import urlsplit
+
+import pluggy
+
+from polyjobs import hookspecs
+from polyjobs.errors import PluginError, UnknownBackendError
+from polyjobs.redact import redact_url
+
+if TYPE_CHECKING:
+    from polyjobs.backend import Backend
+    from polyjobs.runtime import QueueSpec
+
+log = logging.getLogger(__name__)
+
+#: Modules that register through the same hooks as third-party plugins. A module that is not
+#: part of this installation (an optional subpackage) is skipped.
+BUILTIN_PLUGINS = (
+    "polyjobs.backends.memory",
+    "polyjobs.backends.sqlite",
+    "polyjobs.backends.redis",
+    "polyjobs.processors",
+)
+ENTRY_POINT_GROUP = "polyjobs"
+
+
+class PluginHost:
+    """A pluggy ``PluginManager`` with polyjobs' hooks, and typed calls of them.
+
+    Build one per application (``PluginHost.load()``); nothing here is global.
+    """
+
+    def __init__(self, pm: pluggy.PluginManager) -> None:
+        self.pm = pm
+
+    @classmethod
+    def load(
+        cls,
+        *,
+        builtins: Iterable[str] = BUILTIN_PLUGINS,
+        entry_points: bool = True,
+        extra: Iterable[object] = (),
+    ) -> PluginHost:
+        """Register the built-in plugins, the ``polyjobs`` entry points and ``extra`` objects."""
+        pm = pluggy.PluginManager("polyjobs")
+        pm.add_hookspecs(hookspecs)
+        for name in builtins:
+            try:
+                module = importlib.import_module(name)
+            except ModuleNotFoundError as exc:
+                if exc.name != name:
+                    raise
+                continue
+            pm.register(module, name=name)
+        if entry_points:
+            pm.load_setuptools_entrypoints(ENTRY_POINT_GROUP)
+        for plugin in extra:
+            pm.register(plugin)
+        return cls(pm)
+
+    def _plugin_name(self, impl: Any) -> str:
+        return str(self.pm.get_name(impl.plugin) or impl.plugin_name)
+
+    def backend_factories(self) -> dict[str, tuple[hookspecs.BackendFactory, str]]:
+        """``{scheme: (factory, plugin name)}``; a scheme claimed twice raises ``PluginError``."""
+        found: dict[str, tuple[hookspecs.BackendFactory, str]] = {}
+        for impl in self.pm.hook.polyjobs_backend_factories.get_hookimpls():
+            owner = self._plugin_name(impl)
+            provided = cast(Mapping[str, hookspecs.BackendFactory], impl.function())
+            for scheme, factory in provided.items():
+                if scheme in found:
+                    raise PluginError(
+                        f"backend scheme {scheme!r} is claimed by both {found[scheme][1]!r} "
+                        f"and {owner!r}"
+                    )
+                found[scheme] = (factory, owner)
+        return found
+
+    def queue_specs(self) -> dict[str, QueueSpec]:
+        """Every contributed queue by name; a name contributed twice raises ``PluginError``."""
+        found: dict[str, QueueSpec] = {}
+        owners: dict[str, str] = {}
+        for impl in self.pm.hook.polyjobs_queue_specs.get_hookimpls():
+            owner = self._plugin_name(impl)
+            specs = cast("Sequence[QueueSpec]", impl.function())
+            for spec in specs:
+                if spec.name in found:
+                    raise PluginError(
+                        f"queue {spec.name!r} is contributed by both {owners[spec.name]!r} "
+                        f"and {owner!r}"
+                    )
+                found[spec.name], owners[spec.name] = spec, owner
+        return found
+
+    def job_event(self, queue: str, event: str, job_id: str, payload: Mapping[str, Any]) -> None:
+        """Call ``polyjobs_job_event``; a failing plugin is logged, never raised into a job."""
+        try:
+            self.pm.hook.polyjobs_job_event(
+                queue=queue, event=event, job_id=job_id, payload=payload
+            )
+        except Exception:
+            log.exception("a polyjobs_job_event hook failed for %s job %s", queue, job_id)
+
+    def make_backend(self, url: str) -> Backend:
+        """Build (not open) the backend for ``url`` from the plugin that owns its scheme."""
+        scheme = urlsplit(url).scheme
+        factories = self.backend_factories()
+        if scheme not in factories:
+            known = ", ".join(f"{s}://" for s in sorted(factories)) or "none"
+            raise UnknownBackendError(
+                f"no backend for {redact_url(url)!r}: unknown scheme {scheme!r} "
+                f"(installed: {known})"
+            )
+        return factories[scheme][0](url)
+
+
+@asynccontextmanager
+async def open_backend(url: str, plugins: PluginHost | None = None) -> AsyncIterator[Backend]:
+    """Open the backend for ``url`` and close it on exit::
+
+    async with open_backend("memory://") as backend:
+        queue = Queue("emails", backend)
+    """
+    backend = (plugins or PluginHost.load()).make_backend(url)
+    await backend.open()
+    try:
+        yield backend
+    finally:
+        await backend.close()

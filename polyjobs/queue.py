@@ -1,0 +1,259 @@
+"""``Queue``: add jobs, inspect them, and administer one named queue on a backend."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from polyjobs import codec
+from polyjobs.backend import STATES, JobRecord, NewJob, ScheduleRecord
+from polyjobs.errors import InvalidArgumentError, JobNotFoundError
+from polyjobs.job import Job
+from polyjobs.options import Duration, JobOptions, check_job_id, seconds
+from polyjobs.scheduling import MISSED_POLICIES, Cadence
+
+if TYPE_CHECKING:
+    from polyjobs.backend import Backend, JobState, WorkerInfo
+
+_QUEUE_NAME_MAX = 200
+
+
+def check_queue_name(name: str) -> str:
+    if not isinstance(name, str) or not name or len(name) > _QUEUE_NAME_MAX:
+        raise InvalidArgumentError(f"queue name must be 1..{_QUEUE_NAME_MAX} characters: {name!r}")
+    if any(c.isspace() or c in "{}" or ord(c) < 32 for c in name):
+        raise InvalidArgumentError(f"queue name {name!r} may not hold spaces, braces or controls")
+    return name
+
+
+def check_state(state: str) -> JobState:
+    """Return ``state`` typed as a ``JobState``, or raise for an unknown one."""
+    if state not in STATES:
+        raise InvalidArgumentError(f"unknown job state {state!r} (one of {', '.join(STATES)})")
+    return state
+
+
+class Queue:
+    """One named queue on a backend. Every method is a coroutine.
+
+    ``default_options`` apply to every job added here (each ``add`` may override them);
+    ``max_payload`` bounds the JSON size of a job's data (default 512 KiB).
+    """
+
+    def __init__(
+        self,
+        name: str,
+        backend: Backend,
+        *,
+        default_options: Mapping[str, Any] | JobOptions | None = None,
+        max_payload: int = codec.DEFAULT_MAX_PAYLOAD,
+    ) -> None:
+        self.name = check_queue_name(name)
+        self.backend = backend
+        if isinstance(default_options, JobOptions):
+            self.default_options = default_options
+        else:
+            self.default_options = JobOptions.parse(default_options or {})
+        self.max_payload = max_payload
+
+    def __repr__(self) -> str:
+        return f"<Queue {self.name!r}>"
+
+    def _job(self, record: JobRecord) -> Job:
+        return Job(record, self.name, self.backend)
+
+    def _new_job(self, name: str, data: Any, options: Mapping[str, Any], now: float) -> NewJob:
+        if not isinstance(name, str) or not name:
+            raise InvalidArgumentError(f"job name must be a non-empty string, got {name!r}")
+        opts = JobOptions.parse(options, self.default_options)
+        data_json = codec.encode(data, f"data of job {name!r}", self.max_payload)
+        return NewJob(
+            name=name,
+            data_json=data_json,
+            opts=opts.to_json(),
+            timestamp=now,
+            job_id=opts.job_id,
+            run_at=now + opts.delay,
+            priority=opts.priority,
+            lifo=opts.lifo,
+        )
+
+    # -- adding ----------------------------------------------------------------------------
+    async def add(self, name: str, data: Any = None, **options: Any) -> Job:
+        """Add one job. Options: ``job_id``, ``delay``, ``priority``, ``lifo``, ``attempts``,
+        ``backoff``, ``timeout``, ``remove_on_complete``, ``remove_on_fail``.
+
+        With a ``job_id`` that already exists, nothing is added and the existing job is
+        returned.
+        """
+        return (await self._add_many([self._new_job(name, data, options, time.time())]))[0]
+
+    async def add_bulk(self, jobs: Iterable[Mapping[str, Any] | tuple[Any, ...]]) -> list[Job]:
+        """Add many jobs in one call: each a ``{"name", "data", "options"}`` mapping or a
+        ``(name, data[, options])`` tuple. Every job is validated before any is stored."""
+        now = time.time()
+        new_jobs = []
+        for item in jobs:
+            if isinstance(item, Mapping):
+                unknown = set(item) - {"name", "data", "options"}
+                if unknown:
+                    raise InvalidArgumentError(f"unknown keys in bulk job: {sorted(unknown)}")
+                name, data, opts = item.get("name"), item.get("data"), item.get("options") or {}
+            else:
+                if not 1 <= len(item) <= 3:
+                    raise InvalidArgumentError(f"bulk job must be (name, data[, options]): {item}")
+                name, data, opts = (*item, None, {})[:3]
+            new_jobs.append(self._new_job(str(name or ""), data, opts or {}, now))
+        return await self._add_many(new_jobs)
+
+    async def _add_many(self, new_jobs: list[NewJob]) -> list[Job]:
+        if not new_jobs:
+            return []
+        results = await self.backend.add(self.name, new_jobs)
+        jobs = []
+        for new, result in zip(new_jobs, results, strict=True):
+            if result.added:
+                record = _record_of(new, result.id)
+            else:
+                found = await self.backend.get_job(self.name, result.id)
+                record = found if found is not None else _record_of(new, result.id)
+            jobs.append(self._job(record))
+        return jobs
+
+    # -- reading ---------------------------------------------------------------------------
+    async def get_job(self, job_id: str) -> Job | None:
+        record = await self.backend.get_job(self.name, check_job_id(job_id))
+        return None if record is None else self._job(record)
+
+    async def counts(self) -> dict[str, Any]:
+        """``{"waiting", "active", "delayed", "completed", "failed": int, "paused": bool}``."""
+        counts: dict[str, Any] = dict(await self.backend.counts(self.name))
+        counts["paused"] = await self.backend.is_paused(self.name)
+        return counts
+
+    async def jobs(self, state: str, start: int = 0, end: int = -1) -> list[Job]:
+        """Jobs in ``state``, positions ``start..end`` inclusive (``-1`` is the last)."""
+        records = await self.backend.list_jobs(self.name, check_state(state), start, end)
+        return [self._job(r) for r in records]
+
+    async def logs(self, job_id: str, start: int = 0, end: int = -1) -> list[str]:
+        return await self.backend.get_logs(self.name, check_job_id(job_id), start, end)
+
+    async def workers(self) -> list[WorkerInfo]:
+        """The workers of this queue that sent a heartbeat recently."""
+        return await self.backend.list_workers(self.name)
+
+    # -- administration --------------------------------------------------------------------
+    async def pause(self) -> None:
+        """Stop every worker of this queue from taking new jobs (active ones finish)."""
+        await self.backend.pause(self.name)
+
+    async def resume(self) -> None:
+        await self.backend.resume(self.name)
+
+    async def is_paused(self) -> bool:
+        return await self.backend.is_paused(self.name)
+
+    async def drain(self, delayed: bool = False) -> int:
+        """Remove every waiting job (and delayed ones with ``delayed=True``)."""
+        return await self.backend.drain(self.name, delayed)
+
+    async def clean(self, state: str, grace: Duration = 0, limit: int = 0) -> list[str]:
+        """Remove up to ``limit`` (0: all) jobs in ``state`` older than ``grace``."""
+        if limit < 0:
+            raise InvalidArgumentError(f"limit must be >= 0, got {limit}")
+        return await self.backend.clean(
+            self.name, check_state(state), seconds(grace, "grace"), limit
+        )
+
+    async def remove(self, job_id: str) -> bool:
+        """Remove a job that is not active; False when there is no such job or it is active."""
+        return await self.backend.remove(self.name, check_job_id(job_id))
+
+    async def retry(self, job_id: str) -> bool:
+        """Send a failed job back to waiting, its attempts reset; False if it is not failed."""
+        return await self.backend.retry(self.name, check_job_id(job_id))
+
+    async def retry_failed(self) -> int:
+        """Retry every failed job; return how many."""
+        retried = 0
+        while True:
+            failed = await self.backend.list_jobs(self.name, "failed", 0, 499)
+            if not failed:
+                return retried
+            for record in failed:
+                retried += await self.backend.retry(self.name, record.id)
+
+    async def promote(self, job_id: str) -> bool:
+        """Run a delayed job now."""
+        return await self.backend.promote(self.name, check_job_id(job_id))
+
+    async def obliterate(self) -> None:
+        """Remove the queue and everything in it."""
+        await self.backend.obliterate(self.name)
+
+    # -- schedules -------------------------------------------------------------------------
+    async def upsert_schedule(
+        self,
+        key: str,
+        *,
+        every: Duration | str | None = None,
+        cron: str | None = None,
+        tz: str | None = None,
+        name: str | None = None,
+        data: Any = None,
+        options: Mapping[str, Any] | None = None,
+        missed: str = "skip",
+        grace: Duration | None = None,
+    ) -> ScheduleRecord:
+        """Create or update the repeatable job ``key``: every ``every`` or on ``cron`` in
+        ``tz``. Upserting the same cadence again (from any process) keeps its next slot."""
+        check_job_id(key)
+        cadence = Cadence(None if every is None else seconds(every, "every"), cron, tz)
+        if missed not in MISSED_POLICIES:
+            raise InvalidArgumentError(f"missed must be one of {', '.join(MISSED_POLICIES)}")
+        opts = JobOptions.parse(options or {}, self.default_options)
+        if opts.job_id is not None or opts.delay:
+            raise InvalidArgumentError("scheduled jobs take neither job_id nor delay")
+        now = time.time()
+        record = ScheduleRecord(
+            key=key,
+            name=name or key,
+            data_json=codec.encode(data, f"data of schedule {key!r}", self.max_payload),
+            opts=opts.to_json(),
+            next_run=cadence.next_after(now),
+            every=cadence.every,
+            cron=cadence.cron,
+            tz=cadence.tz,
+            missed=missed,
+            grace=None if grace is None else seconds(grace, "grace"),
+            created=now,
+        )
+        return await self.backend.save_schedule(self.name, record)
+
+    async def remove_schedule(self, key: str) -> bool:
+        return await self.backend.remove_schedule(self.name, check_job_id(key))
+
+    async def schedules(self) -> list[ScheduleRecord]:
+        return sorted(await self.backend.get_schedules(self.name), key=lambda s: s.next_run)
+
+    async def require_job(self, job_id: str) -> Job:
+        """``get_job`` that raises ``JobNotFoundError`` instead of returning None."""
+        job = await self.get_job(job_id)
+        if job is None:
+            raise JobNotFoundError(f"job {job_id} not found in queue {self.name!r}")
+        return job
+
+
+def _record_of(new: NewJob, job_id: str) -> JobRecord:
+    return JobRecord(
+        id=job_id,
+        name=new.name,
+        data=codec.decode(new.data_json),
+        opts=new.opts,
+        state="delayed" if new.run_at > new.timestamp else "waiting",
+        timestamp=new.timestamp,
+        run_at=new.run_at,
+        priority=new.priority,
+    )

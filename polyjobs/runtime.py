@@ -1,0 +1,229 @@
+"""``QueueSpec`` and ``Runtime``: a set of queues, their workers and schedules, run together.
+
+``Runtime`` is the reference design's JobOrchestrator, embeddable in any asyncio service::
+
+    runtime = Runtime([spec_a, spec_b], backend)
+    await runtime.start()
+    ...
+    await runtime.stop()
+
+``polyjobs start`` is ``await runtime.run()``: start, wait for SIGINT/SIGTERM, stop within
+the grace period (a second signal stops at once, handing unfinished jobs back).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any
+
+from polyjobs.errors import InvalidArgumentError
+from polyjobs.options import KEEP_COMPLETED, KEEP_FAILED, Backoff, JobOptions, Keep, seconds
+from polyjobs.queue import Queue, check_queue_name
+from polyjobs.worker import Processor, Worker, WorkerOptions
+
+if TYPE_CHECKING:
+    from polyjobs.backend import Backend
+    from polyjobs.plugins import PluginHost
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduleSpec:
+    """A queue's repeatable job: ``every`` seconds or a ``cron`` pattern in ``tz``."""
+
+    key: str
+    every: float | None = None
+    cron: str | None = None
+    tz: str | None = None
+    name: str | None = None
+    data: Any = None
+    missed: str = "skip"
+
+
+@dataclass(frozen=True, slots=True)
+class Retention:
+    """How many finished jobs a queue keeps (``Keep`` for completed and for failed ones)."""
+
+    completed: Keep = KEEP_COMPLETED
+    failed: Keep = KEEP_FAILED
+
+
+@dataclass(frozen=True, slots=True)
+class QueueSpec:
+    """Everything polyjobs needs to run one queue: its processor, limits and schedule."""
+
+    name: str
+    processor: Processor
+    concurrency: int = 1
+    timeout: float | None = None
+    attempts: int = 1
+    backoff: Backoff = field(default_factory=Backoff)
+    schedule: ScheduleSpec | None = None
+    retention: Retention = field(default_factory=Retention)
+    short_name: str | None = None
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        check_queue_name(self.name)
+        WorkerOptions(concurrency=self.concurrency)  # validates
+        self.job_options()
+
+    def job_options(self) -> JobOptions:
+        """The default options of jobs added to this queue."""
+        return JobOptions(
+            attempts=self.attempts,
+            backoff=self.backoff,
+            timeout=self.timeout,
+            remove_on_complete=self.retention.completed,
+            remove_on_fail=self.retention.failed,
+        )
+
+    def with_changes(self, **changes: Any) -> QueueSpec:
+        """A copy with some fields changed (e.g. concurrency from a CLI flag)."""
+        return replace(self, **changes)
+
+
+class Runtime:
+    """Runs a worker per :class:`QueueSpec` on one backend and keeps their schedules.
+
+    ``context`` is given to every processor as ``job.context``; ``runtime.queue(name)`` gives
+    the ``Queue`` of any spec, for processors that enqueue follow-up jobs.
+    """
+
+    def __init__(
+        self,
+        specs: Iterable[QueueSpec],
+        backend: Backend,
+        *,
+        context: Any = None,
+        plugins: PluginHost | None = None,
+        worker_options: WorkerOptions | None = None,
+        schedule: bool = True,
+    ) -> None:
+        self.specs: dict[str, QueueSpec] = {}
+        for spec in specs:
+            if spec.name in self.specs:
+                raise InvalidArgumentError(f"queue {spec.name!r} is given twice")
+            self.specs[spec.name] = spec
+        self.backend = backend
+        self.context = context
+        self.plugins = plugins
+        self.worker_options = worker_options or WorkerOptions()
+        self.schedule = schedule
+        self.queues: dict[str, Queue] = {
+            name: Queue(name, backend, default_options=spec.job_options())
+            for name, spec in self.specs.items()
+        }
+        self.workers: dict[str, Worker] = {}
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+
+    def queue(self, name: str) -> Queue:
+        return self.queues[name]
+
+    async def start(self, burst: bool = False) -> None:
+        """Upsert the schedules, then start one worker per queue (as background tasks)."""
+        if self._tasks:
+            raise InvalidArgumentError("this runtime is already started")
+        if self.schedule:
+            await self.upsert_schedules()
+        for name, spec in self.specs.items():
+            options = replace(
+                self.worker_options,
+                concurrency=spec.concurrency,
+                timeout=spec.timeout,
+                schedule=self.schedule,
+            )
+            worker = Worker(
+                name,
+                spec.processor,
+                self.backend,
+                options=options,
+                context=self.context,
+                plugins=self.plugins,
+            )
+            self.workers[name] = worker
+            self._tasks[name] = asyncio.create_task(worker.run(burst=burst), name=f"worker:{name}")
+
+    async def upsert_schedules(self) -> None:
+        for name, spec in self.specs.items():
+            sched = spec.schedule
+            if sched is None:
+                continue
+            await self.queues[name].upsert_schedule(
+                sched.key,
+                every=sched.every,
+                cron=sched.cron,
+                tz=sched.tz,
+                name=sched.name,
+                data=sched.data,
+                missed=sched.missed,
+            )
+
+    async def wait(self) -> None:
+        """Wait until every worker has stopped (in burst mode: until the queues are idle)."""
+        if self._tasks:
+            await asyncio.gather(*self._tasks.values())
+
+    async def stop(self, grace: float = 30.0) -> None:
+        """Close every worker: active jobs get ``grace`` seconds, then are handed back."""
+        grace = seconds(grace, "grace")
+        await asyncio.gather(*(w.close(grace) for w in self.workers.values()))
+        results = await asyncio.gather(*self._tasks.values(), return_exceptions=True)
+        for name, result in zip(self._tasks, results, strict=True):
+            if isinstance(result, BaseException) and not isinstance(result, asyncio.CancelledError):
+                log.error("worker for queue %s ended with %r", name, result)
+        self._tasks.clear()
+
+    async def run(self, *, burst: bool = False, grace: float = 30.0) -> None:
+        """Start, run until SIGINT/SIGTERM (or until idle with ``burst``), then stop.
+
+        The first signal stops gracefully within ``grace`` seconds; a second one stops at
+        once, handing unfinished jobs back to the queue.
+        """
+        loop = asyncio.get_running_loop()
+        stop_requested = asyncio.Event()
+        signals = 0
+
+        def on_signal() -> None:
+            nonlocal signals
+            signals += 1
+            stop_requested.set()
+            if signals > 1:
+                for worker in self.workers.values():
+                    worker.request_close(0.0)
+
+        installed = []
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, on_signal)
+                installed.append(sig)
+        try:
+            await self.start(burst=burst)
+            waiter = asyncio.create_task(self.wait())
+            stopper = asyncio.create_task(stop_requested.wait())
+            await asyncio.wait({waiter, stopper}, return_when=asyncio.FIRST_COMPLETED)
+            stopper.cancel()
+            await self.stop(0.0 if signals > 1 else grace)
+            waiter.cancel()
+        finally:
+            for sig in installed:
+                loop.remove_signal_handler(sig)
+
+
+def specs_by_name(specs: Mapping[str, QueueSpec], names: Iterable[str]) -> list[QueueSpec]:
+    """Pick specs by full or short name; an unknown name raises ``InvalidArgumentError``."""
+    by_short = {s.short_name: s for s in specs.values() if s.short_name}
+    chosen = []
+    for name in names:
+        spec = specs.get(name) or by_short.get(name)
+        if spec is None:
+            known = ", ".join(sorted(specs)) or "none"
+            raise InvalidArgumentError(f"unknown queue {name!r} (known: {known})")
+        chosen.append(spec)
+    return chosen

@@ -1,0 +1,525 @@
+"""``Worker``: runs a processor over the jobs of one queue.
+
+A worker is one ``TaskGroup``: a fetch loop, up to ``concurrency`` job tasks, a finish loop
+(which hands results to the backend in batches and takes the next jobs in the same call), a
+lease keeper (one call renews every lease), a stalled-job sweeper, a heartbeat and, by default,
+the queue's scheduler. Closing stops fetching, lets active jobs finish within a grace period,
+then cancels the rest and hands their jobs back so that none stays ``active``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import os
+import socket
+import time
+import traceback
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, fields, replace
+from typing import TYPE_CHECKING, Any
+
+from polyjobs import codec
+from polyjobs.backend import Finish, JobRecord, WorkerInfo
+from polyjobs.errors import (
+    InvalidArgumentError,
+    JobTimeoutError,
+    RetryAfter,
+    UnrecoverableError,
+)
+from polyjobs.job import Job
+from polyjobs.options import JobOptions, seconds
+from polyjobs.queue import check_queue_name
+from polyjobs.scheduling import Scheduler
+
+if TYPE_CHECKING:
+    from polyjobs.backend import Backend
+    from polyjobs.plugins import PluginHost
+
+log = logging.getLogger(__name__)
+
+Processor = Callable[[Job], Any]
+EVENTS = ("completed", "failed", "retrying", "progress", "stalled", "error")
+SHUTDOWN_CALL_TIMEOUT = 2.0
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerOptions:
+    """How a worker runs. Durations are seconds.
+
+    Attributes:
+        concurrency: jobs processed at once.
+        lease: seconds a job stays owned without renewal; renewed every ``lease / 3``.
+        stalled_interval: how often to look for jobs whose lease expired.
+        max_stalls: how often a job may stall before it fails.
+        block: the longest a fetch waits for a wake-up before asking again.
+        heartbeat_interval: how often the worker refreshes its registry entry.
+        timeout: default timeout for jobs that set none (None: no timeout).
+        schedule: run the queue's repeatable-job scheduler in this worker.
+        schedule_refresh: the longest the scheduler sleeps before re-reading schedules.
+    """
+
+    concurrency: int = 1
+    lease: float = 30.0
+    stalled_interval: float = 30.0
+    max_stalls: int = 1
+    block: float = 5.0
+    heartbeat_interval: float = 10.0
+    timeout: float | None = None
+    schedule: bool = True
+    schedule_refresh: float = 5.0
+
+    def __post_init__(self) -> None:
+        if isinstance(self.concurrency, bool) or not isinstance(self.concurrency, int):
+            raise InvalidArgumentError(f"concurrency must be an integer, got {self.concurrency!r}")
+        if self.concurrency < 1:
+            raise InvalidArgumentError(f"concurrency must be >= 1, got {self.concurrency}")
+        if self.max_stalls < 0:
+            raise InvalidArgumentError(f"max_stalls must be >= 0, got {self.max_stalls}")
+        for name in ("lease", "stalled_interval", "block", "heartbeat_interval"):
+            if seconds(getattr(self, name), name) <= 0:
+                raise InvalidArgumentError(f"{name} must be > 0 seconds")
+
+    @classmethod
+    def build(cls, base: WorkerOptions | None = None, **overrides: Any) -> WorkerOptions:
+        known = {f.name for f in fields(cls)}
+        unknown = set(overrides) - known
+        if unknown:
+            raise InvalidArgumentError(f"unknown worker options: {', '.join(sorted(unknown))}")
+        durations = {"lease", "stalled_interval", "block", "heartbeat_interval", "schedule_refresh"}
+        for name in durations & set(overrides):
+            overrides[name] = seconds(overrides[name], name)
+        if overrides.get("timeout") is not None:
+            overrides["timeout"] = seconds(overrides["timeout"], "timeout")
+        return replace(base or cls(), **overrides)
+
+
+class Worker:
+    """Process the jobs of queue ``queue_name`` with ``processor``.
+
+    ``processor`` is ``async def f(job)`` or a plain function (run in a thread); its return
+    value (JSON) is stored as the job's result. Options are :class:`WorkerOptions` fields,
+    given as keywords or as ``options=``. ``context`` is handed to processors as
+    ``job.context``.
+    """
+
+    def __init__(
+        self,
+        queue_name: str,
+        processor: Processor,
+        backend: Backend,
+        *,
+        options: WorkerOptions | None = None,
+        context: Any = None,
+        plugins: PluginHost | None = None,
+        **overrides: Any,
+    ) -> None:
+        self.queue = check_queue_name(queue_name)
+        if not callable(processor):
+            raise InvalidArgumentError(f"processor for queue {queue_name!r} is not callable")
+        self.processor = processor
+        self.backend = backend
+        self.options = WorkerOptions.build(options, **overrides)
+        self.context = context
+        self.plugins = plugins
+        self.id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:10]}"
+        self._listeners: dict[str, list[Callable[..., Any]]] = {e: [] for e in EVENTS}
+        self._owned: set[str] = set()  # fetched and not yet acknowledged by finish
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._outbox: list[tuple[Finish, Job, Any]] = []
+        self._reserved = 0
+        self._finishing = False
+        self._state = "new"
+        self._started = 0.0
+
+    def __repr__(self) -> str:
+        return f"<Worker {self.queue} {self.id} {self._state}>"
+
+    @property
+    def running(self) -> bool:
+        return self._state == "running"
+
+    # -- events ----------------------------------------------------------------------------
+    def on(self, event: str, callback: Callable[..., Any]) -> None:
+        """Call ``callback`` on an event (a plain function or a coroutine function):
+
+        ``completed(job, result)``, ``failed(job, error)`` (no attempts left),
+        ``retrying(job, error)``, ``progress(job, progress)``, ``stalled(job_id, failed)``,
+        ``error(exception)``.
+        """
+        if event not in self._listeners:
+            raise InvalidArgumentError(f"unknown worker event {event!r} (one of {EVENTS})")
+        self._listeners[event].append(callback)
+
+    def _emit(self, event: str, *args: Any) -> None:
+        for callback in self._listeners[event]:
+            try:
+                result = callback(*args)
+                if inspect.isawaitable(result):
+                    self._tg.create_task(_guard(result, event))
+            except Exception:
+                log.exception("%s listener failed on queue %s", event, self.queue)
+
+    def _hook(self, event: str, job_id: str, payload: dict[str, Any]) -> None:
+        if self.plugins is not None:
+            self.plugins.job_event(self.queue, event, job_id, payload)
+
+    def _error(self, exc: BaseException, what: str) -> None:
+        log.warning("worker %s on queue %s: %s: %s", self.id, self.queue, what, exc)
+        self._emit("error", exc)
+
+    # -- lifecycle -------------------------------------------------------------------------
+    async def run(self, burst: bool = False) -> None:
+        """Process jobs until :meth:`close` (or, with ``burst``, until the queue has nothing
+        waiting, active or delayed)."""
+        if self._state == "closed":
+            return  # closed before it ever ran
+        if self._state != "new":
+            raise InvalidArgumentError(f"worker {self.id} is already running")
+        self._state = "running"
+        self._started = time.time()
+        self._closing = asyncio.Event()
+        self._stop = asyncio.Event()
+        self._slot_freed = asyncio.Event()
+        self._outbox_ready = asyncio.Event()
+        self._round_done = asyncio.Event()
+        self._exited = asyncio.Event()
+        self._force = asyncio.Event()
+        self._grace = 30.0
+        self._grace_over = False
+        try:
+            async with asyncio.TaskGroup() as tg:
+                self._tg = tg
+                self._fetch_task = tg.create_task(self._fetch_loop(burst))
+                tg.create_task(self._finish_loop())
+                tg.create_task(self._lease_loop())
+                tg.create_task(self._stalled_loop())
+                tg.create_task(self._heartbeat_loop())
+                if self.options.schedule:
+                    scheduler = Scheduler(self.queue, self.backend, self.options.schedule_refresh)
+                    tg.create_task(scheduler.run(self._stop))
+                tg.create_task(self._shutdown_when_closing())
+        finally:
+            await self._hand_back()
+            self._state = "closed"
+            self._exited.set()
+
+    async def close(self, grace: float = 30.0) -> None:
+        """Stop taking jobs, wait up to ``grace`` seconds for active ones, then cancel the
+        rest and hand their jobs back. Returns within about ``grace`` + 2 s, even when the
+        backend is unreachable."""
+        self.request_close(grace)
+        if self._state != "closed":
+            await self._exited.wait()
+
+    def request_close(self, grace: float = 30.0) -> None:
+        """Start closing without waiting; a second request with ``grace=0`` forces."""
+        if self._state == "new":
+            self._state = "closed"
+            return
+        if self._state == "closed":
+            return
+        grace = seconds(grace, "grace")
+        if self._closing.is_set():
+            if grace == 0:
+                self._force.set()
+            return
+        self._grace = grace
+        self._closing.set()
+
+    async def _shutdown_when_closing(self) -> None:
+        await self._closing.wait()
+        self._fetch_task.cancel()
+        await self._wait_for_jobs(self._grace)
+        self._grace_over = True
+        for task in self._tasks.values():
+            task.cancel()
+        self._outbox_ready.set()
+        deadline = time.monotonic() + SHUTDOWN_CALL_TIMEOUT
+        while (self._outbox or self._finishing) and time.monotonic() < deadline:
+            self._round_done.clear()
+            try:
+                await asyncio.wait_for(self._round_done.wait(), deadline - time.monotonic())
+            except TimeoutError:
+                break
+        self._stop.set()
+        self._outbox_ready.set()
+        self._slot_freed.set()
+
+    async def _wait_for_jobs(self, grace: float) -> None:
+        deadline = time.monotonic() + grace
+        while self._tasks and not self._force.is_set():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            force = asyncio.ensure_future(self._force.wait())
+            await asyncio.wait(
+                [*self._tasks.values(), force],
+                timeout=remaining,
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+            force.cancel()
+
+    async def _hand_back(self) -> None:
+        """Release whatever this worker still owns and leave the registry (bounded in time)."""
+        calls: list[Awaitable[Any]] = [
+            self.backend.release(self.queue, self.id, None),
+            self.backend.unregister(self.queue, self.id),
+        ]
+        for call in calls:
+            try:
+                await asyncio.wait_for(call, SHUTDOWN_CALL_TIMEOUT)
+            except Exception as exc:
+                log.warning("worker %s: shutdown call failed: %s", self.id, exc)
+        self._owned.clear()
+
+    # -- fetching --------------------------------------------------------------------------
+    def _free(self) -> int:
+        return self.options.concurrency - len(self._tasks) - self._reserved
+
+    def _start(self, records: list[JobRecord]) -> None:
+        for record in records:
+            self._owned.add(record.id)
+            if self._closing.is_set():
+                continue  # handed back by _hand_back
+            self._tasks[record.id] = self._tg.create_task(self._process(record))
+
+    async def _fetch_loop(self, burst: bool) -> None:
+        failures = 0
+        while not self._closing.is_set():
+            free = self._free()
+            if free <= 0:
+                self._slot_freed.clear()
+                await self._slot_freed.wait()
+                await asyncio.sleep(0)  # let the finish loop take the slot first
+                continue
+            try:
+                records = await self._fetch_reserved(free, 0.0 if burst else self.options.block)
+                self._start(records)
+                if burst and not records and await self._burst_idle():
+                    self._closing.set()
+                failures = 0
+            except Exception as exc:
+                failures += 1
+                self._error(exc, "fetch failed")
+                await self._pause_after_failure(failures)
+
+    async def _fetch_reserved(self, free: int, block: float) -> list[JobRecord]:
+        """Fetch up to ``free`` jobs, holding those slots so no other fetch can take them."""
+        self._reserved += free
+        try:
+            return await self.backend.fetch(self.queue, self.id, free, self.options.lease, block)
+        finally:
+            self._reserved -= free
+
+    async def _burst_idle(self) -> bool:
+        """In burst mode: True once the queue has nothing to do; otherwise wait for progress."""
+        if self._tasks or self._outbox or self._finishing:
+            self._round_done.clear()
+            await self._round_done.wait()
+            return False
+        counts = await self.backend.counts(self.queue)
+        paused = await self.backend.is_paused(self.queue)
+        if counts["active"] == 0 and counts["delayed"] == 0 and (paused or counts["waiting"] == 0):
+            return True
+        free = self._free()
+        if free > 0:
+            self._start(await self._fetch_reserved(free, min(1.0, self.options.block)))
+        return False
+
+    async def _pause_after_failure(self, failures: int) -> None:
+        try:
+            await asyncio.wait_for(self._closing.wait(), min(0.1 * 2**failures, 5.0))
+        except TimeoutError:
+            pass
+
+    # -- processing ------------------------------------------------------------------------
+    async def _process(self, record: JobRecord) -> None:
+        job = Job(record, self.queue, self.backend, self.context)
+        job._loop = asyncio.get_running_loop()
+        job._on_progress = self._on_progress
+        job.attempts_started = record.attempts_started
+        opts = JobOptions.from_json(record.opts)
+        timeout = opts.timeout if opts.timeout is not None else self.options.timeout
+        try:
+            try:
+                async with asyncio.timeout(timeout) as scope:
+                    result = await self._call(job)
+                fin = self._completed(job, result)
+                outcome: Any = result
+            except TimeoutError as exc:
+                if not scope.expired():
+                    raise
+                error = JobTimeoutError(f"job {job.id} timed out after {timeout:g}s")
+                error.__cause__ = exc
+                fin, outcome = self._failure(job, opts, error), error
+        except asyncio.CancelledError:
+            self._tasks.pop(job.id, None)
+            self._slot_freed.set()
+            raise
+        except Exception as exc:
+            fin, outcome = self._failure(job, opts, exc), exc
+        self._tasks.pop(job.id, None)
+        self._outbox.append((fin, job, outcome))
+        self._outbox_ready.set()
+        self._slot_freed.set()
+
+    async def _call(self, job: Job) -> Any:
+        if inspect.iscoroutinefunction(self.processor):
+            return await self.processor(job)
+        result = await asyncio.to_thread(self.processor, job)
+        if inspect.isawaitable(result):
+            result = await result
+        return result
+
+    def _completed(self, job: Job, result: Any) -> Finish:
+        text = codec.encode(result, f"result of job {job.id}")
+        opts = JobOptions.from_json(job.opts)
+        return Finish(
+            job_id=job.id,
+            status="completed",
+            attempts_made=job.attempts_made + 1,
+            finished_on=time.time(),
+            returnvalue_json=text,
+            keep=opts.remove_on_complete,
+        )
+
+    def _failure(self, job: Job, opts: JobOptions, exc: BaseException) -> Finish:
+        attempts = job.attempts_made + 1
+        now = time.time()
+        reason = str(exc) or type(exc).__name__
+        stack = "".join(traceback.format_exception(exc))
+        final = isinstance(exc, UnrecoverableError) or attempts >= opts.attempts
+        if final:
+            return Finish(
+                job.id, "failed", attempts, now, None, reason, stack, keep=opts.remove_on_fail
+            )
+        delay = exc.seconds if isinstance(exc, RetryAfter) else opts.backoff.delay_for(attempts)
+        return Finish(job.id, "retry", attempts, now, None, reason, stack, retry_at=now + delay)
+
+    def _on_progress(self, job: Job, progress: Any) -> None:
+        self._emit("progress", job, progress)
+        self._hook("progress", job.id, {"progress": progress})
+
+    # -- finishing -------------------------------------------------------------------------
+    async def _finish_loop(self) -> None:
+        failures = 0
+        while not self._stop.is_set():
+            if not self._outbox:
+                self._outbox_ready.clear()
+                await self._outbox_ready.wait()
+                continue
+            batch, self._outbox = self._outbox, []
+            fetch = 0 if self._closing.is_set() else max(self._free(), 0)
+            self._reserved += fetch
+            self._finishing = True
+            try:
+                result = await self.backend.finish(
+                    self.queue, self.id, [fin for fin, _, _ in batch], fetch, self.options.lease
+                )
+                failures = 0
+            except Exception as exc:
+                failures += 1
+                self._outbox[:0] = batch
+                self._error(exc, "finish failed")
+                await self._pause_after_failure(failures)
+                if self._grace_over and failures > 2:
+                    break
+                continue
+            finally:
+                self._reserved -= fetch
+                self._finishing = False
+            self._announce(batch, set(result.lost))
+            self._start(result.jobs)
+            self._round_done.set()
+            self._slot_freed.set()
+        self._round_done.set()
+
+    def _announce(self, batch: list[tuple[Finish, Job, Any]], lost: set[str]) -> None:
+        for fin, job, outcome in batch:
+            self._owned.discard(fin.job_id)
+            if fin.job_id in lost:
+                self._error(
+                    RuntimeError(f"job {fin.job_id} was no longer owned (lease expired)"),
+                    "result discarded",
+                )
+                continue
+            job.attempts_made = fin.attempts_made
+            if fin.status == "completed":
+                job.state, job.returnvalue, job.finished_on = "completed", outcome, fin.finished_on
+                self._emit("completed", job, outcome)
+                self._hook("completed", job.id, {"returnvalue": outcome})
+            elif fin.status == "failed":
+                job.state, job.failed_reason = "failed", fin.failed_reason
+                job.finished_on = fin.finished_on
+                self._emit("failed", job, outcome)
+                self._hook("failed", job.id, {"failed_reason": fin.failed_reason})
+            else:
+                job.state = "delayed" if fin.retry_at > fin.finished_on else "waiting"
+                job.failed_reason = fin.failed_reason
+                self._emit("retrying", job, outcome)
+                self._hook("retrying", job.id, {"failed_reason": fin.failed_reason})
+
+    # -- leases, stalls, heartbeat ---------------------------------------------------------
+    async def _sleep(self, delay: float) -> bool:
+        """Sleep ``delay`` seconds; False when the worker is stopping."""
+        try:
+            await asyncio.wait_for(self._stop.wait(), delay)
+            return False
+        except TimeoutError:
+            return True
+
+    async def _lease_loop(self) -> None:
+        while await self._sleep(self.options.lease / 3):
+            owned = list(self._owned)
+            if not owned:
+                continue
+            try:
+                lost = await self.backend.extend(self.queue, self.id, owned, self.options.lease)
+            except Exception as exc:
+                self._error(exc, "lease renewal failed")
+                continue
+            for job_id in lost:
+                if job_id in self._owned and job_id in self._tasks:
+                    self._error(RuntimeError(f"lease of job {job_id} lost"), "lease lost")
+
+    async def _stalled_loop(self) -> None:
+        while True:
+            try:
+                stalled = await self.backend.recover_stalled(self.queue, self.options.max_stalls)
+            except Exception as exc:
+                self._error(exc, "stalled-job check failed")
+                stalled = []
+            for item in stalled:
+                self._emit("stalled", item.job_id, item.failed)
+                self._hook("stalled", item.job_id, {"failed": item.failed})
+            if not await self._sleep(self.options.stalled_interval):
+                return
+
+    async def _heartbeat_loop(self) -> None:
+        interval = self.options.heartbeat_interval
+        while True:
+            info = WorkerInfo(
+                id=self.id,
+                queue=self.queue,
+                host=socket.gethostname(),
+                pid=os.getpid(),
+                concurrency=self.options.concurrency,
+                started=self._started,
+                active=len(self._tasks),
+            )
+            try:
+                await self.backend.heartbeat(info, ttl=interval * 3)
+            except Exception as exc:
+                self._error(exc, "heartbeat failed")
+            if not await self._sleep(interval):
+                return
+
+
+async def _guard(awaitable: Awaitable[Any], event: str) -> None:
+    try:
+        await awaitable
+    except Exception:
+        log.exception("async %s listener failed", event)

@@ -1,0 +1,1 @@
+"""The Polymarket domain: models, stores, detectors, alert delivery, API clients."""

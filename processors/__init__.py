@@ -1,0 +1,1 @@
+"""The Polymarket job processors and their QueueSpecs (contributed through plugin hooks)."""
