@@ -65,11 +65,11 @@ class WorkerOptions:
     lease: float = 30.0
     stalled_interval: float = 30.0
     max_stalls: int = 1
-    block: float = 5.0
+    block: float = 30.0
     heartbeat_interval: float = 10.0
     timeout: float | None = None
     schedule: bool = True
-    schedule_refresh: float = 5.0
+    schedule_refresh: float = 15.0
 
     def __post_init__(self) -> None:
         if isinstance(self.concurrency, bool) or not isinstance(self.concurrency, int):
