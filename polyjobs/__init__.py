@@ -36,7 +36,7 @@ from polyjobs.job import Job
 from polyjobs.options import Backoff, JobOptions, Keep
 from polyjobs.plugins import PluginHost, open_backend
 from polyjobs.queue import Queue
-from polyjobs.runtime import QueueSpec, Retention, Runtime, ScheduleSpec
+from polyjobs.runtime import QueueSpec, Retention, Runtime, RuntimeContext, ScheduleSpec
 from polyjobs.worker import Worker, WorkerOptions
 
 try:
@@ -66,6 +66,7 @@ __all__ = [
     "Retention",
     "RetryAfter",
     "Runtime",
+    "RuntimeContext",
     "ScheduleRecord",
     "ScheduleSpec",
     "UnknownBackendError",

@@ -8,18 +8,20 @@ through the ``polyjobs`` entry-point group (``[project.entry-points.polyjobs]`` 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING, Any
 
 import pluggy
 
 if TYPE_CHECKING:
     from polyjobs.backend import Backend
-    from polyjobs.runtime import QueueSpec
+    from polyjobs.runtime import QueueSpec, RuntimeContext
 
 hookspec = pluggy.HookspecMarker("polyjobs")
 hookimpl = pluggy.HookimplMarker("polyjobs")
 
 BackendFactory = Callable[[str], "Backend"]
+ResourceFactory = Callable[["RuntimeContext"], AbstractAsyncContextManager[Any]]
 
 
 @hookspec
@@ -39,6 +41,18 @@ def polyjobs_queue_specs() -> Sequence[QueueSpec]:
 
     ``polyjobs start`` runs a worker for each contributed queue. A queue name contributed by two
     plugins is an error that names both.
+    """
+    raise NotImplementedError
+
+
+@hookspec
+def polyjobs_resources() -> Mapping[str, ResourceFactory]:
+    """Return shared resources for processors, as ``{name: factory}``.
+
+    A ``Runtime`` enters ``factory(context)`` (an async context manager) when it starts and
+    exits it when it stops, after its workers have stopped; processors reach the value as
+    ``job.context[name]``. ``context.settings`` holds the resolved settings and
+    ``context.queue(name)`` any queue of the runtime. A name given by two plugins is an error.
     """
     raise NotImplementedError
 

@@ -100,6 +100,21 @@ class PluginHost:
                 found[spec.name], owners[spec.name] = spec, owner
         return found
 
+    def resources(self) -> dict[str, hookspecs.ResourceFactory]:
+        """Every contributed resource factory by name; a name given twice raises."""
+        found: dict[str, hookspecs.ResourceFactory] = {}
+        owners: dict[str, str] = {}
+        for impl in self.pm.hook.polyjobs_resources.get_hookimpls():
+            owner = self._plugin_name(impl)
+            provided = cast(Mapping[str, hookspecs.ResourceFactory], impl.function())
+            for name, factory in provided.items():
+                if name in found:
+                    raise PluginError(
+                        f"resource {name!r} is provided by both {owners[name]!r} and {owner!r}"
+                    )
+                found[name], owners[name] = factory, owner
+        return found
+
     def job_event(self, queue: str, event: str, job_id: str, payload: Mapping[str, Any]) -> None:
         """Call ``polyjobs_job_event``; a failing plugin is logged, never raised into a job."""
         try:

@@ -17,7 +17,7 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
@@ -28,6 +28,7 @@ from polyjobs.worker import Processor, Worker, WorkerOptions
 
 if TYPE_CHECKING:
     from polyjobs.backend import Backend
+    from polyjobs.hookspecs import ResourceFactory
     from polyjobs.plugins import PluginHost
 
 log = logging.getLogger(__name__)
@@ -89,11 +90,39 @@ class QueueSpec:
         return replace(self, **changes)
 
 
+class RuntimeContext(Mapping[str, Any]):
+    """What processors get as ``job.context`` under a :class:`Runtime`.
+
+    A read-only mapping of the opened resources by name, plus ``settings`` (resolved
+    configuration, plain data) and ``queue(name)`` for enqueueing follow-up jobs.
+    """
+
+    def __init__(self, runtime: Runtime, settings: Mapping[str, Any]) -> None:
+        self._runtime = runtime
+        self.settings = settings
+        self._resources: dict[str, Any] = {}
+
+    def queue(self, name: str) -> Queue:
+        """The queue ``name`` of this runtime (on the runtime's backend)."""
+        if name not in self._runtime.queues:
+            self._runtime.queues[name] = Queue(name, self._runtime.backend)
+        return self._runtime.queues[name]
+
+    def __getitem__(self, name: str) -> Any:
+        return self._resources[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._resources)
+
+    def __len__(self) -> int:
+        return len(self._resources)
+
+
 class Runtime:
     """Runs a worker per :class:`QueueSpec` on one backend and keeps their schedules.
 
-    ``context`` is given to every processor as ``job.context``; ``runtime.queue(name)`` gives
-    the ``Queue`` of any spec, for processors that enqueue follow-up jobs.
+    Processors get a :class:`RuntimeContext` as ``job.context``: the ``resources`` (entered
+    at start, exited at stop), the ``settings``, and ``queue(name)``.
     """
 
     def __init__(
@@ -101,7 +130,8 @@ class Runtime:
         specs: Iterable[QueueSpec],
         backend: Backend,
         *,
-        context: Any = None,
+        resources: Mapping[str, ResourceFactory] | None = None,
+        settings: Mapping[str, Any] | None = None,
         plugins: PluginHost | None = None,
         worker_options: WorkerOptions | None = None,
         schedule: bool = True,
@@ -112,7 +142,8 @@ class Runtime:
                 raise InvalidArgumentError(f"queue {spec.name!r} is given twice")
             self.specs[spec.name] = spec
         self.backend = backend
-        self.context = context
+        self.resources = dict(resources or {})
+        self.context = RuntimeContext(self, settings or {})
         self.plugins = plugins
         self.worker_options = worker_options or WorkerOptions()
         self.schedule = schedule
@@ -122,6 +153,7 @@ class Runtime:
         }
         self.workers: dict[str, Worker] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._stack = contextlib.AsyncExitStack()
 
     def queue(self, name: str) -> Queue:
         return self.queues[name]
@@ -130,6 +162,10 @@ class Runtime:
         """Upsert the schedules, then start one worker per queue (as background tasks)."""
         if self._tasks:
             raise InvalidArgumentError("this runtime is already started")
+        for name, factory in self.resources.items():
+            self.context._resources[name] = await self._stack.enter_async_context(
+                factory(self.context)
+            )
         if self.schedule:
             await self.upsert_schedules()
         for name, spec in self.specs.items():
@@ -179,6 +215,8 @@ class Runtime:
             if isinstance(result, BaseException) and not isinstance(result, asyncio.CancelledError):
                 log.error("worker for queue %s ended with %r", name, result)
         self._tasks.clear()
+        await self._stack.aclose()
+        self.context._resources.clear()
 
     async def run(self, *, burst: bool = False, grace: float = 30.0) -> None:
         """Start, run until SIGINT/SIGTERM (or until idle with ``burst``), then stop.
