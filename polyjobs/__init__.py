@@ -13,7 +13,7 @@ The public API is exactly ``__all__``; a test pins it, so a new public name is a
 
 from __future__ import annotations
 
-from importlib.metadata import PackageNotFoundError, version
+from importlib import metadata
 
 from polyjobs.backend import Backend, JobRecord, ScheduleRecord, WorkerInfo
 from polyjobs.errors import (
@@ -40,8 +40,8 @@ from polyjobs.runtime import QueueSpec, Retention, Runtime, RuntimeContext, Sche
 from polyjobs.worker import Worker, WorkerOptions
 
 try:
-    __version__ = version("polyjobs")
-except PackageNotFoundError:  # pragma: no cover - running from a source tree
+    __version__ = metadata.version("polyjobs")
+except metadata.PackageNotFoundError:  # pragma: no cover - running from a source tree
     __version__ = "0.0.0"
 
 __all__ = [

@@ -1,0 +1,62 @@
+from __future__ import annotations
+
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from polyjobs import InvalidArgumentError, ScheduleRecord
+from polyjobs.scheduling import Cadence, due_slots, slot_job_id
+
+
+def test_every_slots_are_aligned_to_the_epoch() -> None:
+    c = Cadence(every=30)
+    assert c.next_after(1000.0) == 1020.0
+    assert c.next_after(1020.0) == 1050.0
+    assert c.slots_between(1000.0, 1100.0, 100) == [1020.0, 1050.0, 1080.0]
+
+
+def test_cron_in_a_timezone() -> None:
+    c = Cadence(cron="0 9 * * *", tz="Europe/Berlin")
+    start = datetime(2026, 7, 1, 12, 0, tzinfo=ZoneInfo("UTC")).timestamp()
+    nxt = datetime.fromtimestamp(c.next_after(start), ZoneInfo("Europe/Berlin"))
+    assert (nxt.day, nxt.hour, nxt.minute) == (2, 9, 0)
+    assert nxt.utcoffset() is not None and nxt.utcoffset().total_seconds() == 7200  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {},
+        {"every": 1, "cron": "* * * * *"},
+        {"cron": "61 * * * *"},
+        {"every": 0.0001},
+        {"cron": "* * * * *", "tz": "Mars/Olympus"},
+        {"every": 5, "tz": "UTC"},
+    ],
+)
+def test_bad_cadences(kwargs: dict[str, object]) -> None:
+    with pytest.raises(InvalidArgumentError):
+        Cadence(**kwargs)  # type: ignore[arg-type]
+
+
+def _record(next_run: float, missed: str, grace: float | None = None) -> ScheduleRecord:
+    return ScheduleRecord("k", "k", "null", {}, next_run, every=10, missed=missed, grace=grace)
+
+
+def test_skip_runs_only_a_slot_within_grace() -> None:
+    assert due_slots(_record(100.0, "skip"), 103.0) == [100.0]
+    assert due_slots(_record(100.0, "skip"), 155.0) == [150.0]
+    assert due_slots(_record(100.0, "skip", grace=2), 153.0) == []
+
+
+def test_once_runs_the_latest_missed_slot() -> None:
+    assert due_slots(_record(100.0, "once"), 157.0) == [150.0]
+
+
+def test_all_runs_every_missed_slot() -> None:
+    assert due_slots(_record(100.0, "all"), 157.0) == [100.0, 110.0, 120.0, 130.0, 140.0, 150.0]
+
+
+def test_slot_job_ids_are_deterministic() -> None:
+    assert slot_job_id("tick", 1020.0) == "sched:tick:1020000"
