@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from polyjobs import codec
@@ -38,7 +38,9 @@ class Queue:
     """One named queue on a backend. Every method is a coroutine.
 
     ``default_options`` apply to every job added here (each ``add`` may override them);
-    ``max_payload`` bounds the JSON size of a job's data (default 512 KiB).
+    ``max_payload`` bounds the JSON size of a job's data (default 512 KiB); ``validate``, when
+    given, checks each job's data before it is stored and raises ``InvalidArgumentError`` for
+    data the queue's processor could not use.
     """
 
     def __init__(
@@ -48,8 +50,10 @@ class Queue:
         *,
         default_options: Mapping[str, Any] | JobOptions | None = None,
         max_payload: int = codec.DEFAULT_MAX_PAYLOAD,
+        validate: Callable[[Any], None] | None = None,
     ) -> None:
         self.name = check_queue_name(name)
+        self.validate = validate
         self.backend = backend
         if isinstance(default_options, JobOptions):
             self.default_options = default_options
@@ -68,6 +72,8 @@ class Queue:
             raise InvalidArgumentError(f"job name must be a non-empty string, got {name!r}")
         opts = JobOptions.parse(options, self.default_options)
         data_json = codec.encode(data, f"data of job {name!r}", self.max_payload)
+        if self.validate is not None:
+            self.validate(data)
         return NewJob(
             name=name,
             data_json=data_json,

@@ -17,7 +17,7 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
@@ -57,7 +57,11 @@ class Retention:
 
 @dataclass(frozen=True, slots=True)
 class QueueSpec:
-    """Everything polyjobs needs to run one queue: its processor, limits and schedule."""
+    """Everything polyjobs needs to run one queue: its processor, limits and schedule.
+
+    ``validate(data)`` (optional) raises ``InvalidArgumentError`` for job data the processor
+    cannot use, so that bad input is refused when it is added, not when it runs.
+    """
 
     name: str
     processor: Processor
@@ -69,6 +73,7 @@ class QueueSpec:
     retention: Retention = field(default_factory=Retention)
     short_name: str | None = None
     description: str = ""
+    validate: Callable[[Any], None] | None = None
 
     def __post_init__(self) -> None:
         check_queue_name(self.name)
@@ -84,6 +89,10 @@ class QueueSpec:
             remove_on_complete=self.retention.completed,
             remove_on_fail=self.retention.failed,
         )
+
+    def make_queue(self, backend: Backend) -> Queue:
+        """This queue on ``backend``, with the spec's job defaults and data validation."""
+        return Queue(self.name, backend, default_options=self.job_options(), validate=self.validate)
 
     def with_changes(self, **changes: Any) -> QueueSpec:
         """A copy with some fields changed (e.g. concurrency from a CLI flag)."""
@@ -148,8 +157,7 @@ class Runtime:
         self.worker_options = worker_options or WorkerOptions()
         self.schedule = schedule
         self.queues: dict[str, Queue] = {
-            name: Queue(name, backend, default_options=spec.job_options())
-            for name, spec in self.specs.items()
+            name: spec.make_queue(backend) for name, spec in self.specs.items()
         }
         self.workers: dict[str, Worker] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}

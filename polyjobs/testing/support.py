@@ -142,8 +142,12 @@ class ContractBase:
     async def burst(
         self, queue: Queue, processor: Callable[[Job], Any], timeout: float = WAIT, **options: Any
     ) -> Worker:
-        """Run a worker until the queue has nothing left to do."""
-        worker = self.make_worker(queue, processor, **options)
+        """Run a new worker until the queue has nothing left to do."""
+        return await self.run_burst(self.make_worker(queue, processor, **options), timeout)
+
+    @staticmethod
+    async def run_burst(worker: Worker, timeout: float = WAIT) -> Worker:
+        """Run ``worker`` until its queue has nothing left to do (bounded)."""
         try:
             await asyncio.wait_for(worker.run(burst=True), timeout)
         except TimeoutError:
