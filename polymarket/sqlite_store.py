@@ -1,0 +1,428 @@
+"""The embedded store: one SQLite file (WAL, several processes) or an in-memory database.
+
+URLs follow the queue backend's convention: ``sqlite:///relative/path.db``,
+``sqlite:////absolute/path.db``, and ``sqlite://:memory:`` or ``memory://`` for tests.
+sqlite3 is synchronous: every call runs in a thread (``asyncio.to_thread``) under one lock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+from polyjobs.errors import BackendUnavailableError, ConfigError
+from polyjobs.polymarket.models import Alert, AlertStatus, Trade, WalletStats
+
+T = TypeVar("T")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS trades (
+    trade_key TEXT PRIMARY KEY,
+    proxy_wallet TEXT NOT NULL,
+    condition_id TEXT NOT NULL,
+    side TEXT NOT NULL,
+    usdc_size REAL NOT NULL,
+    timestamp REAL NOT NULL,
+    ingested_at REAL NOT NULL,
+    pseudonym TEXT NOT NULL DEFAULT '',
+    anomaly_checked INTEGER NOT NULL DEFAULT 0,
+    anomaly_checked_at REAL,
+    anomaly TEXT,
+    analysis TEXT,
+    doc TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS trades_unchecked_by_ts ON trades (timestamp) WHERE anomaly_checked = 0;
+CREATE INDEX IF NOT EXISTS trades_wallet_ts ON trades (proxy_wallet, timestamp);
+CREATE INDEX IF NOT EXISTS trades_market_ts ON trades (condition_id, timestamp);
+CREATE INDEX IF NOT EXISTS trades_ingested ON trades (ingested_at, proxy_wallet);
+CREATE TABLE IF NOT EXISTS wallets (address TEXT PRIMARY KEY, doc TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS alerts (
+    id TEXT PRIMARY KEY,
+    dedupe_key TEXT NOT NULL UNIQUE,
+    wallet TEXT NOT NULL,
+    condition_id TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    status TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at REAL,
+    locked_until REAL,
+    attempt_id TEXT,
+    last_error TEXT,
+    discord_message_id TEXT,
+    sent_at REAL,
+    doc TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS alerts_status ON alerts (status, next_attempt_at);
+CREATE INDEX IF NOT EXISTS alerts_wallet_market ON alerts (wallet, condition_id, created_at);
+CREATE TABLE IF NOT EXISTS job_state (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+
+_TRADE_COLUMNS = "doc, anomaly_checked, anomaly_checked_at, anomaly, analysis"
+_ALERT_COLUMNS = (
+    "doc, status, attempts, next_attempt_at, locked_until, attempt_id, last_error,"
+    " discord_message_id, sent_at"
+)
+_IN_JSON = "(SELECT value FROM json_each(?))"
+
+
+def sqlite_path(url: str) -> str:
+    """The database path of a ``sqlite://`` or ``memory://`` URL (``:memory:`` for memory)."""
+    if url.startswith("memory://") or url in (
+        "sqlite://",
+        "sqlite://:memory:",
+        "sqlite:///:memory:",
+    ):
+        return ":memory:"
+    if not url.startswith("sqlite:///"):
+        raise ConfigError(f"store URL {url!r} must look like sqlite:///path/to.db")
+    path = url[len("sqlite:///") :]
+    if not path:
+        raise ConfigError(f"store URL {url!r} names no file")
+    return path
+
+
+class SqliteStore:
+    """The :class:`~polyjobs.polymarket.store.Store` on SQLite (stdlib ``sqlite3``)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._conn: sqlite3.Connection | None = None
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_url(cls, url: str) -> SqliteStore:
+        return cls(sqlite_path(url))
+
+    def __repr__(self) -> str:
+        return f"<SqliteStore {self.path}>"
+
+    async def open(self) -> None:
+        await asyncio.to_thread(self._open)
+
+    def _open(self) -> None:
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        try:
+            conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+            conn.execute("PRAGMA busy_timeout = 5000")
+            if self.path != ":memory:":
+                conn.execute("PRAGMA journal_mode = WAL")
+            conn.executescript(_SCHEMA)
+        except sqlite3.Error as exc:
+            raise BackendUnavailableError(f"cannot open store {self.path}: {exc}") from None
+        self._conn = conn
+
+    async def close(self) -> None:
+        if self._conn is not None:
+            conn, self._conn = self._conn, None
+            await asyncio.to_thread(conn.close)
+
+    async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        def call() -> T:
+            with self._lock:
+                conn = self._conn
+                if conn is None:
+                    raise BackendUnavailableError(f"store {self.path} is not open")
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    result = fn(conn)
+                except BaseException:
+                    conn.execute("ROLLBACK")
+                    raise
+                conn.execute("COMMIT")
+                return result
+
+        return await asyncio.to_thread(call)
+
+    # -- trades ----------------------------------------------------------------------------
+    async def add_trades(self, trades: Sequence[Trade]) -> int:
+        rows = [
+            (
+                t.trade_key,
+                t.proxy_wallet,
+                t.condition_id,
+                t.side,
+                t.usdc_size,
+                t.timestamp,
+                t.ingested_at,
+                t.pseudonym,
+                int(t.anomaly_checked),
+                t.anomaly_checked_at,
+                _dumps(t.anomaly),
+                _dumps(t.analysis),
+                json.dumps(t.to_doc()),
+            )
+            for t in trades
+        ]
+
+        def run(conn: sqlite3.Connection) -> int:
+            before = conn.total_changes
+            conn.executemany(
+                "INSERT OR IGNORE INTO trades VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)", rows
+            )
+            return conn.total_changes - before
+
+        return await self._run(run)
+
+    async def get_trade(self, trade_key: str) -> Trade | None:
+        def run(conn: sqlite3.Connection) -> Trade | None:
+            row = conn.execute(
+                f"SELECT {_TRADE_COLUMNS} FROM trades WHERE trade_key = ?", (trade_key,)
+            ).fetchone()
+            return None if row is None else _trade(row)
+
+        return await self._run(run)
+
+    async def unchecked_trades(self, since: float, limit: int) -> list[Trade]:
+        def run(conn: sqlite3.Connection) -> list[Trade]:
+            rows = conn.execute(
+                f"SELECT {_TRADE_COLUMNS} FROM trades WHERE anomaly_checked = 0"
+                " AND timestamp >= ? ORDER BY timestamp, trade_key LIMIT ?",
+                (since, limit),
+            )
+            return [_trade(r) for r in rows]
+
+        return await self._run(run)
+
+    async def mark_checked(self, results: Mapping[str, dict[str, Any] | None], at: float) -> int:
+        rows = [(at, _dumps(anomaly), key) for key, anomaly in results.items()]
+
+        def run(conn: sqlite3.Connection) -> int:
+            before = conn.total_changes
+            conn.executemany(
+                "UPDATE trades SET anomaly_checked = 1, anomaly_checked_at = ?, anomaly = ?"
+                " WHERE trade_key = ? AND anomaly_checked = 0",
+                rows,
+            )
+            return conn.total_changes - before
+
+        return await self._run(run)
+
+    async def set_analysis(self, trade_key: str, analysis: dict[str, Any]) -> bool:
+        def run(conn: sqlite3.Connection) -> bool:
+            cur = conn.execute(
+                "UPDATE trades SET analysis = ? WHERE trade_key = ?", (_dumps(analysis), trade_key)
+            )
+            return cur.rowcount > 0
+
+        return await self._run(run)
+
+    async def market_volumes(self, condition_ids: Sequence[str], since: float) -> dict[str, float]:
+        def run(conn: sqlite3.Connection) -> dict[str, float]:
+            rows = conn.execute(
+                "SELECT condition_id, SUM(usdc_size) FROM trades"
+                f" WHERE condition_id IN {_IN_JSON} AND timestamp >= ? GROUP BY condition_id",
+                (json.dumps(list(condition_ids)), since),
+            )
+            return {cid: float(total) for cid, total in rows}
+
+        return await self._run(run)
+
+    # -- wallets ---------------------------------------------------------------------------
+    async def dirty_wallets(
+        self, ingested_since: float | None, after: str, limit: int
+    ) -> list[str]:
+        def run(conn: sqlite3.Connection) -> list[str]:
+            rows = conn.execute(
+                "SELECT DISTINCT proxy_wallet FROM trades WHERE ingested_at >= ?"
+                " AND proxy_wallet > ? ORDER BY proxy_wallet LIMIT ?",
+                (ingested_since if ingested_since is not None else float("-inf"), after, limit),
+            )
+            return [r[0] for r in rows]
+
+        return await self._run(run)
+
+    async def compute_wallet_stats(
+        self, wallets: Sequence[str], since_30d: float
+    ) -> list[WalletStats]:
+        def run(conn: sqlite3.Connection) -> list[WalletStats]:
+            rows = conn.execute(
+                "SELECT proxy_wallet, COUNT(*), SUM(usdc_size),"
+                " SUM(CASE WHEN side = 'BUY' THEN usdc_size ELSE 0 END),"
+                " SUM(CASE WHEN side = 'SELL' THEN usdc_size ELSE 0 END),"
+                " SUM(CASE WHEN timestamp >= ? THEN usdc_size ELSE 0 END),"
+                " MAX(usdc_size), COUNT(DISTINCT condition_id), MIN(timestamp), MAX(timestamp),"
+                " MAX(pseudonym)"
+                f" FROM trades WHERE proxy_wallet IN {_IN_JSON} GROUP BY proxy_wallet",
+                (since_30d, json.dumps(list(wallets))),
+            )
+            return [
+                WalletStats(
+                    address=r[0],
+                    trade_count=r[1],
+                    total_volume=r[2],
+                    buy_volume=r[3],
+                    sell_volume=r[4],
+                    volume_30d=r[5],
+                    max_trade=r[6],
+                    market_count=r[7],
+                    first_seen=r[8],
+                    last_seen=r[9],
+                    pseudonym=r[10] or "",
+                )
+                for r in rows
+            ]
+
+        return await self._run(run)
+
+    async def get_wallets(self, addresses: Sequence[str]) -> dict[str, WalletStats]:
+        def run(conn: sqlite3.Connection) -> dict[str, WalletStats]:
+            rows = conn.execute(
+                f"SELECT doc FROM wallets WHERE address IN {_IN_JSON}",
+                (json.dumps(list(addresses)),),
+            )
+            found = (WalletStats.from_doc(json.loads(r[0])) for r in rows)
+            return {w.address: w for w in found}
+
+        return await self._run(run)
+
+    async def upsert_wallets(self, wallets: Sequence[WalletStats]) -> None:
+        rows = [(w.address, json.dumps(w.to_doc())) for w in wallets]
+
+        def run(conn: sqlite3.Connection) -> None:
+            conn.executemany(
+                "INSERT INTO wallets VALUES (?, ?)"
+                " ON CONFLICT(address) DO UPDATE SET doc = excluded.doc",
+                rows,
+            )
+
+        await self._run(run)
+
+    # -- job state -------------------------------------------------------------------------
+    async def get_state(self, key: str) -> Any:
+        def run(conn: sqlite3.Connection) -> Any:
+            row = conn.execute("SELECT value FROM job_state WHERE key = ?", (key,)).fetchone()
+            return None if row is None else json.loads(row[0])
+
+        return await self._run(run)
+
+    async def set_state(self, key: str, value: Any) -> None:
+        text = json.dumps(value)
+
+        def run(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "INSERT INTO job_state VALUES (?, ?)"
+                " ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                (key, text),
+            )
+
+        await self._run(run)
+
+    # -- alerts ----------------------------------------------------------------------------
+    async def insert_alert(self, alert: Alert) -> bool:
+        doc = alert.to_doc()
+        row = (
+            alert.id,
+            alert.dedupe_key,
+            alert.wallet,
+            alert.condition_id,
+            alert.created_at,
+            alert.status,
+            alert.attempts,
+            alert.next_attempt_at,
+            alert.locked_until,
+            alert.attempt_id,
+            alert.last_error,
+            alert.discord_message_id,
+            alert.sent_at,
+            json.dumps(doc),
+        )
+
+        def run(conn: sqlite3.Connection) -> bool:
+            cur = conn.execute(
+                "INSERT OR IGNORE INTO alerts VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)", row
+            )
+            return cur.rowcount > 0
+
+        return await self._run(run)
+
+    async def get_alert(self, alert_id: str) -> Alert | None:
+        def run(conn: sqlite3.Connection) -> Alert | None:
+            return _get_alert(conn, alert_id)
+
+        return await self._run(run)
+
+    async def recent_alert(self, wallet: str, condition_id: str, since: float) -> bool:
+        def run(conn: sqlite3.Connection) -> bool:
+            row = conn.execute(
+                "SELECT 1 FROM alerts WHERE wallet = ? AND condition_id = ? AND created_at >= ?"
+                " LIMIT 1",
+                (wallet, condition_id, since),
+            ).fetchone()
+            return row is not None
+
+        return await self._run(run)
+
+    async def claim_alert(
+        self, alert_id: str, now: float, lease: float, attempt_id: str
+    ) -> Alert | None:
+        def run(conn: sqlite3.Connection) -> Alert | None:
+            cur = conn.execute(
+                "UPDATE alerts SET status = 'sending', attempts = attempts + 1,"
+                " locked_until = ?, attempt_id = ? WHERE id = ? AND (status IN ('pending', 'retry')"
+                " OR (status = 'sending' AND locked_until < ?))",
+                (now + lease, attempt_id, alert_id, now),
+            )
+            return _get_alert(conn, alert_id) if cur.rowcount else None
+
+        return await self._run(run)
+
+    async def finish_alert(
+        self,
+        alert_id: str,
+        attempt_id: str,
+        status: AlertStatus,
+        now: float,
+        *,
+        error: str | None = None,
+        message_id: str | None = None,
+        next_attempt_at: float | None = None,
+    ) -> bool:
+        sent_at = now if status == "sent" else None
+
+        def run(conn: sqlite3.Connection) -> bool:
+            cur = conn.execute(
+                "UPDATE alerts SET status = ?, last_error = ?, discord_message_id = ?,"
+                " next_attempt_at = ?, sent_at = ?, locked_until = NULL"
+                " WHERE id = ? AND attempt_id = ? AND status = 'sending'",
+                (status, error, message_id, next_attempt_at, sent_at, alert_id, attempt_id),
+            )
+            return cur.rowcount > 0
+
+        return await self._run(run)
+
+
+def _dumps(value: Any) -> str | None:
+    return None if value is None else json.dumps(value)
+
+
+def _trade(row: Sequence[Any]) -> Trade:
+    doc = json.loads(row[0])
+    doc["metadata"] = {"anomalyChecked": bool(row[1]), "anomalyCheckedAt": row[2]}
+    doc["anomaly"] = None if row[3] is None else json.loads(row[3])
+    doc["analysis"] = None if row[4] is None else json.loads(row[4])
+    return Trade.from_doc(doc)
+
+
+def _get_alert(conn: sqlite3.Connection, alert_id: str) -> Alert | None:
+    row = conn.execute(f"SELECT {_ALERT_COLUMNS} FROM alerts WHERE id = ?", (alert_id,)).fetchone()
+    if row is None:
+        return None
+    doc = json.loads(row[0])
+    keys = (
+        "status",
+        "attempts",
+        "nextAttemptAt",
+        "lockedUntil",
+        "attemptId",
+        "lastError",
+        "discordMessageId",
+        "sentAt",
+    )
+    doc.update(zip(keys, row[1:], strict=True))
+    return Alert.from_doc(doc)

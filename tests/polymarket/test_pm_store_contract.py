@@ -1,0 +1,236 @@
+"""The store contract: every Store implementation passes these tests unchanged.
+
+Mongo runs on mongomock-ng (an in-memory fake) by default; set POLYJOBS_TEST_MONGODB_URI to
+also run the suite against a real MongoDB (it uses a throwaway database and drops it).
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import mongomock_ng
+import pytest
+
+from polyjobs.polymarket.models import Alert, Signal, WalletStats
+from polyjobs.polymarket.mongo_store import MongoStore
+from polyjobs.polymarket.sqlite_store import SqliteStore
+from polyjobs.polymarket.store import Store, open_store
+from polyjobs.polymarket.testing import MARKET_A, WALLET_A, make_trade
+
+REAL_MONGO = os.environ.get("POLYJOBS_TEST_MONGODB_URI")
+WALLET_B = "0x" + "b" * 40
+MARKET_B = "0x" + "2" * 64
+
+
+def _real_mongo_store() -> MongoStore:
+    from pymongo import MongoClient
+
+    def factory() -> Any:
+        return MongoClient(REAL_MONGO, serverSelectionTimeoutMS=3000)
+
+    return MongoStore(factory, f"polyjobs_test_{uuid.uuid4().hex[:8]}")
+
+
+STORES: dict[str, Callable[[Path], Store]] = {
+    "sqlite-memory": lambda _: SqliteStore(":memory:"),
+    "sqlite-file": lambda tmp: SqliteStore(str(tmp / "store.db")),
+    "mongomock-ng": lambda _: MongoStore(mongomock_ng.MongoClient, "polyjobs_test"),
+    "mongodb": lambda _: _real_mongo_store(),
+}
+
+
+@pytest.fixture(params=list(STORES))
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
+    if request.param == "mongodb" and not REAL_MONGO:
+        pytest.skip("real-MongoDB contract tests skipped: POLYJOBS_TEST_MONGODB_URI not set")
+    made = STORES[request.param](tmp_path)
+    await made.open()
+    try:
+        yield made
+    finally:
+        if request.param == "mongodb" and isinstance(made, MongoStore):
+            made._client.drop_database(made.database)
+        await made.close()
+
+
+def _alert(key: str = "anomaly:v1:k1", wallet: str = WALLET_A, created: float = 100.0) -> Alert:
+    return Alert(
+        dedupe_key=key,
+        kind="anomaly",
+        severity="high",
+        trade_key="k1",
+        wallet=wallet,
+        condition_id=MARKET_A,
+        signals=[Signal("large_trade", 15000.0, 10000.0)],
+        score=0.7,
+        created_at=created,
+    )
+
+
+async def test_the_same_trade_twice_is_stored_once(store: Store) -> None:
+    trade = make_trade(size=200_000, price=0.075)
+    assert await store.add_trades([trade, trade]) == 1
+    assert await store.add_trades([trade]) == 0
+    got = await store.get_trade(trade.trade_key)
+    assert got is not None
+    assert got.usdc_size == pytest.approx(15_000)
+    assert got.proxy_wallet == WALLET_A and got.title.startswith("Will X")
+    assert got.anomaly_checked is False
+    assert await store.get_trade("nope") is None
+
+
+async def test_unchecked_trades_then_bulk_mark(store: Store) -> None:
+    trades = [make_trade(tx=f"0x{i}", timestamp=1000.0 + i) for i in range(5)]
+    await store.add_trades(trades)
+    since = 1001.0
+    found = await store.unchecked_trades(since, limit=3)
+    assert [t.timestamp for t in found] == [1001.0, 1002.0, 1003.0]
+    marked = await store.mark_checked({found[0].trade_key: {"flagged": True}}, at=5.0)
+    assert marked == 1
+    # marking again is harmless: only unchecked trades are updated
+    assert await store.mark_checked({found[0].trade_key: None}, at=6.0) == 0
+    again = await store.unchecked_trades(since, limit=10)
+    assert [t.timestamp for t in again] == [1002.0, 1003.0, 1004.0]
+    checked = await store.get_trade(found[0].trade_key)
+    assert checked is not None and checked.anomaly_checked
+    assert checked.anomaly == {"flagged": True} and checked.anomaly_checked_at == 5.0
+
+
+async def test_analysis_is_stored_on_the_trade(store: Store) -> None:
+    trade = make_trade()
+    await store.add_trades([trade])
+    assert await store.set_analysis(trade.trade_key, {"score": 0.5})
+    assert await store.set_analysis("missing", {"score": 0.5}) is False
+    got = await store.get_trade(trade.trade_key)
+    assert got is not None and got.analysis == {"score": 0.5}
+
+
+async def test_market_volumes(store: Store) -> None:
+    await store.add_trades(
+        [
+            make_trade(tx="0x1", size=100, price=0.5, timestamp=10),
+            make_trade(tx="0x2", size=100, price=0.5, timestamp=20),
+            make_trade(tx="0x3", size=10, price=0.5, timestamp=20, market=MARKET_B),
+        ]
+    )
+    vols = await store.market_volumes([MARKET_A, MARKET_B, "0xnone"], since=15)
+    assert vols == {MARKET_A: pytest.approx(50.0), MARKET_B: pytest.approx(5.0)}
+
+
+async def test_wallet_stats_aggregation_and_dirty_wallets(store: Store) -> None:
+    await store.add_trades(
+        [
+            make_trade(tx="0x1", size=1000, price=0.5, side="BUY", timestamp=10, ingested_at=1),
+            make_trade(tx="0x2", size=100, price=0.5, side="SELL", timestamp=50, ingested_at=2),
+            make_trade(tx="0x3", market=MARKET_B, size=10, price=1, timestamp=60, ingested_at=2),
+            make_trade(tx="0x4", wallet=WALLET_B, size=1, price=1, timestamp=5, ingested_at=9),
+        ]
+    )
+    assert await store.dirty_wallets(None, "", 10) == sorted([WALLET_A, WALLET_B])
+    assert await store.dirty_wallets(None, "", 1) == [WALLET_A]
+    assert await store.dirty_wallets(None, WALLET_A, 10) == [WALLET_B]
+    assert await store.dirty_wallets(5, "", 10) == [WALLET_B]
+    stats = {s.address: s for s in await store.compute_wallet_stats([WALLET_A], since_30d=40)}
+    a = stats[WALLET_A]
+    assert (a.trade_count, a.market_count) == (3, 2)
+    assert a.total_volume == pytest.approx(560)
+    assert a.buy_volume == pytest.approx(510) and a.sell_volume == pytest.approx(50)
+    assert a.volume_30d == pytest.approx(60) and a.max_trade == pytest.approx(500)
+    assert (a.first_seen, a.last_seen) == (10, 60)
+    assert a.pseudonym == "Quiet-Harbor"
+
+
+async def test_wallet_upsert_and_read(store: Store) -> None:
+    w = WalletStats(WALLET_A, trade_count=2, total_volume=5.0, is_whale=True, whale_reasons=["x"])
+    await store.upsert_wallets([w])
+    w.trade_count = 3
+    await store.upsert_wallets([w, WalletStats(WALLET_B)])
+    got = await store.get_wallets([WALLET_A, WALLET_B, "0xnone"])
+    assert set(got) == {WALLET_A, WALLET_B}
+    assert got[WALLET_A].trade_count == 3 and got[WALLET_A].whale_reasons == ["x"]
+
+
+async def test_job_state(store: Store) -> None:
+    assert await store.get_state("whale-updates") is None
+    await store.set_state("whale-updates", {"lastIngestedAt": 12.5})
+    await store.set_state("whale-updates", {"lastIngestedAt": 13.5})
+    assert await store.get_state("whale-updates") == {"lastIngestedAt": 13.5}
+
+
+async def test_the_same_alert_twice_exists_once(store: Store) -> None:
+    assert await store.insert_alert(_alert()) is True
+    assert await store.insert_alert(_alert()) is False
+    got = await store.get_alert(_alert().id)
+    assert got is not None and got.status == "pending" and got.signals[0].name == "large_trade"
+    assert await store.get_alert("missing") is None
+
+
+async def test_recent_alert_per_wallet_and_market(store: Store) -> None:
+    await store.insert_alert(_alert(created=100.0))
+    assert await store.recent_alert(WALLET_A, MARKET_A, since=50.0)
+    assert not await store.recent_alert(WALLET_A, MARKET_A, since=150.0)
+    assert not await store.recent_alert(WALLET_B, MARKET_A, since=50.0)
+
+
+async def test_claim_send_finish_is_conditional(store: Store) -> None:
+    alert = _alert()
+    await store.insert_alert(alert)
+    claimed = await store.claim_alert(alert.id, now=10.0, lease=30.0, attempt_id="a1")
+    assert claimed is not None and claimed.status == "sending" and claimed.attempts == 1
+    # held by a1: nobody else can claim it until the lease expires
+    assert await store.claim_alert(alert.id, now=20.0, lease=30.0, attempt_id="a2") is None
+    stolen = await store.claim_alert(alert.id, now=41.0, lease=30.0, attempt_id="a2")
+    assert stolen is not None and stolen.attempts == 2
+    # a1 lost its claim: its finish is refused
+    assert not await store.finish_alert(alert.id, "a1", "sent", 42.0, message_id="m1")
+    assert await store.finish_alert(alert.id, "a2", "sent", 42.0, message_id="m2")
+    done = await store.get_alert(alert.id)
+    assert done is not None and done.status == "sent" and done.discord_message_id == "m2"
+    assert done.sent_at == 42.0
+    assert await store.claim_alert(alert.id, now=1e9, lease=30.0, attempt_id="a3") is None
+
+
+async def test_retry_status_can_be_claimed_again(store: Store) -> None:
+    alert = _alert()
+    await store.insert_alert(alert)
+    assert await store.claim_alert(alert.id, 1.0, 30.0, "a1")
+    await store.finish_alert(alert.id, "a1", "retry", 2.0, error="HTTP 500", next_attempt_at=4.0)
+    retry = await store.get_alert(alert.id)
+    assert retry is not None and retry.status == "retry" and retry.last_error == "HTTP 500"
+    assert await store.claim_alert(alert.id, 3.0, 30.0, "a2") is not None
+    await store.finish_alert(alert.id, "a2", "failed", 4.0, error="HTTP 404")
+    assert await store.claim_alert(alert.id, 1e9, 30.0, "a3") is None
+
+
+async def test_open_store_by_url(tmp_path: Path) -> None:
+    async with open_store("memory://") as mem:
+        assert await mem.add_trades([make_trade()]) == 1
+    url = f"sqlite:///{tmp_path}/sub/store.db"
+    async with open_store(url) as first:
+        await first.add_trades([make_trade()])
+    async with open_store(url) as second:
+        assert await second.add_trades([make_trade()]) == 0
+
+
+async def test_open_store_rejects_unknown_scheme() -> None:
+    from polyjobs.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="unknown store URL"):
+        async with open_store("postgres://u:secret@h/db"):
+            pass
+
+
+async def test_mongo_indexes_are_created_idempotently() -> None:
+    client: Any = mongomock_ng.MongoClient()
+    for _ in range(2):
+        store = MongoStore(lambda: client, "idx")
+        await store.open()
+    info = client.idx.transactions.index_information()
+    assert any(v.get("unique") and v["key"] == [("tradeKey", 1)] for v in info.values())
+    assert info["unchecked_by_ts"]["partialFilterExpression"] == {"metadata.anomalyChecked": False}
+    alerts = client.idx.alerts.index_information()
+    assert any(v.get("expireAfterSeconds") == 0 for v in alerts.values())
