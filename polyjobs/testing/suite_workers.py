@@ -1,0 +1,270 @@
+"""Contract: workers: concurrency, sync processors, pause, close, leases and stalled jobs."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from typing import Any
+
+from polyjobs.backend import Backend, Finish
+from polyjobs.job import Job
+from polyjobs.queue import Queue
+from polyjobs.testing.support import ContractBase, Recorder, wait_until
+
+DEAD = "dead-token"  # the token of a worker that fetched a job and died
+
+
+class WorkersContract(ContractBase):
+    async def test_concurrency_is_never_exceeded(self, queue: Queue) -> None:
+        n = 4
+        in_flight = peak = 0
+
+        async def proc(job: Job) -> None:
+            nonlocal in_flight, peak
+            in_flight += 1
+            peak = max(peak, in_flight)
+            await asyncio.sleep(0.05)
+            in_flight -= 1
+
+        await queue.add_bulk([("slow", i) for i in range(5 * n)])
+        await self.burst(queue, proc, concurrency=n)
+        assert peak == n
+        assert (await queue.counts())["completed"] == 5 * n
+
+    async def test_sync_processor_runs_in_a_thread(self, queue: Queue) -> None:
+        threads: set[int] = set()
+
+        def proc(job: Job) -> dict[str, Any]:
+            threads.add(threading.get_ident())
+            job.update_progress_sync(100)
+            job.log_sync(f"handled {job.data}")
+            time.sleep(0.05)
+            return {"got": job.data}
+
+        jobs = [await queue.add("sync", i) for i in range(4)]
+        began = time.monotonic()
+        await self.burst(queue, proc, concurrency=4)
+        assert time.monotonic() - began < 2.0
+        assert threading.get_ident() not in threads
+        for i, job in enumerate(jobs):
+            done = await queue.require_job(job.id)
+            assert (done.state, done.returnvalue, done.progress) == ("completed", {"got": i}, 100)
+            assert await queue.logs(job.id) == [f"handled {i}"]
+
+    async def test_pause_stops_fetching_and_resume_resumes(self, queue: Queue) -> None:
+        done = Recorder()
+        worker = self.make_worker(queue, lambda j: j.data, block=0.1)
+        worker.on("completed", done.callback)
+        async with self.running(worker):
+            await queue.add("before", 0)
+            await done.wait_for(1)
+            await queue.pause()
+            assert await queue.is_paused() is True
+            for i in range(3):
+                await queue.add("during", i)
+            await asyncio.sleep(0.4)  # a paused queue must stay untouched for a while
+            assert len(done) == 1
+            counts = await queue.counts()
+            assert (counts["waiting"], counts["active"], counts["paused"]) == (3, 0, True)
+            await queue.resume()
+            assert await queue.is_paused() is False
+            await done.wait_for(4)
+        assert (await queue.counts())["completed"] == 4
+
+    async def test_fetch_returns_nothing_while_paused(self, queue: Queue, backend: Backend) -> None:
+        await queue.add("x", 1)
+        await queue.pause()
+        assert await backend.fetch(queue.name, "tok", 5, 5.0, 0) == []
+        assert await backend.fetch(queue.name, "tok", 5, 5.0, 0.1) == []
+        await queue.resume()
+        assert len(await backend.fetch(queue.name, "tok", 5, 5.0, 0)) == 1
+
+    async def test_graceful_close_waits_for_active_jobs(self, queue: Queue) -> None:
+        started = Recorder()
+
+        async def proc(job: Job) -> str:
+            started.add(job.id)
+            await asyncio.sleep(0.3)
+            return "finished"
+
+        job = await queue.add("x", None)
+        worker = self.make_worker(queue, proc)
+        completed = Recorder()
+        worker.on("completed", completed.callback)
+        task = asyncio.create_task(worker.run())
+        await started.wait_for(1)
+        await asyncio.wait_for(worker.close(grace=5), 8)
+        await asyncio.wait_for(task, 5)
+        assert len(completed) == 1
+        done = await queue.require_job(job.id)
+        assert (done.state, done.returnvalue) == ("completed", "finished")
+
+    async def test_close_with_short_grace_hands_jobs_back(self, queue: Queue) -> None:
+        started = Recorder()
+
+        async def stuck(job: Job) -> None:
+            started.add(job.id)
+            await asyncio.sleep(30)
+
+        jobs = [await queue.add("x", i) for i in range(2)]
+        worker = self.make_worker(queue, stuck, concurrency=2)
+        task = asyncio.create_task(worker.run())
+        await started.wait_for(2)
+        began = time.monotonic()
+        await asyncio.wait_for(worker.close(grace=0.1), 8)
+        await asyncio.wait_for(task, 5)
+        assert time.monotonic() - began < 3.0
+        counts = await queue.counts()
+        assert (counts["active"], counts["waiting"]) == (0, 2)
+        for job in jobs:
+            back = await queue.require_job(job.id)
+            assert back.state == "waiting" and back.attempts_made == 0
+        await self.burst(queue, lambda j: j.data)
+        for job in jobs:
+            done = await queue.require_job(job.id)
+            assert done.state == "completed" and done.attempts_made == 1
+
+    async def test_release_hands_back_without_counting_an_attempt(
+        self, queue: Queue, backend: Backend
+    ) -> None:
+        job = await queue.add("x", 1)
+        other = await queue.add("y", 2)
+        fetched = await backend.fetch(queue.name, "tok", 2, 5.0, 0)
+        assert {r.id for r in fetched} == {job.id, other.id}
+        assert await backend.release(queue.name, "other-token", None) == []
+        assert await backend.release(queue.name, "tok", [job.id]) == [job.id]
+        assert await self.state_of(queue, job.id) == "waiting"
+        assert await self.state_of(queue, other.id) == "active"
+        assert await backend.release(queue.name, "tok", None) == [other.id]
+        counts = await queue.counts()
+        assert (counts["active"], counts["waiting"]) == (0, 2)
+        stored = await queue.require_job(job.id)
+        assert stored.attempts_made == 0
+
+    async def test_dead_workers_job_is_recovered_and_completed_once(
+        self, queue: Queue, backend: Backend
+    ) -> None:
+        job = await queue.add("x", {"v": 1})
+        grabbed = await backend.fetch(queue.name, DEAD, 1, 0.3, 0)
+        assert [r.id for r in grabbed] == [job.id]
+        assert await self.state_of(queue, job.id) == "active"
+        runs = Recorder()
+
+        async def proc(j: Job) -> str:
+            runs.add(j.id)
+            return "recovered"
+
+        worker = self.make_worker(queue, proc, stalled_interval=0.1, lease=1.0)
+        stalled, completed = Recorder(), Recorder()
+        worker.on("stalled", stalled.callback)
+        worker.on("completed", completed.callback)
+        async with self.running(worker):
+            await completed.wait_for(1)
+            await asyncio.sleep(0.3)  # room for a wrong second run
+        assert runs.items == [job.id]
+        assert stalled.items == [(job.id, False)]
+        done = await queue.require_job(job.id)
+        assert (done.state, done.returnvalue, done.stalls) == ("completed", "recovered", 1)
+        # the dead worker wakes up and reports: its result is refused, nothing changes
+        late = Finish(job.id, "completed", 1, time.time(), returnvalue_json='"zombie"')
+        result = await backend.finish(queue.name, DEAD, [late], 0, 1.0)
+        assert result.lost == [job.id]
+        again = await queue.require_job(job.id)
+        assert (again.state, again.returnvalue) == ("completed", "recovered")
+
+    async def test_job_fails_after_max_stalls(self, queue: Queue, backend: Backend) -> None:
+        job = await queue.add("x", None)
+        assert len(await backend.fetch(queue.name, DEAD, 1, 0.1, 0)) == 1
+        assert await backend.recover_stalled(queue.name, 1) == []  # lease not yet expired
+        await asyncio.sleep(0.15)
+        first = await backend.recover_stalled(queue.name, 1)
+        assert [(s.job_id, s.failed) for s in first] == [(job.id, False)]
+        back = await queue.require_job(job.id)
+        assert (back.state, back.stalls) == ("waiting", 1)
+        assert len(await backend.fetch(queue.name, DEAD, 1, 0.1, 0)) == 1
+        await asyncio.sleep(0.15)
+        second = await backend.recover_stalled(queue.name, 1)
+        assert [(s.job_id, s.failed) for s in second] == [(job.id, True)]
+        failed = await queue.require_job(job.id)
+        assert failed.state == "failed" and failed.failed_reason
+        assert "stall" in failed.failed_reason
+        counts = await queue.counts()
+        assert (counts["active"], counts["waiting"], counts["failed"]) == (0, 0, 1)
+
+    async def test_worker_fails_a_job_past_max_stalls(self, queue: Queue, backend: Backend) -> None:
+        job = await queue.add("x", None)
+        await backend.fetch(queue.name, DEAD, 1, 0.2, 0)
+        runs = Recorder()
+        worker = self.make_worker(queue, runs.callback, stalled_interval=0.1, max_stalls=0)
+        stalled = Recorder()
+        worker.on("stalled", stalled.callback)
+        async with self.running(worker):
+            await stalled.wait_for(1)
+        assert stalled.items == [(job.id, True)]
+        assert len(runs) == 0
+        assert await self.state_of(queue, job.id) == "failed"
+
+    async def test_leases_are_renewed_while_a_job_runs(self, queue: Queue) -> None:
+        runs = Recorder()
+
+        async def slow(job: Job) -> str:
+            runs.add(job.id)
+            await asyncio.sleep(1.0)
+            return "ok"
+
+        job = await queue.add("x", None)
+        owner = self.make_worker(queue, slow, lease=0.3, stalled_interval=0.1)
+        sweeper = self.make_worker(queue, slow, lease=0.3, stalled_interval=0.1)
+        stalled = Recorder()
+        owner.on("stalled", stalled.callback)
+        sweeper.on("stalled", stalled.callback)
+        async with self.running(owner), self.running(sweeper):
+            await job.wait(timeout=5)
+        assert runs.items == [job.id]
+        assert stalled.items == []
+
+    async def test_extend_reports_jobs_not_owned(self, queue: Queue, backend: Backend) -> None:
+        job = await queue.add("x", None)
+        await backend.fetch(queue.name, "tok", 1, 0.2, 0)
+        assert await backend.extend(queue.name, "tok", [job.id], 5.0) == []
+        assert await backend.extend(queue.name, "thief", [job.id], 5.0) == [job.id]
+        assert await backend.extend(queue.name, "tok", ["no-such-job"], 5.0) == ["no-such-job"]
+        await asyncio.sleep(0.3)  # past the first lease, within the renewed one
+        assert await backend.recover_stalled(queue.name, 1) == []
+        assert await self.state_of(queue, job.id) == "active"
+
+    async def test_finish_by_another_token_is_lost(self, queue: Queue, backend: Backend) -> None:
+        job = await queue.add("x", None)
+        await backend.fetch(queue.name, "owner", 1, 5.0, 0)
+        fin = Finish(job.id, "completed", 1, time.time(), returnvalue_json="1")
+        result = await backend.finish(queue.name, "intruder", [fin], 0, 5.0)
+        assert result.lost == [job.id] and result.jobs == []
+        assert await self.state_of(queue, job.id) == "active"
+        result = await backend.finish(queue.name, "owner", [fin], 0, 5.0)
+        assert result.lost == []
+        assert await self.state_of(queue, job.id) == "completed"
+
+    async def test_finish_fetches_the_next_jobs(self, queue: Queue, backend: Backend) -> None:
+        first = await queue.add("x", 1)
+        await backend.fetch(queue.name, "tok", 1, 5.0, 0)
+        second = await queue.add("x", 2)
+        third = await queue.add("x", 3)
+        fin = Finish(first.id, "completed", 1, time.time(), returnvalue_json="null")
+        result = await backend.finish(queue.name, "tok", [fin], 2, 5.0)
+        assert [r.id for r in result.jobs] == [second.id, third.id]
+        assert all(r.state == "active" for r in result.jobs)
+        assert (await queue.counts())["active"] == 2
+
+    async def test_worker_registry(self, queue: Queue) -> None:
+        worker = self.make_worker(queue, lambda j: None, concurrency=3, heartbeat_interval=0.1)
+        async with self.running(worker):
+
+            async def registered() -> bool:
+                return any(w.id == worker.id for w in await queue.workers())
+
+            await wait_until(registered, what="worker in registry")
+            info = next(w for w in await queue.workers() if w.id == worker.id)
+            assert info.queue == queue.name and info.concurrency == 3
+            assert abs(info.last_seen - time.time()) < 5
+        assert all(w.id != worker.id for w in await queue.workers())
