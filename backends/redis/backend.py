@@ -1,0 +1,392 @@
+"""``RedisBackend``: the Backend contract on Redis (``redis://``, ``rediss://``, ``unix://``).
+
+Every state change is one Lua script (see :mod:`polyjobs.backends.redis.scripts`); key names
+come from :mod:`polyjobs.backends.redis.keys`. Times are epoch seconds computed here and passed
+to the scripts as exact decimal strings (``repr`` of a float), so what a script stores reads
+back as the same float.
+
+Fetching never polls: when nothing is ready, :meth:`fetch` blocks on the queue's wake-up key
+(``BZPOPMIN``) with a timeout of ``min(block, next delayed job due)``, and tries once more when
+woken. Producers, retries, resume, release and stall recovery push to that key.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, replace
+from typing import Any
+
+from redis.asyncio import Redis
+
+from polyjobs.backend import (
+    CAP_DURABLE,
+    CAP_SHARED,
+    AddResult,
+    Finish,
+    FinishResult,
+    JobRecord,
+    JobState,
+    NewJob,
+    ScheduleRecord,
+    Stalled,
+    WorkerInfo,
+)
+from polyjobs.backends.redis import connection
+from polyjobs.backends.redis.keys import QueueKeys, registry_key
+from polyjobs.backends.redis.records import FIELDS, loads, record, records
+from polyjobs.backends.redis.scripts import Scripts
+from polyjobs.errors import BackendError, BackendUnavailableError
+from polyjobs.options import KEEP_FAILED, Keep
+
+STALLED_REASON = "job stalled more than allowable limit"
+CHUNK = 5000  # jobs per script call for bulk adds and deletions
+CLOSE_TIMEOUT = 2.0
+
+
+def _t(value: float) -> str:
+    return repr(float(value))
+
+
+def _keep_args(keep: Keep, finished_on: float) -> tuple[str, str]:
+    if keep.removes_at_once:
+        return "0", ""
+    count = "" if keep.count is None else str(keep.count)
+    cutoff = "" if keep.age is None else _t(finished_on - keep.age)
+    return count, cutoff
+
+
+def _job_args(new: NewJob) -> list[str]:
+    return [
+        new.job_id or "",
+        new.name,
+        new.data_json,
+        json.dumps(new.opts, separators=(",", ":")),
+        _t(new.timestamp),
+        _t(new.run_at),
+        str(new.priority),
+        "1" if new.lifo else "0",
+    ]
+
+
+def _slice(items: list[JobRecord], start: int, end: int) -> list[JobRecord]:
+    n = len(items)
+    start = max(n + start, 0) if start < 0 else start
+    end = n + end if end < 0 else end
+    return items[start : end + 1]
+
+
+class RedisBackend:
+    """Jobs in Redis: shared by any number of processes and machines, durable as Redis is.
+
+    URL: ``redis://[user:password@]host[:port][/db][?prefix=polyjobs]``, ``rediss://`` for TLS,
+    ``unix:///path/to/redis.sock[?db=0]``. All keys of a queue live under
+    ``<prefix>:{<queue>}:`` (one Redis Cluster slot per queue).
+    """
+
+    capabilities: frozenset[str] = frozenset({CAP_SHARED, CAP_DURABLE})
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._url = connection.RedisUrl.parse(url)
+        self.prefix = self._url.prefix
+        self._client: Redis | None = None
+        self._blocking: Redis | None = None
+        self._scripts: Scripts | None = None
+        self._keys: dict[str, tuple[QueueKeys, list[str]]] = {}
+
+    def __repr__(self) -> str:
+        return f"<RedisBackend {self._url.redacted}>"
+
+    # -- lifecycle -------------------------------------------------------------------------
+    async def open(self) -> None:
+        if self._client is not None:
+            return
+        client = connection.make_client(self._url, blocking=False)
+        try:
+            await asyncio.wait_for(client.ping(), connection.CONNECT_TIMEOUT * 2)
+        except (TimeoutError, Exception) as exc:
+            await self._close_client(client)
+            raise BackendUnavailableError(
+                f"cannot reach Redis at {self._url.redacted}: {connection.one_line(exc)}"
+            ) from None
+        self._client = client
+        self._blocking = connection.make_client(self._url, blocking=True)
+        self._scripts = Scripts(client)
+
+    async def close(self) -> None:
+        clients = [c for c in (self._client, self._blocking) if c is not None]
+        self._client = self._blocking = self._scripts = None
+        for client in clients:
+            await self._close_client(client)
+
+    @staticmethod
+    async def _close_client(client: Redis) -> None:
+        try:
+            await asyncio.wait_for(client.aclose(), CLOSE_TIMEOUT)
+        except (TimeoutError, Exception):
+            pool = client.connection_pool
+            await pool.disconnect(inuse_connections=True)
+
+    # -- helpers ---------------------------------------------------------------------------
+    @property
+    def redis(self) -> Redis:
+        if self._client is None:
+            raise BackendError(f"redis backend {self._url.redacted} is not open")
+        return self._client
+
+    def _qk(self, queue: str) -> tuple[QueueKeys, list[str]]:
+        found = self._keys.get(queue)
+        if found is None:
+            qk = QueueKeys(self.prefix, queue)
+            found = self._keys[queue] = (qk, qk.script_keys)
+        return found
+
+    async def _run(self, name: str, queue: str, args: Sequence[Any]) -> Any:
+        if self._scripts is None:
+            raise BackendError(f"redis backend {self._url.redacted} is not open")
+        qk, keys = self._qk(queue)
+        with connection.translate(self._url.redacted):
+            return await self._scripts[name](keys=keys, args=[qk.job_prefix, *args])
+
+    async def _register(self, queue: str, flag: Any) -> None:
+        """Add ``queue`` to the registry the first time a script marks it as known."""
+        if flag == 1:
+            with connection.translate(self._url.redacted):
+                await self.redis.sadd(registry_key(self.prefix), queue)
+
+    # -- producers -------------------------------------------------------------------------
+    async def add(self, queue: str, jobs: Sequence[NewJob]) -> list[AddResult]:
+        results: list[AddResult] = []
+        for start in range(0, len(jobs), CHUNK):
+            chunk = jobs[start : start + CHUNK]
+            args: list[str] = [_t(time.time()), str(len(chunk))]
+            for new in chunk:
+                args.extend(_job_args(new))
+            reply = await self._run("add", queue, args)
+            await self._register(queue, reply[0])
+            results.extend(AddResult(reply[i], reply[i + 1] == 1) for i in range(1, len(reply), 2))
+        return results
+
+    # -- workers ---------------------------------------------------------------------------
+    async def _take(
+        self, queue: str, token: str, limit: int, lease: float
+    ) -> tuple[list[JobRecord], float | None]:
+        now = time.time()
+        reply = await self._run("fetch", queue, [token, limit, _t(now), _t(now + lease)])
+        due = reply[0]
+        return records(reply, 1), (None if due is None else float(due))
+
+    async def fetch(
+        self, queue: str, token: str, limit: int, lease: float, block: float
+    ) -> list[JobRecord]:
+        jobs, due = await self._take(queue, token, limit, lease)
+        if jobs or block <= 0:
+            return jobs
+        deadline = time.monotonic() + block
+        marker = self._qk(queue)[0].key("marker")
+        while True:
+            timeout = deadline - time.monotonic()
+            if due is not None:
+                timeout = min(timeout, due - time.time())
+            if timeout >= 0.001:
+                if self._blocking is None:
+                    raise BackendError(f"redis backend {self._url.redacted} is not open")
+                with connection.translate(self._url.redacted):
+                    await connection.wait_for_wakeup(self._blocking, marker, timeout)
+            jobs, due = await self._take(queue, token, limit, lease)
+            if jobs or time.monotonic() >= deadline:
+                return jobs
+
+    async def extend(
+        self, queue: str, token: str, job_ids: Sequence[str], lease: float
+    ) -> list[str]:
+        if not job_ids:
+            return []
+        lost = await self._run("extend", queue, [token, _t(time.time() + lease), *job_ids])
+        return list(lost)
+
+    async def finish(
+        self, queue: str, token: str, finishes: Sequence[Finish], fetch: int, lease: float
+    ) -> FinishResult:
+        now = time.time()
+        args: list[Any] = [token, max(fetch, 0), _t(now), _t(now + lease), len(finishes)]
+        for fin in finishes:
+            count, cutoff = _keep_args(fin.keep, fin.finished_on)
+            args += [
+                fin.job_id,
+                fin.status,
+                fin.attempts_made,
+                _t(fin.finished_on),
+                fin.returnvalue_json if fin.returnvalue_json is not None else "",
+                fin.failed_reason or "",
+                fin.stacktrace or "",
+                _t(fin.retry_at),
+                count,
+                cutoff,
+            ]
+        lost, jobs = await self._run("finish", queue, args)
+        return FinishResult(list(lost), records(jobs))
+
+    async def release(self, queue: str, token: str, job_ids: Sequence[str] | None) -> list[str]:
+        if job_ids is not None and not job_ids:
+            return []
+        mode = "all" if job_ids is None else "ids"
+        return list(await self._run("release", queue, [token, mode, *(job_ids or ())]))
+
+    async def recover_stalled(self, queue: str, max_stalls: int) -> list[Stalled]:
+        args = [_t(time.time()), max_stalls, STALLED_REASON, KEEP_FAILED.count]
+        reply = await self._run("stalled", queue, args)
+        return [Stalled(reply[i], reply[i + 1] == 1) for i in range(0, len(reply), 2)]
+
+    async def update_progress(self, queue: str, job_id: str, progress_json: str) -> bool:
+        return bool(await self._run("progress", queue, [job_id, progress_json]))
+
+    async def add_log(self, queue: str, job_id: str, line: str, keep: int) -> int:
+        return int(await self._run("log", queue, [job_id, line, keep]))
+
+    # -- inspection ------------------------------------------------------------------------
+    async def get_job(self, queue: str, job_id: str) -> JobRecord | None:
+        with connection.translate(self._url.redacted):
+            values: list[Any] = await self.redis.hmget(self._qk(queue)[0].job(job_id), list(FIELDS))
+        if not values[3]:
+            return None
+        return record(job_id, values)
+
+    async def get_logs(self, queue: str, job_id: str, start: int, end: int) -> list[str]:
+        with connection.translate(self._url.redacted):
+            lines = await self.redis.lrange(self._qk(queue)[0].log(job_id), start, end)
+        return [str(line) for line in lines]
+
+    async def list_jobs(self, queue: str, state: JobState, start: int, end: int) -> list[JobRecord]:
+        found = records(await self._run("list", queue, [state, start, end]))
+        if state == "active":
+            found.sort(key=lambda r: r.processed_on or 0.0)
+            return _slice(found, start, end)
+        return found
+
+    async def counts(self, queue: str) -> dict[str, int]:
+        qk = self._qk(queue)[0]
+        names = ("waiting", "active", "delayed", "completed", "failed")
+        sets = ("wait", "active", "delayed", "completed", "failed")
+        with connection.translate(self._url.redacted):
+            async with self.redis.pipeline(transaction=True) as pipe:
+                for name in sets:
+                    pipe.zcard(qk.key(name))
+                sizes = await pipe.execute()
+        return dict(zip(names, (int(n) for n in sizes), strict=True))
+
+    async def queues(self) -> list[str]:
+        with connection.translate(self._url.redacted):
+            members = await self.redis.smembers(registry_key(self.prefix))
+            names = sorted(str(m) for m in members)
+            if not names:
+                return []
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for name in names:
+                    qk = self._qk(name)[0]
+                    sets = ("wait", "delayed", "active", "completed", "failed", "sched")
+                    pipe.exists(*(qk.key(s) for s in (*sets, "workers")))
+                    pipe.hexists(qk.key("meta"), "paused")
+                replies = await pipe.execute()
+        return [n for i, n in enumerate(names) if replies[2 * i] or replies[2 * i + 1]]
+
+    # -- administration --------------------------------------------------------------------
+    async def pause(self, queue: str) -> None:
+        await self._register(queue, await self._run("pause", queue, ["pause"]))
+
+    async def resume(self, queue: str) -> None:
+        await self._register(queue, await self._run("pause", queue, ["resume"]))
+
+    async def is_paused(self, queue: str) -> bool:
+        with connection.translate(self._url.redacted):
+            return bool(await self.redis.hexists(self._qk(queue)[0].key("meta"), "paused"))
+
+    async def drain(self, queue: str, delayed: bool) -> int:
+        total = 0
+        while True:
+            removed = int(await self._run("drain", queue, ["1" if delayed else "0", CHUNK]))
+            total += removed
+            if removed < CHUNK:
+                return total
+
+    async def clean(self, queue: str, state: JobState, grace: float, limit: int) -> list[str]:
+        if state == "active":
+            return []
+        cutoff = _t(time.time() - grace)
+        return list(await self._run("clean", queue, [state, cutoff, max(limit, 0)]))
+
+    async def remove(self, queue: str, job_id: str) -> bool:
+        return bool(await self._run("remove", queue, [job_id]))
+
+    async def retry(self, queue: str, job_id: str) -> bool:
+        return bool(await self._run("retry", queue, [job_id]))
+
+    async def promote(self, queue: str, job_id: str) -> bool:
+        return bool(await self._run("promote", queue, [job_id, _t(time.time())]))
+
+    async def obliterate(self, queue: str) -> None:
+        while int(await self._run("obliterate", queue, [CHUNK])) > 0:
+            pass
+        with connection.translate(self._url.redacted):
+            await self.redis.srem(registry_key(self.prefix), queue)
+
+    # -- schedules -------------------------------------------------------------------------
+    async def save_schedule(self, queue: str, schedule: ScheduleRecord) -> ScheduleRecord:
+        definition = asdict(schedule)
+        del definition["next_run"]
+        cadence = json.dumps([schedule.every, schedule.cron, schedule.tz])
+        args = ["save", schedule.key, json.dumps(definition), cadence, _t(schedule.next_run)]
+        stored, registered = await self._run("schedule", queue, args)
+        await self._register(queue, registered)
+        return replace(schedule, next_run=float(stored))
+
+    async def get_schedules(self, queue: str) -> list[ScheduleRecord]:
+        qk = self._qk(queue)[0]
+        with connection.translate(self._url.redacted):
+            async with self.redis.pipeline(transaction=True) as pipe:
+                pipe.hgetall(qk.key("sched"))
+                pipe.hgetall(qk.key("sched_next"))
+                definitions, nexts = await pipe.execute()
+        return [
+            ScheduleRecord(**loads(text), next_run=float(nexts[key]))
+            for key, text in definitions.items()
+            if key in nexts
+        ]
+
+    async def remove_schedule(self, queue: str, key: str) -> bool:
+        return bool(await self._run("schedule", queue, ["remove", key]))
+
+    async def advance_schedule(
+        self, queue: str, key: str, expected_next: float, next_run: float, jobs: Sequence[NewJob]
+    ) -> bool:
+        args = ["advance", key, _t(expected_next), _t(next_run), _t(time.time()), len(jobs)]
+        for new in jobs:
+            args.extend(_job_args(new))
+        return bool(await self._run("schedule", queue, args))
+
+    # -- worker registry -------------------------------------------------------------------
+    async def heartbeat(self, info: WorkerInfo, ttl: float) -> None:
+        now = time.time()
+        text = json.dumps(asdict(replace(info, last_seen=now)))
+        flag = await self._run("heartbeat", info.queue, [info.id, _t(now + ttl), text, _t(now)])
+        await self._register(info.queue, flag)
+
+    async def unregister(self, queue: str, worker_id: str) -> None:
+        qk = self._qk(queue)[0]
+        with connection.translate(self._url.redacted):
+            async with self.redis.pipeline(transaction=True) as pipe:
+                pipe.zrem(qk.key("workers"), worker_id)
+                pipe.hdel(qk.key("workers_info"), worker_id)
+                await pipe.execute()
+
+    async def list_workers(self, queue: str) -> list[WorkerInfo]:
+        qk = self._qk(queue)[0]
+        with connection.translate(self._url.redacted):
+            async with self.redis.pipeline(transaction=True) as pipe:
+                pipe.zrangebyscore(qk.key("workers"), f"({_t(time.time())}", "+inf")
+                pipe.hgetall(qk.key("workers_info"))
+                live, infos = await pipe.execute()
+        return [WorkerInfo(**loads(infos[w])) for w in live if w in infos]

@@ -1,0 +1,44 @@
+-- ARGV: jp, state, cutoff, limit (0: none). Removes jobs in state finished (completed/failed)
+-- or created (waiting/delayed) at or before cutoff, oldest first. Returns their ids.
+local state, cutoff, limit = ARGV[2], ARGV[3], tonumber(ARGV[4])
+local removed = {}
+local function full()
+  return limit > 0 and #removed >= limit
+end
+if state == 'completed' or state == 'failed' then
+  local set = state == 'completed' and K_completed or K_failed
+  local ids
+  if limit > 0 then
+    ids = redis.call('ZRANGEBYSCORE', set, '-inf', cutoff, 'LIMIT', 0, limit)
+  else
+    ids = redis.call('ZRANGEBYSCORE', set, '-inf', cutoff)
+  end
+  for _, id in ipairs(ids) do
+    redis.call('DEL', jk(id), lk(id))
+    redis.call('ZREM', set, id)
+    removed[#removed + 1] = id
+  end
+  return removed
+end
+local members
+if state == 'waiting' then
+  members = redis.call('ZREVRANGE', K_wait, 0, -1)
+else
+  members = redis.call('ZREVRANGE', K_delayed, 0, -1)
+end
+local limit_cutoff = tonumber(cutoff)
+for _, m in ipairs(members) do
+  if full() then
+    break
+  end
+  local id = m
+  if state == 'waiting' then
+    id = wid(m)
+  end
+  local ts = tonumber(redis.call('HGET', jk(id), 'ts'))
+  if ts and ts <= limit_cutoff then
+    delete_job(id)
+    removed[#removed + 1] = id
+  end
+end
+return removed

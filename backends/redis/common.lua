@@ -1,0 +1,198 @@
+-- Shared prelude of every polyjobs script. The generated header before this text defines the
+-- fixed keys (K_wait, K_delayed, ...), JP (the job-key prefix, ARGV[1]), LOG_SUFFIX, FIELDS (the
+-- job-hash fields a script returns, in order) and F (field name -> position in FIELDS).
+--
+-- A job hash holds: n name, d data, o opts, st state, ts timestamp, ra run_at, p priority,
+-- am attempts made, as attempts started, sc stalls, pg progress, rv returnvalue,
+-- fr failed reason, tr stacktrace, po processed on, fo finished on, tk owner token,
+-- lu lease until, wm its member in the waiting set. Empty strings mean "none".
+
+local WAKE_MEMBER = '1'
+local LIFO_TOP = 4503599627370495 -- 16^13 - 1
+
+local function jk(id)
+  return JP .. id
+end
+
+local function lk(id)
+  return JP .. id .. LOG_SUFFIX
+end
+
+local function num(x)
+  return string.format('%.17g', x)
+end
+
+local function wake()
+  redis.call('ZADD', K_marker, 0, WAKE_MEMBER)
+end
+
+-- The waiting set is scored by priority; within a priority, members sort by an order prefix:
+-- '0' + descending counter for jobs put in front (lifo, released), '1' + ascending counter.
+local function wmember(id, front)
+  local s = redis.call('HINCRBY', K_meta, 'seq', 1)
+  if front then
+    return string.format('0%013x', LIFO_TOP - s) .. id
+  end
+  return string.format('1%013x', s) .. id
+end
+
+local function wid(member)
+  return string.sub(member, 15)
+end
+
+local function to_waiting(id, prio, front)
+  local m = wmember(id, front)
+  redis.call('ZADD', K_wait, prio or 0, m)
+  redis.call('HSET', jk(id), 'st', 'waiting', 'wm', m)
+end
+
+-- Put a job in the delayed set; wake blocked fetches when it is the next one due, so they
+-- shorten their wait.
+local function to_delayed(id, run_at)
+  redis.call('ZADD', K_delayed, run_at, id)
+  redis.call('HSET', jk(id), 'st', 'delayed')
+  local head = redis.call('ZRANGE', K_delayed, 0, 0)
+  if head[1] == id then
+    wake()
+  end
+end
+
+-- Take a job out of the state set that holds it (by its stored state).
+local function unlink(id, st, wm)
+  if st == 'waiting' then
+    if wm then
+      redis.call('ZREM', K_wait, wm)
+    end
+  elseif st == 'delayed' then
+    redis.call('ZREM', K_delayed, id)
+  elseif st == 'active' then
+    redis.call('ZREM', K_active, id)
+  elseif st == 'completed' then
+    redis.call('ZREM', K_completed, id)
+  elseif st == 'failed' then
+    redis.call('ZREM', K_failed, id)
+  end
+end
+
+local function delete_job(id)
+  local cur = redis.call('HMGET', jk(id), 'st', 'wm')
+  if cur[1] then
+    unlink(id, cur[1], cur[2])
+  end
+  redis.call('DEL', jk(id), lk(id))
+end
+
+-- Retention of a finished set: drop members older than cutoff (exclusive), then all but the
+-- newest count. At most 1000 jobs per call, so a script stays short; the next call goes on.
+local function retain(set, count, cutoff)
+  if cutoff then
+    local old = redis.call('ZRANGEBYSCORE', set, '-inf', '(' .. cutoff, 'LIMIT', 0, 1000)
+    if #old > 0 then
+      for _, id in ipairs(old) do
+        redis.call('DEL', jk(id), lk(id))
+      end
+      redis.call('ZREM', set, unpack(old))
+    end
+  end
+  if count then
+    local n = redis.call('ZCARD', set)
+    if n > count then
+      local stop = math.min(n - count, 1000) - 1
+      local old = redis.call('ZRANGE', set, 0, stop)
+      for _, id in ipairs(old) do
+        redis.call('DEL', jk(id), lk(id))
+      end
+      redis.call('ZREMRANGEBYRANK', set, 0, stop)
+    end
+  end
+end
+
+local function promote_due(now)
+  local due = redis.call('ZRANGEBYSCORE', K_delayed, '-inf', now, 'LIMIT', 0, 1000)
+  if #due == 0 then
+    return
+  end
+  for _, id in ipairs(due) do
+    to_waiting(id, redis.call('HGET', jk(id), 'p'), false)
+  end
+  redis.call('ZREM', K_delayed, unpack(due))
+end
+
+local function is_paused()
+  return redis.call('HEXISTS', K_meta, 'paused') == 1
+end
+
+-- Append a job's id and FIELDS values to out.
+local function emit(out, id, vals)
+  out[#out + 1] = id
+  for j = 1, #FIELDS do
+    out[#out + 1] = vals[j]
+  end
+end
+
+-- Promote due delayed jobs, then move up to limit waiting jobs to active, owned by token until
+-- lease_until. Returns id + FIELDS for each job taken.
+local function take(token, limit, now, lease_until)
+  promote_due(now)
+  local out = {}
+  if limit <= 0 or is_paused() then
+    return out
+  end
+  local popped = redis.call('ZPOPMIN', K_wait, limit)
+  for i = 1, #popped, 2 do
+    local id = wid(popped[i])
+    local key = jk(id)
+    local vals = redis.call('HMGET', key, unpack(FIELDS))
+    local started = (tonumber(vals[F['as']]) or 0) + 1
+    redis.call('HSET', key, 'st', 'active', 'tk', token, 'lu', lease_until, 'po', now,
+      'as', started)
+    redis.call('ZADD', K_active, lease_until, id)
+    vals[F['st']] = 'active'
+    vals[F['tk']] = token
+    vals[F['lu']] = lease_until
+    vals[F['po']] = now
+    vals[F['as']] = tostring(started)
+    emit(out, id, vals)
+  end
+  if #popped > 0 and redis.call('ZCARD', K_wait) > 0 then
+    wake() -- more is ready: let the next blocked worker take it
+  end
+  return out
+end
+
+local function next_due()
+  if is_paused() then
+    return false
+  end
+  local head = redis.call('ZRANGE', K_delayed, 0, 0, 'WITHSCORES')
+  return head[2] or false
+end
+
+-- Add one job unless its id exists; '' as id assigns the next number. Returns id, added.
+local function add_job(id, name, data, opts, ts, run_at, prio, lifo, now)
+  if id == '' then
+    repeat
+      id = tostring(redis.call('HINCRBY', K_meta, 'id', 1))
+    until redis.call('EXISTS', jk(id)) == 0
+  elseif redis.call('EXISTS', jk(id)) == 1 then
+    return id, 0
+  end
+  local key = jk(id)
+  if tonumber(run_at) > tonumber(now) then
+    redis.call('HSET', key, 'n', name, 'd', data, 'o', opts, 'ts', ts, 'ra', run_at, 'p', prio,
+      'am', 0, 'as', 0, 'sc', 0, 'st', 'delayed')
+    to_delayed(id, run_at)
+  else
+    local m = wmember(id, lifo == '1')
+    redis.call('HSET', key, 'n', name, 'd', data, 'o', opts, 'ts', ts, 'ra', run_at, 'p', prio,
+      'am', 0, 'as', 0, 'sc', 0, 'st', 'waiting', 'wm', m)
+    redis.call('ZADD', K_wait, prio, m)
+    wake()
+  end
+  return id, 1
+end
+
+-- Mark the queue as known; true the first time (the caller then adds it to the registry).
+local function register()
+  return redis.call('HSETNX', K_meta, 'reg', 1)
+end

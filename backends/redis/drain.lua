@@ -1,0 +1,23 @@
+-- ARGV: jp, include delayed ('1'/'0'), chunk. Removes up to chunk waiting (then delayed) jobs;
+-- returns how many (the caller repeats until 0).
+local chunk = tonumber(ARGV[3])
+local removed = 0
+local members = redis.call('ZRANGE', K_wait, 0, chunk - 1)
+for _, m in ipairs(members) do
+  redis.call('DEL', jk(wid(m)), lk(wid(m)))
+end
+if #members > 0 then
+  redis.call('ZREM', K_wait, unpack(members))
+end
+removed = #members
+if ARGV[2] == '1' and removed < chunk then
+  local ids = redis.call('ZRANGE', K_delayed, 0, chunk - removed - 1)
+  for _, id in ipairs(ids) do
+    redis.call('DEL', jk(id), lk(id))
+  end
+  if #ids > 0 then
+    redis.call('ZREM', K_delayed, unpack(ids))
+  end
+  removed = removed + #ids
+end
+return removed

@@ -1,0 +1,14 @@
+-- ARGV: jp, token, lease_until, ids... Returns the ids not owned by token.
+local token, until_ = ARGV[2], ARGV[3]
+local lost = {}
+for i = 4, #ARGV do
+  local id = ARGV[i]
+  local cur = redis.call('HMGET', jk(id), 'st', 'tk')
+  if cur[1] == 'active' and cur[2] == token then
+    redis.call('ZADD', K_active, 'XX', until_, id)
+    redis.call('HSET', jk(id), 'lu', until_)
+  else
+    lost[#lost + 1] = id
+  end
+end
+return lost

@@ -1,0 +1,66 @@
+-- ARGV: jp, token, fetch, now, lease_until, n, then n x (id, status, attempts_made,
+--   finished_on, returnvalue, failed_reason, stacktrace, retry_at, keep_count, keep_cutoff)
+-- keep_count '0' removes the job at once; '' means no limit (count or age).
+-- Returns {{lost ids}, {id, FIELDS..., ...}}
+local token = ARGV[2]
+local lost = {}
+local trims = {}
+for i = 0, tonumber(ARGV[6]) - 1 do
+  local b = 7 + i * 10
+  local id, status, am, fon = ARGV[b], ARGV[b + 1], ARGV[b + 2], ARGV[b + 3]
+  local key = jk(id)
+  local cur = redis.call('HMGET', key, 'st', 'tk', 'p')
+  if cur[1] ~= 'active' or cur[2] ~= token then
+    lost[#lost + 1] = id
+  else
+    redis.call('ZREM', K_active, id)
+    if status == 'retry' then
+      local retry_at = ARGV[b + 7]
+      redis.call('HSET', key, 'am', am, 'fr', ARGV[b + 5], 'tr', ARGV[b + 6], 'ra', retry_at,
+        'tk', '', 'lu', '')
+      if tonumber(retry_at) > tonumber(fon) then
+        to_delayed(id, retry_at)
+      else
+        to_waiting(id, cur[3], false)
+        wake()
+      end
+    else
+      local set = K_failed
+      if status == 'completed' then
+        set = K_completed
+        redis.call('HSET', key, 'st', 'completed', 'rv', ARGV[b + 4], 'fo', fon, 'am', am,
+          'tk', '', 'lu', '')
+      else
+        redis.call('HSET', key, 'st', 'failed', 'fr', ARGV[b + 5], 'tr', ARGV[b + 6],
+          'fo', fon, 'am', am, 'tk', '', 'lu', '')
+      end
+      local count, cutoff = ARGV[b + 8], ARGV[b + 9]
+      if count == '0' then
+        redis.call('DEL', key, lk(id))
+      else
+        redis.call('ZADD', set, fon, id)
+        if count ~= '' or cutoff ~= '' then
+          -- one trim per (set, count) after the batch, with the latest age cutoff
+          local tk = set .. '|' .. count
+          local t = trims[tk]
+          if not t then
+            t = {set, tonumber(count), false}
+            trims[tk] = t
+          end
+          if cutoff ~= '' and (not t[3] or tonumber(cutoff) > tonumber(t[3])) then
+            t[3] = cutoff
+          end
+        end
+      end
+    end
+  end
+end
+for _, t in pairs(trims) do
+  retain(t[1], t[2], t[3])
+end
+local jobs = {}
+local want = tonumber(ARGV[3])
+if want > 0 then
+  jobs = take(token, want, ARGV[4], ARGV[5])
+end
+return {lost, jobs}

@@ -1,0 +1,82 @@
+"""Every Redis key name of the Redis backend, built here and nowhere else.
+
+All keys of one queue share the hash tag ``{<queue>}`` so that each script touches a single Redis
+Cluster slot::
+
+    <prefix>:{<queue>}:wait        ZSET  waiting jobs: score = priority, member = order + id
+    <prefix>:{<queue>}:delayed     ZSET  job id -> due time
+    <prefix>:{<queue>}:active      ZSET  job id -> lease deadline
+    <prefix>:{<queue>}:completed   ZSET  job id -> finish time
+    <prefix>:{<queue>}:failed      ZSET  job id -> finish time
+    <prefix>:{<queue>}:meta        HASH  paused flag, id and order counters, registration flag
+    <prefix>:{<queue>}:marker      ZSET  wake-up key blocked fetches pop (BZPOPMIN)
+    <prefix>:{<queue>}:sched       HASH  schedule key -> definition (JSON)
+    <prefix>:{<queue>}:sched:next  HASH  schedule key -> next run (repr of a float)
+    <prefix>:{<queue>}:sched:cad   HASH  schedule key -> cadence (JSON of every/cron/tz)
+    <prefix>:{<queue>}:workers     ZSET  worker id -> registry expiry
+    <prefix>:{<queue>}:workers:info HASH worker id -> WorkerInfo (JSON)
+    <prefix>:{<queue>}:j:<id>      HASH  one job
+    <prefix>:{<queue>}:j:<id>:log  LIST  its log lines
+    <prefix>:queues                SET   names of known queues (outside the hash tag)
+
+Scripts receive the fixed keys as ``KEYS`` in the order of :data:`SCRIPT_KEYS` and the job-key
+prefix as ``ARGV[1]``; the Lua prelude that names them is generated from this module.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+DEFAULT_PREFIX = "polyjobs"
+LOG_SUFFIX = ":log"
+
+#: The fixed per-queue keys every script gets, in ``KEYS`` order.
+SCRIPT_KEYS: tuple[str, ...] = (
+    "wait",
+    "delayed",
+    "active",
+    "completed",
+    "failed",
+    "meta",
+    "marker",
+    "sched",
+    "sched_next",
+    "sched_cad",
+    "workers",
+    "workers_info",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class QueueKeys:
+    """The key names of one queue."""
+
+    prefix: str
+    queue: str
+
+    @property
+    def base(self) -> str:
+        return f"{self.prefix}:{{{self.queue}}}:"
+
+    def key(self, name: str) -> str:
+        """A fixed key by its :data:`SCRIPT_KEYS` name (``sched_next`` -> ``sched:next``)."""
+        return self.base + name.replace("_", ":")
+
+    @property
+    def script_keys(self) -> list[str]:
+        return [self.key(name) for name in SCRIPT_KEYS]
+
+    @property
+    def job_prefix(self) -> str:
+        return self.base + "j:"
+
+    def job(self, job_id: str) -> str:
+        return self.job_prefix + job_id
+
+    def log(self, job_id: str) -> str:
+        return self.job_prefix + job_id + LOG_SUFFIX
+
+
+def registry_key(prefix: str) -> str:
+    """The set of queue names (one key for all queues, so outside any hash tag)."""
+    return f"{prefix}:queues"

@@ -1,0 +1,23 @@
+-- ARGV: jp, state, start, end. Returns {id, FIELDS..., ...}: waiting in fetch order, delayed
+-- by due time, active all of them (the caller orders them by start), finished newest first.
+local state, start, stop = ARGV[2], ARGV[3], ARGV[4]
+local ids
+if state == 'waiting' then
+  ids = redis.call('ZRANGE', K_wait, start, stop)
+  for i = 1, #ids do
+    ids[i] = wid(ids[i])
+  end
+elseif state == 'delayed' then
+  ids = redis.call('ZRANGE', K_delayed, start, stop)
+elseif state == 'active' then
+  ids = redis.call('ZRANGE', K_active, 0, -1)
+elseif state == 'completed' then
+  ids = redis.call('ZREVRANGE', K_completed, start, stop)
+else
+  ids = redis.call('ZREVRANGE', K_failed, start, stop)
+end
+local out = {}
+for _, id in ipairs(ids) do
+  emit(out, id, redis.call('HMGET', jk(id), unpack(FIELDS)))
+end
+return out

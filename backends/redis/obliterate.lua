@@ -1,0 +1,25 @@
+-- ARGV: jp, chunk. Deletes up to chunk jobs of the queue; once none is left, deletes the queue's
+-- fixed keys too. Returns the number of jobs deleted (the caller repeats until 0).
+local chunk = tonumber(ARGV[2])
+local deleted = 0
+for _, set in ipairs({K_wait, K_delayed, K_active, K_completed, K_failed}) do
+  if deleted >= chunk then
+    break
+  end
+  local members = redis.call('ZRANGE', set, 0, chunk - deleted - 1)
+  for _, m in ipairs(members) do
+    local id = m
+    if set == K_wait then
+      id = wid(m)
+    end
+    redis.call('DEL', jk(id), lk(id))
+  end
+  if #members > 0 then
+    redis.call('ZREM', set, unpack(members))
+  end
+  deleted = deleted + #members
+end
+if deleted == 0 then
+  redis.call('DEL', unpack(KEYS))
+end
+return deleted

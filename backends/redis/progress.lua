@@ -1,0 +1,6 @@
+-- ARGV: jp, id, progress json. Returns 1, or 0 when the job does not exist.
+if redis.call('EXISTS', jk(ARGV[2])) == 0 then
+  return 0
+end
+redis.call('HSET', jk(ARGV[2]), 'pg', ARGV[3])
+return 1

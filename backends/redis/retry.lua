@@ -1,0 +1,12 @@
+-- ARGV: jp, id. Moves a failed job back to waiting with its attempts reset; 1 or 0.
+local id = ARGV[2]
+local cur = redis.call('HMGET', jk(id), 'st', 'p')
+if cur[1] ~= 'failed' then
+  return 0
+end
+redis.call('ZREM', K_failed, id)
+redis.call('HSET', jk(id), 'am', 0, 'sc', 0)
+redis.call('HDEL', jk(id), 'fr', 'tr', 'fo', 'po')
+to_waiting(id, cur[2], false)
+wake()
+return 1
