@@ -47,9 +47,11 @@ class PluginHost:
         *,
         builtins: Iterable[str] = BUILTIN_PLUGINS,
         entry_points: bool = True,
+        modules: Iterable[str] = (),
         extra: Iterable[object] = (),
     ) -> PluginHost:
-        """Register the built-in plugins, the ``polyjobs`` entry points and ``extra`` objects."""
+        """Register the built-in plugins, the ``polyjobs`` entry points, the plugin ``modules``
+        named by import path (``POLYJOBS_PLUGINS``) and ``extra`` objects."""
         pm = pluggy.PluginManager("polyjobs")
         pm.add_hookspecs(hookspecs)
         for name in builtins:
@@ -62,6 +64,13 @@ class PluginHost:
             pm.register(module, name=name)
         if entry_points:
             pm.load_setuptools_entrypoints(ENTRY_POINT_GROUP)
+        for name in modules:
+            try:
+                module = importlib.import_module(name)
+            except ImportError as exc:
+                raise PluginError(f"cannot load plugin module {name!r}: {exc}") from None
+            if not pm.is_registered(module):
+                pm.register(module, name=name)
         for plugin in extra:
             pm.register(plugin)
         return cls(pm)

@@ -1,0 +1,101 @@
+"""``polyjobs queue pause|resume|drain|clean|obliterate``."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from polyjobs.cli.common import BackendOption, run, session
+from polyjobs.cli.console import Console
+from polyjobs.options import seconds
+from polyjobs.queue import Queue, check_state
+
+queue_app = typer.Typer(
+    help="Pause, resume, drain, clean or obliterate a queue.", no_args_is_help=True
+)
+QueueArg = Annotated[str, typer.Argument(help="Queue (full or short name).")]
+YesOption = Annotated[bool, typer.Option("--yes", "-y", help="Don't ask for confirmation.")]
+
+
+def _confirm(yes: bool, question: str) -> None:
+    if not yes and not typer.confirm(question, default=False):
+        Console().error("aborted; nothing was changed")
+        raise typer.Exit(1)
+
+
+def _act(queue: str, backend: str | None, action: str, **kwargs: object) -> None:
+    console = Console()
+
+    async def go() -> None:
+        async with session(backend) as s:
+            q = s.queue(queue)
+            console.line(await _do(q, action, **kwargs))
+
+    run(go, console)
+
+
+async def _do(q: Queue, action: str, **kwargs: object) -> str:
+    if action == "pause":
+        await q.pause()
+        return f"paused {q.name}: workers finish their active jobs and take no new ones"
+    if action == "resume":
+        await q.resume()
+        return f"resumed {q.name}"
+    if action == "drain":
+        count = await q.drain(delayed=bool(kwargs["delayed"]))
+        return f"drained {q.name}: removed {count} job(s)"
+    if action == "clean":
+        state = check_state(str(kwargs["state"]))
+        grace = seconds(str(kwargs["grace"]), "--grace")
+        removed = await q.clean(state, grace, int(str(kwargs["limit"])))
+        return f"cleaned {q.name}: removed {len(removed)} {state} job(s)"
+    await q.obliterate()
+    return f"obliterated {q.name}"
+
+
+@queue_app.command()
+def pause(queue: QueueArg, backend: BackendOption = None) -> None:
+    """Stop workers from taking new jobs of this queue."""
+    _act(queue, backend, "pause")
+
+
+@queue_app.command()
+def resume(queue: QueueArg, backend: BackendOption = None) -> None:
+    """Let workers take jobs of this queue again."""
+    _act(queue, backend, "resume")
+
+
+@queue_app.command()
+def drain(
+    queue: QueueArg,
+    delayed: Annotated[bool, typer.Option(help="Also remove delayed jobs.")] = False,
+    yes: YesOption = False,
+    backend: BackendOption = None,
+) -> None:
+    """Remove every waiting job (and delayed ones with --delayed)."""
+    _confirm(yes, f"Remove every waiting job of {queue}?")
+    _act(queue, backend, "drain", delayed=delayed)
+
+
+@queue_app.command()
+def clean(
+    queue: QueueArg,
+    state: Annotated[
+        str, typer.Option(help="completed, failed, waiting or delayed.")
+    ] = "completed",
+    grace: Annotated[str, typer.Option(help="Only jobs older than this.")] = "0s",
+    limit: Annotated[int, typer.Option(help="At most this many (0: all).", min=0)] = 0,
+    yes: YesOption = False,
+    backend: BackendOption = None,
+) -> None:
+    """Remove jobs in one state older than --grace."""
+    _confirm(yes, f"Remove {state} jobs of {queue} older than {grace}?")
+    _act(queue, backend, "clean", state=state, grace=grace, limit=limit)
+
+
+@queue_app.command()
+def obliterate(queue: QueueArg, yes: YesOption = False, backend: BackendOption = None) -> None:
+    """Remove the queue and everything in it: jobs, logs, schedules."""
+    _confirm(yes, f"Obliterate {queue} and every job in it?")
+    _act(queue, backend, "obliterate")

@@ -1,0 +1,96 @@
+"""``polyjobs enqueue QUEUE --data JSON``."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from polyjobs.cli.common import BackendOption, JsonOption, run, session
+from polyjobs.cli.console import Console
+from polyjobs.errors import InvalidArgumentError, JobFailedError
+from polyjobs.options import seconds
+
+
+def read_data(data: str | None) -> Any:
+    """``--data`` as JSON text, ``@file`` or ``-`` (stdin); None when not given."""
+    if data is None:
+        return None
+    if data == "-":
+        text = sys.stdin.read()
+    elif data.startswith("@"):
+        path = Path(data[1:])
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise InvalidArgumentError(f"cannot read --data file {path}: {exc.strerror}") from None
+    else:
+        text = data
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InvalidArgumentError(f"--data is not valid JSON: {exc}") from None
+
+
+def enqueue(
+    queue: Annotated[str, typer.Argument(help="Queue, full or short name (e.g. analysis).")],
+    data: Annotated[
+        str | None, typer.Option("--data", "-d", help="JSON, @file or - for stdin.")
+    ] = None,
+    name: Annotated[str | None, typer.Option(help="Job name (default: the queue's).")] = None,
+    delay: Annotated[str | None, typer.Option(help="Run after this long (30s, 10m...).")] = None,
+    priority: Annotated[int | None, typer.Option(help="0 first, then 1, 2, ...")] = None,
+    job_id: Annotated[str | None, typer.Option("--job-id", help="Custom id (dedupes).")] = None,
+    attempts: Annotated[int | None, typer.Option(help="Attempts before failing.")] = None,
+    wait: Annotated[bool, typer.Option("--wait", help="Wait for the result.")] = False,
+    timeout: Annotated[str, typer.Option(help="How long --wait waits.")] = "60s",
+    backend: BackendOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Add one job; with --wait print its result (exit 1 when it fails)."""
+    console = Console(json_mode=as_json)
+
+    async def go() -> None:
+        payload = read_data(data)
+        options: dict[str, Any] = {}
+        if delay is not None:
+            options["delay"] = seconds(delay, "--delay")
+        for key, value in (("priority", priority), ("job_id", job_id), ("attempts", attempts)):
+            if value is not None:
+                options[key] = value
+        async with session(backend) as s:
+            q = s.queue(queue)
+            job = await q.add(name or q.name, {} if payload is None else payload, **options)
+            if not wait:
+                _report(console, as_json, {"queue": q.name, "id": job.id, "state": job.state})
+                return
+            try:
+                result = await job.wait(seconds(timeout, "--timeout"))
+            except JobFailedError as exc:
+                _report(
+                    console,
+                    as_json,
+                    {"queue": q.name, "id": job.id, "state": "failed", "failed_reason": exc.reason},
+                )
+                raise typer.Exit(1) from None
+            _report(
+                console,
+                as_json,
+                {"queue": q.name, "id": job.id, "state": "completed", "result": result},
+            )
+
+    run(go, console)
+
+
+def _report(console: Console, as_json: bool, info: dict[str, Any]) -> None:
+    if as_json:
+        console.json(info)
+    elif "result" in info:
+        console.line(f"job {info['id']} of {info['queue']} completed: {json.dumps(info['result'])}")
+    elif info["state"] == "failed":
+        console.error(f"job {info['id']} of {info['queue']} failed: {info['failed_reason']}")
+    else:
+        console.line(f"added job {info['id']} to {info['queue']} ({info['state']})")

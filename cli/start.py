@@ -1,0 +1,255 @@
+"""``polyjobs start`` and ``polyjobs stop``."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import signal
+import sys
+import time
+from collections import deque
+from collections.abc import Mapping
+from typing import Annotated, Any
+
+import typer
+from rich.live import Live
+from rich.table import Table
+
+from polyjobs.cli import pidfile
+from polyjobs.cli.common import BackendOption, parse_pairs, plugin_host, run, settings
+from polyjobs.cli.console import Console
+from polyjobs.errors import ConfigError
+from polyjobs.hookspecs import hookimpl
+from polyjobs.plugins import open_backend
+from polyjobs.redact import redact_text, redact_url
+from polyjobs.runtime import Runtime, specs_by_name
+from polyjobs.settings import Settings, apply_queue_overrides
+
+REPORTED = ("completed", "failed", "retrying", "stalled")
+
+
+class Reporter:
+    """A plugin that turns job events into log lines (text or JSON) and feeds the live view."""
+
+    def __init__(self, console: Console, log_format: str, live: bool) -> None:
+        self.console = console
+        self.log_format = log_format
+        self.live = live
+        self.progress: dict[tuple[str, str], Any] = {}
+        self.failures: deque[str] = deque(maxlen=5)
+
+    @hookimpl
+    def polyjobs_job_event(
+        self, queue: str, event: str, job_id: str, payload: Mapping[str, Any]
+    ) -> None:
+        key = (queue, job_id)
+        if event == "progress":
+            self.progress[key] = payload.get("progress")
+            return
+        self.progress.pop(key, None)
+        if event in ("failed", "retrying"):
+            self.failures.append(f"{queue} {job_id}: {payload.get('failed_reason')}")
+        if self.live or event not in REPORTED:
+            return
+        if self.log_format == "json":
+            record = {"ts": time.time(), "event": event, "queue": queue, "job": job_id, **payload}
+            self.console.line(json.dumps(record, default=str))
+        else:
+            detail = payload.get("failed_reason") or ""
+            stamp = time.strftime("%Y-%m-%dT%H:%M:%S")
+            self.console.line(f"{stamp} {event} {queue} {job_id} {detail}".rstrip())
+
+
+def start(
+    queue: Annotated[
+        list[str] | None, typer.Option("--queue", "-q", help="Queue to run (repeatable).")
+    ] = None,
+    concurrency: Annotated[
+        list[str] | None,
+        typer.Option("--concurrency", "-c", help="NAME=N: a queue's concurrency (repeatable)."),
+    ] = None,
+    backend: BackendOption = None,
+    no_schedule: Annotated[
+        bool, typer.Option("--no-schedule", help="Don't upsert or run schedules.")
+    ] = False,
+    burst: Annotated[
+        bool, typer.Option("--burst", help="Stop once the queues have nothing left to do.")
+    ] = False,
+    grace: Annotated[
+        str | None, typer.Option(help="Seconds active jobs get to finish on stop.")
+    ] = None,
+    log_format: Annotated[
+        str, typer.Option("--log-format", help="text or json (used when not on a terminal).")
+    ] = "text",
+) -> None:
+    """Run workers for the registered queues in the foreground until SIGINT/SIGTERM."""
+    console = Console()
+    if log_format not in ("text", "json"):
+        console.error(f"--log-format must be text or json, got {log_format!r}")
+        raise typer.Exit(2)
+    run(
+        lambda: _start(
+            console,
+            queue or [],
+            concurrency or [],
+            backend,
+            not no_schedule,
+            burst,
+            grace,
+            log_format,
+        ),
+        console,
+    )
+
+
+async def _start(
+    console: Console,
+    names: list[str],
+    concurrency: list[str],
+    backend_url: str | None,
+    schedule: bool,
+    burst: bool,
+    grace: str | None,
+    log_format: str,
+) -> None:
+    resolved = settings(
+        backend=backend_url, grace=grace, concurrency=parse_pairs(concurrency, "--concurrency")
+    )
+    live = console.is_terminal and log_format == "text"
+    reporter = Reporter(console, log_format, live)
+    host = plugin_host(resolved, reporter)
+    registered = host.queue_specs()
+    if not registered:
+        raise ConfigError("no queues are registered (is the polyjobs.processors plugin installed?)")
+    specs = specs_by_name(registered, names) if names else list(registered.values())
+    specs = apply_queue_overrides(specs, resolved)
+    _configure_logging(log_format)
+    async with open_backend(resolved.backend_url, host) as backend:
+        runtime = Runtime(
+            specs,
+            backend,
+            resources=host.resources(),
+            settings=resolved.plain_values(),
+            plugins=host,
+            schedule=schedule,
+        )
+        pidfile.write(resolved.home_dir, redact_url(resolved.backend_url))
+        try:
+            console.note(
+                f"polyjobs: backend {redact_url(resolved.backend_url)} "
+                f"({resolved.backend.source}); queues: "
+                + ", ".join(f"{s.name} (concurrency {s.concurrency})" for s in specs)
+            )
+            if live:
+                await _run_live(console, runtime, reporter, burst, resolved)
+            else:
+                await runtime.run(burst=burst, grace=float(resolved.grace.value))
+            console.note("polyjobs: stopped")
+        finally:
+            pidfile.remove(resolved.home_dir)
+
+
+async def _run_live(
+    console: Console, runtime: Runtime, reporter: Reporter, burst: bool, resolved: Settings
+) -> None:
+    with Live(console=console.out, auto_refresh=False, transient=False) as live:
+        task = asyncio.create_task(_refresh_loop(runtime, reporter, live))
+        try:
+            await runtime.run(burst=burst, grace=float(resolved.grace.value))
+        finally:
+            task.cancel()
+
+
+async def _refresh_loop(runtime: Runtime, reporter: Reporter, live: Live) -> None:
+    """Redraw the live view every second; a failing redraw never stops the workers."""
+    while True:
+        try:
+            live.update(await _view(runtime, reporter), refresh=True)
+        except Exception as exc:
+            logging.getLogger(__name__).debug("live view redraw failed: %s", exc)
+        await asyncio.sleep(1.0)
+
+
+async def _view(runtime: Runtime, reporter: Reporter) -> Table:
+    table = Table(title="polyjobs", header_style="bold")
+    for column in ("queue", "waiting", "active", "delayed", "completed", "failed", "paused"):
+        table.add_column(column)
+    for name, queue in runtime.queues.items():
+        counts = await queue.counts()
+        table.add_row(
+            name,
+            *(str(counts[k]) for k in ("waiting", "active", "delayed", "completed", "failed")),
+            "yes" if counts["paused"] else "",
+        )
+    for (queue_name, job_id), progress in list(reporter.progress.items())[:10]:
+        table.add_row(f"  ↳ {queue_name} {job_id}", _bar(progress), "", "", "", "", "")
+    for failure in reporter.failures:
+        table.add_row(f"  ✗ {redact_text(failure)[:90]}", "", "", "", "", "", "")
+    return table
+
+
+def _bar(progress: Any) -> str:
+    if isinstance(progress, int | float):
+        filled = max(0, min(20, int(progress / 5)))
+        return "█" * filled + "░" * (20 - filled) + f" {progress:.0f}%"
+    return str(progress)[:30]
+
+
+def _configure_logging(log_format: str) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    if log_format == "json":
+        handler.setFormatter(_JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger("polyjobs")
+    root.handlers[:] = [handler]
+    root.setLevel(logging.INFO if os.environ.get("POLYJOBS_DEBUG") is None else logging.DEBUG)
+
+
+class _JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        return json.dumps(
+            {
+                "ts": record.created,
+                "level": record.levelname.lower(),
+                "logger": record.name,
+                "message": redact_text(record.getMessage()),
+            }
+        )
+
+
+def stop(
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for it to exit.")] = 30.0,
+    force: Annotated[
+        bool, typer.Option("--force", help="Stop at once, handing unfinished jobs back.")
+    ] = False,
+) -> None:
+    """Stop the `polyjobs start` running from this state directory, and wait until it exits."""
+    console = Console()
+    resolved = run(lambda: _settings_only(), console)
+    home = resolved.home_dir
+    info = pidfile.read(home)
+    if info is None:
+        console.error(f"no polyjobs instance is running here (no pid file in {home})")
+        raise typer.Exit(1)
+    if not pidfile.alive(info.pid):
+        pidfile.pid_path(home).unlink(missing_ok=True)
+        console.error(f"no polyjobs instance is running (removed a stale pid file for {info.pid})")
+        raise typer.Exit(1)
+    os.kill(info.pid, signal.SIGTERM)
+    if force:
+        time.sleep(0.2)
+        os.kill(info.pid, signal.SIGTERM)  # the second signal forces
+    deadline = time.monotonic() + timeout
+    while pidfile.alive(info.pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if pidfile.alive(info.pid):
+        console.error(f"polyjobs (pid {info.pid}) did not exit within {timeout:g}s")
+        raise typer.Exit(1)
+    console.line(f"stopped polyjobs (pid {info.pid}, backend {info.backend})")
+
+
+async def _settings_only() -> Settings:
+    return settings()

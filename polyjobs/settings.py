@@ -1,0 +1,269 @@
+"""Settings: typed data resolved in one pure function, CLI > environment > polyjobs.toml > default.
+
+The environment is read here and nowhere else (the caller passes it in). Every value remembers
+where it came from, so ``polyjobs config`` can say so, with secrets redacted.
+
+``polyjobs.toml`` (in the working directory, or the file named by ``POLYJOBS_CONFIG``)::
+
+    backend = "redis://localhost:6379/0"
+    grace = "30s"
+
+    [settings]                 # free-form values for processors (env-style names)
+    DISCORD_WEBHOOK_URL = "https://discord.com/api/webhooks/..."
+
+    [queues.analysis]          # per queue (full or short name)
+    concurrency = 4
+    timeout = "5s"
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from polyjobs.errors import ConfigError, InvalidArgumentError
+from polyjobs.options import seconds
+from polyjobs.runtime import QueueSpec, ScheduleSpec
+
+DEFAULT_HOME = ".polyjobs"
+DEFAULT_DB = "polyjobs.db"
+CONFIG_FILE = "polyjobs.toml"
+DEFAULT_GRACE = 30.0
+#: Environment variables passed through to processors (``context.settings``) by prefix/name.
+PASSTHROUGH_PREFIXES = ("POLYJOBS_", "BULLMQ_")
+PASSTHROUGH_NAMES = ("MONGODB_URI", "DISCORD_WEBHOOK_URL", "REDIS_URL")
+QUEUE_FIELDS = ("concurrency", "timeout", "attempts", "every")
+#: The reference design's variable names, honoured next to ``POLYJOBS_<QUEUE>_<FIELD>``.
+REFERENCE_QUEUE_VARS = {
+    "BULLMQ_ANALYSIS_CONCURRENCY": ("analysis", "concurrency", 1.0),
+    "BULLMQ_ALERTS_CONCURRENCY": ("alerts", "concurrency", 1.0),
+    "BULLMQ_ANOMALY_BATCH_INTERVAL": ("anomaly-batch", "every", 0.001),  # milliseconds
+}
+SECRET_MARKERS = ("PASSWORD", "TOKEN", "SECRET", "WEBHOOK", "URI", "URL")
+
+
+@dataclass(frozen=True, slots=True)
+class Value:
+    value: Any
+    source: str  # "flag", "env NAME", "polyjobs.toml", "default"
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """The resolved settings of one CLI invocation or Runtime."""
+
+    backend: Value
+    home: Value
+    grace: Value
+    plugins: Value = field(default_factory=lambda: Value((), "default"))
+    values: Mapping[str, Value] = field(default_factory=dict)
+    queues: Mapping[str, Mapping[str, Value]] = field(default_factory=dict)
+    config_file: Path | None = None
+
+    @property
+    def backend_url(self) -> str:
+        return str(self.backend.value)
+
+    @property
+    def home_dir(self) -> Path:
+        return Path(self.home.value)
+
+    def plain_values(self) -> dict[str, Any]:
+        """``{name: value}`` for processors (``RuntimeContext.settings``)."""
+        return {name: v.value for name, v in self.values.items()}
+
+
+def load_settings(
+    *,
+    flags: Mapping[str, Any],
+    environ: Mapping[str, str],
+    cwd: Path,
+) -> Settings:
+    """Resolve every setting. ``flags`` holds CLI values (None = not given): ``backend``,
+    ``home``, ``grace``, ``plugins`` (module names), ``concurrency`` (``{queue: n}``) and
+    ``settings`` (``{NAME: value}``)."""
+    config_path = _config_path(environ, cwd)
+    toml = _read_toml(config_path)
+    home = _pick(
+        flags.get("home"), environ, ("POLYJOBS_HOME",), toml.get("home"), str(cwd / DEFAULT_HOME)
+    )
+    home = Value(str(Path(home.value).expanduser()), home.source)
+    default_backend = f"sqlite:///{Path(home.value) / DEFAULT_DB}"
+    backend = _pick(
+        flags.get("backend"),
+        environ,
+        ("POLYJOBS_BACKEND", "REDIS_URL"),
+        toml.get("backend"),
+        default_backend,
+    )
+    grace = _pick(
+        flags.get("grace"), environ, ("POLYJOBS_GRACE",), toml.get("grace"), DEFAULT_GRACE
+    )
+    grace = Value(seconds(grace.value, "grace"), grace.source)
+    plugins = _pick(flags.get("plugins"), environ, ("POLYJOBS_PLUGINS",), toml.get("plugins"), ())
+    names = plugins.value.split(",") if isinstance(plugins.value, str) else plugins.value
+    plugins = Value(tuple(n.strip() for n in names if n.strip()), plugins.source)
+    return Settings(
+        backend=backend,
+        home=home,
+        grace=grace,
+        plugins=plugins,
+        values=_values(flags.get("settings") or {}, environ, toml.get("settings") or {}),
+        queues=_queue_overrides(flags.get("concurrency") or {}, environ, toml.get("queues") or {}),
+        config_file=config_path if config_path.exists() else None,
+    )
+
+
+def _config_path(environ: Mapping[str, str], cwd: Path) -> Path:
+    named = environ.get("POLYJOBS_CONFIG")
+    return Path(named) if named else cwd / CONFIG_FILE
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    if not path.exists():
+        return {}
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"cannot read {path}: {exc}") from None
+
+
+def _pick(
+    flag: Any, environ: Mapping[str, str], names: Iterable[str], toml: Any, default: Any
+) -> Value:
+    if flag is not None:
+        return Value(flag, "flag")
+    for name in names:
+        if environ.get(name):
+            return Value(environ[name], f"env {name}")
+    if toml is not None:
+        return Value(toml, CONFIG_FILE)
+    return Value(default, "default")
+
+
+def _values(
+    flags: Mapping[str, Any], environ: Mapping[str, str], toml: Mapping[str, Any]
+) -> dict[str, Value]:
+    out = {name: Value(value, CONFIG_FILE) for name, value in toml.items()}
+    for name, value in environ.items():
+        if name.startswith(PASSTHROUGH_PREFIXES) or name in PASSTHROUGH_NAMES:
+            out[name] = Value(value, f"env {name}")
+    out.update({name: Value(value, "flag") for name, value in flags.items()})
+    return out
+
+
+def _env_key(queue: str) -> str:
+    return queue.upper().replace("-", "_")
+
+
+def _queue_overrides(
+    flags: Mapping[str, Any], environ: Mapping[str, str], toml: Mapping[str, Any]
+) -> dict[str, dict[str, Value]]:
+    """Per-queue overrides keyed by the name the user gave (full or short)."""
+    out: dict[str, dict[str, Value]] = {}
+    for queue, table in toml.items():
+        if not isinstance(table, Mapping):
+            raise ConfigError(f"{CONFIG_FILE}: [queues.{queue}] must be a table")
+        for fld, value in table.items():
+            if fld not in QUEUE_FIELDS:
+                raise ConfigError(f"{CONFIG_FILE}: unknown queue setting {queue}.{fld}")
+            out.setdefault(queue, {})[fld] = Value(value, CONFIG_FILE)
+    for name, (queue, fld, scale) in REFERENCE_QUEUE_VARS.items():
+        if environ.get(name):
+            out.setdefault(queue, {})[fld] = Value(
+                _number(environ[name], name) * scale, f"env {name}"
+            )
+    for queue, value in flags.items():
+        out.setdefault(queue, {})["concurrency"] = Value(value, "flag")
+    return out
+
+
+def _number(text: Any, what: str) -> float:
+    try:
+        number = float(text)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{what} must be a number, got {text!r}") from None
+    if number < 0:
+        raise ConfigError(f"{what} must be >= 0, got {text!r}")
+    return number
+
+
+def apply_queue_overrides(specs: Iterable[QueueSpec], settings: Settings) -> list[QueueSpec]:
+    """Apply per-queue overrides (``concurrency``, ``timeout``, ``attempts``, ``every``).
+
+    Precedence per field: flag > ``POLYJOBS_<QUEUE>_<FIELD>`` (queue short name, upper case,
+    ``-`` as ``_``) > the reference's ``BULLMQ_*`` names > ``[queues.<name>]`` > the spec.
+    """
+    out = []
+    for spec in specs:
+        names = [n for n in (spec.name, spec.short_name) if n]
+        changes: dict[str, Any] = {}
+        for fld in QUEUE_FIELDS:
+            chosen = _queue_value(settings, names, fld)
+            if chosen is not None:
+                changes[fld] = chosen
+        out.append(_with_overrides(spec, changes))
+    return out
+
+
+def _queue_value(settings: Settings, names: list[str], fld: str) -> Any | None:
+    """The winning override of one field: flag, then POLYJOBS_* env, BULLMQ_* env, toml."""
+    candidates: list[tuple[int, Any]] = []
+    for name in names:
+        given = settings.queues.get(name, {}).get(fld)
+        if given is not None:
+            rank = 0 if given.source == "flag" else 2 if given.source.startswith("env ") else 3
+            candidates.append((rank, given.value))
+        env = settings.values.get(f"POLYJOBS_{_env_key(name)}_{fld.upper()}")
+        if env is not None and env.source.startswith("env "):
+            candidates.append((1, env.value))
+    return min(candidates, key=lambda c: c[0])[1] if candidates else None
+
+
+def _with_overrides(spec: QueueSpec, changes: Mapping[str, Any]) -> QueueSpec:
+    fields_: dict[str, Any] = {}
+    what = f"queue {spec.name}"
+    if "concurrency" in changes:
+        fields_["concurrency"] = _integer(changes["concurrency"], f"{what} concurrency")
+    if "attempts" in changes:
+        fields_["attempts"] = _integer(changes["attempts"], f"{what} attempts")
+    if "timeout" in changes:
+        fields_["timeout"] = seconds(changes["timeout"], f"{what} timeout") or None
+    if "every" in changes:
+        if spec.schedule is None or spec.schedule.every is None:
+            raise ConfigError(f"{what} has no 'every' schedule to change")
+        every = seconds(changes["every"], f"{what} every")
+        fields_["schedule"] = ScheduleSpec(**{**_schedule_fields(spec.schedule), "every": every})
+    try:
+        return spec.with_changes(**fields_)
+    except InvalidArgumentError as exc:
+        raise ConfigError(f"{what}: {exc}") from None
+
+
+def _schedule_fields(schedule: ScheduleSpec) -> dict[str, Any]:
+    return {
+        "key": schedule.key,
+        "every": schedule.every,
+        "cron": schedule.cron,
+        "tz": schedule.tz,
+        "name": schedule.name,
+        "data": schedule.data,
+        "missed": schedule.missed,
+    }
+
+
+def _integer(value: Any, what: str) -> int:
+    number = _number(value, what)
+    if number != int(number) or number < 1:
+        raise ConfigError(f"{what} must be a whole number >= 1, got {value!r}")
+    return int(number)
+
+
+def is_secret(name: str) -> bool:
+    """Whether a setting's value must be redacted when shown."""
+    upper = name.upper()
+    return any(marker in upper for marker in SECRET_MARKERS)
