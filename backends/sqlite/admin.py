@@ -1,0 +1,313 @@
+"""Inspection, administration, schedules and the worker registry on one SQLite connection.
+
+Functions that change data are the body of one ``BEGIN IMMEDIATE`` transaction (see
+:meth:`Database.write`); the others read outside a transaction.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Sequence
+
+from polyjobs.backend import JobRecord, JobState, NewJob, ScheduleRecord, WorkerInfo
+from polyjobs.backends.sqlite.jobs import JOB_COLUMNS, add, is_paused, meta, record, take_seqs
+
+#: How each state is listed: waiting in fetch order, delayed by due time, active by start time,
+#: finished newest first.
+ORDER = {
+    "waiting": "score, seq",
+    "delayed": "score, seq",
+    "active": "score, seq",
+    "completed": "score DESC, seq DESC",
+    "failed": "score DESC, seq DESC",
+}
+
+
+# -- progress and logs -----------------------------------------------------------------------
+def update_progress(conn: sqlite3.Connection, queue: str, job_id: str, progress: str) -> bool:
+    cur = conn.execute(
+        "UPDATE jobs SET progress = ? WHERE queue = ? AND id = ?", (progress, queue, job_id)
+    )
+    return cur.rowcount > 0
+
+
+def add_log(conn: sqlite3.Connection, queue: str, job_id: str, line: str, keep: int) -> int:
+    if conn.execute("SELECT 1 FROM jobs WHERE queue = ? AND id = ?", (queue, job_id)).fetchone():
+        last = conn.execute(
+            "SELECT coalesce(max(n), 0) FROM job_logs WHERE queue = ? AND job_id = ?",
+            (queue, job_id),
+        ).fetchone()[0]
+        conn.execute(
+            "INSERT INTO job_logs (queue, job_id, n, line) VALUES (?, ?, ?, ?)",
+            (queue, job_id, last + 1, line),
+        )
+        if keep > 0:
+            conn.execute(
+                "DELETE FROM job_logs WHERE queue = ? AND job_id = ? AND n <= ?",
+                (queue, job_id, last + 1 - keep),
+            )
+        return int(
+            conn.execute(
+                "SELECT count(*) FROM job_logs WHERE queue = ? AND job_id = ?", (queue, job_id)
+            ).fetchone()[0]
+        )
+    return 0
+
+
+def get_logs(conn: sqlite3.Connection, queue: str, job_id: str, start: int, end: int) -> list[str]:
+    lines = [
+        row[0]
+        for row in conn.execute(
+            "SELECT line FROM job_logs WHERE queue = ? AND job_id = ? ORDER BY n", (queue, job_id)
+        )
+    ]
+    return _slice(lines, start, end)
+
+
+# -- inspection ------------------------------------------------------------------------------
+def get_job(conn: sqlite3.Connection, queue: str, job_id: str) -> JobRecord | None:
+    row = conn.execute(
+        f"SELECT {JOB_COLUMNS} FROM jobs WHERE queue = ? AND id = ?", (queue, job_id)
+    ).fetchone()
+    return None if row is None else record(row)
+
+
+def list_jobs(
+    conn: sqlite3.Connection, queue: str, state: JobState, start: int, end: int
+) -> list[JobRecord]:
+    sql = f"SELECT {JOB_COLUMNS} FROM jobs WHERE queue = ? AND state = ? ORDER BY {ORDER[state]}"
+    if start < 0 or end < 0:
+        total = conn.execute(
+            "SELECT count(*) FROM jobs WHERE queue = ? AND state = ?", (queue, state)
+        ).fetchone()[0]
+        start = max(total + start, 0) if start < 0 else start
+        end = total + end if end < 0 else end
+    if end < start:
+        return []
+    rows = conn.execute(f"{sql} LIMIT ? OFFSET ?", (queue, state, end - start + 1, start))
+    return [record(row) for row in rows]
+
+
+def counts(conn: sqlite3.Connection, queue: str) -> dict[str, int]:
+    found = {"waiting": 0, "active": 0, "delayed": 0, "completed": 0, "failed": 0}
+    for state, n in conn.execute(
+        "SELECT state, count(*) FROM jobs WHERE queue = ? GROUP BY state", (queue,)
+    ):
+        found[state] = n
+    return found
+
+
+def queues(conn: sqlite3.Connection) -> list[str]:
+    rows = conn.execute(
+        "SELECT queue FROM (SELECT DISTINCT queue FROM jobs) "
+        "UNION SELECT queue FROM schedules UNION SELECT queue FROM workers "
+        "UNION SELECT queue FROM queue_meta WHERE paused ORDER BY 1"
+    )
+    return [row[0] for row in rows]
+
+
+# -- administration --------------------------------------------------------------------------
+def set_paused(conn: sqlite3.Connection, queue: str, paused: bool) -> None:
+    meta(conn, queue)
+    conn.execute("UPDATE queue_meta SET paused = ? WHERE queue = ?", (int(paused), queue))
+
+
+def paused(conn: sqlite3.Connection, queue: str) -> bool:
+    return is_paused(conn, queue)
+
+
+def drain(conn: sqlite3.Connection, queue: str, delayed: bool) -> int:
+    states = ("waiting", "delayed") if delayed else ("waiting", "waiting")
+    cur = conn.execute("DELETE FROM jobs WHERE queue = ? AND state IN (?, ?)", (queue, *states))
+    return cur.rowcount
+
+
+def clean(
+    conn: sqlite3.Connection, queue: str, state: JobState, grace: float, limit: int
+) -> list[str]:
+    if state == "active":
+        return []
+    cutoff = time.time() - grace
+    # the same order as the in-memory backend: from the end of each listing
+    oldest_first = "score, seq" if state in ("completed", "failed") else "score DESC, seq DESC"
+    rows = conn.execute(
+        f"SELECT rowid, id FROM jobs WHERE queue = ? AND state = ? "
+        f"AND coalesce(finished_on, timestamp) <= ? ORDER BY {oldest_first} LIMIT ?",
+        (queue, state, cutoff, limit if limit > 0 else -1),
+    ).fetchall()
+    conn.executemany("DELETE FROM jobs WHERE rowid = ?", [(row[0],) for row in rows])
+    return [row[1] for row in rows]
+
+
+def remove(conn: sqlite3.Connection, queue: str, job_id: str) -> bool:
+    cur = conn.execute(
+        "DELETE FROM jobs WHERE queue = ? AND id = ? AND state != 'active'", (queue, job_id)
+    )
+    return cur.rowcount > 0
+
+
+def retry(conn: sqlite3.Connection, queue: str, job_id: str) -> bool:
+    found = conn.execute(
+        "SELECT 1 FROM jobs WHERE queue = ? AND id = ? AND state = 'failed'", (queue, job_id)
+    ).fetchone()
+    if found is None:
+        return False
+    conn.execute(
+        "UPDATE jobs SET state = 'waiting', score = priority, seq = ?, attempts_made = 0, "
+        "stalls = 0, failed_reason = NULL, stacktrace = NULL, finished_on = NULL, "
+        "processed_on = NULL WHERE queue = ? AND id = ?",
+        (take_seqs(conn, queue, 1), queue, job_id),
+    )
+    return True
+
+
+def promote(conn: sqlite3.Connection, queue: str, job_id: str) -> bool:
+    found = conn.execute(
+        "SELECT 1 FROM jobs WHERE queue = ? AND id = ? AND state = 'delayed'", (queue, job_id)
+    ).fetchone()
+    if found is None:
+        return False
+    conn.execute(
+        "UPDATE jobs SET state = 'waiting', score = priority, seq = ?, run_at = ? "
+        "WHERE queue = ? AND id = ?",
+        (take_seqs(conn, queue, 1), time.time(), queue, job_id),
+    )
+    return True
+
+
+def obliterate(conn: sqlite3.Connection, queue: str) -> None:
+    for table in ("jobs", "schedules", "workers", "queue_meta"):
+        conn.execute(f"DELETE FROM {table} WHERE queue = ?", (queue,))
+    conn.execute("DELETE FROM job_logs WHERE queue = ?", (queue,))
+
+
+# -- schedules -------------------------------------------------------------------------------
+SCHEDULE_COLUMNS = "key, name, data, opts, next_run, every, cron, tz, missed, grace, created"
+
+
+def _schedule(row: sqlite3.Row) -> ScheduleRecord:
+    return ScheduleRecord(
+        key=row["key"],
+        name=row["name"],
+        data_json=row["data"],
+        opts=json.loads(row["opts"]),
+        next_run=row["next_run"],
+        every=row["every"],
+        cron=row["cron"],
+        tz=row["tz"],
+        missed=row["missed"],
+        grace=row["grace"],
+        created=row["created"],
+    )
+
+
+def save_schedule(conn: sqlite3.Connection, queue: str, schedule: ScheduleRecord) -> ScheduleRecord:
+    row = conn.execute(
+        f"SELECT {SCHEDULE_COLUMNS} FROM schedules WHERE queue = ? AND key = ?",
+        (queue, schedule.key),
+    ).fetchone()
+    next_run = schedule.next_run
+    if row is not None:
+        old = _schedule(row)
+        if old.same_definition(schedule):
+            next_run = old.next_run
+    s = schedule
+    conn.execute(
+        f"INSERT OR REPLACE INTO schedules (queue, {SCHEDULE_COLUMNS}) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            queue,
+            s.key,
+            s.name,
+            s.data_json,
+            json.dumps(s.opts),
+            next_run,
+            s.every,
+            s.cron,
+            s.tz,
+            s.missed,
+            s.grace,
+            s.created,
+        ),
+    )
+    stored = conn.execute(
+        f"SELECT {SCHEDULE_COLUMNS} FROM schedules WHERE queue = ? AND key = ?",
+        (queue, schedule.key),
+    ).fetchone()
+    return _schedule(stored)
+
+
+def get_schedules(conn: sqlite3.Connection, queue: str) -> list[ScheduleRecord]:
+    rows = conn.execute(
+        f"SELECT {SCHEDULE_COLUMNS} FROM schedules WHERE queue = ? ORDER BY created, key", (queue,)
+    )
+    return [_schedule(row) for row in rows]
+
+
+def remove_schedule(conn: sqlite3.Connection, queue: str, key: str) -> bool:
+    cur = conn.execute("DELETE FROM schedules WHERE queue = ? AND key = ?", (queue, key))
+    return cur.rowcount > 0
+
+
+def advance_schedule(
+    conn: sqlite3.Connection,
+    queue: str,
+    key: str,
+    expected_next: float,
+    next_run: float,
+    jobs: Sequence[NewJob],
+) -> bool:
+    cur = conn.execute(
+        "UPDATE schedules SET next_run = ? WHERE queue = ? AND key = ? AND next_run = ?",
+        (next_run, queue, key, expected_next),
+    )
+    if cur.rowcount == 0:
+        return False
+    add(conn, queue, jobs, time.time())
+    return True
+
+
+# -- worker registry -------------------------------------------------------------------------
+def heartbeat(conn: sqlite3.Connection, info: WorkerInfo, ttl: float) -> None:
+    now = time.time()
+    conn.execute("DELETE FROM workers WHERE queue = ? AND expires <= ?", (info.queue, now))
+    conn.execute(
+        "INSERT OR REPLACE INTO workers (queue, id, host, pid, concurrency, started, last_seen, "
+        "active, expires) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            info.queue,
+            info.id,
+            info.host,
+            info.pid,
+            info.concurrency,
+            info.started,
+            now,
+            info.active,
+            now + ttl,
+        ),
+    )
+
+
+def unregister(conn: sqlite3.Connection, queue: str, worker_id: str) -> None:
+    conn.execute("DELETE FROM workers WHERE queue = ? AND id = ?", (queue, worker_id))
+
+
+def list_workers(conn: sqlite3.Connection, queue: str) -> list[WorkerInfo]:
+    rows = conn.execute(
+        "SELECT id, queue, host, pid, concurrency, started, last_seen, active FROM workers "
+        "WHERE queue = ? AND expires > ? ORDER BY started, id",
+        (queue, time.time()),
+    )
+    return [WorkerInfo(*row) for row in rows]
+
+
+def _slice(items: list[str], start: int, end: int) -> list[str]:
+    """Redis-style inclusive range with negative indexes."""
+    n = len(items)
+    if start < 0:
+        start = max(n + start, 0)
+    if end < 0:
+        end = n + end
+    return items[start : end + 1]

@@ -1,0 +1,359 @@
+"""Job transitions on one SQLite connection: each function is the body of one transaction.
+
+The functions here run on the database thread inside ``BEGIN IMMEDIATE`` (see
+:meth:`Database.write`); they only read and write the database, so a busy file can rerun them.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from polyjobs.backend import AddResult, Finish, JobRecord, JobState, NewJob, Stalled
+from polyjobs.options import KEEP_FAILED, Keep
+
+STALLED_REASON = "job stalled more than allowable limit"
+JOB_COLUMNS = (
+    "id, name, data, opts, state, timestamp, run_at, priority, attempts_made, attempts_started, "
+    "stalls, progress, returnvalue, failed_reason, stacktrace, processed_on, finished_on, "
+    "worker, lease_until"
+)
+
+
+def record(row: sqlite3.Row) -> JobRecord:
+    state: JobState = row["state"]
+    return JobRecord(
+        id=row["id"],
+        name=row["name"],
+        data=json.loads(row["data"]),
+        opts=json.loads(row["opts"]),
+        state=state,
+        timestamp=row["timestamp"],
+        run_at=row["run_at"],
+        priority=row["priority"],
+        attempts_made=row["attempts_made"],
+        attempts_started=row["attempts_started"],
+        stalls=row["stalls"],
+        progress=None if row["progress"] is None else json.loads(row["progress"]),
+        returnvalue=None if row["returnvalue"] is None else json.loads(row["returnvalue"]),
+        failed_reason=row["failed_reason"],
+        stacktrace=row["stacktrace"],
+        processed_on=row["processed_on"],
+        finished_on=row["finished_on"],
+        worker=row["worker"],
+        lease_until=row["lease_until"],
+    )
+
+
+# -- queue sequence --------------------------------------------------------------------------
+def meta(conn: sqlite3.Connection, queue: str) -> sqlite3.Row:
+    conn.execute("INSERT OR IGNORE INTO queue_meta (queue) VALUES (?)", (queue,))
+    row: sqlite3.Row = conn.execute(
+        "SELECT paused, next_id, seq FROM queue_meta WHERE queue = ?", (queue,)
+    ).fetchone()
+    return row
+
+
+def take_seqs(conn: sqlite3.Connection, queue: str, n: int) -> int:
+    """Reserve ``n`` sequence numbers of ``queue``; return the first."""
+    row = conn.execute(
+        "UPDATE queue_meta SET seq = seq + ? WHERE queue = ? RETURNING seq", (n, queue)
+    ).fetchone()
+    if row is None:
+        meta(conn, queue)
+        return take_seqs(conn, queue, n)
+    return int(row[0]) - n + 1
+
+
+def is_paused(conn: sqlite3.Connection, queue: str) -> bool:
+    row = conn.execute("SELECT paused FROM queue_meta WHERE queue = ?", (queue,)).fetchone()
+    return bool(row and row[0])
+
+
+# -- producers -------------------------------------------------------------------------------
+def add(
+    conn: sqlite3.Connection, queue: str, jobs: Sequence[NewJob], now: float
+) -> list[AddResult]:
+    next_id = int(meta(conn, queue)["next_id"])
+    seq = take_seqs(conn, queue, len(jobs)) if jobs else 0
+    results: list[AddResult] = []
+    rows: list[tuple[Any, ...]] = []
+    batch: set[str] = set()
+    for new in jobs:
+        if new.job_id is None:
+            next_id += 1
+            while str(next_id) in batch or _exists(conn, queue, str(next_id)):
+                next_id += 1
+            job_id = str(next_id)
+        elif new.job_id in batch or _exists(conn, queue, new.job_id):
+            results.append(AddResult(new.job_id, False))
+            continue
+        else:
+            job_id = new.job_id
+        if new.run_at > now:
+            state, score, order = "delayed", new.run_at, seq
+        else:
+            state, score, order = "waiting", float(new.priority), -seq if new.lifo else seq
+        seq += 1
+        batch.add(job_id)
+        rows.append(
+            (
+                queue,
+                job_id,
+                new.name,
+                new.data_json,
+                json.dumps(new.opts),
+                state,
+                score,
+                order,
+                new.timestamp,
+                new.run_at,
+                new.priority,
+            )
+        )
+        results.append(AddResult(job_id, True))
+    conn.executemany(
+        "INSERT INTO jobs (queue, id, name, data, opts, state, score, seq, timestamp, run_at, "
+        "priority) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        rows,
+    )
+    conn.execute("UPDATE queue_meta SET next_id = ? WHERE queue = ?", (next_id, queue))
+    return results
+
+
+def _exists(conn: sqlite3.Connection, queue: str, job_id: str) -> bool:
+    row = conn.execute("SELECT 1 FROM jobs WHERE queue = ? AND id = ?", (queue, job_id))
+    return row.fetchone() is not None
+
+
+# -- workers ---------------------------------------------------------------------------------
+def ready(conn: sqlite3.Connection, queue: str, now: float) -> tuple[bool, float | None]:
+    """A read-only look, outside a transaction: is a job ready, and when is the next due?"""
+    if is_paused(conn, queue):
+        return False, None
+    waiting = conn.execute(
+        "SELECT 1 FROM jobs WHERE queue = ? AND state = 'waiting' LIMIT 1", (queue,)
+    ).fetchone()
+    due = conn.execute(
+        "SELECT min(score) FROM jobs WHERE queue = ? AND state = 'delayed'", (queue,)
+    ).fetchone()[0]
+    return waiting is not None or (due is not None and due <= now), due
+
+
+def promote_due(conn: sqlite3.Connection, queue: str, now: float) -> int:
+    ids = [
+        row[0]
+        for row in conn.execute(
+            "SELECT id FROM jobs WHERE queue = ? AND state = 'delayed' AND score <= ? "
+            "ORDER BY score, seq",
+            (queue, now),
+        )
+    ]
+    if ids:
+        first = take_seqs(conn, queue, len(ids))
+        conn.executemany(
+            "UPDATE jobs SET state = 'waiting', score = priority, seq = ? "
+            "WHERE queue = ? AND id = ?",
+            [(first + i, queue, job_id) for i, job_id in enumerate(ids)],
+        )
+    return len(ids)
+
+
+def take(
+    conn: sqlite3.Connection, queue: str, token: str, limit: int, lease: float
+) -> list[JobRecord]:
+    """Promote due delayed jobs, then move up to ``limit`` waiting jobs to ``active``."""
+    now = time.time()
+    promote_due(conn, queue, now)
+    if limit <= 0 or is_paused(conn, queue):
+        return []
+    picked = conn.execute(
+        "SELECT rowid FROM jobs WHERE queue = ? AND state = 'waiting' ORDER BY score, seq LIMIT ?",
+        (queue, limit),
+    ).fetchall()
+    if not picked:
+        return []
+    first = take_seqs(conn, queue, len(picked))
+    # seq now records the fetch order, which is how ``active`` is listed and released
+    rows = conn.execute(
+        f"UPDATE jobs SET state = 'active', worker = ?, lease_until = ?, processed_on = ?, "
+        f"score = ?, seq = ? + pick.n, attempts_started = attempts_started + 1 "
+        f"FROM (SELECT value AS rid, key AS n FROM json_each(?)) AS pick "
+        f"WHERE jobs.rowid = pick.rid RETURNING {JOB_COLUMNS}, jobs.seq AS s",
+        (token, now + lease, now, now, first, json.dumps([r[0] for r in picked])),
+    ).fetchall()
+    rows.sort(key=lambda r: int(r["s"]))
+    return [record(r) for r in rows]
+
+
+def extend(
+    conn: sqlite3.Connection, queue: str, token: str, job_ids: Sequence[str], lease: float
+) -> list[str]:
+    until = time.time() + lease
+    lost = []
+    for job_id in job_ids:
+        cur = conn.execute(
+            "UPDATE jobs SET lease_until = ? WHERE queue = ? AND id = ? AND state = 'active' "
+            "AND worker = ?",
+            (until, queue, job_id, token),
+        )
+        if cur.rowcount == 0:
+            lost.append(job_id)
+    return lost
+
+
+def finish(
+    conn: sqlite3.Connection,
+    queue: str,
+    token: str,
+    finishes: Sequence[Finish],
+    fetch: int,
+    lease: float,
+) -> tuple[list[str], list[JobRecord]]:
+    lost: list[str] = []
+    pending: tuple[str, Keep, float] | None = None  # a trim deferred while the next matches
+    for fin in finishes:
+        if fin.status != "retry" and pending is not None and pending[:2] != (fin.status, fin.keep):
+            retain(conn, queue, *pending)
+            pending = None
+        target = _finish_one(conn, queue, token, fin)
+        if target is None:
+            lost.append(fin.job_id)
+            continue
+        if target in ("completed", "failed") and not fin.keep.removes_at_once:
+            pending = (target, fin.keep, fin.finished_on)
+    if pending is not None:
+        retain(conn, queue, *pending)
+    jobs = take(conn, queue, token, fetch, lease) if fetch > 0 else []
+    return lost, jobs
+
+
+def _finish_one(conn: sqlite3.Connection, queue: str, token: str, fin: Finish) -> str | None:
+    """End one job; return the state it went to, or None when ``token`` does not own it."""
+    row = conn.execute(
+        "SELECT state, worker, priority FROM jobs WHERE queue = ? AND id = ?", (queue, fin.job_id)
+    ).fetchone()
+    if row is None or row["state"] != "active" or row["worker"] != token:
+        return None
+    key = (queue, fin.job_id)
+    seq = take_seqs(conn, queue, 1)
+    if fin.status == "retry":
+        delayed = fin.retry_at > fin.finished_on
+        state = "delayed" if delayed else "waiting"
+        conn.execute(
+            "UPDATE jobs SET state = ?, score = ?, seq = ?, run_at = ?, attempts_made = ?, "
+            "failed_reason = ?, stacktrace = ?, worker = NULL, lease_until = NULL "
+            "WHERE queue = ? AND id = ?",
+            (
+                state,
+                fin.retry_at if delayed else row["priority"],
+                seq,
+                fin.retry_at,
+                fin.attempts_made,
+                fin.failed_reason,
+                fin.stacktrace,
+                *key,
+            ),
+        )
+        return state
+    if fin.keep.removes_at_once:
+        conn.execute("DELETE FROM jobs WHERE queue = ? AND id = ?", key)
+        return fin.status
+    if fin.status == "completed":
+        conn.execute(
+            "UPDATE jobs SET state = 'completed', score = ?, seq = ?, finished_on = ?, "
+            "attempts_made = ?, returnvalue = ?, worker = NULL, lease_until = NULL "
+            "WHERE queue = ? AND id = ?",
+            (fin.finished_on, seq, fin.finished_on, fin.attempts_made, fin.returnvalue_json, *key),
+        )
+    else:
+        conn.execute(
+            "UPDATE jobs SET state = 'failed', score = ?, seq = ?, finished_on = ?, "
+            "attempts_made = ?, failed_reason = ?, stacktrace = ?, worker = NULL, "
+            "lease_until = NULL WHERE queue = ? AND id = ?",
+            (
+                fin.finished_on,
+                seq,
+                fin.finished_on,
+                fin.attempts_made,
+                fin.failed_reason,
+                fin.stacktrace,
+                *key,
+            ),
+        )
+    return fin.status
+
+
+def retain(conn: sqlite3.Connection, queue: str, state: str, keep: Keep, now: float) -> None:
+    """Apply retention to the finished jobs of ``state`` (oldest go first)."""
+    if keep.age is not None:
+        conn.execute(
+            "DELETE FROM jobs WHERE queue = ? AND state = ? AND score < ?",
+            (queue, state, now - keep.age),
+        )
+    if keep.count is not None:
+        conn.execute(
+            "DELETE FROM jobs WHERE rowid IN (SELECT rowid FROM jobs WHERE queue = ? AND "
+            "state = ? ORDER BY score DESC, seq DESC LIMIT -1 OFFSET ?)",
+            (queue, state, keep.count),
+        )
+
+
+def release(
+    conn: sqlite3.Connection, queue: str, token: str, job_ids: Sequence[str] | None
+) -> list[str]:
+    rows = conn.execute(
+        "SELECT id FROM jobs WHERE queue = ? AND state = 'active' AND worker = ? "
+        "ORDER BY score, seq",
+        (queue, token),
+    ).fetchall()
+    owned = [r[0] for r in rows]
+    if job_ids is not None:
+        mine = set(owned)
+        owned = [i for i in dict.fromkeys(job_ids) if i in mine]
+    ids = owned
+    if not ids:
+        return []
+    first = take_seqs(conn, queue, len(ids))
+    # each released job goes before the previous one, as in the in-memory backend
+    conn.executemany(
+        "UPDATE jobs SET state = 'waiting', score = priority, seq = ?, worker = NULL, "
+        "lease_until = NULL WHERE queue = ? AND id = ?",
+        [(-(first + i), queue, job_id) for i, job_id in enumerate(ids)],
+    )
+    return ids
+
+
+def recover_stalled(conn: sqlite3.Connection, queue: str, max_stalls: int) -> list[Stalled]:
+    now = time.time()
+    rows = conn.execute(
+        "SELECT id, stalls, opts FROM jobs WHERE queue = ? AND state = 'active' "
+        "AND lease_until <= ? ORDER BY score, seq",
+        (queue, now),
+    ).fetchall()
+    out: list[Stalled] = []
+    for row in rows:
+        key = (queue, row["id"])
+        stalls = row["stalls"] + 1
+        seq = take_seqs(conn, queue, 1)
+        if stalls > max_stalls:
+            conn.execute(
+                "UPDATE jobs SET state = 'failed', score = ?, seq = ?, stalls = ?, "
+                "failed_reason = ?, finished_on = ?, worker = NULL, lease_until = NULL "
+                "WHERE queue = ? AND id = ?",
+                (now, seq, stalls, STALLED_REASON, now, *key),
+            )
+            keep = Keep.from_json(json.loads(row["opts"]).get("remove_on_fail"), KEEP_FAILED)
+            retain(conn, queue, "failed", keep, now)
+            out.append(Stalled(row["id"], True))
+        else:
+            conn.execute(
+                "UPDATE jobs SET state = 'waiting', score = priority, seq = ?, stalls = ?, "
+                "worker = NULL, lease_until = NULL WHERE queue = ? AND id = ?",
+                (seq, stalls, *key),
+            )
+            out.append(Stalled(row["id"], False))
+    return out

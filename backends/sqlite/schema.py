@@ -1,0 +1,114 @@
+"""The SQLite schema, its version and its forward migrations.
+
+``PRAGMA user_version`` holds the schema version and ``PRAGMA application_id`` marks the file as
+a polyjobs database. ``MIGRATIONS[n]`` takes a file from version ``n - 1`` to ``n``; a file at a
+version above :data:`SCHEMA_VERSION` was written by a newer polyjobs and is never touched.
+
+One ``jobs`` row per job. ``state`` plus the pair (``score``, ``seq``) orders each state:
+
+========= ======================= ===============================================
+state     score                   seq
+========= ======================= ===============================================
+waiting   priority                queue sequence (negative: LIFO, front of level)
+delayed   due time (``run_at``)   queue sequence (ties)
+active    start time              unchanged (``lease_until`` is the lease)
+completed finish time             queue sequence at finish (newest last)
+failed    finish time             queue sequence at finish (newest last)
+========= ======================= ===============================================
+"""
+
+from __future__ import annotations
+
+SCHEMA_VERSION = 1
+APPLICATION_ID = 0x706A6221  # "pjb!"
+
+MIGRATIONS: dict[int, tuple[str, ...]] = {
+    1: (
+        """
+        CREATE TABLE queue_meta (
+            queue   TEXT PRIMARY KEY,
+            paused  INTEGER NOT NULL DEFAULT 0,
+            next_id INTEGER NOT NULL DEFAULT 0,
+            seq     INTEGER NOT NULL DEFAULT 0
+        )
+        """,
+        """
+        CREATE TABLE jobs (
+            queue            TEXT NOT NULL,
+            id               TEXT NOT NULL,
+            name             TEXT NOT NULL,
+            data             TEXT NOT NULL,
+            opts             TEXT NOT NULL,
+            state            TEXT NOT NULL,
+            score            REAL NOT NULL,
+            seq              INTEGER NOT NULL,
+            timestamp        REAL NOT NULL,
+            run_at           REAL NOT NULL DEFAULT 0,
+            priority         INTEGER NOT NULL DEFAULT 0,
+            attempts_made    INTEGER NOT NULL DEFAULT 0,
+            attempts_started INTEGER NOT NULL DEFAULT 0,
+            stalls           INTEGER NOT NULL DEFAULT 0,
+            progress         TEXT,
+            returnvalue      TEXT,
+            failed_reason    TEXT,
+            stacktrace       TEXT,
+            processed_on     REAL,
+            finished_on      REAL,
+            worker           TEXT,
+            lease_until      REAL,
+            PRIMARY KEY (queue, id)
+        )
+        """,
+        "CREATE INDEX jobs_by_state ON jobs (queue, state, score, seq)",
+        """
+        CREATE TABLE job_logs (
+            queue  TEXT NOT NULL,
+            job_id TEXT NOT NULL,
+            n      INTEGER NOT NULL,
+            line   TEXT NOT NULL,
+            PRIMARY KEY (queue, job_id, n)
+        ) WITHOUT ROWID
+        """,
+        """
+        CREATE TRIGGER jobs_drop_logs AFTER DELETE ON jobs BEGIN
+            DELETE FROM job_logs WHERE queue = old.queue AND job_id = old.id;
+        END
+        """,
+        """
+        CREATE TABLE schedules (
+            queue    TEXT NOT NULL,
+            key      TEXT NOT NULL,
+            name     TEXT NOT NULL,
+            data     TEXT NOT NULL,
+            opts     TEXT NOT NULL,
+            next_run REAL NOT NULL,
+            every    REAL,
+            cron     TEXT,
+            tz       TEXT,
+            missed   TEXT NOT NULL,
+            grace    REAL,
+            created  REAL NOT NULL,
+            PRIMARY KEY (queue, key)
+        )
+        """,
+        """
+        CREATE TABLE workers (
+            queue       TEXT NOT NULL,
+            id          TEXT NOT NULL,
+            host        TEXT NOT NULL,
+            pid         INTEGER NOT NULL,
+            concurrency INTEGER NOT NULL,
+            started     REAL NOT NULL,
+            last_seen   REAL NOT NULL,
+            active      INTEGER NOT NULL,
+            expires     REAL NOT NULL,
+            PRIMARY KEY (queue, id)
+        )
+        """,
+    ),
+}
+
+#: Tables a polyjobs file may hold; a version-0 file with any other table is not ours.
+OWN_TABLES = frozenset({"queue_meta", "jobs", "job_logs", "schedules", "workers"})
+
+assert max(MIGRATIONS) == SCHEMA_VERSION

@@ -1,0 +1,293 @@
+"""The SQLite backend, ``sqlite:///path/to.db``: every queue in one file, shared by processes.
+
+Each state transition is one ``BEGIN IMMEDIATE`` transaction run on the backend object's own
+database thread (:mod:`~polyjobs.backends.sqlite.database`); the SQL lives in
+:mod:`~polyjobs.backends.sqlite.jobs` and :mod:`~polyjobs.backends.sqlite.admin`. A fetch with
+nothing to do waits without holding any transaction (:mod:`~polyjobs.backends.sqlite.wakeup`).
+
+URL forms: ``sqlite:///relative/path.db``, ``sqlite:////absolute/path.db``, and the query
+option ``?synchronous=full`` to fsync every commit (the default, ``normal``, survives any crash
+of the processes; a power loss may lose the last commits but never corrupts the file).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from polyjobs.backend import (
+    CAP_DURABLE,
+    CAP_SHARED,
+    AddResult,
+    Finish,
+    FinishResult,
+    JobRecord,
+    JobState,
+    NewJob,
+    ScheduleRecord,
+    Stalled,
+    WorkerInfo,
+)
+from polyjobs.backends.sqlite import admin, jobs
+from polyjobs.backends.sqlite.database import Database
+from polyjobs.backends.sqlite.wakeup import MAX_POLL, MIN_POLL, FileSignal
+from polyjobs.errors import InvalidArgumentError
+
+SYNCHRONOUS = ("off", "normal", "full", "extra")
+
+
+def parse_url(url: str) -> tuple[Path, str]:
+    """The file path and the ``synchronous`` level of a ``sqlite://`` URL."""
+    parts = urlsplit(url)
+    if parts.scheme != "sqlite":
+        raise InvalidArgumentError(f"not a sqlite:// URL: {url!r}")
+    raw = unquote(parts.netloc + parts.path)
+    if parts.netloc:
+        path = raw  # sqlite://relative/path.db, a common slip: read it as relative
+    else:
+        path = raw[1:] if raw.startswith("/") else raw
+    if not path or path in (":memory:", "."):
+        raise InvalidArgumentError(
+            f"sqlite URL {url!r} names no file; use sqlite:///path/to.db (relative) or "
+            "sqlite:////abs/path.db"
+        )
+    options = parse_qs(parts.query)
+    unknown = set(options) - {"synchronous"}
+    if unknown:
+        raise InvalidArgumentError(f"unknown sqlite URL options: {', '.join(sorted(unknown))}")
+    sync = options.get("synchronous", ["normal"])[-1].lower()
+    if sync not in SYNCHRONOUS:
+        raise InvalidArgumentError(f"synchronous must be one of {', '.join(SYNCHRONOUS)}")
+    return Path(path), sync.upper()
+
+
+class SqliteBackend:
+    """Every queue in one SQLite file (WAL), shared by any number of processes on one host."""
+
+    capabilities: frozenset[str] = frozenset({CAP_SHARED, CAP_DURABLE})
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        path, synchronous = parse_url(url)
+        self.path = path
+        self._db = Database(path, synchronous)
+        self._signal: FileSignal | None = None
+        self._key = ""
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return f"<SqliteBackend {self.path}>"
+
+    async def open(self) -> None:
+        if self._signal is not None:
+            return
+        self._closed = False
+        await self._db.open()
+        self._key = str(self.path.resolve())
+        self._signal = FileSignal.acquire(self._key)
+
+    async def close(self) -> None:
+        self._closed = True
+        signal, self._signal = self._signal, None
+        if signal is not None:
+            signal.notify()  # waiting fetches of this process return; they look again
+            FileSignal.release(self._key, signal)
+        await self._db.close()
+
+    def _wake(self, queue: str) -> None:
+        if self._signal is not None:
+            self._signal.notify(queue)
+
+    # -- producers -------------------------------------------------------------------------
+    async def add(self, queue: str, jobs_: Sequence[NewJob]) -> list[AddResult]:
+        results = await self._db.write(jobs.add, queue, jobs_, time.time())
+        if any(r.added for r in results):
+            self._wake(queue)
+        return results
+
+    # -- workers ---------------------------------------------------------------------------
+    async def _take(self, queue: str, token: str, limit: int, lease: float) -> list[JobRecord]:
+        ready, _ = await self._db.read(jobs.ready, queue, time.time())
+        if not ready:
+            return []
+        return await self._db.write(jobs.take, queue, token, limit, lease)
+
+    async def fetch(
+        self, queue: str, token: str, limit: int, lease: float, block: float
+    ) -> list[JobRecord]:
+        found = await self._take(queue, token, limit, lease)
+        if found or block <= 0:
+            return found
+        deadline = time.monotonic() + block
+        poll = MIN_POLL
+        version = await self._db.read(_data_version)
+        while not self._closed and self._signal is not None:
+            signal = self._signal
+            waiter = signal.register(queue)
+            try:
+                ready, due = await self._db.read(jobs.ready, queue, time.time())
+                if ready:
+                    found = await self._db.write(jobs.take, queue, token, limit, lease)
+                    if found:
+                        return found
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return []
+                timeout = min(poll, remaining)
+                if due is not None:
+                    timeout = min(timeout, max(due - time.time(), 0.0))
+                if await _wait(waiter[1], timeout):
+                    poll = MIN_POLL
+                    continue
+            finally:
+                signal.unregister(queue, waiter)
+            current = await self._db.read(_data_version)
+            if current != version:
+                version, poll = current, MIN_POLL
+            else:
+                poll = min(poll * 2, MAX_POLL)
+        return []
+
+    async def extend(
+        self, queue: str, token: str, job_ids: Sequence[str], lease: float
+    ) -> list[str]:
+        if not job_ids:
+            return []
+        return await self._db.write(jobs.extend, queue, token, job_ids, lease)
+
+    async def finish(
+        self, queue: str, token: str, finishes: Sequence[Finish], fetch: int, lease: float
+    ) -> FinishResult:
+        lost, taken = await self._db.write(jobs.finish, queue, token, finishes, fetch, lease)
+        if any(fin.status == "retry" for fin in finishes):
+            self._wake(queue)
+        return FinishResult(lost, taken)
+
+    async def release(self, queue: str, token: str, job_ids: Sequence[str] | None) -> list[str]:
+        released = await self._db.write(jobs.release, queue, token, job_ids)
+        if released:
+            self._wake(queue)
+        return released
+
+    async def recover_stalled(self, queue: str, max_stalls: int) -> list[Stalled]:
+        found = await self._db.read(_has_expired, queue, time.time())
+        if not found:
+            return []
+        stalled = await self._db.write(jobs.recover_stalled, queue, max_stalls)
+        if stalled:
+            self._wake(queue)
+        return stalled
+
+    async def update_progress(self, queue: str, job_id: str, progress_json: str) -> bool:
+        return await self._db.write(admin.update_progress, queue, job_id, progress_json)
+
+    async def add_log(self, queue: str, job_id: str, line: str, keep: int) -> int:
+        return await self._db.write(admin.add_log, queue, job_id, line, keep)
+
+    # -- inspection ------------------------------------------------------------------------
+    async def get_job(self, queue: str, job_id: str) -> JobRecord | None:
+        return await self._db.read(admin.get_job, queue, job_id)
+
+    async def get_logs(self, queue: str, job_id: str, start: int, end: int) -> list[str]:
+        return await self._db.read(admin.get_logs, queue, job_id, start, end)
+
+    async def list_jobs(self, queue: str, state: JobState, start: int, end: int) -> list[JobRecord]:
+        return await self._db.read(admin.list_jobs, queue, state, start, end)
+
+    async def counts(self, queue: str) -> dict[str, int]:
+        return await self._db.read(admin.counts, queue)
+
+    async def queues(self) -> list[str]:
+        return await self._db.read(admin.queues)
+
+    # -- administration --------------------------------------------------------------------
+    async def pause(self, queue: str) -> None:
+        await self._db.write(admin.set_paused, queue, True)
+
+    async def resume(self, queue: str) -> None:
+        await self._db.write(admin.set_paused, queue, False)
+        self._wake(queue)
+
+    async def is_paused(self, queue: str) -> bool:
+        return await self._db.read(admin.paused, queue)
+
+    async def drain(self, queue: str, delayed: bool) -> int:
+        return await self._db.write(admin.drain, queue, delayed)
+
+    async def clean(self, queue: str, state: JobState, grace: float, limit: int) -> list[str]:
+        return await self._db.write(admin.clean, queue, state, grace, limit)
+
+    async def remove(self, queue: str, job_id: str) -> bool:
+        return await self._db.write(admin.remove, queue, job_id)
+
+    async def retry(self, queue: str, job_id: str) -> bool:
+        done = await self._db.write(admin.retry, queue, job_id)
+        if done:
+            self._wake(queue)
+        return done
+
+    async def promote(self, queue: str, job_id: str) -> bool:
+        done = await self._db.write(admin.promote, queue, job_id)
+        if done:
+            self._wake(queue)
+        return done
+
+    async def obliterate(self, queue: str) -> None:
+        await self._db.write(admin.obliterate, queue)
+        self._wake(queue)
+
+    # -- schedules -------------------------------------------------------------------------
+    async def save_schedule(self, queue: str, schedule: ScheduleRecord) -> ScheduleRecord:
+        return await self._db.write(admin.save_schedule, queue, schedule)
+
+    async def get_schedules(self, queue: str) -> list[ScheduleRecord]:
+        return await self._db.read(admin.get_schedules, queue)
+
+    async def remove_schedule(self, queue: str, key: str) -> bool:
+        return await self._db.write(admin.remove_schedule, queue, key)
+
+    async def advance_schedule(
+        self, queue: str, key: str, expected_next: float, next_run: float, jobs_: Sequence[NewJob]
+    ) -> bool:
+        done = await self._db.write(
+            admin.advance_schedule, queue, key, expected_next, next_run, jobs_
+        )
+        if done and jobs_:
+            self._wake(queue)
+        return done
+
+    # -- worker registry -------------------------------------------------------------------
+    async def heartbeat(self, info: WorkerInfo, ttl: float) -> None:
+        await self._db.write(admin.heartbeat, info, ttl)
+
+    async def unregister(self, queue: str, worker_id: str) -> None:
+        await self._db.write(admin.unregister, queue, worker_id)
+
+    async def list_workers(self, queue: str) -> list[WorkerInfo]:
+        return await self._db.read(admin.list_workers, queue)
+
+
+def _data_version(conn: sqlite3.Connection) -> int:
+    return int(conn.execute("PRAGMA data_version").fetchone()[0])
+
+
+def _has_expired(conn: sqlite3.Connection, queue: str, now: float) -> bool:
+    row = conn.execute(
+        "SELECT 1 FROM jobs WHERE queue = ? AND state = 'active' AND lease_until <= ? LIMIT 1",
+        (queue, now),
+    ).fetchone()
+    return row is not None
+
+
+async def _wait(event: asyncio.Event, timeout: float) -> bool:
+    if timeout <= 0:
+        return event.is_set()
+    try:
+        await asyncio.wait_for(event.wait(), timeout)
+    except TimeoutError:
+        return False
+    return True
