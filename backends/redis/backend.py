@@ -149,7 +149,7 @@ class RedisBackend:
             raise BackendError(f"redis backend {self._url.redacted} is not open")
         qk, keys = self._qk(queue)
         with connection.translate(self._url.redacted):
-            return await self._scripts[name](keys=keys, args=[qk.job_prefix, *args])
+            return await self._scripts.call(name, keys, [qk.job_prefix, *args])
 
     async def _register(self, queue: str, flag: Any) -> None:
         """Add ``queue`` to the registry the first time a script marks it as known."""

@@ -8,15 +8,26 @@ loads a script again on ``NOSCRIPT`` (e.g. after a server restart).
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
+from collections.abc import Sequence
 from importlib import resources
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from redis.exceptions import NoScriptError
+
+from polyjobs.backends.redis.connection import COMMAND_TIMEOUT
 from polyjobs.backends.redis.keys import LOG_SUFFIX, SCRIPT_KEYS
 from polyjobs.backends.redis.records import FIELDS
 
+hiredis: Any
+try:
+    import hiredis
+except ImportError:  # pragma: no cover - hiredis is an optional speed-up
+    hiredis = None
+
 if TYPE_CHECKING:
     from redis.asyncio import Redis
-    from redis.commands.core import AsyncScript
 
 NAMES = (
     "add",
@@ -57,16 +68,46 @@ def source(name: str) -> str:
 
 
 class Scripts:
-    """The registered scripts of one Redis client, by name."""
+    """The scripts of one backend: loaded once, then called by SHA (``EVALSHA``); on
+    ``NOSCRIPT`` (a restarted or failed-over server) a script is loaded again and the call
+    repeated on the same connection.
+
+    Calls bypass redis-py's command layer (one pooled connection, the command packed by
+    hiredis when installed, no per-call retry or instrumentation): scripts are the hot path.
+    """
 
     def __init__(self, client: Redis) -> None:
-        self._scripts: dict[str, AsyncScript] = {
-            name: client.register_script(source(name)) for name in NAMES
+        self._pool = client.connection_pool
+        self._sources = {name: source(name) for name in NAMES}
+        self.shas = {
+            name: hashlib.sha1(text.encode()).hexdigest() for name, text in self._sources.items()
         }
 
-    def __getitem__(self, name: str) -> AsyncScript:
-        return self._scripts[name]
+    async def call(self, name: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
+        """Run script ``name``; its error replies raise ``ResponseError``, other failures
+        (connection lost, timeout, cancellation) drop the connection and raise."""
+        sha = self.shas[name]
+        command = ("EVALSHA", sha, len(keys), *keys, *args)
+        conn = await self._pool.get_connection()  # type: ignore[no-untyped-call]
+        try:
+            async with asyncio.timeout(COMMAND_TIMEOUT):
+                await conn.send_packed_command(_pack(conn, command), check_health=False)
+                try:
+                    return await conn.read_response()
+                except NoScriptError:
+                    load = ("SCRIPT", "LOAD", self._sources[name])
+                    await conn.send_packed_command(_pack(conn, load), check_health=False)
+                    await conn.read_response()
+                    await conn.send_packed_command(_pack(conn, command), check_health=False)
+                    return await conn.read_response()
+        except TimeoutError:
+            await conn.disconnect(nowait=True)
+            raise
+        finally:
+            await self._pool.release(conn)
 
-    @property
-    def shas(self) -> dict[str, str]:
-        return {name: script.sha for name, script in self._scripts.items()}
+
+def _pack(conn: Any, command: tuple[Any, ...]) -> Any:
+    if hiredis is not None:
+        return hiredis.pack_command(command)
+    return conn.pack_command(*command)

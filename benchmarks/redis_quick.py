@@ -1,0 +1,86 @@
+"""Quick Redis-backend throughput check (not the benchmark harness; see benchmarks/README).
+
+    .venv/bin/python benchmarks/redis_quick.py [--jobs 10000] [--concurrency 10] [--uvloop]
+
+Prints enqueue rates (one by one, bulk), processing throughput of one worker with a no-op
+processor, and Redis commands per job (from INFO commandstats; RESETs the server's stats).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import time
+from typing import Any
+
+from polyjobs import Queue, Worker
+from polyjobs.backends.redis import RedisBackend
+
+QUEUE = "bench-quick"
+
+
+def _calls(info: dict[str, Any]) -> int:
+    return sum(int(v["calls"]) for k, v in info.items() if k.startswith("cmdstat_"))
+
+
+async def _noop(job: Any) -> None:
+    return None
+
+
+async def run(url: str, jobs: int, concurrency: int) -> None:
+    backend = RedisBackend(url)
+    await backend.open()
+    try:
+        await backend.obliterate(QUEUE)
+        queue = Queue(QUEUE, backend)
+        redis = backend.redis
+        n_single = min(jobs, 5000)
+        start = time.perf_counter()
+        for i in range(n_single):
+            await queue.add("noop", {"i": i})
+        single = n_single / (time.perf_counter() - start)
+        await backend.obliterate(QUEUE)
+
+        await redis.config_resetstat()
+        start = time.perf_counter()
+        for base in range(0, jobs, 1000):
+            await queue.add_bulk([("noop", {"i": i}, {}) for i in range(base, base + 1000)])
+        bulk = jobs / (time.perf_counter() - start)
+        add_calls = _calls(await redis.info("commandstats"))
+
+        await redis.config_resetstat()
+        worker = Worker(QUEUE, _noop, backend, concurrency=concurrency, schedule=False)
+        start = time.perf_counter()
+        await worker.run(burst=True)
+        elapsed = time.perf_counter() - start
+        process_calls = _calls(await redis.info("commandstats"))
+        counts = await backend.counts(QUEUE)
+        print(f"enqueue one by one: {single:,.0f} jobs/s")
+        print(f"enqueue in bulk:    {bulk:,.0f} jobs/s ({add_calls / jobs:.1f} commands/job)")
+        print(
+            f"process c={concurrency}:     {jobs / elapsed:,.0f} jobs/s "
+            f"({process_calls / jobs:.1f} commands/job) counts={counts}"
+        )
+        await backend.obliterate(QUEUE)
+    finally:
+        await backend.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--url", default="redis://127.0.0.1:6379/0?prefix=bench")
+    parser.add_argument("--jobs", type=int, default=10_000)
+    parser.add_argument("--concurrency", type=int, default=10)
+    parser.add_argument("--uvloop", action="store_true")
+    args = parser.parse_args()
+    coro = run(args.url, args.jobs, args.concurrency)
+    if args.uvloop:
+        import uvloop
+
+        uvloop.run(coro)
+    else:
+        asyncio.run(coro)
+
+
+if __name__ == "__main__":
+    main()
