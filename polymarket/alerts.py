@@ -1,0 +1,325 @@
+"""Alert delivery: the Discord webhook (httpx), a console sink, and the outbox protocol.
+
+Delivery is claim -> send -> conditional finish on the stored alert, so an alert already
+``sent`` is never posted again, whatever the number of jobs or retries. The one case that can
+post twice is a timeout *after* Discord accepted the message: webhooks have no idempotency
+key. The alert id in the embed footer makes such a duplicate visible.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+import httpx
+
+from polyjobs.errors import RetryAfter, UnrecoverableError
+from polyjobs.polymarket.models import Alert
+from polyjobs.polymarket.store import Store
+from polyjobs.redact import redact_text, redact_url
+
+log = logging.getLogger(__name__)
+
+# Discord's embed limits (https://discord.com/developers/docs/resources/message#embed-limits).
+TITLE_MAX, DESCRIPTION_MAX, FIELDS_MAX = 256, 4096, 25
+FIELD_NAME_MAX, FIELD_VALUE_MAX, FOOTER_MAX, EMBED_TOTAL_MAX = 256, 1024, 2048, 6000
+SEVERITY_COLORS = {"critical": 0xE74C3C, "high": 0xE67E22, "medium": 0xF1C40F, "low": 0x95A5A6}
+DISABLED_STATE_PREFIX = "webhook-disabled:"
+
+
+class DeliveryError(Exception):
+    """A transient delivery failure (5xx, timeout, network): retried with backoff."""
+
+
+class RateLimited(DeliveryError):
+    def __init__(self, retry_after: float, message: str) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class PermanentDeliveryError(DeliveryError):
+    """The request will never succeed as is (400, 401, 403, 404...); ``disable`` says the
+    destination itself is gone and must not be called again."""
+
+    def __init__(self, message: str, *, disable: bool) -> None:
+        super().__init__(message)
+        self.disable = disable
+
+
+class AlertSink(Protocol):
+    """Where alerts go. ``key`` identifies the destination (never a secret)."""
+
+    key: str
+
+    async def send(self, alert: Alert) -> str | None:
+        """Deliver one alert; return the message id (if any) or raise a DeliveryError."""
+        ...
+
+
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _short_wallet(wallet: str) -> str:
+    return f"{wallet[:6]}...{wallet[-4:]}" if len(wallet) > 12 else wallet
+
+
+def _money(value: float) -> str:
+    return f"${value:,.2f}"
+
+
+def build_embed(alert: Alert) -> dict[str, Any]:
+    """One Discord embed for ``alert``, inside Discord's limits, built only from the stored
+    alert (so a retry sends exactly the same message)."""
+    s = alert.summary
+    usdc = float(s.get("usdcSize", 0.0))
+    title = f"{alert.severity.upper()} {s.get('side', '')} {_money(usdc)} - {s.get('title', '')}"
+    signals = "\n".join(
+        f"{sig.name} = {sig.value:g} (threshold {sig.threshold:g}) {sig.detail}".rstrip()
+        for sig in alert.signals
+    )
+    wallet = f"`{_short_wallet(alert.wallet)}`"
+    if s.get("pseudonym"):
+        wallet += f" ({s['pseudonym']})"
+    fields = [
+        ("Wallet", wallet, True),
+        ("Side", f"{s.get('side', '')} {s.get('outcome', '')}".strip(), True),
+        ("Size", f"{float(s.get('size', 0.0)):,.2f} shares", True),
+        ("Price", f"{float(s.get('price', 0.0)):g}", True),
+        ("Notional", _money(usdc), True),
+        ("Score", f"{alert.score:.2f} ({alert.severity})", True),
+        ("Signals", signals or "-", False),
+    ]
+    embed: dict[str, Any] = {
+        "title": _cut(title, TITLE_MAX),
+        "description": _cut(str(s.get("note", "")), DESCRIPTION_MAX),
+        "color": SEVERITY_COLORS.get(alert.severity, 0x95A5A6),
+        "fields": [
+            {"name": _cut(n, FIELD_NAME_MAX), "value": _cut(v or "-", FIELD_VALUE_MAX), "inline": i}
+            for n, v, i in fields[:FIELDS_MAX]
+        ],
+        "footer": {
+            "text": _cut(f"alert {alert.id} | {alert.kind} | score {alert.score:.2f}", FOOTER_MAX)
+        },
+    }
+    if s.get("eventSlug") or s.get("slug"):
+        embed["url"] = f"https://polymarket.com/event/{s.get('eventSlug') or s.get('slug')}"
+    if s.get("timestamp"):
+        embed["timestamp"] = datetime.fromtimestamp(float(s["timestamp"]), UTC).isoformat()
+    while _embed_size(embed) > EMBED_TOTAL_MAX and len(embed["description"]) > 3:
+        embed["description"] = _cut(embed["description"], len(embed["description"]) // 2)
+    return embed
+
+
+def _embed_size(embed: dict[str, Any]) -> int:
+    size = len(embed.get("title", "")) + len(embed.get("description", ""))
+    size += len(embed.get("footer", {}).get("text", ""))
+    size += sum(len(f["name"]) + len(f["value"]) for f in embed.get("fields", []))
+    return size
+
+
+def build_payload(alert: Alert) -> dict[str, Any]:
+    """The Execute Webhook body: one embed, no mentions."""
+    return {
+        "username": "polyjobs",
+        "allowed_mentions": {"parse": []},
+        "embeds": [build_embed(alert)],
+    }
+
+
+class DiscordWebhook:
+    """Posts alerts to a Discord webhook with ``?wait=true`` (so failures are reported and the
+    message id comes back). The webhook URL (its token) never appears in errors or logs."""
+
+    def __init__(self, http: httpx.AsyncClient, url: str, *, timeout: float = 5.0) -> None:
+        self.http = http
+        self._url = url
+        self.timeout = timeout
+        self.key = "discord:" + hashlib.sha256(url.encode()).hexdigest()[:16]
+
+    def __repr__(self) -> str:
+        return f"<DiscordWebhook {redact_url(self._url)}>"
+
+    async def send(self, alert: Alert) -> str | None:
+        try:
+            response = await self.http.post(
+                self._url, params={"wait": "true"}, json=build_payload(alert), timeout=self.timeout
+            )
+        except httpx.TimeoutException:
+            raise DeliveryError(f"Discord webhook timed out after {self.timeout:g}s") from None
+        except httpx.HTTPError as exc:
+            raise DeliveryError(f"Discord webhook unreachable ({type(exc).__name__})") from None
+        return self._outcome(response)
+
+    def _outcome(self, response: httpx.Response) -> str | None:
+        status = response.status_code
+        if status in (200, 204):
+            body = _json(response)
+            return str(body["id"]) if isinstance(body, dict) and "id" in body else None
+        detail = _detail(response)
+        if status == 429:
+            body = _json(response)
+            retry_after = _retry_after(body, response.headers.get("Retry-After"))
+            scope = "global " if isinstance(body, dict) and body.get("global") else ""
+            raise RateLimited(
+                retry_after,
+                f"Discord webhook {scope}rate limited (HTTP 429), retry after {retry_after:g}s",
+            )
+        if status >= 500:
+            raise DeliveryError(f"Discord webhook answered HTTP {status}{detail}")
+        disable = status in (401, 403, 404)
+        why = {
+            400: "the payload was rejected",
+            401: "the webhook token is invalid; webhook disabled",
+            403: "forbidden; webhook disabled",
+            404: "the webhook was deleted; webhook disabled",
+        }.get(status, "not retried")
+        raise PermanentDeliveryError(
+            f"Discord webhook answered HTTP {status}{detail}: {why}", disable=disable
+        )
+
+
+def _json(response: httpx.Response) -> Any:
+    try:
+        return response.json()
+    except ValueError:
+        return None
+
+
+def _detail(response: httpx.Response) -> str:
+    body = _json(response)
+    if isinstance(body, dict) and body.get("message"):
+        code = f", code {body['code']}" if "code" in body else ""
+        return f" ({redact_text(str(body['message']))[:200]}{code})"
+    return ""
+
+
+def _retry_after(body: Any, header: str | None) -> float:
+    for value in (body.get("retry_after") if isinstance(body, dict) else None, header):
+        try:
+            if value is not None:
+                return max(float(value), 0.0)
+        except (TypeError, ValueError):
+            continue
+    return 1.0
+
+
+class ConsoleSink:
+    """Prints alerts (local development, no webhook configured)."""
+
+    key = "console"
+
+    def __init__(self, write: Callable[[str], Any] | None = None) -> None:
+        self.write = write or (lambda text: print(text, file=sys.stdout, flush=True))
+
+    async def send(self, alert: Alert) -> str | None:
+        embed = build_embed(alert)
+        lines = [f"[alert {alert.id}] {embed['title']}"]
+        lines += [f"  {f['name']}: {f['value']}" for f in embed["fields"]]
+        lines.append(f"  {embed['description']}")
+        self.write("\n".join(lines))
+        return None
+
+
+class AlertDelivery:
+    """Delivers stored alerts through a sink, at most once per successful send."""
+
+    def __init__(
+        self,
+        store: Store,
+        sink: AlertSink,
+        *,
+        lease: float = 30.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.store = store
+        self.sink = sink
+        self.lease = lease
+        self.clock = clock
+
+    async def deliver(self, alert_id: str) -> dict[str, Any]:
+        """Deliver alert ``alert_id``.
+
+        Raises:
+            UnrecoverableError: unknown alert, an alert that failed for good, a payload Discord
+                rejects, or a webhook that is gone (it is not called again).
+            RetryAfter: Discord rate limited us, or another attempt holds the alert.
+            DeliveryError: a transient failure (the job retries with backoff).
+        """
+        alert = await self.store.get_alert(alert_id)
+        if alert is None:
+            raise UnrecoverableError(f"alert {alert_id} not found")
+        if alert.status == "sent":
+            return self._result(alert, "already-sent")
+        if alert.status == "failed":
+            raise UnrecoverableError(f"alert {alert_id} failed earlier: {alert.last_error}")
+        disabled = await self.store.get_state(DISABLED_STATE_PREFIX + self.sink.key)
+        if disabled:
+            raise UnrecoverableError(f"alert {alert_id} not sent: {disabled.get('reason')}")
+        attempt = uuid.uuid4().hex
+        now = self.clock()
+        claimed = await self.store.claim_alert(alert_id, now, self.lease, attempt)
+        if claimed is None:
+            return await self._not_claimed(alert_id, now)
+        try:
+            message_id = await self.sink.send(claimed)
+        except RateLimited as exc:
+            await self._finish(claimed, attempt, "retry", str(exc), retry_in=exc.retry_after)
+            raise RetryAfter(exc.retry_after, f"alert {alert_id}: {exc}") from None
+        except PermanentDeliveryError as exc:
+            await self._finish(claimed, attempt, "failed", str(exc))
+            if exc.disable:
+                reason = f"{self.sink.key} disabled: {exc}"
+                await self.store.set_state(
+                    DISABLED_STATE_PREFIX + self.sink.key, {"reason": reason, "at": self.clock()}
+                )
+            raise UnrecoverableError(f"alert {alert_id}: {exc}") from None
+        except BaseException as exc:  # transient, or the job's timeout cancelled us
+            await asyncio.shield(self._finish(claimed, attempt, "retry", _reason(exc)))
+            raise
+        if not await self.store.finish_alert(
+            alert_id, attempt, "sent", self.clock(), message_id=message_id
+        ):
+            log.warning(
+                "alert %s was sent but its claim had expired (possible duplicate)", alert_id
+            )
+        claimed.status, claimed.discord_message_id = "sent", message_id
+        return self._result(claimed, "sent")
+
+    async def _not_claimed(self, alert_id: str, now: float) -> dict[str, Any]:
+        current = await self.store.get_alert(alert_id)
+        if current is not None and current.status == "sent":
+            return self._result(current, "already-sent")
+        wait = max((current.locked_until or now) - now, 0.0) + 0.1 if current else self.lease
+        raise RetryAfter(wait, f"alert {alert_id} is being sent by another attempt")
+
+    async def _finish(
+        self, alert: Alert, attempt: str, status: Any, error: str, *, retry_in: float | None = None
+    ) -> None:
+        now = self.clock()
+        next_at = None if retry_in is None else now + retry_in
+        await self.store.finish_alert(
+            alert.id, attempt, status, now, error=error, next_attempt_at=next_at
+        )
+
+    @staticmethod
+    def _result(alert: Alert, outcome: str) -> dict[str, Any]:
+        return {
+            "alertId": alert.id,
+            "status": outcome,
+            "messageId": alert.discord_message_id,
+            "attempts": alert.attempts,
+        }
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, asyncio.CancelledError):
+        return "cancelled (job timeout or shutdown)"
+    return redact_text(str(exc) or type(exc).__name__)

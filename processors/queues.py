@@ -1,0 +1,191 @@
+"""The four Polymarket job functions and their QueueSpecs (the DESIGN.md processors table).
+
+Each function is thin: it reads ``job.data``, takes its dependencies from ``job.context``
+(see :mod:`polyjobs.processors.resources`) and calls the domain.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from polyjobs.errors import InvalidArgumentError, UnrecoverableError
+from polyjobs.job import Job
+from polyjobs.options import Backoff
+from polyjobs.polymarket.alerts import AlertDelivery
+from polyjobs.polymarket.analysis import AnalysisPipeline
+from polyjobs.polymarket.anomaly import AnomalyDetector
+from polyjobs.polymarket.config import DomainConfig
+from polyjobs.polymarket.models import Alert
+from polyjobs.polymarket.whales import WhaleDetector
+from polyjobs.processors.resources import ALERT_SINK, CONFIG, GAMMA, STORE
+from polyjobs.runtime import QueueSpec, Retention, ScheduleSpec
+
+
+def _data(job: Job) -> Mapping[str, Any]:
+    return job.data if isinstance(job.data, Mapping) else {}
+
+
+def _config(job: Job) -> DomainConfig:
+    config: DomainConfig = job.context[CONFIG]
+    return config
+
+
+# -- whale-updates ---------------------------------------------------------------------------
+def _check_whale_data(data: Any) -> None:
+    if data is None:
+        return
+    if not isinstance(data, Mapping):
+        raise InvalidArgumentError(
+            'whale-updates job data must be an object, e.g. {"batchSize": 1000}'
+        )
+    size = data.get("batchSize")
+    if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 1):
+        raise InvalidArgumentError(f"whale-updates batchSize must be an integer >= 1, got {size!r}")
+
+
+async def update_whales(job: Job) -> dict[str, Any]:
+    """Recompute wallet statistics (``{"batchSize": n, "full": bool}``, both optional)."""
+    data = _data(job)
+    try:
+        _check_whale_data(data)
+    except InvalidArgumentError as exc:
+        raise UnrecoverableError(str(exc)) from None
+    config = _config(job)
+    batch_size = int(data.get("batchSize") or config.whale_batch_size)
+    await job.log(f"Starting whale updates (batch: {batch_size})")
+    await job.update_progress(0)
+    detector = WhaleDetector(job.context[STORE], config.whales)
+    result = await detector.update(
+        batch_size=batch_size, full=bool(data.get("full")), on_progress=job.update_progress
+    )
+    await job.log(f"Completed: {result.wallets_updated} wallets updated, {result.whales} whales")
+    return result.to_json()
+
+
+# -- anomaly-batch ---------------------------------------------------------------------------
+def _alert_enqueuer(job: Job) -> Any:
+    async def enqueue(alert: Alert) -> None:
+        await job.context.queue(ALERTS.name).add("deliver", {"alertId": alert.id}, job_id=alert.id)
+
+    return enqueue
+
+
+async def check_anomalies(job: Job) -> dict[str, Any]:
+    """Check the unchecked trades of the look-back window; mark them checked in bulk."""
+    config = _config(job)
+    store = job.context[STORE]
+    limits = config.anomaly
+    trades = await store.unchecked_trades(time.time() - limits.lookback, limits.batch_limit)
+    await job.log(f"Processing {len(trades)} transactions")
+    detector = AnomalyDetector(store, limits, enqueue_alert=_alert_enqueuer(job))
+    result = await detector.check_batch(trades)
+    return result.to_json()
+
+
+# -- analysis --------------------------------------------------------------------------------
+def _check_analysis_data(data: Any) -> None:
+    tx = data.get("transactionId") if isinstance(data, Mapping) else None
+    if not isinstance(tx, str) or not tx:
+        raise InvalidArgumentError(
+            "analysis job data needs a transactionId (the trade's tradeKey), "
+            f'e.g. {{"transactionId": "<tradeKey>"}}; got {data!r}'[:300]
+        )
+
+
+async def analyse_transaction(job: Job) -> dict[str, Any]:
+    """Analyse one trade: ``{"transactionId": <tradeKey>}``."""
+    try:
+        _check_analysis_data(job.data)
+    except InvalidArgumentError as exc:
+        raise UnrecoverableError(str(exc)) from None
+    trade_key = str(_data(job)["transactionId"])
+    store = job.context[STORE]
+    detector = AnomalyDetector(store, _config(job).anomaly, enqueue_alert=_alert_enqueuer(job))
+    pipeline = AnalysisPipeline(store, job.context.get(GAMMA), detector)
+    analysis = await pipeline.process(trade_key)
+    if analysis is None:
+        raise UnrecoverableError(f"transaction {trade_key} not found")
+    return {
+        "transactionId": trade_key,
+        "score": analysis["score"],
+        "detected": analysis["detected"],
+        "alertId": analysis["alertId"],
+        "degraded": analysis["degraded"],
+    }
+
+
+# -- alerts ----------------------------------------------------------------------------------
+def _check_alert_data(data: Any) -> None:
+    alert_id = data.get("alertId") if isinstance(data, Mapping) else None
+    if not isinstance(alert_id, str) or not alert_id:
+        raise InvalidArgumentError('alerts job data needs an alertId, e.g. {"alertId": "<id>"}')
+
+
+async def deliver_alert(job: Job) -> dict[str, Any]:
+    """Deliver one stored alert: ``{"alertId": <id>}``. Never posts an alert twice."""
+    try:
+        _check_alert_data(job.data)
+    except InvalidArgumentError as exc:
+        raise UnrecoverableError(str(exc)) from None
+    delivery = AlertDelivery(
+        job.context[STORE], job.context[ALERT_SINK], lease=_config(job).alert_lease
+    )
+    return await delivery.deliver(str(_data(job)["alertId"]))
+
+
+# -- the queues (one constant each; names are never repeated elsewhere) ----------------------
+_BACKOFF = Backoff("exponential", 2.0)
+_RETENTION = Retention()  # keep the last 100 completed and the last 1000 failed jobs
+
+WHALE_UPDATES = QueueSpec(
+    name="polymarket-whale-updates",
+    short_name="whale-updates",
+    processor=update_whales,
+    concurrency=1,
+    timeout=600.0,
+    attempts=2,
+    backoff=_BACKOFF,
+    retention=_RETENTION,
+    schedule=ScheduleSpec(key="update-all-whales", cron="0 * * * *", name="update-all-whales"),
+    description="recompute wallet statistics and flag whales (hourly)",
+    validate=_check_whale_data,
+)
+ANOMALY_BATCH = QueueSpec(
+    name="polymarket-anomaly-batch",
+    short_name="anomaly-batch",
+    processor=check_anomalies,
+    concurrency=3,
+    timeout=45.0,
+    attempts=3,
+    backoff=_BACKOFF,
+    retention=_RETENTION,
+    schedule=ScheduleSpec(key="batch-detection", every=30.0, name="batch-detection"),
+    description="check unchecked trades for anomalies (every 30 s)",
+)
+ANALYSIS = QueueSpec(
+    name="polymarket-analysis",
+    short_name="analysis",
+    processor=analyse_transaction,
+    concurrency=10,
+    timeout=5.0,
+    attempts=2,
+    backoff=_BACKOFF,
+    retention=_RETENTION,
+    description='analyse one transaction on demand ({"transactionId": ...})',
+    validate=_check_analysis_data,
+)
+ALERTS = QueueSpec(
+    name="polymarket-alerts",
+    short_name="alerts",
+    processor=deliver_alert,
+    concurrency=5,
+    timeout=10.0,
+    attempts=3,
+    backoff=_BACKOFF,
+    retention=_RETENTION,
+    description='deliver one alert to Discord ({"alertId": ...})',
+    validate=_check_alert_data,
+)
+QUEUE_SPECS = (WHALE_UPDATES, ANOMALY_BATCH, ANALYSIS, ALERTS)

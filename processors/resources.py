@@ -1,0 +1,75 @@
+"""What the processors need at run time, opened by the Runtime through ``polyjobs_resources``.
+
+Each factory reads the resolved settings (``ctx.settings``) through
+:func:`~polyjobs.polymarket.config.load_config` and closes what it opened.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
+
+import httpx
+
+from polyjobs.polymarket.alerts import AlertSink, ConsoleSink, DiscordWebhook
+from polyjobs.polymarket.config import DomainConfig, load_config
+from polyjobs.polymarket.gamma import GammaClient
+from polyjobs.polymarket.store import Store, open_store
+
+if TYPE_CHECKING:
+    from polyjobs.hookspecs import ResourceFactory
+    from polyjobs.runtime import RuntimeContext
+
+CONFIG = "polymarket_config"
+STORE = "store"
+GAMMA = "gamma"
+ALERT_SINK = "alert_sink"
+USER_AGENT = "polyjobs (+https://github.com/polyjobs)"
+
+
+@asynccontextmanager
+async def config_resource(ctx: RuntimeContext) -> AsyncIterator[DomainConfig]:
+    yield load_config(ctx.settings)
+
+
+@asynccontextmanager
+async def store_resource(ctx: RuntimeContext) -> AsyncIterator[Store]:
+    config = load_config(ctx.settings)
+    async with open_store(config.store_url, database=config.mongodb_db) as store:
+        yield store
+
+
+@asynccontextmanager
+async def gamma_resource(ctx: RuntimeContext) -> AsyncIterator[GammaClient]:
+    config = load_config(ctx.settings)
+    limits = httpx.Limits(max_connections=10, max_keepalive_connections=5)
+    timeout = httpx.Timeout(config.gamma_timeout)
+    headers = {"User-Agent": USER_AGENT}
+    async with httpx.AsyncClient(timeout=timeout, limits=limits, headers=headers) as http:
+        yield GammaClient(
+            http, config.gamma_url, timeout=config.gamma_timeout, ttl=config.gamma_cache_ttl
+        )
+
+
+@asynccontextmanager
+async def alert_sink_resource(ctx: RuntimeContext) -> AsyncIterator[AlertSink]:
+    """The Discord webhook when ``DISCORD_WEBHOOK_URL`` is set, else the console."""
+    config = load_config(ctx.settings)
+    if config.discord_webhook_url is None:
+        yield ConsoleSink()
+        return
+    timeout = httpx.Timeout(config.discord_timeout)
+    limits = httpx.Limits(max_connections=5, max_keepalive_connections=5)
+    headers = {"User-Agent": USER_AGENT}
+    async with httpx.AsyncClient(timeout=timeout, limits=limits, headers=headers) as http:
+        yield DiscordWebhook(http, config.discord_webhook_url, timeout=config.discord_timeout)
+
+
+def resource_factories() -> Mapping[str, ResourceFactory]:
+    return {
+        CONFIG: config_resource,
+        STORE: store_resource,
+        GAMMA: gamma_resource,
+        ALERT_SINK: alert_sink_resource,
+    }
