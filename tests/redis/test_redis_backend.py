@@ -1,0 +1,242 @@
+"""Redis-specific behaviour of the Redis backend, beyond the contract suite: URLs and errors,
+key layout, retention, blocking fetch (wake-ups, delayed due times, cancellation), script
+reloading. Tests that count commands or need a socket file run on their own redis-server."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+
+from polyjobs import BackendUnavailableError, Queue, Worker
+from polyjobs.backend import CAP_DURABLE, CAP_SHARED, NewJob
+from polyjobs.backends.redis import RedisBackend
+from polyjobs.backends.redis.connection import RedisUrl
+from polyjobs.backends.redis.keys import QueueKeys
+from polyjobs.backends.redis.testing import RedisServer, require_redis, spare_port
+from polyjobs.errors import InvalidArgumentError
+from polyjobs.job import Job
+from polyjobs.plugins import PluginHost
+
+URL = os.environ.get("POLYJOBS_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _redis_answers() -> None:
+    require_redis(URL)
+
+
+@pytest.fixture
+def prefix() -> str:
+    return f"pjt{uuid.uuid4().hex[:8]}"
+
+
+@pytest_asyncio.fixture
+async def backend(prefix: str) -> AsyncIterator[RedisBackend]:
+    b = RedisBackend(f"{URL}?prefix={prefix}")
+    await b.open()
+    try:
+        yield b
+    finally:
+        keys = [k async for k in b.redis.scan_iter(match=f"{prefix}:*", count=1000)]
+        if keys:
+            await b.redis.delete(*keys)
+        await b.close()
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[RedisServer]:
+    if shutil.which("redis-server") is None:
+        pytest.fail("redis-server is not on PATH") if os.environ.get("CI") else pytest.skip(
+            "redis-server is not on PATH"
+        )
+    srv = RedisServer(tmp_path, unix_socket=True)
+    srv.start()
+    try:
+        yield srv
+    finally:
+        srv.kill()
+
+
+def new(job_id: str | None = None, *, run_at: float = 0.0, priority: int = 0) -> NewJob:
+    return NewJob("t", "{}", {}, time.time(), job_id, run_at, priority)
+
+
+# -- URLs, errors, registration --------------------------------------------------------------
+def test_url_prefix_and_redaction() -> None:
+    parsed = RedisUrl.parse(
+        "redis://user:s3cret@localhost:6380/2?prefix=app&health_check_interval=5"
+    )
+    assert parsed.prefix == "app"
+    assert "prefix" not in parsed.url and "health_check_interval=5" in parsed.url
+    assert "s3cret" not in parsed.redacted
+    assert RedisUrl.parse("rediss://localhost").prefix == "polyjobs"
+    with pytest.raises(InvalidArgumentError):
+        RedisUrl.parse("redis://localhost/0?prefix=a{b}")
+
+
+async def test_unreachable_server_is_one_line_without_password() -> None:
+    backend = RedisBackend(f"redis://me:hunter2@127.0.0.1:{spare_port()}/0")
+    started = time.monotonic()
+    with pytest.raises(BackendUnavailableError) as info:
+        await backend.open()
+    message = str(info.value)
+    assert "hunter2" not in message and "\n" not in message
+    assert "127.0.0.1" in message
+    assert time.monotonic() - started < 6
+    await backend.close()
+
+
+def test_plugin_registers_the_redis_schemes() -> None:
+    factories = PluginHost.load(entry_points=False).backend_factories()
+    for scheme in ("redis", "rediss", "unix"):
+        assert factories[scheme][0] is RedisBackend
+    assert RedisBackend(URL).capabilities == frozenset({CAP_SHARED, CAP_DURABLE})
+
+
+async def test_unix_socket_url(server: RedisServer) -> None:
+    assert server.socket_path is not None
+    backend = RedisBackend(f"unix://{server.socket_path}?db=0&prefix=sock")
+    await backend.open()
+    try:
+        [result] = await backend.add("q", [new("a")])
+        assert result.added
+        jobs = await backend.fetch("q", "w", 1, 5.0, 0.0)
+        assert [j.id for j in jobs] == ["a"]
+    finally:
+        await backend.close()
+
+
+# -- layout and retention --------------------------------------------------------------------
+async def test_every_key_of_a_queue_shares_its_hash_tag(backend: RedisBackend, prefix: str) -> None:
+    queue = Queue("tagged", backend)
+    await queue.add("x", {}, delay=60)
+    job = await queue.add("y", {})
+    await queue.upsert_schedule("s", every=60)
+    await job.log("line")
+    await backend.pause("tagged")
+    keys = {k async for k in backend.redis.scan_iter(match=f"{prefix}:*")}
+    assert f"{prefix}:queues" in keys
+    keys.discard(f"{prefix}:queues")
+    assert keys and all(k.startswith(f"{prefix}:{{tagged}}:") for k in keys)
+    assert await backend.queues() == ["tagged"]
+    await backend.obliterate("tagged")
+    assert not [k async for k in backend.redis.scan_iter(match=f"{prefix}:*")]
+
+
+async def test_retention_keeps_memory_bounded(backend: RedisBackend, prefix: str) -> None:
+    queue = Queue("kept", backend)
+    await queue.add_bulk([("x", {"i": i}, {"remove_on_complete": 10}) for i in range(500)])
+
+    async def noop(job: Job) -> int:
+        return 1
+
+    worker = Worker("kept", noop, backend, concurrency=20, schedule=False)
+    await asyncio.wait_for(worker.run(burst=True), 20)
+    counts = await backend.counts("kept")
+    assert counts["completed"] == 10 and counts["waiting"] == counts["active"] == 0
+    job_keys = [k async for k in backend.redis.scan_iter(match=f"{prefix}:{{kept}}:j:*")]
+    assert len(job_keys) == 10
+
+
+# -- blocking fetch --------------------------------------------------------------------------
+async def test_blocked_fetch_wakes_on_add(backend: RedisBackend) -> None:
+    fetch = asyncio.create_task(backend.fetch("wake", "w", 5, 10.0, 5.0))
+    await asyncio.sleep(0.1)
+    assert not fetch.done()
+    started = time.monotonic()
+    await backend.add("wake", [new("j1")])
+    jobs = await asyncio.wait_for(fetch, 2)
+    assert [j.id for j in jobs] == ["j1"]
+    assert time.monotonic() - started < 0.5
+
+
+async def test_blocked_fetch_wakes_when_a_delayed_job_falls_due(backend: RedisBackend) -> None:
+    fetch = asyncio.create_task(backend.fetch("due", "w", 1, 10.0, 5.0))
+    await asyncio.sleep(0.05)
+    await backend.add("due", [new("later", run_at=time.time() + 0.3)])
+    started = time.monotonic()
+    jobs = await asyncio.wait_for(fetch, 3)
+    elapsed = time.monotonic() - started
+    assert [j.id for j in jobs] == ["later"]
+    assert 0.15 < elapsed < 1.5
+
+
+async def test_fetch_takes_several_jobs_in_priority_order(backend: RedisBackend) -> None:
+    await backend.add("many", [new(f"p{i}", priority=i % 3) for i in range(9)])
+    jobs = await backend.fetch("many", "w", 4, 10.0, 0.0)
+    assert [j.id for j in jobs] == ["p0", "p3", "p6", "p1"]
+    assert all(j.state == "active" and j.worker == "w" for j in jobs)
+
+
+async def test_cancelled_fetch_does_not_poison_the_connection(backend: RedisBackend) -> None:
+    for _ in range(3):
+        fetch = asyncio.create_task(backend.fetch("cancel", "w", 1, 10.0, 5.0))
+        await asyncio.sleep(0.05)
+        fetch.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await fetch
+    await backend.add("cancel", [new("after")])
+    jobs = await asyncio.wait_for(backend.fetch("cancel", "w", 1, 10.0, 1.0), 2)
+    assert [j.id for j in jobs] == ["after"]
+    fetch = asyncio.create_task(backend.fetch("cancel", "w", 1, 10.0, 5.0))
+    await asyncio.sleep(0.05)
+    await backend.add("cancel", [new("next")])
+    assert [j.id for j in await asyncio.wait_for(fetch, 2)] == ["next"]
+
+
+async def test_idle_fetch_does_not_poll(server: RedisServer) -> None:
+    backend = RedisBackend(server.url)
+    await backend.open()
+    try:
+        await backend.add("idle", [new("x", run_at=time.time() + 3600)])
+        await backend.fetch("idle", "w", 1, 10.0, 0.2)  # consumes the add's wake-up
+        admin = server.client()
+        admin.config_resetstat()
+        await backend.fetch("idle", "w", 1, 10.0, 1.0)
+        stats = admin.info("commandstats")
+        calls = {k: int(v["calls"]) for k, v in stats.items() if k.startswith("cmdstat_")}
+        admin.close()
+        # one look, one blocking wait of the whole second, one look after it
+        assert calls["cmdstat_evalsha"] == 2
+        assert calls["cmdstat_bzpopmin"] == 1
+    finally:
+        await backend.close()
+
+
+async def test_scripts_reload_after_script_flush(backend: RedisBackend) -> None:
+    await backend.add("flush", [new("a")])
+    await backend.redis.script_flush()
+    [result] = await backend.add("flush", [new("b")])
+    assert result.added
+    assert (await backend.counts("flush"))["waiting"] == 2
+
+
+async def test_pick_up_latency_is_about_a_millisecond(backend: RedisBackend) -> None:
+    queue = Queue("latency", backend)
+    seen: list[float] = []
+    done = asyncio.Event()
+
+    async def proc(job: Job) -> None:
+        seen.append(time.time() - job.data["t"])
+        if len(seen) == 30:
+            done.set()
+
+    worker = Worker("latency", proc, backend, concurrency=1, schedule=False)
+    run = asyncio.create_task(worker.run())
+    await asyncio.sleep(0.1)
+    for _ in range(30):
+        await queue.add("x", {"t": time.time()})
+        await asyncio.sleep(0.01)
+    await asyncio.wait_for(done.wait(), 5)
+    await worker.close(grace=1)
+    await run
+    seen.sort()
+    assert seen[len(seen) // 2] < 0.005  # p50; ~1 ms here, loose for slow CI machines

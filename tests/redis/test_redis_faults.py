@@ -1,0 +1,141 @@
+"""Connection loss: a redis-server this test starts on a spare port is killed and restarted
+mid-processing, or all its clients are killed; workers reconnect with backoff and carry on,
+no job is lost or left active, and closing returns within its grace while Redis is down.
+
+The restarted server keeps its data through an append-only file fsynced on every write (a
+server without persistence forgets every job when killed, so there would be nothing to check).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from polyjobs import Queue, Worker
+from polyjobs.backends.redis import RedisBackend
+from polyjobs.backends.redis.testing import RedisServer
+from polyjobs.errors import BackendError
+from polyjobs.job import Job
+
+JOBS = 300
+FAST = {
+    "lease": 1.0,
+    "stalled_interval": 0.3,
+    "max_stalls": 50,
+    "block": 0.5,
+    "heartbeat_interval": 0.5,
+    "schedule": False,
+}
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[RedisServer]:
+    if shutil.which("redis-server") is None:
+        message = "redis-server is not on PATH"
+        pytest.fail(message) if os.environ.get("CI") else pytest.skip(message)
+    srv = RedisServer(tmp_path, persist=True)
+    srv.start()
+    try:
+        yield srv
+    finally:
+        srv.kill()
+
+
+async def _until(predicate: object, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if await predicate():  # type: ignore[operator]
+                return
+        except BackendError:
+            pass
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"condition not met within {timeout}s")
+
+
+async def _run_through_fault(server: RedisServer, fault: str) -> None:
+    producer = RedisBackend(server.url)
+    backend = RedisBackend(server.url)
+    await producer.open()
+    await backend.open()
+    queue = Queue("faulty", producer)
+    await queue.add_bulk([("x", {"i": i}, {"remove_on_complete": False}) for i in range(JOBS)])
+    runs: list[int] = []
+
+    async def slow(job: Job) -> int:
+        await asyncio.sleep(0.005)
+        runs.append(job.data["i"])
+        return int(job.data["i"])
+
+    errors: list[BaseException] = []
+    worker = Worker("faulty", slow, backend, concurrency=10, **FAST)
+    worker.on("error", errors.append)
+    run = asyncio.create_task(worker.run())
+    try:
+        await _until(lambda: _at_least(runs, JOBS // 3), 10)
+        if fault == "restart":
+            server.kill()
+            await asyncio.sleep(0.3)
+            server.start()
+        else:
+            admin = server.client()
+            admin.client_kill_filter(_type="normal")
+            admin.close()
+
+        async def all_done() -> bool:
+            return (await producer.counts("faulty"))["completed"] == JOBS
+
+        await _until(all_done, 20)
+        counts = await producer.counts("faulty")
+        assert counts == {"waiting": 0, "active": 0, "delayed": 0, "completed": JOBS, "failed": 0}
+        assert set(runs) == set(range(JOBS))  # each ran at least once (at-least-once)
+        assert errors  # the fault did reach the worker
+    finally:
+        await asyncio.wait_for(worker.close(grace=2), 10)
+        await run
+        await backend.close()
+        await producer.close()
+
+
+async def _at_least(items: list[int], n: int) -> bool:
+    return len(items) >= n
+
+
+async def test_worker_carries_on_after_redis_is_killed_and_restarted(
+    server: RedisServer,
+) -> None:
+    await _run_through_fault(server, "restart")
+
+
+async def test_worker_carries_on_after_client_kill(server: RedisServer) -> None:
+    await _run_through_fault(server, "client-kill")
+
+
+async def test_close_returns_within_grace_while_redis_is_down(server: RedisServer) -> None:
+    backend = RedisBackend(server.url)
+    await backend.open()
+    queue = Queue("down", backend)
+    await queue.add_bulk([("x", {"i": i}) for i in range(50)])
+    started_jobs = asyncio.Event()
+
+    async def forever(job: Job) -> None:
+        started_jobs.set()
+        await asyncio.sleep(60)
+
+    worker = Worker("down", forever, backend, concurrency=5, **FAST)
+    run = asyncio.create_task(worker.run())
+    await asyncio.wait_for(started_jobs.wait(), 5)
+    server.kill()
+    started = time.monotonic()
+    await asyncio.wait_for(worker.close(grace=0.5), 6)
+    await asyncio.wait_for(run, 1)
+    await asyncio.wait_for(backend.close(), 1)
+    # the worker's own bound is grace + a few seconds of shutdown calls; refused connections
+    # fail at once, so it is much quicker here
+    assert time.monotonic() - started < 3.5
