@@ -19,7 +19,6 @@ from polyjobs import BackendUnavailableError, Queue, Worker
 from polyjobs.backend import CAP_DURABLE, CAP_SHARED, NewJob
 from polyjobs.backends.redis import RedisBackend
 from polyjobs.backends.redis.connection import RedisUrl
-from polyjobs.backends.redis.keys import QueueKeys
 from polyjobs.backends.redis.testing import RedisServer, require_redis, spare_port
 from polyjobs.errors import InvalidArgumentError
 from polyjobs.job import Job

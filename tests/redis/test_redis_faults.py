@@ -22,16 +22,18 @@ from polyjobs.backends.redis import RedisBackend
 from polyjobs.backends.redis.testing import RedisServer
 from polyjobs.errors import BackendError
 from polyjobs.job import Job
+from polyjobs.worker import WorkerOptions
 
 JOBS = 300
-FAST = {
-    "lease": 1.0,
-    "stalled_interval": 0.3,
-    "max_stalls": 50,
-    "block": 0.5,
-    "heartbeat_interval": 0.5,
-    "schedule": False,
-}
+FAST = WorkerOptions(
+    concurrency=10,
+    lease=1.0,
+    stalled_interval=0.3,
+    max_stalls=50,
+    block=0.5,
+    heartbeat_interval=0.5,
+    schedule=False,
+)
 
 
 @pytest.fixture
@@ -74,7 +76,7 @@ async def _run_through_fault(server: RedisServer, fault: str) -> None:
         return int(job.data["i"])
 
     errors: list[BaseException] = []
-    worker = Worker("faulty", slow, backend, concurrency=10, **FAST)
+    worker = Worker("faulty", slow, backend, options=FAST)
     worker.on("error", errors.append)
     run = asyncio.create_task(worker.run())
     try:
@@ -128,7 +130,7 @@ async def test_close_returns_within_grace_while_redis_is_down(server: RedisServe
         started_jobs.set()
         await asyncio.sleep(60)
 
-    worker = Worker("down", forever, backend, concurrency=5, **FAST)
+    worker = Worker("down", forever, backend, options=FAST, concurrency=5)
     run = asyncio.create_task(worker.run())
     await asyncio.wait_for(started_jobs.wait(), 5)
     server.kill()
