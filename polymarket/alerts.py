@@ -134,23 +134,79 @@ def build_payload(alert: Alert) -> dict[str, Any]:
     }
 
 
+class SecretPathTransport(httpx.AsyncBaseTransport):
+    """Puts the webhook token into the request path only at the transport edge.
+
+    The client is given the redacted URL (``.../webhooks/<id>/***``), so httpx's own request
+    log line, ``response.request`` and every exception only ever see the redacted form.
+    """
+
+    def __init__(self, secret_url: str, inner: httpx.AsyncBaseTransport | None = None) -> None:
+        self._secret = httpx.URL(secret_url)
+        self.public_url = httpx.URL(redact_url(secret_url))
+        self._inner = inner or httpx.AsyncHTTPTransport()
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if request.url.host == self.public_url.host and request.url.path == self.public_url.path:
+            request = httpx.Request(
+                request.method,
+                request.url.copy_with(path=self._secret.path),
+                headers=request.headers,
+                content=request.content,
+                extensions=request.extensions,
+            )
+        return await self._inner.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+
 class DiscordWebhook:
     """Posts alerts to a Discord webhook with ``?wait=true`` (so failures are reported and the
-    message id comes back). The webhook URL (its token) never appears in errors or logs."""
+    message id comes back). ``async with DiscordWebhook(url) as hook:`` opens its own client.
 
-    def __init__(self, http: httpx.AsyncClient, url: str, *, timeout: float = 5.0) -> None:
-        self.http = http
-        self._url = url
+    The webhook URL (its token) never appears in errors or logs: the client only knows the
+    redacted URL, and :class:`SecretPathTransport` adds the token on the wire.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        timeout: float = 5.0,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self._transport = SecretPathTransport(url, transport)
+        self.public_url = str(self._transport.public_url)
         self.timeout = timeout
         self.key = "discord:" + hashlib.sha256(url.encode()).hexdigest()[:16]
+        self._http: httpx.AsyncClient | None = None
 
     def __repr__(self) -> str:
-        return f"<DiscordWebhook {redact_url(self._url)}>"
+        return f"<DiscordWebhook {self.public_url}>"
+
+    async def __aenter__(self) -> DiscordWebhook:
+        self._http = httpx.AsyncClient(
+            transport=self._transport,
+            timeout=httpx.Timeout(self.timeout),
+            headers={"User-Agent": "polyjobs"},
+        )
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._http is not None:
+            http, self._http = self._http, None
+            await http.aclose()
 
     async def send(self, alert: Alert) -> str | None:
+        if self._http is None:
+            raise RuntimeError("use DiscordWebhook inside 'async with'")
         try:
-            response = await self.http.post(
-                self._url, params={"wait": "true"}, json=build_payload(alert), timeout=self.timeout
+            response = await self._http.post(
+                self.public_url,
+                params={"wait": "true"},
+                json=build_payload(alert),
+                timeout=self.timeout,
             )
         except httpx.TimeoutException:
             raise DeliveryError(f"Discord webhook timed out after {self.timeout:g}s") from None

@@ -59,11 +59,10 @@ async def alert_sink_resource(ctx: RuntimeContext) -> AsyncIterator[AlertSink]:
     if config.discord_webhook_url is None:
         yield ConsoleSink()
         return
-    timeout = httpx.Timeout(config.discord_timeout)
-    limits = httpx.Limits(max_connections=5, max_keepalive_connections=5)
-    headers = {"User-Agent": USER_AGENT}
-    async with httpx.AsyncClient(timeout=timeout, limits=limits, headers=headers) as http:
-        yield DiscordWebhook(http, config.discord_webhook_url, timeout=config.discord_timeout)
+    async with DiscordWebhook(
+        config.discord_webhook_url, timeout=config.discord_timeout
+    ) as webhook:
+        yield webhook
 
 
 def resource_factories() -> Mapping[str, ResourceFactory]:
