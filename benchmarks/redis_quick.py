@@ -62,8 +62,38 @@ async def run(url: str, jobs: int, concurrency: int) -> None:
             f"({process_calls / jobs:.1f} commands/job) counts={counts}"
         )
         await backend.obliterate(QUEUE)
+        await _latency(backend, concurrency)
     finally:
         await backend.close()
+
+
+async def _latency(
+    backend: RedisBackend, concurrency: int, n: int = 400, rate: float = 200.0
+) -> None:
+    """Pick-up latency: from just before ``add`` to the processor starting, at ``rate`` jobs/s."""
+    queue = Queue(QUEUE, backend)
+    seen: list[float] = []
+    done = asyncio.Event()
+
+    async def record(job: Any) -> None:
+        seen.append(time.time() - job.data["t"])
+        if len(seen) >= n:
+            done.set()
+
+    worker = Worker(QUEUE, record, backend, concurrency=concurrency, schedule=False)
+    run = asyncio.create_task(worker.run())
+    await asyncio.sleep(0.2)
+    start = time.perf_counter()
+    for i in range(n):
+        await asyncio.sleep(max(0.0, start + i / rate - time.perf_counter()))
+        await queue.add("noop", {"t": time.time()})
+    await asyncio.wait_for(done.wait(), 30)
+    await worker.close(grace=1)
+    await run
+    seen.sort()
+    p50, p99 = seen[len(seen) // 2] * 1000, seen[int(len(seen) * 0.99)] * 1000
+    print(f"pick-up at {rate:.0f} jobs/s: p50 {p50:.2f} ms, p99 {p99:.2f} ms")
+    await backend.obliterate(QUEUE)
 
 
 def main() -> None:

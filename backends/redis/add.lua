@@ -9,4 +9,5 @@ for i = 0, tonumber(ARGV[3]) - 1 do
   out[#out + 1] = id
   out[#out + 1] = added
 end
+flush_wake()
 return out

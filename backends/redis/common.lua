@@ -26,6 +26,16 @@ local function wake()
   redis.call('ZADD', K_marker, 0, WAKE_MEMBER)
 end
 
+-- Scripts that add many jobs wake blocked fetches once, at the end (see add_job).
+local WAKE_PENDING = false
+
+local function flush_wake()
+  if WAKE_PENDING then
+    wake()
+    WAKE_PENDING = false
+  end
+end
+
 -- The waiting set is scored by priority; within a priority, members sort by an order prefix:
 -- '0' + descending counter for jobs put in front (lifo, released), '1' + ascending counter.
 local function wmember(id, front)
@@ -169,6 +179,7 @@ local function next_due()
 end
 
 -- Add one job unless its id exists; '' as id assigns the next number. Returns id, added.
+-- The caller runs flush_wake() after its last add_job.
 local function add_job(id, name, data, opts, ts, run_at, prio, lifo, now)
   if id == '' then
     repeat
@@ -187,7 +198,7 @@ local function add_job(id, name, data, opts, ts, run_at, prio, lifo, now)
     redis.call('HSET', key, 'n', name, 'd', data, 'o', opts, 'ts', ts, 'ra', run_at, 'p', prio,
       'am', 0, 'as', 0, 'sc', 0, 'st', 'waiting', 'wm', m)
     redis.call('ZADD', K_wait, prio, m)
-    wake()
+    WAKE_PENDING = true
   end
   return id, 1
 end

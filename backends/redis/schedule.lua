@@ -29,4 +29,5 @@ for i = 0, tonumber(ARGV[7]) - 1 do
   add_job(ARGV[b], ARGV[b + 1], ARGV[b + 2], ARGV[b + 3], ARGV[b + 4], ARGV[b + 5],
     ARGV[b + 6], ARGV[b + 7], now)
 end
+flush_wake()
 return 1

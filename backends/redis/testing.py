@@ -47,23 +47,53 @@ class RedisServer:
 
     ``persist`` turns on the append-only file with an fsync per write, so that data survives
     ``kill()`` + ``start()``; otherwise nothing is saved. ``unix_socket`` also listens on a
-    socket file in ``directory``.
+    socket file in ``directory``; ``tls`` serves TLS only (a self-signed certificate made with
+    ``openssl``); ``password`` requires it (``requirepass``).
     """
 
-    def __init__(self, directory: Path, *, persist: bool = False, unix_socket: bool = False):
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        persist: bool = False,
+        unix_socket: bool = False,
+        tls: bool = False,
+        password: str | None = None,
+    ) -> None:
         self.directory = directory
         self.port = spare_port()
         self.persist = persist
         self.socket_path = directory / "redis.sock" if unix_socket else None
+        self.tls = tls
+        self.password = password
+        self.cert = directory / "cert.pem"
         self._process: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        auth = f":{self.password}@" if self.password else ""
+        if self.tls:
+            return f"rediss://{auth}localhost:{self.port}/0?ssl_ca_certs={self.cert}"
+        return f"redis://{auth}127.0.0.1:{self.port}/0"
+
+    def _tls_args(self) -> list[str]:
+        key = self.directory / "key.pem"
+        if not self.cert.exists():
+            command = ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"]
+            command += ["-keyout", str(key), "-out", str(self.cert), "-subj", "/CN=localhost"]
+            command += ["-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"]
+            subprocess.run(command, check=True, capture_output=True)
+        args = ["--port", "0", "--tls-port", str(self.port), "--tls-auth-clients", "no"]
+        args += ["--tls-cert-file", str(self.cert), "--tls-key-file", str(key)]
+        args += ["--tls-ca-cert-file", str(self.cert)]
+        return args
 
     def start(self, timeout: float = 5.0) -> None:
-        args = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1"]
-        args += ["--save", "", "--dir", str(self.directory), "--daemonize", "no"]
+        args = ["redis-server", "--bind", "127.0.0.1", "--save", "", "--daemonize", "no"]
+        args += ["--dir", str(self.directory)]
+        args += self._tls_args() if self.tls else ["--port", str(self.port)]
+        if self.password:
+            args += ["--requirepass", self.password]
         if self.persist:
             args += ["--appendonly", "yes", "--appendfsync", "always"]
         else:
@@ -76,7 +106,7 @@ class RedisServer:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             try:
-                client = redis.Redis(port=self.port, socket_connect_timeout=0.2)
+                client = self.client()
                 try:
                     if client.ping():
                         return
@@ -94,4 +124,8 @@ class RedisServer:
             self._process = None
 
     def client(self) -> redis.Redis:
-        return redis.Redis(port=self.port, decode_responses=True, socket_timeout=5)
+        """A plain (synchronous) client of this server."""
+        client: redis.Redis = redis.Redis.from_url(
+            self.url, decode_responses=True, socket_timeout=5, socket_connect_timeout=0.5
+        )
+        return client

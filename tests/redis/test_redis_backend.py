@@ -64,6 +64,14 @@ def server(tmp_path: Path) -> Iterator[RedisServer]:
         srv.kill()
 
 
+def _started(server: RedisServer) -> RedisServer:
+    if shutil.which("redis-server") is None or shutil.which("openssl") is None:
+        message = "redis-server or openssl is not on PATH"
+        pytest.fail(message) if os.environ.get("CI") else pytest.skip(message)
+    server.start()
+    return server
+
+
 def new(job_id: str | None = None, *, run_at: float = 0.0, priority: int = 0) -> NewJob:
     return NewJob("t", "{}", {}, time.time(), job_id, run_at, priority)
 
@@ -111,6 +119,39 @@ async def test_unix_socket_url(server: RedisServer) -> None:
         assert [j.id for j in jobs] == ["a"]
     finally:
         await backend.close()
+
+
+async def test_tls_url(tmp_path: Path) -> None:
+    server = _started(RedisServer(tmp_path, tls=True))
+    try:
+        assert server.url.startswith("rediss://")
+        backend = RedisBackend(server.url)
+        await backend.open()
+        try:
+            await backend.add("tls", [new("a")])
+            assert [j.id for j in await backend.fetch("tls", "w", 1, 5.0, 0.0)] == ["a"]
+        finally:
+            await backend.close()
+        plain = RedisBackend(f"redis://localhost:{server.port}/0")
+        with pytest.raises(BackendUnavailableError):
+            await plain.open()
+    finally:
+        server.kill()
+
+
+async def test_password_url_and_a_wrong_password(tmp_path: Path) -> None:
+    server = _started(RedisServer(tmp_path, password="pw-right"))
+    try:
+        backend = RedisBackend(server.url)
+        await backend.open()
+        assert (await backend.add("auth", [new("a")]))[0].added
+        await backend.close()
+        wrong = RedisBackend(f"redis://default:pw-wrong@127.0.0.1:{server.port}/3")
+        with pytest.raises(BackendUnavailableError) as info:
+            await wrong.open()
+        assert "pw-wrong" not in str(info.value) and "/3" in str(info.value)
+    finally:
+        server.kill()
 
 
 # -- layout and retention --------------------------------------------------------------------
