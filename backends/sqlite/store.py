@@ -34,7 +34,7 @@ from polyjobs.backend import (
 )
 from polyjobs.backends.sqlite import admin, jobs
 from polyjobs.backends.sqlite.database import Database
-from polyjobs.backends.sqlite.wakeup import MAX_POLL, MIN_POLL, FileSignal
+from polyjobs.backends.sqlite.wakeup import MAX_POLL, MIN_POLL, FileSignal, Waiter
 from polyjobs.errors import InvalidArgumentError
 
 SYNCHRONOUS = ("off", "normal", "full", "extra")
@@ -122,34 +122,54 @@ class SqliteBackend:
         found = await self._take(queue, token, limit, lease)
         if found or block <= 0:
             return found
+        signal = self._signal
+        if signal is None:
+            return []
+        waiter = [signal.register(queue)]
+        try:
+            return await self._wait_and_take(signal, waiter, queue, token, limit, lease, block)
+        finally:
+            signal.unregister(queue, waiter[0])
+
+    async def _wait_and_take(
+        self,
+        signal: FileSignal,
+        waiter: Waiter,
+        queue: str,
+        token: str,
+        limit: int,
+        lease: float,
+        block: float,
+    ) -> list[JobRecord]:
+        """Look for work whenever it may have come: a wake-up from this process, a commit by
+        another connection (``data_version`` moved), or the next delayed job falling due.
+        ``waiter`` is always registered before the look, so no wake-up falls in between."""
         deadline = time.monotonic() + block
-        poll = MIN_POLL
+        poll, look = MIN_POLL, True
         version = await self._db.read(_data_version)
-        while not self._closed and self._signal is not None:
-            signal = self._signal
-            waiter = signal.register(queue)
-            try:
+        due: float | None = None
+        while not self._closed:
+            if look:
                 ready, due = await self._db.read(jobs.ready, queue, time.time())
                 if ready:
                     found = await self._db.write(jobs.take, queue, token, limit, lease)
                     if found:
                         return found
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return []
-                timeout = min(poll, remaining)
-                if due is not None:
-                    timeout = min(timeout, max(due - time.time(), 0.0))
-                if await _wait(waiter[1], timeout):
-                    poll = MIN_POLL
-                    continue
-            finally:
-                signal.unregister(queue, waiter)
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return []
+            timeout = min(poll, remaining)
+            if due is not None:
+                timeout = min(timeout, max(due - time.time(), 0.0))
+            if await _wait(waiter[0], timeout):
+                signal.unregister(queue, waiter[0])
+                waiter[0] = signal.register(queue)
+                poll, look = MIN_POLL, True
+                continue
             current = await self._db.read(_data_version)
-            if current != version:
-                version, poll = current, MIN_POLL
-            else:
-                poll = min(poll * 2, MAX_POLL)
+            look = current != version or (due is not None and due <= time.time())
+            poll = MIN_POLL if current != version else min(poll * 2, MAX_POLL)
+            version = current
         return []
 
     async def extend(

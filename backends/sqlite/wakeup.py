@@ -17,7 +17,8 @@ from typing import ClassVar
 MIN_POLL = 0.005
 MAX_POLL = 0.1
 
-_Waiter = tuple[asyncio.AbstractEventLoop, asyncio.Event]
+#: A fetch's registered event, in a list so that it can swap in a fresh one after a wake-up
+Waiter = list[asyncio.Event]
 
 
 class FileSignal:
@@ -32,7 +33,7 @@ class FileSignal:
     def __init__(self) -> None:
         self._users = 0
         self._lock = threading.Lock()
-        self._waiters: dict[str, set[_Waiter]] = {}
+        self._waiters: dict[str, dict[asyncio.Event, asyncio.AbstractEventLoop]] = {}
 
     @classmethod
     def acquire(cls, path: str) -> FileSignal:
@@ -50,18 +51,18 @@ class FileSignal:
             if signal._users <= 0 and cls._files.get(path) is signal:
                 del cls._files[path]
 
-    def register(self, queue: str) -> _Waiter:
+    def register(self, queue: str) -> asyncio.Event:
         """Start listening before looking at the queue, so no wake-up falls in between."""
-        waiter = (asyncio.get_running_loop(), asyncio.Event())
+        event = asyncio.Event()
         with self._lock:
-            self._waiters.setdefault(queue, set()).add(waiter)
-        return waiter
+            self._waiters.setdefault(queue, {})[event] = asyncio.get_running_loop()
+        return event
 
-    def unregister(self, queue: str, waiter: _Waiter) -> None:
+    def unregister(self, queue: str, event: asyncio.Event) -> None:
         with self._lock:
             waiters = self._waiters.get(queue)
             if waiters is not None:
-                waiters.discard(waiter)
+                waiters.pop(event, None)
                 if not waiters:
                     del self._waiters[queue]
 
@@ -69,11 +70,11 @@ class FileSignal:
         """Wake the fetches waiting on ``queue`` (on every queue when None)."""
         with self._lock:
             if queue is None:
-                woken = [w for ws in self._waiters.values() for w in ws]
+                woken = [w for ws in self._waiters.values() for w in ws.items()]
                 self._waiters.clear()
             else:
-                woken = list(self._waiters.pop(queue, ()))
-        for loop, event in woken:
+                woken = list(self._waiters.pop(queue, {}).items())
+        for event, loop in woken:
             try:
                 loop.call_soon_threadsafe(event.set)
             except RuntimeError:

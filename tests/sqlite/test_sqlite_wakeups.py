@@ -1,0 +1,119 @@
+"""Blocking fetch on SQLite: what wakes it, inside one process and from another one.
+
+The bounds below are loose (seconds against a 10 s block): they prove that a wake-up happened,
+not how fast; ``benchmarks/sqlite_quick.py`` measures the latency.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from polyjobs import Queue
+from polyjobs.backends.sqlite import SqliteBackend
+from polyjobs.backends.sqlite.wakeup import FileSignal
+
+Q = "wake"
+BLOCK = 10.0
+
+
+@pytest.fixture
+async def url(tmp_path: Path) -> AsyncIterator[str]:
+    yield f"sqlite:///{tmp_path}/wake.db"
+    assert str((tmp_path / "wake.db").resolve()) not in FileSignal._files  # all closed
+
+
+async def _opened(url: str) -> SqliteBackend:
+    backend = SqliteBackend(url)
+    await backend.open()
+    return backend
+
+
+async def _timed_fetch(backend: SqliteBackend) -> tuple[list[str], float]:
+    start = time.monotonic()
+    jobs = await backend.fetch(Q, "w", 1, 30.0, BLOCK)
+    return [j.id for j in jobs], time.monotonic() - start
+
+
+async def test_add_through_another_object_wakes_fetch(url: str) -> None:
+    a, b = await _opened(url), await _opened(url)
+    try:
+        fetch = asyncio.create_task(_timed_fetch(a))
+        await asyncio.sleep(0.3)
+        await Queue(Q, b).add("x", job_id="one")
+        ids, waited = await fetch
+        assert ids == ["one"] and waited < 3
+    finally:
+        await a.close()
+        await b.close()
+
+
+async def test_add_from_another_process_wakes_fetch(url: str) -> None:
+    backend = await _opened(url)
+    try:
+        fetch = asyncio.create_task(_timed_fetch(backend))
+        await asyncio.sleep(0.3)
+        code = (
+            "import asyncio, sys\n"
+            "from polyjobs import Queue, open_backend\n"
+            "async def main():\n"
+            "    async with open_backend(sys.argv[1]) as b:\n"
+            "        await Queue('wake', b).add('x', job_id='far')\n"
+            "asyncio.run(main())\n"
+        )
+        await asyncio.to_thread(subprocess.run, [sys.executable, "-c", code, url], check=True)
+        ids, waited = await fetch
+        assert ids == ["far"] and waited < 5
+    finally:
+        await backend.close()
+
+
+async def test_delayed_job_wakes_fetch_when_due(url: str) -> None:
+    backend = await _opened(url)
+    try:
+        await Queue(Q, backend).add("x", job_id="later", delay=0.4)
+        ids, waited = await _timed_fetch(backend)
+        assert ids == ["later"] and 0.35 <= waited < 3
+    finally:
+        await backend.close()
+
+
+async def test_resume_wakes_fetch(url: str) -> None:
+    backend = await _opened(url)
+    try:
+        await backend.pause(Q)
+        await Queue(Q, backend).add("x", job_id="held")
+        fetch = asyncio.create_task(_timed_fetch(backend))
+        await asyncio.sleep(0.3)
+        assert not fetch.done()
+        await backend.resume(Q)
+        ids, waited = await fetch
+        assert ids == ["held"] and waited < 3
+    finally:
+        await backend.close()
+
+
+async def test_close_ends_a_waiting_fetch(url: str) -> None:
+    backend = await _opened(url)
+    fetch = asyncio.create_task(_timed_fetch(backend))
+    await asyncio.sleep(0.2)
+    await backend.close()
+    ids, waited = await fetch
+    assert ids == [] and waited < 3
+
+
+async def test_fetch_wakes_on_its_own_queue_only(url: str) -> None:
+    backend = await _opened(url)
+    try:
+        fetch = asyncio.create_task(backend.fetch(Q, "w", 1, 30.0, 0.5))
+        await asyncio.sleep(0.1)
+        await Queue("other", backend).add("x")
+        assert await fetch == []
+    finally:
+        await backend.close()
