@@ -13,13 +13,16 @@ woken. Producers, retries, resume, release and stall recovery push to that key.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import time
-from collections.abc import Sequence
+import uuid
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, replace
 from typing import Any
 
 from redis.asyncio import Redis
+from redis.exceptions import ResponseError
 
 from polyjobs.backend import (
     CAP_DURABLE,
@@ -44,6 +47,7 @@ from polyjobs.options import KEEP_FAILED, Keep
 STALLED_REASON = "job stalled more than allowable limit"
 CHUNK = 5000  # jobs per script call for bulk adds and deletions
 CLOSE_TIMEOUT = 2.0
+MAX_UNANSWERED = 64  # request ids remembered per (queue, token) whose replies were lost
 
 
 def _t(value: float) -> str:
@@ -96,6 +100,9 @@ class RedisBackend:
         self._blocking: Redis | None = None
         self._scripts: Scripts | None = None
         self._keys: dict[str, tuple[QueueKeys, list[str]]] = {}
+        self._rid_prefix = uuid.uuid4().hex[:10] + ":"
+        self._rid_seq = itertools.count()
+        self._unanswered: dict[tuple[str, str], list[str]] = {}
 
     def __repr__(self) -> str:
         return f"<RedisBackend {self._url.redacted}>"
@@ -151,6 +158,42 @@ class RedisBackend:
         with connection.translate(self._url.redacted):
             return await self._scripts.call(name, keys, [qk.job_prefix, *args])
 
+    async def _taking(
+        self,
+        name: str,
+        queue: str,
+        token: str,
+        build: Callable[[str, list[str]], list[Any]],
+    ) -> Any:
+        """Run a script that takes jobs, under a fresh request id. When its reply may be lost
+        (connection lost, timeout, cancelled), the request id is kept and the next such call
+        for the same queue and token hands that request's jobs back to waiting first, so they
+        are not left active until their lease expires."""
+        rid = f"{self._rid_prefix}{next(self._rid_seq)}"
+        owner = (queue, token)
+        unanswered = list(self._unanswered.get(owner, ()))
+        try:
+            reply = await self._run(name, queue, build(rid, unanswered))
+        except BackendError as exc:
+            if not isinstance(exc.__cause__, ResponseError):
+                self._reply_lost(owner, rid)
+            raise
+        except asyncio.CancelledError:
+            self._reply_lost(owner, rid)
+            raise
+        if unanswered:
+            left = [r for r in self._unanswered.get(owner, ()) if r not in unanswered]
+            if left:
+                self._unanswered[owner] = left
+            else:
+                self._unanswered.pop(owner, None)
+        return reply
+
+    def _reply_lost(self, owner: tuple[str, str], rid: str) -> None:
+        rids = self._unanswered.setdefault(owner, [])
+        rids.append(rid)
+        del rids[:-MAX_UNANSWERED]
+
     async def _register(self, queue: str, flag: Any) -> None:
         """Add ``queue`` to the registry the first time a script marks it as known."""
         if flag == 1:
@@ -175,7 +218,12 @@ class RedisBackend:
         self, queue: str, token: str, limit: int, lease: float
     ) -> tuple[list[JobRecord], float | None]:
         now = time.time()
-        reply = await self._run("fetch", queue, [token, limit, _t(now), _t(now + lease)])
+        reply = await self._taking(
+            "fetch",
+            queue,
+            token,
+            lambda rid, lost: [token, limit, _t(now), _t(now + lease), rid, *lost],
+        )
         due = reply[0]
         return records(reply, 1), (None if due is None else float(due))
 
@@ -212,7 +260,7 @@ class RedisBackend:
         self, queue: str, token: str, finishes: Sequence[Finish], fetch: int, lease: float
     ) -> FinishResult:
         now = time.time()
-        args: list[Any] = [token, max(fetch, 0), _t(now), _t(now + lease), len(finishes)]
+        args: list[Any] = []
         for fin in finishes:
             count, cutoff = _keep_args(fin.keep, fin.finished_on)
             args += [
@@ -227,7 +275,13 @@ class RedisBackend:
                 count,
                 cutoff,
             ]
-        lost, jobs = await self._run("finish", queue, args)
+        head = [token, max(fetch, 0), _t(now), _t(now + lease)]
+        lost, jobs = await self._taking(
+            "finish",
+            queue,
+            token,
+            lambda rid, gone: [*head, rid, len(gone), *gone, len(finishes), *args],
+        )
         return FinishResult(list(lost), records(jobs))
 
     async def release(self, queue: str, token: str, job_ids: Sequence[str] | None) -> list[str]:

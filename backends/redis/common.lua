@@ -5,7 +5,7 @@
 -- A job hash holds: n name, d data, o opts, st state, ts timestamp, ra run_at, p priority,
 -- am attempts made, as attempts started, sc stalls, pg progress, rv returnvalue,
 -- fr failed reason, tr stacktrace, po processed on, fo finished on, tk owner token,
--- lu lease until, wm its member in the waiting set. Empty strings mean "none".
+-- lu lease until, rq the request that took it, wm its member in the waiting set. Empty strings mean "none".
 
 local WAKE_MEMBER = '1'
 local LIFO_TOP = 4503599627370495 -- 16^13 - 1
@@ -141,8 +141,8 @@ local function emit(out, id, vals)
 end
 
 -- Promote due delayed jobs, then move up to limit waiting jobs to active, owned by token until
--- lease_until. Returns id + FIELDS for each job taken.
-local function take(token, limit, now, lease_until)
+-- lease_until and tagged with the request id rid. Returns id + FIELDS for each job taken.
+local function take(token, limit, now, lease_until, rid)
   promote_due(now)
   local out = {}
   if limit <= 0 or is_paused() then
@@ -155,7 +155,7 @@ local function take(token, limit, now, lease_until)
     local vals = redis.call('HMGET', key, unpack(FIELDS))
     local started = (tonumber(vals[F['as']]) or 0) + 1
     redis.call('HSET', key, 'st', 'active', 'tk', token, 'lu', lease_until, 'po', now,
-      'as', started)
+      'as', started, 'rq', rid)
     redis.call('ZADD', K_active, lease_until, id)
     vals[F['st']] = 'active'
     vals[F['tk']] = token
@@ -168,6 +168,27 @@ local function take(token, limit, now, lease_until)
     wake() -- more is ready: let the next blocked worker take it
   end
   return out
+end
+
+-- Hand back to the front of waiting the jobs that requests rids[first..last] of token took
+-- but whose replies never reached the caller (connection lost, call cancelled).
+local function recover(token, first, last)
+  if last < first then
+    return
+  end
+  local lost = {}
+  for i = first, last do
+    lost[ARGV[i]] = true
+  end
+  for _, id in ipairs(redis.call('ZRANGE', K_active, 0, -1)) do
+    local cur = redis.call('HMGET', jk(id), 'tk', 'rq', 'p')
+    if cur[1] == token and cur[2] and lost[cur[2]] then
+      redis.call('ZREM', K_active, id)
+      redis.call('HSET', jk(id), 'tk', '', 'lu', '')
+      to_waiting(id, cur[3], true)
+      WAKE_PENDING = true
+    end
+  end
 end
 
 local function next_due()

@@ -1,6 +1,10 @@
--- ARGV: jp, token, limit, now, lease_until
+-- ARGV: jp, token, limit, now, lease_until, rid, then the rids of earlier requests whose
+-- replies were lost (their jobs are handed back first; see recover).
 -- Returns {next delayed due time or nil, id, FIELDS..., id, FIELDS..., ...}
-local out = take(ARGV[2], tonumber(ARGV[3]), ARGV[4], ARGV[5])
+local token = ARGV[2]
+recover(token, 7, #ARGV)
+local out = take(token, tonumber(ARGV[3]), ARGV[4], ARGV[5], ARGV[6])
+flush_wake()
 local due = false
 if #out == 0 then
   due = next_due()

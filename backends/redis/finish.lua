@@ -1,12 +1,16 @@
--- ARGV: jp, token, fetch, now, lease_until, n, then n x (id, status, attempts_made,
---   finished_on, returnvalue, failed_reason, stacktrace, retry_at, keep_count, keep_cutoff)
+-- ARGV: jp, token, fetch, now, lease_until, rid, m, m lost rids (see recover), n, then
+--   n x (id, status, attempts_made, finished_on, returnvalue, failed_reason, stacktrace,
+--   retry_at, keep_count, keep_cutoff)
 -- keep_count '0' removes the job at once; '' means no limit (count or age).
 -- Returns {{lost ids}, {id, FIELDS..., ...}}
 local token = ARGV[2]
+local m = tonumber(ARGV[7])
+recover(token, 8, 7 + m)
 local lost = {}
 local trims = {}
-for i = 0, tonumber(ARGV[6]) - 1 do
-  local b = 7 + i * 10
+local base = 9 + m
+for i = 0, tonumber(ARGV[8 + m]) - 1 do
+  local b = base + i * 10
   local id, status, am, fon = ARGV[b], ARGV[b + 1], ARGV[b + 2], ARGV[b + 3]
   local key = jk(id)
   local cur = redis.call('HMGET', key, 'st', 'tk', 'p')
@@ -61,6 +65,7 @@ end
 local jobs = {}
 local want = tonumber(ARGV[3])
 if want > 0 then
-  jobs = take(token, want, ARGV[4], ARGV[5])
+  jobs = take(token, want, ARGV[4], ARGV[5], ARGV[6])
 end
+flush_wake()
 return {lost, jobs}

@@ -3,6 +3,7 @@ redis-server that a test starts, kills and restarts itself."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 import subprocess
@@ -59,6 +60,7 @@ class RedisServer:
         unix_socket: bool = False,
         tls: bool = False,
         password: str | None = None,
+        extra_args: list[str] | None = None,
     ) -> None:
         self.directory = directory
         self.port = spare_port()
@@ -66,6 +68,7 @@ class RedisServer:
         self.socket_path = directory / "redis.sock" if unix_socket else None
         self.tls = tls
         self.password = password
+        self.extra_args = list(extra_args or ())
         self.cert = directory / "cert.pem"
         self._process: subprocess.Popen[bytes] | None = None
 
@@ -94,6 +97,7 @@ class RedisServer:
         args += self._tls_args() if self.tls else ["--port", str(self.port)]
         if self.password:
             args += ["--requirepass", self.password]
+        args += self.extra_args
         if self.persist:
             args += ["--appendonly", "yes", "--appendfsync", "always"]
         else:
@@ -129,3 +133,46 @@ class RedisServer:
             self.url, decode_responses=True, socket_timeout=5, socket_connect_timeout=0.5
         )
         return client
+
+
+class ReplyDroppingProxy:
+    """A TCP proxy in front of a Redis server that can lose replies: while ``drop`` is set, a
+    connection that receives a reply from the server is cut before the reply is passed on (the
+    server did run the command; its client never hears of it)."""
+
+    def __init__(self, port: int) -> None:
+        self.target_port = port
+        self.drop = False
+        self.port = 0
+        self._server: asyncio.Server | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
+
+        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter, replies: bool) -> None:
+            try:
+                while data := await src.read(65536):
+                    if replies and self.drop:
+                        break
+                    dst.write(data)
+                    await dst.drain()
+            except (ConnectionError, asyncio.CancelledError):
+                pass
+            finally:
+                writer.close()
+                up_writer.close()
+
+        await asyncio.gather(pipe(reader, up_writer, False), pipe(up_reader, writer, True))

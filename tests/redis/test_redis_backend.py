@@ -19,8 +19,13 @@ from polyjobs import BackendUnavailableError, Queue, Worker
 from polyjobs.backend import CAP_DURABLE, CAP_SHARED, NewJob
 from polyjobs.backends.redis import RedisBackend
 from polyjobs.backends.redis.connection import RedisUrl
-from polyjobs.backends.redis.testing import RedisServer, require_redis, spare_port
-from polyjobs.errors import InvalidArgumentError
+from polyjobs.backends.redis.testing import (
+    RedisServer,
+    ReplyDroppingProxy,
+    require_redis,
+    spare_port,
+)
+from polyjobs.errors import BackendError, InvalidArgumentError
 from polyjobs.job import Job
 from polyjobs.plugins import PluginHost
 
@@ -251,6 +256,29 @@ async def test_idle_fetch_does_not_poll(server: RedisServer) -> None:
         await backend.close()
 
 
+async def test_jobs_of_a_lost_reply_are_handed_back(server: RedisServer) -> None:
+    proxy = ReplyDroppingProxy(server.port)
+    await proxy.start()
+    backend = RedisBackend(proxy.url)
+    await backend.open()
+    try:
+        await backend.add("lost", [new("a"), new("b"), new("c")])
+        await backend.fetch("warm-up", "w0", 1, 60.0, 0.0)  # loads the script
+        proxy.drop = True
+        with pytest.raises(BackendError):
+            await backend.fetch("lost", "w1", 2, 60.0, 0.0)
+        proxy.drop = False
+        assert (await backend.counts("lost"))["active"] == 2  # taken, but nobody knows
+        [job] = await backend.fetch("lost", "w1", 1, 60.0, 0.0)
+        assert job.id in ("a", "b")  # handed back to the front, then taken again
+        assert (await backend.counts("lost"))["active"] == 1
+        others = await backend.fetch("lost", "w2", 5, 60.0, 0.0)
+        assert sorted(j.id for j in others) == sorted({"a", "b", "c"} - {job.id})
+    finally:
+        await backend.close()
+        await proxy.close()
+
+
 async def test_scripts_reload_after_script_flush(backend: RedisBackend) -> None:
     await backend.add("flush", [new("a")])
     await backend.redis.script_flush()
@@ -279,4 +307,6 @@ async def test_pick_up_latency_is_about_a_millisecond(backend: RedisBackend) -> 
     await worker.close(grace=1)
     await run
     seen.sort()
-    assert seen[len(seen) // 2] < 0.005  # p50; ~1 ms here, loose for slow CI machines
+    # p50 is ~1 ms on an idle machine; the bound is loose for busy CI machines, and still far
+    # below what polling at the worker's block interval would give
+    assert seen[len(seen) // 2] < 0.02
