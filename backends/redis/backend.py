@@ -82,6 +82,10 @@ def _slice(items: list[JobRecord], start: int, end: int) -> list[JobRecord]:
     return items[start : end + 1]
 
 
+def _pairs(fields: list[str]) -> dict[str, str]:
+    return {fields[i]: fields[i + 1] for i in range(0, len(fields), 2)}
+
+
 class RedisBackend:
     """Jobs in Redis: shared by any number of processes and machines, durable as Redis is.
 
@@ -243,7 +247,9 @@ class RedisBackend:
                 if self._blocking is None:
                     raise BackendError(f"redis backend {self._url.redacted} is not open")
                 with connection.translate(self._url.redacted):
-                    await connection.wait_for_wakeup(self._blocking, marker, timeout)
+                    await connection.blocking_call(
+                        self._blocking, timeout, "BZPOPMIN", marker, f"{timeout:.3f}"
+                    )
             jobs, due = await self._take(queue, token, limit, lease)
             if jobs or time.monotonic() >= deadline:
                 return jobs
@@ -300,6 +306,34 @@ class RedisBackend:
 
     async def add_log(self, queue: str, job_id: str, line: str, keep: int) -> int:
         return int(await self._run("log", queue, [job_id, line, keep]))
+
+    # -- events (Redis only; not part of the Backend contract yet) --------------------------
+    async def read_events(
+        self, queue: str, after: str = "$", block: float = 0.0, count: int = 100
+    ) -> list[tuple[str, dict[str, str]]]:
+        """Job events of ``queue`` after stream id ``after`` (``"$"``: only new ones), waiting
+        up to ``block`` seconds for the first: ``(stream id, {"event", "id", ...})`` each.
+
+        Events are best-effort: the stream keeps about the last
+        :data:`~polyjobs.backends.redis.keys.EVENTS_MAXLEN` of them, and a follower that falls
+        behind misses some. Read a job's state (``get_job``) for the truth. Events: ``added``
+        (name, state), ``completed`` (returnvalue), ``failed`` (failed_reason), ``retrying``
+        (failed_reason, retry_at), ``stalled`` (failed 0/1), ``progress`` (progress).
+        """
+        stream = self._qk(queue)[0].key("events")
+        command = ["XREAD", "COUNT", str(count)]
+        if block > 0:
+            command += ["BLOCK", str(max(1, round(block * 1000)))]
+        command += ["STREAMS", stream, after]
+        if self._blocking is None:
+            raise BackendError(f"redis backend {self._url.redacted} is not open")
+        with connection.translate(self._url.redacted):
+            reply = await connection.blocking_call(self._blocking, block, *command)
+        if not reply:
+            return []
+        # RESP3 answers a map {stream: entries}, RESP2 a list [[stream, entries]]
+        entries = next(iter(reply.values())) if isinstance(reply, dict) else reply[0][1]
+        return [(entry_id, _pairs(fields)) for entry_id, fields in entries]
 
     # -- inspection ------------------------------------------------------------------------
     async def get_job(self, queue: str, job_id: str) -> JobRecord | None:

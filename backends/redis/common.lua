@@ -26,6 +26,11 @@ local function wake()
   redis.call('ZADD', K_marker, 0, WAKE_MEMBER)
 end
 
+-- Append a job event (best-effort: the stream keeps about EVENTS_MAXLEN entries).
+local function event(name, id, ...)
+  redis.call('XADD', K_events, 'MAXLEN', '~', EVENTS_MAXLEN, '*', 'event', name, 'id', id, ...)
+end
+
 -- Scripts that add many jobs wake blocked fetches once, at the end (see add_job).
 local WAKE_PENDING = false
 
@@ -214,12 +219,14 @@ local function add_job(id, name, data, opts, ts, run_at, prio, lifo, now)
     redis.call('HSET', key, 'n', name, 'd', data, 'o', opts, 'ts', ts, 'ra', run_at, 'p', prio,
       'am', 0, 'as', 0, 'sc', 0, 'st', 'delayed')
     to_delayed(id, run_at)
+    event('added', id, 'name', name, 'state', 'delayed')
   else
     local m = wmember(id, lifo == '1')
     redis.call('HSET', key, 'n', name, 'd', data, 'o', opts, 'ts', ts, 'ra', run_at, 'p', prio,
       'am', 0, 'as', 0, 'sc', 0, 'st', 'waiting', 'wm', m)
     redis.call('ZADD', K_wait, prio, m)
     WAKE_PENDING = true
+    event('added', id, 'name', name, 'state', 'waiting')
   end
   return id, 1
 end

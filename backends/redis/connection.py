@@ -13,6 +13,7 @@ import asyncio
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from redis.asyncio import Redis
@@ -87,16 +88,16 @@ def translate(redacted: str) -> Iterator[None]:
         raise BackendError(f"redis {redacted}: {one_line(exc)}") from exc
 
 
-async def wait_for_wakeup(client: Redis, key: str, timeout: float) -> None:
-    """Block on ``key`` (a wake-up marker) for up to ``timeout`` seconds on a dedicated
-    connection of ``client``'s pool; the connection is dropped if the wait does not end
-    normally (cancelled, timed out, failed)."""
+async def blocking_call(client: Redis, timeout: float, *command: str) -> Any:
+    """Run a blocking command that gives up after ``timeout`` seconds (``BZPOPMIN``,
+    ``XREAD BLOCK``) on a connection of ``client``'s pool; the connection is dropped if the
+    call does not end normally (cancelled, timed out, failed)."""
     pool = client.connection_pool
     conn = await pool.get_connection()  # type: ignore[no-untyped-call]
     try:
         async with asyncio.timeout(timeout + BLOCK_MARGIN):
-            await conn.send_command("BZPOPMIN", key, f"{timeout:.3f}")
-            await conn.read_response()
+            await conn.send_command(*command)
+            return await conn.read_response()
     except BaseException:
         await conn.disconnect(nowait=True)
         raise

@@ -28,15 +28,18 @@ for i = 0, tonumber(ARGV[8 + m]) - 1 do
         to_waiting(id, cur[3], false)
         wake()
       end
+      event('retrying', id, 'failed_reason', ARGV[b + 5], 'retry_at', retry_at)
     else
       local set = K_failed
       if status == 'completed' then
         set = K_completed
         redis.call('HSET', key, 'st', 'completed', 'rv', ARGV[b + 4], 'fo', fon, 'am', am,
           'tk', '', 'lu', '')
+        event('completed', id, 'returnvalue', ARGV[b + 4])
       else
         redis.call('HSET', key, 'st', 'failed', 'fr', ARGV[b + 5], 'tr', ARGV[b + 6],
           'fo', fon, 'am', am, 'tk', '', 'lu', '')
+        event('failed', id, 'failed_reason', ARGV[b + 5])
       end
       local count, cutoff = ARGV[b + 8], ARGV[b + 9]
       if count == '0' then

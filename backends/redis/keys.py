@@ -15,6 +15,7 @@ Cluster slot::
     <prefix>:{<queue>}:sched:cad   HASH  schedule key -> cadence (JSON of every/cron/tz)
     <prefix>:{<queue>}:workers     ZSET  worker id -> registry expiry
     <prefix>:{<queue>}:workers:info HASH worker id -> WorkerInfo (JSON)
+    <prefix>:{<queue>}:events      STREAM  best-effort job events, trimmed to ~EVENTS_MAXLEN
     <prefix>:{<queue>}:j:<id>      HASH  one job
     <prefix>:{<queue>}:j:<id>:log  LIST  its log lines
     <prefix>:queues                SET   names of known queues (outside the hash tag)
@@ -44,7 +45,11 @@ SCRIPT_KEYS: tuple[str, ...] = (
     "sched_cad",
     "workers",
     "workers_info",
+    "events",
 )
+
+#: About how many events a queue's stream keeps (``XADD MAXLEN ~``).
+EVENTS_MAXLEN = 10_000
 
 
 @dataclass(frozen=True, slots=True)

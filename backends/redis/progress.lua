@@ -3,4 +3,5 @@ if redis.call('EXISTS', jk(ARGV[2])) == 0 then
   return 0
 end
 redis.call('HSET', jk(ARGV[2]), 'pg', ARGV[3])
+event('progress', ARGV[2], 'progress', ARGV[3])
 return 1

@@ -20,11 +20,13 @@ for _, id in ipairs(expired) do
       end
     end
     retain(K_failed, count, cutoff)
+    event('stalled', id, 'failed', '1')
     out[#out + 1] = id
     out[#out + 1] = 1
   else
     redis.call('HSET', key, 'tk', '', 'lu', '')
     to_waiting(id, redis.call('HGET', key, 'p'), false)
+    event('stalled', id, 'failed', '0')
     out[#out + 1] = id
     out[#out + 1] = 0
   end

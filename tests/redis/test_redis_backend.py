@@ -19,6 +19,7 @@ from polyjobs import BackendUnavailableError, Queue, Worker
 from polyjobs.backend import CAP_DURABLE, CAP_SHARED, NewJob
 from polyjobs.backends.redis import RedisBackend
 from polyjobs.backends.redis.connection import RedisUrl
+from polyjobs.backends.redis.keys import EVENTS_MAXLEN, QueueKeys
 from polyjobs.backends.redis.testing import (
     RedisServer,
     ReplyDroppingProxy,
@@ -310,3 +311,29 @@ async def test_pick_up_latency_is_about_a_millisecond(backend: RedisBackend) -> 
     # p50 is ~1 ms on an idle machine; the bound is loose for busy CI machines, and still far
     # below what polling at the worker's block interval would give
     assert seen[len(seen) // 2] < 0.02
+
+
+# -- events ----------------------------------------------------------------------------------
+async def test_events_can_be_followed_and_the_stream_stays_bounded(
+    backend: RedisBackend,
+) -> None:
+    follower = asyncio.create_task(backend.read_events("ev", "$", block=5))
+    await asyncio.sleep(0.05)
+    queue = Queue("ev", backend)
+    job = await queue.add("x", {})
+    [(first_id, first)] = await asyncio.wait_for(follower, 2)
+    assert first == {"event": "added", "id": job.id, "name": "x", "state": "waiting"}
+
+    async def proc(j: Job) -> str:
+        await j.update_progress(50)
+        return "ok"
+
+    await Worker("ev", proc, backend, schedule=False).run(burst=True)
+    later = [fields for _, fields in await backend.read_events("ev", first_id)]
+    assert [e["event"] for e in later] == ["progress", "completed"]
+    assert later[1]["returnvalue"] == '"ok"'
+
+    await backend.add("ev", [new() for _ in range(EVENTS_MAXLEN + 2000)])
+    assert await backend.redis.xlen(QueueKeys(backend.prefix, "ev").key("events")) < (
+        EVENTS_MAXLEN + 1000
+    )
