@@ -12,6 +12,8 @@ from rich.table import Table
 
 from polyjobs.redact import redact_text
 
+WIDE = 200  # tables piped to a file or another program are never squeezed
+
 
 class Console:
     """Owns stdout/stderr. Every string shown is redacted first; ``--json`` bypasses rich."""
@@ -19,6 +21,8 @@ class Console:
     def __init__(self, *, json_mode: bool = False) -> None:
         self.json_mode = json_mode
         self.out = RichConsole(highlight=False, soft_wrap=True)
+        if not self.out.is_terminal:
+            self.out = RichConsole(highlight=False, soft_wrap=True, width=WIDE)
         self.err = RichConsole(stderr=True, highlight=False, soft_wrap=True)
 
     @property

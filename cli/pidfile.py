@@ -25,13 +25,18 @@ def pid_path(home: Path) -> Path:
 
 
 def alive(pid: int) -> bool:
+    """Whether ``pid`` is a running process (an exited one waiting to be reaped is not)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    return stat.rsplit(")", 1)[-1].split()[0] != "Z"
 
 
 def read(home: Path) -> PidInfo | None:
