@@ -25,7 +25,7 @@ DEFAULT_GAMMA_URL = "https://gamma-api.polymarket.com"
 SETTINGS: dict[str, tuple[Any, str]] = {
     "POLYJOBS_STORE": (None, "store URL: sqlite:///path, sqlite://:memory:, memory://, mongodb://"),
     "MONGODB_URI": (None, "MongoDB URI, used as the store when POLYJOBS_STORE is not set"),
-    "POLYJOBS_MONGODB_DB": ("polyjobs", "MongoDB database name (when the URI names none)"),
+    "POLYJOBS_MONGODB_DB": ("polyjobs", "MongoDB database name"),
     "DISCORD_WEBHOOK_URL": (
         None,
         "Discord webhook for alerts; without it alerts go to the console",

@@ -15,7 +15,7 @@ from functools import partial
 from typing import Any, TypeVar
 
 from pymongo import ASCENDING, DESCENDING, ReturnDocument, UpdateOne
-from pymongo.errors import DuplicateKeyError, PyMongoError
+from pymongo.errors import BulkWriteError, DuplicateKeyError, PyMongoError
 
 from polyjobs.errors import BackendError, BackendUnavailableError
 from polyjobs.polymarket.models import Alert, AlertStatus, Trade, WalletStats
@@ -23,6 +23,7 @@ from polyjobs.redact import redact_url
 
 T = TypeVar("T")
 ALERT_RETENTION = timedelta(days=30)
+DUPLICATE_KEY = 11000
 
 
 class MongoStore:
@@ -103,14 +104,22 @@ class MongoStore:
 
     # -- trades ----------------------------------------------------------------------------
     async def add_trades(self, trades: Sequence[Trade]) -> int:
+        """``insert_many(ordered=False)``: duplicates (code 11000) mean "already stored"."""
         if not trades:
             return 0
-        ops = [
-            UpdateOne({"_id": t.trade_key}, {"$setOnInsert": t.to_doc()}, upsert=True)
-            for t in trades
-        ]
-        result = await self._run(partial(self._db.transactions.bulk_write, ops, ordered=False))
-        return int(result.upserted_count)
+        docs = [{"_id": t.trade_key, **t.to_doc()} for t in trades]
+
+        def run() -> int:
+            try:
+                result = self._db.transactions.insert_many(docs, ordered=False)
+            except BulkWriteError as exc:
+                errors = exc.details.get("writeErrors", [])
+                if any(e.get("code") != DUPLICATE_KEY for e in errors):
+                    raise
+                return int(exc.details.get("nInserted", 0))
+            return len(result.inserted_ids)
+
+        return await self._run(run)
 
     async def get_trade(self, trade_key: str) -> Trade | None:
         doc = await self._run(partial(self._db.transactions.find_one, {"_id": trade_key}))
