@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import logging
 import sys
 import time
@@ -253,7 +254,8 @@ def _detail(response: httpx.Response) -> str:
     body = _json(response)
     if isinstance(body, dict) and body.get("message"):
         code = f", code {body['code']}" if "code" in body else ""
-        return f" ({redact_text(str(body['message']))[:200]}{code})"
+        errors = f", errors {json.dumps(body['errors'])[:300]}" if body.get("errors") else ""
+        return f" ({redact_text(str(body['message']))[:200]}{code}{redact_text(errors)})"
     return ""
 
 

@@ -131,6 +131,17 @@ async def test_404_deleted_webhook_is_not_called_again(
     assert TOKEN not in str(info.value) and TOKEN not in caplog.text
 
 
+async def test_400_names_the_invalid_field(server: FakeHTTPServer, store: SqliteStore) -> None:
+    server.script(HOOK, FakeResponse(400, fixture("discord_400_invalid_form_body.json")))
+    alert = await _alert(store)
+    async with _hook(server) as http:
+        with pytest.raises(UnrecoverableError, match="HTTP 400") as info:
+            await _delivery(store, http).deliver(alert.id)
+    assert "BASE_TYPE_MAX_LENGTH" in str(info.value)
+    stored = await store.get_alert(alert.id)
+    assert stored is not None and stored.status == "failed"
+
+
 @pytest.mark.parametrize("status", [400, 401, 403])
 async def test_other_permanent_statuses(
     server: FakeHTTPServer, store: SqliteStore, status: int

@@ -247,3 +247,35 @@ def test_the_plugin_contributes_the_queues_and_resources() -> None:
     for spec in QUEUE_SPECS:
         assert specs[spec.name] is spec
     assert {"store", "gamma", "alert_sink", "polymarket_config"} <= set(host.resources())
+
+
+async def test_real_resources_sqlite_file_and_console_sink(
+    tmp_path: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """No webhook configured: alerts are printed; the store is the configured SQLite file,
+    shared with another connection (as `polyjobs enqueue` in another process would)."""
+    url = f"sqlite:///{tmp_path}/polymarket.db"
+    writer = SqliteStore.from_url(url)
+    await writer.open()
+    trades, expected = replayed_trades(time.time() - 60)
+    await writer.add_trades(trades)
+    async with open_backend("memory://") as backend:
+        specs = [spec.with_changes(backoff=FAST) for spec in QUEUE_SPECS]
+        runtime = Runtime(
+            specs,
+            backend,
+            resources=resource_factories(),
+            settings={"POLYJOBS_STORE": url},
+            schedule=False,
+        )
+        await runtime.queue(ANOMALY_BATCH.name).add("batch-detection", {})
+        await _drain(runtime)
+    printed = capsys.readouterr().out
+    assert printed.count("[alert ") == len(expected)
+    assert "not trading advice" in printed
+    for key in expected:
+        trade = await writer.get_trade(key)
+        assert trade is not None and trade.anomaly is not None
+        alert = await writer.get_alert(trade.anomaly["alertId"])
+        assert alert is not None and alert.status == "sent"
+    await writer.close()
