@@ -182,6 +182,7 @@ class DiscordWebhook:
         self.timeout = timeout
         self.key = "discord:" + hashlib.sha256(url.encode()).hexdigest()[:16]
         self._http: httpx.AsyncClient | None = None
+        self._blocked_until = 0.0  # time.monotonic() before which the bucket is empty
 
     def __repr__(self) -> str:
         return f"<DiscordWebhook {self.public_url}>"
@@ -202,6 +203,9 @@ class DiscordWebhook:
     async def send(self, alert: Alert) -> str | None:
         if self._http is None:
             raise RuntimeError("use DiscordWebhook inside 'async with'")
+        wait = self._blocked_until - time.monotonic()
+        if wait > 0:  # the headers said the bucket is empty: don't earn a 429
+            raise RateLimited(wait, f"Discord webhook rate limit bucket empty for {wait:.2f}s")
         try:
             response = await self._http.post(
                 self.public_url,
@@ -213,7 +217,21 @@ class DiscordWebhook:
             raise DeliveryError(f"Discord webhook timed out after {self.timeout:g}s") from None
         except httpx.HTTPError as exc:
             raise DeliveryError(f"Discord webhook unreachable ({type(exc).__name__})") from None
+        self._note_rate_limit(response)
         return self._outcome(response)
+
+    def _note_rate_limit(self, response: httpx.Response) -> None:
+        """Follow ``X-RateLimit-Remaining`` / ``-Reset-After`` (and a 429's ``retry_after``)."""
+        wait = 0.0
+        if response.headers.get("X-RateLimit-Remaining") == "0":
+            try:
+                wait = float(response.headers.get("X-RateLimit-Reset-After", "0"))
+            except ValueError:
+                wait = 0.0
+        if response.status_code == 429:
+            wait = max(wait, _retry_after(_json(response), response.headers.get("Retry-After")))
+        if wait > 0:
+            self._blocked_until = max(self._blocked_until, time.monotonic() + wait)
 
     def _outcome(self, response: httpx.Response) -> str | None:
         status = response.status_code

@@ -108,9 +108,26 @@ async def test_429_asks_for_retry_after(server: FakeHTTPServer, store: SqliteSto
         assert info.value.seconds == pytest.approx(0.512)  # the body's float retry_after
         stored = await store.get_alert(alert.id)
         assert stored is not None and stored.status == "retry"
+        with pytest.raises(RetryAfter):  # within retry_after: Discord is not called again
+            await _delivery(store, http).deliver(alert.id)
+    async with _hook(server) as http:  # e.g. the retry, in another worker process
         result = await _delivery(store, http).deliver(alert.id)
-    assert result["status"] == "sent" and result["attempts"] == 2
+    assert result["status"] == "sent" and result["attempts"] == 3
     assert len(server.received) == 2
+
+
+async def test_rate_limit_headers_are_followed(server: FakeHTTPServer, store: SqliteStore) -> None:
+    headers = {"X-RateLimit-Remaining": "0", "X-RateLimit-Reset-After": "30"}
+    server.script(HOOK, FakeResponse(200, {"id": "1"}, headers))
+    first, second = await _alert(store, "a:1"), await _alert(store, "a:2")
+    async with _hook(server) as http:
+        assert (await _delivery(store, http).deliver(first.id))["status"] == "sent"
+        with pytest.raises(RetryAfter) as info:
+            await _delivery(store, http).deliver(second.id)
+    assert 29 < info.value.seconds <= 30
+    assert len(server.received) == 1  # the empty bucket was not called
+    stored = await store.get_alert(second.id)
+    assert stored is not None and stored.status == "retry"
 
 
 async def test_404_deleted_webhook_is_not_called_again(
