@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import AsyncIterator
@@ -282,3 +283,38 @@ async def test_analysis_uses_gamma_market(server: FakeHTTPServer, store: SqliteS
     assert analysis["market"]["question"].startswith("Will X")
     names = {s["name"] for s in analysis["signals"]}
     assert "size_vs_market" in names  # $15k of $80k 24h volume
+
+
+# -- unit tests at the HTTP edge (httpx.MockTransport) ----------------------------------------
+async def test_token_only_on_the_wire() -> None:
+    seen: list[str] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        seen.append(str(request.url))
+        return httpx.Response(200, json={"id": "7"})
+
+    async with DiscordWebhook(
+        "https://discord.com/api/webhooks/1/tok-en", transport=httpx.MockTransport(answer)
+    ) as hook:
+        assert "tok-en" not in repr(hook) and "tok-en" not in hook.public_url
+        trade = make_trade()
+        alert = Alert("k", "anomaly", "low", "k", trade.proxy_wallet, MARKET_A, [], 0.0)
+        assert await hook.send(alert) == "7"
+    assert seen == ["https://discord.com/api/webhooks/1/tok-en?wait=true"]
+
+
+async def test_job_timeout_mid_send_releases_the_claim(store: SqliteStore) -> None:
+    class Hanging:
+        key = "hanging"
+
+        async def send(self, alert: Alert) -> str | None:
+            await asyncio.Event().wait()
+            return None
+
+    alert = await _alert(store)
+    with pytest.raises(TimeoutError):
+        async with asyncio.timeout(0.05):
+            await AlertDelivery(store, Hanging()).deliver(alert.id)
+    stored = await store.get_alert(alert.id)
+    assert stored is not None and stored.status == "retry"
+    assert stored.last_error == "cancelled (job timeout or shutdown)"
