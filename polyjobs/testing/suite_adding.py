@@ -88,6 +88,25 @@ class AddingContract(ContractBase):
         await self.burst(queue, lambda j: j.data, timeout=5)
         assert await self.state_of(queue, job.id) == "completed"
 
+    async def test_due_delayed_job_takes_its_priority_place(
+        self, queue: Queue, backend: Backend
+    ) -> None:
+        for i in range(3):
+            await queue.add("low", i, priority=5)
+        urgent = await queue.add("urgent", None, priority=1, delay=0.2)
+        await asyncio.sleep(0.25)
+        fetched = await backend.fetch(queue.name, "tok", 10, 5.0, 0)
+        assert [r.data for r in fetched] == [None, 0, 1, 2]
+        assert fetched[0].id == urgent.id
+
+    async def test_finished_job_has_its_times(self, queue: Queue) -> None:
+        job = await queue.add("t", {"n": 1})
+        await self.burst(queue, lambda j: j.data["n"] + 1)
+        done = await queue.require_job(job.id)
+        assert (done.state, done.returnvalue, done.attempts_made) == ("completed", 2, 1)
+        assert done.processed_on is not None and done.finished_on is not None
+        assert job.timestamp <= done.processed_on <= done.finished_on <= time.time()
+
     async def test_job_id_dedupe(self, queue: Queue) -> None:
         first = await queue.add("dup", {"v": 1}, job_id="order-7")
         again = await queue.add("dup", {"v": 2}, job_id="order-7")

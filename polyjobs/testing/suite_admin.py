@@ -163,12 +163,12 @@ class AdminContract(ContractBase):
 
         await self.burst(queue, proc)
         assert (await queue.counts())["failed"] == 3
-        assert await queue.retry_failed() == 3
+        assert await asyncio.wait_for(queue.retry_failed(), 5) == 3
         counts = await queue.counts()
         assert (counts["failed"], counts["waiting"]) == (0, 3)
         await self.burst(queue, proc)
         assert [await self.state_of(queue, i) for i in ids] == ["completed"] * 3
-        assert await queue.retry_failed() == 0
+        assert await asyncio.wait_for(queue.retry_failed(), 5) == 0
 
     async def test_obliterate(self, queue: Queue, backend: Backend) -> None:
         job = await queue.add("x", None)

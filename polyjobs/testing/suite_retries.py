@@ -10,6 +10,7 @@ import pytest
 
 from polyjobs.errors import (
     JobFailedError,
+    JobNotFoundError,
     JobTimeoutError,
     RetryAfter,
     UnrecoverableError,
@@ -137,6 +138,22 @@ class RetriesContract(ContractBase):
         assert done.stacktrace is not None and "JobTimeoutError" in done.stacktrace
         assert await self.state_of(queue, fast.id) == "completed"
 
+    async def test_timeout_of_a_sync_processor(self, queue: Queue) -> None:
+        def slow_sync(job: Job) -> str:
+            if job.name == "slow":
+                time.sleep(1.0)
+            return "done"
+
+        slow = await queue.add("slow", None, timeout=0.2)
+        fast = await queue.add("fast", None)
+        began = time.monotonic()
+        await self.burst(queue, slow_sync, concurrency=1)
+        assert time.monotonic() - began < 3.0
+        done = await queue.require_job(slow.id)
+        assert done.state == "failed"
+        assert done.failed_reason is not None and "timed out" in done.failed_reason
+        assert await self.state_of(queue, fast.id) == "completed"
+
     async def test_timeout_error_reaches_the_failed_listener(self, queue: Queue) -> None:
         async def proc(job: Job) -> None:
             await asyncio.sleep(30)
@@ -156,6 +173,32 @@ class RetriesContract(ContractBase):
         done = await queue.require_job(job.id)
         assert done.state == "failed" and done.attempts_made == 1
         assert done.failed_reason == "flaky failure 1"
+
+    async def test_error_without_message_and_result_that_is_not_json(self, queue: Queue) -> None:
+        async def proc(job: Job) -> Any:
+            if job.name == "bare":
+                raise ValueError
+            return {1, 2}  # a set is not JSON: the job fails, the worker goes on
+
+        bare = await queue.add("bare", None)
+        odd = await queue.add("odd", None)
+        ok = await queue.add("bare-ok", None)
+        await self.burst(queue, lambda j: "fine" if j.name == "bare-ok" else proc(j))
+        assert (await queue.require_job(bare.id)).failed_reason == "ValueError"
+        failed = await queue.require_job(odd.id)
+        assert failed.state == "failed"
+        assert failed.failed_reason is not None and "JSON" in failed.failed_reason
+        assert await self.state_of(queue, ok.id) == "completed"
+
+    async def test_backoff_jitter_stays_within_bounds(self, queue: Queue) -> None:
+        proc = _Flaky(failures=2)
+        await queue.add(
+            "j", None, attempts=3, backoff={"type": "fixed", "delay": 0.4, "jitter": 0.5}
+        )
+        await self.burst(queue, proc)
+        for gap in proc.gaps():
+            assert gap >= 0.2, "retried before the jittered backoff"
+            assert gap < 0.4 + 1.5
 
     async def test_retry_after_is_honoured(self, queue: Queue) -> None:
         starts: list[float] = []
@@ -204,6 +247,12 @@ class RetriesContract(ContractBase):
             with pytest.raises(JobFailedError) as info:
                 await job.wait(timeout=5)
         assert info.value.job_id == job.id and info.value.reason == "nope"
+
+    async def test_wait_on_a_job_removed_at_completion(self, queue: Queue) -> None:
+        job = await queue.add("w", None, remove_on_complete=True)
+        await self.burst(queue, lambda j: None)
+        with pytest.raises(JobNotFoundError):
+            await job.wait(timeout=2)
 
     async def test_wait_times_out(self, queue: Queue) -> None:
         job = await queue.add("w", None)

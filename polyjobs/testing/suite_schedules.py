@@ -4,6 +4,7 @@ timezones and the missed-run policy."""
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections import Counter
 from contextlib import AsyncExitStack
@@ -29,14 +30,17 @@ class SchedulesContract(ContractBase):
         they ran."""
 
         async def proc(job: Job) -> None:
+            payloads.add((job.name, json.dumps(job.data)))
             runs.add(job.id)
 
+        payloads: set[tuple[str, str]] = set()
         began = time.monotonic()
         async with AsyncExitStack() as stack:
             for _ in range(3):
                 worker = self.make_worker(queue, proc, schedule_refresh=0.05, block=0.1)
                 await stack.enter_async_context(self.running(worker))
             await runs.wait_for(count)
+        assert payloads == {("tick", '{"k": 1}')}, "scheduled jobs lost their name or data"
         return time.monotonic() - began
 
     async def test_every_gives_one_job_per_slot_with_three_schedulers(self, queue: Queue) -> None:
@@ -55,6 +59,8 @@ class SchedulesContract(ContractBase):
     async def test_cron_with_seconds_and_tz_one_job_per_slot(self, queue: Queue) -> None:
         await queue.upsert_schedule(
             "sec",
+            name="tick",
+            data={"k": 1},
             cron="* * * * * */1",
             tz="America/New_York",
             options={"remove_on_complete": True},
@@ -89,6 +95,20 @@ class SchedulesContract(ContractBase):
         assert [(s.key, s.every, s.cron) for s in await queue.schedules()] == [
             ("k", None, "0 0 1 1 *")
         ]
+
+    async def test_save_schedule_keeps_next_run_of_the_same_cadence(
+        self, queue: Queue, backend: Backend
+    ) -> None:
+        soon = time.time() + 100
+        record = ScheduleRecord("k", "k", "1", {}, next_run=soon, every=10.0)
+        assert (await backend.save_schedule(queue.name, record)).next_run == soon
+        moved = replace(record, next_run=soon + 50, data_json="2")
+        stored = await backend.save_schedule(queue.name, moved)
+        assert (stored.next_run, stored.data_json) == (soon, "2")
+        assert [(s.next_run, s.data_json) for s in await queue.schedules()] == [(soon, "2")]
+        other = replace(record, next_run=soon + 50, every=20.0)
+        assert (await backend.save_schedule(queue.name, other)).next_run == soon + 50
+        assert [s.next_run for s in await queue.schedules()] == [soon + 50]
 
     async def test_remove_schedule_stops_it(self, queue: Queue) -> None:
         await queue.upsert_schedule("fast", every=0.1)

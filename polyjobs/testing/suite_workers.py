@@ -125,6 +125,28 @@ class WorkersContract(ContractBase):
             done = await queue.require_job(job.id)
             assert done.state == "completed" and done.attempts_made == 1
 
+    async def test_close_with_short_grace_hands_back_a_sync_job(self, queue: Queue) -> None:
+        started = Recorder()
+
+        def stuck(job: Job) -> str:
+            started.add(job.id)
+            time.sleep(0.6)
+            return "too late"
+
+        job = await queue.add("x", None)
+        worker = self.make_worker(queue, stuck)
+        task = asyncio.create_task(worker.run())
+        await started.wait_for(1)
+        began = time.monotonic()
+        await asyncio.wait_for(worker.close(grace=0.1), 8)
+        await asyncio.wait_for(task, 5)
+        assert time.monotonic() - began < 3.0
+        back = await queue.require_job(job.id)
+        assert (back.state, back.attempts_made) == ("waiting", 0)
+        await asyncio.sleep(0.7)  # the abandoned thread ends: its result must not land
+        back = await queue.require_job(job.id)
+        assert (back.state, back.returnvalue) == ("waiting", None)
+
     async def test_release_hands_back_without_counting_an_attempt(
         self, queue: Queue, backend: Backend
     ) -> None:

@@ -108,7 +108,9 @@ class ContractBase:
     url: ClassVar[str] = ""
 
     @pytest_asyncio.fixture
-    async def backend(self) -> AsyncIterator[Backend]:
+    async def backend(self, *_args: Any, **_kwargs: Any) -> AsyncIterator[Backend]:
+        # ``*_args, **_kwargs`` (which pytest ignores) let an override ask for any fixtures
+        # of its own, e.g. ``async def backend(self, tmp_path)``, and still type-check.
         if not self.url:
             pytest.fail(f"{type(self).__name__} must set `url` or override the backend fixture")
         async with open_backend(self.url) as b:
