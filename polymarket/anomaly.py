@@ -200,7 +200,8 @@ class AnomalyDetector:
                     return
             await self.store.insert_alert(alert)  # a concurrent insert of the same key is fine
         detection.alert_id = alert.id
-        if self.enqueue_alert is not None and (existing is None or existing.status != "sent"):
+        done = existing is not None and existing.status in ("sent", "failed")
+        if self.enqueue_alert is not None and not done:
             await self.enqueue_alert(alert)
 
     async def check_batch(self, trades: Sequence[Trade]) -> BatchResult:
