@@ -120,6 +120,7 @@ class Worker:
         if not callable(processor):
             raise InvalidArgumentError(f"processor for queue {queue_name!r} is not callable")
         self.processor = processor
+        self._is_async = _is_coroutine_callable(processor)
         self.backend = backend
         self.options = WorkerOptions.build(options, **overrides)
         self.context = context
@@ -345,12 +346,15 @@ class Worker:
         timeout = opts.timeout if opts.timeout is not None else self.options.timeout
         try:
             try:
-                async with asyncio.timeout(timeout) as scope:
+                if timeout is None:
                     result = await self._call(job)
-                fin = self._completed(job, result)
+                else:
+                    async with asyncio.timeout(timeout) as scope:
+                        result = await self._call(job)
+                fin = self._completed(job, opts, result)
                 outcome: Any = result
             except TimeoutError as exc:
-                if not scope.expired():
+                if timeout is None or not scope.expired():
                     raise
                 error = JobTimeoutError(f"job {job.id} timed out after {timeout:g}s")
                 error.__cause__ = exc
@@ -367,16 +371,15 @@ class Worker:
         self._slot_freed.set()
 
     async def _call(self, job: Job) -> Any:
-        if inspect.iscoroutinefunction(self.processor):
+        if self._is_async:
             return await self.processor(job)
         result = await asyncio.to_thread(self.processor, job)
         if inspect.isawaitable(result):
             result = await result
         return result
 
-    def _completed(self, job: Job, result: Any) -> Finish:
-        text = codec.encode(result, f"result of job {job.id}")
-        opts = JobOptions.from_json(job.opts)
+    def _completed(self, job: Job, opts: JobOptions, result: Any) -> Finish:
+        text = "null" if result is None else codec.encode(result, f"result of job {job.id}")
         return Finish(
             job_id=job.id,
             status="completed",
@@ -516,6 +519,14 @@ class Worker:
                 self._error(exc, "heartbeat failed")
             if not await self._sleep(interval):
                 return
+
+
+def _is_coroutine_callable(processor: Processor) -> bool:
+    """An ``async def`` function, or an object whose ``__call__`` is one."""
+    if inspect.iscoroutinefunction(processor):
+        return True
+    call = type(processor).__call__
+    return not inspect.isroutine(processor) and inspect.iscoroutinefunction(call)
 
 
 async def _guard(awaitable: Awaitable[Any], event: str) -> None:
