@@ -100,8 +100,8 @@ class RedisBackend:
         self.url = url
         self._url = connection.RedisUrl.parse(url)
         self.prefix = self._url.prefix
-        self._client: Redis | None = None
-        self._blocking: Redis | None = None
+        self._client: connection.Client | None = None
+        self._blocking: connection.Client | None = None
         self._scripts: Scripts | None = None
         self._keys: dict[str, tuple[QueueKeys, list[str]]] = {}
         self._rid_prefix = uuid.uuid4().hex[:10] + ":"
@@ -134,16 +134,16 @@ class RedisBackend:
             await self._close_client(client)
 
     @staticmethod
-    async def _close_client(client: Redis) -> None:
+    async def _close_client(client: connection.Client) -> None:
         try:
             await asyncio.wait_for(client.aclose(), CLOSE_TIMEOUT)
         except (TimeoutError, Exception):
-            pool = client.connection_pool
-            await pool.disconnect(inuse_connections=True)
+            if isinstance(client, Redis):
+                await client.connection_pool.disconnect(inuse_connections=True)
 
     # -- helpers ---------------------------------------------------------------------------
     @property
-    def redis(self) -> Redis:
+    def redis(self) -> connection.Client:
         if self._client is None:
             raise BackendError(f"redis backend {self._url.redacted} is not open")
         return self._client
@@ -248,7 +248,7 @@ class RedisBackend:
                     raise BackendError(f"redis backend {self._url.redacted} is not open")
                 with connection.translate(self._url.redacted):
                     await connection.blocking_call(
-                        self._blocking, timeout, "BZPOPMIN", marker, f"{timeout:.3f}"
+                        self._blocking, marker, timeout, "BZPOPMIN", marker, f"{timeout:.3f}"
                     )
             jobs, due = await self._take(queue, token, limit, lease)
             if jobs or time.monotonic() >= deadline:
@@ -328,7 +328,7 @@ class RedisBackend:
         if self._blocking is None:
             raise BackendError(f"redis backend {self._url.redacted} is not open")
         with connection.translate(self._url.redacted):
-            reply = await connection.blocking_call(self._blocking, block, *command)
+            reply = await connection.blocking_call(self._blocking, stream, block, *command)
         if not reply:
             return []
         # RESP3 answers a map {stream: entries}, RESP2 a list [[stream, entries]]

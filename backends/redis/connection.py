@@ -3,23 +3,32 @@
 Two clients per backend: one pool for ordinary commands and scripts, and one for blocking pops
 (``BZPOPMIN`` on a queue's wake-up key). A blocking call that is cancelled or fails drops its
 connection instead of returning it to the pool, so a half-read reply can never reach the next
-caller. redis-py's own retries are off: a script that may have run must not run twice; the
-worker's loops retry with backoff instead.
+caller. With ``?cluster=true`` the clients are Redis Cluster clients and each call goes to the
+node that owns the queue's hash slot. redis-py's own retries are off: a script that may have run
+must not run twice; the worker's loops retry with backoff instead.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
-from contextlib import contextmanager
+import contextlib
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from redis.asyncio import Redis
+from redis.asyncio import Redis, RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from redis.exceptions import RedisError
+from redis.exceptions import (
+    AskError,
+    ClusterDownError,
+    ConnectionError,
+    MovedError,
+    RedisError,
+    ResponseError,
+)
 
 from polyjobs.backends.redis.keys import DEFAULT_PREFIX
 from polyjobs.errors import BackendError, InvalidArgumentError
@@ -39,6 +48,7 @@ class RedisUrl:
     url: str  # for redis-py (without polyjobs' query options)
     prefix: str
     redacted: str
+    cluster: bool = False
 
     @classmethod
     def parse(cls, url: str) -> RedisUrl:
@@ -49,29 +59,74 @@ class RedisUrl:
             )
         query = parse_qsl(parts.query, keep_blank_values=True)
         prefix = DEFAULT_PREFIX
+        cluster = False
         rest = []
         for name, value in query:
             if name == "prefix":
                 prefix = value
+            elif name == "cluster":
+                cluster = value.lower() in ("1", "true", "yes", "on")
             else:
                 rest.append((name, value))
         if not prefix or any(c in prefix for c in "{} \n"):
             raise InvalidArgumentError(f"invalid key prefix {prefix!r} in {redact_url(url)!r}")
         clean = urlunsplit(parts._replace(query=urlencode(rest)))
-        return cls(clean, prefix, redact_url(url))
+        if cluster and parts.scheme == "unix":
+            raise InvalidArgumentError(f"a cluster needs host:port URLs: {redact_url(url)!r}")
+        return cls(clean, prefix, redact_url(url), cluster)
 
 
-def make_client(url: RedisUrl, *, blocking: bool) -> Redis:
+Client = Redis | RedisCluster
+
+
+def make_client(url: RedisUrl, *, blocking: bool) -> Client:
     """A client for ``url``; a ``blocking`` one has no read timeout (its calls set their own)."""
-    client: Redis = Redis.from_url(
-        url.url,
-        decode_responses=True,
-        retry=Retry(NoBackoff(), 0),
-        socket_connect_timeout=CONNECT_TIMEOUT,
-        socket_timeout=None if blocking else COMMAND_TIMEOUT,
-        client_name="polyjobs",
-    )
+    options: dict[str, Any] = {
+        "decode_responses": True,
+        "retry": Retry(NoBackoff(), 0),
+        "socket_connect_timeout": CONNECT_TIMEOUT,
+        "socket_timeout": None if blocking else COMMAND_TIMEOUT,
+        "client_name": "polyjobs",
+    }
+    if url.cluster:
+        cluster: RedisCluster = RedisCluster.from_url(url.url, **options)
+        return cluster
+    client: Redis = Redis.from_url(url.url, **options)
     return client
+
+
+@asynccontextmanager
+async def connection_for(client: Client, key: str) -> AsyncIterator[Any]:
+    """A connection of ``client`` that serves ``key`` (on a cluster: the node owning its slot),
+    dropped rather than reused when the block does not end normally (cancelled, timed out,
+    failed mid-reply)."""
+    if isinstance(client, RedisCluster):
+        await client.initialize()
+        node = client.get_node_from_key(key)
+        if node is None:  # pragma: no cover - a primary always exists for a covered slot
+            raise BackendError(f"no Redis Cluster node serves key {key!r}")
+        conn = node.acquire_connection()
+        try:
+            yield conn
+        except BaseException as exc:
+            if not isinstance(exc, ResponseError):
+                await conn.disconnect(nowait=True)
+            if isinstance(exc, MovedError | AskError | ClusterDownError | ConnectionError):
+                await _remap(client)
+            raise
+        finally:
+            node.release(conn)
+        return
+    pool = client.connection_pool
+    conn = await pool.get_connection()  # type: ignore[no-untyped-call]
+    try:
+        yield conn
+    except BaseException as exc:
+        if not isinstance(exc, ResponseError):
+            await conn.disconnect(nowait=True)
+        raise
+    finally:
+        await pool.release(conn)
 
 
 def one_line(exc: BaseException) -> str:
@@ -88,18 +143,16 @@ def translate(redacted: str) -> Iterator[None]:
         raise BackendError(f"redis {redacted}: {one_line(exc)}") from exc
 
 
-async def blocking_call(client: Redis, timeout: float, *command: str) -> Any:
-    """Run a blocking command that gives up after ``timeout`` seconds (``BZPOPMIN``,
-    ``XREAD BLOCK``) on a connection of ``client``'s pool; the connection is dropped if the
-    call does not end normally (cancelled, timed out, failed)."""
-    pool = client.connection_pool
-    conn = await pool.get_connection()  # type: ignore[no-untyped-call]
-    try:
-        async with asyncio.timeout(timeout + BLOCK_MARGIN):
-            await conn.send_command(*command)
-            return await conn.read_response()
-    except BaseException:
-        await conn.disconnect(nowait=True)
-        raise
-    finally:
-        await pool.release(conn)
+async def _remap(client: RedisCluster) -> None:
+    """The topology changed (or a node is gone): map the slots again, best-effort."""
+    with contextlib.suppress(RedisError, OSError):
+        await asyncio.wait_for(client.nodes_manager.initialize(), CONNECT_TIMEOUT)
+
+
+async def blocking_call(client: Client, key: str, timeout: float, *command: str) -> Any:
+    """Run a blocking command on ``key`` that gives up after ``timeout`` seconds
+    (``BZPOPMIN``, ``XREAD BLOCK``); the connection is dropped if the call does not end
+    normally (cancelled, timed out, failed)."""
+    async with connection_for(client, key) as conn, asyncio.timeout(timeout + BLOCK_MARGIN):
+        await conn.send_command(*command)
+        return await conn.read_response()

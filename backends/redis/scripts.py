@@ -12,11 +12,11 @@ import asyncio
 import hashlib
 from collections.abc import Sequence
 from importlib import resources
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from redis.exceptions import NoScriptError
 
-from polyjobs.backends.redis.connection import COMMAND_TIMEOUT
+from polyjobs.backends.redis.connection import COMMAND_TIMEOUT, Client, connection_for
 from polyjobs.backends.redis.keys import EVENTS_MAXLEN, LOG_SUFFIX, SCRIPT_KEYS
 from polyjobs.backends.redis.records import FIELDS
 
@@ -26,8 +26,6 @@ try:
 except ImportError:  # pragma: no cover - hiredis is an optional speed-up
     hiredis = None
 
-if TYPE_CHECKING:
-    from redis.asyncio import Redis
 
 NAMES = (
     "add",
@@ -77,8 +75,8 @@ class Scripts:
     hiredis when installed, no per-call retry or instrumentation): scripts are the hot path.
     """
 
-    def __init__(self, client: Redis) -> None:
-        self._pool = client.connection_pool
+    def __init__(self, client: Client) -> None:
+        self._client = client
         self._sources = {name: source(name) for name in NAMES}
         self.shas = {
             name: hashlib.sha1(text.encode()).hexdigest() for name, text in self._sources.items()
@@ -89,8 +87,7 @@ class Scripts:
         (connection lost, timeout, cancellation) drop the connection and raise."""
         sha = self.shas[name]
         command = ("EVALSHA", sha, len(keys), *keys, *args)
-        conn = await self._pool.get_connection()  # type: ignore[no-untyped-call]
-        try:
+        async with connection_for(self._client, keys[0]) as conn:
             async with asyncio.timeout(COMMAND_TIMEOUT):
                 await conn.send_packed_command(_pack(conn, command), check_health=False)
                 try:
@@ -101,11 +98,6 @@ class Scripts:
                     await conn.read_response()
                     await conn.send_packed_command(_pack(conn, command), check_health=False)
                     return await conn.read_response()
-        except TimeoutError:
-            await conn.disconnect(nowait=True)
-            raise
-        finally:
-            await self._pool.release(conn)
 
 
 def _pack(conn: Any, command: tuple[Any, ...]) -> Any:

@@ -35,12 +35,23 @@ def require_redis(url: str) -> None:
         pytest.skip(message)
 
 
-def spare_port() -> int:
-    """A TCP port nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+def spare_port(cluster: bool = False) -> int:
+    """A TCP port nothing listens on right now (with ``cluster``, nor on port + 10000, the
+    cluster bus)."""
+    for _ in range(200):
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port: int = sock.getsockname()[1]
+        if not cluster:
+            return port
+        if port + 10000 < 65536:
+            with socket.socket() as bus:
+                try:
+                    bus.bind(("127.0.0.1", port + 10000))
+                except OSError:
+                    continue
+                return port
+    raise RuntimeError("no spare port for a Redis Cluster node")
 
 
 class RedisServer:
@@ -63,12 +74,12 @@ class RedisServer:
         extra_args: list[str] | None = None,
     ) -> None:
         self.directory = directory
-        self.port = spare_port()
+        self.extra_args = list(extra_args or ())
+        self.port = spare_port(cluster="--cluster-enabled" in self.extra_args)
         self.persist = persist
         self.socket_path = directory / "redis.sock" if unix_socket else None
         self.tls = tls
         self.password = password
-        self.extra_args = list(extra_args or ())
         self.cert = directory / "cert.pem"
         self._process: subprocess.Popen[bytes] | None = None
 
@@ -118,6 +129,7 @@ class RedisServer:
                     client.close()
             except (redis.RedisError, OSError):
                 time.sleep(0.02)
+        self.kill()
         raise RuntimeError(f"redis-server did not start on port {self.port}")
 
     def kill(self) -> None:
@@ -176,3 +188,57 @@ class ReplyDroppingProxy:
                 up_writer.close()
 
         await asyncio.gather(pipe(reader, up_writer, False), pipe(up_reader, writer, True))
+
+
+class RedisClusterServers:
+    """A three-primary Redis Cluster on spare ports, made by ``redis-cli --cluster create``."""
+
+    def __init__(self, directory: Path, nodes: int = 3) -> None:
+        self.servers = []
+        for i in range(nodes):
+            folder = directory / f"node{i}"
+            folder.mkdir(parents=True, exist_ok=True)
+            args = ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"]
+            args += ["--cluster-node-timeout", "2000"]
+            self.servers.append(RedisServer(folder, extra_args=args))
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.servers[0].port}/0?cluster=true"
+
+    def start(self, timeout: float = 10.0) -> None:
+        """Start every node and create the cluster; on failure no node is left running."""
+        try:
+            self._start(timeout)
+        except BaseException:
+            self.kill()
+            raise
+
+    def _start(self, timeout: float) -> None:
+        for server in self.servers:
+            server.start()
+        addresses = [f"127.0.0.1:{s.port}" for s in self.servers]
+        create = ["redis-cli", "--cluster", "create", *addresses]
+        subprocess.run(
+            [*create, "--cluster-replicas", "0", "--cluster-yes"],
+            check=True,
+            capture_output=True,
+            timeout=timeout,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            states = []
+            for server in self.servers:
+                client = server.client()
+                try:
+                    states.append(client.cluster("info").get("cluster_state"))
+                finally:
+                    client.close()
+            if all(state == "ok" for state in states):
+                return
+            time.sleep(0.05)
+        raise RuntimeError("the Redis Cluster did not become ready")
+
+    def kill(self) -> None:
+        for server in self.servers:
+            server.kill()

@@ -7,10 +7,14 @@ database. Without a Redis server the tests skip locally and fail when ``CI`` is 
 from __future__ import annotations
 
 import os
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
+import pytest_asyncio
 
-from polyjobs.backends.redis.testing import require_redis
+from polyjobs.backend import Backend
+from polyjobs.backends.redis.testing import RedisClusterServers, require_redis
+from polyjobs.plugins import open_backend
 from polyjobs.testing import BackendContract
 
 URL = os.environ.get("POLYJOBS_TEST_REDIS_URL", "redis://127.0.0.1:6379/0?prefix=pjtest")
@@ -23,3 +27,26 @@ def _redis_answers() -> None:
 
 class TestRedisBackend(BackendContract):
     url = URL
+
+
+if os.environ.get("POLYJOBS_TEST_REDIS_CLUSTER"):
+
+    @pytest.fixture(scope="module")
+    def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+        servers = RedisClusterServers(tmp_path_factory.mktemp("cluster"))
+        servers.start()
+        try:
+            yield f"{servers.url}&prefix=pjtest"
+        finally:
+            servers.kill()
+
+    class TestRedisClusterBackend(BackendContract):
+        """The whole suite on a three-node Redis Cluster that this module starts (opt-in with
+        ``POLYJOBS_TEST_REDIS_CLUSTER=1``: it doubles the Redis suite's time; a smaller
+        cluster test always runs in ``tests/redis``)."""
+
+        @pytest_asyncio.fixture
+        async def backend(self, redis_cluster: str) -> AsyncIterator[Backend]:
+            type(self).url = redis_cluster  # for open_other()
+            async with open_backend(redis_cluster) as b:
+                yield b

@@ -21,6 +21,7 @@ from polyjobs.backends.redis import RedisBackend
 from polyjobs.backends.redis.connection import RedisUrl
 from polyjobs.backends.redis.keys import EVENTS_MAXLEN, QueueKeys
 from polyjobs.backends.redis.testing import (
+    RedisClusterServers,
     RedisServer,
     ReplyDroppingProxy,
     require_redis,
@@ -337,3 +338,41 @@ async def test_events_can_be_followed_and_the_stream_stays_bounded(
     assert await backend.redis.xlen(QueueKeys(backend.prefix, "ev").key("events")) < (
         EVENTS_MAXLEN + 1000
     )
+
+
+# -- Redis Cluster ---------------------------------------------------------------------------
+async def test_queues_on_a_redis_cluster(tmp_path: Path) -> None:
+    if shutil.which("redis-server") is None or shutil.which("redis-cli") is None:
+        message = "redis-server or redis-cli is not on PATH"
+        pytest.fail(message) if os.environ.get("CI") else pytest.skip(message)
+    servers = RedisClusterServers(tmp_path)
+    servers.start()
+    backend = RedisBackend(servers.url)
+    try:
+        await backend.open()
+        names = [f"q{i}" for i in range(6)]  # spread over the nodes' slots
+        for name in names:
+            queue = Queue(name, backend)
+            await queue.add_bulk([("x", {"i": i}) for i in range(20)])
+            await queue.add("later", {}, delay=0.2)
+            await queue.upsert_schedule("s", every=3600)
+
+        async def double(job: Job) -> int:
+            return 2 * int(job.data.get("i", 0))
+
+        for name in names:
+            worker = Worker(name, double, backend, concurrency=5, block=0.2)
+            await asyncio.wait_for(worker.run(burst=True), 10)
+            counts = await backend.counts(name)
+            assert counts["completed"] == 21 and counts["waiting"] == counts["delayed"] == 0
+        assert await backend.queues() == names
+        fetch = asyncio.create_task(backend.fetch("q0", "w", 1, 5.0, 5.0))
+        await asyncio.sleep(0.05)
+        await backend.add("q0", [new("woken")])
+        assert [j.id for j in await asyncio.wait_for(fetch, 2)] == ["woken"]
+        for name in names:
+            await backend.obliterate(name)
+        assert await backend.queues() == []
+    finally:
+        await backend.close()
+        servers.kill()
