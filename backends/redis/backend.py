@@ -90,7 +90,8 @@ class RedisBackend:
     """Jobs in Redis: shared by any number of processes and machines, durable as Redis is.
 
     URL: ``redis://[user:password@]host[:port][/db][?prefix=polyjobs]``, ``rediss://`` for TLS,
-    ``unix:///path/to/redis.sock[?db=0]``. All keys of a queue live under
+    ``unix:///path/to/redis.sock[?db=0]``; ``?cluster=true`` for Redis Cluster. All keys of
+    a queue live under
     ``<prefix>:{<queue>}:`` (one Redis Cluster slot per queue).
     """
 
