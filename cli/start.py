@@ -134,6 +134,7 @@ async def _start(
             settings=resolved.plain_values(),
             plugins=host,
             schedule=schedule,
+            known_specs=registered,
         )
         pidfile.write(resolved.home_dir, redact_url(resolved.backend_url))
         try:
@@ -203,9 +204,24 @@ def _configure_logging(log_format: str) -> None:
         handler.setFormatter(_JsonFormatter())
     else:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    root = logging.getLogger("polyjobs")
+    handler.addFilter(_redact_record)
+    root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel(logging.INFO if os.environ.get("POLYJOBS_DEBUG") is None else logging.DEBUG)
+    root.setLevel(logging.WARNING)
+    level = logging.INFO if os.environ.get("POLYJOBS_DEBUG") is None else logging.DEBUG
+    logging.getLogger("polyjobs").setLevel(level)
+    # httpx logs every request URL at INFO; URLs may carry tokens.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+
+
+def _redact_record(record: logging.LogRecord) -> bool:
+    """Rewrite a record so that no secret reaches any handler."""
+    record.msg = redact_text(record.getMessage())
+    record.args = ()
+    if record.exc_info and record.exc_info[1] is not None:
+        record.exc_text = redact_text(logging.Formatter().formatException(record.exc_info))
+        record.exc_info = None
+    return True
 
 
 class _JsonFormatter(logging.Formatter):

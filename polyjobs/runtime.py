@@ -112,10 +112,17 @@ class RuntimeContext(Mapping[str, Any]):
         self._resources: dict[str, Any] = {}
 
     def queue(self, name: str) -> Queue:
-        """The queue ``name`` of this runtime (on the runtime's backend)."""
-        if name not in self._runtime.queues:
-            self._runtime.queues[name] = Queue(name, self._runtime.backend)
-        return self._runtime.queues[name]
+        """The queue ``name`` on the runtime's backend, with its spec's job defaults and
+        validation when the queue is known (run here or only registered)."""
+        queues = self._runtime.queues
+        if name not in queues:
+            spec = self._runtime.known_specs.get(name)
+            queues[name] = (
+                spec.make_queue(self._runtime.backend)
+                if spec
+                else Queue(name, self._runtime.backend)
+            )
+        return queues[name]
 
     def __getitem__(self, name: str) -> Any:
         return self._resources[name]
@@ -131,7 +138,8 @@ class Runtime:
     """Runs a worker per :class:`QueueSpec` on one backend and keeps their schedules.
 
     Processors get a :class:`RuntimeContext` as ``job.context``: the ``resources`` (entered
-    at start, exited at stop), the ``settings``, and ``queue(name)``.
+    at start, exited at stop), the ``settings``, and ``queue(name)``. ``known_specs`` are
+    queues this runtime does not run but may enqueue to (their job defaults apply).
     """
 
     def __init__(
@@ -144,6 +152,7 @@ class Runtime:
         plugins: PluginHost | None = None,
         worker_options: WorkerOptions | None = None,
         schedule: bool = True,
+        known_specs: Mapping[str, QueueSpec] | None = None,
     ) -> None:
         self.specs: dict[str, QueueSpec] = {}
         for spec in specs:
@@ -151,6 +160,7 @@ class Runtime:
                 raise InvalidArgumentError(f"queue {spec.name!r} is given twice")
             self.specs[spec.name] = spec
         self.backend = backend
+        self.known_specs = {**(known_specs or {}), **self.specs}
         self.resources = dict(resources or {})
         self.context = RuntimeContext(self, settings or {})
         self.plugins = plugins

@@ -1,0 +1,85 @@
+"""Runtime: resources, context, follow-up queues, schedules, stop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from polyjobs import (
+    Backoff,
+    InvalidArgumentError,
+    Job,
+    QueueSpec,
+    Runtime,
+    RuntimeContext,
+    ScheduleSpec,
+    open_backend,
+)
+
+
+async def test_resources_settings_and_follow_up_queues() -> None:
+    events: list[str] = []
+
+    @contextlib.asynccontextmanager
+    async def store(ctx: RuntimeContext) -> AsyncIterator[dict[str, Any]]:
+        events.append(f"open {ctx.settings['NAME']}")
+        yield {"rows": []}
+        events.append("close")
+
+    async def first(job: Job) -> str:
+        job.context["store"]["rows"].append(job.data)
+        await job.context.queue(FOLLOW.name).add("next", {"from": job.id})
+        return "ok"
+
+    async def never(job: Job) -> None:
+        raise AssertionError("the follow-up queue is not run by this runtime")
+
+    FIRST = QueueSpec("first", first)
+    FOLLOW = QueueSpec("follow", never, attempts=4, backoff=Backoff("fixed", 3.0))
+    async with open_backend("memory://") as backend:
+        runtime = Runtime(
+            [FIRST],
+            backend,
+            resources={"store": store},
+            settings={"NAME": "test"},
+            known_specs={FOLLOW.name: FOLLOW},
+        )
+        await runtime.queue("first").add("a", {"x": 1})
+        await runtime.start(burst=True)
+        await asyncio.wait_for(runtime.wait(), 10)
+        assert events == ["open test"]
+        await runtime.stop(1)
+        assert events == ["open test", "close"]
+        follow = await runtime.context.queue("follow").jobs("waiting")
+        assert len(follow) == 1 and follow[0].data == {"from": "1"}
+        assert follow[0].options.attempts == 4 and follow[0].options.backoff.delay == 3.0
+
+
+async def test_schedules_are_upserted_and_fire() -> None:
+    ran: list[str] = []
+
+    async def tick(job: Job) -> None:
+        ran.append(job.id)
+
+    spec = QueueSpec("ticks", tick, schedule=ScheduleSpec("t", every=0.2, name="tick"))
+    async with open_backend("memory://") as backend:
+        runtime = Runtime([spec], backend)
+        await runtime.start()
+        await asyncio.sleep(0.75)
+        await runtime.stop(1)
+        schedules = await runtime.queue("ticks").schedules()
+    assert [s.key for s in schedules] == ["t"]
+    assert 2 <= len(ran) <= 5 and all(job_id.startswith("sched:t:") for job_id in ran)
+    assert len(set(ran)) == len(ran)
+
+
+def test_a_queue_given_twice_is_refused() -> None:
+    async def noop(job: Job) -> None:
+        return None
+
+    with pytest.raises(InvalidArgumentError, match="given twice"):
+        Runtime([QueueSpec("q", noop), QueueSpec("q", noop)], backend=None)  # type: ignore[arg-type]
