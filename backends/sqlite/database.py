@@ -133,13 +133,7 @@ class Database:
                     f"cannot create the directory of SQLite file {path} ({exc.strerror}); "
                     "create it or choose a writable location"
                 ) from exc
-        side_files = _side_files(path)
-        existed = [f.exists() for f in side_files]
-        try:
-            self._conn = self._connect()
-        except BaseException:
-            _remove_empty_side_files(side_files, existed)
-            raise
+        self._conn = self._connect()
 
     def _connect(self) -> sqlite3.Connection:
         path = self.path
@@ -211,7 +205,18 @@ def _unopenable(path: Path, exc: sqlite3.Error) -> BackendUnavailableError:
 
 
 def _check_existing(path: Path) -> None:
-    """Refuse a file that is not ours, damaged or too new, without writing to it."""
+    """Refuse a file that is not ours, damaged or too new, without writing to it.
+
+    A refusal is confirmed by a second look: another process may have been creating the file
+    at that very moment (its first page half written)."""
+    try:
+        _check_once(path)
+    except BackendUnavailableError:
+        time.sleep(0.05)
+        _check_once(path)
+
+
+def _check_once(path: Path) -> None:
     if not path.is_file():
         raise BackendUnavailableError(f"SQLite path {path} is not a file; use a file path")
     size = path.stat().st_size
@@ -226,20 +231,21 @@ def _check_existing(path: Path) -> None:
     page_size = int.from_bytes(header[16:18], "big")
     page_size = 65536 if page_size == 1 else page_size
     pages = int.from_bytes(header[28:32], "big")
-    if header[24:28] == header[92:96] and pages * page_size > size:
+    # The size in the header is only trusted while no WAL exists: a checkpoint writes page 1
+    # before it grows the file; otherwise SQLite itself (quick_check below) decides.
+    at_rest = not Path(f"{path}-wal").exists()  # no process has it open, none crashed on it
+    if at_rest and header[24:28] == header[92:96] and pages * page_size > size:
         raise BackendUnavailableError(
             f"SQLite file {path} is truncated ({size} of {pages * page_size} bytes); {MOVE_ASIDE}"
         )
-    side_files = _side_files(path)
-    existed = [f.exists() for f in side_files]
-    try:
-        _check_contents(path, size)
-    finally:
-        _remove_empty_side_files(side_files, existed)
+    _check_contents(path, size, at_rest)
 
 
-def _check_contents(path: Path, size: int) -> None:
-    uri = f"file:{quote(str(path.absolute()))}?mode=ro"
+def _check_contents(path: Path, size: int, at_rest: bool) -> None:
+    # A file at rest is read as immutable: no lock, no -shm/-wal created next to it. Side files
+    # are never deleted here: they may belong to a process opening the file this very moment.
+    immutable = "&immutable=1" if at_rest else ""
+    uri = f"file:{quote(str(path.absolute()))}?mode=ro{immutable}"
     try:
         conn = sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT_MS / 1000)
     except sqlite3.Error as exc:
@@ -269,19 +275,6 @@ def _check_contents(path: Path, size: int) -> None:
         ) from exc
     finally:
         conn.close()
-
-
-def _side_files(path: Path) -> list[Path]:
-    return [Path(f"{path}{suffix}") for suffix in ("-wal", "-shm")]
-
-
-def _remove_empty_side_files(side_files: list[Path], existed: list[bool]) -> None:
-    """A failed open of a WAL file leaves an empty ``-wal`` and a ``-shm`` behind: ours."""
-    wal, shm = side_files
-    if not existed[0] and wal.exists() and wal.stat().st_size == 0:
-        wal.unlink(missing_ok=True)
-        if not existed[1]:
-            shm.unlink(missing_ok=True)
 
 
 def _check_identity(path: Path, version: int, app_id: int, tables: set[str]) -> None:

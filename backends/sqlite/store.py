@@ -17,7 +17,7 @@ import sqlite3
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import parse_qs
 
 from polyjobs.backend import (
     CAP_DURABLE,
@@ -41,21 +41,24 @@ SYNCHRONOUS = ("off", "normal", "full", "extra")
 
 
 def parse_url(url: str) -> tuple[Path, str]:
-    """The file path and the ``synchronous`` level of a ``sqlite://`` URL."""
-    parts = urlsplit(url)
-    if parts.scheme != "sqlite":
+    """The file path and the ``synchronous`` level of a ``sqlite://`` URL.
+
+    The path is taken literally (no percent-decoding; ``#`` is part of it), so a path from
+    the settings needs no quoting; only a final ``?synchronous=...`` is read as an option.
+    """
+    scheme, sep, rest = url.partition("://")
+    if scheme != "sqlite" or not sep:
         raise InvalidArgumentError(f"not a sqlite:// URL: {url!r}")
-    raw = unquote(parts.netloc + parts.path)
-    if parts.netloc:
-        path = raw  # sqlite://relative/path.db, a common slip: read it as relative
-    else:
-        path = raw[1:] if raw.startswith("/") else raw
+    path, _, query = rest.partition("?")
+    if path.startswith("/"):
+        path = path[1:]  # sqlite:///rel.db -> rel.db, sqlite:////abs.db -> /abs.db
+    # (sqlite://rel.db, a common slip, is read as a relative path too)
     if not path or path in (":memory:", "."):
         raise InvalidArgumentError(
             f"sqlite URL {url!r} names no file; use sqlite:///path/to.db (relative) or "
             "sqlite:////abs/path.db"
         )
-    options = parse_qs(parts.query)
+    options = parse_qs(query, keep_blank_values=True)
     unknown = set(options) - {"synchronous"}
     if unknown:
         raise InvalidArgumentError(f"unknown sqlite URL options: {', '.join(sorted(unknown))}")

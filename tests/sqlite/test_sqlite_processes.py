@@ -150,3 +150,28 @@ async def test_added_job_survives_a_killed_process(tmp_path: Path, children: Chi
         counts = await backend.counts(Q)
     assert job is not None and job.state == "waiting" and job.data == {"n": 1}
     assert counts["waiting"] == 1
+
+
+def test_processes_opening_a_new_file_at_once_all_succeed(
+    tmp_path: Path, children: Children
+) -> None:
+    url = f"sqlite:///{tmp_path}/new/first.db"
+    procs = [children.start("open", url) for _ in range(5)]
+    for proc in procs:
+        out, err = proc.communicate(timeout=60)
+        assert out.strip() == "OK", out + err[-2000:]
+
+
+def test_opening_while_another_process_writes_and_checkpoints(
+    tmp_path: Path, children: Children
+) -> None:
+    url = f"sqlite:///{tmp_path}/busy.db"
+    producer = children.start("produce", url, Q, "0", "20000", "500")
+    opened = 0
+    while producer.poll() is None and opened < 20:
+        out, err = children.start("open", url).communicate(timeout=60)
+        assert out.strip() == "OK", out + err[-2000:]
+        opened += 1
+    _, err = producer.communicate(timeout=60)
+    assert producer.returncode == 0, err[-2000:]
+    assert opened > 0
