@@ -47,10 +47,11 @@ class AddingContract(ContractBase):
         await queue.add("x", 1)
         await queue.add("x", 2, lifo=True)
         await queue.add("x", 3, priority=1)
+        await queue.add("x", 4, priority=1, lifo=True)  # first of its level, not of all
         listed = [j.id for j in await queue.jobs("waiting")]
         fetched = await backend.fetch(queue.name, "tok", 10, 5.0, 0)
         assert [r.id for r in fetched] == listed
-        assert [r.data for r in fetched] == [2, 1, 3, 0]
+        assert [r.data for r in fetched] == [2, 1, 4, 3, 0]
         assert all(r.state == "active" for r in fetched)
 
     async def test_delay_is_never_early(self, queue: Queue) -> None:
@@ -127,6 +128,32 @@ class AddingContract(ContractBase):
         custom = await queue.add("c", "c", job_id="custom")
         ids = [j.id for j in jobs]
         assert len(set(ids)) == 5 and custom.id == "custom"
+        assert (await queue.counts())["waiting"] == 6
+
+    async def test_numeric_ids_never_collide_with_custom_ids(self, queue: Queue) -> None:
+        await queue.add("custom", "one", job_id="1")
+        await queue.add("custom", "two", job_id="2")
+        auto = [await queue.add("auto", i) for i in range(3)]
+        assert all(j.state == "waiting" for j in auto)
+        assert {j.id for j in auto}.isdisjoint({"1", "2"}) and len({j.id for j in auto}) == 3
+        assert (await queue.require_job("1")).data == "one"
+        assert [(await queue.require_job(j.id)).data for j in auto] == [0, 1, 2]
+        assert (await queue.counts())["waiting"] == 5
+
+    async def test_unusual_ids_and_data_round_trip(self, queue: Queue) -> None:
+        data = {
+            "text": 'héllo ☃ 🎉 "quoted" \\ \n',
+            "big": 2**53 + 1,
+            "small": -(2**40),
+            "float": 0.1,
+            "nested": {"list": [True, False, None, [], {}]},
+        }
+        for job_id in ("a:b", "{braces}", "ü-1", "path/with?query#frag", "*", "x" * 256):
+            job = await queue.add("odd", data, job_id=job_id)
+            assert job.id == job_id
+            stored = await queue.require_job(job_id)
+            assert stored.data == data and stored.name == "odd"
+            assert (await queue.add("odd", None, job_id=job_id)).data == data
         assert (await queue.counts())["waiting"] == 6
 
     async def test_add_bulk(self, queue: Queue) -> None:

@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from polyjobs.backend import Backend, NewJob, ScheduleRecord
+from polyjobs.backend import CAP_SHARED, Backend, NewJob, ScheduleRecord
 from polyjobs.job import Job
 from polyjobs.queue import Queue
 from polyjobs.scheduling import slot_job_id
@@ -26,21 +26,33 @@ HOUR = 3600.0
 
 class SchedulesContract(ContractBase):
     async def _three_schedulers(self, queue: Queue, runs: Recorder, count: int) -> float:
-        """Run three workers (each with its scheduler) until ``count`` runs; return the time
-        they ran."""
+        """Run three workers (each with its scheduler; on separate connections when the
+        backend is ``shared``) until ``count`` runs; return the time they ran. Each job must
+        be made at or after its slot (never early) and soon after it."""
+        payloads: set[tuple[str, str]] = set()
+        lateness: list[float] = []
 
         async def proc(job: Job) -> None:
             payloads.add((job.name, json.dumps(job.data)))
+            slot = int(job.id.rsplit(":", 1)[1]) / 1000
+            assert job.id == slot_job_id(job.id.split(":")[1], slot)
+            lateness.append(job.timestamp - slot)
             runs.add(job.id)
 
-        payloads: set[tuple[str, str]] = set()
         began = time.monotonic()
         async with AsyncExitStack() as stack:
-            for _ in range(3):
-                worker = self.make_worker(queue, proc, schedule_refresh=0.05, block=0.1)
+            for i in range(3):
+                backend = queue.backend
+                if i and CAP_SHARED in backend.capabilities:
+                    backend = await stack.enter_async_context(self.open_other())
+                worker = self.make_worker(
+                    Queue(queue.name, backend), proc, schedule_refresh=0.05, block=0.1
+                )
                 await stack.enter_async_context(self.running(worker))
             await runs.wait_for(count)
         assert payloads == {("tick", '{"k": 1}')}, "scheduled jobs lost their name or data"
+        assert min(lateness) >= 0, f"a slot's job was made before the slot: {lateness}"
+        assert max(lateness) < 1.0, f"a slot's job was made far too late: {lateness}"
         return time.monotonic() - began
 
     async def test_every_gives_one_job_per_slot_with_three_schedulers(self, queue: Queue) -> None:

@@ -31,6 +31,7 @@ NOT_JSON: list[Callable[[], Any]] = [
     lambda: {"nested": {"set": frozenset()}},
     lambda: {("tuple", "key"): 1},
     _circular,
+    lambda: "x" * (600 * 1024),  # over the default payload limit of 512 KiB
 ]
 
 BAD_JOB_IDS: list[Any] = ["", "has space", "tab\there", "new\nline", "x" * 300, 1.5, ["id"]]

@@ -5,14 +5,34 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from typing import Any
+from collections import Counter
+from typing import Any, cast
 
-from polyjobs.backend import Backend, Finish
+from polyjobs.backend import Backend, Finish, WorkerInfo
 from polyjobs.job import Job
 from polyjobs.queue import Queue
-from polyjobs.testing.support import ContractBase, Recorder, wait_until
+from polyjobs.testing.support import ContractBase, Recorder, noop, wait_until
 
 DEAD = "dead-token"  # the token of a worker that fetched a job and died
+
+
+class _CountingBackend:
+    """Wraps a backend and counts the calls made to it."""
+
+    def __init__(self, inner: Backend, calls: Counter[str]) -> None:
+        self._inner = inner
+        self._calls = calls
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._inner, name)
+        if not callable(attr):
+            return attr
+
+        def counted(*args: Any, **kwargs: Any) -> Any:
+            self._calls[name] += 1
+            return attr(*args, **kwargs)
+
+        return counted
 
 
 class WorkersContract(ContractBase):
@@ -147,6 +167,18 @@ class WorkersContract(ContractBase):
         back = await queue.require_job(job.id)
         assert (back.state, back.returnvalue) == ("waiting", None)
 
+    async def test_idle_worker_neither_polls_nor_delays_close(self, queue: Queue) -> None:
+        calls: Counter[str] = Counter()
+        backend = _CountingBackend(queue.backend, calls)
+        worker = self.make_worker(Queue(queue.name, cast(Backend, backend)), noop, block=30)
+        task = asyncio.create_task(worker.run())
+        await asyncio.sleep(0.6)
+        assert calls["fetch"] <= 2, f"an idle worker fetched {calls['fetch']} times in 0.6s"
+        began = time.monotonic()
+        await asyncio.wait_for(worker.close(grace=5), 8)
+        await asyncio.wait_for(task, 5)
+        assert time.monotonic() - began < 2.0, "close waited for a blocked fetch"
+
     async def test_release_hands_back_without_counting_an_attempt(
         self, queue: Queue, backend: Backend
     ) -> None:
@@ -277,6 +309,18 @@ class WorkersContract(ContractBase):
         assert [r.id for r in result.jobs] == [second.id, third.id]
         assert all(r.state == "active" for r in result.jobs)
         assert (await queue.counts())["active"] == 2
+
+    async def test_registry_drops_a_worker_without_heartbeats(
+        self, queue: Queue, backend: Backend
+    ) -> None:
+        info = WorkerInfo("gone-1", queue.name, "host", 1, 2, started=time.time())
+        await backend.heartbeat(info, ttl=0.3)
+        assert [w.id for w in await queue.workers()] == ["gone-1"]
+        await asyncio.sleep(0.4)
+        assert await queue.workers() == []
+        await backend.heartbeat(info, ttl=5)
+        await backend.unregister(queue.name, "gone-1")
+        assert await queue.workers() == []
 
     async def test_worker_registry(self, queue: Queue) -> None:
         worker = self.make_worker(queue, lambda j: None, concurrency=3, heartbeat_interval=0.1)
