@@ -9,9 +9,9 @@ if state == 'completed' or state == 'failed' then
   local set = state == 'completed' and K_completed or K_failed
   local ids
   if limit > 0 then
-    ids = redis.call('ZRANGEBYSCORE', set, '-inf', cutoff, 'LIMIT', 0, limit)
+    ids = redis.call('ZRANGEBYSCORE', set, '-inf', us(cutoff), 'LIMIT', 0, limit)
   else
-    ids = redis.call('ZRANGEBYSCORE', set, '-inf', cutoff)
+    ids = redis.call('ZRANGEBYSCORE', set, '-inf', us(cutoff))
   end
   for _, id in ipairs(ids) do
     redis.call('DEL', jk(id), lk(id))

@@ -5,7 +5,7 @@ for i = 4, #ARGV do
   local id = ARGV[i]
   local cur = redis.call('HMGET', jk(id), 'st', 'tk')
   if cur[1] == 'active' and cur[2] == token then
-    redis.call('ZADD', K_active, 'XX', until_, id)
+    redis.call('ZADD', K_active, 'XX', us(until_), id)
     redis.call('HSET', jk(id), 'lu', until_)
   else
     lost[#lost + 1] = id

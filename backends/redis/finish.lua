@@ -45,7 +45,7 @@ for i = 0, tonumber(ARGV[8 + m]) - 1 do
       if count == '0' then
         redis.call('DEL', key, lk(id))
       else
-        redis.call('ZADD', set, fon, id)
+        redis.call('ZADD', set, us(fon), id)
         if count ~= '' or cutoff ~= '' then
           -- one trim per (set, count) after the batch, with the latest age cutoff
           local tk = set .. '|' .. count

@@ -1,7 +1,7 @@
 -- ARGV: jp, now, max_stalls, reason, default failed-retention count
 -- Returns {id, failed (0/1), ...} for each job whose lease expired.
 local now, max_stalls = ARGV[2], tonumber(ARGV[3])
-local expired = redis.call('ZRANGEBYSCORE', K_active, '-inf', now, 'LIMIT', 0, 1000)
+local expired = redis.call('ZRANGEBYSCORE', K_active, '-inf', us(now), 'LIMIT', 0, 1000)
 local out = {}
 for _, id in ipairs(expired) do
   local key = jk(id)
@@ -9,7 +9,7 @@ for _, id in ipairs(expired) do
   local stalls = redis.call('HINCRBY', key, 'sc', 1)
   if stalls > max_stalls then
     redis.call('HSET', key, 'st', 'failed', 'fr', ARGV[4], 'fo', now, 'tk', '', 'lu', '')
-    redis.call('ZADD', K_failed, now, id)
+    redis.call('ZADD', K_failed, us(now), id)
     local count, cutoff = tonumber(ARGV[5]), false
     local ok, opts = pcall(cjson.decode, redis.call('HGET', key, 'o') or '{}')
     local keep = ok and type(opts) == 'table' and opts['remove_on_fail']
