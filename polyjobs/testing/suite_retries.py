@@ -58,11 +58,11 @@ class RetriesContract(ContractBase):
 
     async def test_exponential_backoff(self, queue: Queue) -> None:
         proc = _Flaky(failures=3)
-        await queue.add("b", None, attempts=4, backoff={"type": "exponential", "delay": 0.15})
+        await queue.add("b", None, attempts=4, backoff={"type": "exponential", "delay": 0.1})
         await self.burst(queue, proc)
         gaps = proc.gaps()
         assert len(gaps) == 3
-        for gap, expected in zip(gaps, (0.15, 0.3, 0.6), strict=True):
+        for gap, expected in zip(gaps, (0.1, 0.2, 0.4), strict=True):
             assert gap >= expected, f"retried after {gap:.3f}s, before its backoff {expected}s"
             assert gap < expected + 1.5
 
@@ -141,7 +141,7 @@ class RetriesContract(ContractBase):
     async def test_timeout_of_a_sync_processor(self, queue: Queue) -> None:
         def slow_sync(job: Job) -> str:
             if job.name == "slow":
-                time.sleep(1.0)
+                time.sleep(0.5)
             return "done"
 
         slow = await queue.add("slow", None, timeout=0.2)

@@ -150,7 +150,7 @@ class WorkersContract(ContractBase):
 
         def stuck(job: Job) -> str:
             started.add(job.id)
-            time.sleep(0.6)
+            time.sleep(0.4)
             return "too late"
 
         job = await queue.add("x", None)
@@ -163,7 +163,7 @@ class WorkersContract(ContractBase):
         assert time.monotonic() - began < 3.0
         back = await queue.require_job(job.id)
         assert (back.state, back.attempts_made) == ("waiting", 0)
-        await asyncio.sleep(0.7)  # the abandoned thread ends: its result must not land
+        await asyncio.sleep(0.5)  # the abandoned thread ends: its result must not land
         back = await queue.require_job(job.id)
         assert (back.state, back.returnvalue) == ("waiting", None)
 
@@ -264,7 +264,7 @@ class WorkersContract(ContractBase):
 
         async def slow(job: Job) -> str:
             runs.add(job.id)
-            await asyncio.sleep(1.0)
+            await asyncio.sleep(0.8)
             return "ok"
 
         job = await queue.add("x", None)
