@@ -1,0 +1,70 @@
+"""The SQLite schema's versioning, and behaviour while another connection holds the write lock."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+from pathlib import Path
+
+from polyjobs import Queue, open_backend
+from polyjobs.backends.sqlite.schema import APPLICATION_ID, MIGRATIONS, SCHEMA_VERSION
+
+
+def test_migrations_are_contiguous() -> None:
+    assert sorted(MIGRATIONS) == list(range(1, SCHEMA_VERSION + 1))
+
+
+def _pragmas(path: Path) -> tuple[int, int, set[str]]:
+    conn = sqlite3.connect(path)
+    try:
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        app_id = conn.execute("PRAGMA application_id").fetchone()[0]
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    finally:
+        conn.close()
+    return version, app_id, tables
+
+
+async def test_new_file_gets_the_schema_and_reopening_keeps_data(tmp_path: Path) -> None:
+    path = tmp_path / "jobs.db"
+    async with open_backend(f"sqlite:///{path}") as backend:
+        await Queue("q", backend).add("x", job_id="a")
+    first = _pragmas(path)
+    assert first[:2] == (SCHEMA_VERSION, APPLICATION_ID)
+    async with open_backend(f"sqlite:///{path}") as backend:
+        job = await backend.get_job("q", "a")
+        assert job is not None and job.state == "waiting"
+    assert _pragmas(path) == first
+
+
+async def test_a_held_write_lock_is_waited_for_without_blocking_the_loop(tmp_path: Path) -> None:
+    path = tmp_path / "jobs.db"
+    async with open_backend(f"sqlite:///{path}") as backend:
+        locked, release = threading.Event(), threading.Event()
+
+        def hold_lock() -> None:
+            conn = sqlite3.connect(path, isolation_level=None)
+            conn.execute("BEGIN IMMEDIATE")
+            locked.set()
+            release.wait(10)
+            conn.execute("ROLLBACK")
+            conn.close()
+
+        holder = threading.Thread(target=hold_lock)
+        holder.start()
+        try:
+            assert await asyncio.to_thread(locked.wait, 10)
+            add = asyncio.create_task(Queue("q", backend).add("x", job_id="late"))
+            ticks = 0
+            for _ in range(30):  # the loop keeps running while the add waits for the lock
+                await asyncio.sleep(0.01)
+                ticks += 1
+            assert not add.done()
+            release.set()
+            job = await asyncio.wait_for(add, 10)
+            assert job.id == "late" and ticks == 30
+        finally:
+            release.set()
+            holder.join(10)
+        assert (await backend.counts("q"))["waiting"] == 1
