@@ -119,12 +119,10 @@ local function retain(set, count, cutoff)
   if count then
     local n = redis.call('ZCARD', set)
     if n > count then
-      local stop = math.min(n - count, 1000) - 1
-      local old = redis.call('ZRANGE', set, 0, stop)
-      for _, id in ipairs(old) do
-        redis.call('DEL', jk(id), lk(id))
+      local old = redis.call('ZPOPMIN', set, math.min(n - count, 1000))
+      for i = 1, #old, 2 do
+        redis.call('DEL', jk(old[i]), lk(old[i]))
       end
-      redis.call('ZREMRANGEBYRANK', set, 0, stop)
     end
   end
 end
@@ -176,10 +174,15 @@ local function take(token, limit, now, lease_until, rid)
     vals[F['as']] = tostring(started)
     emit(out, id, vals)
   end
-  if #popped > 0 and redis.call('ZCARD', K_wait) > 0 then
-    wake() -- more is ready: let the next blocked worker take it
-  end
   return out
+end
+
+-- After a blocked fetch was woken and took jobs: if more are ready, pass the wake-up on to the
+-- next blocked worker (each add wakes one; finish-and-fetch calls never need to).
+local function pass_wake_on(taken)
+  if taken > 0 and redis.call('ZCARD', K_wait) > 0 then
+    wake()
+  end
 end
 
 -- Hand back to the front of waiting the jobs that requests rids[first..last] of token took

@@ -4,6 +4,7 @@
 local token = ARGV[2]
 recover(token, 7, #ARGV)
 local out = take(token, tonumber(ARGV[3]), ARGV[4], ARGV[5], ARGV[6])
+pass_wake_on(#out)
 flush_wake()
 local due = false
 if #out == 0 then

@@ -205,6 +205,20 @@ async def test_blocked_fetch_wakes_on_add(backend: RedisBackend) -> None:
     assert time.monotonic() - started < 0.5
 
 
+async def test_one_bulk_add_wakes_every_blocked_worker_it_has_jobs_for(
+    backend: RedisBackend,
+) -> None:
+    fetches = [
+        asyncio.create_task(backend.fetch("cascade", f"w{i}", 1, 10.0, 5.0)) for i in range(3)
+    ]
+    await asyncio.sleep(0.1)
+    started = time.monotonic()
+    await backend.add("cascade", [new(f"j{i}") for i in range(3)])
+    taken = await asyncio.wait_for(asyncio.gather(*fetches), 3)
+    assert sorted(j.id for jobs in taken for j in jobs) == ["j0", "j1", "j2"]
+    assert time.monotonic() - started < 1.0
+
+
 async def test_blocked_fetch_wakes_when_a_delayed_job_falls_due(backend: RedisBackend) -> None:
     fetch = asyncio.create_task(backend.fetch("due", "w", 1, 10.0, 5.0))
     await asyncio.sleep(0.05)
