@@ -12,7 +12,7 @@ from polyjobs.options import seconds
 from polyjobs.queue import Queue, check_state
 
 queue_app = typer.Typer(
-    help="Pause, resume, drain, clean or obliterate a queue.", no_args_is_help=True
+    help="Pause, resume, drain, clean, limit or obliterate a queue.", no_args_is_help=True
 )
 QueueArg = Annotated[str, typer.Argument(help="Queue (full or short name).")]
 YesOption = Annotated[bool, typer.Option("--yes", "-y", help="Don't ask for confirmation.")]
@@ -50,6 +50,11 @@ async def _do(q: Queue, action: str, **kwargs: object) -> str:
         grace = seconds(str(kwargs["grace"]), "--grace")
         removed = await q.clean(state, grace, int(str(kwargs["limit"])))
         return f"cleaned {q.name}: removed {len(removed)} {state} job(s)"
+    if action == "limit":
+        spec = str(kwargs["spec"])
+        await q.set_rate_limit(None if spec.lower() in ("off", "none") else spec)
+        limit = await q.rate_limit()
+        return f"rate limit of {q.name}: {limit or 'none'}"
     await q.obliterate()
     return f"obliterated {q.name}"
 
@@ -92,6 +97,17 @@ def clean(
     """Remove jobs in one state older than --grace."""
     _confirm(yes, f"Remove {state} jobs of {queue} older than {grace}?")
     _act(queue, backend, "clean", state=state, grace=grace, limit=limit)
+
+
+@queue_app.command()
+def limit(
+    queue: QueueArg,
+    spec: Annotated[str, typer.Argument(help="MAX/DURATION such as 5/2s or 30/1m, or off.")],
+    backend: BackendOption = None,
+) -> None:
+    """Limit job starts of a queue across every worker (until the next `polyjobs start`
+    applies the configured limit)."""
+    _act(queue, backend, "limit", spec=spec)
 
 
 @queue_app.command()

@@ -26,6 +26,7 @@ from polyjobs.errors import (
     JobTimeoutError,
     PluginError,
     PolyjobsError,
+    RateLimitError,
     RetryAfter,
     UnknownBackendError,
     UnrecoverableError,
@@ -33,7 +34,7 @@ from polyjobs.errors import (
 )
 from polyjobs.hookspecs import hookimpl
 from polyjobs.job import Job
-from polyjobs.options import Backoff, JobOptions, Keep
+from polyjobs.options import Backoff, JobOptions, Keep, RateLimit
 from polyjobs.plugins import PluginHost, open_backend
 from polyjobs.queue import Queue
 from polyjobs.runtime import QueueSpec, Retention, Runtime, RuntimeContext, ScheduleSpec
@@ -63,6 +64,8 @@ __all__ = [
     "PolyjobsError",
     "Queue",
     "QueueSpec",
+    "RateLimit",
+    "RateLimitError",
     "Retention",
     "RetryAfter",
     "Runtime",

@@ -19,7 +19,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
 
-from polyjobs.options import Keep
+from polyjobs.errors import ConfigError
+from polyjobs.options import Keep, RateLimit
+from polyjobs.redact import redact_url
 
 JobState = Literal["waiting", "delayed", "active", "completed", "failed"]
 STATES: tuple[JobState, ...] = ("waiting", "active", "delayed", "completed", "failed")
@@ -28,6 +30,7 @@ FinishStatus = Literal["completed", "failed", "retry"]
 #: Capability names a backend may declare.
 CAP_SHARED = "shared"  # several processes (or machines) can share one backend
 CAP_DURABLE = "durable"  # jobs survive a restart of every process
+CAP_RATE_LIMIT = "rate-limit"  # set_rate_limit / get_rate_limit / hold, enforced in fetch
 
 
 @dataclass(slots=True)
@@ -264,3 +267,28 @@ class Backend(Protocol):
     async def unregister(self, queue: str, worker_id: str) -> None: ...
 
     async def list_workers(self, queue: str) -> list[WorkerInfo]: ...
+
+
+@runtime_checkable
+class RateLimitBackend(Protocol):
+    """What a backend that declares :data:`CAP_RATE_LIMIT` adds to :class:`Backend`."""
+
+    async def set_rate_limit(self, queue: str, limit: RateLimit | None) -> None:
+        """Limit the queue to ``limit.max`` job starts in any window of ``limit.duration``
+        seconds, counted across every worker and process (None: no limit). Enforced
+        atomically by ``fetch`` and by the fetch part of ``finish``: a fetch takes no more jobs
+        than the window allows and, when blocking, waits until the window lets one start.
+        Jobs held back are simply not fetched (no attempt is counted)."""
+
+    async def get_rate_limit(self, queue: str) -> RateLimit | None: ...
+
+    async def hold(self, queue: str, until: float) -> None:
+        """Start no job of ``queue`` before ``until`` (a processor's push-back, e.g. an HTTP
+        429 for the whole queue); a later hold extends, an earlier one changes nothing."""
+
+
+def rate_limiter(backend: Backend) -> RateLimitBackend:
+    """The backend's rate-limit interface, or ``ConfigError`` naming the backend."""
+    if CAP_RATE_LIMIT not in backend.capabilities or not isinstance(backend, RateLimitBackend):
+        raise ConfigError(f"the backend {redact_url(backend.url)} does not support rate limits")
+    return backend

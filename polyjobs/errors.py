@@ -17,6 +17,7 @@ secret (URLs are redacted before they reach a message)::
     └── ProcessorSignal           raised *by processors* to steer the worker
         ├── UnrecoverableError    fail now, no further attempts
         ├── RetryAfter            retry after the given delay (e.g. an HTTP 429 ``retry_after``)
+        ├── RateLimitError        hold the whole queue for a while; this job waits, no attempt
         └── JobTimeoutError       the job ran past its timeout (raised by the worker)
 """
 
@@ -89,6 +90,22 @@ class RetryAfter(ProcessorSignal):
         if secs < 0:
             raise InvalidArgumentError(f"RetryAfter needs a delay >= 0, got {secs}")
         super().__init__(reason or f"retry requested after {secs:g}s")
+        self.seconds = secs
+
+
+class RateLimitError(ProcessorSignal):
+    """Raise from a processor when the remote side rate-limits the whole queue (e.g. a Discord
+    429 with ``global: true``): no job of the queue starts for ``seconds``, on any worker,
+    and this job goes back to waiting without counting an attempt.
+
+    Needs a backend with the ``rate-limit`` capability; elsewhere it acts like ``RetryAfter``.
+    """
+
+    def __init__(self, seconds: float | timedelta, reason: str = "") -> None:
+        secs = seconds.total_seconds() if isinstance(seconds, timedelta) else float(seconds)
+        if secs < 0:
+            raise InvalidArgumentError(f"RateLimitError needs a delay >= 0, got {secs}")
+        super().__init__(reason or f"queue rate-limited for {secs:g}s")
         self.seconds = secs
 
 

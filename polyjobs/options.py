@@ -175,6 +175,45 @@ class Keep:
         return cls(value.get("count"), value.get("age"))
 
 
+@dataclass(frozen=True, slots=True)
+class RateLimit:
+    """At most ``max`` job starts in any window of ``duration`` seconds, across every worker
+    sharing the backend. Parse ``"5/2s"`` with :meth:`parse`."""
+
+    max: int
+    duration: float
+
+    def __post_init__(self) -> None:
+        if isinstance(self.max, bool) or not isinstance(self.max, int) or self.max < 1:
+            raise InvalidArgumentError(f"rate limit max must be an integer >= 1, got {self.max!r}")
+        if not self.duration > 0 or math.isinf(self.duration):
+            raise InvalidArgumentError(f"rate limit duration must be > 0 s, got {self.duration}")
+
+    def __str__(self) -> str:
+        return f"{self.max}/{self.duration:g}s"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"max": self.max, "duration": self.duration}
+
+    @classmethod
+    def parse(cls, value: Any) -> RateLimit:
+        """Accept a ``RateLimit``, ``"5/2s"`` (also ``"30/1m"``, ``"10/500ms"``) or
+        ``{"max": 5, "duration": 2}``."""
+        if isinstance(value, RateLimit):
+            return value
+        if isinstance(value, Mapping):
+            count = value.get("max")
+            if not isinstance(count, int):
+                raise InvalidArgumentError(f"rate limit max must be an integer, got {count!r}")
+            return cls(count, seconds(value.get("duration"), "rate limit duration"))
+        if isinstance(value, str) and "/" in value:
+            count, _, per = value.partition("/")
+            if not count.strip().isdigit():
+                raise InvalidArgumentError(f"rate limit {value!r} must look like 5/2s")
+            return cls(int(count), seconds(per, "rate limit duration"))
+        raise InvalidArgumentError(f"rate limit {value!r} must look like 5/2s")
+
+
 KEEP_COMPLETED = Keep(count=100)
 KEEP_FAILED = Keep(count=1000)
 

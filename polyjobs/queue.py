@@ -7,10 +7,17 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from polyjobs import codec
-from polyjobs.backend import STATES, JobRecord, NewJob, ScheduleRecord
+from polyjobs.backend import (
+    CAP_RATE_LIMIT,
+    STATES,
+    JobRecord,
+    NewJob,
+    ScheduleRecord,
+    rate_limiter,
+)
 from polyjobs.errors import InvalidArgumentError, JobNotFoundError
 from polyjobs.job import Job
-from polyjobs.options import Duration, JobOptions, check_job_id, seconds
+from polyjobs.options import Duration, JobOptions, RateLimit, check_job_id, seconds
 from polyjobs.scheduling import MISSED_POLICIES, Cadence
 
 if TYPE_CHECKING:
@@ -198,6 +205,19 @@ class Queue:
     async def obliterate(self) -> None:
         """Remove the queue and everything in it."""
         await self.backend.obliterate(self.name)
+
+    # -- rate limit ------------------------------------------------------------------------
+    async def set_rate_limit(self, limit: RateLimit | str | None) -> None:
+        """Allow at most ``max`` job starts per ``duration`` (e.g. ``"5/2s"``) across every
+        worker sharing the backend; None removes the limit."""
+        parsed = None if limit is None else RateLimit.parse(limit)
+        await rate_limiter(self.backend).set_rate_limit(self.name, parsed)
+
+    async def rate_limit(self) -> RateLimit | None:
+        """The queue's rate limit, or None (also on backends without rate limits)."""
+        if CAP_RATE_LIMIT not in self.backend.capabilities:
+            return None
+        return await rate_limiter(self.backend).get_rate_limit(self.name)
 
     # -- schedules -------------------------------------------------------------------------
     async def upsert_schedule(

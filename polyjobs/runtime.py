@@ -22,7 +22,15 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from polyjobs.errors import InvalidArgumentError
-from polyjobs.options import KEEP_COMPLETED, KEEP_FAILED, Backoff, JobOptions, Keep, seconds
+from polyjobs.options import (
+    KEEP_COMPLETED,
+    KEEP_FAILED,
+    Backoff,
+    JobOptions,
+    Keep,
+    RateLimit,
+    seconds,
+)
 from polyjobs.queue import Queue, check_queue_name
 from polyjobs.worker import Processor, Worker, WorkerOptions
 
@@ -61,6 +69,7 @@ class QueueSpec:
 
     ``validate(data)`` (optional) raises ``InvalidArgumentError`` for job data the processor
     cannot use, so that bad input is refused when it is added, not when it runs.
+    ``rate_limit`` is applied to the queue when a Runtime starts (across every worker).
     """
 
     name: str
@@ -74,6 +83,7 @@ class QueueSpec:
     short_name: str | None = None
     description: str = ""
     validate: Callable[[Any], None] | None = None
+    rate_limit: RateLimit | None = None
 
     def __post_init__(self) -> None:
         check_queue_name(self.name)
@@ -186,6 +196,9 @@ class Runtime:
             )
         if self.schedule:
             await self.upsert_schedules()
+        for name, spec in self.specs.items():
+            if spec.rate_limit is not None:
+                await self.queues[name].set_rate_limit(spec.rate_limit)
         for name, spec in self.specs.items():
             options = replace(
                 self.worker_options,

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from polyjobs.errors import ConfigError, InvalidArgumentError
-from polyjobs.options import seconds
+from polyjobs.options import RateLimit, seconds
 from polyjobs.runtime import QueueSpec, ScheduleSpec
 
 DEFAULT_HOME = ".polyjobs"
@@ -35,7 +35,7 @@ DEFAULT_GRACE = 30.0
 #: Environment variables passed through to processors (``context.settings``) by prefix/name.
 PASSTHROUGH_PREFIXES = ("POLYJOBS_", "BULLMQ_")
 PASSTHROUGH_NAMES = ("MONGODB_URI", "DISCORD_WEBHOOK_URL", "REDIS_URL")
-QUEUE_FIELDS = ("concurrency", "timeout", "attempts", "every")
+QUEUE_FIELDS = ("concurrency", "timeout", "attempts", "every", "limit")
 #: The reference design's variable names, honoured next to ``POLYJOBS_<QUEUE>_<FIELD>``.
 REFERENCE_QUEUE_VARS = {
     "BULLMQ_ANALYSIS_CONCURRENCY": ("analysis", "concurrency", 1.0),
@@ -193,7 +193,8 @@ def _number(text: Any, what: str) -> float:
 
 
 def apply_queue_overrides(specs: Iterable[QueueSpec], settings: Settings) -> list[QueueSpec]:
-    """Apply per-queue overrides (``concurrency``, ``timeout``, ``attempts``, ``every``).
+    """Apply per-queue overrides (``concurrency``, ``timeout``, ``attempts``, ``every``,
+    ``limit`` such as ``5/2s`` or ``off``).
 
     Precedence per field: flag > ``POLYJOBS_<QUEUE>_<FIELD>`` (queue short name, upper case,
     ``-`` as ``_``) > the reference's ``BULLMQ_*`` names > ``[queues.<name>]`` > the spec.
@@ -233,6 +234,13 @@ def _with_overrides(spec: QueueSpec, changes: Mapping[str, Any]) -> QueueSpec:
         fields_["attempts"] = _integer(changes["attempts"], f"{what} attempts")
     if "timeout" in changes:
         fields_["timeout"] = seconds(changes["timeout"], f"{what} timeout") or None
+    if "limit" in changes:
+        value = changes["limit"]
+        off = value is None or str(value).lower() in ("", "off", "none")
+        try:
+            fields_["rate_limit"] = None if off else RateLimit.parse(value)
+        except InvalidArgumentError as exc:
+            raise ConfigError(f"{what} limit: {exc}") from None
     if "every" in changes:
         if spec.schedule is None or spec.schedule.every is None:
             raise ConfigError(f"{what} has no 'every' schedule to change")

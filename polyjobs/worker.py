@@ -22,10 +22,11 @@ from dataclasses import dataclass, fields, replace
 from typing import TYPE_CHECKING, Any
 
 from polyjobs import codec
-from polyjobs.backend import Finish, JobRecord, WorkerInfo
+from polyjobs.backend import CAP_RATE_LIMIT, Finish, JobRecord, WorkerInfo, rate_limiter
 from polyjobs.errors import (
     InvalidArgumentError,
     JobTimeoutError,
+    RateLimitError,
     RetryAfter,
     UnrecoverableError,
 )
@@ -363,6 +364,8 @@ class Worker:
             self._tasks.pop(job.id, None)
             self._slot_freed.set()
             raise
+        except RateLimitError as exc:
+            fin, outcome = await self._rate_limited(job, opts, exc), exc
         except Exception as exc:
             fin, outcome = self._failure(job, opts, exc), exc
         self._tasks.pop(job.id, None)
@@ -401,6 +404,17 @@ class Worker:
             )
         delay = exc.seconds if isinstance(exc, RetryAfter) else opts.backoff.delay_for(attempts)
         return Finish(job.id, "retry", attempts, now, None, reason, stack, retry_at=now + delay)
+
+    async def _rate_limited(self, job: Job, opts: JobOptions, exc: RateLimitError) -> Finish:
+        """Hold the whole queue, then put this job back without counting an attempt."""
+        if CAP_RATE_LIMIT not in self.backend.capabilities:
+            return self._failure(job, opts, RetryAfter(exc.seconds, str(exc)))
+        now = time.time()
+        try:
+            await rate_limiter(self.backend).hold(self.queue, now + exc.seconds)
+        except Exception as hold_error:
+            self._error(hold_error, "rate-limit hold failed")
+        return Finish(job.id, "retry", job.attempts_made, now, None, str(exc), None, retry_at=now)
 
     def _on_progress(self, job: Job, progress: Any) -> None:
         self._emit("progress", job, progress)

@@ -11,11 +11,12 @@ import asyncio
 import heapq
 import json
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
 from polyjobs.backend import (
+    CAP_RATE_LIMIT,
     AddResult,
     Finish,
     FinishResult,
@@ -26,7 +27,7 @@ from polyjobs.backend import (
     Stalled,
     WorkerInfo,
 )
-from polyjobs.options import KEEP_FAILED, Keep
+from polyjobs.options import KEEP_FAILED, Keep, RateLimit
 
 STALLED_REASON = "job stalled more than allowable limit"
 
@@ -45,6 +46,9 @@ class _Queue:
     schedules: dict[str, ScheduleRecord] = field(default_factory=dict)
     workers: dict[str, tuple[WorkerInfo, float]] = field(default_factory=dict)
     paused: bool = False
+    limit: RateLimit | None = None
+    starts: deque[float] = field(default_factory=deque)  # recent starts, for the limit
+    hold_until: float = 0.0
     next_id: int = 0
     seq: int = 0
     wake: asyncio.Event | None = None
@@ -53,7 +57,7 @@ class _Queue:
 class MemoryBackend:
     """Jobs kept in this process only: for tests, examples and single-process runs."""
 
-    capabilities: frozenset[str] = frozenset()
+    capabilities: frozenset[str] = frozenset({CAP_RATE_LIMIT})
 
     def __init__(self, url: str = "memory://") -> None:
         self.url = url
@@ -120,9 +124,31 @@ class MemoryBackend:
             heapq.heappop(q.delayed)
         return q.delayed[0][0] if q.delayed else None
 
+    def _allowance(self, q: _Queue, now: float) -> int | None:
+        """How many jobs may start now under the hold and the rate limit (None: no limit)."""
+        if q.hold_until > now:
+            return 0
+        if q.limit is None:
+            return None
+        while q.starts and q.starts[0] <= now - q.limit.duration:
+            q.starts.popleft()
+        return max(q.limit.max - len(q.starts), 0)
+
+    def _limiter_frees_at(self, q: _Queue, now: float) -> float | None:
+        """When a held-back fetch could next start a job, if the limiter holds it back."""
+        if self._allowance(q, now) != 0 or not q.waiting_seq:
+            return None
+        if q.hold_until > now:
+            return q.hold_until
+        assert q.limit is not None
+        return q.starts[0] + q.limit.duration
+
     def _take(self, q: _Queue, token: str, limit: int, lease: float) -> list[JobRecord]:
         now = time.time()
         self._promote_due(q, now)
+        allowance = self._allowance(q, now)
+        if allowance is not None:
+            limit = min(limit, allowance)
         taken: list[JobRecord] = []
         while not q.paused and len(taken) < limit and q.waiting:
             _, seq, job_id = heapq.heappop(q.waiting)
@@ -137,6 +163,8 @@ class MemoryBackend:
             job.attempts_started += 1
             q.active[job_id] = None
             taken.append(replace(job))
+            if q.limit is not None:
+                q.starts.append(now)
         return taken
 
     def _notify(self, q: _Queue) -> None:
@@ -238,9 +266,10 @@ class MemoryBackend:
         deadline = time.monotonic() + block
         while True:
             timeout = deadline - time.monotonic()
-            due = None if q.paused else self._next_due(q)
-            if due is not None:
-                timeout = min(timeout, due - time.time())
+            now = time.time()
+            for due in (self._next_due(q), self._limiter_frees_at(q, now)):
+                if due is not None and not q.paused:
+                    timeout = min(timeout, due - now)
             if timeout > 0:
                 if q.wake is None:
                     q.wake = asyncio.Event()
@@ -450,6 +479,19 @@ class MemoryBackend:
         q = self._queues.pop(queue, None)
         if q is not None:
             self._notify(q)
+
+    # -- rate limits -----------------------------------------------------------------------
+    async def set_rate_limit(self, queue: str, limit: RateLimit | None) -> None:
+        q = self._q(queue)
+        q.limit = limit
+        self._notify(q)
+
+    async def get_rate_limit(self, queue: str) -> RateLimit | None:
+        return self._q(queue).limit
+
+    async def hold(self, queue: str, until: float) -> None:
+        q = self._q(queue)
+        q.hold_until = max(q.hold_until, until)
 
     # -- schedules -------------------------------------------------------------------------
     async def save_schedule(self, queue: str, schedule: ScheduleRecord) -> ScheduleRecord:

@@ -231,3 +231,13 @@ def test_config_never_shows_a_redis_password(monkeypatch: Any, tmp_path: Any) ->
 def test_stop_without_a_running_instance(cli_env: dict[str, str]) -> None:
     result = cli("stop")
     assert result.exit_code == 1 and "no polyjobs instance is running" in result.stderr
+
+
+def test_queue_limit_sets_and_clears_a_rate_limit(cli_env: dict[str, str]) -> None:
+    result = cli("queue", "limit", "echo", "5/2s", "--backend", "memory://")
+    assert result.exit_code == 0, result.output
+    assert "rate limit of test-echo: 5/2s" in result.stdout
+    off = cli("queue", "limit", "echo", "off", "--backend", "memory://")
+    assert "rate limit of test-echo: none" in off.stdout
+    bad = cli("queue", "limit", "echo", "fast", "--backend", "memory://")
+    assert bad.exit_code == 1 and "must look like 5/2s" in bad.stderr

@@ -110,3 +110,15 @@ def test_job_ids_accept_odd_but_printable_characters() -> None:
     assert check_job_id(42) == "42"
     with pytest.raises(InvalidArgumentError):
         check_job_id("tab\there")
+
+
+def test_rate_limit_parsing() -> None:
+    from polyjobs import RateLimit
+
+    assert RateLimit.parse("5/2s") == RateLimit(5, 2.0)
+    assert RateLimit.parse("30/1m") == RateLimit(30, 60.0)
+    assert RateLimit.parse({"max": 10, "duration": "500ms"}) == RateLimit(10, 0.5)
+    assert str(RateLimit(5, 2.0)) == "5/2s"
+    for bad in ("5", "x/2s", "0/1s", "5/0s", {"max": "5", "duration": 1}):
+        with pytest.raises(InvalidArgumentError):
+            RateLimit.parse(bad)

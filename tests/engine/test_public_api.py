@@ -26,6 +26,8 @@ PINNED = {
     "PolyjobsError",
     "Queue",
     "QueueSpec",
+    "RateLimit",
+    "RateLimitError",
     "Retention",
     "RetryAfter",
     "Runtime",
