@@ -12,7 +12,7 @@ import time
 from collections.abc import Sequence
 
 from polyjobs.backend import JobRecord, JobState, NewJob, ScheduleRecord, WorkerInfo
-from polyjobs.backends.sqlite.jobs import JOB_COLUMNS, add, is_paused, meta, record, take_seqs
+from polyjobs.backends.sqlite.jobs import JOB_COLUMNS, add, meta, record, take_seqs
 
 #: How each state is listed: waiting in fetch order, delayed by due time, active by start time,
 #: finished newest first.
@@ -114,14 +114,13 @@ def set_paused(conn: sqlite3.Connection, queue: str, paused: bool) -> None:
     conn.execute("UPDATE queue_meta SET paused = ? WHERE queue = ?", (int(paused), queue))
 
 
-def paused(conn: sqlite3.Connection, queue: str) -> bool:
-    return is_paused(conn, queue)
-
-
 def drain(conn: sqlite3.Connection, queue: str, delayed: bool) -> int:
-    states = ("waiting", "delayed") if delayed else ("waiting", "waiting")
-    cur = conn.execute("DELETE FROM jobs WHERE queue = ? AND state IN (?, ?)", (queue, *states))
-    return cur.rowcount
+    n = conn.execute("DELETE FROM jobs WHERE queue = ? AND state = 'waiting'", (queue,)).rowcount
+    if delayed:
+        n += conn.execute(
+            "DELETE FROM jobs WHERE queue = ? AND state = 'delayed'", (queue,)
+        ).rowcount
+    return n
 
 
 def clean(

@@ -40,6 +40,8 @@ LOCK_PATIENCE = 30.0
 #: Files up to this size get ``PRAGMA quick_check`` when opened (about 1 s per 100 MiB); a
 #: bigger file is checked as it is read, and damage found then is a ``BackendError`` too.
 QUICK_CHECK_MAX_BYTES = 64 * 1024 * 1024
+#: A checkpointed WAL is cut back to this size, so a burst does not leave a huge -wal behind.
+WAL_SIZE_LIMIT = 64 * 1024 * 1024
 HEADER = b"SQLite format 3\x00"
 MOVE_ASIDE = "move it aside (or restore a backup) and start again, or use another file"
 
@@ -296,6 +298,7 @@ def _prepare(conn: sqlite3.Connection, path: Path, synchronous: str) -> None:
     if str(mode).lower() != "wal":
         raise BackendUnavailableError(f"SQLite file {path} cannot use WAL mode (got {mode!r})")
     conn.execute(f"PRAGMA synchronous = {synchronous}")
+    conn.execute(f"PRAGMA journal_size_limit = {WAL_SIZE_LIMIT}")
     _transaction(conn, partial(_migrate, path=path))
 
 

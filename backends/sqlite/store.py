@@ -236,7 +236,7 @@ class SqliteBackend:
         self._wake(queue)
 
     async def is_paused(self, queue: str) -> bool:
-        return await self._db.read(admin.paused, queue)
+        return await self._db.read(jobs.is_paused, queue)
 
     async def drain(self, queue: str, delayed: bool) -> int:
         return await self._db.write(admin.drain, queue, delayed)
