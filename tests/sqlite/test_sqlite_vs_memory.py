@@ -113,8 +113,10 @@ async def _compare_state(pair: tuple[Backend, Backend]) -> None:
     for state in STATES:
         la, lb = await _both(pair, "list_jobs", Q, state, 0, -1)
         assert [_shape(x) for x in la] == [_shape(x) for x in lb], state
-    pa, pb = await _both(pair, "list_jobs", Q, "waiting", 1, 3)
-    assert [x.id for x in pa] == [x.id for x in pb]
+    for state in ("waiting", "completed"):
+        for start, end in ((1, 3), (-2, -1), (2, -2), (5, 2), (-100, 1), (0, 0)):
+            pa, pb = await _both(pair, "list_jobs", Q, state, start, end)
+            assert [x.id for x in pa] == [x.id for x in pb], (state, start, end)
 
 
 async def _step(runner: Runner, pair: tuple[Backend, Backend], op: str) -> None:
