@@ -39,7 +39,7 @@ from polyjobs.backend import (
 )
 from polyjobs.backends.redis import connection
 from polyjobs.backends.redis.keys import QueueKeys, registry_key
-from polyjobs.backends.redis.records import FIELDS, loads, record, records
+from polyjobs.backends.redis.records import FIELDS, dumps, loads, record, records
 from polyjobs.backends.redis.scripts import Scripts
 from polyjobs.errors import BackendError, BackendUnavailableError
 from polyjobs.options import KEEP_FAILED, Keep
@@ -67,7 +67,7 @@ def _job_args(new: NewJob) -> list[str]:
         new.job_id or "",
         new.name,
         new.data_json,
-        json.dumps(new.opts, separators=(",", ":")),
+        dumps(new.opts),
         _t(new.timestamp),
         _t(new.run_at),
         str(new.priority),

@@ -13,11 +13,19 @@ try:
     def loads(text: str) -> Any:
         return orjson.loads(text)
 
+    def dumps(value: Any) -> str:
+        """Compact JSON of engine-made values (options, records): plain JSON types only."""
+        return orjson.dumps(value).decode()
+
 except ImportError:  # pragma: no cover - orjson is an optional speed-up
     import json
 
     def loads(text: str) -> Any:
         return json.loads(text)
+
+    def dumps(value: Any) -> str:
+        """Compact JSON of engine-made values (options, records): plain JSON types only."""
+        return json.dumps(value, separators=(",", ":"))
 
 
 #: Job-hash fields a script returns for a job, in this order (see ``common.lua``).
