@@ -70,6 +70,7 @@ class QueueSpec:
     ``validate(data)`` (optional) raises ``InvalidArgumentError`` for job data the processor
     cannot use, so that bad input is refused when it is added, not when it runs.
     ``rate_limit`` is applied to the queue when a Runtime starts (across every worker).
+    ``sandbox`` runs a plain processor in child processes (hard timeouts, crash isolation).
     """
 
     name: str
@@ -84,6 +85,7 @@ class QueueSpec:
     description: str = ""
     validate: Callable[[Any], None] | None = None
     rate_limit: RateLimit | None = None
+    sandbox: bool = False
 
     def __post_init__(self) -> None:
         check_queue_name(self.name)
@@ -205,6 +207,7 @@ class Runtime:
                 concurrency=spec.concurrency,
                 timeout=spec.timeout,
                 schedule=self.schedule,
+                sandbox=spec.sandbox,
             )
             worker = Worker(
                 name,

@@ -33,6 +33,7 @@ from polyjobs.errors import (
 from polyjobs.job import Job
 from polyjobs.options import JobOptions, seconds
 from polyjobs.queue import check_queue_name
+from polyjobs.sandbox import SandboxPool, processor_ref
 from polyjobs.scheduling import Scheduler
 
 if TYPE_CHECKING:
@@ -60,6 +61,9 @@ class WorkerOptions:
         timeout: default timeout for jobs that set none (None: no timeout).
         schedule: run the queue's repeatable-job scheduler in this worker.
         schedule_refresh: the longest the scheduler sleeps before re-reading schedules.
+        sandbox: run a plain (sync) processor in a pool of child processes, so that a
+            timeout kills it and a crash fails only its job (:mod:`polyjobs.sandbox`).
+        sandbox_max_jobs: replace a sandbox child after this many jobs (None: never).
     """
 
     concurrency: int = 1
@@ -71,6 +75,8 @@ class WorkerOptions:
     timeout: float | None = None
     schedule: bool = True
     schedule_refresh: float = 15.0
+    sandbox: bool = False
+    sandbox_max_jobs: int | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.concurrency, bool) or not isinstance(self.concurrency, int):
@@ -122,8 +128,16 @@ class Worker:
             raise InvalidArgumentError(f"processor for queue {queue_name!r} is not callable")
         self.processor = processor
         self._is_async = _is_coroutine_callable(processor)
+        self._sandbox_ref: str | None = None
+        self._sandbox: SandboxPool | None = None
         self.backend = backend
         self.options = WorkerOptions.build(options, **overrides)
+        if self.options.sandbox:
+            if self._is_async:
+                raise InvalidArgumentError(
+                    f"sandbox=True runs plain functions; the processor of {queue_name!r} is async"
+                )
+            self._sandbox_ref = processor_ref(processor)
         self.context = context
         self.plugins = plugins
         self.id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:10]}"
@@ -191,6 +205,10 @@ class Worker:
         self._force = asyncio.Event()
         self._grace = 30.0
         self._grace_over = False
+        if self._sandbox_ref is not None:
+            self._sandbox = SandboxPool(
+                self._sandbox_ref, self.options.concurrency, self.options.sandbox_max_jobs
+            )
         try:
             async with asyncio.TaskGroup() as tg:
                 self._tg = tg
@@ -204,6 +222,8 @@ class Worker:
                     tg.create_task(scheduler.run(self._stop))
                 tg.create_task(self._shutdown_when_closing())
         finally:
+            if self._sandbox is not None:
+                await self._sandbox.close()
             await self._hand_back()
             self._state = "closed"
             self._exited.set()
@@ -376,6 +396,8 @@ class Worker:
     async def _call(self, job: Job) -> Any:
         if self._is_async:
             return await self.processor(job)
+        if self._sandbox is not None:
+            return await self._sandbox.run(job)
         result = await asyncio.to_thread(self.processor, job)
         if inspect.isawaitable(result):
             result = await result
@@ -396,7 +418,7 @@ class Worker:
         attempts = job.attempts_made + 1
         now = time.time()
         reason = str(exc) or type(exc).__name__
-        stack = "".join(traceback.format_exception(exc))
+        stack = getattr(exc, "stack", None) or "".join(traceback.format_exception(exc))
         final = isinstance(exc, UnrecoverableError) or attempts >= opts.attempts
         if final:
             return Finish(
