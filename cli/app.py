@@ -8,6 +8,7 @@ import typer
 
 from polyjobs import __version__
 from polyjobs.cli.admin import queue_app
+from polyjobs.cli.board import board
 from polyjobs.cli.config_cmd import backends, config
 from polyjobs.cli.enqueue import enqueue
 from polyjobs.cli.inspect import jobs_app, stats
@@ -44,6 +45,7 @@ app.command()(stats)
 app.command()(enqueue)
 app.command()(config)
 app.command()(backends)
+app.command()(board)
 app.add_typer(jobs_app, name="jobs")
 app.add_typer(schedule_app, name="schedule")
 app.add_typer(queue_app, name="queue")

@@ -6,11 +6,12 @@ import asyncio
 import json
 import logging
 import os
+import shutil
 import signal
 import sys
 import time
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Annotated, Any
 
 import typer
@@ -23,6 +24,7 @@ from polyjobs.cli.console import Console
 from polyjobs.errors import ConfigError
 from polyjobs.hookspecs import hookimpl
 from polyjobs.plugins import open_backend
+from polyjobs.processors import demo as demo_mode
 from polyjobs.redact import redact_text, redact_url
 from polyjobs.runtime import Runtime, specs_by_name
 from polyjobs.settings import Settings, apply_queue_overrides
@@ -83,6 +85,14 @@ def start(
     log_format: Annotated[
         str, typer.Option("--log-format", help="text or json (used when not on a terminal).")
     ] = "text",
+    demo: Annotated[
+        bool,
+        typer.Option(
+            "--demo",
+            help="Replay synthetic trades through all five queues in a temporary state "
+            "directory, alerts on the console (no Redis, MongoDB or Discord needed).",
+        ),
+    ] = False,
 ) -> None:
     """Run workers for the registered queues in the foreground until SIGINT/SIGTERM."""
     console = Console()
@@ -99,6 +109,7 @@ def start(
             burst,
             grace,
             log_format,
+            demo,
         ),
         console,
     )
@@ -113,10 +124,31 @@ async def _start(
     burst: bool,
     grace: str | None,
     log_format: str,
+    demo: bool = False,
 ) -> None:
-    resolved = settings(
-        backend=backend_url, grace=grace, concurrency=parse_pairs(concurrency, "--concurrency")
-    )
+    flags: dict[str, Any] = {"backend": backend_url, "grace": grace}
+    setup = demo_mode.prepare_demo(burst=burst) if demo else None
+    if setup is not None:
+        console.note(f"polyjobs demo: state in {setup.home} (removed on exit)")
+        flags.update(backend=setup.backend_url, home=str(setup.home), settings=setup.settings)
+    try:
+        await _start_with(console, names, concurrency, flags, schedule, burst, log_format, demo)
+    finally:
+        if setup is not None:
+            shutil.rmtree(setup.home, ignore_errors=True)
+
+
+async def _start_with(
+    console: Console,
+    names: list[str],
+    concurrency: list[str],
+    flags: dict[str, Any],
+    schedule: bool,
+    burst: bool,
+    log_format: str,
+    demo: bool,
+) -> None:
+    resolved = settings(**flags, concurrency=parse_pairs(concurrency, "--concurrency"))
     live = console.is_terminal and log_format == "text"
     reporter = Reporter(console, log_format, live)
     host = plugin_host(resolved, reporter)
@@ -124,7 +156,7 @@ async def _start(
     if not registered:
         raise ConfigError("no queues are registered (is the polyjobs.processors plugin installed?)")
     specs = specs_by_name(registered, names) if names else list(registered.values())
-    specs = apply_queue_overrides(specs, resolved)
+    specs = apply_queue_overrides(demo_mode.demo_specs(specs) if demo else specs, resolved)
     _configure_logging(log_format)
     async with open_backend(resolved.backend_url, host) as backend:
         runtime = Runtime(
@@ -133,9 +165,16 @@ async def _start(
             resources=host.resources(),
             settings=resolved.plain_values(),
             plugins=host,
-            schedule=schedule,
+            schedule=schedule and not (demo and burst),
             known_specs=registered,
         )
+        grace_s = float(resolved.grace.value)
+
+        def go() -> Awaitable[Any]:
+            if demo:
+                return demo_mode.run_demo(runtime, burst=burst, grace=grace_s, report=console.note)
+            return runtime.run(burst=burst, grace=grace_s)
+
         pidfile.write(resolved.home_dir, redact_url(resolved.backend_url))
         try:
             console.note(
@@ -144,21 +183,21 @@ async def _start(
                 + ", ".join(f"{s.name} (concurrency {s.concurrency})" for s in specs)
             )
             if live:
-                await _run_live(console, runtime, reporter, burst, resolved)
+                await _run_live(runtime, reporter, go, console)
             else:
-                await runtime.run(burst=burst, grace=float(resolved.grace.value))
+                await go()
             console.note("polyjobs: stopped")
         finally:
             pidfile.remove(resolved.home_dir)
 
 
 async def _run_live(
-    console: Console, runtime: Runtime, reporter: Reporter, burst: bool, resolved: Settings
+    runtime: Runtime, reporter: Reporter, go: Callable[[], Awaitable[Any]], console: Console
 ) -> None:
     with Live(console=console.out, auto_refresh=False, transient=False) as live:
         task = asyncio.create_task(_refresh_loop(runtime, reporter, live))
         try:
-            await runtime.run(burst=burst, grace=float(resolved.grace.value))
+            await go()
         finally:
             task.cancel()
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib
 import json
 import os
+import signal
 import sys
 import traceback
 from typing import IO, Any
@@ -74,6 +75,9 @@ def _error(exc: BaseException) -> dict[str, Any]:
 
 
 def main(ref: str) -> None:
+    # The parent decides when a child stops (stdin closed, or a kill on timeout); a Ctrl-C
+    # aimed at the worker's process group must not kill children mid-job.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     out = os.fdopen(os.dup(1), "w", encoding="utf-8")
     os.dup2(2, 1)  # the processor's prints go to stderr
     sys.stdout = sys.stderr

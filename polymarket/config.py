@@ -18,6 +18,7 @@ from polyjobs.redact import redact_url
 
 DEFAULT_STORE = "sqlite:///.polyjobs/polymarket.db"
 DEFAULT_GAMMA_URL = "https://gamma-api.polymarket.com"
+DEFAULT_DATA_API_URL = "https://data-api.polymarket.com"
 
 #: ``{key: (default, meaning)}`` for every setting the domain reads. Where two keys are given
 #: for one value (the reference's ``BULLMQ_*`` name and a ``POLYJOBS_*`` name), the
@@ -54,6 +55,18 @@ SETTINGS: dict[str, tuple[Any, str]] = {
     "POLYJOBS_ANOMALY_COOLDOWN": (1800.0, "noise filter: seconds between alerts per wallet+market"),
     "POLYJOBS_ANOMALY_LOOKBACK": (6 * 3600.0, "anomaly batch: oldest unchecked trade considered"),
     "POLYJOBS_ANOMALY_BATCH_LIMIT": (10_000, "anomaly batch: most trades checked per job"),
+    "POLYJOBS_INGEST_SOURCE": ("data-api", "where trades come from: data-api or replay:<path>"),
+    "POLYJOBS_INGEST_REPLAY_SPEED": (1.0, "replay: x real time (0: the whole file at once)"),
+    "POLYJOBS_INGEST_MIN_ANALYSIS": (10_000.0, "trades of at least this USDC go to analysis"),
+    "POLYJOBS_INGEST_MARKETS": (None, "only these markets (comma-separated condition ids)"),
+    "POLYJOBS_INGEST_MIN_NOTIONAL": (None, "only trades of at least this USDC (filterType=CASH)"),
+    "POLYJOBS_INGEST_BACKFILL": (3600.0, "first poll: read this far back (seconds)"),
+    "POLYJOBS_INGEST_OVERLAP": (60.0, "each poll re-reads this far behind the watermark"),
+    "POLYJOBS_INGEST_PAGE_SIZE": (1000, "Data API rows per request (limit, at most 10000)"),
+    "POLYJOBS_DATA_API_URL": (DEFAULT_DATA_API_URL, "Data API base URL"),
+    "POLYJOBS_DATA_API_TIMEOUT": (10.0, "seconds for one Data API request"),
+    "POLYJOBS_DATA_API_RETRIES": (4, "retries of one Data API request (429, 5xx, timeouts)"),
+    "POLYJOBS_DATA_API_RATE_LIMIT": (200, "Data API requests per 10 s (documented: 200)"),
 }
 
 
@@ -83,6 +96,25 @@ class AnomalyThresholds:
 
 
 @dataclass(frozen=True, slots=True)
+class IngestConfig:
+    """The ``polymarket-ingest`` job: its source and the Data API client's limits."""
+
+    source: str = "data-api"  # or "replay"
+    replay_path: str | None = None
+    replay_speed: float = 1.0
+    min_analysis: float = 10_000.0
+    markets: tuple[str, ...] = ()
+    min_notional: float | None = None
+    backfill: float = 3600.0
+    overlap: float = 60.0
+    page_size: int = 1000
+    data_api_url: str = DEFAULT_DATA_API_URL
+    data_api_timeout: float = 10.0
+    data_api_retries: int = 4
+    data_api_rate_limit: int = 200
+
+
+@dataclass(frozen=True, slots=True)
 class DomainConfig:
     """Everything the Polymarket domain is configured with. Build it with :func:`load_config`."""
 
@@ -97,6 +129,7 @@ class DomainConfig:
     whale_batch_size: int = 1000
     whales: WhaleThresholds = WhaleThresholds()
     anomaly: AnomalyThresholds = AnomalyThresholds()
+    ingest: IngestConfig = IngestConfig()
 
     def describe(self) -> dict[str, Any]:
         """A JSON-ready view with secrets redacted (for logs and ``--json`` output)."""
@@ -105,6 +138,8 @@ class DomainConfig:
             "discord_webhook_url": redact_url(self.discord_webhook_url or "") or None,
             "gamma_url": self.gamma_url,
             "whale_batch_size": self.whale_batch_size,
+            "ingest_source": self.ingest.source,
+            "data_api_url": self.ingest.data_api_url,
         }
 
 
@@ -193,6 +228,51 @@ def _anomaly(settings: Mapping[str, Any]) -> AnomalyThresholds:
     )
 
 
+def _source(settings: Mapping[str, Any]) -> tuple[str, str | None]:
+    _, value = _get(settings, "POLYJOBS_INGEST_SOURCE")
+    text = str(value).strip()
+    if text == "data-api":
+        return "data-api", None
+    if text.startswith("replay:") and text[len("replay:") :].strip():
+        return "replay", text[len("replay:") :].strip()
+    raise ConfigError(f"POLYJOBS_INGEST_SOURCE must be data-api or replay:<path>, got {text!r}")
+
+
+def _markets(settings: Mapping[str, Any]) -> tuple[str, ...]:
+    _, value = _get(settings, "POLYJOBS_INGEST_MARKETS")
+    if value is None:
+        return ()
+    items = value if isinstance(value, list | tuple) else str(value).split(",")
+    markets = tuple(str(m).strip() for m in items if str(m).strip())
+    for market in markets:
+        if not (market.startswith("0x") and len(market) == 66):
+            raise ConfigError(f"POLYJOBS_INGEST_MARKETS: {market!r} is not a condition id (0x+64)")
+    return markets
+
+
+def _ingest(settings: Mapping[str, Any]) -> IngestConfig:
+    source, path = _source(settings)
+    min_notional = None
+    if _get(settings, "POLYJOBS_INGEST_MIN_NOTIONAL")[1] is not None:
+        min_notional = _number(settings, "POLYJOBS_INGEST_MIN_NOTIONAL")
+    url = _url(settings, "POLYJOBS_DATA_API_URL", ("http://", "https://"))
+    return IngestConfig(
+        source=source,
+        replay_path=path,
+        replay_speed=_number(settings, "POLYJOBS_INGEST_REPLAY_SPEED"),
+        min_analysis=_number(settings, "POLYJOBS_INGEST_MIN_ANALYSIS"),
+        markets=_markets(settings),
+        min_notional=min_notional,
+        backfill=_duration(settings, "POLYJOBS_INGEST_BACKFILL"),
+        overlap=_duration(settings, "POLYJOBS_INGEST_OVERLAP", positive=False),
+        page_size=min(_integer(settings, "POLYJOBS_INGEST_PAGE_SIZE", low=1), 10_000),
+        data_api_url=(url or DEFAULT_DATA_API_URL).rstrip("/"),
+        data_api_timeout=_duration(settings, "POLYJOBS_DATA_API_TIMEOUT"),
+        data_api_retries=_integer(settings, "POLYJOBS_DATA_API_RETRIES"),
+        data_api_rate_limit=_integer(settings, "POLYJOBS_DATA_API_RATE_LIMIT", low=1),
+    )
+
+
 def load_config(settings: Mapping[str, Any]) -> DomainConfig:
     """Validate the domain's settings (keys and defaults in :data:`SETTINGS`).
 
@@ -218,4 +298,5 @@ def load_config(settings: Mapping[str, Any]) -> DomainConfig:
             min_trade=_number(settings, "POLYJOBS_WHALE_MIN_TRADE"),
         ),
         anomaly=_anomaly(settings),
+        ingest=_ingest(settings),
     )

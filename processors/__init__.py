@@ -1,6 +1,7 @@
 """The Polymarket job processors and their QueueSpecs (contributed through plugin hooks).
 
-``polyjobs_queue_specs`` contributes the four queues of the reference design;
+``polyjobs_queue_specs`` contributes the four queues of the reference design and
+``polymarket-ingest``;
 ``polyjobs_resources`` the store, the Gamma client, the alert sink and the domain config that
 processors reach as ``job.context[...]``.
 """
@@ -15,6 +16,7 @@ from polyjobs.processors.queues import (
     ALERTS,
     ANALYSIS,
     ANOMALY_BATCH,
+    INGEST,
     QUEUE_SPECS,
     WHALE_UPDATES,
 )
@@ -23,7 +25,7 @@ from polyjobs.processors.resources import resource_factories
 if TYPE_CHECKING:
     from polyjobs.runtime import QueueSpec
 
-__all__ = ["ALERTS", "ANALYSIS", "ANOMALY_BATCH", "QUEUE_SPECS", "WHALE_UPDATES"]
+__all__ = ["ALERTS", "ANALYSIS", "ANOMALY_BATCH", "INGEST", "QUEUE_SPECS", "WHALE_UPDATES"]
 
 
 @hookimpl

@@ -1,4 +1,4 @@
-"""The four Polymarket job functions and their QueueSpecs (the DESIGN.md processors table).
+"""The five Polymarket job functions and their QueueSpecs (the DESIGN.md processors table).
 
 Each function is thin: it reads ``job.data``, takes its dependencies from ``job.context``
 (see :mod:`polyjobs.processors.resources`) and calls the domain.
@@ -17,9 +17,10 @@ from polyjobs.polymarket.alerts import AlertDelivery
 from polyjobs.polymarket.analysis import AnalysisPipeline
 from polyjobs.polymarket.anomaly import AnomalyDetector
 from polyjobs.polymarket.config import DomainConfig
-from polyjobs.polymarket.models import Alert
+from polyjobs.polymarket.models import Alert, Trade
+from polyjobs.polymarket.polling import poll_once
 from polyjobs.polymarket.whales import WhaleDetector
-from polyjobs.processors.resources import ALERT_SINK, CONFIG, GAMMA, STORE
+from polyjobs.processors.resources import ALERT_SINK, CONFIG, GAMMA, STORE, TRADE_SOURCE
 from polyjobs.runtime import QueueSpec, Retention, ScheduleSpec
 
 
@@ -135,6 +136,39 @@ async def deliver_alert(job: Job) -> dict[str, Any]:
     return await delivery.deliver(str(_data(job)["alertId"]))
 
 
+# -- ingest ----------------------------------------------------------------------------------
+def analysis_job_id(trade_key: str) -> str:
+    """The analysis job of a trade: one per trade, however often its page is read."""
+    return f"trade-{trade_key}"
+
+
+async def ingest_trades(job: Job) -> dict[str, Any]:
+    """Read new trades from the source (Data API or replay) since the stored watermark, store
+    them, and send the large ones straight to the analysis queue."""
+    config = _config(job)
+    analysis = job.context.queue(ANALYSIS.name)
+
+    async def enqueue(trade: Trade) -> None:
+        await analysis.add(
+            "analyse",
+            {"transactionId": trade.trade_key},
+            job_id=analysis_job_id(trade.trade_key),
+            priority=1,
+        )
+
+    result = await poll_once(
+        job.context[STORE],
+        job.context[TRADE_SOURCE],
+        min_analysis=config.ingest.min_analysis,
+        enqueue_analysis=enqueue,
+    )
+    await job.log(
+        f"{result.source}: {result.received} rows, {result.stored} new trades, "
+        f"{result.skipped} skipped, {result.analysis} sent to analysis"
+    )
+    return result.to_json()
+
+
 # -- the queues (one constant each; names are never repeated elsewhere) ----------------------
 _BACKOFF = Backoff("exponential", 2.0)
 _RETENTION = Retention()  # keep the last 100 completed and the last 1000 failed jobs
@@ -188,4 +222,16 @@ ALERTS = QueueSpec(
     description='deliver one alert to Discord ({"alertId": ...})',
     validate=_check_alert_data,
 )
-QUEUE_SPECS = (WHALE_UPDATES, ANOMALY_BATCH, ANALYSIS, ALERTS)
+INGEST = QueueSpec(
+    name="polymarket-ingest",
+    short_name="ingest",
+    processor=ingest_trades,
+    concurrency=1,
+    timeout=120.0,
+    attempts=2,
+    backoff=_BACKOFF,
+    retention=_RETENTION,
+    schedule=ScheduleSpec(key="ingest-trades", every=15.0, name="ingest-trades"),
+    description="read new trades from the Data API or a replay (every 15 s)",
+)
+QUEUE_SPECS = (WHALE_UPDATES, ANOMALY_BATCH, ANALYSIS, ALERTS, INGEST)

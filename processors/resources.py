@@ -14,7 +14,10 @@ import httpx
 
 from polyjobs.polymarket.alerts import AlertSink, ConsoleSink, DiscordWebhook
 from polyjobs.polymarket.config import DomainConfig, load_config
+from polyjobs.polymarket.data_api import DataApiClient, DataApiOptions
 from polyjobs.polymarket.gamma import GammaClient
+from polyjobs.polymarket.polling import DataApiSource, TradeSource
+from polyjobs.polymarket.replay import ReplaySource
 from polyjobs.polymarket.store import Store, open_store
 
 if TYPE_CHECKING:
@@ -25,6 +28,7 @@ CONFIG = "polymarket_config"
 STORE = "store"
 GAMMA = "gamma"
 ALERT_SINK = "alert_sink"
+TRADE_SOURCE = "trade_source"
 USER_AGENT = "polyjobs (+https://github.com/polyjobs)"
 
 
@@ -65,10 +69,36 @@ async def alert_sink_resource(ctx: RuntimeContext) -> AsyncIterator[AlertSink]:
         yield webhook
 
 
+@asynccontextmanager
+async def trade_source_resource(ctx: RuntimeContext) -> AsyncIterator[TradeSource]:
+    """The ingest job's source: the Data API (one client, one rate limiter) or a replay."""
+    ingest = load_config(ctx.settings).ingest
+    if ingest.source == "replay" and ingest.replay_path is not None:
+        yield ReplaySource(ingest.replay_path, ingest.replay_speed)
+        return
+    options = DataApiOptions(
+        base_url=ingest.data_api_url,
+        timeout=ingest.data_api_timeout,
+        page_size=ingest.page_size,
+        retries=ingest.data_api_retries,
+        rate_calls=ingest.data_api_rate_limit,
+        markets=ingest.markets,
+        min_notional=ingest.min_notional,
+    )
+    limits = httpx.Limits(max_connections=4, max_keepalive_connections=2)
+    timeout = httpx.Timeout(ingest.data_api_timeout, connect=min(5.0, ingest.data_api_timeout))
+    headers = {"User-Agent": USER_AGENT}
+    async with httpx.AsyncClient(timeout=timeout, limits=limits, headers=headers) as http:
+        yield DataApiSource(
+            DataApiClient(http, options), backfill=ingest.backfill, overlap=ingest.overlap
+        )
+
+
 def resource_factories() -> Mapping[str, ResourceFactory]:
     return {
         CONFIG: config_resource,
         STORE: store_resource,
         GAMMA: gamma_resource,
         ALERT_SINK: alert_sink_resource,
+        TRADE_SOURCE: trade_source_resource,
     }

@@ -102,7 +102,7 @@ class RedisBackend:
         self._url = connection.RedisUrl.parse(url)
         self.prefix = self._url.prefix
         self._client: connection.Client | None = None
-        self._blocking: connection.Client | None = None
+        self._raw: connection.Client | None = None
         self._scripts: Scripts | None = None
         self._keys: dict[str, tuple[QueueKeys, list[str]]] = {}
         self._rid_prefix = uuid.uuid4().hex[:10] + ":"
@@ -125,12 +125,13 @@ class RedisBackend:
                 f"cannot reach Redis at {self._url.redacted}: {connection.one_line(exc)}"
             ) from None
         self._client = client
-        self._blocking = connection.make_client(self._url, blocking=True)
-        self._scripts = Scripts(client)
+        self._raw = connection.make_client(self._url, blocking=True)
+        # scripts bound their own time, so they use the client without socket timeouts
+        self._scripts = Scripts(self._raw)
 
     async def close(self) -> None:
-        clients = [c for c in (self._client, self._blocking) if c is not None]
-        self._client = self._blocking = self._scripts = None
+        clients = [c for c in (self._client, self._raw) if c is not None]
+        self._client = self._raw = self._scripts = None
         for client in clients:
             await self._close_client(client)
 
@@ -245,11 +246,11 @@ class RedisBackend:
             if due is not None:
                 timeout = min(timeout, due - time.time())
             if timeout >= 0.001:
-                if self._blocking is None:
+                if self._raw is None:
                     raise BackendError(f"redis backend {self._url.redacted} is not open")
                 with connection.translate(self._url.redacted):
                     await connection.blocking_call(
-                        self._blocking, marker, timeout, "BZPOPMIN", marker, f"{timeout:.3f}"
+                        self._raw, marker, timeout, "BZPOPMIN", marker, f"{timeout:.3f}"
                     )
             jobs, due = await self._take(queue, token, limit, lease)
             if jobs or time.monotonic() >= deadline:
@@ -326,10 +327,10 @@ class RedisBackend:
         if block > 0:
             command += ["BLOCK", str(max(1, round(block * 1000)))]
         command += ["STREAMS", stream, after]
-        if self._blocking is None:
+        if self._raw is None:
             raise BackendError(f"redis backend {self._url.redacted} is not open")
         with connection.translate(self._url.redacted):
-            reply = await connection.blocking_call(self._blocking, stream, block, *command)
+            reply = await connection.blocking_call(self._raw, stream, block, *command)
         if not reply:
             return []
         # RESP3 answers a map {stream: entries}, RESP2 a list [[stream, entries]]

@@ -1,6 +1,7 @@
 """Redis connections: URL parsing, the clients, error translation, and the blocking wait.
 
-Two clients per backend: one pool for ordinary commands and scripts, and one for blocking pops
+Two clients per backend: one for ordinary commands (with socket timeouts), and one without
+socket timeouts for the calls that bound their own time: scripts and blocking pops
 (``BZPOPMIN`` on a queue's wake-up key). A blocking call that is cancelled or fails drops its
 connection instead of returning it to the pool, so a half-read reply can never reach the next
 caller. With ``?cluster=true`` the clients are Redis Cluster clients and each call goes to the
@@ -80,7 +81,8 @@ Client = Redis | RedisCluster
 
 
 def make_client(url: RedisUrl, *, blocking: bool) -> Client:
-    """A client for ``url``; a ``blocking`` one has no read timeout (its calls set their own)."""
+    """A client for ``url``. A ``blocking`` one has no socket timeouts: its callers bound each
+    call themselves (scripts, blocking pops), which spares a timer task per write."""
     options: dict[str, Any] = {
         "decode_responses": True,
         "retry": Retry(NoBackoff(), 0),

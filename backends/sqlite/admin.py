@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 from polyjobs.backend import JobRecord, JobState, NewJob, ScheduleRecord, WorkerInfo
 from polyjobs.backends.sqlite.jobs import JOB_COLUMNS, add, meta, record, take_seqs
+from polyjobs.options import RateLimit
 
 #: How each state is listed: waiting in fetch order, delayed by due time, active by start time,
 #: finished newest first.
@@ -177,9 +178,35 @@ def promote(conn: sqlite3.Connection, queue: str, job_id: str) -> bool:
 
 
 def obliterate(conn: sqlite3.Connection, queue: str) -> None:
-    for table in ("jobs", "schedules", "workers", "queue_meta"):
+    for table in ("jobs", "schedules", "workers", "queue_meta", "rate_starts"):
         conn.execute(f"DELETE FROM {table} WHERE queue = ?", (queue,))
     conn.execute("DELETE FROM job_logs WHERE queue = ?", (queue,))
+
+
+# -- rate limits -----------------------------------------------------------------------------
+def set_rate_limit(conn: sqlite3.Connection, queue: str, limit: RateLimit | None) -> None:
+    meta(conn, queue)
+    conn.execute(
+        "UPDATE queue_meta SET rate_max = ?, rate_duration = ? WHERE queue = ?",
+        (None, None, queue) if limit is None else (limit.max, limit.duration, queue),
+    )
+    if limit is None:
+        conn.execute("DELETE FROM rate_starts WHERE queue = ?", (queue,))
+
+
+def get_rate_limit(conn: sqlite3.Connection, queue: str) -> RateLimit | None:
+    row = conn.execute(
+        "SELECT rate_max, rate_duration FROM queue_meta WHERE queue = ? AND rate_max IS NOT NULL",
+        (queue,),
+    ).fetchone()
+    return None if row is None else RateLimit(int(row[0]), float(row[1]))
+
+
+def hold(conn: sqlite3.Connection, queue: str, until: float) -> None:
+    meta(conn, queue)
+    conn.execute(
+        "UPDATE queue_meta SET hold_until = max(hold_until, ?) WHERE queue = ?", (until, queue)
+    )
 
 
 # -- schedules -------------------------------------------------------------------------------

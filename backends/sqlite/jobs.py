@@ -131,7 +131,8 @@ def _exists(conn: sqlite3.Connection, queue: str, job_id: str) -> bool:
 
 # -- workers ---------------------------------------------------------------------------------
 def ready(conn: sqlite3.Connection, queue: str, now: float) -> tuple[bool, float | None]:
-    """A read-only look, outside a transaction: is a job ready, and when is the next due?"""
+    """A read-only look, outside a transaction: can a job start now, and if not, when should
+    a waiting fetch look again (the next delayed job, or the rate limiter letting one start)?"""
     if is_paused(conn, queue):
         return False, None
     waiting = conn.execute(
@@ -140,7 +141,41 @@ def ready(conn: sqlite3.Connection, queue: str, now: float) -> tuple[bool, float
     due = conn.execute(
         "SELECT min(score) FROM jobs WHERE queue = ? AND state = 'delayed'", (queue,)
     ).fetchone()[0]
-    return waiting is not None or (due is not None and due <= now), due
+    has_work = waiting is not None or (due is not None and due <= now)
+    allowed, frees_at = allowance(conn, queue, now)
+    if allowed == 0:
+        return False, frees_at if has_work else due
+    return has_work, due
+
+
+def allowance(conn: sqlite3.Connection, queue: str, now: float) -> tuple[int | None, float | None]:
+    """How many jobs may start now under the hold and the rate limit (None: no limit), and,
+    when none may, the time one may."""
+    row = conn.execute(
+        "SELECT rate_max, rate_duration, hold_until FROM queue_meta WHERE queue = ?", (queue,)
+    ).fetchone()
+    if row is None:
+        return None, None
+    if row["hold_until"] > now:
+        return 0, float(row["hold_until"])
+    if row["rate_max"] is None:
+        return None, None
+    started, first = conn.execute(
+        "SELECT count(*), min(at) FROM rate_starts WHERE queue = ? AND at > ?",
+        (queue, now - row["rate_duration"]),
+    ).fetchone()
+    left = max(int(row["rate_max"]) - int(started), 0)
+    return left, (first + row["rate_duration"] if left == 0 else None)
+
+
+def _count_starts(conn: sqlite3.Connection, queue: str, n: int, now: float) -> None:
+    row = conn.execute(
+        "SELECT rate_duration FROM queue_meta WHERE queue = ? AND rate_max IS NOT NULL", (queue,)
+    ).fetchone()
+    if row is None:
+        return
+    conn.execute("DELETE FROM rate_starts WHERE queue = ? AND at <= ?", (queue, now - row[0]))
+    conn.executemany("INSERT INTO rate_starts (queue, at) VALUES (?, ?)", [(queue, now)] * n)
 
 
 def promote_due(conn: sqlite3.Connection, queue: str, now: float) -> int:
@@ -170,6 +205,11 @@ def take(
     promote_due(conn, queue, now)
     if limit <= 0 or is_paused(conn, queue):
         return []
+    allowed, _ = allowance(conn, queue, now)
+    if allowed is not None:
+        limit = min(limit, allowed)
+        if limit <= 0:
+            return []
     picked = conn.execute(
         "SELECT rowid FROM jobs WHERE queue = ? AND state = 'waiting' ORDER BY score, seq LIMIT ?",
         (queue, limit),
@@ -186,6 +226,7 @@ def take(
         (token, now + lease, now, now, first, json.dumps([r[0] for r in picked])),
     ).fetchall()
     rows.sort(key=lambda r: int(r["s"]))
+    _count_starts(conn, queue, len(rows), now)
     return [record(r) for r in rows]
 
 

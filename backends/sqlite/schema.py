@@ -19,7 +19,7 @@ failed    finish time             queue sequence at finish (newest last)
 
 from __future__ import annotations
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 APPLICATION_ID = 0x706A6221  # "pjb!"
 
 MIGRATIONS: dict[int, tuple[str, ...]] = {
@@ -106,9 +106,17 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
         )
         """,
     ),
+    2: (
+        # rate limits: at most rate_max starts in any rate_duration seconds; holds
+        "ALTER TABLE queue_meta ADD COLUMN rate_max INTEGER",
+        "ALTER TABLE queue_meta ADD COLUMN rate_duration REAL",
+        "ALTER TABLE queue_meta ADD COLUMN hold_until REAL NOT NULL DEFAULT 0",
+        "CREATE TABLE rate_starts (queue TEXT NOT NULL, at REAL NOT NULL)",
+        "CREATE INDEX rate_starts_by_queue ON rate_starts (queue, at)",
+    ),
 }
 
 #: Tables a polyjobs file may hold; a version-0 file with any other table is not ours.
-OWN_TABLES = frozenset({"queue_meta", "jobs", "job_logs", "schedules", "workers"})
+OWN_TABLES = frozenset({"queue_meta", "jobs", "job_logs", "schedules", "workers", "rate_starts"})
 
 assert max(MIGRATIONS) == SCHEMA_VERSION

@@ -21,6 +21,7 @@ from urllib.parse import parse_qs
 
 from polyjobs.backend import (
     CAP_DURABLE,
+    CAP_RATE_LIMIT,
     CAP_SHARED,
     AddResult,
     Finish,
@@ -36,6 +37,7 @@ from polyjobs.backends.sqlite import admin, jobs
 from polyjobs.backends.sqlite.database import Database
 from polyjobs.backends.sqlite.wakeup import MAX_POLL, MIN_POLL, FileSignal, Waiter
 from polyjobs.errors import InvalidArgumentError
+from polyjobs.options import RateLimit
 
 SYNCHRONOUS = ("off", "normal", "full", "extra")
 
@@ -71,7 +73,7 @@ def parse_url(url: str) -> tuple[Path, str]:
 class SqliteBackend:
     """Every queue in one SQLite file (WAL), shared by any number of processes on one host."""
 
-    capabilities: frozenset[str] = frozenset({CAP_SHARED, CAP_DURABLE})
+    capabilities: frozenset[str] = frozenset({CAP_SHARED, CAP_DURABLE, CAP_RATE_LIMIT})
 
     def __init__(self, url: str) -> None:
         self.url = url
@@ -262,6 +264,17 @@ class SqliteBackend:
     async def obliterate(self, queue: str) -> None:
         await self._db.write(admin.obliterate, queue)
         self._wake(queue)
+
+    # -- rate limits -----------------------------------------------------------------------
+    async def set_rate_limit(self, queue: str, limit: RateLimit | None) -> None:
+        await self._db.write(admin.set_rate_limit, queue, limit)
+        self._wake(queue)
+
+    async def get_rate_limit(self, queue: str) -> RateLimit | None:
+        return await self._db.read(admin.get_rate_limit, queue)
+
+    async def hold(self, queue: str, until: float) -> None:
+        await self._db.write(admin.hold, queue, until)
 
     # -- schedules -------------------------------------------------------------------------
     async def save_schedule(self, queue: str, schedule: ScheduleRecord) -> ScheduleRecord:

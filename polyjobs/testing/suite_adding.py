@@ -86,7 +86,7 @@ class AddingContract(ContractBase):
         assert await queue.promote(job.id) is True
         assert await self.state_of(queue, job.id) == "waiting"
         assert await queue.promote(job.id) is False  # no longer delayed
-        await self.burst(queue, lambda j: j.data, timeout=5)
+        await self.burst(queue, lambda j: j.data, within=5)
         assert await self.state_of(queue, job.id) == "completed"
 
     async def test_due_delayed_job_takes_its_priority_place(

@@ -9,6 +9,7 @@ from collections import Counter
 from typing import Any, cast
 
 from polyjobs.backend import Backend, Finish, WorkerInfo
+from polyjobs.errors import BackendError
 from polyjobs.job import Job
 from polyjobs.queue import Queue
 from polyjobs.testing.support import ContractBase, Recorder, noop, wait_until
@@ -35,6 +36,19 @@ class _CountingBackend:
         return counted
 
 
+class _NoRenewalBackend(_CountingBackend):
+    """A connection on which lease renewals fail (a partition hitting one worker only)."""
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "extend":
+
+            async def extend(*args: Any, **kwargs: Any) -> list[str]:
+                raise BackendError("lease renewal is down on this connection")
+
+            return extend
+        return super().__getattr__(name)
+
+
 class WorkersContract(ContractBase):
     async def test_concurrency_is_never_exceeded(self, queue: Queue) -> None:
         n = 4
@@ -51,6 +65,19 @@ class WorkersContract(ContractBase):
         await self.burst(queue, proc, concurrency=n)
         assert peak == n
         assert (await queue.counts())["completed"] == 5 * n
+
+    async def test_a_thousand_jobs_each_run_once(self, queue: Queue) -> None:
+        seen: Counter[int] = Counter()
+
+        async def proc(job: Job) -> int:
+            seen[job.data] += 1
+            return int(job.data)
+
+        await queue.add_bulk([("many", i, {"remove_on_complete": False}) for i in range(1000)])
+        await self.burst(queue, proc, concurrency=10, within=30)
+        assert seen == Counter(range(1000))
+        counts = await queue.counts()
+        assert (counts["completed"], counts["waiting"], counts["active"]) == (1000, 0, 0)
 
     async def test_sync_processor_runs_in_a_thread(self, queue: Queue) -> None:
         threads: set[int] = set()
@@ -92,6 +119,18 @@ class WorkersContract(ContractBase):
             await done.wait_for(4)
         assert (await queue.counts())["completed"] == 4
 
+    async def test_resume_wakes_a_blocked_fetch(self, queue: Queue, backend: Backend) -> None:
+        await queue.pause()
+        job = await queue.add("x", None)
+        fetch = asyncio.create_task(backend.fetch(queue.name, "tok", 1, 5.0, 5.0))
+        await asyncio.sleep(0.1)
+        assert not fetch.done()
+        began = time.monotonic()
+        await queue.resume()
+        got = await asyncio.wait_for(fetch, 6.0)
+        assert [r.id for r in got] == [job.id]
+        assert time.monotonic() - began < 1.0, "resume did not wake a blocked fetch promptly"
+
     async def test_fetch_returns_nothing_while_paused(self, queue: Queue, backend: Backend) -> None:
         await queue.add("x", 1)
         await queue.pause()
@@ -109,6 +148,7 @@ class WorkersContract(ContractBase):
             return "finished"
 
         job = await queue.add("x", None)
+        untouched = await queue.add("y", None)
         worker = self.make_worker(queue, proc)
         completed = Recorder()
         worker.on("completed", completed.callback)
@@ -119,6 +159,9 @@ class WorkersContract(ContractBase):
         assert len(completed) == 1
         done = await queue.require_job(job.id)
         assert (done.state, done.returnvalue) == ("completed", "finished")
+        # a closing worker takes no new job
+        assert started.items == [job.id]
+        assert await self.state_of(queue, untouched.id) == "waiting"
 
     async def test_close_with_short_grace_hands_jobs_back(self, queue: Queue) -> None:
         started = Recorder()
@@ -226,6 +269,34 @@ class WorkersContract(ContractBase):
         assert result.lost == [job.id]
         again = await queue.require_job(job.id)
         assert (again.state, again.returnvalue) == ("completed", "recovered")
+
+    async def test_a_worker_whose_lease_was_taken_over_reports_lost(self, queue: Queue) -> None:
+        job = await queue.add("x", None)
+        a_started, a_ended = Recorder(), Recorder()
+
+        async def slow_a(j: Job) -> str:
+            a_started.add(j.id)
+            await asyncio.sleep(0.8)
+            a_ended.add(j.id)
+            return "from A"
+
+        cut_off = cast(Backend, _NoRenewalBackend(queue.backend, Counter()))
+        worker_a = self.make_worker(Queue(queue.name, cut_off), slow_a, lease=0.3)
+        worker_b = self.make_worker(queue, lambda j: "from B", stalled_interval=0.1)
+        a_completed, a_errors, b_completed = Recorder(), Recorder(), Recorder()
+        worker_a.on("completed", a_completed.callback)
+        worker_a.on("error", a_errors.callback)
+        worker_b.on("completed", b_completed.callback)
+        async with self.running(worker_a):
+            await a_started.wait_for(1)
+            async with self.running(worker_b):
+                await b_completed.wait_for(1)
+                await a_ended.wait_for(1)
+        # worker A is closed: its finish was sent and refused
+        assert len(a_completed) == 0, "a worker announced a job another worker completed"
+        assert len(a_errors) >= 1
+        done = await queue.require_job(job.id)
+        assert (done.state, done.returnvalue, done.stalls) == ("completed", "from B", 1)
 
     async def test_job_fails_after_max_stalls(self, queue: Queue, backend: Backend) -> None:
         job = await queue.add("x", None)

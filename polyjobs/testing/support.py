@@ -142,10 +142,11 @@ class ContractBase:
         return Worker(queue.name, processor, queue.backend, **{**FAST_WORKER, **options})
 
     async def burst(
-        self, queue: Queue, processor: Callable[[Job], Any], timeout: float = WAIT, **options: Any
+        self, queue: Queue, processor: Callable[[Job], Any], within: float = WAIT, **options: Any
     ) -> Worker:
-        """Run a new worker until the queue has nothing left to do."""
-        return await self.run_burst(self.make_worker(queue, processor, **options), timeout)
+        """Run a new worker (``options`` are Worker options) until the queue has nothing left
+        to do; fail the test after ``within`` seconds."""
+        return await self.run_burst(self.make_worker(queue, processor, **options), within)
 
     @staticmethod
     async def run_burst(worker: Worker, timeout: float = WAIT) -> Worker:
