@@ -38,6 +38,30 @@ async def test_new_file_gets_the_schema_and_reopening_keeps_data(tmp_path: Path)
     assert _pragmas(path) == first
 
 
+async def test_a_version_1_file_is_migrated_forward_with_its_jobs(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("PRAGMA journal_mode = WAL")
+    for statement in MIGRATIONS[1]:
+        conn.execute(statement)
+    conn.execute("PRAGMA user_version = 1")
+    conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+    conn.execute("INSERT INTO queue_meta (queue, next_id, seq) VALUES ('q', 1, 1)")
+    conn.execute(
+        "INSERT INTO jobs (queue, id, name, data, opts, state, score, seq, timestamp) "
+        "VALUES ('q', '1', 'old', '{\"a\": 1}', '{}', 'waiting', 0, 1, 1.0)"
+    )
+    conn.close()
+    async with open_backend(f"sqlite:///{path}") as backend:
+        job = await backend.get_job("q", "1")
+        assert job is not None and job.data == {"a": 1} and job.state == "waiting"
+        new = await Queue("q", backend).add("new")
+        assert new.id == "2"
+        fetched = await backend.fetch("q", "w", 5, 30.0, 0)
+        assert [j.id for j in fetched] == ["1", "2"]
+    assert _pragmas(path)[0] == SCHEMA_VERSION
+
+
 async def test_a_held_write_lock_is_waited_for_without_blocking_the_loop(tmp_path: Path) -> None:
     path = tmp_path / "jobs.db"
     async with open_backend(f"sqlite:///{path}") as backend:
