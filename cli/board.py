@@ -1,0 +1,69 @@
+"""``polyjobs board``: serve the web board (UI, JSON API, metrics) over the configured backend."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from dataclasses import replace
+from typing import Annotated
+
+import typer
+
+from polyjobs.cli.common import BackendOption, run, session, settings
+from polyjobs.cli.console import Console
+from polyjobs.redact import redact_url
+
+BOARD_MODULES = ("starlette", "uvicorn", "jinja2", "prometheus_client", "multipart")
+
+
+def board(
+    host: Annotated[str, typer.Option(help="Address to bind; not loopback needs a token.")] = (
+        "127.0.0.1"
+    ),
+    port: Annotated[int, typer.Option(min=0, max=65535, help="Port (0: any free one).")] = 8787,
+    read_only: Annotated[
+        bool, typer.Option("--read-only", help="Hide and refuse every action.")
+    ] = False,
+    insecure: Annotated[
+        bool, typer.Option("--insecure", help="Serve a non-loopback address without a token.")
+    ] = False,
+    backend: BackendOption = None,
+) -> None:
+    """Serve the web board at http://HOST:PORT/admin/queues (token: $POLYJOBS_BOARD_TOKEN)."""
+    console = Console()
+    try:
+        from polyjobs.board import TOKEN_ENV, BoardOptions, bind_socket, check_bind, serve_board
+    except ModuleNotFoundError as exc:
+        if (exc.name or "").split(".")[0] not in BOARD_MODULES:
+            raise
+        console.error("the board needs the 'board' extra: pip install 'polyjobs[board]'")
+        raise typer.Exit(1) from None
+
+    async def go() -> None:
+        token = settings(backend=backend).values.get(TOKEN_ENV)
+        given = str(token.value) if token is not None and token.value else None
+        options = BoardOptions(read_only=read_only, token=given, insecure=insecure)
+        check_bind(host, options)
+        async with session(backend) as s:
+            options = replace(
+                options, specs=s.specs, backend_label=redact_url(s.settings.backend_url)
+            )
+            sock = bind_socket(host, port)
+            task = asyncio.create_task(serve_board(s.backend, host, port, options, sock=sock))
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                with contextlib.suppress(NotImplementedError):
+                    loop.add_signal_handler(sig, task.cancel)
+            shown = f"[{host}]" if ":" in host else host
+            url = f"http://{shown}:{sock.getsockname()[1]}/admin/queues"
+            console.note(
+                f"polyjobs board on {url} ({'read-only, ' if read_only else ''}Ctrl-C stops)"
+            )
+            try:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            finally:
+                sock.close()
+
+    run(go, console)

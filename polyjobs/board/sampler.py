@@ -1,0 +1,107 @@
+"""Throughput history: ``queue_stats`` sampled periodically into a bounded ring buffer."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from polyjobs.errors import PolyjobsError
+from polyjobs.stats import queue_stats
+
+if TYPE_CHECKING:
+    from polyjobs.board.metrics import FinishedJobs
+    from polyjobs.board.service import BoardService
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Sample:
+    """Jobs finished in the minute before ``at``, per queue: ``{queue: (completed, failed)}``."""
+
+    at: float
+    rates: dict[str, tuple[int, int]]
+
+
+class Sampler:
+    """Samples every queue's last-minute throughput every ``interval`` seconds."""
+
+    def __init__(
+        self,
+        service: BoardService,
+        interval: float,
+        size: int,
+        finished: FinishedJobs | None = None,
+    ) -> None:
+        self.service = service
+        self.interval = interval
+        self.samples: deque[Sample] = deque(maxlen=size)
+        self.finished = finished
+
+    async def sample(self) -> Sample:
+        """Take one sample now (and let the metrics see newly finished jobs)."""
+        names = await self.service.queue_names()
+        stats = await queue_stats(self.service.backend, names)
+        sample = Sample(
+            time.time(),
+            {s.queue: (s.completed_last_minute, s.failed_last_minute) for s in stats},
+        )
+        self.samples.append(sample)
+        if self.finished is not None:
+            await self.finished.observe(names)
+        return sample
+
+    async def run(self) -> None:
+        """Sample until cancelled; a failing backend is logged and tried again next time."""
+        while True:
+            try:
+                await self.sample()
+            except PolyjobsError as exc:
+                log.warning("board: throughput sample failed: %s", exc)
+            await asyncio.sleep(self.interval)
+
+    def history(self, queue: str) -> list[tuple[float, int, int]]:
+        """``[(at, completed, failed), ...]`` for one queue, oldest first."""
+        return [(s.at, *s.rates[queue]) for s in self.samples if queue in s.rates]
+
+    def to_json(self) -> dict[str, Any]:
+        queues: dict[str, list[dict[str, float]]] = {}
+        for s in self.samples:
+            for name, (done, failed) in s.rates.items():
+                queues.setdefault(name, []).append(
+                    {"at": s.at, "completed": done, "failed": failed}
+                )
+        return {"interval": self.interval, "size": self.samples.maxlen, "queues": queues}
+
+
+def sparkline(points: list[tuple[float, int, int]], width: int = 160, height: int = 36) -> str:
+    """A small inline SVG of completed (and failed) jobs per minute; only numbers go in it."""
+    if not points:
+        return (
+            f'<svg class="spark" width="{width}" height="{height}" role="img" '
+            'aria-label="no samples yet"></svg>'
+        )
+    top = max(max(p[1], p[2]) for p in points) or 1
+    span = (points[-1][0] - points[0][0]) or 1.0
+
+    def path(index: int) -> str:
+        coords = []
+        for p in points:
+            x = 0.0 if len(points) == 1 else (p[0] - points[0][0]) / span * (width - 2) + 1
+            y = height - 2 - p[index] / top * (height - 4)
+            coords.append(f"{x:.1f},{y:.1f}")
+        return " ".join(coords)
+
+    last = points[-1]
+    label = f"{last[1]} completed and {last[2]} failed in the last minute; peak {top}/min"
+    return (
+        f'<svg class="spark" width="{width}" height="{height}" viewBox="0 0 {width} {height}" '
+        f'role="img" aria-label="{label}"><title>{label}</title>'
+        f'<polyline fill="none" stroke="#2f855a" stroke-width="1.5" points="{path(1)}"/>'
+        f'<polyline fill="none" stroke="#c53030" stroke-width="1.5" points="{path(2)}"/>'
+        "</svg>"
+    )

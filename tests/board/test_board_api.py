@@ -1,0 +1,244 @@
+"""The board's JSON API and pages against the ASGI app, on memory:// and sqlite."""
+
+from __future__ import annotations
+
+import pytest
+
+from board.conftest import SECRET, ClientFactory, csrf_of, seed
+from polyjobs import Queue
+from polyjobs.backend import Backend
+
+
+async def test_overview_lists_every_queue_with_counts(
+    backend: Backend, make_client: ClientFactory
+) -> None:
+    await seed(backend)
+    client = await make_client()
+    rows = {r["queue"]: r for r in (await client.get("/api/queues")).json()["queues"]}
+    assert list(rows) == ["emails", "reports"]  # registered first, then the backend's others
+    emails = rows["emails"]
+    assert (emails["waiting"], emails["delayed"], emails["completed"], emails["failed"]) == (
+        1,
+        1,
+        1,
+        1,
+    )
+    assert emails["registered"] and not rows["reports"]["registered"]
+    assert emails["completed_last_minute"] == 1 and emails["paused"] is False
+
+    page = await client.get("/admin/queues")
+    assert page.status_code == 200
+    assert 'data-queue="emails"' in page.text and 'data-queue="reports"' in page.text
+    assert "<svg" in page.text
+
+
+async def test_jobs_by_state_with_paging(backend: Backend, make_client: ClientFactory) -> None:
+    queue = Queue("bulk", backend)
+    await queue.add_bulk([("job", {"n": i}) for i in range(45)])
+    client = await make_client(page_size=20)
+    first = (await client.get("/api/queues/bulk/jobs?state=waiting&start=0&limit=20")).json()
+    assert first["total"] == 45 and len(first["jobs"]) == 20
+    last = (await client.get("/api/queues/bulk/jobs?state=waiting&start=40&limit=20")).json()
+    assert [j["data"]["n"] for j in last["jobs"]] == [40, 41, 42, 43, 44]
+
+    page3 = await client.get("/admin/queues/bulk?state=waiting&page=3")
+    assert "page 3 of 3" in page3.text
+    assert page3.text.count('<tr data-job="') == 5
+    assert (await client.get("/api/queues/bulk/jobs?state=nope")).status_code == 400
+    assert (await client.get("/api/queues/bulk/jobs?start=x")).status_code == 400
+
+
+async def test_search_by_id_opens_the_job_or_says_it_is_missing(
+    backend: Backend, make_client: ClientFactory
+) -> None:
+    ids = await seed(backend)
+    client = await make_client()
+    found = await client.get(f"/admin/queues/emails?id={ids['failed']}")
+    assert found.status_code == 303
+    assert found.headers["location"] == f"/admin/queues/emails/jobs/{ids['failed']}"
+    missing = await client.get("/admin/queues/emails?id=999")
+    assert missing.status_code == 200 and "No job 999 in emails" in missing.text
+
+
+async def test_job_page_shows_everything_and_no_secret(
+    backend: Backend, make_client: ClientFactory
+) -> None:
+    ids = await seed(backend)
+    client = await make_client()
+    job = (await client.get(f"/api/queues/emails/jobs/{ids['failed']}")).json()
+    assert job["state"] == "failed" and job["attempts_made"] == 1 and job["progress"] == 50
+    assert "smtp refused" in job["failed_reason"] and "RuntimeError" in job["stacktrace"]
+    assert job["logs"] and job["duration"] is not None and job["finished_on"]
+    done = (await client.get(f"/api/queues/emails/jobs/{ids['completed']}")).json()
+    assert done["returnvalue"] == {"sent": True}
+    assert done["data"]["password"] == "***"
+
+    for path in (
+        f"/admin/queues/emails/jobs/{ids['failed']}",
+        f"/admin/queues/emails/jobs/{ids['completed']}",
+        f"/api/queues/emails/jobs/{ids['failed']}",
+        f"/api/queues/emails/jobs/{ids['completed']}",
+        "/admin/queues/emails?state=failed",
+        "/api/queues/emails/jobs?state=completed",
+    ):
+        answer = await client.get(path)
+        assert answer.status_code == 200, path
+        assert SECRET not in answer.text, path
+    page = await client.get(f"/admin/queues/emails/jobs/{ids['failed']}")
+    assert "smtp refused redis://mail:***@smtp/0" in page.text
+    assert 'id="retry"' in page.text
+
+
+async def test_backend_label_is_redacted_in_pages(
+    backend: Backend, make_client: ClientFactory
+) -> None:
+    client = await make_client(backend_label=f"redis://user:{SECRET}@host:6379/0")
+    page = await client.get("/admin/queues")
+    assert SECRET not in page.text
+
+
+async def test_unknown_queue_and_job_are_404(backend: Backend, make_client: ClientFactory) -> None:
+    await seed(backend)
+    client = await make_client()
+    assert (await client.get("/api/queues/nope")).status_code == 404
+    assert (await client.get("/api/queues/emails/jobs/404")).json() == {
+        "error": "job 404 not found in queue 'emails'"
+    }
+    page = await client.get("/admin/queues/emails/jobs/404")
+    assert page.status_code == 404 and "not found" in page.text
+    assert (await client.get("/no/such/page")).status_code == 404
+
+
+async def test_retry_remove_promote(backend: Backend, make_client: ClientFactory) -> None:
+    ids = await seed(backend)
+    client = await make_client()
+    headers = {"X-CSRF-Token": await csrf_of(client)}
+    base = "/api/queues/emails/jobs"
+    retried = await client.post(f"{base}/{ids['failed']}/retry", headers=headers)
+    assert retried.json() == {"queue": "emails", "id": ids["failed"], "done": "retry"}
+    again = await client.post(f"{base}/{ids['failed']}/retry", headers=headers)
+    assert again.status_code == 409 and "not failed" in again.json()["error"]
+    promoted = await client.post(f"{base}/{ids['delayed']}/promote", headers=headers)
+    assert promoted.status_code == 200
+    removed = await client.post(f"{base}/{ids['completed']}/remove", headers=headers)
+    assert removed.status_code == 200
+    queue = Queue("emails", backend)
+    counts = await queue.counts()
+    assert (counts["waiting"], counts["delayed"], counts["completed"], counts["failed"]) == (
+        3,
+        0,
+        0,
+        0,
+    )
+    missing = await client.post(f"{base}/nope/remove", headers=headers)
+    assert missing.status_code == 404
+
+
+async def test_pause_resume_clean(backend: Backend, make_client: ClientFactory) -> None:
+    await seed(backend)
+    client = await make_client()
+    headers = {"X-CSRF-Token": await csrf_of(client)}
+    assert (await client.post("/api/queues/emails/pause", headers=headers)).json()["paused"]
+    assert (await client.get("/api/queues/emails")).json()["paused"] is True
+    page = await client.get("/admin/queues/emails")
+    assert 'id="resume"' in page.text and "paused" in page.text
+    await client.post("/api/queues/emails/resume", headers=headers)
+    assert not await Queue("emails", backend).is_paused()
+
+    cleaned = await client.post(
+        "/api/queues/emails/clean", headers=headers, json={"state": "completed", "grace": "0s"}
+    )
+    assert cleaned.json() == {"queue": "emails", "state": "completed", "removed": 1}
+    active = await client.post(
+        "/api/queues/emails/clean", headers=headers, json={"state": "active"}
+    )
+    assert active.status_code == 400
+
+
+async def test_enqueue_validated_by_the_spec(backend: Backend, make_client: ClientFactory) -> None:
+    client = await make_client()
+    headers = {"X-CSRF-Token": await csrf_of(client)}
+    added = await client.post(
+        "/api/queues/emails/jobs",
+        headers=headers,
+        json={"name": "send", "data": {"to": "eve@example.com"}, "options": {"delay": "1h"}},
+    )
+    assert added.status_code == 201 and added.json()["state"] == "delayed"
+    job = await Queue("emails", backend).get_job(added.json()["id"])
+    assert job is not None and job.opts["attempts"] == 1
+    refused = await client.post("/api/queues/emails/jobs", headers=headers, json={"data": {}})
+    assert refused.status_code == 400 and "emails needs" in refused.json()["error"]
+    bad = await client.post(
+        "/api/queues/emails/jobs", headers=headers, json={"data": {"to": "x"}, "extra": 1}
+    )
+    assert bad.status_code == 400
+    not_json = await client.post(
+        "/api/queues/emails/jobs",
+        headers={**headers, "content-type": "application/json"},
+        content=b"{nope",
+    )
+    assert not_json.status_code == 400
+
+    # the page's form: JSON in a text field, options as fields, answered by a redirect
+    csrf = headers["X-CSRF-Token"]
+    form = {"csrf": csrf, "name": "", "data": '{"to": "form@example.com"}', "priority": "2"}
+    posted = await client.post("/admin/queues/reports/enqueue", data=form)
+    assert posted.status_code == 303 and "done=enqueue" in posted.headers["location"]
+    shown = await client.get(posted.headers["location"])
+    assert "Job added." in shown.text and "form@example.com" in shown.text
+    bad_form = await client.post("/admin/queues/reports/enqueue", data={**form, "data": "{x"})
+    assert bad_form.status_code == 400 and "not valid JSON" in bad_form.text
+
+
+async def test_page_actions_redirect_back(backend: Backend, make_client: ClientFactory) -> None:
+    ids = await seed(backend)
+    client = await make_client()
+    csrf = await csrf_of(client)
+    retried = await client.post(
+        f"/admin/queues/emails/jobs/{ids['failed']}/retry", data={"csrf": csrf, "back": "failed"}
+    )
+    assert retried.status_code == 303
+    assert retried.headers["location"] == "/admin/queues/emails?state=failed&done=retry"
+    listing = await client.get(retried.headers["location"])
+    assert "Job sent back to waiting." in listing.text and 'id="no-jobs"' in listing.text
+    paused = await client.post("/admin/queues/emails/pause", data={"csrf": csrf})
+    assert paused.status_code == 303 and await Queue("emails", backend).is_paused()
+    cleaned = await client.post(
+        "/admin/queues/emails/clean", data={"csrf": csrf, "state": "delayed", "grace": "0"}
+    )
+    assert cleaned.status_code == 303 and (await Queue("emails", backend).counts())["delayed"] == 0
+
+
+async def test_throughput_samples_make_a_chart(
+    backend: Backend, make_client: ClientFactory
+) -> None:
+    await seed(backend)
+    client = await make_client(history=3)
+    app = client._transport.app  # type: ignore[attr-defined]
+    sampler = app.state.sampler
+    for _ in range(5):
+        await sampler.sample()
+    history = (await client.get("/api/throughput")).json()
+    assert len(history["queues"]["emails"]) == 3  # the ring buffer is bounded
+    assert history["queues"]["emails"][-1]["completed"] == 1
+    assert history["queues"]["emails"][-1]["failed"] == 1
+    page = await client.get("/admin/queues")
+    assert "<polyline" in page.text
+
+
+@pytest.mark.parametrize("path", ["/", "/admin"])
+async def test_root_goes_to_the_board(make_client: ClientFactory, path: str) -> None:
+    client = await make_client()
+    answer = await client.get(path)
+    assert answer.status_code == 307 and answer.headers["location"] == "/admin/queues"
+
+
+async def test_job_ids_with_slashes_are_reachable(
+    backend: Backend, make_client: ClientFactory
+) -> None:
+    await Queue("odd", backend).add("x", {}, job_id="a/b")
+    client = await make_client()
+    assert (await client.get("/api/queues/odd/jobs/a/b")).json()["id"] == "a/b"
+    page = await client.get("/admin/queues/odd?state=waiting")
+    assert 'href="/admin/queues/odd/jobs/a%2Fb"' in page.text
+    assert (await client.get("/admin/queues/odd/jobs/a%2Fb")).status_code == 200
