@@ -160,6 +160,7 @@ class SqliteBackend:
                     found = await self._db.write(jobs.take, queue, token, limit, lease)
                     if found:
                         return found
+                    due = None  # another fetch was quicker: wait for the next change
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return []
