@@ -42,6 +42,26 @@ class AddingContract(ContractBase):
         assert [j.data for j in await queue.jobs("waiting")] == expected
         assert await self._order(queue) == expected
 
+    async def test_extreme_priorities_keep_their_order(
+        self, queue: Queue, backend: Backend
+    ) -> None:
+        top = 2**21
+        for data, priority in (("max", top), ("zero", 0), ("almost", top - 1), ("mid", 1000)):
+            await queue.add("x", data, priority=priority)
+        await queue.add("x", "max-lifo", priority=top, lifo=True)
+        fetched = await backend.fetch(queue.name, "tok", 10, 5.0, 0)
+        assert [r.data for r in fetched] == ["zero", "mid", "almost", "max-lifo", "max"]
+
+    async def test_jobs_due_at_the_same_time_keep_their_order(
+        self, queue: Queue, backend: Backend
+    ) -> None:
+        jobs = await queue.add_bulk([("same", i, {"delay": 0.2}) for i in range(12)])
+        assert len({j.run_at for j in jobs}) == 1
+        assert [j.data for j in await queue.jobs("delayed")] == list(range(12))
+        await asyncio.sleep(0.25)
+        fetched = await backend.fetch(queue.name, "tok", 20, 5.0, 0)
+        assert [r.data for r in fetched] == list(range(12))
+
     async def test_waiting_list_is_fetch_order(self, queue: Queue, backend: Backend) -> None:
         await queue.add("x", 0, priority=2)
         await queue.add("x", 1)
@@ -172,6 +192,11 @@ class AddingContract(ContractBase):
         assert (counts["waiting"], counts["delayed"]) == (4, 1)
         assert [j.data for j in await queue.jobs("waiting")] == [1, 2, 5, 3]
         assert await queue.add_bulk([]) == []
+
+    async def test_add_bulk_dedupes_within_the_batch(self, queue: Queue) -> None:
+        jobs = await queue.add_bulk([("a", 1, {"job_id": "twin"}), ("b", 2, {"job_id": "twin"})])
+        assert [(j.id, j.name, j.data) for j in jobs] == [("twin", "a", 1), ("twin", "a", 1)]
+        assert (await queue.counts())["waiting"] == 1
 
     async def test_get_job_returns_stored_fields(self, queue: Queue) -> None:
         added = await queue.add("mail", {"to": "a@b.c", "n": [1, 2.5, None]}, attempts=4)
