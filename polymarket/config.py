@@ -34,6 +34,7 @@ SETTINGS: dict[str, tuple[Any, str]] = {
     "POLYJOBS_DISCORD_TIMEOUT": (5.0, "seconds for one Discord webhook call"),
     "POLYJOBS_ALERT_LEASE": (30.0, "seconds an alert stays claimed by one delivery attempt"),
     "POLYJOBS_GAMMA_URL": (DEFAULT_GAMMA_URL, "Gamma API base URL"),
+    "POLYJOBS_GAMMA_ENABLED": (True, "false: analyse without Gamma market data (offline demo)"),
     "POLYJOBS_GAMMA_TIMEOUT": (2.0, "seconds for one Gamma call (the analysis job has 5 s)"),
     "POLYJOBS_GAMMA_CACHE_TTL": (600.0, "seconds a Gamma market stays cached"),
     "BULLMQ_WHALE_UPDATE_BATCH_SIZE": (1000, "wallets per whale-update batch (reference name)"),
@@ -126,6 +127,7 @@ class DomainConfig:
     gamma_url: str = DEFAULT_GAMMA_URL
     gamma_timeout: float = 2.0
     gamma_cache_ttl: float = 600.0
+    gamma_enabled: bool = True
     whale_batch_size: int = 1000
     whales: WhaleThresholds = WhaleThresholds()
     anomaly: AnomalyThresholds = AnomalyThresholds()
@@ -228,6 +230,16 @@ def _anomaly(settings: Mapping[str, Any]) -> AnomalyThresholds:
     )
 
 
+def _flag(settings: Mapping[str, Any], key: str) -> bool:
+    _, value = _get(settings, key)
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{key} must be true or false, got {value!r}")
+
+
 def _source(settings: Mapping[str, Any]) -> tuple[str, str | None]:
     _, value = _get(settings, "POLYJOBS_INGEST_SOURCE")
     text = str(value).strip()
@@ -289,6 +301,7 @@ def load_config(settings: Mapping[str, Any]) -> DomainConfig:
         gamma_url=(gamma or DEFAULT_GAMMA_URL).rstrip("/"),
         gamma_timeout=_duration(settings, "POLYJOBS_GAMMA_TIMEOUT"),
         gamma_cache_ttl=_duration(settings, "POLYJOBS_GAMMA_CACHE_TTL", positive=False),
+        gamma_enabled=_flag(settings, "POLYJOBS_GAMMA_ENABLED"),
         whale_batch_size=_integer(
             settings, "POLYJOBS_WHALE_BATCH_SIZE", "BULLMQ_WHALE_UPDATE_BATCH_SIZE", low=1
         ),

@@ -45,8 +45,12 @@ async def store_resource(ctx: RuntimeContext) -> AsyncIterator[Store]:
 
 
 @asynccontextmanager
-async def gamma_resource(ctx: RuntimeContext) -> AsyncIterator[GammaClient]:
+async def gamma_resource(ctx: RuntimeContext) -> AsyncIterator[GammaClient | None]:
+    """The Gamma client; None when ``POLYJOBS_GAMMA_ENABLED`` is false (analyses degrade)."""
     config = load_config(ctx.settings)
+    if not config.gamma_enabled:
+        yield None
+        return
     limits = httpx.Limits(max_connections=10, max_keepalive_connections=5)
     timeout = httpx.Timeout(config.gamma_timeout)
     headers = {"User-Agent": USER_AGENT}
