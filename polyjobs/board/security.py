@@ -6,7 +6,8 @@
 - Every session (a random id in an HMAC-signed, HttpOnly, SameSite=Strict cookie) has a CSRF
   token; every POST must carry it in the ``csrf`` form field or the ``X-CSRF-Token`` header,
   unless it is authenticated by a Bearer header (no ambient credential to ride on).
-- A POST whose ``Origin`` is another site is refused; on loopback without a token only loopback
+- A POST whose ``Origin`` is another site (or ``null``) is refused (the Referrer-Policy is
+  ``same-origin`` so that browsers send it); on loopback without a token only loopback
   ``Host`` names are served, which defeats DNS rebinding.
 - ``--read-only`` refuses every action with 403.
 """
@@ -42,7 +43,7 @@ HEADERS = {
     ),
     "X-Content-Type-Options": "nosniff",
     "X-Frame-Options": "DENY",
-    "Referrer-Policy": "no-referrer",
+    "Referrer-Policy": "same-origin",
     "Cache-Control": "no-store",
 }
 
