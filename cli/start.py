@@ -126,6 +126,8 @@ async def _start(
     log_format: str,
     demo: bool = False,
 ) -> None:
+    if demo and backend_url is not None:
+        raise ConfigError("--demo runs on its own embedded backend; leave out --backend")
     flags: dict[str, Any] = {"backend": backend_url, "grace": grace}
     setup = demo_mode.prepare_demo(burst=burst) if demo else None
     if setup is not None:

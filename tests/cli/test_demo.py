@@ -60,3 +60,16 @@ def test_demo_burst_raises_the_planted_alerts(tmp_path: Path) -> None:
     assert home is not None and not Path(home.group(1)).exists()
     assert not (tmp_path / ".polyjobs").exists()  # nothing left in the working directory
     assert "never-called" not in out + err
+
+
+def test_demo_refuses_another_backend(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [POLYJOBS, "start", "--demo", "--burst", "--backend", "memory://"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert done.returncode == 1
+    assert "error: --demo runs on its own embedded backend" in done.stderr
+    assert "Traceback" not in done.stderr
