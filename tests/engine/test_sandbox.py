@@ -8,10 +8,10 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-import sandbox_procs
 
 from polyjobs import InvalidArgumentError, Job, Queue, Worker, open_backend
 from polyjobs.backend import Backend
+from tests.engine import sandbox_procs
 
 FAST: dict[str, Any] = {"block": 0.2, "stalled_interval": 0.5, "heartbeat_interval": 0.5}
 
