@@ -298,7 +298,9 @@ class ConsoleSink:
     async def send(self, alert: Alert) -> str | None:
         embed = build_embed(alert)
         lines = [f"[alert {alert.id}] {embed['title']}"]
-        lines += [f"  {f['name']}: {f['value']}" for f in embed["fields"]]
+        for f in embed["fields"]:
+            indent = "\n" + " " * (len(f["name"]) + 4)  # multi-line values stay aligned
+            lines.append(f"  {f['name']}: " + str(f["value"]).replace("\n", indent))
         lines.append(f"  {embed['description']}")
         self.write("\n".join(lines))
         return None

@@ -201,3 +201,15 @@ async def test_the_client_goes_through_its_rate_limiter() -> None:
             result = await client.trades(T0, T0 + 1000)
     assert len(result.trades) == 9 and result.requests == 5
     assert len(waited) == 2  # requests 3 and 5 waited for the window to move
+
+
+async def test_the_same_page_served_twice_gives_each_trade_once() -> None:
+    page = rows(3)
+    async with FakeHTTPServer() as server:
+        server.script(
+            "/trades", FakeResponse(200, page), FakeResponse(200, page), FakeResponse(200, [])
+        )
+        async with client_for(server, page_size=3) as client:
+            result = await client.trades(T0, T0 + 100)
+    assert result.requests == 3
+    assert sorted(t.transaction_hash for t in result.trades) == ["0x0000", "0x0001", "0x0002"]
