@@ -46,6 +46,8 @@ def run(make: Callable[[], Coroutine[Any, Any, T]], console: Console | None = No
     console = console or Console()
     try:
         return asyncio.run(make())
+    except typer.Exit:
+        raise
     except PolyjobsError as exc:
         console.error(str(exc))
         raise typer.Exit(1) from None

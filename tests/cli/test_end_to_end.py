@@ -61,7 +61,19 @@ def wait_active(env: dict[str, str], queue: str, n: int) -> None:
 def started(cli_env: dict[str, str]) -> Iterator[tuple[dict[str, str], subprocess.Popen[str]]]:
     """`polyjobs start` in the background, ready once its workers are in the registry."""
     proc = subprocess.Popen(
-        [POLYJOBS, "start", "-q", "echo", "-q", "slow", "--no-schedule", "--grace", "15"],
+        [
+            POLYJOBS,
+            "start",
+            "-q",
+            "echo",
+            "-q",
+            "slow",
+            "-q",
+            "fail",
+            "--no-schedule",
+            "--grace",
+            "15",
+        ],
         env={**os.environ, **cli_env},
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -90,6 +102,9 @@ def test_start_enqueue_stats_stop(started: tuple[dict[str, str], subprocess.Pope
     )
     assert waited.returncode == 0, waited.stderr
     assert 'completed: "E2E"' in waited.stdout
+    failed = polyjobs(env, "enqueue", "fail", "--wait", "--timeout", "20")
+    assert failed.returncode == 1
+    assert failed.stderr.count("\n") == 1 and "failed: boom from the test plugin" in failed.stderr
 
     add_jobs(env, "test-slow", [{"seconds": 5.0 + i / 10} for i in range(5)])
     wait_active(env, "test-slow", 5)
