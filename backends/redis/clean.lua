@@ -31,10 +31,7 @@ for _, m in ipairs(members) do
   if full() then
     break
   end
-  local id = m
-  if state == 'waiting' then
-    id = wid(m)
-  end
+  local id = wid(m)
   local ts = tonumber(redis.call('HGET', jk(id), 'ts'))
   if ts and ts <= limit_cutoff then
     delete_job(id)

@@ -68,13 +68,15 @@ local function to_waiting(id, prio, front)
   redis.call('HSET', jk(id), 'st', 'waiting', 'wm', m)
 end
 
--- Put a job in the delayed set; wake blocked fetches when it is the next one due, so they
+-- Put a job in the delayed set (score = due time, member = order prefix + id, so jobs due at
+-- the same time keep their order); wake blocked fetches when it is the next one due, so they
 -- shorten their wait.
 local function to_delayed(id, run_at)
-  redis.call('ZADD', K_delayed, run_at, id)
-  redis.call('HSET', jk(id), 'st', 'delayed')
+  local m = wmember(id, false)
+  redis.call('ZADD', K_delayed, run_at, m)
+  redis.call('HSET', jk(id), 'st', 'delayed', 'wm', m)
   local head = redis.call('ZRANGE', K_delayed, 0, 0)
-  if head[1] == id then
+  if head[1] == m then
     wake()
   end
 end
@@ -86,7 +88,9 @@ local function unlink(id, st, wm)
       redis.call('ZREM', K_wait, wm)
     end
   elseif st == 'delayed' then
-    redis.call('ZREM', K_delayed, id)
+    if wm then
+      redis.call('ZREM', K_delayed, wm)
+    end
   elseif st == 'active' then
     redis.call('ZREM', K_active, id)
   elseif st == 'completed' then
@@ -132,7 +136,8 @@ local function promote_due(now)
   if #due == 0 then
     return
   end
-  for _, id in ipairs(due) do
+  for _, m in ipairs(due) do
+    local id = wid(m)
     to_waiting(id, redis.call('HGET', jk(id), 'p'), false)
   end
   redis.call('ZREM', K_delayed, unpack(due))

@@ -12,8 +12,8 @@ end
 removed = #members
 if ARGV[2] == '1' and removed < chunk then
   local ids = redis.call('ZRANGE', K_delayed, 0, chunk - removed - 1)
-  for _, id in ipairs(ids) do
-    redis.call('DEL', jk(id), lk(id))
+  for _, m in ipairs(ids) do
+    redis.call('DEL', jk(wid(m)), lk(wid(m)))
   end
   if #ids > 0 then
     redis.call('ZREM', K_delayed, unpack(ids))

@@ -4,7 +4,7 @@ All keys of one queue share the hash tag ``{<queue>}`` so that each script touch
 Cluster slot::
 
     <prefix>:{<queue>}:wait        ZSET  waiting jobs: score = priority, member = order + id
-    <prefix>:{<queue>}:delayed     ZSET  job id -> due time
+    <prefix>:{<queue>}:delayed     ZSET  delayed jobs: score = due time, member = order + id
     <prefix>:{<queue>}:active      ZSET  job id -> lease deadline
     <prefix>:{<queue>}:completed   ZSET  job id -> finish time
     <prefix>:{<queue>}:failed      ZSET  job id -> finish time

@@ -9,6 +9,9 @@ if state == 'waiting' then
   end
 elseif state == 'delayed' then
   ids = redis.call('ZRANGE', K_delayed, start, stop)
+  for i = 1, #ids do
+    ids[i] = wid(ids[i])
+  end
 elseif state == 'active' then
   ids = redis.call('ZRANGE', K_active, 0, -1)
 elseif state == 'completed' then

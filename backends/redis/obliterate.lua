@@ -9,7 +9,7 @@ for _, set in ipairs({K_wait, K_delayed, K_active, K_completed, K_failed}) do
   local members = redis.call('ZRANGE', set, 0, chunk - deleted - 1)
   for _, m in ipairs(members) do
     local id = m
-    if set == K_wait then
+    if set == K_wait or set == K_delayed then
       id = wid(m)
     end
     redis.call('DEL', jk(id), lk(id))
