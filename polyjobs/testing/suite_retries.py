@@ -227,7 +227,7 @@ class RetriesContract(ContractBase):
         job = await queue.add("c", None, attempts=2)
         worker = self.make_worker(queue, proc)
         async with self.running(worker, grace=0.5):
-            result = await job.wait(timeout=1.5)
+            result = await job.wait(timeout=1.0)
         assert result == "second try"
         done = await queue.require_job(job.id)
         assert done.attempts_made == 2 and done.failed_reason == "CancelledError"
