@@ -6,7 +6,7 @@ import asyncio
 import time
 from typing import Any
 
-from polyjobs.backend import Backend
+from polyjobs.backend import Backend, Finish
 from polyjobs.job import Job
 from polyjobs.queue import Queue
 from polyjobs.testing.support import ContractBase, Recorder
@@ -61,6 +61,20 @@ class AddingContract(ContractBase):
         await asyncio.sleep(0.25)
         fetched = await backend.fetch(queue.name, "tok", 20, 5.0, 0)
         assert [r.data for r in fetched] == list(range(12))
+
+    async def test_retried_and_promoted_jobs_keep_their_priority(
+        self, queue: Queue, backend: Backend
+    ) -> None:
+        urgent = await queue.add("x", "urgent", priority=1, attempts=2)
+        await queue.add("x", "low-1", priority=5)
+        await queue.add("x", "low-2", priority=5)
+        soon = await queue.add("x", "promoted", priority=0, delay=60)
+        assert [r.id for r in await backend.fetch(queue.name, "tok", 1, 5.0, 0)] == [urgent.id]
+        retry = Finish(urgent.id, "retry", 1, time.time(), failed_reason="once", retry_at=0.0)
+        assert (await backend.finish(queue.name, "tok", [retry], 0, 5.0)).lost == []
+        assert await queue.promote(soon.id) is True
+        fetched = await backend.fetch(queue.name, "tok", 10, 5.0, 0)
+        assert [r.data for r in fetched] == ["promoted", "urgent", "low-1", "low-2"]
 
     async def test_waiting_list_is_fetch_order(self, queue: Queue, backend: Backend) -> None:
         await queue.add("x", 0, priority=2)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 import time
 from collections import Counter
@@ -142,6 +143,32 @@ class WorkersContract(ContractBase):
             done = await queue.require_job(job.id)
             assert (done.state, done.returnvalue, done.progress) == ("completed", {"got": i}, 100)
             assert await queue.logs(job.id) == [f"handled {i}"]
+
+    @pytest.mark.xfail(
+        strict=True,
+        reason="engine bug: Worker._call runs sync processors with asyncio.to_thread, i.e. on "
+        "the loop's default executor of min(32, cpu_count + 4) threads, so a worker's "
+        "concurrency is silently capped there (6 on a 2-core machine)",
+    )
+    async def test_sync_processors_reach_full_concurrency(self, queue: Queue) -> None:
+        n = min(32, (os.cpu_count() or 1) + 4) + 1  # one more than asyncio's default pool
+        lock, all_in = threading.Lock(), threading.Event()
+        in_flight = peak = 0
+
+        def proc(job: Job) -> None:
+            nonlocal in_flight, peak
+            with lock:
+                in_flight += 1
+                peak = max(peak, in_flight)
+                if in_flight == n:
+                    all_in.set()
+            all_in.wait(0.5)
+            with lock:
+                in_flight -= 1
+
+        await queue.add_bulk([("sync", i) for i in range(n)])
+        await self.burst(queue, proc, concurrency=n)
+        assert peak == n
 
     async def test_pause_stops_fetching_and_resume_resumes(self, queue: Queue) -> None:
         done = Recorder()
