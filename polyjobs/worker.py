@@ -18,6 +18,7 @@ import time
 import traceback
 import uuid
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, fields, replace
 from typing import TYPE_CHECKING, Any
 
@@ -130,6 +131,7 @@ class Worker:
         self._is_async = _is_coroutine_callable(processor)
         self._sandbox_ref: str | None = None
         self._sandbox: SandboxPool | None = None
+        self._threads: ThreadPoolExecutor | None = None
         self.backend = backend
         self.options = WorkerOptions.build(options, **overrides)
         if self.options.sandbox:
@@ -147,6 +149,7 @@ class Worker:
         self._outbox: list[tuple[Finish, Job, Any]] = []
         self._reserved = 0
         self._finishing = False
+        self._resent: set[str] = set()  # sent again after a call failed; maybe applied
         self._state = "new"
         self._started = 0.0
 
@@ -224,6 +227,9 @@ class Worker:
         finally:
             if self._sandbox is not None:
                 await self._sandbox.close()
+            if self._threads is not None:
+                # threads still running timed-out jobs cannot be stopped; don't wait for them
+                self._threads.shutdown(wait=False, cancel_futures=True)
             await self._hand_back()
             self._state = "closed"
             self._exited.set()
@@ -380,10 +386,14 @@ class Worker:
                 error = JobTimeoutError(f"job {job.id} timed out after {timeout:g}s")
                 error.__cause__ = exc
                 fin, outcome = self._failure(job, opts, error), error
-        except asyncio.CancelledError:
-            self._tasks.pop(job.id, None)
-            self._slot_freed.set()
-            raise
+        except asyncio.CancelledError as exc:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                self._tasks.pop(job.id, None)
+                self._slot_freed.set()
+                raise  # the worker cancelled this job (close after the grace period)
+            # raised by the processor itself (e.g. leaked by a library): a failure like any
+            fin, outcome = self._failure(job, opts, exc), exc
         except RateLimitError as exc:
             fin, outcome = await self._rate_limited(job, opts, exc), exc
         except Exception as exc:
@@ -398,7 +408,12 @@ class Worker:
             return await self.processor(job)
         if self._sandbox is not None:
             return await self._sandbox.run(job)
-        result = await asyncio.to_thread(self.processor, job)
+        if self._threads is None:
+            self._threads = ThreadPoolExecutor(
+                self.options.concurrency, thread_name_prefix=f"polyjobs-{self.queue}"
+            )
+        loop = asyncio.get_running_loop()
+        result = await loop.run_in_executor(self._threads, self.processor, job)
         if inspect.isawaitable(result):
             result = await result
         return result
@@ -462,6 +477,7 @@ class Worker:
             except Exception as exc:
                 failures += 1
                 self._outbox[:0] = batch
+                self._resent.update(fin.job_id for fin, _, _ in batch)
                 self._error(exc, "finish failed")
                 await self._pause_after_failure(failures)
                 if self._grace_over and failures > 2:
@@ -470,11 +486,38 @@ class Worker:
             finally:
                 self._reserved -= fetch
                 self._finishing = False
-            self._announce(batch, set(result.lost))
+            lost = set(result.lost)
+            if lost & self._resent:
+                lost -= await self._applied_before(batch, lost & self._resent)
+            self._resent.difference_update(fin.job_id for fin, _, _ in batch)
+            self._announce(batch, lost)
             self._start(result.jobs)
             self._round_done.set()
             self._slot_freed.set()
         self._round_done.set()
+
+    async def _applied_before(
+        self, batch: list[tuple[Finish, Job, Any]], suspects: set[str]
+    ) -> set[str]:
+        """Of finishes sent again after a failed call, those the backend had already applied
+        (the reply was lost, not the finish): the job is where this finish put it."""
+        expected = {"completed": ("completed",), "failed": ("failed",)}
+        applied = set()
+        for fin, _, _ in batch:
+            if fin.job_id not in suspects:
+                continue
+            try:
+                record = await self.backend.get_job(self.queue, fin.job_id)
+            except Exception:
+                continue
+            if record is None:
+                if fin.status != "retry" and fin.keep.removes_at_once:
+                    applied.add(fin.job_id)
+                continue
+            states = expected.get(fin.status, ("waiting", "delayed", "active"))
+            if record.state in states and record.attempts_made == fin.attempts_made:
+                applied.add(fin.job_id)
+        return applied
 
     def _announce(self, batch: list[tuple[Finish, Job, Any]], lost: set[str]) -> None:
         for fin, job, outcome in batch:

@@ -212,12 +212,6 @@ class RetriesContract(ContractBase):
             assert gap >= 0.2, "retried before the jittered backoff"
             assert gap < 0.4 + 1.5
 
-    @pytest.mark.xfail(
-        strict=True,
-        reason="engine bug: a CancelledError raised by the processor itself is taken for the "
-        "worker's own cancellation (Worker._process re-raises it); the job stays active, its "
-        "lease renewed, until the worker closes",
-    )
     async def test_cancelled_error_from_the_processor_is_a_failure(self, queue: Queue) -> None:
         async def proc(job: Job) -> str:
             if job.attempts_made == 0:

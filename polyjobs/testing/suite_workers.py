@@ -144,12 +144,6 @@ class WorkersContract(ContractBase):
             assert (done.state, done.returnvalue, done.progress) == ("completed", {"got": i}, 100)
             assert await queue.logs(job.id) == [f"handled {i}"]
 
-    @pytest.mark.xfail(
-        strict=True,
-        reason="engine bug: Worker._call runs sync processors with asyncio.to_thread, i.e. on "
-        "the loop's default executor of min(32, cpu_count + 4) threads, so a worker's "
-        "concurrency is silently capped there (6 on a 2-core machine)",
-    )
     async def test_sync_processors_reach_full_concurrency(self, queue: Queue) -> None:
         n = min(32, (os.cpu_count() or 1) + 4) + 1  # one more than asyncio's default pool
         lock, all_in = threading.Lock(), threading.Event()
@@ -315,13 +309,6 @@ class WorkersContract(ContractBase):
         done = await queue.require_job(job.id)
         assert (done.state, done.attempts_made) == ("completed", 1)
 
-    @pytest.mark.xfail(
-        strict=True,
-        reason="engine bug: when a finish was applied but its reply lost, Worker._finish_loop "
-        "sends it again, the backend answers `lost` (the job is no longer active) and "
-        "Worker._announce reports 'no longer owned (lease expired)' instead of the "
-        "`completed` event and hook, though the job did complete",
-    )
     async def test_completed_event_survives_a_lost_finish_reply(self, queue: Queue) -> None:
         job = await queue.add("x", 1)
         lossy = cast(Backend, _LostReplyBackend(queue.backend))

@@ -9,20 +9,8 @@ from __future__ import annotations
 
 import pytest
 
-_REDIS_SAME_DUE_TIME = (
-    "redis backend bug: jobs due at the same time (e.g. add_bulk with one delay) leave the "
-    "delayed set in lexicographic id order (1, 10, 11, 12, 2, ...), not in the order added: "
-    "the delayed zset is scored by run_at alone"
-)
-
-KNOWN_FAILURES: dict[str, str] = {
-    "test_redis.py::TestRedisBackend::test_jobs_due_at_the_same_time_keep_their_order": (
-        _REDIS_SAME_DUE_TIME
-    ),
-    "test_redis.py::TestRedisClusterBackend::test_jobs_due_at_the_same_time_keep_their_order": (
-        _REDIS_SAME_DUE_TIME
-    ),
-}
+#: ``{test id suffix: reason}``; empty while every backend passes the whole suite.
+KNOWN_FAILURES: dict[str, str] = {}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
