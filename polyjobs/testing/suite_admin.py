@@ -187,6 +187,20 @@ class AdminContract(ContractBase):
         fresh = await queue.add("y", None)
         assert await self.state_of(queue, fresh.id) == "waiting"
 
+    async def test_reads_do_not_create_a_queue(self, backend: Backend) -> None:
+        name = f"contract-unused-{time.time_ns()}"
+        queue = Queue(name, backend)
+        try:
+            await queue.counts()
+            await queue.get_job("1")
+            await queue.jobs("waiting")
+            await queue.schedules()
+            await queue.workers()
+            await queue.is_paused()
+            assert name not in await backend.queues()
+        finally:
+            await backend.obliterate(name)
+
     # -- capabilities ----------------------------------------------------------------------
     async def test_shared_storage_is_seen_by_a_second_connection(
         self, queue: Queue, backend: Backend
