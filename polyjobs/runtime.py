@@ -183,13 +183,18 @@ class Runtime:
         }
         self.workers: dict[str, Worker] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._idle_watch: asyncio.Task[None] | None = None
         self._stack = contextlib.AsyncExitStack()
 
     def queue(self, name: str) -> Queue:
         return self.queues[name]
 
     async def start(self, burst: bool = False) -> None:
-        """Upsert the schedules, then start one worker per queue (as background tasks)."""
+        """Upsert the schedules, then start one worker per queue (as background tasks).
+
+        With ``burst`` the workers stop once every queue of the runtime is idle at the same
+        time (nothing waiting, active or delayed), so a chain of queues (one enqueueing into
+        the next) runs to its end."""
         if self._tasks:
             raise InvalidArgumentError("this runtime is already started")
         for name, factory in self.resources.items():
@@ -218,7 +223,34 @@ class Runtime:
                 plugins=self.plugins,
             )
             self.workers[name] = worker
-            self._tasks[name] = asyncio.create_task(worker.run(burst=burst), name=f"worker:{name}")
+            self._tasks[name] = asyncio.create_task(worker.run(), name=f"worker:{name}")
+        if burst:
+            self._idle_watch = asyncio.create_task(self._close_when_idle())
+
+    async def _idle(self) -> bool:
+        if any(worker.busy for worker in self.workers.values()):
+            return False
+        for queue in self.queues.values():
+            if queue.name not in self.specs:
+                continue
+            counts = await queue.counts()
+            waiting = 0 if counts["paused"] else counts["waiting"]
+            if waiting or counts["active"] or counts["delayed"]:
+                return False
+        return True
+
+    async def _close_when_idle(self, interval: float = 0.05) -> None:
+        """Burst mode: close the workers once all queues look idle twice in a row."""
+        streak = 0
+        while streak < 2:
+            await asyncio.sleep(interval)
+            try:
+                streak = streak + 1 if await self._idle() else 0
+            except Exception as exc:
+                log.warning("burst idle check failed: %s", exc)
+                streak = 0
+        for worker in self.workers.values():
+            worker.request_close()
 
     async def upsert_schedules(self) -> None:
         for name, spec in self.specs.items():
@@ -243,6 +275,9 @@ class Runtime:
     async def stop(self, grace: float = 30.0) -> None:
         """Close every worker: active jobs get ``grace`` seconds, then are handed back."""
         grace = seconds(grace, "grace")
+        if self._idle_watch is not None:
+            self._idle_watch.cancel()
+            self._idle_watch = None
         await asyncio.gather(*(w.close(grace) for w in self.workers.values()))
         results = await asyncio.gather(*self._tasks.values(), return_exceptions=True)
         for name, result in zip(self._tasks, results, strict=True):

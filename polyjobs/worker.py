@@ -160,6 +160,11 @@ class Worker:
     def running(self) -> bool:
         return self._state == "running"
 
+    @property
+    def busy(self) -> bool:
+        """Whether jobs are being processed or their results are on their way to the backend."""
+        return bool(self._tasks or self._outbox or self._finishing)
+
     # -- events ----------------------------------------------------------------------------
     def on(self, event: str, callback: Callable[..., Any]) -> None:
         """Call ``callback`` on an event (a plain function or a coroutine function):

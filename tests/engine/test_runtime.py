@@ -83,3 +83,29 @@ def test_a_queue_given_twice_is_refused() -> None:
 
     with pytest.raises(InvalidArgumentError, match="given twice"):
         Runtime([QueueSpec("q", noop), QueueSpec("q", noop)], backend=None)  # type: ignore[arg-type]
+
+
+async def test_burst_runs_a_chain_of_queues_to_its_end() -> None:
+    """Each queue enqueues into the next (one with a delay): burst stops only when all are
+    idle together, not when the first queue runs dry."""
+
+    async def first(job: Job) -> None:
+        await job.context.queue("second").add("b", {}, delay=0.3)
+
+    async def second(job: Job) -> None:
+        await asyncio.sleep(0.1)
+        await job.context.queue("third").add("c", {})
+
+    async def third(job: Job) -> str:
+        return "end"
+
+    specs = [QueueSpec("first", first), QueueSpec("second", second), QueueSpec("third", third)]
+    async with open_backend("memory://") as backend:
+        runtime = Runtime(specs, backend)
+        await runtime.queue("first").add("a", {})
+        await asyncio.wait_for(runtime.run(burst=True, grace=1), 10)
+        done = await runtime.queue("third").jobs("completed")
+        assert [j.returnvalue for j in done] == ["end"]
+        for name in ("first", "second", "third"):
+            counts = await runtime.queue(name).counts()
+            assert (counts["waiting"], counts["active"], counts["delayed"]) == (0, 0, 0)
