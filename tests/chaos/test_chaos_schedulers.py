@@ -73,7 +73,7 @@ def test_five_schedulers_make_exactly_one_job_per_slot(
         for proc in procs:
             _, err = proc.communicate(timeout=20)
             assert proc.returncode == 0, err
-        runs = {k: int(v) for k, v in client.hgetall(record_key).items()}
+        runs = {str(k): int(v) for k, v in client.hgetall(record_key).items()}
         counts = asyncio.run(_counts(env["POLYJOBS_BACKEND"]))
     finally:
         for proc in procs:
