@@ -76,6 +76,21 @@ class AddingContract(ContractBase):
         fetched = await backend.fetch(queue.name, "tok", 10, 5.0, 0)
         assert [r.data for r in fetched] == ["promoted", "urgent", "low-1", "low-2"]
 
+    async def test_an_immediate_retry_keeps_its_priority_turn(self, queue: Queue) -> None:
+        order: list[str] = []
+
+        async def proc(job: Job) -> None:
+            order.append(job.data)
+            if job.data == "urgent" and job.attempts_made == 0:
+                raise ValueError("once")
+
+        await queue.add("x", "first", priority=0)
+        await queue.add("x", "urgent", priority=1, attempts=2)  # no backoff: back at once
+        await queue.add("x", "low-1", priority=5)
+        await queue.add("x", "low-2", priority=5)
+        await self.burst(queue, proc, concurrency=1)
+        assert order == ["first", "urgent", "urgent", "low-1", "low-2"]
+
     async def test_waiting_list_is_fetch_order(self, queue: Queue, backend: Backend) -> None:
         await queue.add("x", 0, priority=2)
         await queue.add("x", 1)
