@@ -111,6 +111,30 @@ class WorkersContract(ContractBase):
         assert peak == n
         assert (await queue.counts())["completed"] == 5 * n
 
+    async def test_concurrency_holds_through_failures_and_retries(self, queue: Queue) -> None:
+        n = 3
+        in_flight = peak = 0
+        runs: Counter[str] = Counter()
+
+        async def proc(job: Job) -> None:
+            nonlocal in_flight, peak
+            in_flight += 1
+            peak = max(peak, in_flight)
+            try:
+                runs[job.id] += 1
+                await asyncio.sleep((0, 0.001, 0.01)[int(job.data) % 3])
+                if runs[job.id] == 1 and int(job.data) % 2:
+                    raise ValueError("first attempt fails")
+            finally:
+                in_flight -= 1
+
+        await queue.add_bulk([("mixed", i, {"attempts": 2}) for i in range(10 * n)])
+        await self.burst(queue, proc, concurrency=n)
+        assert peak == n
+        assert sorted(runs.values()) == [1] * (5 * n) + [2] * (5 * n)
+        counts = await queue.counts()
+        assert (counts["completed"], counts["failed"]) == (10 * n, 0)
+
     async def test_a_thousand_jobs_each_run_once(self, queue: Queue) -> None:
         seen: Counter[int] = Counter()
 
