@@ -8,6 +8,7 @@ import logging
 import os
 import shutil
 import signal
+import socket
 import sys
 import time
 from collections import deque
@@ -19,9 +20,10 @@ from rich.live import Live
 from rich.table import Table
 
 from polyjobs.cli import pidfile
-from polyjobs.cli.common import BackendOption, parse_pairs, plugin_host, run, settings
+from polyjobs.cli.common import BackendOption, parse_pairs, plugin_host, run, session, settings
 from polyjobs.cli.console import Console
-from polyjobs.errors import ConfigError
+from polyjobs.control import request_stop_all, wait_until_no_workers
+from polyjobs.errors import ConfigError, PolyjobsError
 from polyjobs.hookspecs import hookimpl
 from polyjobs.plugins import open_backend
 from polyjobs.processors import demo as demo_mode
@@ -282,9 +284,19 @@ def stop(
     force: Annotated[
         bool, typer.Option("--force", help="Stop at once, handing unfinished jobs back.")
     ] = False,
+    all_instances: Annotated[
+        bool,
+        typer.Option(
+            "--all", help="Ask every instance sharing the backend, on any machine, to stop."
+        ),
+    ] = False,
+    backend: BackendOption = None,
 ) -> None:
     """Stop the `polyjobs start` running from this state directory, and wait until it exits."""
     console = Console()
+    if all_instances:
+        run(lambda: _stop_all(console, backend, 0.0 if force else None, timeout), console)
+        return
     resolved = run(lambda: _settings_only(), console)
     home = resolved.home_dir
     info = pidfile.read(home)
@@ -306,6 +318,23 @@ def stop(
         console.error(f"polyjobs (pid {info.pid}) did not exit within {timeout:g}s")
         raise typer.Exit(1)
     console.line(f"stopped polyjobs (pid {info.pid}, backend {info.backend})")
+
+
+async def _stop_all(
+    console: Console, backend: str | None, grace: float | None, timeout: float
+) -> None:
+    async with session(backend) as s:
+        grace_s = float(s.settings.grace.value) if grace is None else grace
+        await request_stop_all(s.backend, grace_s, f"{socket.gethostname()}:{os.getpid()}")
+        names = sorted(set(s.specs) | set(await s.backend.queues()))
+        before = 0
+        for name in names:
+            before += len(await s.backend.list_workers(name))
+        console.note(f"asked every instance to stop (grace {grace_s:g}s); {before} worker(s)")
+        left = await wait_until_no_workers(s.backend, names, timeout)
+        if left:
+            raise PolyjobsError(f"{len(left)} worker(s) still online after {timeout:g}s")
+        console.line(f"every instance stopped ({before} worker(s) left the registry)")
 
 
 async def _settings_only() -> Settings:

@@ -31,6 +31,7 @@ FinishStatus = Literal["completed", "failed", "retry"]
 CAP_SHARED = "shared"  # several processes (or machines) can share one backend
 CAP_DURABLE = "durable"  # jobs survive a restart of every process
 CAP_RATE_LIMIT = "rate-limit"  # set_rate_limit / get_rate_limit / hold, enforced in fetch
+CAP_CONTROL = "control"  # send_control / control_messages: commands to every process
 
 
 @dataclass(slots=True)
@@ -285,6 +286,34 @@ class RateLimitBackend(Protocol):
     async def hold(self, queue: str, until: float) -> None:
         """Start no job of ``queue`` before ``until`` (a processor's push-back, e.g. an HTTP
         429 for the whole queue); a later hold extends, an earlier one changes nothing."""
+
+
+@dataclass(frozen=True, slots=True)
+class ControlMessage:
+    """A command for every process sharing a backend (e.g. ``stop``)."""
+
+    at: float  # when it was sent (epoch seconds); also its order
+    command: str
+    payload_json: str
+
+
+@runtime_checkable
+class ControlBackend(Protocol):
+    """What a backend that declares :data:`CAP_CONTROL` adds to :class:`Backend`."""
+
+    async def send_control(self, command: str, payload_json: str) -> ControlMessage:
+        """Store a command for every process sharing this backend (not tied to a queue);
+        keep at least the last 100. Return it as stored."""
+
+    async def control_messages(self, since: float) -> list[ControlMessage]:
+        """Commands sent after ``since`` (epoch seconds), oldest first."""
+
+
+def controller(backend: Backend) -> ControlBackend:
+    """The backend's control channel, or ``ConfigError`` naming the backend."""
+    if CAP_CONTROL not in backend.capabilities or not isinstance(backend, ControlBackend):
+        raise ConfigError(f"the backend {redact_url(backend.url)} has no control channel")
+    return backend
 
 
 def rate_limiter(backend: Backend) -> RateLimitBackend:

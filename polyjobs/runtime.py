@@ -17,10 +17,13 @@ import asyncio
 import contextlib
 import logging
 import signal
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
+from polyjobs.backend import CAP_CONTROL, controller
+from polyjobs.control import STOP, stop_grace
 from polyjobs.errors import InvalidArgumentError
 from polyjobs.options import (
     KEEP_COMPLETED,
@@ -184,6 +187,7 @@ class Runtime:
         self.workers: dict[str, Worker] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._idle_watch: asyncio.Task[None] | None = None
+        self._control_watch: asyncio.Task[None] | None = None
         self._stack = contextlib.AsyncExitStack()
 
     def queue(self, name: str) -> Queue:
@@ -226,6 +230,27 @@ class Runtime:
             self._tasks[name] = asyncio.create_task(worker.run(), name=f"worker:{name}")
         if burst:
             self._idle_watch = asyncio.create_task(self._close_when_idle())
+        if CAP_CONTROL in self.backend.capabilities:
+            self._control_watch = asyncio.create_task(self._obey_control(time.time()))
+
+    async def _obey_control(self, since: float) -> None:
+        """Follow the backend's control channel: a ``stop`` closes every worker."""
+        interval = self.worker_options.heartbeat_interval
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                messages = await controller(self.backend).control_messages(since)
+            except Exception as exc:
+                log.warning("reading control messages failed: %s", exc)
+                continue
+            for message in messages:
+                since = max(since, message.at)
+                if message.command == STOP:
+                    grace = stop_grace(message, 30.0)
+                    log.info("stop requested through the backend (grace %gs)", grace)
+                    for worker in self.workers.values():
+                        worker.request_close(grace)
+                    return
 
     async def _idle(self) -> bool:
         if any(worker.busy for worker in self.workers.values()):
@@ -275,9 +300,10 @@ class Runtime:
     async def stop(self, grace: float = 30.0) -> None:
         """Close every worker: active jobs get ``grace`` seconds, then are handed back."""
         grace = seconds(grace, "grace")
-        if self._idle_watch is not None:
-            self._idle_watch.cancel()
-            self._idle_watch = None
+        for watch in (self._idle_watch, self._control_watch):
+            if watch is not None:
+                watch.cancel()
+        self._idle_watch = self._control_watch = None
         await asyncio.gather(*(w.close(grace) for w in self.workers.values()))
         results = await asyncio.gather(*self._tasks.values(), return_exceptions=True)
         for name, result in zip(self._tasks, results, strict=True):

@@ -16,8 +16,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
 from polyjobs.backend import (
+    CAP_CONTROL,
     CAP_RATE_LIMIT,
     AddResult,
+    ControlMessage,
     Finish,
     FinishResult,
     JobRecord,
@@ -57,11 +59,13 @@ class _Queue:
 class MemoryBackend:
     """Jobs kept in this process only: for tests, examples and single-process runs."""
 
-    capabilities: frozenset[str] = frozenset({CAP_RATE_LIMIT})
+    capabilities: frozenset[str] = frozenset({CAP_RATE_LIMIT, CAP_CONTROL})
+    CONTROL_KEEP = 100
 
     def __init__(self, url: str = "memory://") -> None:
         self.url = url
         self._queues: dict[str, _Queue] = {}
+        self._control: deque[ControlMessage] = deque(maxlen=self.CONTROL_KEEP)
 
     async def open(self) -> None:
         return None
@@ -492,6 +496,16 @@ class MemoryBackend:
     async def hold(self, queue: str, until: float) -> None:
         q = self._q(queue)
         q.hold_until = max(q.hold_until, until)
+
+    # -- control ---------------------------------------------------------------------------
+    async def send_control(self, command: str, payload_json: str) -> ControlMessage:
+        last = self._control[-1].at if self._control else 0.0
+        message = ControlMessage(max(time.time(), last + 1e-6), command, payload_json)
+        self._control.append(message)
+        return message
+
+    async def control_messages(self, since: float) -> list[ControlMessage]:
+        return [m for m in self._control if m.at > since]
 
     # -- schedules -------------------------------------------------------------------------
     async def save_schedule(self, queue: str, schedule: ScheduleRecord) -> ScheduleRecord:
