@@ -21,38 +21,56 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True, slots=True)
 class Sample:
-    """Jobs finished in the minute before ``at``, per queue: ``{queue: (completed, failed)}``."""
+    """Jobs finished per minute before ``at``, per queue: ``{queue: (completed, failed)}``."""
 
     at: float
     rates: dict[str, tuple[int, int]]
 
 
 class Sampler:
-    """Samples every queue's last-minute throughput every ``interval`` seconds."""
+    """Samples every queue's throughput every ``interval`` seconds into a ring buffer.
+
+    A rate is the number of finished jobs the board saw (``FinishedJobs``, which counts each
+    retained finished job once) since the previous sample, per minute; so it is exact as long as
+    retention keeps more jobs than finish in one interval. A queue's first sample, with nothing
+    to compare with, takes ``queue_stats``' last-minute counts.
+    """
 
     def __init__(
-        self,
-        service: BoardService,
-        interval: float,
-        size: int,
-        finished: FinishedJobs | None = None,
+        self, service: BoardService, interval: float, size: int, finished: FinishedJobs
     ) -> None:
         self.service = service
         self.interval = interval
         self.samples: deque[Sample] = deque(maxlen=size)
         self.finished = finished
+        self._last: dict[str, tuple[float, int, int]] = {}
 
     async def sample(self) -> Sample:
-        """Take one sample now (and let the metrics see newly finished jobs)."""
+        """Take one sample now (which also lets the metrics see newly finished jobs)."""
         names = await self.service.queue_names()
-        stats = await queue_stats(self.service.backend, names)
-        sample = Sample(
-            time.time(),
-            {s.queue: (s.completed_last_minute, s.failed_last_minute) for s in stats},
-        )
+        await self.finished.observe(names)
+        now = time.time()
+        new = [name for name in names if name not in self._last]
+        first = {
+            s.queue: (s.completed_last_minute, s.failed_last_minute)
+            for s in (await queue_stats(self.service.backend, new) if new else [])
+        }
+        rates = {}
+        for name in names:
+            done = self.finished.total(name, "completed")
+            failed = self.finished.total(name, "failed")
+            if name in first:
+                rates[name] = first[name]
+            else:
+                at, done_before, failed_before = self._last[name]
+                per_minute = 60.0 / max(now - at, 1e-3)
+                rates[name] = (
+                    round((done - done_before) * per_minute),
+                    round((failed - failed_before) * per_minute),
+                )
+            self._last[name] = (now, done, failed)
+        sample = Sample(now, rates)
         self.samples.append(sample)
-        if self.finished is not None:
-            await self.finished.observe(names)
         return sample
 
     async def run(self) -> None:

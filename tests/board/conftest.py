@@ -1,8 +1,16 @@
-"""Fixtures of the board tests: a backend per kind, seeded queues, an httpx client on the app."""
+"""Fixtures of the board tests: a backend per kind, seeded queues, an httpx client on the app,
+``polyjobs board`` in a subprocess. Test modules import nothing from here at run time (only
+types, under TYPE_CHECKING): everything is a fixture."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+import os
+import re
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +48,7 @@ async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterat
         yield opened
 
 
-async def seed(backend: Backend) -> dict[str, str]:
+async def seed_jobs(backend: Backend) -> dict[str, str]:
     """emails: 1 completed, 1 failed (with logs), 1 delayed, 1 waiting; reports: 1 waiting."""
     queue = Queue("emails", backend)
     done = await queue.add("send", {"to": "ada@example.com", "password": SECRET})
@@ -53,6 +61,35 @@ async def seed(backend: Backend) -> dict[str, str]:
 
 
 ClientFactory = Callable[..., Awaitable[httpx.AsyncClient]]
+Seeder = Callable[[], Awaitable[dict[str, str]]]
+CsrfOf = Callable[[httpx.AsyncClient], Awaitable[str]]
+
+
+@pytest.fixture
+def secret() -> str:
+    """The secret hidden in the seeded jobs' data, logs and errors."""
+    return SECRET
+
+
+@pytest.fixture
+def token() -> str:
+    return TOKEN
+
+
+@pytest.fixture
+def emails_spec() -> QueueSpec:
+    return EMAILS
+
+
+@pytest.fixture
+def seed(backend: Backend) -> Seeder:
+    """``await seed()``: emails (1 completed, 1 failed, 1 delayed, 1 waiting), reports (1
+    waiting); returns the emails job ids by state."""
+
+    async def run() -> dict[str, str]:
+        return await seed_jobs(backend)
+
+    return run
 
 
 @pytest.fixture
@@ -74,9 +111,95 @@ async def make_client(backend: Backend) -> AsyncIterator[ClientFactory]:
         await client.aclose()
 
 
-async def csrf_of(client: httpx.AsyncClient) -> str:
-    """Start a session (its cookie stays in the client) and return its CSRF token."""
-    answer = await client.get("/api/session")
-    assert answer.status_code == 200, answer.text
-    token: str = answer.json()["csrf"]
-    return token
+@pytest.fixture
+def csrf_of() -> CsrfOf:
+    """``await csrf_of(client)``: start a session (its cookie stays in the client) and return
+    its CSRF token."""
+
+    async def get(client: httpx.AsyncClient) -> str:
+        answer = await client.get("/api/session")
+        assert answer.status_code == 200, answer.text
+        csrf: str = answer.json()["csrf"]
+        return csrf
+
+    return get
+
+
+# -- `polyjobs board` in a subprocess ----------------------------------------------------
+POLYJOBS = str(Path(sys.executable).parent / "polyjobs")
+URL_RE = re.compile(r"polyjobs board on (http://\S+)/admin/queues")
+
+
+def clean_env(extra: Mapping[str, str]) -> dict[str, str]:
+    """The environment minus every polyjobs setting, plus ``extra``."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("POLYJOBS_", "BULLMQ_")) and k not in ("REDIS_URL",)
+    }
+    return {**env, **extra}
+
+
+def run_cli(
+    env: Mapping[str, str], *args: str, timeout: float = 30
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [POLYJOBS, *args], env=dict(env), capture_output=True, text=True, timeout=timeout
+    )
+
+
+@contextmanager
+def board_process(
+    env: Mapping[str, str], *args: str
+) -> Iterator[tuple[str, subprocess.Popen[str]]]:
+    """``polyjobs board --port 0 ARGS``; yields its base URL once it answers."""
+    proc = subprocess.Popen(
+        [POLYJOBS, "board", "--port", "0", *args],
+        env=dict(env),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stderr is not None
+        line = proc.stderr.readline()
+        found = URL_RE.search(line)
+        assert found, f"polyjobs board did not start: {line}{proc.stderr.read()}"
+        base = found.group(1)
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                httpx.get(f"{base}/static/board.css", timeout=2).raise_for_status()
+                break
+            except httpx.HTTPError:
+                assert proc.poll() is None and time.monotonic() < deadline, "board never answered"
+                time.sleep(0.05)
+        yield base, proc
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(5)
+        if proc.stderr is not None:
+            proc.stderr.close()
+
+
+class BoardCli:
+    """What the CLI and browser tests use: a clean environment, runs and served boards."""
+
+    def __init__(self, home: Path) -> None:
+        self.home = home
+
+    def env(self, **extra: str) -> dict[str, str]:
+        return clean_env({"POLYJOBS_HOME": str(self.home), **extra})
+
+    run = staticmethod(run_cli)
+    serve = staticmethod(board_process)
+
+
+@pytest.fixture
+def board_cli(tmp_path: Path) -> BoardCli:
+    return BoardCli(tmp_path / "state")

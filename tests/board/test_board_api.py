@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import pytest
 
-from board.conftest import SECRET, ClientFactory, csrf_of, seed
-from polyjobs import Queue
+from polyjobs import Queue, QueueSpec, Worker
 from polyjobs.backend import Backend
+
+if TYPE_CHECKING:
+    from tests.board.conftest import ClientFactory, CsrfOf, Seeder
 
 
 async def test_overview_lists_every_queue_with_counts(
-    backend: Backend, make_client: ClientFactory
+    backend: Backend, make_client: ClientFactory, seed: Seeder
 ) -> None:
-    await seed(backend)
+    await seed()
     client = await make_client()
     rows = {r["queue"]: r for r in (await client.get("/api/queues")).json()["queues"]}
     assert list(rows) == ["emails", "reports"]  # registered first, then the backend's others
@@ -49,9 +53,9 @@ async def test_jobs_by_state_with_paging(backend: Backend, make_client: ClientFa
 
 
 async def test_search_by_id_opens_the_job_or_says_it_is_missing(
-    backend: Backend, make_client: ClientFactory
+    backend: Backend, make_client: ClientFactory, seed: Seeder
 ) -> None:
-    ids = await seed(backend)
+    ids = await seed()
     client = await make_client()
     found = await client.get(f"/admin/queues/emails?id={ids['failed']}")
     assert found.status_code == 303
@@ -61,9 +65,9 @@ async def test_search_by_id_opens_the_job_or_says_it_is_missing(
 
 
 async def test_job_page_shows_everything_and_no_secret(
-    backend: Backend, make_client: ClientFactory
+    backend: Backend, make_client: ClientFactory, seed: Seeder, secret: str
 ) -> None:
-    ids = await seed(backend)
+    ids = await seed()
     client = await make_client()
     job = (await client.get(f"/api/queues/emails/jobs/{ids['failed']}")).json()
     assert job["state"] == "failed" and job["attempts_made"] == 1 and job["progress"] == 50
@@ -83,22 +87,24 @@ async def test_job_page_shows_everything_and_no_secret(
     ):
         answer = await client.get(path)
         assert answer.status_code == 200, path
-        assert SECRET not in answer.text, path
+        assert secret not in answer.text, path
     page = await client.get(f"/admin/queues/emails/jobs/{ids['failed']}")
     assert "smtp refused redis://mail:***@smtp/0" in page.text
     assert 'id="retry"' in page.text
 
 
 async def test_backend_label_is_redacted_in_pages(
-    backend: Backend, make_client: ClientFactory
+    backend: Backend, make_client: ClientFactory, secret: str
 ) -> None:
-    client = await make_client(backend_label=f"redis://user:{SECRET}@host:6379/0")
+    client = await make_client(backend_label=f"redis://user:{secret}@host:6379/0")
     page = await client.get("/admin/queues")
-    assert SECRET not in page.text
+    assert secret not in page.text
 
 
-async def test_unknown_queue_and_job_are_404(backend: Backend, make_client: ClientFactory) -> None:
-    await seed(backend)
+async def test_unknown_queue_and_job_are_404(
+    backend: Backend, make_client: ClientFactory, seed: Seeder
+) -> None:
+    await seed()
     client = await make_client()
     assert (await client.get("/api/queues/nope")).status_code == 404
     assert (await client.get("/api/queues/emails/jobs/404")).json() == {
@@ -109,8 +115,10 @@ async def test_unknown_queue_and_job_are_404(backend: Backend, make_client: Clie
     assert (await client.get("/no/such/page")).status_code == 404
 
 
-async def test_retry_remove_promote(backend: Backend, make_client: ClientFactory) -> None:
-    ids = await seed(backend)
+async def test_retry_remove_promote(
+    backend: Backend, make_client: ClientFactory, seed: Seeder, csrf_of: CsrfOf
+) -> None:
+    ids = await seed()
     client = await make_client()
     headers = {"X-CSRF-Token": await csrf_of(client)}
     base = "/api/queues/emails/jobs"
@@ -134,8 +142,10 @@ async def test_retry_remove_promote(backend: Backend, make_client: ClientFactory
     assert missing.status_code == 404
 
 
-async def test_pause_resume_clean(backend: Backend, make_client: ClientFactory) -> None:
-    await seed(backend)
+async def test_pause_resume_clean(
+    backend: Backend, make_client: ClientFactory, seed: Seeder, csrf_of: CsrfOf
+) -> None:
+    await seed()
     client = await make_client()
     headers = {"X-CSRF-Token": await csrf_of(client)}
     assert (await client.post("/api/queues/emails/pause", headers=headers)).json()["paused"]
@@ -155,7 +165,9 @@ async def test_pause_resume_clean(backend: Backend, make_client: ClientFactory) 
     assert active.status_code == 400
 
 
-async def test_enqueue_validated_by_the_spec(backend: Backend, make_client: ClientFactory) -> None:
+async def test_enqueue_validated_by_the_spec(
+    backend: Backend, make_client: ClientFactory, csrf_of: CsrfOf
+) -> None:
     client = await make_client()
     headers = {"X-CSRF-Token": await csrf_of(client)}
     added = await client.post(
@@ -190,8 +202,10 @@ async def test_enqueue_validated_by_the_spec(backend: Backend, make_client: Clie
     assert bad_form.status_code == 400 and "not valid JSON" in bad_form.text
 
 
-async def test_page_actions_redirect_back(backend: Backend, make_client: ClientFactory) -> None:
-    ids = await seed(backend)
+async def test_page_actions_redirect_back(
+    backend: Backend, make_client: ClientFactory, seed: Seeder, csrf_of: CsrfOf
+) -> None:
+    ids = await seed()
     client = await make_client()
     csrf = await csrf_of(client)
     retried = await client.post(
@@ -210,18 +224,26 @@ async def test_page_actions_redirect_back(backend: Backend, make_client: ClientF
 
 
 async def test_throughput_samples_make_a_chart(
-    backend: Backend, make_client: ClientFactory
+    backend: Backend, make_client: ClientFactory, seed: Seeder, emails_spec: QueueSpec
 ) -> None:
-    await seed(backend)
+    await seed()
     client = await make_client(history=3)
     app = client._transport.app  # type: ignore[attr-defined]
     sampler = app.state.sampler
-    for _ in range(5):
+    first = await sampler.sample()
+    assert first.rates["emails"] == (1, 1)  # the first look: queue_stats' last minute
+    for _ in range(4):
         await sampler.sample()
     history = (await client.get("/api/throughput")).json()
     assert len(history["queues"]["emails"]) == 3  # the ring buffer is bounded
-    assert history["queues"]["emails"][-1]["completed"] == 1
-    assert history["queues"]["emails"][-1]["failed"] == 1
+    assert history["queues"]["emails"][-1]["completed"] == 0  # nothing finished since
+
+    queue = Queue("emails", backend)
+    await queue.clean("delayed")  # a burst worker would wait for it
+    await queue.add_bulk([("send", {"to": f"{i}@example.com"}) for i in range(4)])
+    await Worker("emails", emails_spec.processor, backend).run(burst=True)
+    after = await sampler.sample()
+    assert after.rates["emails"][0] > 0 and after.rates["emails"][1] == 0
     page = await client.get("/admin/queues")
     assert "<polyline" in page.text
 

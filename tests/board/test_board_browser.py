@@ -13,13 +13,19 @@ import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
 
-from board.boardproc import board_process, clean_env
 from polyjobs import Job, Queue, Worker, open_backend
+
+if TYPE_CHECKING:
+    pass
+
+if TYPE_CHECKING:
+    from tests.board.conftest import BoardCli
+
 
 CHROMIUM = ("/usr/bin/chromium", "chromium", "chromium-browser")
 DRIVER = ("/usr/bin/chromedriver", "chromedriver")
@@ -94,7 +100,9 @@ def _seed(db: Path) -> str:
     return asyncio.run(go())
 
 
-def test_retry_a_failed_job_from_the_browser(browser: Any, tmp_path: Path) -> None:
+def test_retry_a_failed_job_from_the_browser(
+    browser: Any, tmp_path: Path, board_cli: BoardCli
+) -> None:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as ec
     from selenium.webdriver.support.ui import WebDriverWait
@@ -106,8 +114,7 @@ def test_retry_a_failed_job_from_the_browser(browser: Any, tmp_path: Path) -> No
 
     db = tmp_path / "board.db"
     failed_id = _seed(db)
-    env = clean_env({"POLYJOBS_HOME": str(tmp_path / "state")})
-    with board_process(env, "--backend", f"sqlite:///{db}") as (base, _):
+    with board_cli.serve(board_cli.env(), "--backend", f"sqlite:///{db}") as (base, _):
         browser.get(f"{base}/admin/queues")
         row = browser.find_element(By.CSS_SELECTOR, 'tr[data-queue="mailer"]')
 

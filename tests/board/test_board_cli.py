@@ -7,21 +7,18 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
 
-from board.boardproc import board_process, clean_env, run_cli
 from polyjobs import Queue, open_backend
 
-TOKEN = "cli-board-token-0123456789"
+if TYPE_CHECKING:
+    from tests.board.conftest import BoardCli
 
 
-def env_for(tmp_path: Path, **extra: str) -> dict[str, str]:
-    return clean_env({"POLYJOBS_HOME": str(tmp_path / "state"), **extra})
-
-
-def test_open_bind_without_token_is_refused(tmp_path: Path) -> None:
-    done = run_cli(env_for(tmp_path), "board", "--host", "0.0.0.0", "--port", "0")
+def test_open_bind_without_token_is_refused(tmp_path: Path, board_cli: BoardCli) -> None:
+    done = board_cli.run(board_cli.env(), "board", "--host", "0.0.0.0", "--port", "0")
     assert done.returncode == 1
     assert done.stderr.strip().count("\n") == 0  # one line
     assert "refusing to serve the board on 0.0.0.0 without a token" in done.stderr
@@ -29,31 +26,31 @@ def test_open_bind_without_token_is_refused(tmp_path: Path) -> None:
     assert not (tmp_path / "state").exists()  # refused before opening anything
 
 
-def test_a_short_token_is_refused(tmp_path: Path) -> None:
-    done = run_cli(env_for(tmp_path, POLYJOBS_BOARD_TOKEN="short"), "board", "--port", "0")
+def test_a_short_token_is_refused(tmp_path: Path, board_cli: BoardCli) -> None:
+    done = board_cli.run(board_cli.env(POLYJOBS_BOARD_TOKEN="short"), "board", "--port", "0")
     assert done.returncode == 1 and "at least 16 characters" in done.stderr
 
 
-def test_token_guards_an_open_bind(tmp_path: Path) -> None:
-    env = env_for(tmp_path, POLYJOBS_BOARD_TOKEN=TOKEN)
-    with board_process(env, "--host", "0.0.0.0") as (base, proc):
+def test_token_guards_an_open_bind(tmp_path: Path, token: str, board_cli: BoardCli) -> None:
+    env = board_cli.env(POLYJOBS_BOARD_TOKEN=token)
+    with board_cli.serve(env, "--host", "0.0.0.0") as (base, proc):
         base = base.replace("0.0.0.0", "127.0.0.1")
         assert httpx.get(f"{base}/api/queues").status_code == 401
-        answer = httpx.get(f"{base}/api/queues", headers={"Authorization": f"Bearer {TOKEN}"})
+        answer = httpx.get(f"{base}/api/queues", headers={"Authorization": f"Bearer {token}"})
         assert answer.status_code == 200
         proc.send_signal(signal.SIGINT)
         assert proc.wait(15) == 0
 
 
-def test_insecure_serves_an_open_bind_without_token(tmp_path: Path) -> None:
-    with board_process(env_for(tmp_path), "--host", "0.0.0.0", "--insecure") as (base, proc):
+def test_insecure_serves_an_open_bind_without_token(tmp_path: Path, board_cli: BoardCli) -> None:
+    with board_cli.serve(board_cli.env(), "--host", "0.0.0.0", "--insecure") as (base, proc):
         base = base.replace("0.0.0.0", "127.0.0.1")
         assert httpx.get(f"{base}/api/queues").status_code == 200
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(15) == 0
 
 
-def test_read_only_board_over_sqlite(tmp_path: Path) -> None:
+def test_read_only_board_over_sqlite(tmp_path: Path, board_cli: BoardCli) -> None:
     db = tmp_path / "jobs.db"
 
     async def add() -> str:
@@ -61,8 +58,8 @@ def test_read_only_board_over_sqlite(tmp_path: Path) -> None:
             return (await Queue("cli-q", backend).add("job", {"n": 1})).id
 
     job_id = asyncio.run(add())
-    env = env_for(tmp_path)
-    with board_process(env, "--backend", f"sqlite:///{db}", "--read-only") as (base, _):
+    env = board_cli.env()
+    with board_cli.serve(env, "--backend", f"sqlite:///{db}", "--read-only") as (base, _):
         rows = {r["queue"]: r for r in httpx.get(f"{base}/api/queues").json()["queues"]}
         assert rows["cli-q"]["waiting"] == 1 and not rows["cli-q"]["registered"]
         assert rows["polymarket-analysis"]["registered"]  # the built-in processors' queues
@@ -76,13 +73,13 @@ def test_read_only_board_over_sqlite(tmp_path: Path) -> None:
         assert refused.status_code == 403
 
 
-def test_missing_extra_is_one_line(tmp_path: Path) -> None:
+def test_missing_extra_is_one_line(tmp_path: Path, board_cli: BoardCli) -> None:
     code = (
         "import sys; sys.modules['starlette'] = None; "
         "from polyjobs.cli.app import main; sys.argv = ['polyjobs', 'board']; main()"
     )
     done = subprocess.run(
-        [sys.executable, "-c", code], env=env_for(tmp_path), capture_output=True, text=True
+        [sys.executable, "-c", code], env=board_cli.env(), capture_output=True, text=True
     )
     assert done.returncode == 1
     assert done.stderr.strip() == (

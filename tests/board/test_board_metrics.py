@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from prometheus_client.parser import text_string_to_metric_families
 
-from board.conftest import ClientFactory, seed
 from polyjobs import Job, Queue, Worker
 from polyjobs.backend import Backend
+
+if TYPE_CHECKING:
+    from tests.board.conftest import ClientFactory, Seeder
 
 
 def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -27,8 +31,10 @@ async def ok(job: Job) -> int:
     return 1
 
 
-async def test_metrics_of_every_queue(backend: Backend, make_client: ClientFactory) -> None:
-    await seed(backend)
+async def test_metrics_of_every_queue(
+    backend: Backend, make_client: ClientFactory, seed: Seeder
+) -> None:
+    await seed()
     client = await make_client()
     answer = await client.get("/metrics")
     assert answer.status_code == 200
@@ -75,8 +81,10 @@ async def test_totals_count_each_finished_job_once(
     assert hist == value(later, "polyjobs_jobs_completed_total", queue="counted")
 
 
-async def test_each_app_has_its_own_registry(backend: Backend, make_client: ClientFactory) -> None:
-    await seed(backend)
+async def test_each_app_has_its_own_registry(
+    backend: Backend, make_client: ClientFactory, seed: Seeder
+) -> None:
+    await seed()
     one, two = await make_client(), await make_client()
     assert (await one.get("/metrics")).text.count("# TYPE polyjobs_jobs gauge") == 1
     assert (await two.get("/metrics")).text.count("# TYPE polyjobs_jobs gauge") == 1

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import pytest
 
-from board.conftest import TOKEN, ClientFactory, csrf_of, seed
 from polyjobs import ConfigError, Queue
 from polyjobs.backend import Backend
 from polyjobs.board import BoardOptions, check_bind, is_loopback
 from polyjobs.board.options import loopback_hosts
+
+if TYPE_CHECKING:
+    from tests.board.conftest import ClientFactory, CsrfOf, Seeder
 
 
 @pytest.mark.parametrize(
@@ -29,25 +33,27 @@ def test_loopback(host: str, loopback: bool) -> None:
     assert is_loopback(host) is loopback
 
 
-def test_non_loopback_needs_a_token_or_insecure() -> None:
+def test_non_loopback_needs_a_token_or_insecure(token: str) -> None:
     check_bind("127.0.0.1", BoardOptions())
     with pytest.raises(ConfigError, match="POLYJOBS_BOARD_TOKEN"):
         check_bind("0.0.0.0", BoardOptions())
-    check_bind("0.0.0.0", BoardOptions(token=TOKEN))
+    check_bind("0.0.0.0", BoardOptions(token=token))
     check_bind("0.0.0.0", BoardOptions(insecure=True))
     with pytest.raises(ConfigError, match="at least 16"):
         BoardOptions(token="short")
 
 
-def test_loopback_without_token_serves_loopback_host_names_only() -> None:
+def test_loopback_without_token_serves_loopback_host_names_only(token: str) -> None:
     assert loopback_hosts("127.0.0.1", BoardOptions()) == ("127.0.0.1", "localhost", "::1", "[::1]")
-    assert loopback_hosts("127.0.0.1", BoardOptions(token=TOKEN)) is None
+    assert loopback_hosts("127.0.0.1", BoardOptions(token=token)) is None
     assert loopback_hosts("0.0.0.0", BoardOptions(insecure=True)) is None
 
 
-async def test_token_guards_every_route(backend: Backend, make_client: ClientFactory) -> None:
-    ids = await seed(backend)
-    client = await make_client(token=TOKEN)
+async def test_token_guards_every_route(
+    backend: Backend, make_client: ClientFactory, seed: Seeder, token: str
+) -> None:
+    ids = await seed()
+    client = await make_client(token=token)
     for path in ("/api/queues", "/metrics", f"/api/queues/emails/jobs/{ids['failed']}"):
         refused = await client.get(path)
         assert refused.status_code == 401, path
@@ -59,7 +65,7 @@ async def test_token_guards_every_route(backend: Backend, make_client: ClientFac
     assert posted.status_code == 401
     assert (await client.get("/static/board.css")).status_code == 200  # public
 
-    bearer = {"Authorization": f"Bearer {TOKEN}"}
+    bearer = {"Authorization": f"Bearer {token}"}
     assert (await client.get("/api/queues", headers=bearer)).status_code == 200
     assert (await client.get("/metrics", headers=bearer)).status_code == 200
     wrong = {"Authorization": "Bearer not-the-token-at-all"}
@@ -70,10 +76,10 @@ async def test_token_guards_every_route(backend: Backend, make_client: ClientFac
 
 
 async def test_login_form_sets_a_session_cookie(
-    backend: Backend, make_client: ClientFactory
+    backend: Backend, make_client: ClientFactory, seed: Seeder, csrf_of: CsrfOf, token: str
 ) -> None:
-    await seed(backend)
-    client = await make_client(token=TOKEN)
+    await seed()
+    client = await make_client(token=token)
     form = await client.get("/admin/login?next=/admin/queues/emails")
     assert form.status_code == 200
     cookie = form.headers["set-cookie"].lower()
@@ -84,17 +90,17 @@ async def test_login_form_sets_a_session_cookie(
         "/admin/login?next=/admin/queues/emails", data={"csrf": csrf, "token": "nope"}
     )
     assert wrong.status_code == 401 and "Wrong token" in wrong.text
-    no_csrf = await client.post("/admin/login", data={"token": TOKEN})
+    no_csrf = await client.post("/admin/login", data={"token": token})
     assert no_csrf.status_code == 403
     signed_in = await client.post(
-        "/admin/login?next=/admin/queues/emails", data={"csrf": csrf, "token": TOKEN}
+        "/admin/login?next=/admin/queues/emails", data={"csrf": csrf, "token": token}
     )
     assert signed_in.status_code == 303
     assert signed_in.headers["location"] == "/admin/queues/emails"
     assert (await client.get("/admin/queues/emails")).status_code == 200
     assert (await client.get("/api/queues")).status_code == 200
     page = await client.get("/admin/queues")
-    assert TOKEN not in page.text and "sign out" in page.text
+    assert token not in page.text and "sign out" in page.text
 
     # the session was renewed at login: the old CSRF token is void, the new one works
     new_csrf = await csrf_of(client)
@@ -110,23 +116,27 @@ async def test_login_form_sets_a_session_cookie(
 
 
 @pytest.mark.parametrize("target", ["//evil.example/x", "https://evil.example/", "/\\evil"])
-async def test_login_never_redirects_off_the_board(make_client: ClientFactory, target: str) -> None:
-    client = await make_client(token=TOKEN)
+async def test_login_never_redirects_off_the_board(
+    make_client: ClientFactory, target: str, token: str
+) -> None:
+    client = await make_client(token=token)
     csrf = (await client.get("/admin/login")).text.split('name="csrf" value="')[1].split('"')[0]
-    answer = await client.post(f"/admin/login?next={target}", data={"csrf": csrf, "token": TOKEN})
+    answer = await client.post(f"/admin/login?next={target}", data={"csrf": csrf, "token": token})
     assert answer.headers["location"] == "/admin/queues"
 
 
-async def test_a_forged_cookie_is_a_new_anonymous_session(make_client: ClientFactory) -> None:
-    client = await make_client(token=TOKEN)
+async def test_a_forged_cookie_is_a_new_anonymous_session(
+    make_client: ClientFactory, token: str
+) -> None:
+    client = await make_client(token=token)
     client.cookies.set("polyjobs_board", "abc.1.deadbeef")
     assert (await client.get("/api/queues")).status_code == 401
 
 
 async def test_every_action_needs_the_csrf_token(
-    backend: Backend, make_client: ClientFactory
+    backend: Backend, make_client: ClientFactory, seed: Seeder, csrf_of: CsrfOf
 ) -> None:
-    ids = await seed(backend)
+    ids = await seed()
     client = await make_client()
     await csrf_of(client)  # a session exists, but the token is not sent
     posts = [
@@ -156,8 +166,10 @@ async def test_every_action_needs_the_csrf_token(
     assert (await client.get(f"/api/queues/emails/jobs/{ids['failed']}/retry")).status_code == 404
 
 
-async def test_cross_site_posts_are_refused(backend: Backend, make_client: ClientFactory) -> None:
-    await seed(backend)
+async def test_cross_site_posts_are_refused(
+    backend: Backend, make_client: ClientFactory, seed: Seeder, csrf_of: CsrfOf
+) -> None:
+    await seed()
     client = await make_client()
     csrf = await csrf_of(client)
     headers = {"X-CSRF-Token": csrf, "Origin": "http://evil.example"}
@@ -168,9 +180,9 @@ async def test_cross_site_posts_are_refused(backend: Backend, make_client: Clien
 
 
 async def test_read_only_hides_and_refuses_actions(
-    backend: Backend, make_client: ClientFactory
+    backend: Backend, make_client: ClientFactory, seed: Seeder, csrf_of: CsrfOf
 ) -> None:
-    ids = await seed(backend)
+    ids = await seed()
     client = await make_client(read_only=True)
     csrf = await csrf_of(client)
     job = await client.get(f"/admin/queues/emails/jobs/{ids['failed']}")

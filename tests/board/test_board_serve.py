@@ -3,22 +3,27 @@
 from __future__ import annotations
 
 import asyncio
+from typing import TYPE_CHECKING
 
 import httpx
 import pytest
 
-from board.conftest import EMAILS, seed
-from polyjobs import ConfigError
+from polyjobs import ConfigError, QueueSpec
 from polyjobs.backend import Backend
 from polyjobs.board import BoardOptions, bind_socket, serve_board
 
+if TYPE_CHECKING:
+    from tests.board.conftest import Seeder
 
-async def test_serve_board_as_a_task_until_cancelled(backend: Backend) -> None:
-    await seed(backend)
+
+async def test_serve_board_as_a_task_until_cancelled(
+    backend: Backend, seed: Seeder, emails_spec: QueueSpec
+) -> None:
+    await seed()
     sock = bind_socket("127.0.0.1", 0)
     port = sock.getsockname()[1]
     started = asyncio.Event()
-    options = BoardOptions(specs={"emails": EMAILS}, sample_interval=0.05)
+    options = BoardOptions(specs={"emails": emails_spec}, sample_interval=0.05)
     task = asyncio.create_task(
         serve_board(backend, "127.0.0.1", port, options, sock=sock, started=started)
     )
