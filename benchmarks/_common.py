@@ -1,0 +1,298 @@
+"""Plumbing for ``benchmarks/run.py``: a tiny Redis client, a private redis-server, the peer
+venv and node_modules, and peer subprocesses with a deadline. Standard library only, so the
+harness runs under any Python 3.11+."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import platform
+import queue
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+PEERS_VENV = HERE / ".peers"
+PEERS_DIR = HERE / "peers"
+NODE_DIR = HERE / "node"
+REQUIREMENTS = PEERS_DIR / "requirements.txt"
+
+
+class PeerError(Exception):
+    """A peer could not run a scenario (install, crash, timeout); the table shows why."""
+
+
+# -- Redis ---------------------------------------------------------------------------------
+class Resp:
+    """Just enough RESP2 for FLUSHDB, INFO and PING (the harness never imports a driver)."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.sock = socket.create_connection((host, port), timeout=30)
+        self.file = self.sock.makefile("rb")
+
+    def call(self, *args: str | int) -> Any:
+        parts = [f"*{len(args)}\r\n".encode()]
+        for arg in args:
+            data = str(arg).encode()
+            parts.append(b"$%d\r\n%s\r\n" % (len(data), data))
+        self.sock.sendall(b"".join(parts))
+        return self._read()
+
+    def _read(self) -> Any:
+        line = self.file.readline()
+        kind, rest = line[:1], line[1:-2]
+        if kind == b"+":
+            return rest.decode()
+        if kind == b"-":
+            raise PeerError(f"redis: {rest.decode()}")
+        if kind == b":":
+            return int(rest)
+        if kind == b"$":
+            size = int(rest)
+            return None if size < 0 else self.file.read(size + 2)[:-2].decode()
+        if kind == b"*":
+            return [self._read() for _ in range(int(rest))]
+        raise PeerError(f"redis: unexpected reply {line!r}")
+
+    def info(self, section: str) -> dict[str, str]:
+        text = self.call("INFO", section)
+        pairs = (line.split(":", 1) for line in text.splitlines() if ":" in line)
+        return {key: value for key, value in pairs}
+
+    def total_calls(self) -> int:
+        """Commands the server has executed, including those called inside Lua scripts."""
+        total = 0
+        for key, value in self.info("commandstats").items():
+            if key.startswith("cmdstat_"):
+                total += int(value.split("calls=", 1)[1].split(",", 1)[0])
+        return total
+
+    def close(self) -> None:
+        self.file.close()
+        self.sock.close()
+
+
+@dataclass
+class RedisServer:
+    """A throw-away redis-server on a free port (no persistence), so INFO counts and FLUSHDB
+    concern this benchmark only."""
+
+    port: int = 0
+    proc: subprocess.Popen[bytes] | None = None
+    workdir: str = ""
+
+    def start(self) -> str:
+        binary = shutil.which("redis-server")
+        if binary is None:
+            raise PeerError("redis-server not found; pass --redis-url")
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+        self.workdir = tempfile.mkdtemp(prefix="polyjobs-bench-redis-")
+        argv = [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", ""]
+        argv += ["--appendonly", "no", "--dir", self.workdir, "--databases", "32"]
+        self.proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                client = Resp("127.0.0.1", self.port)
+                client.call("PING")
+                client.close()
+                return f"redis://127.0.0.1:{self.port}"
+            except (OSError, PeerError):
+                time.sleep(0.05)
+        raise PeerError("private redis-server did not start")
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            self.proc.wait(10)
+        if self.workdir:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+# -- environments --------------------------------------------------------------------------
+def project_python() -> str:
+    """A Python that imports polyjobs: this one, or the repository's .venv."""
+    try:
+        import polyjobs  # noqa: F401
+
+        return sys.executable
+    except ImportError:
+        venv = REPO / ".venv" / "bin" / "python"
+        return str(venv) if venv.exists() else sys.executable
+
+
+def peers_python() -> Path:
+    return PEERS_VENV / "bin" / "python"
+
+
+def ensure_peer_venv(log: Any) -> list[str]:
+    """Create benchmarks/.peers and install the pinned peers when missing or outdated.
+
+    Returns the requirements that failed to install (their peers then fail visibly)."""
+    digest = hashlib.sha256(REQUIREMENTS.read_bytes()).hexdigest()
+    marker = PEERS_VENV / ".requirements.sha256"
+    if peers_python().exists() and marker.exists() and marker.read_text() == digest:
+        return []
+    log(f"creating the peer venv {PEERS_VENV} (pip install -r {REQUIREMENTS.name}) ...")
+    if not peers_python().exists():
+        subprocess.run([sys.executable, "-m", "venv", str(PEERS_VENV)], check=True)
+    pip = [str(peers_python()), "-m", "pip", "install", "-q", "--disable-pip-version-check"]
+    if subprocess.run([*pip, "-r", str(REQUIREMENTS)]).returncode == 0:
+        marker.write_text(digest)
+        return []
+    failed = []
+    for line in REQUIREMENTS.read_text().splitlines():
+        req = line.split("#", 1)[0].strip()
+        if req and subprocess.run([*pip, req]).returncode != 0:
+            failed.append(req)
+    return failed
+
+
+def ensure_node(log: Any) -> str | None:
+    """npm install in benchmarks/node when node_modules is missing; an error text or None."""
+    if shutil.which("node") is None or shutil.which("npm") is None:
+        return "node/npm not installed"
+    if (NODE_DIR / "node_modules" / "bullmq").exists():
+        return None
+    log("npm install in benchmarks/node ...")
+    command = "ci" if (NODE_DIR / "package-lock.json").exists() else "install"
+    done = subprocess.run(
+        ["npm", command, "--no-audit", "--no-fund"], cwd=NODE_DIR, capture_output=True, text=True
+    )
+    if done.returncode != 0:
+        return f"npm {command} failed: {done.stderr.strip().splitlines()[-1:]}"
+    return None
+
+
+def machine_facts(redis: Resp) -> dict[str, Any]:
+    cpu = platform.processor() or "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    node = shutil.which("node")
+    node_version = (
+        subprocess.run([node, "--version"], capture_output=True, text=True).stdout.strip()
+        if node
+        else "absent"
+    )
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "loadavg_at_start": os.getloadavg(),
+        "python": platform.python_version(),
+        "redis": redis.info("server").get("redis_version", "?"),
+        "node": node_version,
+        "os": platform.platform(),
+    }
+
+
+def library_versions() -> dict[str, str]:
+    """Installed versions of the measured libraries (peer venv, node_modules, polyjobs)."""
+    versions: dict[str, str] = {}
+    names = ["polyjobs", "redis", "hiredis", "uvloop"]
+    code = "import importlib.metadata as m,sys\nfor n in sys.argv[1:]:\n"
+    code += "    try: print(n, m.version(n))\n    except Exception: print(n, '-')"
+    out = subprocess.run([project_python(), "-c", code, *names], capture_output=True, text=True)
+    for line in out.stdout.splitlines():
+        name, version = line.split()
+        versions[f"{name} (project)"] = version
+    if peers_python().exists():
+        lines = [r.split("#", 1)[0].strip() for r in REQUIREMENTS.read_text().splitlines()]
+        peers = [r.split("==")[0].split("[")[0] for r in lines if r]
+        out = subprocess.run(
+            [str(peers_python()), "-c", code, *peers], capture_output=True, text=True
+        )
+        for line in out.stdout.splitlines():
+            name, version = line.split()
+            versions[name] = version
+    package = NODE_DIR / "node_modules" / "bullmq" / "package.json"
+    if package.exists():
+        import json
+
+        versions["bullmq (node)"] = json.loads(package.read_text())["version"]
+    return versions
+
+
+# -- peer processes ------------------------------------------------------------------------
+@dataclass
+class PeerProcess:
+    """One peer subprocess; stdout lines are collected by a thread, stderr goes to a file."""
+
+    argv: list[str]
+    env: dict[str, str]
+    lines: queue.Queue[str | None] = field(default_factory=queue.Queue)
+    proc: subprocess.Popen[str] | None = None
+    stderr_path: str = ""
+
+    def start(self) -> PeerProcess:
+        handle, self.stderr_path = tempfile.mkstemp(prefix="polyjobs-bench-", suffix=".err")
+        self.proc = subprocess.Popen(
+            self.argv,
+            stdout=subprocess.PIPE,
+            stderr=handle,
+            text=True,
+            env=self.env,
+            cwd=str(HERE),
+            start_new_session=True,
+        )
+        os.close(handle)
+        threading.Thread(target=self._pump, daemon=True).start()
+        return self
+
+    def _pump(self) -> None:
+        assert self.proc is not None and self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.put(line.rstrip("\n"))
+        self.lines.put(None)
+
+    def expect(self, prefix: str, deadline: float) -> str:
+        """The first stdout line starting with ``prefix``; PeerError on exit or deadline."""
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                self.kill()
+                raise PeerError(f"timeout waiting for {prefix.strip()}")
+            try:
+                line = self.lines.get(timeout=remaining)
+            except queue.Empty:
+                continue
+            if line is None:
+                raise PeerError(self.failure())
+            if line.startswith(prefix):
+                return line[len(prefix) :]
+
+    def failure(self) -> str:
+        assert self.proc is not None
+        code = self.proc.wait()
+        tail = Path(self.stderr_path).read_text(errors="replace").strip().splitlines()
+        last = next((t.strip() for t in reversed(tail) if t.strip()), "no output")
+        return f"exit {code}: {last[:160]}"
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            self.proc.wait()
+
+    def close(self) -> None:
+        self.kill()
+        if self.stderr_path:
+            Path(self.stderr_path).unlink(missing_ok=True)
