@@ -12,9 +12,11 @@ import pytest
 # and conftest files unless told); must run before those modules are imported.
 pytest.register_assert_rewrite(
     "polyjobs.testing.contract",
+    "polyjobs.testing.faults",
     "polyjobs.testing.support",
     "polyjobs.testing.suite_adding",
     "polyjobs.testing.suite_admin",
+    "polyjobs.testing.suite_control",
     "polyjobs.testing.suite_ratelimit",
     "polyjobs.testing.suite_retries",
     "polyjobs.testing.suite_schedules",

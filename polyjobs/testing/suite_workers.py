@@ -15,83 +15,15 @@ from polyjobs.backend import Backend, Finish, WorkerInfo
 from polyjobs.errors import BackendError
 from polyjobs.job import Job
 from polyjobs.queue import Queue
+from polyjobs.testing.faults import (
+    CountingBackend,
+    FaultyBackend,
+    LostReplyBackend,
+    NoRenewalBackend,
+)
 from polyjobs.testing.support import ContractBase, Recorder, noop, wait_until
 
 DEAD = "dead-token"  # the token of a worker that fetched a job and died
-
-
-class _CountingBackend:
-    """Wraps a backend and counts the calls made to it."""
-
-    def __init__(self, inner: Backend, calls: Counter[str]) -> None:
-        self._inner = inner
-        self._calls = calls
-
-    def __getattr__(self, name: str) -> Any:
-        attr = getattr(self._inner, name)
-        if not callable(attr):
-            return attr
-
-        def counted(*args: Any, **kwargs: Any) -> Any:
-            self._calls[name] += 1
-            return attr(*args, **kwargs)
-
-        return counted
-
-
-class _NoRenewalBackend(_CountingBackend):
-    """A connection on which lease renewals fail (a partition hitting one worker only)."""
-
-    def __getattr__(self, name: str) -> Any:
-        if name == "extend":
-
-            async def extend(*args: Any, **kwargs: Any) -> list[str]:
-                raise BackendError("lease renewal is down on this connection")
-
-            return extend
-        return super().__getattr__(name)
-
-
-class _FaultyBackend(_CountingBackend):
-    """A connection whose first ``failures`` calls of ``method`` fail before reaching the
-    storage (a network blip)."""
-
-    def __init__(self, inner: Backend, method: str, failures: int) -> None:
-        super().__init__(inner, Counter())
-        self._method = method
-        self._failures = failures
-
-    def __getattr__(self, name: str) -> Any:
-        if name == self._method and self._failures > 0:
-
-            async def broken(*args: Any, **kwargs: Any) -> Any:
-                self._failures -= 1
-                raise BackendError(f"{name}: connection reset")
-
-            return broken
-        return super().__getattr__(name)
-
-
-class _LostReplyBackend(_CountingBackend):
-    """A connection on which the first ``finish`` is applied but its reply is lost."""
-
-    def __init__(self, inner: Backend) -> None:
-        super().__init__(inner, Counter())
-        self._lose = 1
-
-    def __getattr__(self, name: str) -> Any:
-        real = super().__getattr__(name)
-        if name != "finish":
-            return real
-
-        async def finish(*args: Any, **kwargs: Any) -> Any:
-            result = await real(*args, **kwargs)
-            if self._lose:
-                self._lose -= 1
-                raise BackendError("finish: connection reset before the reply")
-            return result
-
-        return finish
 
 
 class WorkersContract(ContractBase):
@@ -301,7 +233,7 @@ class WorkersContract(ContractBase):
 
     async def test_idle_worker_neither_polls_nor_delays_close(self, queue: Queue) -> None:
         calls: Counter[str] = Counter()
-        backend = _CountingBackend(queue.backend, calls)
+        backend = CountingBackend(queue.backend, calls)
         worker = self.make_worker(Queue(queue.name, cast(Backend, backend)), noop, block=30)
         task = asyncio.create_task(worker.run())
         await asyncio.sleep(0.6)
@@ -320,7 +252,7 @@ class WorkersContract(ContractBase):
             runs.add(j.id)
             return int(j.data) * 2
 
-        faulty = cast(Backend, _FaultyBackend(queue.backend, method, failures=1))
+        faulty = cast(Backend, FaultyBackend(queue.backend, method, failures=1))
         worker = self.make_worker(Queue(queue.name, faulty), proc)
         errors, completed = Recorder(), Recorder()
         worker.on("error", errors.callback)
@@ -335,7 +267,7 @@ class WorkersContract(ContractBase):
 
     async def test_completed_event_survives_a_lost_finish_reply(self, queue: Queue) -> None:
         job = await queue.add("x", 1)
-        lossy = cast(Backend, _LostReplyBackend(queue.backend))
+        lossy = cast(Backend, LostReplyBackend(queue.backend))
         worker = self.make_worker(Queue(queue.name, lossy), lambda j: "done")
         completed = Recorder()
         worker.on("completed", completed.callback)
@@ -401,7 +333,7 @@ class WorkersContract(ContractBase):
             a_ended.add(j.id)
             return "from A"
 
-        cut_off = cast(Backend, _NoRenewalBackend(queue.backend, Counter()))
+        cut_off = cast(Backend, NoRenewalBackend(queue.backend, Counter()))
         worker_a = self.make_worker(Queue(queue.name, cut_off), slow_a, lease=0.3)
         worker_b = self.make_worker(queue, lambda j: "from B", stalled_interval=0.1)
         a_completed, a_errors, b_completed = Recorder(), Recorder(), Recorder()
