@@ -36,6 +36,7 @@ DONE = {
     "login": "Signed in.",
 }
 REFRESH_CHOICES = (0, 5, 15, 60)
+DEFAULT_STATE_ORDER = ("active", "waiting", "failed", "delayed", "completed")
 
 
 def queue_url(name: str, **query: Any) -> str:
@@ -102,9 +103,9 @@ class Pages:
             if await queue.get_job(wanted) is not None:
                 return _redirect(job_url(name, wanted))
         page, size = max(_page(request), 1), self.options.page_size
-        state = request.query_params.get("state", "failed")
-        listing = await self.service.jobs(name, state, (page - 1) * size, size)
         info = await self.service.queue_info(name)
+        state = request.query_params.get("state") or _busiest(info)
+        listing = await self.service.jobs(name, state, (page - 1) * size, size)
         return self.render(
             request,
             "queue.html",
@@ -202,6 +203,11 @@ class Pages:
             ),
             Route(f"{base}/jobs/{{job_id:path}}", self.job_page, methods=["GET"]),
         ]
+
+
+def _busiest(counts: dict[str, Any]) -> str:
+    """The state a queue page opens on: the first with jobs, the live ones first."""
+    return next((s for s in DEFAULT_STATE_ORDER if counts.get(s)), "waiting")
 
 
 def _redirect(url: str) -> Response:

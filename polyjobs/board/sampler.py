@@ -80,6 +80,8 @@ class Sampler:
                 await self.sample()
             except PolyjobsError as exc:
                 log.warning("board: throughput sample failed: %s", exc)
+            except Exception:  # a bug must not end the sampling of a long-running board
+                log.exception("board: throughput sample failed")
             await asyncio.sleep(self.interval)
 
     def history(self, queue: str) -> list[tuple[float, int, int]]:

@@ -264,3 +264,16 @@ async def test_job_ids_with_slashes_are_reachable(
     page = await client.get("/admin/queues/odd?state=waiting")
     assert 'href="/admin/queues/odd/jobs/a%2Fb"' in page.text
     assert (await client.get("/admin/queues/odd/jobs/a%2Fb")).status_code == 200
+
+
+async def test_queue_page_opens_on_the_first_state_with_jobs(
+    backend: Backend, make_client: ClientFactory
+) -> None:
+    queue = Queue("states", backend)
+    await queue.add("later", {}, delay=3600)
+    client = await make_client()
+    page = await client.get("/admin/queues/states")
+    assert 'id="jobs" data-state="delayed"' in page.text
+    await queue.add("now", {})
+    page = await client.get("/admin/queues/states")
+    assert 'id="jobs" data-state="waiting"' in page.text
