@@ -310,7 +310,9 @@ class Worker:
 
     # -- fetching --------------------------------------------------------------------------
     def _free(self) -> int:
-        return self.options.concurrency - len(self._tasks) - self._reserved
+        """Slots neither processing, nor waiting for their finish, nor held by a fetch. A
+        slot stays taken until its finish is sent: the finish call itself refills it."""
+        return self.options.concurrency - len(self._tasks) - len(self._outbox) - self._reserved
 
     def _start(self, records: list[JobRecord]) -> None:
         for record in records:
@@ -406,7 +408,6 @@ class Worker:
         self._tasks.pop(job.id, None)
         self._outbox.append((fin, job, outcome))
         self._outbox_ready.set()
-        self._slot_freed.set()
 
     async def _call(self, job: Job) -> Any:
         if self._is_async:
@@ -471,8 +472,9 @@ class Worker:
                 await self._outbox_ready.wait()
                 continue
             batch, self._outbox = self._outbox, []
-            fetch = 0 if self._closing.is_set() else max(self._free(), 0)
-            self._reserved += fetch
+            held = max(self._free(), 0)  # the batch's slots and any free ones
+            fetch = 0 if self._closing.is_set() else held
+            self._reserved += held
             self._finishing = True
             try:
                 result = await self.backend.finish(
@@ -489,7 +491,7 @@ class Worker:
                     break
                 continue
             finally:
-                self._reserved -= fetch
+                self._reserved -= held
                 self._finishing = False
             lost = set(result.lost)
             if lost & self._resent:

@@ -10,14 +10,7 @@ from __future__ import annotations
 import pytest
 
 #: ``{test id suffix: reason}``; empty while every backend passes the whole suite.
-KNOWN_FAILURES: dict[str, str] = {
-    "test_memory.py::TestMemoryBackend::test_an_immediate_retry_keeps_its_priority_turn": (
-        "engine race (shows every time on memory://, whose calls never yield): a job's slot "
-        "counts as free (Worker._free) as soon as its task ends, while its finish still sits "
-        "in the outbox, so the fetch loop takes a lower-priority job before the finish loop "
-        "puts the zero-backoff retry back in waiting"
-    ),
-}
+KNOWN_FAILURES: dict[str, str] = {}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
