@@ -9,6 +9,7 @@ import re
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -16,6 +17,7 @@ from typing import Any
 
 import httpx
 import pytest
+import redis
 
 from polyjobs import InvalidArgumentError, Job, Queue, QueueSpec, Worker, open_backend
 from polyjobs.backend import Backend
@@ -41,11 +43,36 @@ async def send(job: Job) -> dict[str, Any]:
 EMAILS = QueueSpec("emails", send, short_name="mail", validate=require_to)
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+def redis_available() -> bool:
+    try:
+        return bool(redis.Redis(host="127.0.0.1", port=6379, socket_timeout=0.5).ping())
+    except redis.RedisError:
+        return False
+
+
+@pytest.fixture(params=["memory", "sqlite", "redis"])
 async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Backend]:
-    url = "memory://" if request.param == "memory" else f"sqlite:///{tmp_path / 'board.db'}"
-    async with open_backend(url) as opened:
-        yield opened
+    """The board on each kind of backend; Redis under a prefix of its own, removed after."""
+    prefix = f"boardtest-{uuid.uuid4().hex[:8]}"
+    if request.param == "redis" and not redis_available():
+        if os.environ.get("CI"):
+            pytest.fail("Redis is not answering on 127.0.0.1:6379 (CI requires it)")
+        pytest.skip("no Redis on 127.0.0.1:6379")
+    url = {
+        "memory": "memory://",
+        "sqlite": f"sqlite:///{tmp_path / 'board.db'}",
+        "redis": f"redis://127.0.0.1:6379/0?prefix={prefix}",
+    }[request.param]
+    try:
+        async with open_backend(url) as opened:
+            yield opened
+    finally:
+        if request.param == "redis":
+            client = redis.Redis(host="127.0.0.1", port=6379)
+            keys = list(client.scan_iter(f"{prefix}*", count=1000))
+            if keys:
+                client.delete(*keys)
+            client.close()
 
 
 async def seed_jobs(backend: Backend) -> dict[str, str]:
