@@ -111,9 +111,11 @@ def sparkline(points: list[tuple[float, int, int]], width: int = 160, height: in
     def path(index: int) -> str:
         coords = []
         for p in points:
-            x = 0.0 if len(points) == 1 else (p[0] - points[0][0]) / span * (width - 2) + 1
+            x = (p[0] - points[0][0]) / span * (width - 2) + 1
             y = height - 2 - p[index] / top * (height - 4)
             coords.append(f"{x:.1f},{y:.1f}")
+        if len(points) == 1:  # one sample so far: a level line
+            coords.append(f"{width - 1}.0,{coords[0].split(',')[1]}")
         return " ".join(coords)
 
     last = points[-1]

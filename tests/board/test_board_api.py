@@ -8,6 +8,7 @@ import pytest
 
 from polyjobs import Queue, QueueSpec, Worker
 from polyjobs.backend import Backend
+from polyjobs.board.sampler import sparkline
 
 if TYPE_CHECKING:
     from tests.board.conftest import ClientFactory, CsrfOf, Seeder
@@ -277,3 +278,11 @@ async def test_queue_page_opens_on_the_first_state_with_jobs(
     await queue.add("now", {})
     page = await client.get("/admin/queues/states")
     assert 'id="jobs" data-state="waiting"' in page.text
+
+
+def test_sparkline_holds_only_numbers() -> None:
+    assert "no samples yet" in sparkline([])
+    one = sparkline([(100.0, 5, 1)])
+    assert one.count("<polyline") == 2 and "159.0," in one  # a level line across
+    many = sparkline([(100.0, 5, 1), (110.0, 10, 0), (120.0, 0, 2)])
+    assert 'aria-label="0 completed and 2 failed in the last minute; peak 10/min"' in many
