@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
-from polyjobs.backend import CAP_CONTROL, controller
+from polyjobs.backend import CAP_CONTROL, CAP_RATE_LIMIT, controller
 from polyjobs.control import STOP, stop_grace
 from polyjobs.errors import InvalidArgumentError
 from polyjobs.options import (
@@ -35,6 +35,7 @@ from polyjobs.options import (
     seconds,
 )
 from polyjobs.queue import Queue, check_queue_name
+from polyjobs.redact import redact_url
 from polyjobs.worker import Processor, Worker, WorkerOptions
 
 if TYPE_CHECKING:
@@ -208,8 +209,17 @@ class Runtime:
         if self.schedule:
             await self.upsert_schedules()
         for name, spec in self.specs.items():
-            if spec.rate_limit is not None:
+            if spec.rate_limit is None:
+                continue
+            if CAP_RATE_LIMIT in self.backend.capabilities:
                 await self.queues[name].set_rate_limit(spec.rate_limit)
+            else:
+                log.warning(
+                    "queue %s: rate limit %s NOT enforced: backend %s has no rate limits",
+                    name,
+                    spec.rate_limit,
+                    redact_url(self.backend.url),
+                )
         for name, spec in self.specs.items():
             options = replace(
                 self.worker_options,

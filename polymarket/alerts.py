@@ -21,7 +21,7 @@ from typing import Any, Protocol
 
 import httpx
 
-from polyjobs.errors import RetryAfter, UnrecoverableError
+from polyjobs.errors import RateLimitError, RetryAfter, UnrecoverableError
 from polyjobs.polymarket.models import Alert
 from polyjobs.polymarket.store import Store
 from polyjobs.redact import redact_text, redact_url
@@ -40,9 +40,12 @@ class DeliveryError(Exception):
 
 
 class RateLimited(DeliveryError):
-    def __init__(self, retry_after: float, message: str) -> None:
+    """HTTP 429. ``whole_sink``: Discord said ``global: true`` — every send must wait."""
+
+    def __init__(self, retry_after: float, message: str, *, whole_sink: bool = False) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+        self.whole_sink = whole_sink
 
 
 class PermanentDeliveryError(DeliveryError):
@@ -242,10 +245,12 @@ class DiscordWebhook:
         if status == 429:
             body = _json(response)
             retry_after = _retry_after(body, response.headers.get("Retry-After"))
-            scope = "global " if isinstance(body, dict) and body.get("global") else ""
+            whole = isinstance(body, dict) and bool(body.get("global"))
+            scope = "global " if whole else ""
             raise RateLimited(
                 retry_after,
                 f"Discord webhook {scope}rate limited (HTTP 429), retry after {retry_after:g}s",
+                whole_sink=whole,
             )
         if status >= 500:
             raise DeliveryError(f"Discord webhook answered HTTP {status}{detail}")
@@ -329,6 +334,7 @@ class AlertDelivery:
             UnrecoverableError: unknown alert, an alert that failed for good, a payload Discord
                 rejects, or a webhook that is gone (it is not called again).
             RetryAfter: Discord rate limited us, or another attempt holds the alert.
+            RateLimitError: Discord rate limited us globally: the whole queue waits.
             DeliveryError: a transient failure (the job retries with backoff).
         """
         alert = await self.store.get_alert(alert_id)
@@ -350,6 +356,8 @@ class AlertDelivery:
             message_id = await self.sink.send(claimed)
         except RateLimited as exc:
             await self._finish(claimed, attempt, "retry", str(exc), retry_in=exc.retry_after)
+            if exc.whole_sink:  # hold the whole alerts queue, on every worker
+                raise RateLimitError(exc.retry_after, f"alert {alert_id}: {exc}") from None
             raise RetryAfter(exc.retry_after, f"alert {alert_id}: {exc}") from None
         except PermanentDeliveryError as exc:
             await self._finish(claimed, attempt, "failed", str(exc))

@@ -12,7 +12,7 @@ from typing import Any
 
 from polyjobs.errors import InvalidArgumentError, UnrecoverableError
 from polyjobs.job import Job
-from polyjobs.options import Backoff
+from polyjobs.options import Backoff, RateLimit
 from polyjobs.polymarket.alerts import AlertDelivery
 from polyjobs.polymarket.analysis import AnalysisPipeline
 from polyjobs.polymarket.anomaly import AnomalyDetector
@@ -221,6 +221,9 @@ ALERTS = QueueSpec(
     retention=_RETENTION,
     description='deliver one alert to Discord ({"alertId": ...})',
     validate=_check_alert_data,
+    # one Discord webhook takes about 5 requests per 2 s (and 30 messages a minute per
+    # channel): across every worker, not per worker
+    rate_limit=RateLimit(5, 2.0),
 )
 INGEST = QueueSpec(
     name="polymarket-ingest",

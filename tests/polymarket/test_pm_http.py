@@ -6,11 +6,12 @@ import asyncio
 import json
 import logging
 from collections.abc import AsyncIterator
+from typing import Any
 
 import httpx
 import pytest
 
-from polyjobs.errors import RetryAfter, UnrecoverableError
+from polyjobs.errors import RateLimitError, RetryAfter, UnrecoverableError
 from polyjobs.polymarket.alerts import (
     EMBED_TOTAL_MAX,
     AlertDelivery,
@@ -115,6 +116,21 @@ async def test_429_asks_for_retry_after(server: FakeHTTPServer, store: SqliteSto
         result = await _delivery(store, http).deliver(alert.id)
     assert result["status"] == "sent" and result["attempts"] == 3
     assert len(server.received) == 2
+
+
+async def test_a_global_429_holds_the_whole_queue(
+    server: FakeHTTPServer, store: SqliteStore
+) -> None:
+    body: dict[str, Any] = dict(fixture("discord_429.json"))  # type: ignore[call-overload]
+    body.update({"global": True, "retry_after": 0.25})
+    server.script(HOOK, FakeResponse(429, body))
+    alert = await _alert(store)
+    async with _hook(server) as http:
+        with pytest.raises(RateLimitError) as info:
+            await _delivery(store, http).deliver(alert.id)
+    assert info.value.seconds == pytest.approx(0.25)
+    stored = await store.get_alert(alert.id)
+    assert stored is not None and stored.status == "retry"
 
 
 async def test_rate_limit_headers_are_followed(server: FakeHTTPServer, store: SqliteStore) -> None:
