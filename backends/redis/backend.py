@@ -6,8 +6,9 @@ to the scripts as exact decimal strings (``repr`` of a float), so what a script 
 back as the same float.
 
 Fetching never polls: when nothing is ready, :meth:`fetch` blocks on the queue's wake-up key
-(``BZPOPMIN``) with a timeout of ``min(block, next delayed job due)``, and tries once more when
-woken. Producers, retries, resume, release and stall recovery push to that key.
+(``BZPOPMIN``) with a timeout of ``min(block, next delayed job due, rate limiter frees)``, and
+tries once more when woken. Producers, retries, resume, release, stall recovery and rate-limit
+changes push to that key.
 """
 
 from __future__ import annotations
@@ -25,9 +26,12 @@ from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
 from polyjobs.backend import (
+    CAP_CONTROL,
     CAP_DURABLE,
+    CAP_RATE_LIMIT,
     CAP_SHARED,
     AddResult,
+    ControlMessage,
     Finish,
     FinishResult,
     JobRecord,
@@ -38,11 +42,11 @@ from polyjobs.backend import (
     WorkerInfo,
 )
 from polyjobs.backends.redis import connection
-from polyjobs.backends.redis.keys import QueueKeys, registry_key
+from polyjobs.backends.redis.keys import CONTROL_KEEP, QueueKeys, control_key, registry_key
 from polyjobs.backends.redis.records import FIELDS, dumps, loads, record, records
 from polyjobs.backends.redis.scripts import Scripts
 from polyjobs.errors import BackendError, BackendUnavailableError
-from polyjobs.options import KEEP_FAILED, Keep
+from polyjobs.options import KEEP_FAILED, Keep, RateLimit
 
 STALLED_REASON = "job stalled more than allowable limit"
 CHUNK = 5000  # jobs per script call for bulk adds and deletions
@@ -95,7 +99,7 @@ class RedisBackend:
     ``<prefix>:{<queue>}:`` (one Redis Cluster slot per queue).
     """
 
-    capabilities: frozenset[str] = frozenset({CAP_SHARED, CAP_DURABLE})
+    capabilities: frozenset[str] = frozenset({CAP_SHARED, CAP_DURABLE, CAP_RATE_LIMIT, CAP_CONTROL})
 
     def __init__(self, url: str) -> None:
         self.url = url
@@ -422,6 +426,41 @@ class RedisBackend:
             pass
         with connection.translate(self._url.redacted):
             await self.redis.srem(registry_key(self.prefix), queue)
+
+    # -- rate limits -----------------------------------------------------------------------
+    async def set_rate_limit(self, queue: str, limit: RateLimit | None) -> None:
+        args = ["clear"] if limit is None else ["set", limit.max, _t(limit.duration)]
+        await self._register(queue, await self._run("limit", queue, args))
+
+    async def get_rate_limit(self, queue: str) -> RateLimit | None:
+        with connection.translate(self._url.redacted):
+            count, duration = await self.redis.hmget(self._qk(queue)[0].key("meta"), "rlm", "rld")
+        if count is None or duration is None:
+            return None
+        return RateLimit(int(count), float(duration))
+
+    async def hold(self, queue: str, until: float) -> None:
+        await self._register(queue, await self._run("limit", queue, ["hold", _t(until)]))
+
+    # -- control ---------------------------------------------------------------------------
+    async def send_control(self, command: str, payload_json: str) -> ControlMessage:
+        if self._scripts is None:
+            raise BackendError(f"redis backend {self._url.redacted} is not open")
+        key = control_key(self.prefix)
+        args = [_t(time.time()), command, payload_json, CONTROL_KEEP]
+        with connection.translate(self._url.redacted):
+            at = await self._scripts.call("control", [key], args)
+        return ControlMessage(float(at), command, payload_json)
+
+    async def control_messages(self, since: float) -> list[ControlMessage]:
+        key = control_key(self.prefix)
+        with connection.translate(self._url.redacted):
+            members = await self.redis.zrangebyscore(key, f"({_t(since)}", "+inf")
+        out = []
+        for member in members:
+            at, command, payload = json.loads(str(member))
+            out.append(ControlMessage(float(at), command, payload))
+        return out
 
     # -- schedules -------------------------------------------------------------------------
     async def save_schedule(self, queue: str, schedule: ScheduleRecord) -> ScheduleRecord:

@@ -155,13 +155,50 @@ local function emit(out, id, vals)
   end
 end
 
+-- How many jobs may start now under the hold and the rate limit, read from the meta values
+-- m = HMGET(K_meta, 'paused', 'rlm', 'rld', 'hold') (limit: no limit), and, when none may,
+-- the time one may (a string). Starts older than the window are trimmed from K_limiter.
+local function allowance(m, now, limit)
+  local t = tonumber(now)
+  if m[4] and tonumber(m[4]) > t then
+    return 0, m[4]
+  end
+  if not m[2] then
+    return limit, false
+  end
+  local dur = tonumber(m[3])
+  redis.call('ZREMRANGEBYSCORE', K_limiter, '-inf', num(t - dur))
+  local left = tonumber(m[2]) - redis.call('ZCARD', K_limiter)
+  if left > 0 then
+    return math.min(limit, left), false
+  end
+  local first = redis.call('ZRANGE', K_limiter, 0, 0, 'WITHSCORES')
+  return 0, num(tonumber(first[2]) + dur)
+end
+
 -- Promote due delayed jobs, then move up to limit waiting jobs to active, owned by token until
--- lease_until and tagged with the request id rid. Returns id + FIELDS for each job taken.
+-- lease_until and tagged with the request id rid, as many as the hold and the rate limit let
+-- start now. Returns id + FIELDS for each job taken, and, when the limiter held every waiting
+-- job back, the time it lets one start (else false).
 local function take(token, limit, now, lease_until, rid)
   promote_due(now)
   local out = {}
-  if limit <= 0 or is_paused() then
-    return out
+  if limit <= 0 then
+    return out, false
+  end
+  local m = redis.call('HMGET', K_meta, 'paused', 'rlm', 'rld', 'hold')
+  if m[1] then
+    return out, false
+  end
+  local frees_at = false
+  if m[2] or m[4] then
+    limit, frees_at = allowance(m, now, limit)
+    if limit <= 0 then
+      if redis.call('ZCARD', K_wait) == 0 then
+        frees_at = false
+      end
+      return out, frees_at
+    end
   end
   local popped = redis.call('ZPOPMIN', K_wait, limit)
   for i = 1, #popped, 2 do
@@ -179,7 +216,16 @@ local function take(token, limit, now, lease_until, rid)
     vals[F['as']] = tostring(started)
     emit(out, id, vals)
   end
-  return out
+  if m[2] and #popped > 0 then
+    -- one start per job, at the same time as its processed_on; members are unique per request
+    local starts = {}
+    for i = 1, #popped, 2 do
+      starts[#starts + 1] = now
+      starts[#starts + 1] = rid .. ':' .. i
+    end
+    redis.call('ZADD', K_limiter, unpack(starts))
+  end
+  return out, false
 end
 
 -- After a blocked fetch was woken and took jobs: if more are ready, pass the wake-up on to the
@@ -211,12 +257,18 @@ local function recover(token, first, last)
   end
 end
 
-local function next_due()
+-- When a blocked fetch should look again: the next delayed job falling due, or the limiter
+-- letting a job start (frees_at, from take), whichever comes first; false for neither.
+local function next_due(frees_at)
   if is_paused() then
     return false
   end
   local head = redis.call('ZRANGE', K_delayed, 0, 0, 'WITHSCORES')
-  return head[2] or false
+  local due = head[2] or false
+  if frees_at and (not due or tonumber(frees_at) < tonumber(due)) then
+    return frees_at
+  end
+  return due
 end
 
 -- Add one job unless its id exists; '' as id assigns the next number. Returns id, added.

@@ -1,14 +1,15 @@
 -- ARGV: jp, token, limit, now, lease_until, rid, then the rids of earlier requests whose
 -- replies were lost (their jobs are handed back first; see recover).
--- Returns {next delayed due time or nil, id, FIELDS..., id, FIELDS..., ...}
+-- Returns {when to look again or nil, id, FIELDS..., id, FIELDS..., ...}: with no job taken,
+-- the next delayed due time or the time the rate limiter lets a job start, the earlier.
 local token = ARGV[2]
 recover(token, 7, #ARGV)
-local out = take(token, tonumber(ARGV[3]), ARGV[4], ARGV[5], ARGV[6])
+local out, frees_at = take(token, tonumber(ARGV[3]), ARGV[4], ARGV[5], ARGV[6])
 pass_wake_on(#out)
 flush_wake()
 local due = false
 if #out == 0 then
-  due = next_due()
+  due = next_due(frees_at)
 end
 table.insert(out, 1, due)
 return out

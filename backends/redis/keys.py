@@ -8,7 +8,10 @@ Cluster slot::
     <prefix>:{<queue>}:active      ZSET  job id -> lease deadline
     <prefix>:{<queue>}:completed   ZSET  job id -> finish time
     <prefix>:{<queue>}:failed      ZSET  job id -> finish time
-    <prefix>:{<queue>}:meta        HASH  paused flag, id and order counters, registration flag
+    <prefix>:{<queue>}:meta        HASH  paused flag, id and order counters, registration flag,
+                                         rate limit (rlm max, rld duration), hold-until (hold)
+    <prefix>:{<queue>}:limiter     ZSET  recent job starts (score = start time), only while a
+                                         rate limit is set; trimmed to its window
     <prefix>:{<queue>}:marker      ZSET  wake-up key blocked fetches pop (BZPOPMIN)
     <prefix>:{<queue>}:sched       HASH  schedule key -> definition (JSON)
     <prefix>:{<queue>}:sched:next  HASH  schedule key -> next run (repr of a float)
@@ -19,6 +22,7 @@ Cluster slot::
     <prefix>:{<queue>}:j:<id>      HASH  one job
     <prefix>:{<queue>}:j:<id>:log  LIST  its log lines
     <prefix>:queues                SET   names of known queues (outside the hash tag)
+    <prefix>:control               ZSET  control messages (score = time), the last CONTROL_KEEP
 
 Scripts receive the fixed keys as ``KEYS`` in the order of :data:`SCRIPT_KEYS` and the job-key
 prefix as ``ARGV[1]``; the Lua prelude that names them is generated from this module.
@@ -46,7 +50,11 @@ SCRIPT_KEYS: tuple[str, ...] = (
     "workers",
     "workers_info",
     "events",
+    "limiter",
 )
+
+#: How many control messages ``<prefix>:control`` keeps (the contract asks for at least 100).
+CONTROL_KEEP = 100
 
 #: About how many events a queue's stream keeps (``XADD MAXLEN ~``).
 EVENTS_MAXLEN = 10_000
@@ -85,3 +93,8 @@ class QueueKeys:
 def registry_key(prefix: str) -> str:
     """The set of queue names (one key for all queues, so outside any hash tag)."""
     return f"{prefix}:queues"
+
+
+def control_key(prefix: str) -> str:
+    """The control channel of every process sharing the backend (global: no hash tag)."""
+    return f"{prefix}:control"

@@ -2,8 +2,9 @@
 
 Each ``<name>.lua`` (beside this module) runs after a generated header (the fixed keys named from
 :mod:`polyjobs.backends.redis.keys`, the job fields from :mod:`polyjobs.backends.redis.records`)
-and ``common.lua``. Scripts are registered once per client and called by SHA; redis-py
-loads a script again on ``NOSCRIPT`` (e.g. after a server restart).
+and ``common.lua``, except the :data:`GLOBAL` ones, which touch no queue. Scripts are registered
+once per client and called by SHA; redis-py loads a script again on ``NOSCRIPT`` (e.g. after a
+server restart).
 """
 
 from __future__ import annotations
@@ -46,7 +47,12 @@ NAMES = (
     "obliterate",
     "schedule",
     "heartbeat",
+    "limit",
+    "control",
 )
+
+#: Scripts on keys outside any queue: sent as written, without the queue header and prelude.
+GLOBAL = frozenset({"control"})
 
 
 def _header() -> str:
@@ -62,6 +68,8 @@ def _header() -> str:
 def source(name: str) -> str:
     """The full text of script ``name`` as sent to Redis."""
     folder = resources.files("polyjobs.backends.redis")
+    if name in GLOBAL:
+        return (folder / f"{name}.lua").read_text()
     common = (folder / "common.lua").read_text()
     return _header() + common + "\n" + (folder / f"{name}.lua").read_text()
 

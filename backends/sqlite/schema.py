@@ -19,7 +19,7 @@ failed    finish time             queue sequence at finish (newest last)
 
 from __future__ import annotations
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 APPLICATION_ID = 0x706A6221  # "pjb!"
 
 MIGRATIONS: dict[int, tuple[str, ...]] = {
@@ -114,9 +114,22 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
         "CREATE TABLE rate_starts (queue TEXT NOT NULL, at REAL NOT NULL)",
         "CREATE INDEX rate_starts_by_queue ON rate_starts (queue, at)",
     ),
+    3: (
+        # the control channel: commands to every process sharing the file (not per queue);
+        # times strictly increase, so the time is also the key and the order
+        """
+        CREATE TABLE control (
+            at      REAL PRIMARY KEY,
+            command TEXT NOT NULL,
+            payload TEXT NOT NULL
+        )
+        """,
+    ),
 }
 
 #: Tables a polyjobs file may hold; a version-0 file with any other table is not ours.
-OWN_TABLES = frozenset({"queue_meta", "jobs", "job_logs", "schedules", "workers", "rate_starts"})
+OWN_TABLES = frozenset(
+    {"queue_meta", "jobs", "job_logs", "schedules", "workers", "rate_starts", "control"}
+)
 
 assert max(MIGRATIONS) == SCHEMA_VERSION

@@ -20,10 +20,12 @@ from pathlib import Path
 from urllib.parse import parse_qs
 
 from polyjobs.backend import (
+    CAP_CONTROL,
     CAP_DURABLE,
     CAP_RATE_LIMIT,
     CAP_SHARED,
     AddResult,
+    ControlMessage,
     Finish,
     FinishResult,
     JobRecord,
@@ -33,7 +35,7 @@ from polyjobs.backend import (
     Stalled,
     WorkerInfo,
 )
-from polyjobs.backends.sqlite import admin, jobs
+from polyjobs.backends.sqlite import admin, control, jobs
 from polyjobs.backends.sqlite.database import Database
 from polyjobs.backends.sqlite.wakeup import MAX_POLL, MIN_POLL, FileSignal, Waiter
 from polyjobs.errors import InvalidArgumentError
@@ -73,7 +75,7 @@ def parse_url(url: str) -> tuple[Path, str]:
 class SqliteBackend:
     """Every queue in one SQLite file (WAL), shared by any number of processes on one host."""
 
-    capabilities: frozenset[str] = frozenset({CAP_SHARED, CAP_DURABLE, CAP_RATE_LIMIT})
+    capabilities: frozenset[str] = frozenset({CAP_SHARED, CAP_DURABLE, CAP_RATE_LIMIT, CAP_CONTROL})
 
     def __init__(self, url: str) -> None:
         self.url = url
@@ -276,6 +278,13 @@ class SqliteBackend:
 
     async def hold(self, queue: str, until: float) -> None:
         await self._db.write(admin.hold, queue, until)
+
+    # -- control ---------------------------------------------------------------------------
+    async def send_control(self, command: str, payload_json: str) -> ControlMessage:
+        return await self._db.write(control.send, command, payload_json)
+
+    async def control_messages(self, since: float) -> list[ControlMessage]:
+        return await self._db.read(control.since, since)
 
     # -- schedules -------------------------------------------------------------------------
     async def save_schedule(self, queue: str, schedule: ScheduleRecord) -> ScheduleRecord:

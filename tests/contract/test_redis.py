@@ -16,6 +16,8 @@ from polyjobs.backend import Backend
 from polyjobs.backends.redis.testing import RedisClusterServers, require_redis
 from polyjobs.plugins import open_backend
 from polyjobs.testing import BackendContract
+from polyjobs.testing.suite_control import ControlContract
+from polyjobs.testing.suite_ratelimit import RateLimitContract
 
 URL = os.environ.get("POLYJOBS_TEST_REDIS_URL", "redis://127.0.0.1:6379/0?prefix=pjtest")
 
@@ -26,6 +28,18 @@ def _redis_answers() -> None:
 
 
 class TestRedisBackend(BackendContract):
+    url = URL
+
+
+class TestRedisRateLimit(RateLimitContract):
+    """(until the rate-limit suite joins BackendContract)"""
+
+    url = URL
+
+
+class TestRedisControl(ControlContract):
+    """(until the control suite joins BackendContract)"""
+
     url = URL
 
 
@@ -40,13 +54,22 @@ if os.environ.get("POLYJOBS_TEST_REDIS_CLUSTER"):
         finally:
             servers.kill()
 
-    class TestRedisClusterBackend(BackendContract):
-        """The whole suite on a three-node Redis Cluster that this module starts (opt-in with
-        ``POLYJOBS_TEST_REDIS_CLUSTER=1``: it doubles the Redis suite's time; a smaller
-        cluster test always runs in ``tests/redis``)."""
+    class _OnCluster:
+        url = ""
 
         @pytest_asyncio.fixture
         async def backend(self, redis_cluster: str) -> AsyncIterator[Backend]:
             type(self).url = redis_cluster  # for open_other()
             async with open_backend(redis_cluster) as b:
                 yield b
+
+    class TestRedisClusterBackend(_OnCluster, BackendContract):
+        """The whole suite on a three-node Redis Cluster that this module starts (opt-in with
+        ``POLYJOBS_TEST_REDIS_CLUSTER=1``: it doubles the Redis suite's time; a smaller
+        cluster test always runs in ``tests/redis``)."""
+
+    class TestRedisClusterRateLimit(_OnCluster, RateLimitContract):
+        pass
+
+    class TestRedisClusterControl(_OnCluster, ControlContract):
+        """The control key has no hash tag: it lives on whichever node owns its slot."""

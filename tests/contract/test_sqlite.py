@@ -12,6 +12,7 @@ import pytest_asyncio
 from polyjobs import open_backend
 from polyjobs.backend import Backend
 from polyjobs.testing import BackendContract
+from polyjobs.testing.suite_control import ControlContract
 from polyjobs.testing.suite_ratelimit import RateLimitContract
 
 
@@ -39,3 +40,7 @@ class TestSqliteBackend(_FreshFile, BackendContract):
 
 class TestSqliteRateLimit(_FreshFile, RateLimitContract):
     """(until the rate-limit suite joins BackendContract)"""
+
+
+class TestSqliteControl(_FreshFile, ControlContract):
+    """(until the control suite joins BackendContract)"""

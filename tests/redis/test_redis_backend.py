@@ -16,7 +16,7 @@ import pytest
 import pytest_asyncio
 
 from polyjobs import BackendUnavailableError, Queue, Worker
-from polyjobs.backend import CAP_DURABLE, CAP_SHARED, NewJob
+from polyjobs.backend import CAP_CONTROL, CAP_DURABLE, CAP_RATE_LIMIT, CAP_SHARED, NewJob
 from polyjobs.backends.redis import RedisBackend
 from polyjobs.backends.redis.connection import RedisUrl
 from polyjobs.backends.redis.keys import EVENTS_MAXLEN, QueueKeys
@@ -112,7 +112,9 @@ def test_plugin_registers_the_redis_schemes() -> None:
     factories = PluginHost.load(entry_points=False).backend_factories()
     for scheme in ("redis", "rediss", "unix"):
         assert factories[scheme][0] is RedisBackend
-    assert RedisBackend(URL).capabilities == frozenset({CAP_SHARED, CAP_DURABLE})
+    assert RedisBackend(URL).capabilities == frozenset(
+        {CAP_SHARED, CAP_DURABLE, CAP_RATE_LIMIT, CAP_CONTROL}
+    )
 
 
 async def test_unix_socket_url(server: RedisServer) -> None:

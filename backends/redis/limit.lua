@@ -1,0 +1,19 @@
+-- ARGV: jp, then 'set', max, duration | 'clear' | 'hold', until.
+-- set/clear store or remove the queue's rate limit (clear forgets the recorded starts) and
+-- wake blocked fetches so they look again under the new limit; hold moves the hold-until time
+-- later, never earlier. Returns 1 when the queue was registered just now.
+local op = ARGV[2]
+if op == 'set' then
+  redis.call('HSET', K_meta, 'rlm', ARGV[3], 'rld', ARGV[4])
+  wake()
+elseif op == 'clear' then
+  redis.call('HDEL', K_meta, 'rlm', 'rld')
+  redis.call('DEL', K_limiter)
+  wake()
+else
+  local cur = redis.call('HGET', K_meta, 'hold')
+  if not cur or tonumber(ARGV[3]) > tonumber(cur) then
+    redis.call('HSET', K_meta, 'hold', ARGV[3])
+  end
+end
+return register()

@@ -1,0 +1,114 @@
+"""`polyjobs stop --all` end to end: two `polyjobs start` processes (two state directories, as
+on two machines) sharing one backend, stopped through the backend's control channel."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from polyjobs import Queue, open_backend
+
+POLYJOBS = str(Path(sys.executable).parent / "polyjobs")
+QUEUES = ("test-echo", "test-slow", "test-fail")
+
+
+def polyjobs(
+    env: dict[str, str], *args: str, timeout: float = 30
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [POLYJOBS, *args],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def stats(env: dict[str, str]) -> dict[str, Any]:
+    done = polyjobs(env, "stats", "--json")
+    assert done.returncode == 0, done.stderr
+    return {row["queue"]: row for row in json.loads(done.stdout)}
+
+
+@pytest.fixture
+def shared(cli_env: dict[str, str], tmp_path: Path) -> dict[str, str]:
+    """The CLI environment with an explicit backend URL, so that every state directory uses it
+    (on SQLite the default file lives in the state directory)."""
+    env = dict(cli_env)
+    env.setdefault("POLYJOBS_BACKEND", f"sqlite:///{tmp_path}/shared.db")
+    return env
+
+
+@pytest.fixture
+def two_instances(shared: dict[str, str], tmp_path: Path) -> Iterator[list[subprocess.Popen[str]]]:
+    """Two `polyjobs start` processes, each with its own state directory, on one backend;
+    ready once both have their workers in the registry."""
+    procs = [
+        subprocess.Popen(
+            [POLYJOBS, "start", "--no-schedule"],
+            env={**os.environ, **shared, "POLYJOBS_HOME": str(tmp_path / f"home-{n}")},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for n in (1, 2)
+    ]
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            for proc in procs:
+                assert proc.poll() is None, proc.communicate()
+            rows = stats(shared)
+            if all(rows.get(q, {}).get("workers", 0) >= 2 for q in QUEUES):
+                break
+            time.sleep(0.2)
+        else:
+            pytest.fail("two `polyjobs start` did not register their workers in 30 s")
+        yield procs
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate(timeout=5)
+
+
+def add_slow_jobs(url: str, n: int, seconds: float) -> None:
+    async def add() -> None:
+        async with open_backend(url) as backend:
+            await Queue("test-slow", backend).add_bulk([("job", {"seconds": seconds})] * n)
+
+    asyncio.run(add())
+
+
+def test_stop_all_stops_every_instance(
+    shared: dict[str, str], two_instances: list[subprocess.Popen[str]], tmp_path: Path
+) -> None:
+    add_slow_jobs(shared["POLYJOBS_BACKEND"], 30, 2.0)
+    deadline = time.monotonic() + 15
+    while stats(shared)["test-slow"]["active"] < 20 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert stats(shared)["test-slow"]["active"] >= 20  # both instances are busy
+
+    env = {**shared, "POLYJOBS_HOME": str(tmp_path / "home-operator")}
+    stopped = polyjobs(env, "stop", "--all", "--timeout", "20", timeout=40)
+    assert stopped.returncode == 0, stopped.stderr
+    assert "every instance stopped" in stopped.stdout
+
+    for proc in two_instances:
+        _, err = proc.communicate(timeout=10)
+        assert proc.returncode == 0, err
+    rows = stats(shared)
+    assert all(rows[q]["workers"] == 0 for q in QUEUES)
+    assert rows["test-slow"]["active"] == 0
+    # the jobs in progress finished within the grace; the rest wait for the next start
+    assert rows["test-slow"]["completed"] + rows["test-slow"]["waiting"] == 30
+    assert rows["test-slow"]["failed"] == 0
