@@ -133,6 +133,18 @@ def project_python() -> str:
         return str(venv) if venv.exists() else sys.executable
 
 
+def export_revision(rev: str) -> tuple[str, str]:
+    """``git archive`` of ``rev`` into a temporary directory: (directory, commit id), so the
+    benchmark measures committed code even while the working tree is being edited."""
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", rev], cwd=REPO, capture_output=True, text=True, check=True
+    ).stdout.strip()
+    target = tempfile.mkdtemp(prefix=f"polyjobs-bench-{commit}-")
+    archive = subprocess.run(["git", "archive", rev], cwd=REPO, capture_output=True, check=True)
+    subprocess.run(["tar", "-x", "-C", target], input=archive.stdout, check=True)
+    return target, commit
+
+
 def peers_python() -> Path:
     return PEERS_VENV / "bin" / "python"
 

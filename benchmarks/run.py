@@ -16,12 +16,13 @@ import argparse
 import datetime as dt
 import json
 import os
+import shutil
 import statistics
 import sys
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,7 @@ from _common import (
     Resp,
     ensure_node,
     ensure_peer_venv,
+    export_revision,
     library_versions,
     machine_facts,
     peers_python,
@@ -265,6 +267,7 @@ def render(results: dict[str, dict[str, Any]], facts: dict[str, Any], meta: dict
         f"{meta['latency_n']:,} jobs at {meta['rate']:.0f}/s, bulk batches of {meta['batch']}",
         f"machine: {facts['cpu']}, {facts['cores']} cores, load {facts['loadavg_at_start']}, "
         f"Python {facts['python']}, Redis {facts['redis']} ({meta['redis']}), Node {facts['node']}",
+        f"polyjobs from: {meta.get('polyjobs_source', 'working tree')}",
         "Shared machine: compare the ratios (measured side by side), not absolute numbers.",
         "",
         table(headers, values),
@@ -359,6 +362,11 @@ def parse_args() -> argparse.Namespace:
         help="use this Redis (dbs 1-11 are FLUSHed) instead of a private redis-server",
     )
     parser.add_argument(
+        "--polyjobs-rev",
+        default="",
+        help="measure polyjobs as committed at this git revision (e.g. HEAD), not the work tree",
+    )
+    parser.add_argument(
         "--profile", type=int, default=0, metavar="C", help="only profile polyjobs at concurrency C"
     )
     args = parser.parse_args()
@@ -387,6 +395,14 @@ def main() -> None:
     host_port = base.split("://", 1)[1].split("/", 1)[0]
     host, _, port = host_port.partition(":")
     redis = Resp(host, int(port or 6379))
+    source, src = "working tree", ""
+    if args.polyjobs_rev:
+        src, commit = export_revision(args.polyjobs_rev)
+        source = f"{args.polyjobs_rev} = {commit}"
+        for i, peer in enumerate(PEERS):
+            if peer.kind == "project":
+                PEERS[i] = replace(peer, env={**peer.env, "POLYJOBS_BENCH_SRC": src})
+        peers = [next(p for p in PEERS if p.name == peer.name) for peer in peers]
     try:
         bench = Bench(base, args.n, args.latency_jobs, args.rate, args.batch, args.timeout, redis)
         stamp = dt.datetime.now().strftime("%Y-%m-%d-%H%M")
@@ -412,6 +428,7 @@ def main() -> None:
             "batch": args.batch,
             "timeout_s": args.timeout,
             "redis": "private redis-server" if not args.redis_url else args.redis_url,
+            "polyjobs_source": source,
             "versions": library_versions(),
         }
         results: dict[str, dict[str, Any]] = {}
@@ -430,6 +447,8 @@ def main() -> None:
     finally:
         redis.close()
         server.stop()
+        if src:
+            shutil.rmtree(src, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -1,13 +1,20 @@
 """polyjobs on its Redis backend (or any URL ``open_backend`` takes): asyncio, an async no-op
-processor, default options except ``concurrency``. ``POLYJOBS_BENCH_UVLOOP=1`` runs on uvloop."""
+processor, default options except ``concurrency``. ``POLYJOBS_BENCH_UVLOOP=1`` runs on uvloop;
+``POLYJOBS_BENCH_SRC=<dir>`` imports polyjobs from that source tree (``run.py --polyjobs-rev``)
+instead of the installed (editable) one."""
 
 from __future__ import annotations
 
 import asyncio
 import os
+import sys
 from typing import Any
 
 from _bench import REC, drive_async, job_data, parse_args
+
+if os.environ.get("POLYJOBS_BENCH_SRC"):
+    sys.meta_path[:] = [f for f in sys.meta_path if "__editable__" not in type(f).__module__]
+    sys.path.insert(0, os.environ["POLYJOBS_BENCH_SRC"])
 
 from polyjobs import Queue, Worker, open_backend
 
