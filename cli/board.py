@@ -10,11 +10,46 @@ from typing import Annotated
 
 import typer
 
+from polyjobs.backend import Backend
 from polyjobs.cli.common import BackendOption, run, session, settings
 from polyjobs.cli.console import Console
+from polyjobs.errors import ConfigError
 from polyjobs.redact import redact_url
+from polyjobs.runtime import QueueSpec
+from polyjobs.settings import Settings
 
 BOARD_MODULES = ("starlette", "uvicorn", "jinja2", "prometheus_client", "multipart")
+MISSING_EXTRA = "the board needs the 'board' extra: pip install 'polyjobs[board]'"
+
+
+async def start_board(
+    console: Console,
+    resolved: Settings,
+    specs: dict[str, QueueSpec],
+    backend: Backend,
+    host: str,
+    port: int,
+) -> asyncio.Task[None]:
+    """Serve the board from a running ``polyjobs start`` (as a task; cancel it to stop)."""
+    try:
+        from polyjobs.board import TOKEN_ENV, BoardOptions, bind_socket, check_bind, serve_board
+    except ModuleNotFoundError as exc:
+        if (exc.name or "").split(".")[0] not in BOARD_MODULES:
+            raise
+        raise ConfigError(MISSING_EXTRA) from None
+    token = resolved.values.get(TOKEN_ENV)
+    options = BoardOptions(
+        token=str(token.value) if token is not None and token.value else None,
+        specs=specs,
+        backend_label=redact_url(resolved.backend_url),
+    )
+    check_bind(host, options)
+    sock = bind_socket(host, port)
+    task = asyncio.create_task(serve_board(backend, host, port, options, sock=sock))
+    task.add_done_callback(lambda _: sock.close())
+    shown = f"[{host}]" if ":" in host else host
+    console.note(f"polyjobs board on http://{shown}:{sock.getsockname()[1]}/admin/queues")
+    return task
 
 
 def board(
@@ -37,7 +72,7 @@ def board(
     except ModuleNotFoundError as exc:
         if (exc.name or "").split(".")[0] not in BOARD_MODULES:
             raise
-        console.error("the board needs the 'board' extra: pip install 'polyjobs[board]'")
+        console.error(MISSING_EXTRA)
         raise typer.Exit(1) from None
 
     async def go() -> None:

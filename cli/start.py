@@ -20,6 +20,7 @@ from rich.live import Live
 from rich.table import Table
 
 from polyjobs.cli import pidfile
+from polyjobs.cli.board import start_board
 from polyjobs.cli.common import BackendOption, parse_pairs, plugin_host, run, session, settings
 from polyjobs.cli.console import Console
 from polyjobs.control import request_stop_all, wait_until_no_workers
@@ -95,6 +96,11 @@ def start(
             "directory, alerts on the console (no Redis, MongoDB or Discord needed).",
         ),
     ] = False,
+    board: Annotated[
+        bool, typer.Option("--board", help="Also serve the web board from this process.")
+    ] = False,
+    board_host: Annotated[str, typer.Option(help="The board's address.")] = "127.0.0.1",
+    board_port: Annotated[int, typer.Option(min=0, max=65535, help="The board's port.")] = 8787,
 ) -> None:
     """Run workers for the registered queues in the foreground until SIGINT/SIGTERM."""
     console = Console()
@@ -112,6 +118,7 @@ def start(
             grace,
             log_format,
             demo,
+            (board_host, board_port) if board else None,
         ),
         console,
     )
@@ -127,6 +134,7 @@ async def _start(
     grace: str | None,
     log_format: str,
     demo: bool = False,
+    board: tuple[str, int] | None = None,
 ) -> None:
     if demo and backend_url is not None:
         raise ConfigError("--demo runs on its own embedded backend; leave out --backend")
@@ -136,7 +144,9 @@ async def _start(
         console.note(f"polyjobs demo: state in {setup.home} (removed on exit)")
         flags.update(backend=setup.backend_url, home=str(setup.home), settings=setup.settings)
     try:
-        await _start_with(console, names, concurrency, flags, schedule, burst, log_format, demo)
+        await _start_with(
+            console, names, concurrency, flags, schedule, burst, log_format, demo, board
+        )
     finally:
         if setup is not None:
             shutil.rmtree(setup.home, ignore_errors=True)
@@ -151,6 +161,7 @@ async def _start_with(
     burst: bool,
     log_format: str,
     demo: bool,
+    board: tuple[str, int] | None,
 ) -> None:
     resolved = settings(**flags, concurrency=parse_pairs(concurrency, "--concurrency"))
     live = console.is_terminal and log_format == "text"
@@ -180,6 +191,9 @@ async def _start_with(
             return runtime.run(burst=burst, grace=grace_s)
 
         pidfile.write(resolved.home_dir, redact_url(resolved.backend_url))
+        board_task = None
+        if board is not None:
+            board_task = await start_board(console, resolved, registered, backend, *board)
         try:
             console.note(
                 f"polyjobs: backend {redact_url(resolved.backend_url)} "
@@ -192,6 +206,9 @@ async def _start_with(
                 await go()
             console.note("polyjobs: stopped")
         finally:
+            if board_task is not None:
+                board_task.cancel()
+                await asyncio.gather(board_task, return_exceptions=True)
             pidfile.remove(resolved.home_dir)
 
 
