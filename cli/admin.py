@@ -1,4 +1,4 @@
-"""``polyjobs queue pause|resume|drain|clean|obliterate``."""
+"""``polyjobs queue pause|resume|drain|clean|limit|obliterate``."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from polyjobs.cli.common import BackendOption, run, session
+from polyjobs.cli.common import BackendOption, on_queue
 from polyjobs.cli.console import Console
 from polyjobs.options import seconds
 from polyjobs.queue import Queue, check_state
@@ -24,51 +24,26 @@ def _confirm(yes: bool, question: str) -> None:
         raise typer.Exit(1)
 
 
-def _act(queue: str, backend: str | None, action: str, **kwargs: object) -> None:
-    console = Console()
-
-    async def go() -> None:
-        async with session(backend) as s:
-            q = s.queue(queue)
-            console.line(await _do(q, action, **kwargs))
-
-    run(go, console)
-
-
-async def _do(q: Queue, action: str, **kwargs: object) -> str:
-    if action == "pause":
-        await q.pause()
-        return f"paused {q.name}: workers finish their active jobs and take no new ones"
-    if action == "resume":
-        await q.resume()
-        return f"resumed {q.name}"
-    if action == "drain":
-        count = await q.drain(delayed=bool(kwargs["delayed"]))
-        return f"drained {q.name}: removed {count} job(s)"
-    if action == "clean":
-        state = check_state(str(kwargs["state"]))
-        grace = seconds(str(kwargs["grace"]), "--grace")
-        removed = await q.clean(state, grace, int(str(kwargs["limit"])))
-        return f"cleaned {q.name}: removed {len(removed)} {state} job(s)"
-    if action == "limit":
-        spec = str(kwargs["spec"])
-        await q.set_rate_limit(None if spec.lower() in ("off", "none") else spec)
-        limit = await q.rate_limit()
-        return f"rate limit of {q.name}: {limit or 'none'}"
-    await q.obliterate()
-    return f"obliterated {q.name}"
-
-
 @queue_app.command()
 def pause(queue: QueueArg, backend: BackendOption = None) -> None:
     """Stop workers from taking new jobs of this queue."""
-    _act(queue, backend, "pause")
+
+    async def act(q: Queue) -> str:
+        await q.pause()
+        return f"paused {q.name}: workers finish their active jobs and take no new ones"
+
+    on_queue(queue, backend, act)
 
 
 @queue_app.command()
 def resume(queue: QueueArg, backend: BackendOption = None) -> None:
     """Let workers take jobs of this queue again."""
-    _act(queue, backend, "resume")
+
+    async def act(q: Queue) -> str:
+        await q.resume()
+        return f"resumed {q.name}"
+
+    on_queue(queue, backend, act)
 
 
 @queue_app.command()
@@ -80,15 +55,17 @@ def drain(
 ) -> None:
     """Remove every waiting job (and delayed ones with --delayed)."""
     _confirm(yes, f"Remove every waiting job of {queue}?")
-    _act(queue, backend, "drain", delayed=delayed)
+
+    async def act(q: Queue) -> str:
+        return f"drained {q.name}: removed {await q.drain(delayed=delayed)} job(s)"
+
+    on_queue(queue, backend, act)
 
 
 @queue_app.command()
 def clean(
     queue: QueueArg,
-    state: Annotated[
-        str, typer.Option(help="completed, failed, waiting or delayed.")
-    ] = "completed",
+    state: Annotated[str, typer.Option(help="completed, failed, waiting, delayed.")] = "completed",
     grace: Annotated[str, typer.Option(help="Only jobs older than this.")] = "0s",
     limit: Annotated[int, typer.Option(help="At most this many (0: all).", min=0)] = 0,
     yes: YesOption = False,
@@ -96,7 +73,13 @@ def clean(
 ) -> None:
     """Remove jobs in one state older than --grace."""
     _confirm(yes, f"Remove {state} jobs of {queue} older than {grace}?")
-    _act(queue, backend, "clean", state=state, grace=grace, limit=limit)
+
+    async def act(q: Queue) -> str:
+        checked = check_state(state)
+        removed = await q.clean(checked, seconds(grace, "--grace"), limit)
+        return f"cleaned {q.name}: removed {len(removed)} {checked} job(s)"
+
+    on_queue(queue, backend, act)
 
 
 @queue_app.command()
@@ -107,11 +90,21 @@ def limit(
 ) -> None:
     """Limit job starts of a queue across every worker (until the next `polyjobs start`
     applies the configured limit)."""
-    _act(queue, backend, "limit", spec=spec)
+
+    async def act(q: Queue) -> str:
+        await q.set_rate_limit(None if spec.lower() in ("off", "none") else spec)
+        return f"rate limit of {q.name}: {await q.rate_limit() or 'none'}"
+
+    on_queue(queue, backend, act)
 
 
 @queue_app.command()
 def obliterate(queue: QueueArg, yes: YesOption = False, backend: BackendOption = None) -> None:
     """Remove the queue and everything in it: jobs, logs, schedules."""
     _confirm(yes, f"Obliterate {queue} and every job in it?")
-    _act(queue, backend, "obliterate")
+
+    async def act(q: Queue) -> str:
+        await q.obliterate()
+        return f"obliterated {q.name}"
+
+    on_queue(queue, backend, act)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -90,6 +90,18 @@ async def session(backend: str | None, *extra: object, **flags: Any) -> AsyncIte
     host = plugin_host(resolved, *extra)
     async with open_backend(resolved.backend_url, host) as opened:
         yield Session(resolved, host, opened, host.queue_specs())
+
+
+def on_queue(queue: str, backend: str | None, action: Callable[[Queue], Awaitable[str]]) -> None:
+    """Run a one-queue command: open the backend, call ``action`` on the queue (full or short
+    name), print the line it returns; errors become one line and exit code 1."""
+    console = Console()
+
+    async def go() -> None:
+        async with session(backend) as s:
+            console.line(await action(s.queue(queue)))
+
+    run(go, console)
 
 
 def find_spec(name: str, specs: dict[str, QueueSpec]) -> QueueSpec | None:

@@ -10,10 +10,10 @@ import typer
 from rich.live import Live
 from rich.table import Table
 
-from polyjobs.cli.common import BackendOption, JsonOption, Session, run, session
+from polyjobs.cli.common import BackendOption, JsonOption, Session, on_queue, run, session
 from polyjobs.cli.console import Console
 from polyjobs.errors import JobNotFoundError
-from polyjobs.queue import check_state
+from polyjobs.queue import Queue, check_state
 from polyjobs.redact import redact_text
 from polyjobs.stats import QueueStats, queue_stats
 
@@ -168,29 +168,21 @@ def jobs_show(
 def jobs_retry(
     queue: Annotated[str, typer.Argument(help="Queue (full or short name).")],
     job_id: Annotated[str | None, typer.Argument(help="Job id (omit with --all-failed).")] = None,
-    all_failed: Annotated[
-        bool, typer.Option("--all-failed", help="Retry every failed job.")
-    ] = False,
+    all_failed: Annotated[bool, typer.Option("--all-failed", help="Every failed job.")] = False,
     backend: BackendOption = None,
 ) -> None:
     """Send a failed job (or every failed job) back to waiting."""
-    console = Console()
 
-    async def go() -> None:
-        async with session(backend) as s:
-            q = s.queue(queue)
-            if all_failed:
-                console.line(f"retried {await q.retry_failed()} failed job(s) of {q.name}")
-                return
-            if job_id is None:
-                raise JobNotFoundError("give a job id, or --all-failed")
-            if not await q.retry(job_id):
-                raise JobNotFoundError(
-                    f"job {job_id} of {q.name} is not failed (or does not exist)"
-                )
-            console.line(f"job {job_id} of {q.name} is waiting again")
+    async def act(q: Queue) -> str:
+        if all_failed:
+            return f"retried {await q.retry_failed()} failed job(s) of {q.name}"
+        if job_id is None:
+            raise JobNotFoundError("give a job id, or --all-failed")
+        if not await q.retry(job_id):
+            raise JobNotFoundError(f"job {job_id} of {q.name} is not failed (or does not exist)")
+        return f"job {job_id} of {q.name} is waiting again"
 
-    run(go, console)
+    on_queue(queue, backend, act)
 
 
 @jobs_app.command("remove")
@@ -200,16 +192,13 @@ def jobs_remove(
     backend: BackendOption = None,
 ) -> None:
     """Remove a job that is not active."""
-    console = Console()
 
-    async def go() -> None:
-        async with session(backend) as s:
-            q = s.queue(queue)
-            if not await q.remove(job_id):
-                raise JobNotFoundError(f"job {job_id} of {q.name} does not exist or is active")
-            console.line(f"removed job {job_id} of {q.name}")
+    async def act(q: Queue) -> str:
+        if not await q.remove(job_id):
+            raise JobNotFoundError(f"job {job_id} of {q.name} does not exist or is active")
+        return f"removed job {job_id} of {q.name}"
 
-    run(go, console)
+    on_queue(queue, backend, act)
 
 
 def _when(ts: float | None) -> str:

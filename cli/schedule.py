@@ -8,11 +8,12 @@ from typing import Annotated, Any
 
 import typer
 
-from polyjobs.cli.common import BackendOption, JsonOption, run, session
+from polyjobs.cli.common import BackendOption, JsonOption, on_queue, run, session
 from polyjobs.cli.console import Console
 from polyjobs.cli.enqueue import read_data
 from polyjobs.errors import JobNotFoundError
 from polyjobs.options import seconds
+from polyjobs.queue import Queue
 from polyjobs.scheduling import Cadence
 
 schedule_app = typer.Typer(
@@ -90,24 +91,21 @@ def schedule_add(
     backend: BackendOption = None,
 ) -> None:
     """Create or update a repeatable job."""
-    console = Console()
 
-    async def go() -> None:
-        async with session(backend) as s:
-            q = s.queue(queue)
-            stored = await q.upsert_schedule(
-                key,
-                every=None if every is None else seconds(every, "--every"),
-                cron=cron,
-                tz=tz,
-                name=name,
-                data=read_data(data),
-                missed=missed,
-            )
-            when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(stored.next_run))
-            console.line(f"schedule {key} of {q.name}: next run {when}")
+    async def act(q: Queue) -> str:
+        stored = await q.upsert_schedule(
+            key,
+            every=None if every is None else seconds(every, "--every"),
+            cron=cron,
+            tz=tz,
+            name=name,
+            data=read_data(data),
+            missed=missed,
+        )
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(stored.next_run))
+        return f"schedule {key} of {q.name}: next run {when}"
 
-    run(go, console)
+    on_queue(queue, backend, act)
 
 
 @schedule_app.command("remove")
@@ -117,16 +115,13 @@ def schedule_remove(
     backend: BackendOption = None,
 ) -> None:
     """Remove a repeatable job."""
-    console = Console()
 
-    async def go() -> None:
-        async with session(backend) as s:
-            q = s.queue(queue)
-            if not await q.remove_schedule(key):
-                raise JobNotFoundError(f"no schedule {key!r} in {q.name}")
-            console.line(f"removed schedule {key} of {q.name}")
+    async def act(q: Queue) -> str:
+        if not await q.remove_schedule(key):
+            raise JobNotFoundError(f"no schedule {key!r} in {q.name}")
+        return f"removed schedule {key} of {q.name}"
 
-    run(go, console)
+    on_queue(queue, backend, act)
 
 
 @schedule_app.command("run-now")
@@ -136,17 +131,14 @@ def schedule_run_now(
     backend: BackendOption = None,
 ) -> None:
     """Add one job of a schedule now (its regular slots are unchanged)."""
-    console = Console()
 
-    async def go() -> None:
-        async with session(backend) as s:
-            q = s.queue(queue)
-            found = {s.key: s for s in await q.schedules()}
-            if key not in found:
-                raise JobNotFoundError(f"no schedule {key!r} in {q.name}")
-            sched = found[key]
-            opts = {k: v for k, v in sched.opts.items() if k not in ("job_id", "delay")}
-            job = await q.add(sched.name, json.loads(sched.data_json), **opts)
-            console.line(f"added job {job.id} of schedule {key} to {q.name}")
+    async def act(q: Queue) -> str:
+        found = {sched.key: sched for sched in await q.schedules()}
+        if key not in found:
+            raise JobNotFoundError(f"no schedule {key!r} in {q.name}")
+        sched = found[key]
+        opts = {k: v for k, v in sched.opts.items() if k not in ("job_id", "delay")}
+        job = await q.add(sched.name, json.loads(sched.data_json), **opts)
+        return f"added job {job.id} of schedule {key} to {q.name}"
 
-    run(go, console)
+    on_queue(queue, backend, act)
