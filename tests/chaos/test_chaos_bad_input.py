@@ -330,19 +330,37 @@ def _count(url: str, queue: str) -> int:
     return asyncio.run(count())
 
 
-def test_fuzzed_enqueue_data_and_ids_through_the_cli(
+def test_fuzzed_enqueue_data_ids_and_options_through_the_cli(
     cli: Callable[..., Any], tmp_path: Path
 ) -> None:
     url = f"sqlite:///{tmp_path}/cli.db"
     text = st.one_of(JSON.map(json.dumps), st.text(max_size=30))
 
     @FUZZ
-    @given(data=text, job_id=st.none() | ODD_ID)
-    def one(data: str, job_id: str | None) -> None:
+    @given(
+        data=text,
+        job_id=st.none() | ODD_ID,
+        delay=st.none() | st.sampled_from(["0", "1s", "500ms", "1h", "-1s", "soon", ""]),
+        priority=st.none() | st.integers(min_value=-3, max_value=2**22),
+        attempts=st.none() | st.integers(min_value=-2, max_value=5),
+    )
+    def one(
+        data: str,
+        job_id: str | None,
+        delay: str | None,
+        priority: int | None,
+        attempts: int | None,
+    ) -> None:
         before = _count(url, "fuzz") if (tmp_path / "cli.db").exists() else 0
         args = ["enqueue", "fuzz", "--data", data, "--json"]
-        if job_id is not None:
-            args += ["--job-id", job_id]
+        for flag, value in (
+            ("--job-id", job_id),
+            ("--delay", delay),
+            ("--priority", priority),
+            ("--attempts", attempts),
+        ):
+            if value is not None:
+                args += [flag, str(value)]
         result = cli(*args)
         if result.exit_code != 0:
             assert result.exit_code == 1, result.output
