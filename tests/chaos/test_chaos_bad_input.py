@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import sqlite3
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
@@ -401,6 +403,42 @@ async def test_truncated_sqlite_file_is_one_line_from_the_cli(
         assert result.exit_code == 1, (args, result.output)
         assert result.stderr.count("\n") == 1 and "truncated" in result.stderr, result.stderr
     assert len(path.read_bytes()) == len(data) // 2  # left as it was
+
+
+async def test_sqlite_file_truncated_under_a_running_worker(tmp_path: Path) -> None:
+    path = tmp_path / "jobs.db"
+    async with open_backend(f"sqlite:///{path}") as backend:
+        await Queue("t", backend).add_bulk([("j", {"pad": "x" * 500})] * 3000)
+    with sqlite3.connect(path) as db:  # everything into the main file, none in the WAL
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    db.close()
+    async with open_backend(f"sqlite:///{path}") as backend:
+        runs = 0
+
+        async def work(job: Job) -> None:
+            nonlocal runs
+            runs += 1
+            await asyncio.sleep(0.01)
+
+        worker = Worker("t", work, backend, concurrency=5, lease=1.0, block=0.3, schedule=False)
+        errors: list[BaseException] = []
+        worker.on("error", errors.append)
+        run = asyncio.create_task(worker.run())
+        while runs < 50:
+            await asyncio.sleep(0.01)
+        with path.open("r+b") as file:
+            file.truncate(path.stat().st_size // 2)
+        await asyncio.sleep(2.0)
+        assert not run.done(), "the worker stopped"
+        closing = time.monotonic()
+        await asyncio.wait_for(worker.close(grace=0.5), 10)
+        await run
+        assert time.monotonic() - closing < 5
+    assert errors, "the damage went unnoticed"
+    for error in errors:
+        assert isinstance(error, PolyjobsError), repr(error)
+        assert str(path) in str(error) and "\n" not in str(error)
+        assert "damaged" in str(error) or "truncated" in str(error)
 
 
 # -- corrupted storage on Redis --------------------------------------------------------------
