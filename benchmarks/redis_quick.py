@@ -1,9 +1,12 @@
 """Quick Redis-backend throughput check (not the benchmark harness; see benchmarks/README).
 
     .venv/bin/python benchmarks/redis_quick.py [--jobs 10000] [--concurrency 10] [--uvloop]
+        [--limit 1000000/1s]
 
 Prints enqueue rates (one by one, bulk), processing throughput of one worker with a no-op
-processor, and Redis commands per job (from INFO commandstats; RESETs the server's stats).
+processor, Redis commands per job and server time per script call (from INFO commandstats;
+RESETs the server's stats). ``--limit`` sets a queue rate limit for the processing run (a
+high one measures what the sliding window costs; without it, the hot path has no limit).
 """
 
 from __future__ import annotations
@@ -23,11 +26,18 @@ def _calls(info: dict[str, Any]) -> int:
     return sum(int(v["calls"]) for k, v in info.items() if k.startswith("cmdstat_"))
 
 
+def _script_us(info: dict[str, Any]) -> float:
+    """Server time per script call (EVALSHA), in microseconds: what a script change costs,
+    without the client's noise."""
+    stat = info.get("cmdstat_evalsha")
+    return float(stat["usec_per_call"]) if stat else 0.0
+
+
 async def _noop(job: Any) -> None:
     return None
 
 
-async def run(url: str, jobs: int, concurrency: int) -> None:
+async def run(url: str, jobs: int, concurrency: int, limit: str | None) -> None:
     backend = RedisBackend(url)
     await backend.open()
     try:
@@ -48,18 +58,22 @@ async def run(url: str, jobs: int, concurrency: int) -> None:
         bulk = jobs / (time.perf_counter() - start)
         add_calls = _calls(await redis.info("commandstats"))
 
+        if limit is not None:
+            await queue.set_rate_limit(limit)
         await redis.config_resetstat()
         worker = Worker(QUEUE, _noop, backend, concurrency=concurrency, schedule=False)
         start = time.perf_counter()
         await worker.run(burst=True)
         elapsed = time.perf_counter() - start
-        process_calls = _calls(await redis.info("commandstats"))
+        process_stats = await redis.info("commandstats")
+        process_calls = _calls(process_stats)
         counts = await backend.counts(QUEUE)
         print(f"enqueue one by one: {single:,.0f} jobs/s")
         print(f"enqueue in bulk:    {bulk:,.0f} jobs/s ({add_calls / jobs:.1f} commands/job)")
         print(
             f"process c={concurrency}:     {jobs / elapsed:,.0f} jobs/s "
-            f"({process_calls / jobs:.1f} commands/job) counts={counts}"
+            f"({process_calls / jobs:.1f} commands/job, "
+            f"{_script_us(process_stats):.1f} us/script call) counts={counts}"
         )
         await backend.obliterate(QUEUE)
         await _latency(backend, concurrency)
@@ -102,8 +116,9 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=10_000)
     parser.add_argument("--concurrency", type=int, default=10)
     parser.add_argument("--uvloop", action="store_true")
+    parser.add_argument("--limit", default=None, help="a queue rate limit, e.g. 1000000/1s")
     args = parser.parse_args()
-    coro = run(args.url, args.jobs, args.concurrency)
+    coro = run(args.url, args.jobs, args.concurrency, args.limit)
     if args.uvloop:
         import uvloop
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import math
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -249,12 +250,14 @@ class RedisBackend:
             timeout = deadline - time.monotonic()
             if due is not None:
                 timeout = min(timeout, due - time.time())
-            if timeout >= 0.001:
+            if timeout > 0:
                 if self._raw is None:
                     raise BackendError(f"redis backend {self._url.redacted} is not open")
+                # whole milliseconds, rounded up: waking a hair early would cost one more look
+                wait = math.ceil(timeout * 1000) / 1000
                 with connection.translate(self._url.redacted):
                     await connection.blocking_call(
-                        self._raw, marker, timeout, "BZPOPMIN", marker, f"{timeout:.3f}"
+                        self._raw, marker, wait, "BZPOPMIN", marker, f"{wait:.3f}"
                     )
             jobs, due = await self._take(queue, token, limit, lease)
             if jobs or time.monotonic() >= deadline:

@@ -160,45 +160,54 @@ end
 -- the time one may (a string). Starts older than the window are trimmed from K_limiter.
 local function allowance(m, now, limit)
   local t = tonumber(now)
-  if m[4] and tonumber(m[4]) > t then
-    return 0, m[4]
+  if m[4] then
+    if tonumber(m[4]) > t then
+      return 0, m[4]
+    end
+    redis.call('HDEL', K_meta, 'hold') -- over: later takes skip this again
   end
   if not m[2] then
     return limit, false
   end
   local dur = tonumber(m[3])
   redis.call('ZREMRANGEBYSCORE', K_limiter, '-inf', num(t - dur))
-  local left = tonumber(m[2]) - redis.call('ZCARD', K_limiter)
+  local started = redis.call('ZCARD', K_limiter)
+  local left = tonumber(m[2]) - started
   if left > 0 then
     return math.min(limit, left), false
   end
-  local first = redis.call('ZRANGE', K_limiter, 0, 0, 'WITHSCORES')
-  return 0, num(tonumber(first[2]) + dur)
+  -- one may start once all but max - 1 of these starts have left the window (more than max
+  -- are there when the limit was just lowered)
+  local i = started - tonumber(m[2])
+  local oldest = redis.call('ZRANGE', K_limiter, i, i, 'WITHSCORES')
+  return 0, num(tonumber(oldest[2]) + dur)
 end
 
 -- Promote due delayed jobs, then move up to limit waiting jobs to active, owned by token until
 -- lease_until and tagged with the request id rid, as many as the hold and the rate limit let
--- start now. Returns id + FIELDS for each job taken, and, when the limiter held every waiting
--- job back, the time it lets one start (else false).
+-- start now. Returns id + FIELDS for each job taken; when the limiter held every waiting job
+-- back, the time it lets one start (else false); and whether the limiter capped the take.
 local function take(token, limit, now, lease_until, rid)
   promote_due(now)
   local out = {}
   if limit <= 0 then
-    return out, false
+    return out, false, false
   end
   local m = redis.call('HMGET', K_meta, 'paused', 'rlm', 'rld', 'hold')
   if m[1] then
-    return out, false
+    return out, false, false
   end
-  local frees_at = false
+  local frees_at, capped = false, false
   if m[2] or m[4] then
+    local wanted = limit
     limit, frees_at = allowance(m, now, limit)
     if limit <= 0 then
       if redis.call('ZCARD', K_wait) == 0 then
         frees_at = false
       end
-      return out, frees_at
+      return out, frees_at, true
     end
+    capped = limit < wanted
   end
   local popped = redis.call('ZPOPMIN', K_wait, limit)
   for i = 1, #popped, 2 do
@@ -225,13 +234,14 @@ local function take(token, limit, now, lease_until, rid)
     end
     redis.call('ZADD', K_limiter, unpack(starts))
   end
-  return out, false
+  return out, false, capped
 end
 
 -- After a blocked fetch was woken and took jobs: if more are ready, pass the wake-up on to the
--- next blocked worker (each add wakes one; finish-and-fetch calls never need to).
-local function pass_wake_on(taken)
-  if taken > 0 and redis.call('ZCARD', K_wait) > 0 then
+-- next blocked worker (each add wakes one; finish-and-fetch calls never need to). Not when the
+-- rate limiter capped this take (capped): the next one would only find the window full.
+local function pass_wake_on(taken, capped)
+  if taken > 0 and not capped and redis.call('ZCARD', K_wait) > 0 then
     wake()
   end
 end

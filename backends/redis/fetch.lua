@@ -4,8 +4,8 @@
 -- the next delayed due time or the time the rate limiter lets a job start, the earlier.
 local token = ARGV[2]
 recover(token, 7, #ARGV)
-local out, frees_at = take(token, tonumber(ARGV[3]), ARGV[4], ARGV[5], ARGV[6])
-pass_wake_on(#out)
+local out, frees_at, capped = take(token, tonumber(ARGV[3]), ARGV[4], ARGV[5], ARGV[6])
+pass_wake_on(#out, capped)
 flush_wake()
 local due = false
 if #out == 0 then

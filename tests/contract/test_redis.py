@@ -7,6 +7,7 @@ database. Without a Redis server the tests skip locally and fail when ``CI`` is 
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
@@ -43,33 +44,41 @@ class TestRedisControl(ControlContract):
     url = URL
 
 
+@pytest.fixture(scope="module")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    for tool in ("redis-server", "redis-cli"):
+        if shutil.which(tool) is None:
+            message = f"{tool} is not on PATH"
+            pytest.fail(message) if os.environ.get("CI") else pytest.skip(message)
+    servers = RedisClusterServers(tmp_path_factory.mktemp("cluster"))
+    servers.start()
+    try:
+        yield f"{servers.url}&prefix=pjtest"
+    finally:
+        servers.kill()
+
+
+class _OnCluster:
+    url = ""
+
+    @pytest_asyncio.fixture
+    async def backend(self, redis_cluster: str) -> AsyncIterator[Backend]:
+        type(self).url = redis_cluster  # for open_other()
+        async with open_backend(redis_cluster) as b:
+            yield b
+
+
+class TestRedisClusterRateLimit(_OnCluster, RateLimitContract):
+    """Always on a cluster (a few seconds): the limiter's keys share the queue's slot."""
+
+
+class TestRedisClusterControl(_OnCluster, ControlContract):
+    """The control key has no hash tag: it lives on whichever node owns its slot."""
+
+
 if os.environ.get("POLYJOBS_TEST_REDIS_CLUSTER"):
-
-    @pytest.fixture(scope="module")
-    def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-        servers = RedisClusterServers(tmp_path_factory.mktemp("cluster"))
-        servers.start()
-        try:
-            yield f"{servers.url}&prefix=pjtest"
-        finally:
-            servers.kill()
-
-    class _OnCluster:
-        url = ""
-
-        @pytest_asyncio.fixture
-        async def backend(self, redis_cluster: str) -> AsyncIterator[Backend]:
-            type(self).url = redis_cluster  # for open_other()
-            async with open_backend(redis_cluster) as b:
-                yield b
 
     class TestRedisClusterBackend(_OnCluster, BackendContract):
         """The whole suite on a three-node Redis Cluster that this module starts (opt-in with
         ``POLYJOBS_TEST_REDIS_CLUSTER=1``: it doubles the Redis suite's time; a smaller
         cluster test always runs in ``tests/redis``)."""
-
-    class TestRedisClusterRateLimit(_OnCluster, RateLimitContract):
-        pass
-
-    class TestRedisClusterControl(_OnCluster, ControlContract):
-        """The control key has no hash tag: it lives on whichever node owns its slot."""
