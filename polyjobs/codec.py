@@ -11,16 +11,21 @@ DEFAULT_MAX_PAYLOAD = 512 * 1024
 
 
 def encode(value: Any, what: str, max_bytes: int | None = None) -> str:
-    """Encode ``value`` as compact JSON; reject NaN/Infinity, non-JSON types and oversize data."""
+    """Encode ``value`` as compact JSON; reject NaN/Infinity, non-JSON types, text that is not
+    valid Unicode (lone surrogates) and, with ``max_bytes``, more UTF-8 bytes than that."""
     try:
         text = json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
     except (TypeError, ValueError) as exc:
         raise InvalidArgumentError(f"{what} is not JSON: {exc}") from None
     except RecursionError:
         raise InvalidArgumentError(f"{what} is not JSON: nested too deeply") from None
-    if max_bytes is not None and len(text) > max_bytes and len(text.encode()) > max_bytes:
+    try:
+        size = len(text.encode("utf-8"))
+    except UnicodeEncodeError:
+        raise InvalidArgumentError(f"{what} holds text that is not valid Unicode") from None
+    if max_bytes is not None and size > max_bytes:
         raise InvalidArgumentError(
-            f"{what} is {len(text.encode())} bytes of JSON, over the limit of {max_bytes} bytes"
+            f"{what} is {size} bytes of JSON, over the limit of {max_bytes} bytes"
         )
     return text
 

@@ -20,7 +20,7 @@ from polyjobs.errors import InvalidArgumentError
 Duration = float | int | timedelta
 MAX_PRIORITY = 2**21
 MAX_JOB_ID_LENGTH = 256
-_JOB_ID_RE = re.compile(r"^[^\s\x00-\x1f\x7f]+$")
+_JOB_ID_RE = re.compile(r"^[^\s\x00-\x1f\x7f\ud800-\udfff]+$")
 _DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
 
@@ -47,6 +47,12 @@ def seconds(value: Duration | str | None, what: str = "duration") -> float:
     if math.isnan(secs) or math.isinf(secs) or secs < 0:
         raise InvalidArgumentError(f"{what} must be a finite number >= 0, got {value!r}")
     return secs
+
+
+def _number(value: Any, what: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise InvalidArgumentError(f"{what} must be a number, got {value!r}")
+    return float(value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,7 +116,7 @@ class Backoff:
             return cls(
                 value.get("type", "fixed"),
                 seconds(value.get("delay", 0.0), "backoff delay"),
-                float(value.get("jitter", 0.0)),
+                _number(value.get("jitter", 0.0), "backoff jitter"),
                 None if max_delay is None else seconds(max_delay, "backoff max_delay"),
             )
         raise InvalidArgumentError(f"backoff must be a number, a mapping or a Backoff: {value!r}")
@@ -160,10 +166,9 @@ class Keep:
             if unknown:
                 raise InvalidArgumentError(f"unknown retention keys: {', '.join(sorted(unknown))}")
             count, age = value.get("count"), value.get("age")
-            return cls(
-                None if count is None else int(count),
-                None if age is None else seconds(age, "retention age"),
-            )
+            if count is not None and (isinstance(count, bool) or not isinstance(count, int)):
+                raise InvalidArgumentError(f"retention count must be an integer, got {count!r}")
+            return cls(count, None if age is None else seconds(age, "retention age"))
         raise InvalidArgumentError(
             f"retention must be True, False, a count, a timedelta or {{count, age}}: {value!r}"
         )

@@ -77,6 +77,10 @@ class Queue:
     def _new_job(self, name: str, data: Any, options: Mapping[str, Any], now: float) -> NewJob:
         if not isinstance(name, str) or not name:
             raise InvalidArgumentError(f"job name must be a non-empty string, got {name!r}")
+        try:
+            name.encode("utf-8")
+        except UnicodeEncodeError:
+            raise InvalidArgumentError("job name holds text that is not valid Unicode") from None
         opts = JobOptions.parse(options, self.default_options)
         data_json = codec.encode(data, f"data of job {name!r}", self.max_payload)
         if self.validate is not None:

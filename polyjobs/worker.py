@@ -221,13 +221,17 @@ class Worker:
             async with asyncio.TaskGroup() as tg:
                 self._tg = tg
                 self._fetch_task = tg.create_task(self._fetch_loop(burst))
-                tg.create_task(self._finish_loop())
-                tg.create_task(self._lease_loop())
-                tg.create_task(self._stalled_loop())
-                tg.create_task(self._heartbeat_loop())
+                self._finish_task = tg.create_task(self._finish_loop())
+                # best-effort loops: cancelled at shutdown, so a hung backend call in one of
+                # them cannot hold close() past its bound
+                self._aux_tasks = [
+                    tg.create_task(self._lease_loop()),
+                    tg.create_task(self._stalled_loop()),
+                    tg.create_task(self._heartbeat_loop()),
+                ]
                 if self.options.schedule:
                     scheduler = Scheduler(self.queue, self.backend, self.options.schedule_refresh)
-                    tg.create_task(scheduler.run(self._stop))
+                    self._aux_tasks.append(tg.create_task(scheduler.run(self._stop)))
                 tg.create_task(self._shutdown_when_closing())
         finally:
             if self._sandbox is not None:
@@ -280,6 +284,10 @@ class Worker:
         self._stop.set()
         self._outbox_ready.set()
         self._slot_freed.set()
+        for task in self._aux_tasks:
+            task.cancel()
+        if self._finishing:  # a finish call that outlived its deadline: the backend hangs
+            self._finish_task.cancel()
 
     async def _wait_for_jobs(self, grace: float) -> None:
         deadline = time.monotonic() + grace
@@ -297,15 +305,17 @@ class Worker:
 
     async def _hand_back(self) -> None:
         """Release whatever this worker still owns and leave the registry (bounded in time)."""
-        calls: list[Awaitable[Any]] = [
+        calls = (
             self.backend.release(self.queue, self.id, None),
             self.backend.unregister(self.queue, self.id),
-        ]
-        for call in calls:
-            try:
-                await asyncio.wait_for(call, SHUTDOWN_CALL_TIMEOUT)
-            except Exception as exc:
-                log.warning("worker %s: shutdown call failed: %s", self.id, exc)
+        )
+        results = await asyncio.gather(
+            *(asyncio.wait_for(call, SHUTDOWN_CALL_TIMEOUT) for call in calls),
+            return_exceptions=True,
+        )
+        for result in results:
+            if isinstance(result, BaseException):
+                log.warning("worker %s: shutdown call failed: %r", self.id, result)
         self._owned.clear()
 
     # -- fetching --------------------------------------------------------------------------

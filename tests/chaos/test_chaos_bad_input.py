@@ -235,13 +235,6 @@ def test_fuzzed_job_ids_are_kept_exactly_or_refused_clearly(session: Session) ->
     assert all(j.returnvalue["id"] == j.id for j in completed)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=(ValueError, TypeError),
-    reason="bug: backoff/retention mappings with a non-number value (jitter 'abc' or None, "
-    "count 'x') raise a raw ValueError/TypeError from polyjobs/options.py, not "
-    "InvalidArgumentError",
-)
 @pytest.mark.parametrize(
     "options",
     [
@@ -259,12 +252,6 @@ async def test_nested_option_values_of_the_wrong_type_are_refused_clearly(
             await Queue("q", backend).add("x", {}, **options)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=(UnicodeError, TypeError),
-    reason="bug: a lone surrogate in job data, name or id passes codec.encode / check_job_id "
-    "and fails later in the backend with a raw UnicodeEncodeError/TypeError",
-)
 @pytest.mark.parametrize("where", ["data", "name", "job_id"])
 async def test_lone_surrogates_are_refused_clearly(where: str, tmp_path: Path) -> None:
     bad = "a\ud800b"

@@ -126,12 +126,6 @@ async def test_every_worker_resumes_within_2s_of_a_redis_restart(
     await _fault_run(server, restart)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="bug: with Redis hung, close() waits for the stalled-job and heartbeat loops' "
-    "in-flight calls (Redis COMMAND_TIMEOUT 15 s) and two 2 s hand-back calls: ~grace + 19 s",
-)
 async def test_close_returns_within_grace_while_redis_hangs(
     redis_server: Callable[..., RedisServer],
 ) -> None:

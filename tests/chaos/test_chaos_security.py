@@ -153,11 +153,6 @@ async def test_payload_limit_is_512_kib_by_default_and_enforced_at_add(url: str)
         assert await queue.schedules() == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: polyjobs/codec.py encode() measures bytes only when the character count is "
-    "over the limit, so multi-byte text up to 4x the limit (2 MiB of emoji) is accepted",
-)
 async def test_payload_limit_counts_bytes_not_characters() -> None:
     async with open_backend("memory://") as backend:
         queue = Queue("size", backend)
