@@ -155,9 +155,9 @@ local function emit(out, id, vals)
   end
 end
 
--- How many jobs may start now under the hold and the rate limit, read from the meta values
--- m = HMGET(K_meta, 'paused', 'rlm', 'rld', 'hold') (limit: no limit), and, when none may,
--- the time one may (a string). Starts older than the window are trimmed from K_limiter.
+-- How many of the limit jobs asked for may start now under the hold and the rate limit (the
+-- meta values m = HMGET(K_meta, 'paused', 'rlm', 'rld', 'hold')), and, when none may, the time
+-- one may (a string). Starts that left the window are trimmed from K_limiter first.
 local function allowance(m, now, limit)
   local t = tonumber(now)
   if m[4] then

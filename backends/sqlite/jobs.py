@@ -160,12 +160,20 @@ def allowance(conn: sqlite3.Connection, queue: str, now: float) -> tuple[int | N
         return 0, float(row["hold_until"])
     if row["rate_max"] is None:
         return None, None
-    started, first = conn.execute(
-        "SELECT count(*), min(at) FROM rate_starts WHERE queue = ? AND at > ?",
-        (queue, now - row["rate_duration"]),
-    ).fetchone()
-    left = max(int(row["rate_max"]) - int(started), 0)
-    return left, (first + row["rate_duration"] if left == 0 else None)
+    since = now - row["rate_duration"]
+    started = conn.execute(
+        "SELECT count(*) FROM rate_starts WHERE queue = ? AND at > ?", (queue, since)
+    ).fetchone()[0]
+    left = int(row["rate_max"]) - int(started)
+    if left > 0:
+        return left, None
+    # one may start once all but max - 1 of these starts have left the window (more than max
+    # are there when the limit was just lowered)
+    oldest = conn.execute(
+        "SELECT at FROM rate_starts WHERE queue = ? AND at > ? ORDER BY at LIMIT 1 OFFSET ?",
+        (queue, since, -left),
+    ).fetchone()[0]
+    return 0, float(oldest) + row["rate_duration"]
 
 
 def _count_starts(conn: sqlite3.Connection, queue: str, n: int, now: float) -> None:
