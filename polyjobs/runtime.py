@@ -17,7 +17,6 @@ import asyncio
 import contextlib
 import logging
 import signal
-import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
@@ -241,7 +240,11 @@ class Runtime:
         if burst:
             self._idle_watch = asyncio.create_task(self._close_when_idle())
         if CAP_CONTROL in self.backend.capabilities:
-            self._control_watch = asyncio.create_task(self._obey_control(time.time()))
+            # listen from the newest message the backend holds, not from this machine's
+            # clock: a stop sent later counts even when the sender's clock is behind ours
+            held = await controller(self.backend).control_messages(0.0)
+            since = held[-1].at if held else 0.0
+            self._control_watch = asyncio.create_task(self._obey_control(since))
 
     async def _obey_control(self, since: float) -> None:
         """Follow the backend's control channel: a ``stop`` closes every worker."""

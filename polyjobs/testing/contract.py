@@ -57,6 +57,10 @@ What it covers, one module each under :mod:`polyjobs.testing`:
   slot under three schedulers, upsert semantics, removal, the compare-and-set step and the
   missed-run policies.
 * ``suite_validation``: bad arguments raise ``InvalidArgumentError`` before anything is stored.
+* ``suite_ratelimit`` (capability ``rate-limit``): no window sees more starts than the limit
+  across workers, held-back jobs are not attempts, ``RateLimitError`` holds the whole queue.
+* ``suite_control`` (capability ``control``): ordered control messages; a stop request stops
+  every Runtime sharing the backend.
 """
 
 from __future__ import annotations
@@ -67,6 +71,8 @@ import pytest
 
 from polyjobs.testing.suite_adding import AddingContract
 from polyjobs.testing.suite_admin import AdminContract
+from polyjobs.testing.suite_control import ControlContract
+from polyjobs.testing.suite_ratelimit import RateLimitContract
 from polyjobs.testing.suite_retries import RetriesContract
 from polyjobs.testing.suite_schedules import SchedulesContract
 from polyjobs.testing.suite_state import StateContract
@@ -82,6 +88,8 @@ class BackendContract(
     AdminContract,
     SchedulesContract,
     ValidationContract,
+    RateLimitContract,
+    ControlContract,
 ):
     """Subclass with ``url = "<scheme>://..."`` (name the subclass ``Test...``)."""
 

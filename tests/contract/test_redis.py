@@ -32,18 +32,6 @@ class TestRedisBackend(BackendContract):
     url = URL
 
 
-class TestRedisRateLimit(RateLimitContract):
-    """(until the rate-limit suite joins BackendContract)"""
-
-    url = URL
-
-
-class TestRedisControl(ControlContract):
-    """(until the control suite joins BackendContract)"""
-
-    url = URL
-
-
 @pytest.fixture(scope="module")
 def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     for tool in ("redis-server", "redis-cli"):

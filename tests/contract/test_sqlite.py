@@ -12,8 +12,6 @@ import pytest_asyncio
 from polyjobs import open_backend
 from polyjobs.backend import Backend
 from polyjobs.testing import BackendContract
-from polyjobs.testing.suite_control import ControlContract
-from polyjobs.testing.suite_ratelimit import RateLimitContract
 
 
 class _FreshFile:
@@ -36,11 +34,3 @@ class _FreshFile:
 
 class TestSqliteBackend(_FreshFile, BackendContract):
     pass
-
-
-class TestSqliteRateLimit(_FreshFile, RateLimitContract):
-    """(until the rate-limit suite joins BackendContract)"""
-
-
-class TestSqliteControl(_FreshFile, ControlContract):
-    """(until the control suite joins BackendContract)"""
