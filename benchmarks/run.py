@@ -405,7 +405,7 @@ def main() -> None:
         peers = [next(p for p in PEERS if p.name == peer.name) for peer in peers]
     try:
         bench = Bench(base, args.n, args.latency_jobs, args.rate, args.batch, args.timeout, redis)
-        stamp = dt.datetime.now().strftime("%Y-%m-%d-%H%M")
+        stamp = dt.datetime.now().strftime("%Y-%m-%d-%H%M%S")
         results_dir = HERE / "results"
         results_dir.mkdir(exist_ok=True)
         if args.profile:
