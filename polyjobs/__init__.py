@@ -38,7 +38,8 @@ from polyjobs.options import Backoff, JobOptions, Keep, RateLimit
 from polyjobs.plugins import PluginHost, open_backend
 from polyjobs.queue import Queue
 from polyjobs.runtime import QueueSpec, Retention, Runtime, RuntimeContext, ScheduleSpec
-from polyjobs.worker import Worker, WorkerOptions
+from polyjobs.worker import Worker
+from polyjobs.worker_options import WorkerOptions
 
 try:
     __version__ = metadata.version("polyjobs")

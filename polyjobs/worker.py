@@ -15,93 +15,37 @@ import logging
 import os
 import socket
 import time
-import traceback
 import uuid
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, fields, replace
 from typing import TYPE_CHECKING, Any
 
-from polyjobs import codec
 from polyjobs.backend import CAP_RATE_LIMIT, Finish, JobRecord, WorkerInfo, rate_limiter
 from polyjobs.errors import (
     InvalidArgumentError,
     JobTimeoutError,
     RateLimitError,
     RetryAfter,
-    UnrecoverableError,
 )
 from polyjobs.job import Job
 from polyjobs.options import JobOptions, seconds
+from polyjobs.outcomes import applied_before, completed, failure
 from polyjobs.queue import check_queue_name
 from polyjobs.sandbox import SandboxPool, processor_ref
 from polyjobs.scheduling import Scheduler
+from polyjobs.worker_options import WorkerOptions
 
 if TYPE_CHECKING:
     from polyjobs.backend import Backend
     from polyjobs.plugins import PluginHost
+
+__all__ = ["EVENTS", "Processor", "Worker", "WorkerOptions"]
 
 log = logging.getLogger(__name__)
 
 Processor = Callable[[Job], Any]
 EVENTS = ("completed", "failed", "retrying", "progress", "stalled", "error")
 SHUTDOWN_CALL_TIMEOUT = 2.0
-
-
-@dataclass(frozen=True, slots=True)
-class WorkerOptions:
-    """How a worker runs. Durations are seconds.
-
-    Attributes:
-        concurrency: jobs processed at once.
-        lease: seconds a job stays owned without renewal; renewed every ``lease / 3``.
-        stalled_interval: how often to look for jobs whose lease expired.
-        max_stalls: how often a job may stall before it fails.
-        block: the longest a fetch waits for a wake-up before asking again.
-        heartbeat_interval: how often the worker refreshes its registry entry.
-        timeout: default timeout for jobs that set none (None: no timeout).
-        schedule: run the queue's repeatable-job scheduler in this worker.
-        schedule_refresh: the longest the scheduler sleeps before re-reading schedules.
-        sandbox: run a plain (sync) processor in a pool of child processes, so that a
-            timeout kills it and a crash fails only its job (:mod:`polyjobs.sandbox`).
-        sandbox_max_jobs: replace a sandbox child after this many jobs (None: never).
-    """
-
-    concurrency: int = 1
-    lease: float = 30.0
-    stalled_interval: float = 30.0
-    max_stalls: int = 1
-    block: float = 30.0
-    heartbeat_interval: float = 10.0
-    timeout: float | None = None
-    schedule: bool = True
-    schedule_refresh: float = 15.0
-    sandbox: bool = False
-    sandbox_max_jobs: int | None = None
-
-    def __post_init__(self) -> None:
-        if isinstance(self.concurrency, bool) or not isinstance(self.concurrency, int):
-            raise InvalidArgumentError(f"concurrency must be an integer, got {self.concurrency!r}")
-        if self.concurrency < 1:
-            raise InvalidArgumentError(f"concurrency must be >= 1, got {self.concurrency}")
-        if self.max_stalls < 0:
-            raise InvalidArgumentError(f"max_stalls must be >= 0, got {self.max_stalls}")
-        for name in ("lease", "stalled_interval", "block", "heartbeat_interval"):
-            if seconds(getattr(self, name), name) <= 0:
-                raise InvalidArgumentError(f"{name} must be > 0 seconds")
-
-    @classmethod
-    def build(cls, base: WorkerOptions | None = None, **overrides: Any) -> WorkerOptions:
-        known = {f.name for f in fields(cls)}
-        unknown = set(overrides) - known
-        if unknown:
-            raise InvalidArgumentError(f"unknown worker options: {', '.join(sorted(unknown))}")
-        durations = {"lease", "stalled_interval", "block", "heartbeat_interval", "schedule_refresh"}
-        for name in durations & set(overrides):
-            overrides[name] = seconds(overrides[name], name)
-        if overrides.get("timeout") is not None:
-            overrides["timeout"] = seconds(overrides["timeout"], "timeout")
-        return replace(base or cls(), **overrides)
 
 
 class Worker:
@@ -395,14 +339,14 @@ class Worker:
                 else:
                     async with asyncio.timeout(timeout) as scope:
                         result = await self._call(job)
-                fin = self._completed(job, opts, result)
+                fin = completed(job, opts, result)
                 outcome: Any = result
             except TimeoutError as exc:
                 if timeout is None or not scope.expired():
                     raise
                 error = JobTimeoutError(f"job {job.id} timed out after {timeout:g}s")
                 error.__cause__ = exc
-                fin, outcome = self._failure(job, opts, error), error
+                fin, outcome = failure(job, opts, error), error
         except asyncio.CancelledError as exc:
             task = asyncio.current_task()
             if task is not None and task.cancelling():
@@ -410,11 +354,11 @@ class Worker:
                 self._slot_freed.set()
                 raise  # the worker cancelled this job (close after the grace period)
             # raised by the processor itself (e.g. leaked by a library): a failure like any
-            fin, outcome = self._failure(job, opts, exc), exc
+            fin, outcome = failure(job, opts, exc), exc
         except RateLimitError as exc:
             fin, outcome = await self._rate_limited(job, opts, exc), exc
         except Exception as exc:
-            fin, outcome = self._failure(job, opts, exc), exc
+            fin, outcome = failure(job, opts, exc), exc
         self._tasks.pop(job.id, None)
         self._outbox.append((fin, job, outcome))
         self._outbox_ready.set()
@@ -434,34 +378,10 @@ class Worker:
             result = await result
         return result
 
-    def _completed(self, job: Job, opts: JobOptions, result: Any) -> Finish:
-        text = "null" if result is None else codec.encode(result, f"result of job {job.id}")
-        return Finish(
-            job_id=job.id,
-            status="completed",
-            attempts_made=job.attempts_made + 1,
-            finished_on=time.time(),
-            returnvalue_json=text,
-            keep=opts.remove_on_complete,
-        )
-
-    def _failure(self, job: Job, opts: JobOptions, exc: BaseException) -> Finish:
-        attempts = job.attempts_made + 1
-        now = time.time()
-        reason = str(exc) or type(exc).__name__
-        stack = getattr(exc, "stack", None) or "".join(traceback.format_exception(exc))
-        final = isinstance(exc, UnrecoverableError) or attempts >= opts.attempts
-        if final:
-            return Finish(
-                job.id, "failed", attempts, now, None, reason, stack, keep=opts.remove_on_fail
-            )
-        delay = exc.seconds if isinstance(exc, RetryAfter) else opts.backoff.delay_for(attempts)
-        return Finish(job.id, "retry", attempts, now, None, reason, stack, retry_at=now + delay)
-
     async def _rate_limited(self, job: Job, opts: JobOptions, exc: RateLimitError) -> Finish:
         """Hold the whole queue, then put this job back without counting an attempt."""
         if CAP_RATE_LIMIT not in self.backend.capabilities:
-            return self._failure(job, opts, RetryAfter(exc.seconds, str(exc)))
+            return failure(job, opts, RetryAfter(exc.seconds, str(exc)))
         now = time.time()
         try:
             await rate_limiter(self.backend).hold(self.queue, now + exc.seconds)
@@ -505,36 +425,15 @@ class Worker:
                 self._finishing = False
             lost = set(result.lost)
             if lost & self._resent:
-                lost -= await self._applied_before(batch, lost & self._resent)
+                lost -= await applied_before(
+                    self.backend, self.queue, [fin for fin, _, _ in batch], lost & self._resent
+                )
             self._resent.difference_update(fin.job_id for fin, _, _ in batch)
             self._announce(batch, lost)
             self._start(result.jobs)
             self._round_done.set()
             self._slot_freed.set()
         self._round_done.set()
-
-    async def _applied_before(
-        self, batch: list[tuple[Finish, Job, Any]], suspects: set[str]
-    ) -> set[str]:
-        """Of finishes sent again after a failed call, those the backend had already applied
-        (the reply was lost, not the finish): the job is where this finish put it."""
-        expected = {"completed": ("completed",), "failed": ("failed",)}
-        applied = set()
-        for fin, _, _ in batch:
-            if fin.job_id not in suspects:
-                continue
-            try:
-                record = await self.backend.get_job(self.queue, fin.job_id)
-            except Exception:
-                continue
-            if record is None:
-                if fin.status != "retry" and fin.keep.removes_at_once:
-                    applied.add(fin.job_id)
-                continue
-            states = expected.get(fin.status, ("waiting", "delayed", "active"))
-            if record.state in states and record.attempts_made == fin.attempts_made:
-                applied.add(fin.job_id)
-        return applied
 
     def _announce(self, batch: list[tuple[Finish, Job, Any]], lost: set[str]) -> None:
         for fin, job, outcome in batch:
