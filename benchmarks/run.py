@@ -265,7 +265,8 @@ def render(results: dict[str, dict[str, Any]], facts: dict[str, Any], meta: dict
     out = [
         f"polyjobs benchmark {meta['date']} — N={meta['n']:,} no-op jobs, pick-up latency "
         f"{meta['latency_n']:,} jobs at {meta['rate']:.0f}/s, bulk batches of {meta['batch']}",
-        f"machine: {facts['cpu']}, {facts['cores']} cores, load {facts['loadavg_at_start']}, "
+        f"machine: {facts['cpu']}, {facts['cores']} cores, "
+        f"load {' '.join(f'{x:.2f}' for x in facts['loadavg_at_start'])}, "
         f"Python {facts['python']}, Redis {facts['redis']} ({meta['redis']}), Node {facts['node']}",
         f"polyjobs from: {meta.get('polyjobs_source', 'working tree')}",
         "Shared machine: compare the ratios (measured side by side), not absolute numbers.",
