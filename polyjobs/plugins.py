@@ -23,12 +23,12 @@ log = logging.getLogger(__name__)
 
 #: Modules that register through the same hooks as third-party plugins. A module that is not
 #: part of this installation (an optional subpackage) is skipped.
-BUILTIN_PLUGINS = (
+BUILTIN_BACKENDS = (
     "polyjobs.backends.memory",
     "polyjobs.backends.sqlite",
     "polyjobs.backends.redis",
-    "polyjobs.processors",
 )
+BUILTIN_PLUGINS = (*BUILTIN_BACKENDS, "polyjobs.processors")
 ENTRY_POINT_GROUP = "polyjobs"
 
 
@@ -74,6 +74,16 @@ class PluginHost:
         for plugin in extra:
             pm.register(plugin)
         return cls(pm)
+
+    @classmethod
+    def for_url(cls, url: str) -> PluginHost:
+        """The plugins needed to open ``url``: the built-in backends alone when one of them
+        owns the scheme (a worker process then does not import the processors and their
+        dependencies), else everything, entry points included."""
+        builtins = cls.load(builtins=BUILTIN_BACKENDS, entry_points=False)
+        if urlsplit(url).scheme in builtins.backend_factories():
+            return builtins
+        return cls.load()
 
     def _plugin_name(self, impl: Any) -> str:
         return str(self.pm.get_name(impl.plugin) or impl.plugin_name)
@@ -153,7 +163,7 @@ async def open_backend(url: str, plugins: PluginHost | None = None) -> AsyncIter
     async with open_backend("memory://") as backend:
         queue = Queue("emails", backend)
     """
-    backend = (plugins or PluginHost.load()).make_backend(url)
+    backend = (plugins or PluginHost.for_url(url)).make_backend(url)
     await backend.open()
     try:
         yield backend

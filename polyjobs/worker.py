@@ -94,6 +94,7 @@ class Worker:
         self._reserved = 0
         self._finishing = False
         self._resent: set[str] = set()  # sent again after a call failed; maybe applied
+        self._last_opts: tuple[dict[str, Any], JobOptions] | None = None
         self._state = "new"
         self._started = 0.0
 
@@ -330,7 +331,7 @@ class Worker:
         job._loop = asyncio.get_running_loop()
         job._on_progress = self._on_progress
         job.attempts_started = record.attempts_started
-        opts = JobOptions.from_json(record.opts)
+        opts = self._options_of(record)
         timeout = opts.timeout if opts.timeout is not None else self.options.timeout
         try:
             try:
@@ -362,6 +363,16 @@ class Worker:
         self._tasks.pop(job.id, None)
         self._outbox.append((fin, job, outcome))
         self._outbox_ready.set()
+
+    def _options_of(self, record: JobRecord) -> JobOptions:
+        """Parse a job's stored options; consecutive jobs usually share them, so the last
+        parse is reused when the options are equal (a dict compare is far cheaper)."""
+        last = self._last_opts
+        if last is not None and last[0] == record.opts:
+            return last[1]
+        opts = JobOptions.from_json(record.opts)
+        self._last_opts = (record.opts, opts)
+        return opts
 
     async def _call(self, job: Job) -> Any:
         if self._is_async:
