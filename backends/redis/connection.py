@@ -6,20 +6,22 @@ socket timeouts for the calls that bound their own time: scripts and blocking po
 connection instead of returning it to the pool, so a half-read reply can never reach the next
 caller. With ``?cluster=true`` the clients are Redis Cluster clients and each call goes to the
 node that owns the queue's hash slot. redis-py's own retries are off: a script that may have run
-must not run twice; the worker's loops retry with backoff instead.
+must not run twice; the worker's loops retry with backoff instead. An idle pooled connection the
+server closed (client killed, server restarted) is reconnected before anything is sent on it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import select
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from redis.asyncio import Redis, RedisCluster
+from redis.asyncio import ConnectionPool, Redis, RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import (
@@ -30,6 +32,7 @@ from redis.exceptions import (
     RedisError,
     ResponseError,
 )
+from redis.maint_notifications import MaintNotificationsConfig
 
 from polyjobs.backends.redis.keys import DEFAULT_PREFIX
 from polyjobs.errors import BackendError, InvalidArgumentError
@@ -89,12 +92,25 @@ def make_client(url: RedisUrl, *, blocking: bool) -> Client:
         "socket_connect_timeout": CONNECT_TIMEOUT,
         "socket_timeout": None if blocking else COMMAND_TIMEOUT,
         "client_name": "polyjobs",
+        # redis-py 8 skips its check of an idle pooled connection (EOF pending: killed, server
+        # restarted) whenever maintenance notifications are "auto" (the default), so the first
+        # call on such a connection failed; polyjobs speaks RESP2 and has no use for them.
+        "maint_notifications_config": MaintNotificationsConfig(enabled=False),
     }
     if url.cluster:
         cluster: RedisCluster = RedisCluster.from_url(url.url, **options)
         return cluster
-    client: Redis = Redis.from_url(url.url, **options)
+    client: Redis = Redis.from_pool(_Pool.from_url(url.url, **options))
     return client
+
+
+class _Pool(ConnectionPool):
+    """redis-py's pool, which also renews an idle connection the server closed (see
+    :func:`_renew_if_closed`) before handing it out, for commands and scripts alike."""
+
+    async def ensure_connection(self, connection: Any) -> None:
+        await super().ensure_connection(connection)
+        await _renew_if_closed(connection)
 
 
 @asynccontextmanager
@@ -109,6 +125,7 @@ async def connection_for(client: Client, key: str) -> AsyncIterator[Any]:
             raise BackendError(f"no Redis Cluster node serves key {key!r}")
         conn = node.acquire_connection()
         try:
+            await _renew_if_closed(conn)
             yield conn
         except BaseException as exc:
             if not isinstance(exc, ResponseError):
@@ -129,6 +146,32 @@ async def connection_for(client: Client, key: str) -> AsyncIterator[Any]:
         raise
     finally:
         await pool.release(conn)
+
+
+async def _renew_if_closed(conn: Any) -> None:
+    """Reconnect an idle pooled connection that has something to read before anything is sent
+    on it: nothing is expected on it, so that is the server's end of file (client killed,
+    server restarted) or a stray reply. Nothing was sent yet, so reconnecting is always safe.
+
+    One zero-timeout poll of the socket (about a microsecond), because the event loop may not
+    have seen the end of file yet (redis-py's own check reads what the loop has seen), and a
+    command written into a closed connection fails on reading with no way to tell whether it
+    ran; retrying scripts is not an option.
+    """
+    writer = getattr(conn, "_writer", None)
+    sock = writer.get_extra_info("socket") if writer is not None else None
+    if sock is None or not _readable(sock.fileno()):
+        return
+    await conn.disconnect()
+    await conn.connect()
+
+
+def _readable(fd: int) -> bool:
+    if hasattr(select, "poll"):
+        poller = select.poll()
+        poller.register(fd, select.POLLIN)
+        return bool(poller.poll(0))
+    return bool(select.select([fd], [], [], 0)[0])  # pragma: no cover - no poll() on Windows
 
 
 def one_line(exc: BaseException) -> str:

@@ -161,12 +161,6 @@ async def test_close_returns_within_grace_while_redis_hangs(
     assert took < grace + 2.5, f"close() took {took:.1f}s or more with Redis hung"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=BackendError,
-    reason="bug: after CLIENT KILL (or a Redis restart) the first call on each idle pooled "
-    "connection fails with 'Connection closed by server' although Redis is up",
-)
 async def test_a_producer_call_after_client_kill_succeeds(
     redis_server: Callable[..., RedisServer],
 ) -> None:
