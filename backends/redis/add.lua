@@ -1,4 +1,4 @@
--- ARGV: jp, now, n, then n x (id, name, data, opts, ts, run_at, priority, lifo)
+-- ARGV: qp, now, n, then n x (id, name, data, opts, ts, run_at, priority, lifo)
 -- Returns {registered, id1, added1, id2, added2, ...}
 local now = ARGV[2]
 local out = {register()}

@@ -167,7 +167,7 @@ class RedisBackend:
             raise BackendError(f"redis backend {self._url.redacted} is not open")
         qk, keys = self._qk(queue)
         with connection.translate(self._url.redacted):
-            return await self._scripts.call(name, keys, [qk.job_prefix, *args])
+            return await self._scripts.call(name, keys, [qk.base, *args])
 
     async def _taking(
         self,

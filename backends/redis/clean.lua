@@ -1,4 +1,4 @@
--- ARGV: jp, state, cutoff, limit (0: none). Removes jobs in state finished (completed/failed)
+-- ARGV: qp, state, cutoff, limit (0: none). Removes jobs in state finished (completed/failed)
 -- or created (waiting/delayed) at or before cutoff, oldest first. Returns their ids.
 local state, cutoff, limit = ARGV[2], ARGV[3], tonumber(ARGV[4])
 local removed = {}

@@ -1,6 +1,7 @@
 -- Shared prelude of every polyjobs script. The generated header before this text defines the
--- fixed keys (K_wait, K_delayed, ...), JP (the job-key prefix, ARGV[1]), LOG_SUFFIX, FIELDS (the
--- job-hash fields a script returns, in order) and F (field name -> position in FIELDS).
+-- fixed keys (K_wait, K_delayed, ...), JP and LP (the prefixes of job and log keys, made from
+-- the queue's key prefix qp = ARGV[1]), FIELDS (the job-hash fields a script returns, in order)
+-- and F (field name -> position in FIELDS).
 --
 -- A job hash holds: n name, d data, o opts, st state, ts timestamp, ra run_at, p priority,
 -- am attempts made, as attempts started, sc stalls, pg progress, rv returnvalue,
@@ -15,7 +16,7 @@ local function jk(id)
 end
 
 local function lk(id)
-  return JP .. id .. LOG_SUFFIX
+  return LP .. id
 end
 
 local function num(x)

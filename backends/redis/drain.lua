@@ -1,4 +1,4 @@
--- ARGV: jp, include delayed ('1'/'0'), chunk. Removes up to chunk waiting (then delayed) jobs;
+-- ARGV: qp, include delayed ('1'/'0'), chunk. Removes up to chunk waiting (then delayed) jobs;
 -- returns how many (the caller repeats until 0).
 local chunk = tonumber(ARGV[3])
 local removed = 0

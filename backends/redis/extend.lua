@@ -1,4 +1,4 @@
--- ARGV: jp, token, lease_until, ids... Returns the ids not owned by token.
+-- ARGV: qp, token, lease_until, ids... Returns the ids not owned by token.
 local token, until_ = ARGV[2], ARGV[3]
 local lost = {}
 for i = 4, #ARGV do

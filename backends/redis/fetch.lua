@@ -1,4 +1,4 @@
--- ARGV: jp, token, limit, now, lease_until, rid, then the rids of earlier requests whose
+-- ARGV: qp, token, limit, now, lease_until, rid, then the rids of earlier requests whose
 -- replies were lost (their jobs are handed back first; see recover).
 -- Returns {when to look again or nil, id, FIELDS..., id, FIELDS..., ...}: with no job taken,
 -- the next delayed due time or the time the rate limiter lets a job start, the earlier.

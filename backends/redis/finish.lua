@@ -1,4 +1,4 @@
--- ARGV: jp, token, fetch, now, lease_until, rid, m, m lost rids (see recover), n, then
+-- ARGV: qp, token, fetch, now, lease_until, rid, m, m lost rids (see recover), n, then
 --   n x (id, status, attempts_made, finished_on, returnvalue, failed_reason, stacktrace,
 --   retry_at, keep_count, keep_cutoff)
 -- keep_count '0' removes the job at once; '' means no limit (count or age).

@@ -1,4 +1,4 @@
--- ARGV: jp, worker id, expires, info json, now. Returns 1 when the queue was registered now.
+-- ARGV: qp, worker id, expires, info json, now. Returns 1 when the queue was registered now.
 redis.call('ZADD', K_workers, ARGV[3], ARGV[2])
 redis.call('HSET', K_workers_info, ARGV[2], ARGV[4])
 local gone = redis.call('ZRANGEBYSCORE', K_workers, '-inf', ARGV[5])

@@ -20,12 +20,16 @@ Cluster slot::
     <prefix>:{<queue>}:workers:info HASH worker id -> WorkerInfo (JSON)
     <prefix>:{<queue>}:events      STREAM  best-effort job events, trimmed to ~EVENTS_MAXLEN
     <prefix>:{<queue>}:j:<id>      HASH  one job
-    <prefix>:{<queue>}:j:<id>:log  LIST  its log lines
+    <prefix>:{<queue>}:l:<id>      LIST  its log lines
     <prefix>:queues                SET   names of known queues (outside the hash tag)
     <prefix>:control               ZSET  control messages (score = time), the last CONTROL_KEEP
 
-Scripts receive the fixed keys as ``KEYS`` in the order of :data:`SCRIPT_KEYS` and the job-key
-prefix as ``ARGV[1]``; the Lua prelude that names them is generated from this module.
+A job's keys are its id after a tag (``j:``, ``l:``) that no fixed key starts with: whatever the
+id (``x:log``, ``wait``, ``j:1``), no job key is another job's key, a log or a fixed key.
+
+Scripts receive the fixed keys as ``KEYS`` in the order of :data:`SCRIPT_KEYS` and the queue's
+key prefix (``<prefix>:{<queue>}:``) as ``ARGV[1]``; the Lua prelude that names them is generated
+from this module.
 """
 
 from __future__ import annotations
@@ -33,7 +37,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 DEFAULT_PREFIX = "polyjobs"
-LOG_SUFFIX = ":log"
+#: What comes between a queue's prefix and a job id, for the job hash and for its log.
+JOB_TAG = "j:"
+LOG_TAG = "l:"
 
 #: The fixed per-queue keys every script gets, in ``KEYS`` order.
 SCRIPT_KEYS: tuple[str, ...] = (
@@ -79,15 +85,11 @@ class QueueKeys:
     def script_keys(self) -> list[str]:
         return [self.key(name) for name in SCRIPT_KEYS]
 
-    @property
-    def job_prefix(self) -> str:
-        return self.base + "j:"
-
     def job(self, job_id: str) -> str:
-        return self.job_prefix + job_id
+        return self.base + JOB_TAG + job_id
 
     def log(self, job_id: str) -> str:
-        return self.job_prefix + job_id + LOG_SUFFIX
+        return self.base + LOG_TAG + job_id
 
 
 def registry_key(prefix: str) -> str:

@@ -1,4 +1,4 @@
--- ARGV: jp, then 'set', max, duration | 'clear' | 'hold', until.
+-- ARGV: qp, then 'set', max, duration | 'clear' | 'hold', until.
 -- set/clear store or remove the queue's rate limit (clear forgets the recorded starts) and
 -- wake blocked fetches so they look again under the new limit; hold moves the hold-until time
 -- later, never earlier. Returns 1 when the queue was registered just now.

@@ -1,4 +1,4 @@
--- ARGV: jp, state, start, end. Returns {id, FIELDS..., ...}: waiting in fetch order, delayed
+-- ARGV: qp, state, start, end. Returns {id, FIELDS..., ...}: waiting in fetch order, delayed
 -- by due time, active all of them (the caller orders them by start), finished newest first.
 local state, start, stop = ARGV[2], ARGV[3], ARGV[4]
 local ids

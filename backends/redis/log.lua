@@ -1,4 +1,4 @@
--- ARGV: jp, id, line, keep. Returns the number of lines kept (0 when the job does not exist).
+-- ARGV: qp, id, line, keep. Returns the number of lines kept (0 when the job does not exist).
 local id, keep = ARGV[2], tonumber(ARGV[4])
 if redis.call('EXISTS', jk(id)) == 0 then
   return 0

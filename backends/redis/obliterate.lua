@@ -1,4 +1,4 @@
--- ARGV: jp, chunk. Deletes up to chunk jobs of the queue; once none is left, deletes the queue's
+-- ARGV: qp, chunk. Deletes up to chunk jobs of the queue; once none is left, deletes the queue's
 -- fixed keys too. Returns the number of jobs deleted (the caller repeats until 0).
 local chunk = tonumber(ARGV[2])
 local deleted = 0

@@ -1,4 +1,4 @@
--- ARGV: jp, id, progress json. Returns 1, or 0 when the job does not exist.
+-- ARGV: qp, id, progress json. Returns 1, or 0 when the job does not exist.
 if redis.call('EXISTS', jk(ARGV[2])) == 0 then
   return 0
 end

@@ -1,4 +1,4 @@
--- ARGV: jp, id, now. Moves a delayed job to waiting now; 1 or 0.
+-- ARGV: qp, id, now. Moves a delayed job to waiting now; 1 or 0.
 local id = ARGV[2]
 local cur = redis.call('HMGET', jk(id), 'st', 'p', 'wm')
 if cur[1] ~= 'delayed' then

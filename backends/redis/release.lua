@@ -1,4 +1,4 @@
--- ARGV: jp, token, mode ('all' or 'ids'), ids... Returns the ids released (to the front).
+-- ARGV: qp, token, mode ('all' or 'ids'), ids... Returns the ids released (to the front).
 local token = ARGV[2]
 local ids = {}
 if ARGV[3] == 'all' then

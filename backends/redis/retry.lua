@@ -1,4 +1,4 @@
--- ARGV: jp, id. Moves a failed job back to waiting with its attempts reset; 1 or 0.
+-- ARGV: qp, id. Moves a failed job back to waiting with its attempts reset; 1 or 0.
 local id = ARGV[2]
 local cur = redis.call('HMGET', jk(id), 'st', 'p')
 if cur[1] ~= 'failed' then

@@ -18,7 +18,7 @@ from typing import Any
 from redis.exceptions import NoScriptError
 
 from polyjobs.backends.redis.connection import COMMAND_TIMEOUT, Client, connection_for
-from polyjobs.backends.redis.keys import EVENTS_MAXLEN, LOG_SUFFIX, SCRIPT_KEYS
+from polyjobs.backends.redis.keys import EVENTS_MAXLEN, JOB_TAG, LOG_TAG, SCRIPT_KEYS
 from polyjobs.backends.redis.records import FIELDS
 
 hiredis: Any
@@ -57,8 +57,8 @@ GLOBAL = frozenset({"control"})
 
 def _header() -> str:
     lines = [f"local K_{name} = KEYS[{i}]" for i, name in enumerate(SCRIPT_KEYS, 1)]
-    lines.append("local JP = ARGV[1]")
-    lines.append(f"local LOG_SUFFIX = '{LOG_SUFFIX}'")
+    lines.append(f"local JP = ARGV[1] .. '{JOB_TAG}'")
+    lines.append(f"local LP = ARGV[1] .. '{LOG_TAG}'")
     lines.append(f"local EVENTS_MAXLEN = {EVENTS_MAXLEN}")
     lines.append("local FIELDS = {" + ", ".join(f"'{f}'" for f in FIELDS) + "}")
     lines.append("local F = {" + ", ".join(f"['{f}'] = {i}" for i, f in enumerate(FIELDS, 1)) + "}")

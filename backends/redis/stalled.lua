@@ -1,4 +1,4 @@
--- ARGV: jp, now, max_stalls, reason, default failed-retention count
+-- ARGV: qp, now, max_stalls, reason, default failed-retention count
 -- Returns {id, failed (0/1), ...} for each job whose lease expired.
 local now, max_stalls = ARGV[2], tonumber(ARGV[3])
 local expired = redis.call('ZRANGEBYSCORE', K_active, '-inf', us(now), 'LIMIT', 0, 1000)

@@ -264,12 +264,6 @@ async def test_lone_surrogates_are_refused_clearly(where: str, tmp_path: Path) -
         assert (await queue.counts())["waiting"] == 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: on Redis the log key of job X is the job key of job 'X:log' "
-    "(backends/redis/keys.py): removing job X deletes job 'X:log', which stays counted as "
-    "waiting but can no longer be read",
-)
 async def test_a_job_id_ending_in_log_is_a_job_of_its_own(main_prefix: str) -> None:
     async with open_backend(f"{MAIN_REDIS}?prefix={main_prefix}") as backend:
         queue = Queue("ids", backend)

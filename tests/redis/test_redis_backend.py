@@ -19,7 +19,7 @@ from polyjobs import BackendUnavailableError, Queue, Worker
 from polyjobs.backend import CAP_CONTROL, CAP_DURABLE, CAP_RATE_LIMIT, CAP_SHARED, NewJob
 from polyjobs.backends.redis import RedisBackend
 from polyjobs.backends.redis.connection import RedisUrl
-from polyjobs.backends.redis.keys import EVENTS_MAXLEN, QueueKeys
+from polyjobs.backends.redis.keys import EVENTS_MAXLEN, JOB_TAG, LOG_TAG, SCRIPT_KEYS, QueueKeys
 from polyjobs.backends.redis.testing import (
     RedisClusterServers,
     RedisServer,
@@ -193,6 +193,37 @@ async def test_retention_keeps_memory_bounded(backend: RedisBackend, prefix: str
     assert counts["completed"] == 10 and counts["waiting"] == counts["active"] == 0
     job_keys = [k async for k in backend.redis.scan_iter(match=f"{prefix}:{{kept}}:j:*")]
     assert len(job_keys) == 10
+
+
+def test_no_job_id_names_another_key() -> None:
+    qk = QueueKeys("p", "q")
+    fixed = set(qk.script_keys)
+    assert JOB_TAG != LOG_TAG
+    assert not [k for k in SCRIPT_KEYS if k.startswith((JOB_TAG, LOG_TAG))]
+    for job_id in ("x", "x:log", "wait", "j:1", "l:1", "1", ""):
+        assert qk.job(job_id) not in fixed and qk.log(job_id) not in fixed
+        assert qk.job(job_id) != qk.log(job_id)
+        for other in ("x", "x:log", "j:1", "l:1", "1"):
+            assert qk.job(job_id) != qk.log(other)
+
+
+async def test_job_ids_that_look_like_keys_are_jobs_of_their_own(backend: RedisBackend) -> None:
+    queue = Queue("looks", backend)
+    ids = ["x", "x:log", "j:x", "l:x", "wait", "meta"]
+    for job_id in ids:
+        await queue.add("n", {"id": job_id}, job_id=job_id)
+        await backend.add_log("looks", job_id, f"line of {job_id}", 10)
+    for job_id in ids:
+        job = await queue.get_job(job_id)
+        assert job is not None and job.data == {"id": job_id}
+        assert await queue.logs(job_id) == [f"line of {job_id}"]
+    assert await queue.remove("x")
+    assert await queue.logs("x") == []
+    for job_id in ids[1:]:
+        job = await queue.get_job(job_id)
+        assert job is not None and job.data == {"id": job_id}
+        assert await queue.logs(job_id) == [f"line of {job_id}"]
+    assert (await queue.counts())["waiting"] == len(ids) - 1
 
 
 # -- blocking fetch --------------------------------------------------------------------------
