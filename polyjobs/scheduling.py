@@ -5,10 +5,11 @@ same slots), or a cron occurrence in a timezone. The job of a slot has the id
 ``sched:<key>:<slot in ms>``, and the backend's ``advance_schedule`` is a compare-and-set on the
 schedule's ``next_run``: however many schedulers run, each slot produces one job.
 
-Missed slots (no scheduler was running when they fell) follow the schedule's ``missed`` policy:
-``skip`` (default) runs a slot only when it is at most ``grace`` late (default: one period,
-capped at 60 s); ``once`` runs the latest missed slot once; ``all`` runs every missed slot (at
-most :data:`MAX_CATCH_UP`).
+A slot is *missed* when it is more than ``grace`` late (default: one period, at least 5 s and
+at most 60 s): no scheduler was running when it fell. Slots that are late by less (a busy
+machine, a scheduler that overslept) always run. Missed slots follow the schedule's ``missed``
+policy: ``skip`` (default) drops them; ``once`` runs the latest missed slot once; ``all`` runs
+every missed slot (at most :data:`MAX_CATCH_UP`).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ log = logging.getLogger(__name__)
 
 MISSED_POLICIES = ("skip", "once", "all")
 MAX_CATCH_UP = 100
+DEFAULT_MIN_GRACE = 5.0
 DEFAULT_MAX_GRACE = 60.0
 
 
@@ -103,14 +105,17 @@ def due_slots(schedule: ScheduleRecord, now: float) -> list[float]:
     """The slots of ``schedule`` to run now, by its missed-run policy."""
     cadence = Cadence(schedule.every, schedule.cron, schedule.tz)
     due = cadence.slots_between(schedule.next_run, now, MAX_CATCH_UP)
-    if schedule.missed == "all":
-        return due
-    if schedule.missed == "once":
-        return due[-1:]
     grace = schedule.grace
     if grace is None:
-        grace = min(cadence.period_at(schedule.next_run), DEFAULT_MAX_GRACE)
-    return [slot for slot in due if now - slot <= grace][-1:]
+        period = cadence.period_at(schedule.next_run)
+        grace = min(max(period, DEFAULT_MIN_GRACE), DEFAULT_MAX_GRACE)
+    on_time = [slot for slot in due if now - slot <= grace]
+    missed = due[: len(due) - len(on_time)]
+    if schedule.missed == "all":
+        return missed + on_time
+    if schedule.missed == "once" and missed and not on_time:
+        return missed[-1:]
+    return on_time
 
 
 def slot_jobs(schedule: ScheduleRecord, slots: list[float], now: float) -> list[NewJob]:

@@ -44,14 +44,25 @@ def _record(next_run: float, missed: str, grace: float | None = None) -> Schedul
     return ScheduleRecord("k", "k", "null", {}, next_run, every=10, missed=missed, grace=grace)
 
 
-def test_skip_runs_only_a_slot_within_grace() -> None:
+def test_skip_runs_the_slots_within_grace_and_drops_the_missed_ones() -> None:
+    # every 10 s: grace is one period (10 s)
     assert due_slots(_record(100.0, "skip"), 103.0) == [100.0]
     assert due_slots(_record(100.0, "skip"), 155.0) == [150.0]
     assert due_slots(_record(100.0, "skip", grace=2), 153.0) == []
+    assert due_slots(_record(100.0, "skip", grace=25), 155.0) == [130.0, 140.0, 150.0]
+
+
+def test_short_periods_get_a_few_seconds_of_grace() -> None:
+    """A 1 s schedule whose scheduler overslept 3 s runs the late slots, not just one."""
+    record = ScheduleRecord("k", "k", "null", {}, 100.0, every=1, missed="skip")
+    assert due_slots(record, 103.2) == [100.0, 101.0, 102.0, 103.0]
+    assert due_slots(record, 110.0) == [105.0, 106.0, 107.0, 108.0, 109.0, 110.0]
 
 
 def test_once_runs_the_latest_missed_slot() -> None:
     assert due_slots(_record(100.0, "once"), 157.0) == [150.0]
+    assert due_slots(_record(100.0, "once"), 175.0) == [170.0]  # within grace: on time
+    assert due_slots(_record(100.0, "once", grace=1), 157.0) == [150.0]
 
 
 def test_all_runs_every_missed_slot() -> None:
