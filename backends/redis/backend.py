@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import logging
 import math
 import time
 import uuid
@@ -44,7 +45,15 @@ from polyjobs.backend import (
 )
 from polyjobs.backends.redis import connection
 from polyjobs.backends.redis.keys import CONTROL_KEEP, QueueKeys, control_key, registry_key
-from polyjobs.backends.redis.records import FIELDS, dumps, loads, record, records
+from polyjobs.backends.redis.records import (
+    FIELDS,
+    NOT_A_HASH,
+    dumps,
+    loads,
+    record,
+    records,
+    taken,
+)
 from polyjobs.backends.redis.scripts import Scripts
 from polyjobs.errors import BackendError, BackendUnavailableError
 from polyjobs.options import KEEP_FAILED, Keep, RateLimit
@@ -53,6 +62,8 @@ STALLED_REASON = "job stalled more than allowable limit"
 CHUNK = 5000  # jobs per script call for bulk adds and deletions
 CLOSE_TIMEOUT = 2.0
 MAX_UNANSWERED = 64  # request ids remembered per (queue, token) whose replies were lost
+
+logger = logging.getLogger(__name__)
 
 
 def _t(value: float) -> str:
@@ -236,7 +247,25 @@ class RedisBackend:
             lambda rid, lost: [token, limit, _t(now), _t(now + lease), rid, *lost],
         )
         due = reply[0]
-        return records(reply, 1), (None if due is None else float(due))
+        jobs, broken = taken(reply, 1)
+        await self._fail_broken(queue, token, broken)
+        return jobs, (None if due is None else float(due))
+
+    async def _fail_broken(self, queue: str, token: str, broken: list[tuple[str, str]]) -> None:
+        """Fail jobs just taken whose records cannot be decoded, with the reason, instead of
+        running them (best-effort: if this fails, their leases expire and the sweep retries)."""
+        if not broken:
+            return
+        now = time.time()
+        count, cutoff = _keep_args(KEEP_FAILED, now)
+        args: list[Any] = [token, 0, _t(now), _t(now), "", 0, len(broken)]
+        for job_id, reason in broken:
+            logger.warning("job %r of queue %r failed: %s", job_id, queue, reason)
+            args += [job_id, "failed", 0, _t(now), "", reason, "", "", count, cutoff]
+        try:
+            await self._run("finish", queue, args)
+        except BackendError as exc:
+            logger.warning("could not fail the corrupted jobs of queue %r: %s", queue, exc)
 
     async def fetch(
         self, queue: str, token: str, limit: int, lease: float, block: float
@@ -297,7 +326,9 @@ class RedisBackend:
             token,
             lambda rid, gone: [*head, rid, len(gone), *gone, len(finishes), *args],
         )
-        return FinishResult(list(lost), records(jobs))
+        taken_jobs, broken = taken(jobs)
+        await self._fail_broken(queue, token, broken)
+        return FinishResult(list(lost), taken_jobs)
 
     async def release(self, queue: str, token: str, job_ids: Sequence[str] | None) -> list[str]:
         if job_ids is not None and not job_ids:
@@ -346,8 +377,14 @@ class RedisBackend:
 
     # -- inspection ------------------------------------------------------------------------
     async def get_job(self, queue: str, job_id: str) -> JobRecord | None:
-        with connection.translate(self._url.redacted):
-            values: list[Any] = await self.redis.hmget(self._qk(queue)[0].job(job_id), list(FIELDS))
+        key = self._qk(queue)[0].job(job_id)
+        try:
+            with connection.translate(self._url.redacted):
+                values: list[Any] = await self.redis.hmget(key, list(FIELDS))
+        except BackendError as exc:
+            if isinstance(exc.__cause__, ResponseError) and "WRONGTYPE" in str(exc.__cause__):
+                raise BackendError(f"job {job_id!r} of queue {queue!r}: {NOT_A_HASH}") from exc
+            raise
         if not values[3]:
             return None
         return record(job_id, values)

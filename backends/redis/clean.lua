@@ -32,7 +32,8 @@ for _, m in ipairs(members) do
     break
   end
   local id = wid(m)
-  local ts = tonumber(redis.call('HGET', jk(id), 'ts'))
+  local cur = job_fields(id, 'ts')
+  local ts = cur and tonumber(cur[1])
   if ts and ts <= limit_cutoff then
     delete_job(id)
     removed[#removed + 1] = id

@@ -1,7 +1,8 @@
 -- Shared prelude of every polyjobs script. The generated header before this text defines the
 -- fixed keys (K_wait, K_delayed, ...), JP and LP (the prefixes of job and log keys, made from
--- the queue's key prefix qp = ARGV[1]), FIELDS (the job-hash fields a script returns, in order)
--- and F (field name -> position in FIELDS).
+-- the queue's key prefix qp = ARGV[1]), FIELDS (the job-hash fields a script returns, in order),
+-- F (field name -> position in FIELDS), and NOT_A_HASH and MISSING (failed reasons of jobs
+-- whose records are unusable).
 --
 -- A job hash holds: n name, d data, o opts, st state, ts timestamp, ra run_at, p priority,
 -- am attempts made, as attempts started, sc stalls, pg progress, rv returnvalue,
@@ -17,6 +18,17 @@ end
 
 local function lk(id)
   return LP .. id
+end
+
+-- HMGET of a job's fields, or nil when its key holds another type than a hash (a corrupted
+-- record). Scripts check this before they write, so WRONGTYPE never stops one half-way, and they
+-- never write to such a key.
+local function job_fields(id, ...)
+  local v = redis.pcall('HMGET', jk(id), ...)
+  if v['err'] then
+    return nil
+  end
+  return v
 end
 
 local function num(x)
@@ -37,6 +49,19 @@ end
 -- Append a job event (best-effort: the stream keeps about EVENTS_MAXLEN entries).
 local function event(name, id, ...)
   redis.call('XADD', K_events, 'MAXLEN', '~', EVENTS_MAXLEN, '*', 'event', name, 'id', id, ...)
+end
+
+-- End a job whose record is unusable (vals: nil for a key of another type, which stays as it
+-- is; or no state: the hash is gone, and a failed record with the reason takes its place) in the
+-- failed set, instead of taking or stalling it. The caller has already taken it out of its set.
+local function fail_broken(id, vals, now)
+  local reason = NOT_A_HASH
+  if vals then
+    reason = MISSING
+    redis.call('HSET', jk(id), 'st', 'failed', 'fr', reason, 'fo', now, 'tk', '', 'lu', '')
+  end
+  redis.call('ZADD', K_failed, us(now), id)
+  event('failed', id, 'failed_reason', reason)
 end
 
 -- Scripts that add many jobs wake blocked fetches once, at the end (see add_job).
@@ -65,7 +90,10 @@ end
 
 local function to_waiting(id, prio, front)
   local m = wmember(id, front)
-  redis.call('ZADD', K_wait, prio or 0, m)
+  if not tonumber(prio) then
+    prio = 0 -- none, or a corrupted field ZADD would refuse half-way through a script
+  end
+  redis.call('ZADD', K_wait, prio, m)
   redis.call('HSET', jk(id), 'st', 'waiting', 'wm', m)
 end
 
@@ -102,8 +130,13 @@ local function unlink(id, st, wm)
 end
 
 local function delete_job(id)
-  local cur = redis.call('HMGET', jk(id), 'st', 'wm')
-  if cur[1] then
+  local cur = job_fields(id, 'st', 'wm')
+  if not cur then
+    -- a key of another type: its state is unknown; the sets a take or sweep put it in
+    redis.call('ZREM', K_active, id)
+    redis.call('ZREM', K_completed, id)
+    redis.call('ZREM', K_failed, id)
+  elseif cur[1] then
     unlink(id, cur[1], cur[2])
   end
   redis.call('DEL', jk(id), lk(id))
@@ -139,7 +172,12 @@ local function promote_due(now)
   end
   for _, m in ipairs(due) do
     local id = wid(m)
-    to_waiting(id, redis.call('HGET', jk(id), 'p'), false)
+    local cur = job_fields(id, 'st', 'p')
+    if cur and cur[1] then
+      to_waiting(id, cur[2], false)
+    else
+      fail_broken(id, cur, now)
+    end
   end
   redis.call('ZREM', K_delayed, unpack(due))
 end
@@ -211,25 +249,31 @@ local function take(token, limit, now, lease_until, rid)
     capped = limit < wanted
   end
   local popped = redis.call('ZPOPMIN', K_wait, limit)
+  local n = 0
   for i = 1, #popped, 2 do
     local id = wid(popped[i])
     local key = jk(id)
-    local vals = redis.call('HMGET', key, unpack(FIELDS))
-    local started = (tonumber(vals[F['as']]) or 0) + 1
-    redis.call('HSET', key, 'st', 'active', 'tk', token, 'lu', lease_until, 'po', now,
-      'as', started, 'rq', rid)
-    redis.call('ZADD', K_active, us(lease_until), id)
-    vals[F['st']] = 'active'
-    vals[F['tk']] = token
-    vals[F['lu']] = lease_until
-    vals[F['po']] = now
-    vals[F['as']] = tostring(started)
-    emit(out, id, vals)
+    local vals = job_fields(id, unpack(FIELDS))
+    if vals and vals[F['st']] then
+      n = n + 1
+      local started = (tonumber(vals[F['as']]) or 0) + 1
+      redis.call('HSET', key, 'st', 'active', 'tk', token, 'lu', lease_until, 'po', now,
+        'as', started, 'rq', rid)
+      redis.call('ZADD', K_active, us(lease_until), id)
+      vals[F['st']] = 'active'
+      vals[F['tk']] = token
+      vals[F['lu']] = lease_until
+      vals[F['po']] = now
+      vals[F['as']] = tostring(started)
+      emit(out, id, vals)
+    else
+      fail_broken(id, vals, now)
+    end
   end
-  if m[2] and #popped > 0 then
+  if m[2] and n > 0 then
     -- one start per job, at the same time as its processed_on; members are unique per request
     local starts = {}
-    for i = 1, #popped, 2 do
+    for i = 1, n do
       starts[#starts + 1] = now
       starts[#starts + 1] = rid .. ':' .. i
     end
@@ -258,8 +302,8 @@ local function recover(token, first, last)
     lost[ARGV[i]] = true
   end
   for _, id in ipairs(redis.call('ZRANGE', K_active, 0, -1)) do
-    local cur = redis.call('HMGET', jk(id), 'tk', 'rq', 'p')
-    if cur[1] == token and cur[2] and lost[cur[2]] then
+    local cur = job_fields(id, 'tk', 'rq', 'p')
+    if cur and cur[1] == token and cur[2] and lost[cur[2]] then
       redis.call('ZREM', K_active, id)
       redis.call('HSET', jk(id), 'tk', '', 'lu', '')
       to_waiting(id, cur[3], true)

@@ -13,8 +13,8 @@ for i = 0, tonumber(ARGV[8 + m]) - 1 do
   local b = base + i * 10
   local id, status, am, fon = ARGV[b], ARGV[b + 1], ARGV[b + 2], ARGV[b + 3]
   local key = jk(id)
-  local cur = redis.call('HMGET', key, 'st', 'tk', 'p')
-  if cur[1] ~= 'active' or cur[2] ~= token then
+  local cur = job_fields(id, 'st', 'tk', 'p')
+  if not cur or cur[1] ~= 'active' or cur[2] ~= token then
     lost[#lost + 1] = id
   else
     redis.call('ZREM', K_active, id)

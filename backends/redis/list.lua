@@ -21,6 +21,17 @@ else
 end
 local out = {}
 for _, id in ipairs(ids) do
-  emit(out, id, redis.call('HMGET', jk(id), unpack(FIELDS)))
+  local vals = job_fields(id, unpack(FIELDS))
+  if not vals or not vals[F['st']] then
+    -- a key of another type, or no hash: listed in the state of its set, with the reason
+    local reason = vals and MISSING or NOT_A_HASH
+    vals = {}
+    for j = 1, #FIELDS do
+      vals[j] = false
+    end
+    vals[F['st']] = state
+    vals[F['fr']] = reason
+  end
+  emit(out, id, vals)
 end
 return out

@@ -1,6 +1,7 @@
 -- ARGV: qp, id, line, keep. Returns the number of lines kept (0 when the job does not exist).
 local id, keep = ARGV[2], tonumber(ARGV[4])
-if redis.call('EXISTS', jk(id)) == 0 then
+local cur = job_fields(id, 'st')
+if not cur or not cur[1] then
   return 0
 end
 local n = redis.call('RPUSH', lk(id), ARGV[3])

@@ -1,7 +1,7 @@
 -- ARGV: qp, id, now. Moves a delayed job to waiting now; 1 or 0.
 local id = ARGV[2]
-local cur = redis.call('HMGET', jk(id), 'st', 'p', 'wm')
-if cur[1] ~= 'delayed' then
+local cur = job_fields(id, 'st', 'p', 'wm')
+if not cur or cur[1] ~= 'delayed' then
   return 0
 end
 redis.call('ZREM', K_delayed, cur[3])

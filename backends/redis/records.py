@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from polyjobs.backend import JobRecord, JobState
@@ -52,6 +52,14 @@ FIELDS: tuple[str, ...] = (
 STRIDE = 1 + len(FIELDS)
 
 
+#: How a job record that cannot be decoded is marked (``failed_reason``), and how a fetch fails it.
+CORRUPTED = "job record is corrupted"
+#: The reason for a job whose key holds another type than a hash (as the scripts word it).
+NOT_A_HASH = f"{CORRUPTED}: its key is not a hash"
+#: The reason for a job whose hash is gone (or has no state) while its id is in a state's set.
+MISSING = "job record is missing"
+
+
 def _float(value: str | None) -> float | None:
     return float(value) if value else None
 
@@ -60,18 +68,38 @@ def _json(value: str | None) -> Any:
     return loads(value) if value else None
 
 
+def _opts(value: str | None) -> dict[str, Any]:
+    opts = _json(value) or {}
+    if type(opts) is not dict:
+        raise ValueError("opts is not a JSON object")
+    return opts
+
+
 def _text(value: str | None) -> str | None:
     return value or None
 
 
 def record(job_id: str, v: Sequence[str | None]) -> JobRecord:
-    """A ``JobRecord`` from an id and the ``FIELDS`` values of its hash."""
+    """A ``JobRecord`` from an id and the ``FIELDS`` values of its hash. A field that cannot be
+    decoded (bad JSON, a non-number) comes back empty, and ``failed_reason`` says so."""
+    return decode(job_id, v)[0]
+
+
+def decode(job_id: str, v: Sequence[str | None]) -> tuple[JobRecord, str | None]:
+    """:func:`record`, and why the record is corrupted (``None`` when it is not)."""
+    try:
+        return _record(job_id, v), None
+    except (ValueError, TypeError):
+        return _salvaged(job_id, v)
+
+
+def _record(job_id: str, v: Sequence[str | None]) -> JobRecord:
     state: Any = v[3]
     return JobRecord(
         id=job_id,
         name=v[0] or "",
         data=_json(v[1]),
-        opts=_json(v[2]) or {},
+        opts=_opts(v[2]),
         state=state,
         timestamp=float(v[4] or 0),
         run_at=float(v[5] or 0),
@@ -90,9 +118,55 @@ def record(job_id: str, v: Sequence[str | None]) -> JobRecord:
     )
 
 
+#: Per field position: what it is called in a corruption reason, how it decodes.
+_DECODERS: tuple[tuple[int, str, Callable[[Any], Any]], ...] = (
+    (1, "data is not JSON", _json),
+    (2, "opts is not a JSON object", _opts),
+    (4, "timestamp is not a number", lambda x: float(x or 0)),
+    (5, "run_at is not a number", lambda x: float(x or 0)),
+    (6, "priority is not an integer", lambda x: int(x or 0)),
+    (7, "attempts made is not an integer", lambda x: int(x or 0)),
+    (8, "attempts started is not an integer", lambda x: int(x or 0)),
+    (9, "stalls is not an integer", lambda x: int(x or 0)),
+    (10, "progress is not JSON", _json),
+    (11, "returnvalue is not JSON", _json),
+    (14, "processed_on is not a number", _float),
+    (15, "finished_on is not a number", _float),
+    (17, "lease_until is not a number", _float),
+)
+
+
+def _salvaged(job_id: str, v: Sequence[str | None]) -> tuple[JobRecord, str]:
+    values: list[Any] = list(v)
+    problems = []
+    for i, problem, decode in _DECODERS:
+        try:
+            decode(values[i])
+        except (ValueError, TypeError):
+            problems.append(problem)
+            values[i] = None
+    reason = f"{CORRUPTED}: {', '.join(problems)}"
+    values[12] = reason if not v[12] or v[12] == reason else f"{reason} (last failure: {v[12]})"
+    return _record(job_id, values), reason
+
+
 def records(flat: Sequence[Any], start: int = 0) -> list[JobRecord]:
     """Records from a flat reply ``[id, FIELDS..., id, FIELDS..., ...]`` from ``start``."""
     return [record(flat[i], flat[i + 1 : i + STRIDE]) for i in range(start, len(flat), STRIDE)]
+
+
+def taken(flat: Sequence[Any], start: int = 0) -> tuple[list[JobRecord], list[tuple[str, str]]]:
+    """Like :func:`records`, for jobs a fetch took: the sound records, and (id, reason) for
+    those that cannot be decoded (the caller fails them instead of running them)."""
+    jobs: list[JobRecord] = []
+    broken: list[tuple[str, str]] = []
+    for i in range(start, len(flat), STRIDE):
+        job, reason = decode(flat[i], flat[i + 1 : i + STRIDE])
+        if reason is None:
+            jobs.append(job)
+        else:
+            broken.append((job.id, reason))
+    return jobs, broken
 
 
 def job_state(value: str | None) -> JobState | None:

@@ -10,8 +10,8 @@ else
 end
 local released = {}
 for _, id in ipairs(ids) do
-  local cur = redis.call('HMGET', jk(id), 'st', 'tk', 'p')
-  if cur[1] == 'active' and cur[2] == token then
+  local cur = job_fields(id, 'st', 'tk', 'p')
+  if cur and cur[1] == 'active' and cur[2] == token then
     redis.call('ZREM', K_active, id)
     redis.call('HSET', jk(id), 'tk', '', 'lu', '')
     to_waiting(id, cur[3], true)

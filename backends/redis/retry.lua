@@ -1,7 +1,7 @@
 -- ARGV: qp, id. Moves a failed job back to waiting with its attempts reset; 1 or 0.
 local id = ARGV[2]
-local cur = redis.call('HMGET', jk(id), 'st', 'p')
-if cur[1] ~= 'failed' then
+local cur = job_fields(id, 'st', 'p')
+if not cur or cur[1] ~= 'failed' then
   return 0
 end
 redis.call('ZREM', K_failed, id)

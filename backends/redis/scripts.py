@@ -19,7 +19,7 @@ from redis.exceptions import NoScriptError
 
 from polyjobs.backends.redis.connection import COMMAND_TIMEOUT, Client, connection_for
 from polyjobs.backends.redis.keys import EVENTS_MAXLEN, JOB_TAG, LOG_TAG, SCRIPT_KEYS
-from polyjobs.backends.redis.records import FIELDS
+from polyjobs.backends.redis.records import FIELDS, MISSING, NOT_A_HASH
 
 hiredis: Any
 try:
@@ -60,6 +60,8 @@ def _header() -> str:
     lines.append(f"local JP = ARGV[1] .. '{JOB_TAG}'")
     lines.append(f"local LP = ARGV[1] .. '{LOG_TAG}'")
     lines.append(f"local EVENTS_MAXLEN = {EVENTS_MAXLEN}")
+    lines.append(f"local NOT_A_HASH = '{NOT_A_HASH}'")
+    lines.append(f"local MISSING = '{MISSING}'")
     lines.append("local FIELDS = {" + ", ".join(f"'{f}'" for f in FIELDS) + "}")
     lines.append("local F = {" + ", ".join(f"['{f}'] = {i}" for i, f in enumerate(FIELDS, 1)) + "}")
     return "\n".join(lines) + "\n"

@@ -6,8 +6,19 @@ local out = {}
 for _, id in ipairs(expired) do
   local key = jk(id)
   redis.call('ZREM', K_active, id)
-  local stalls = redis.call('HINCRBY', key, 'sc', 1)
-  if stalls > max_stalls then
+  local cur = job_fields(id, 'st', 'sc')
+  local stalls = false
+  if cur and cur[1] then
+    if cur[2] and not string.match(cur[2], '^%d+$') then
+      redis.call('HSET', key, 'sc', 0) -- corrupted: count again (HINCRBY would fail)
+    end
+    stalls = redis.call('HINCRBY', key, 'sc', 1)
+  end
+  if not stalls then
+    fail_broken(id, cur, now)
+    out[#out + 1] = id
+    out[#out + 1] = 1
+  elseif stalls > max_stalls then
     redis.call('HSET', key, 'st', 'failed', 'fr', ARGV[4], 'fo', now, 'tk', '', 'lu', '')
     redis.call('ZADD', K_failed, us(now), id)
     local count, cutoff = tonumber(ARGV[5]), false

@@ -479,12 +479,6 @@ async def test_corrupted_jobs_neither_stop_the_worker_nor_touch_the_others(
         assert "c" in await backend.queues()  # foreign keys and members are ignored
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: a corrupted job hash makes Redis fetch/finish, get_job and list_jobs raise raw "
-    "JSONDecodeError/ValueError (backends/redis/records.py); such a job ends failed "
-    "with no readable reason; a job key of the wrong type vanishes from every state",
-)
 async def test_corrupted_jobs_end_failed_with_a_reason(main_prefix: str) -> None:
     async with _corrupted(main_prefix) as (backend, queue, _):
         _seen, errors = await _run_for(backend, 4.0)

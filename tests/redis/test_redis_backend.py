@@ -20,6 +20,7 @@ from polyjobs.backend import CAP_CONTROL, CAP_DURABLE, CAP_RATE_LIMIT, CAP_SHARE
 from polyjobs.backends.redis import RedisBackend
 from polyjobs.backends.redis.connection import RedisUrl
 from polyjobs.backends.redis.keys import EVENTS_MAXLEN, JOB_TAG, LOG_TAG, SCRIPT_KEYS, QueueKeys
+from polyjobs.backends.redis.records import MISSING, NOT_A_HASH
 from polyjobs.backends.redis.testing import (
     RedisClusterServers,
     RedisServer,
@@ -224,6 +225,59 @@ async def test_job_ids_that_look_like_keys_are_jobs_of_their_own(backend: RedisB
         assert job is not None and job.data == {"id": job_id}
         assert await queue.logs(job_id) == [f"line of {job_id}"]
     assert (await queue.counts())["waiting"] == len(ids) - 1
+
+
+async def test_unusable_job_records_end_failed_and_no_script_stops_half_way(
+    backend: RedisBackend,
+) -> None:
+    """A job key of another type (or a hash gone) is never written to: the script that meets it
+    fails that job with the reason and carries on with the others, wherever it meets it."""
+    qk = QueueKeys(backend.prefix, "broken")
+    queue = Queue("broken", backend)
+    for job_id in ("a", "b", "c", "gone"):
+        await queue.add("n", {}, job_id=job_id, remove_on_fail=False)
+    await backend.redis.set(qk.job("b"), "not a hash")
+    await backend.redis.delete(qk.job("gone"))
+    taken = await backend.fetch("broken", "w", 10, 30.0, 0.0)
+    assert sorted(j.id for j in taken) == ["a", "c"]
+    failed = {j.id: j.failed_reason for j in await queue.jobs("failed")}
+    assert failed == {"b": NOT_A_HASH, "gone": MISSING}
+    assert await backend.redis.get(qk.job("b")) == "not a hash"  # left as it was
+
+    await queue.add("n", {}, job_id="later", delay=0.05, remove_on_fail=False)
+    await backend.redis.set(qk.job("later"), "not a hash")
+    await asyncio.sleep(0.1)
+    assert await backend.fetch("broken", "w", 10, 30.0, 0.0) == []  # promoted, then failed
+    await queue.add("n", {}, job_id="e", remove_on_fail=False)
+    (active,) = await backend.fetch("broken", "w2", 1, 0.05, 0.0)
+    await backend.redis.set(qk.job(active.id), "not a hash")
+    await asyncio.sleep(0.1)
+    assert [(s.job_id, s.failed) for s in await backend.recover_stalled("broken", 5)] == [
+        ("e", True)
+    ]
+    counts = await backend.counts("broken")
+    assert counts == {"waiting": 0, "active": 2, "delayed": 0, "completed": 0, "failed": 4}
+    with pytest.raises(BackendError, match="not a hash"):
+        await queue.get_job("b")
+    assert await queue.remove("b") and await backend.redis.exists(qk.job("b")) == 0
+    assert (await backend.counts("broken"))["failed"] == 3
+
+
+async def test_undecodable_fields_fail_the_job_when_taken(backend: RedisBackend) -> None:
+    qk = QueueKeys(backend.prefix, "bad")
+    queue = Queue("bad", backend)
+    for i in range(4):
+        await queue.add("n", {"i": i}, job_id=f"j{i}", remove_on_fail=False)
+    await backend.redis.hset(qk.job("j1"), "d", "{not json")
+    await backend.redis.hset(qk.job("j2"), "as", "many")
+    listed = {j.id: j.failed_reason for j in await queue.jobs("waiting")}
+    assert listed["j1"] == "job record is corrupted: data is not JSON"
+    assert listed["j2"] == "job record is corrupted: attempts started is not an integer"
+    taken = await backend.fetch("bad", "w", 10, 30.0, 0.0)
+    assert sorted(j.id for j in taken) == ["j0", "j2", "j3"]  # the take rewrites "as"
+    job = await queue.get_job("j1")
+    assert job is not None and job.state == "failed" and job.data is None
+    assert job.failed_reason == "job record is corrupted: data is not JSON"
 
 
 # -- blocking fetch --------------------------------------------------------------------------
