@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -11,6 +12,8 @@ try:
     import orjson
 
     def loads(text: str) -> Any:
+        """JSON of engine-made values (options, schedules, worker info); for users' payloads
+        see :func:`payload`."""
         return orjson.loads(text)
 
     def dumps(value: Any) -> str:
@@ -18,7 +21,6 @@ try:
         return orjson.dumps(value).decode()
 
 except ImportError:  # pragma: no cover - orjson is an optional speed-up
-    import json
 
     def loads(text: str) -> Any:
         return json.loads(text)
@@ -64,12 +66,14 @@ def _float(value: str | None) -> float | None:
     return float(value) if value else None
 
 
-def _json(value: str | None) -> Any:
-    return loads(value) if value else None
+def payload(value: str | None) -> Any:
+    """A user's JSON (data, progress, returnvalue) by the standard library, which keeps integers
+    of any size as memory and SQLite do: orjson turns integers beyond 64 bits into floats."""
+    return json.loads(value) if value else None
 
 
 def _opts(value: str | None) -> dict[str, Any]:
-    opts = _json(value) or {}
+    opts = (loads(value) if value else None) or {}
     if type(opts) is not dict:
         raise ValueError("opts is not a JSON object")
     return opts
@@ -89,7 +93,7 @@ def decode(job_id: str, v: Sequence[str | None]) -> tuple[JobRecord, str | None]
     """:func:`record`, and why the record is corrupted (``None`` when it is not)."""
     try:
         return _record(job_id, v), None
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, RecursionError):
         return _salvaged(job_id, v)
 
 
@@ -98,7 +102,7 @@ def _record(job_id: str, v: Sequence[str | None]) -> JobRecord:
     return JobRecord(
         id=job_id,
         name=v[0] or "",
-        data=_json(v[1]),
+        data=payload(v[1]),
         opts=_opts(v[2]),
         state=state,
         timestamp=float(v[4] or 0),
@@ -107,8 +111,8 @@ def _record(job_id: str, v: Sequence[str | None]) -> JobRecord:
         attempts_made=int(v[7] or 0),
         attempts_started=int(v[8] or 0),
         stalls=int(v[9] or 0),
-        progress=_json(v[10]),
-        returnvalue=_json(v[11]),
+        progress=payload(v[10]),
+        returnvalue=payload(v[11]),
         failed_reason=_text(v[12]),
         stacktrace=_text(v[13]),
         processed_on=_float(v[14]),
@@ -120,7 +124,7 @@ def _record(job_id: str, v: Sequence[str | None]) -> JobRecord:
 
 #: Per field position: what it is called in a corruption reason, how it decodes.
 _DECODERS: tuple[tuple[int, str, Callable[[Any], Any]], ...] = (
-    (1, "data is not JSON", _json),
+    (1, "data is not JSON", payload),
     (2, "opts is not a JSON object", _opts),
     (4, "timestamp is not a number", lambda x: float(x or 0)),
     (5, "run_at is not a number", lambda x: float(x or 0)),
@@ -128,8 +132,8 @@ _DECODERS: tuple[tuple[int, str, Callable[[Any], Any]], ...] = (
     (7, "attempts made is not an integer", lambda x: int(x or 0)),
     (8, "attempts started is not an integer", lambda x: int(x or 0)),
     (9, "stalls is not an integer", lambda x: int(x or 0)),
-    (10, "progress is not JSON", _json),
-    (11, "returnvalue is not JSON", _json),
+    (10, "progress is not JSON", payload),
+    (11, "returnvalue is not JSON", payload),
     (14, "processed_on is not a number", _float),
     (15, "finished_on is not a number", _float),
     (17, "lease_until is not a number", _float),
@@ -142,7 +146,7 @@ def _salvaged(job_id: str, v: Sequence[str | None]) -> tuple[JobRecord, str]:
     for i, problem, decode in _DECODERS:
         try:
             decode(values[i])
-        except (ValueError, TypeError):
+        except (ValueError, TypeError, RecursionError):
             problems.append(problem)
             values[i] = None
     reason = f"{CORRUPTED}: {', '.join(problems)}"

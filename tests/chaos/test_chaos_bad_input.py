@@ -274,11 +274,6 @@ async def test_a_job_id_ending_in_log_is_a_job_of_its_own(main_prefix: str) -> N
         assert victim is not None and victim.data == {"keep": "me"}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: on Redis an integer outside the 64-bit range in job data comes back as a "
-    "float (-9223372036854775809 -> -9.223372036854776e+18); memory and SQLite keep it",
-)
 async def test_integers_beyond_64_bits_come_back_exactly_from_redis(main_prefix: str) -> None:
     async with open_backend(f"{MAIN_REDIS}?prefix={main_prefix}") as backend:
         queue = Queue("bigint", backend)

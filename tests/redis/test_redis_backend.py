@@ -280,6 +280,27 @@ async def test_undecodable_fields_fail_the_job_when_taken(backend: RedisBackend)
     assert job.failed_reason == "job record is corrupted: data is not JSON"
 
 
+async def test_integers_beyond_64_bits_survive_data_progress_and_returnvalue(
+    backend: RedisBackend,
+) -> None:
+    big = {"n": -(2**63) - 1, "m": 2**70, "list": [2**64, -(2**100)], "small": 2**64 - 1}
+    queue = Queue("bigint", backend)
+    await queue.add("b", big, job_id="b", remove_on_complete=False)
+
+    async def work(job: Job) -> dict[str, object]:
+        assert job.data == big
+        await job.update_progress(big)
+        return big
+
+    worker = Worker("bigint", work, backend, schedule=False)
+    await asyncio.wait_for(worker.run(burst=True), 10)
+    job = await queue.get_job("b")
+    assert job is not None and job.state == "completed"
+    assert job.data == big and job.progress == big and job.returnvalue == big
+    (listed,) = await queue.jobs("completed")
+    assert listed.returnvalue == big
+
+
 # -- blocking fetch --------------------------------------------------------------------------
 async def test_blocked_fetch_wakes_on_add(backend: RedisBackend) -> None:
     fetch = asyncio.create_task(backend.fetch("wake", "w", 5, 10.0, 5.0))
