@@ -76,7 +76,7 @@ async def _fault_run(server: RedisServer, fault: Callable[[], None]) -> None:
             assert after[0] - healed < RESUME_WITHIN, f"{name} resumed after {after[0] - healed}s"
 
         async def settled() -> bool:
-            try:  # the producer's idle connections were cut too: see the xfail test below
+            try:  # a call in flight when the connection was cut fails; the next one works
                 counts = await producer.counts("faults")
             except BackendError:
                 return False
