@@ -64,9 +64,12 @@ def prepare_demo(*, burst: bool = False, home: Path | None = None) -> DemoSetup:
 
 
 def demo_specs(specs: Iterable[QueueSpec]) -> list[QueueSpec]:
-    """The specs with the demo's shorter intervals (ingest every 2 s, anomaly batch 5 s)."""
+    """The specs with the demo's shorter intervals (ingest every 2 s, anomaly batch 5 s), and
+    no rate limit on alerts: they go to the console, not to a Discord webhook."""
     out = []
     for spec in specs:
+        if spec.name == ALERTS.name:
+            spec = spec.with_changes(rate_limit=None)
         every = DEMO_EVERY.get(spec.name)
         if every is not None and spec.schedule is not None:
             s = spec.schedule
