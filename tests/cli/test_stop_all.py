@@ -4,39 +4,18 @@ on two machines) sharing one backend, stopped through the backend's control chan
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from polyjobs import Queue, open_backend
+from tests.cli.support import POLYJOBS, polyjobs, stats
 
-POLYJOBS = str(Path(sys.executable).parent / "polyjobs")
 QUEUES = ("test-echo", "test-slow", "test-fail")
-
-
-def polyjobs(
-    env: dict[str, str], *args: str, timeout: float = 30
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [POLYJOBS, *args],
-        env={**os.environ, **env},
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-
-
-def stats(env: dict[str, str]) -> dict[str, Any]:
-    done = polyjobs(env, "stats", "--json")
-    assert done.returncode == 0, done.stderr
-    return {row["queue"]: row for row in json.loads(done.stdout)}
 
 
 @pytest.fixture
