@@ -178,7 +178,7 @@ async def _start_with(
             specs,
             backend,
             resources=host.resources(),
-            settings=resolved.plain_values(),
+            settings={"POLYJOBS_HOME": str(resolved.home_dir), **resolved.plain_values()},
             plugins=host,
             schedule=schedule and not (demo and burst),
             known_specs=registered,

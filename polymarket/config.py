@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from polyjobs.errors import ConfigError
@@ -208,7 +209,12 @@ def _store_url(settings: Mapping[str, Any]) -> str:
     if url is not None:
         return url
     mongo = _url(settings, "MONGODB_URI", ("mongodb://", "mongodb+srv://"))
-    return mongo if mongo is not None else DEFAULT_STORE
+    if mongo is not None:
+        return mongo
+    home = settings.get("POLYJOBS_HOME")
+    if home:  # the state directory the CLI resolved (beside the queue backend's file)
+        return f"sqlite:///{Path(str(home)) / 'polymarket.db'}"
+    return DEFAULT_STORE
 
 
 def _anomaly(settings: Mapping[str, Any]) -> AnomalyThresholds:

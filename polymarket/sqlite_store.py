@@ -11,6 +11,7 @@ import asyncio
 import json
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -20,6 +21,7 @@ from polyjobs.polymarket.models import Alert, AlertStatus, Trade, WalletStats
 
 T = TypeVar("T")
 
+OPEN_RETRY_SECONDS = 10.0
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS trades (
     trade_key TEXT PRIMARY KEY,
@@ -107,15 +109,32 @@ class SqliteStore:
     def _open(self) -> None:
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        # Switching a new file to WAL takes an exclusive lock without waiting on the busy
+        # timeout, so processes opening the same new file at once retry for a while.
+        deadline = time.monotonic() + OPEN_RETRY_SECONDS
+        while True:
+            try:
+                self._conn = self._connect()
+                return
+            except sqlite3.OperationalError as exc:
+                locked = "locked" in str(exc) or "busy" in str(exc)
+                if not locked or time.monotonic() >= deadline:
+                    raise BackendUnavailableError(f"cannot open store {self.path}: {exc}") from None
+                time.sleep(0.05)
+            except sqlite3.Error as exc:
+                raise BackendUnavailableError(f"cannot open store {self.path}: {exc}") from None
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         try:
-            conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
             conn.execute("PRAGMA busy_timeout = 5000")
             if self.path != ":memory:":
                 conn.execute("PRAGMA journal_mode = WAL")
             conn.executescript(_SCHEMA)
-        except sqlite3.Error as exc:
-            raise BackendUnavailableError(f"cannot open store {self.path}: {exc}") from None
-        self._conn = conn
+        except BaseException:
+            conn.close()
+            raise
+        return conn
 
     async def close(self) -> None:
         if self._conn is not None:

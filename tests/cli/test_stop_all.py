@@ -75,7 +75,8 @@ def test_stop_all_stops_every_instance(
     deadline = time.monotonic() + 15
     while stats(shared)["test-slow"]["active"] < 20 and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert stats(shared)["test-slow"]["active"] >= 20  # both instances are busy
+    rows = stats(shared)
+    assert rows["test-slow"]["active"] >= 20, rows  # both instances are busy
 
     env = {**shared, "POLYJOBS_HOME": str(tmp_path / "home-operator")}
     stopped = polyjobs(env, "stop", "--all", "--timeout", "20", timeout=40)
