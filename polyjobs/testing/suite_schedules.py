@@ -57,10 +57,11 @@ class SchedulesContract(ContractBase):
 
     async def test_every_gives_one_job_per_slot_with_three_schedulers(self, queue: Queue) -> None:
         period = 0.2
+        before = time.time()
         record = await queue.upsert_schedule(
             "tick", every=period, data={"k": 1}, options={"remove_on_complete": True}
         )
-        assert record.every == period and record.next_run > time.time() - 0.01
+        assert record.every == period and record.next_run > before  # the next slot
         runs = Recorder()
         elapsed = await self._three_schedulers(queue, runs, 5)
         per_slot = Counter(runs.items)
