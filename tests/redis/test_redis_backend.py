@@ -310,7 +310,7 @@ async def test_blocked_fetch_wakes_on_add(backend: RedisBackend) -> None:
     await backend.add("wake", [new("j1")])
     jobs = await asyncio.wait_for(fetch, 2)
     assert [j.id for j in jobs] == ["j1"]
-    assert time.monotonic() - started < 0.5
+    assert time.monotonic() - started < 1.5  # the add woke it, not the 5 s block
 
 
 async def test_one_bulk_add_wakes_every_blocked_worker_it_has_jobs_for(
@@ -433,7 +433,7 @@ async def test_pick_up_latency_is_about_a_millisecond(backend: RedisBackend) -> 
     seen.sort()
     # p50 is ~1 ms on an idle machine; the bound is loose for busy CI machines, and still far
     # below what polling at the worker's block interval would give
-    assert seen[len(seen) // 2] < 0.02
+    assert seen[len(seen) // 2] < 0.05
 
 
 # -- events ----------------------------------------------------------------------------------

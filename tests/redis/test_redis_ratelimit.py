@@ -104,7 +104,7 @@ async def test_a_limited_fetch_waits_for_the_window_without_polling(server: Redi
         assert (first.id, second.id) == ("a", "b")
         assert second.processed_on is not None and first.processed_on is not None
         assert second.processed_on - first.processed_on >= 1.0
-        assert 0.8 < elapsed < 1.6
+        assert 0.8 < elapsed < 3.0  # woke when the window freed, not at the 10 s block
         # one look (held back: "look again when the window frees"), one wait, one look
         assert (calls["evalsha"], calls["bzpopmin"]) == (2, 1), calls
     finally:
@@ -161,7 +161,7 @@ async def test_a_hold_extends_only_and_a_blocked_fetch_waits_for_it(
     assert await backend.fetch("held", "w", 1, 30.0, 0.0) == []
     [job] = await asyncio.wait_for(backend.fetch("held", "w", 1, 30.0, 10.0), 3)
     assert job.processed_on is not None and job.processed_on >= now + 0.6
-    assert time.time() - (now + 0.6) < 0.5
+    assert time.time() - (now + 0.6) < 2.0  # well before the 10 s block
     assert await backend.get_rate_limit("held") is None  # a hold is not a limit
 
 
@@ -224,7 +224,7 @@ async def test_a_lowered_limit_waits_until_enough_starts_left_the_window(
         [job] = await backend.fetch("low", "w", 1, 30.0, 10.0)
         calls = _calls(server)
         assert first is not None and job.processed_on is not None
-        assert 1.4 <= job.processed_on - first < 1.9  # when the third start left the window
+        assert 1.4 <= job.processed_on - first < 3.0  # when the third start left the window
         assert (calls["evalsha"], calls["bzpopmin"]) == (2, 1), calls
     finally:
         await backend.close()
