@@ -8,12 +8,10 @@ import asyncio
 import os
 import shutil
 import time
-import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import pytest_asyncio
 
 from polyjobs import BackendUnavailableError, Queue, Worker
 from polyjobs.backend import CAP_CONTROL, CAP_DURABLE, CAP_RATE_LIMIT, CAP_SHARED, NewJob
@@ -31,31 +29,12 @@ from polyjobs.backends.redis.testing import (
 from polyjobs.errors import BackendError, InvalidArgumentError
 from polyjobs.job import Job
 from polyjobs.plugins import PluginHost
-
-URL = os.environ.get("POLYJOBS_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+from tests.redis.conftest import URL
 
 
 @pytest.fixture(autouse=True, scope="module")
 def _redis_answers() -> None:
     require_redis(URL)
-
-
-@pytest.fixture
-def prefix() -> str:
-    return f"pjt{uuid.uuid4().hex[:8]}"
-
-
-@pytest_asyncio.fixture
-async def backend(prefix: str) -> AsyncIterator[RedisBackend]:
-    b = RedisBackend(f"{URL}?prefix={prefix}")
-    await b.open()
-    try:
-        yield b
-    finally:
-        keys = [k async for k in b.redis.scan_iter(match=f"{prefix}:*", count=1000)]
-        if keys:
-            await b.redis.delete(*keys)
-        await b.close()
 
 
 @pytest.fixture

@@ -9,12 +9,10 @@ import json
 import os
 import shutil
 import time
-import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import pytest_asyncio
 
 from polyjobs import Queue, Worker
 from polyjobs.backend import Finish, NewJob
@@ -23,31 +21,12 @@ from polyjobs.backends.redis.keys import CONTROL_KEEP, QueueKeys, control_key
 from polyjobs.backends.redis.testing import RedisServer, require_redis
 from polyjobs.job import Job
 from polyjobs.options import RateLimit
-
-URL = os.environ.get("POLYJOBS_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+from tests.redis.conftest import URL
 
 
 @pytest.fixture(autouse=True, scope="module")
 def _redis_answers() -> None:
     require_redis(URL)
-
-
-@pytest.fixture
-def prefix() -> str:
-    return f"pjt{uuid.uuid4().hex[:8]}"
-
-
-@pytest_asyncio.fixture
-async def backend(prefix: str) -> AsyncIterator[RedisBackend]:
-    b = RedisBackend(f"{URL}?prefix={prefix}")
-    await b.open()
-    try:
-        yield b
-    finally:
-        keys = [k async for k in b.redis.scan_iter(match=f"{prefix}:*", count=1000)]
-        if keys:
-            await b.redis.delete(*keys)
-        await b.close()
 
 
 @pytest.fixture
