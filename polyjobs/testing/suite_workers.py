@@ -112,7 +112,7 @@ class WorkersContract(ContractBase):
                 peak = max(peak, in_flight)
                 if in_flight == n:
                     all_in.set()
-            all_in.wait(0.5)
+            all_in.wait(5)  # returns as soon as all are in; long only when one never comes
             with lock:
                 in_flight -= 1
 

@@ -68,15 +68,27 @@ def add_slow_jobs(url: str, n: int, seconds: float) -> None:
     asyncio.run(add())
 
 
+def wait_for_active(url: str, n: int, timeout: float) -> int:
+    async def wait() -> int:
+        async with open_backend(url) as backend:
+            queue = Queue("test-slow", backend)
+            deadline = time.monotonic() + timeout
+            while (active := (await queue.counts())["active"]) < n:
+                if time.monotonic() > deadline:
+                    break
+                await asyncio.sleep(0.05)
+            return active
+
+    return asyncio.run(wait())
+
+
 def test_stop_all_stops_every_instance(
     shared: dict[str, str], two_instances: list[subprocess.Popen[str]], tmp_path: Path
 ) -> None:
-    add_slow_jobs(shared["POLYJOBS_BACKEND"], 30, 2.0)
-    deadline = time.monotonic() + 15
-    while stats(shared)["test-slow"]["active"] < 20 and time.monotonic() < deadline:
-        time.sleep(0.1)
-    rows = stats(shared)
-    assert rows["test-slow"]["active"] >= 20, rows  # both instances are busy
+    add_slow_jobs(shared["POLYJOBS_BACKEND"], 30, 4.0)
+    # watched through the library: a `polyjobs stats` process takes about a second to start,
+    # long enough to miss the window in which the jobs are active
+    assert wait_for_active(shared["POLYJOBS_BACKEND"], 20, timeout=15) >= 20  # both are busy
 
     env = {**shared, "POLYJOBS_HOME": str(tmp_path / "home-operator")}
     stopped = polyjobs(env, "stop", "--all", "--timeout", "20", timeout=40)
