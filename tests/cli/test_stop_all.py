@@ -73,7 +73,7 @@ def wait_for_active(url: str, n: int, timeout: float) -> int:
         async with open_backend(url) as backend:
             queue = Queue("test-slow", backend)
             deadline = time.monotonic() + timeout
-            while (active := (await queue.counts())["active"]) < n:
+            while (active := int((await queue.counts())["active"])) < n:
                 if time.monotonic() > deadline:
                     break
                 await asyncio.sleep(0.05)
