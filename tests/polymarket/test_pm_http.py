@@ -6,6 +6,7 @@ import asyncio
 import json
 import logging
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -28,14 +29,13 @@ from polyjobs.polymarket.models import Alert, Signal
 from polyjobs.polymarket.sqlite_store import SqliteStore
 from polyjobs.polymarket.testing import MARKET_A, FakeHTTPServer, FakeResponse, make_trade
 
-FIXTURES = "/work/shared/reference/fixtures"
+FIXTURES = Path(__file__).parent / "fixtures"  # JSON bodies as the real services send them
 TOKEN = "s3cr3t-webhook-token"
 HOOK = f"/api/webhooks/1223344556677889900/{TOKEN}"
 
 
 def fixture(name: str) -> object:
-    with open(f"{FIXTURES}/{name}") as f:
-        return json.load(f)
+    return json.loads((FIXTURES / name).read_text(encoding="utf-8"))
 
 
 @pytest.fixture

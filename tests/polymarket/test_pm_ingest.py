@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -8,12 +9,11 @@ from polyjobs.errors import InvalidArgumentError
 from polyjobs.polymarket.ingest import ingest, parse_trades
 from polyjobs.polymarket.sqlite_store import SqliteStore
 
-FIXTURES = "/work/shared/reference/fixtures"
+FIXTURES = Path(__file__).parent / "fixtures"  # JSON bodies as the real services send them
 
 
 def fixture(name: str) -> object:
-    with open(f"{FIXTURES}/{name}") as f:
-        return json.load(f)
+    return json.loads((FIXTURES / name).read_text(encoding="utf-8"))
 
 
 def test_v1_v2_and_rtds_rows_give_the_same_trade() -> None:
