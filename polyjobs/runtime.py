@@ -1,6 +1,6 @@
 """``QueueSpec`` and ``Runtime``: a set of queues, their workers and schedules, run together.
 
-``Runtime`` is the reference design's JobOrchestrator, embeddable in any asyncio service::
+``Runtime`` runs an application's queues together, embeddable in any asyncio service::
 
     runtime = Runtime([spec_a, spec_b], backend)
     await runtime.start()

@@ -36,7 +36,7 @@ DEFAULT_GRACE = 30.0
 PASSTHROUGH_PREFIXES = ("POLYJOBS_", "BULLMQ_")
 PASSTHROUGH_NAMES = ("MONGODB_URI", "DISCORD_WEBHOOK_URL", "REDIS_URL")
 QUEUE_FIELDS = ("concurrency", "timeout", "attempts", "every", "limit")
-#: The reference design's variable names, honoured next to ``POLYJOBS_<QUEUE>_<FIELD>``.
+#: The BullMQ version's variable names, honoured next to ``POLYJOBS_<QUEUE>_<FIELD>``.
 REFERENCE_QUEUE_VARS = {
     "BULLMQ_ANALYSIS_CONCURRENCY": ("analysis", "concurrency", 1.0),
     "BULLMQ_ALERTS_CONCURRENCY": ("alerts", "concurrency", 1.0),
@@ -197,7 +197,7 @@ def apply_queue_overrides(specs: Iterable[QueueSpec], settings: Settings) -> lis
     ``limit`` such as ``5/2s`` or ``off``).
 
     Precedence per field: flag > ``POLYJOBS_<QUEUE>_<FIELD>`` (queue short name, upper case,
-    ``-`` as ``_``) > the reference's ``BULLMQ_*`` names > ``[queues.<name>]`` > the spec.
+    ``-`` as ``_``) > the BullMQ version's ``BULLMQ_*`` names > ``[queues.<name>]`` > the spec.
     """
     out = []
     for spec in specs:

@@ -2,7 +2,7 @@
 
 Each signal records its value and threshold so a flag can be audited later. The scores are
 "worth a look", not trading advice: open-source trackers that audited their own signals found
-no significant edge (see the domain research, §2.2).
+no significant edge.
 """
 
 from __future__ import annotations

@@ -22,8 +22,8 @@ DEFAULT_GAMMA_URL = "https://gamma-api.polymarket.com"
 DEFAULT_DATA_API_URL = "https://data-api.polymarket.com"
 
 #: ``{key: (default, meaning)}`` for every setting the domain reads. Where two keys are given
-#: for one value (the reference's ``BULLMQ_*`` name and a ``POLYJOBS_*`` name), the
-#: ``POLYJOBS_*`` name wins.
+#: for one value (the ``BULLMQ_*`` name of the detector's BullMQ version and a ``POLYJOBS_*``
+#: name), the ``POLYJOBS_*`` name wins.
 SETTINGS: dict[str, tuple[Any, str]] = {
     "POLYJOBS_STORE": (None, "store URL: sqlite:///path, sqlite://:memory:, memory://, mongodb://"),
     "MONGODB_URI": (None, "MongoDB URI, used as the store when POLYJOBS_STORE is not set"),
@@ -38,7 +38,7 @@ SETTINGS: dict[str, tuple[Any, str]] = {
     "POLYJOBS_GAMMA_ENABLED": (True, "false: analyse without Gamma market data (offline demo)"),
     "POLYJOBS_GAMMA_TIMEOUT": (2.0, "seconds for one Gamma call (the analysis job has 5 s)"),
     "POLYJOBS_GAMMA_CACHE_TTL": (600.0, "seconds a Gamma market stays cached"),
-    "BULLMQ_WHALE_UPDATE_BATCH_SIZE": (1000, "wallets per whale-update batch (reference name)"),
+    "BULLMQ_WHALE_UPDATE_BATCH_SIZE": (1000, "wallets per whale-update batch (BullMQ-era name)"),
     "POLYJOBS_WHALE_BATCH_SIZE": (None, "wallets per whale-update batch (wins over BULLMQ_*)"),
     "POLYJOBS_WHALE_MIN_VOLUME": (100_000.0, "whale: lifetime volume in USDC at least this"),
     "POLYJOBS_WHALE_MIN_VOLUME_30D": (50_000.0, "whale: 30-day volume in USDC at least this"),

@@ -1,4 +1,4 @@
-"""The MongoDB store (pymongo). Schema and indexes follow the domain research (§5).
+"""The MongoDB store (pymongo): one collection per kind of record, indexed for its queries.
 
 pymongo is synchronous here: every call runs in a thread (``asyncio.to_thread``), so the
 processors stay async and the same code runs on mongomock-ng in tests. Indexes are created

@@ -1,9 +1,8 @@
 """The Polymarket job processors and their QueueSpecs (contributed through plugin hooks).
 
-``polyjobs_queue_specs`` contributes the four queues of the reference design and
-``polymarket-ingest``;
-``polyjobs_resources`` the store, the Gamma client, the alert sink and the domain config that
-processors reach as ``job.context[...]``.
+``polyjobs_queue_specs`` contributes the five queues (whale updates, anomaly batch, analysis,
+alerts, ingest); ``polyjobs_resources`` the store, the Gamma client, the alert sink and the
+domain config that processors reach as ``job.context[...]``.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The five Polymarket job functions and their QueueSpecs (the DESIGN.md processors table).
+"""The five Polymarket job functions and their QueueSpecs.
 
 Each function is thin: it reads ``job.data``, takes its dependencies from ``job.context``
 (see :mod:`polyjobs.processors.resources`) and calls the domain.

@@ -229,7 +229,7 @@ def test_specs_match_the_design_table() -> None:
         "polymarket-anomaly-batch": ("anomaly-batch", 3, 45.0, 3),
         "polymarket-analysis": ("analysis", 10, 5.0, 2),
         "polymarket-alerts": ("alerts", 5, 10.0, 3),
-        "polymarket-ingest": ("ingest", 1, 120.0, 2),  # issue 9: not in the reference table
+        "polymarket-ingest": ("ingest", 1, 120.0, 2),  # not one of the BullMQ version's four
     }
     assert {
         s.name: (s.short_name, s.concurrency, s.timeout, s.attempts) for s in QUEUE_SPECS
