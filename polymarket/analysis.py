@@ -1,4 +1,12 @@
-"""AnalysisPipeline: one trade, enriched (Gamma market, wallet stats), checked at HIGH priority."""
+"""AnalysisPipeline: one trade checked now (the real-time path for large trades), enriched
+with Gamma market data for the record.
+
+The check is the anomaly batch's check (:class:`~polyjobs.polymarket.anomaly.AnomalyDetector`):
+signals from the store as of the trade, one alert per wallet and market per cooldown. To keep
+trade order, the unchecked trades of the same wallet and market ordered before this one are
+checked first, in the same call. Gamma's market data is shown in the analysis, never used
+for signals (it describes the market now, not when the trade happened).
+"""
 
 from __future__ import annotations
 
@@ -7,12 +15,15 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from polyjobs.polymarket.anomaly import DAY, VERSION, AnomalyDetector
+from polyjobs.polymarket.anomaly import VERSION, AnomalyDetector
 from polyjobs.polymarket.gamma import GammaClient, GammaError
-from polyjobs.polymarket.models import Trade
+from polyjobs.polymarket.models import Trade, cursor_of
 from polyjobs.polymarket.store import Store
 
 log = logging.getLogger(__name__)
+
+#: At most this many earlier unchecked trades of the same wallet and market are checked first.
+EARLIER_LIMIT = 1000
 
 
 class AnalysisPipeline:
@@ -39,27 +50,40 @@ class AnalysisPipeline:
             return None
         degraded: list[str] = []
         market = await self._market(trade, degraded)
-        wallet = (await self.store.get_wallets([trade.proxy_wallet])).get(trade.proxy_wallet)
-        volume = market.get("volume24hr") if market else None
-        if volume is None:
-            volumes = await self.store.market_volumes([trade.condition_id], trade.timestamp - DAY)
-            volume = volumes.get(trade.condition_id)
-        detection = await self.detector.check(trade, "HIGH", wallet=wallet, market_volume=volume)
+        earlier = await self.store.unchecked_trades(
+            None,
+            EARLIER_LIMIT,
+            wallet=trade.proxy_wallet,
+            condition_id=trade.condition_id,
+            until=cursor_of(trade),
+        )
+        batch = [t for t in earlier if t.trade_key != trade.trade_key] + [trade]
+        detections = await self.detector.check(batch)
+        detection = detections[-1]
         analysis = {
             "tradeKey": trade.trade_key,
             "score": detection.score,
             "detected": detection.detected,
             "signals": [s.to_doc() for s in detection.signals],
             "filtered": detection.filtered,
+            "skipped": detection.skipped,
             "alertId": detection.alert_id,
+            "raised": detection.raised,
+            "suppressed": detection.suppressed,
+            "cooldownAlertId": detection.cooldown_alert_id,
+            "checkedBefore": trade.anomaly_checked,
+            "earlierChecked": len(batch) - 1,
+            "wallet": None if detection.wallet is None else detection.wallet.to_doc(),
+            "marketVolume24h": detection.market_volume,
             "market": market,
-            "wallet": None if wallet is None else wallet.to_doc(),
             "degraded": degraded,
             "version": VERSION,
             "analyzedAt": self.clock(),
         }
         await self.store.set_analysis(trade.trade_key, analysis)
-        await self.store.mark_checked({trade.trade_key: detection.to_record()}, at=self.clock())
+        await self.store.mark_checked(
+            {d.trade_key: d.to_record() for d in detections}, at=self.clock()
+        )
         return analysis
 
     async def _market(self, trade: Trade, degraded: list[str]) -> dict[str, Any] | None:

@@ -45,7 +45,10 @@ SETTINGS: dict[str, tuple[Any, str]] = {
     "POLYJOBS_WHALE_MIN_TRADE": (10_000.0, "whale: one trade in USDC at least this"),
     "POLYJOBS_ANOMALY_LARGE_TRADE": (10_000.0, "signal large_trade: notional at least this"),
     "POLYJOBS_ANOMALY_FRESH_AGE": (48 * 3600.0, "signal fresh_wallet: first seen less than this"),
-    "POLYJOBS_ANOMALY_FRESH_TRADES": (5, "signal fresh_wallet: or at most this many trades"),
+    "POLYJOBS_ANOMALY_FRESH_TRADES": (
+        5,
+        "signal fresh_wallet: or among its first this many trades",
+    ),
     "POLYJOBS_ANOMALY_FRESH_MIN": (5_000.0, "signal fresh_wallet: notional at least this"),
     "POLYJOBS_ANOMALY_LONG_SHOT_PRICE": (0.20, "signal long_shot: BUY at a price at most this"),
     "POLYJOBS_ANOMALY_LONG_SHOT_MIN": (5_000.0, "signal long_shot: notional at least this"),
@@ -55,8 +58,16 @@ SETTINGS: dict[str, tuple[Any, str]] = {
     "POLYJOBS_ANOMALY_MIN_NOTIONAL": (1_000.0, "relative signals ignore trades below this"),
     "POLYJOBS_ANOMALY_MAX_PRICE": (0.95, "noise filter: fills at this price or more are skipped"),
     "POLYJOBS_ANOMALY_COOLDOWN": (1800.0, "noise filter: seconds between alerts per wallet+market"),
-    "POLYJOBS_ANOMALY_LOOKBACK": (6 * 3600.0, "anomaly batch: oldest unchecked trade considered"),
-    "POLYJOBS_ANOMALY_BATCH_LIMIT": (10_000, "anomaly batch: most trades checked per job"),
+    "POLYJOBS_ANOMALY_MAX_AGE": (
+        0.0,
+        "anomaly checks: trades older than this are marked checked without signals or alerts"
+        " (counted as skipped); 0: no limit, every trade is checked however old",
+    ),
+    "POLYJOBS_ANOMALY_LOOKBACK": (None, "the earlier name of POLYJOBS_ANOMALY_MAX_AGE"),
+    "POLYJOBS_ANOMALY_BATCH_LIMIT": (
+        10_000,
+        "anomaly batch: most trades checked per job (a backlog drains over successive jobs)",
+    ),
     "POLYJOBS_INGEST_SOURCE": ("data-api", "where trades come from: data-api or replay:<path>"),
     "POLYJOBS_INGEST_REPLAY_SPEED": (1.0, "replay: x real time (0: the whole file at once)"),
     "POLYJOBS_INGEST_MIN_ANALYSIS": (10_000.0, "trades of at least this USDC go to analysis"),
@@ -92,8 +103,8 @@ class AnomalyThresholds:
     market_share: float = 0.02
     min_notional: float = 1_000.0
     max_price: float = 0.95
-    cooldown: float = 1800.0
-    lookback: float = 6 * 3600.0
+    cooldown: float = 1800.0  # in trade time, per wallet and market
+    max_age: float = 0.0  # 0: none
     batch_limit: int = 10_000
 
 
@@ -171,8 +182,8 @@ def _number(
     return number
 
 
-def _duration(settings: Mapping[str, Any], key: str, *, positive: bool = True) -> float:
-    key, value = _get(settings, key)
+def _duration(settings: Mapping[str, Any], *keys: str, positive: bool = True) -> float:
+    key, value = _get(settings, *keys)
     try:
         secs = seconds(value, key)
     except ValueError as exc:
@@ -231,7 +242,9 @@ def _anomaly(settings: Mapping[str, Any]) -> AnomalyThresholds:
         min_notional=_number(settings, "POLYJOBS_ANOMALY_MIN_NOTIONAL"),
         max_price=_number(settings, "POLYJOBS_ANOMALY_MAX_PRICE", high=1.0),
         cooldown=_duration(settings, "POLYJOBS_ANOMALY_COOLDOWN", positive=False),
-        lookback=_duration(settings, "POLYJOBS_ANOMALY_LOOKBACK"),
+        max_age=_duration(
+            settings, "POLYJOBS_ANOMALY_MAX_AGE", "POLYJOBS_ANOMALY_LOOKBACK", positive=False
+        ),
         batch_limit=_integer(settings, "POLYJOBS_ANOMALY_BATCH_LIMIT", low=1),
     )
 

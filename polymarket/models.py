@@ -16,6 +16,9 @@ from polyjobs.errors import InvalidArgumentError
 Side = Literal["BUY", "SELL"]
 AlertStatus = Literal["pending", "sending", "retry", "sent", "failed"]
 ALERT_STATUSES: tuple[AlertStatus, ...] = ("pending", "sending", "retry", "sent", "failed")
+#: What :meth:`Store.raise_alert` did: stored it, found it stored already, or found another
+#: alert on the same wallet and market within the cooldown (in trade time).
+RaiseOutcome = Literal["inserted", "exists", "cooldown"]
 
 # v2 (snake_case) field names -> our canonical v1 camelCase names.
 _V2_NAMES = {
@@ -196,6 +199,50 @@ def _int_or_none(value: Any) -> int | None:
     return None if value is None or value == "" else int(value)
 
 
+#: The order in which trades are checked and histories are cut: ``(timestamp, trade_key)``.
+TradeCursor = tuple[float, str]
+
+
+def cursor_of(trade: Trade) -> TradeCursor:
+    return (trade.timestamp, trade.trade_key)
+
+
+@dataclass(frozen=True, slots=True)
+class TradePoint:
+    """The few fields of a stored trade that histories are computed from."""
+
+    timestamp: float
+    trade_key: str
+    wallet: str
+    condition_id: str
+    usdc: float
+
+    @property
+    def cursor(self) -> TradeCursor:
+        return (self.timestamp, self.trade_key)
+
+
+@dataclass(slots=True)
+class WalletHistory:
+    """What the store holds about a wallet *before* one of its trades (in trade order):
+    how many trades, their USDC volume and the first one's time (None: no earlier trade)."""
+
+    trade_count: int = 0
+    volume: float = 0.0
+    first_seen: float | None = None
+
+    @property
+    def avg_trade(self) -> float:
+        return self.volume / self.trade_count if self.trade_count else 0.0
+
+    def to_doc(self) -> dict[str, Any]:
+        return {
+            "tradeCount": self.trade_count,
+            "volume": round(self.volume, 2),
+            "firstSeen": self.first_seen,
+        }
+
+
 @dataclass(slots=True)
 class WalletStats:
     """Statistics of one proxy wallet, recomputed by the whale update."""
@@ -264,6 +311,15 @@ class WalletStats:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class RaisedAlert:
+    """The outcome of :meth:`Store.raise_alert`: ``alert_id`` is the alert stored (inserted or
+    exists) or the one whose cooldown held this one back."""
+
+    outcome: RaiseOutcome
+    alert_id: str
+
+
 def alert_id_for(dedupe_key: str) -> str:
     """Alert ids derive from the dedupe key, so raising an alert twice yields the same id (and
     the same alerts-job id)."""
@@ -284,6 +340,7 @@ class Alert:
     score: float
     summary: dict[str, Any] = field(default_factory=dict)
     priority: str = "NORMAL"
+    trade_time: float = 0.0  # the trade's own time: cooldowns are measured in trade time
     id: str = ""
     status: AlertStatus = "pending"
     attempts: int = 0
@@ -312,6 +369,7 @@ class Alert:
             "score": self.score,
             "summary": dict(self.summary),
             "priority": self.priority,
+            "tradeTime": self.trade_time,
             "status": self.status,
             "attempts": self.attempts,
             "nextAttemptAt": self.next_attempt_at,
@@ -337,6 +395,9 @@ class Alert:
             score=float(doc.get("score", 0.0)),
             summary=dict(doc.get("summary") or {}),
             priority=doc.get("priority", "NORMAL"),
+            trade_time=float(
+                doc.get("tradeTime") or (doc.get("summary") or {}).get("timestamp") or 0.0
+            ),
             status=doc.get("status", "pending"),
             attempts=int(doc.get("attempts", 0)),
             next_attempt_at=doc.get("nextAttemptAt"),

@@ -3,12 +3,19 @@
 pymongo is synchronous here: every call runs in a thread (``asyncio.to_thread``), so the
 processors stay async and the same code runs on mongomock-ng in tests. Indexes are created
 at ``open()``; ``create_index`` is idempotent. Times are stored as epoch seconds (floats),
-except ``expireAt`` (a date, for the TTL index).
+except ``expireAt`` (a date, for the TTL index). A trade's ``_id`` is its ``tradeKey``.
+
+Cooldowns: MongoDB has no multi-document transactions on a standalone server, so "no alert
+on this wallet and market within the cooldown" is decided on one document per wallet and
+market (collection ``cooldowns``: the trade times of its alerts and a version), written with
+a compare-and-set on the version: of two concurrent claims, the second one's write matches
+nothing and it re-reads, sees the first claim, and backs off.
 """
 
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from functools import partial
@@ -18,12 +25,23 @@ from pymongo import ASCENDING, DESCENDING, ReturnDocument, UpdateOne
 from pymongo.errors import BulkWriteError, DuplicateKeyError, PyMongoError
 
 from polyjobs.errors import BackendError, BackendUnavailableError
-from polyjobs.polymarket.models import Alert, AlertStatus, Trade, WalletStats
+from polyjobs.polymarket.models import (
+    Alert,
+    AlertStatus,
+    RaisedAlert,
+    Trade,
+    TradeCursor,
+    TradePoint,
+    WalletHistory,
+    WalletStats,
+)
 from polyjobs.redact import redact_url
 
 T = TypeVar("T")
 ALERT_RETENTION = timedelta(days=30)
 DUPLICATE_KEY = 11000
+CLAIM_RETRIES = 100  # compare-and-set rounds before a cooldown claim gives up
+CLAIMS_KEPT = 500  # alert times kept per wallet and market (the newest)
 
 
 class MongoStore:
@@ -39,6 +57,8 @@ class MongoStore:
         self.database = database
         self._client: Any = None
         self._db: Any = None
+        # one cooldown claim at a time in this process (other processes: the compare-and-set)
+        self._claim_lock = threading.Lock()
 
     @classmethod
     def from_uri(cls, uri: str, database: str = "polyjobs") -> MongoStore:
@@ -72,8 +92,8 @@ class MongoStore:
             tx = db.transactions
             tx.create_index("tradeKey", unique=True)
             tx.create_index(
-                [("timestamp", ASCENDING)],
-                name="unchecked_by_ts",
+                [("timestamp", ASCENDING), ("_id", ASCENDING)],
+                name="unchecked_in_order",
                 partialFilterExpression={"metadata.anomalyChecked": False},
             )
             tx.create_index([("proxyWallet", ASCENDING), ("timestamp", DESCENDING)])
@@ -85,8 +105,9 @@ class MongoStore:
             db.alerts.create_index("dedupeKey", unique=True)
             db.alerts.create_index([("status", ASCENDING), ("nextAttemptAt", ASCENDING)])
             db.alerts.create_index(
-                [("wallet", ASCENDING), ("conditionId", ASCENDING), ("createdAt", ASCENDING)]
+                [("wallet", ASCENDING), ("conditionId", ASCENDING), ("tradeTime", ASCENDING)]
             )
+            db.alerts.create_index([("createdAt", ASCENDING)])
             db.alerts.create_index("expireAt", expireAfterSeconds=0)
             self._client, self._db = client, db
 
@@ -125,18 +146,41 @@ class MongoStore:
         doc = await self._run(partial(self._db.transactions.find_one, {"_id": trade_key}))
         return None if doc is None else Trade.from_doc(doc)
 
-    async def unchecked_trades(self, since: float, limit: int) -> list[Trade]:
+    async def unchecked_trades(
+        self,
+        since: float | None = None,
+        limit: int = 1000,
+        *,
+        wallet: str | None = None,
+        condition_id: str | None = None,
+        until: TradeCursor | None = None,
+    ) -> list[Trade]:
+        query: dict[str, Any] = {"metadata.anomalyChecked": False}
+        if since is not None:
+            query["timestamp"] = {"$gte": since}
+        if wallet is not None:
+            query["proxyWallet"] = wallet
+        if condition_id is not None:
+            query["conditionId"] = condition_id
+        if until is not None:
+            query["$or"] = [
+                {"timestamp": {"$lt": until[0]}},
+                {"timestamp": until[0], "_id": {"$lte": until[1]}},
+            ]
+
         def run() -> list[dict[str, Any]]:
             cursor = (
-                self._db.transactions.find(
-                    {"metadata.anomalyChecked": False, "timestamp": {"$gte": since}}
-                )
+                self._db.transactions.find(query)
                 .sort([("timestamp", ASCENDING), ("_id", ASCENDING)])
                 .limit(limit)
             )
             return list(cursor)
 
         return [Trade.from_doc(d) for d in await self._run(run)]
+
+    async def count_unchecked(self) -> int:
+        query = {"metadata.anomalyChecked": False}
+        return int(await self._run(partial(self._db.transactions.count_documents, query)))
 
     async def mark_checked(self, results: Mapping[str, dict[str, Any] | None], at: float) -> int:
         if not results:
@@ -174,6 +218,70 @@ class MongoStore:
         ]
         rows = await self._run(lambda: list(self._db.transactions.aggregate(pipeline)))
         return {r["_id"]: float(r["volume"]) for r in rows}
+
+    # -- histories "as of" a trade ----------------------------------------------------------
+    async def wallet_totals(
+        self, wallets: Sequence[str], before: TradeCursor
+    ) -> dict[str, WalletHistory]:
+        pipeline = [
+            {"$match": {"proxyWallet": {"$in": list(wallets)}, **_before(before)}},
+            {
+                "$group": {
+                    "_id": "$proxyWallet",
+                    "count": {"$sum": 1},
+                    "volume": {"$sum": "$usdcSize"},
+                    "first": {"$min": "$timestamp"},
+                }
+            },
+        ]
+        rows = await self._run(lambda: list(self._db.transactions.aggregate(pipeline)))
+        return {
+            r["_id"]: WalletHistory(int(r["count"]), float(r["volume"]), r["first"]) for r in rows
+        }
+
+    async def market_totals(
+        self, markets: Sequence[str], since: float, before: TradeCursor
+    ) -> dict[str, float]:
+        match = {
+            "conditionId": {"$in": list(markets)},
+            "timestamp": {"$gte": since},
+            **_before(before),
+        }
+        pipeline = [
+            {"$match": match},
+            {"$group": {"_id": "$conditionId", "volume": {"$sum": "$usdcSize"}}},
+        ]
+        rows = await self._run(lambda: list(self._db.transactions.aggregate(pipeline)))
+        return {r["_id"]: float(r["volume"]) for r in rows}
+
+    async def trade_points(
+        self, wallets: Sequence[str], markets: Sequence[str], since: float, until: float
+    ) -> list[TradePoint]:
+        query = {
+            "timestamp": {"$gte": since, "$lte": until},
+            "$or": [
+                {"proxyWallet": {"$in": list(wallets)}},
+                {"conditionId": {"$in": list(markets)}},
+            ],
+        }
+        fields = {"timestamp": 1, "proxyWallet": 1, "conditionId": 1, "usdcSize": 1}
+
+        def run() -> list[dict[str, Any]]:
+            cursor = self._db.transactions.find(query, fields).sort(
+                [("timestamp", ASCENDING), ("_id", ASCENDING)]
+            )
+            return list(cursor)
+
+        return [
+            TradePoint(
+                float(d["timestamp"]),
+                d["_id"],
+                d["proxyWallet"],
+                d["conditionId"],
+                float(d["usdcSize"]),
+            )
+            for d in await self._run(run)
+        ]
 
     # -- wallets ---------------------------------------------------------------------------
     async def dirty_wallets(
@@ -289,10 +397,64 @@ class MongoStore:
         doc = await self._run(partial(self._db.alerts.find_one, {"_id": alert_id}))
         return None if doc is None else Alert.from_doc(doc)
 
-    async def recent_alert(self, wallet: str, condition_id: str, since: float) -> bool:
-        query = {"wallet": wallet, "conditionId": condition_id, "createdAt": {"$gte": since}}
-        doc = await self._run(partial(self._db.alerts.find_one, query, {"_id": 1}))
-        return doc is not None
+    async def raise_alert(self, alert: Alert, cooldown: float) -> RaisedAlert:
+        return await self._run(partial(self._raise_alert, alert, cooldown))
+
+    def _raise_alert(self, alert: Alert, cooldown: float) -> RaisedAlert:
+        with self._claim_lock:
+            if self._db.alerts.find_one({"_id": alert.id}, {"_id": 1}) is not None:
+                return RaisedAlert("exists", alert.id)
+            if cooldown > 0:
+                holder = self._claim_cooldown(alert, cooldown)
+                if holder is not None:
+                    return RaisedAlert("cooldown", holder)
+            try:
+                self._db.alerts.insert_one(alert.to_doc())
+            except DuplicateKeyError:
+                return RaisedAlert("exists", alert.id)
+            return RaisedAlert("inserted", alert.id)
+
+    def _claim_cooldown(self, alert: Alert, cooldown: float) -> str | None:
+        """Claim ``alert``'s trade time on its wallet and market; the id of the alert that
+        holds the cooldown instead, if any."""
+        key = f"{alert.wallet}|{alert.condition_id}"
+        mine = {"t": alert.trade_time, "id": alert.id}
+        for _ in range(CLAIM_RETRIES):
+            doc = self._db.cooldowns.find_one({"_id": key})
+            claims: list[dict[str, Any]] = list(doc["claims"]) if doc else []
+            if any(c["id"] == alert.id for c in claims):
+                return None  # claimed before, but its alert was not stored: store it now
+            near = [c for c in claims if abs(float(c["t"]) - alert.trade_time) < cooldown]
+            if near:
+                return str(min(near, key=lambda c: float(c["t"]))["id"])
+            claims = sorted([*claims, mine], key=lambda c: float(c["t"]))[-CLAIMS_KEPT:]
+            if doc is None:
+                try:
+                    self._db.cooldowns.insert_one({"_id": key, "claims": claims, "version": 1})
+                except DuplicateKeyError:
+                    continue  # another claim created the document first: read it
+                return None
+            written = self._db.cooldowns.update_one(
+                {"_id": key, "version": doc["version"]},
+                {"$set": {"claims": claims}, "$inc": {"version": 1}},
+            )
+            if written.matched_count:
+                return None
+        raise BackendError(
+            f"MongoDB store {self._label}: cooldown of {key} still contended "
+            f"after {CLAIM_RETRIES} attempts"
+        )
+
+    async def list_alerts(self, created_since: float = 0.0, limit: int = 1000) -> list[Alert]:
+        def run() -> list[dict[str, Any]]:
+            cursor = (
+                self._db.alerts.find({"createdAt": {"$gte": created_since}})
+                .sort([("createdAt", ASCENDING), ("_id", ASCENDING)])
+                .limit(limit)
+            )
+            return list(cursor)
+
+        return [Alert.from_doc(d) for d in await self._run(run)]
 
     async def claim_alert(
         self, alert_id: str, now: float, lease: float, attempt_id: str
@@ -347,3 +509,9 @@ class MongoStore:
             )
         )
         return bool(result.modified_count)
+
+
+def _before(cursor: TradeCursor) -> dict[str, Any]:
+    """A filter: trades ordered before ``cursor`` (by timestamp, then trade key = ``_id``)."""
+    ts, key = cursor
+    return {"$or": [{"timestamp": {"$lt": ts}}, {"timestamp": ts, "_id": {"$lt": key}}]}

@@ -17,12 +17,21 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from polyjobs.errors import BackendUnavailableError, ConfigError
-from polyjobs.polymarket.models import Alert, AlertStatus, Trade, WalletStats
+from polyjobs.polymarket.models import (
+    Alert,
+    AlertStatus,
+    RaisedAlert,
+    Trade,
+    TradeCursor,
+    TradePoint,
+    WalletHistory,
+    WalletStats,
+)
 
 T = TypeVar("T")
 
 OPEN_RETRY_SECONDS = 10.0
-_SCHEMA = """
+_TABLES = """
 CREATE TABLE IF NOT EXISTS trades (
     trade_key TEXT PRIMARY KEY,
     proxy_wallet TEXT NOT NULL,
@@ -38,10 +47,6 @@ CREATE TABLE IF NOT EXISTS trades (
     analysis TEXT,
     doc TEXT NOT NULL
 );
-CREATE INDEX IF NOT EXISTS trades_unchecked_by_ts ON trades (timestamp) WHERE anomaly_checked = 0;
-CREATE INDEX IF NOT EXISTS trades_wallet_ts ON trades (proxy_wallet, timestamp);
-CREATE INDEX IF NOT EXISTS trades_market_ts ON trades (condition_id, timestamp);
-CREATE INDEX IF NOT EXISTS trades_ingested ON trades (ingested_at, proxy_wallet);
 CREATE TABLE IF NOT EXISTS wallets (address TEXT PRIMARY KEY, doc TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS alerts (
     id TEXT PRIMARY KEY,
@@ -57,11 +62,28 @@ CREATE TABLE IF NOT EXISTS alerts (
     last_error TEXT,
     discord_message_id TEXT,
     sent_at REAL,
-    doc TEXT NOT NULL
+    doc TEXT NOT NULL,
+    trade_time REAL NOT NULL DEFAULT 0
 );
-CREATE INDEX IF NOT EXISTS alerts_status ON alerts (status, next_attempt_at);
-CREATE INDEX IF NOT EXISTS alerts_wallet_market ON alerts (wallet, condition_id, created_at);
 CREATE TABLE IF NOT EXISTS job_state (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+# Histories "as of" a trade read (timestamp, trade_key, usdc_size) per wallet and per market:
+# the two history indexes cover those reads. Indexes of earlier versions are dropped.
+_INDEXES = """
+DROP INDEX IF EXISTS trades_unchecked_by_ts;
+DROP INDEX IF EXISTS trades_wallet_ts;
+DROP INDEX IF EXISTS trades_market_ts;
+DROP INDEX IF EXISTS alerts_wallet_market;
+CREATE INDEX IF NOT EXISTS trades_unchecked ON trades (timestamp, trade_key)
+    WHERE anomaly_checked = 0;
+CREATE INDEX IF NOT EXISTS trades_wallet_history
+    ON trades (proxy_wallet, timestamp, trade_key, usdc_size);
+CREATE INDEX IF NOT EXISTS trades_market_history
+    ON trades (condition_id, timestamp, trade_key, usdc_size);
+CREATE INDEX IF NOT EXISTS trades_ingested ON trades (ingested_at, proxy_wallet);
+CREATE INDEX IF NOT EXISTS alerts_status ON alerts (status, next_attempt_at);
+CREATE INDEX IF NOT EXISTS alerts_cooldown ON alerts (wallet, condition_id, trade_time);
+CREATE INDEX IF NOT EXISTS alerts_created ON alerts (created_at);
 """
 
 _TRADE_COLUMNS = "doc, anomaly_checked, anomaly_checked_at, anomaly, analysis"
@@ -130,7 +152,9 @@ class SqliteStore:
             conn.execute("PRAGMA busy_timeout = 5000")
             if self.path != ":memory:":
                 conn.execute("PRAGMA journal_mode = WAL")
-            conn.executescript(_SCHEMA)
+            conn.executescript(_TABLES)
+            _migrate(conn)
+            conn.executescript(_INDEXES)
         except BaseException:
             conn.close()
             raise
@@ -197,14 +221,43 @@ class SqliteStore:
 
         return await self._run(run)
 
-    async def unchecked_trades(self, since: float, limit: int) -> list[Trade]:
+    async def unchecked_trades(
+        self,
+        since: float | None = None,
+        limit: int = 1000,
+        *,
+        wallet: str | None = None,
+        condition_id: str | None = None,
+        until: TradeCursor | None = None,
+    ) -> list[Trade]:
+        where: list[str] = ["anomaly_checked = 0"]
+        params: list[Any] = []
+        if since is not None:
+            where.append("timestamp >= ?")
+            params.append(since)
+        if wallet is not None:
+            where.append("proxy_wallet = ?")
+            params.append(wallet)
+        if condition_id is not None:
+            where.append("condition_id = ?")
+            params.append(condition_id)
+        if until is not None:
+            where.append("(timestamp < ? OR (timestamp = ? AND trade_key <= ?))")
+            params += [until[0], until[0], until[1]]
+        sql = (
+            f"SELECT {_TRADE_COLUMNS} FROM trades WHERE {' AND '.join(where)}"
+            " ORDER BY timestamp, trade_key LIMIT ?"
+        )
+
         def run(conn: sqlite3.Connection) -> list[Trade]:
-            rows = conn.execute(
-                f"SELECT {_TRADE_COLUMNS} FROM trades WHERE anomaly_checked = 0"
-                " AND timestamp >= ? ORDER BY timestamp, trade_key LIMIT ?",
-                (since, limit),
-            )
-            return [_trade(r) for r in rows]
+            return [_trade(r) for r in conn.execute(sql, (*params, limit))]
+
+        return await self._run(run)
+
+    async def count_unchecked(self) -> int:
+        def run(conn: sqlite3.Connection) -> int:
+            row = conn.execute("SELECT COUNT(*) FROM trades WHERE anomaly_checked = 0").fetchone()
+            return int(row[0])
 
         return await self._run(run)
 
@@ -239,6 +292,52 @@ class SqliteStore:
                 (json.dumps(list(condition_ids)), since),
             )
             return {cid: float(total) for cid, total in rows}
+
+        return await self._run(run)
+
+    # -- histories "as of" a trade ----------------------------------------------------------
+    async def wallet_totals(
+        self, wallets: Sequence[str], before: TradeCursor
+    ) -> dict[str, WalletHistory]:
+        def run(conn: sqlite3.Connection) -> dict[str, WalletHistory]:
+            rows = conn.execute(
+                "SELECT proxy_wallet, COUNT(*), SUM(usdc_size), MIN(timestamp) FROM trades"
+                f" WHERE proxy_wallet IN {_IN_JSON}"
+                " AND (timestamp < ? OR (timestamp = ? AND trade_key < ?)) GROUP BY proxy_wallet",
+                (json.dumps(list(wallets)), before[0], before[0], before[1]),
+            )
+            return {w: WalletHistory(n, float(v), first) for w, n, v, first in rows}
+
+        return await self._run(run)
+
+    async def market_totals(
+        self, markets: Sequence[str], since: float, before: TradeCursor
+    ) -> dict[str, float]:
+        def run(conn: sqlite3.Connection) -> dict[str, float]:
+            rows = conn.execute(
+                "SELECT condition_id, SUM(usdc_size) FROM trades"
+                f" WHERE condition_id IN {_IN_JSON} AND timestamp >= ?"
+                " AND (timestamp < ? OR (timestamp = ? AND trade_key < ?)) GROUP BY condition_id",
+                (json.dumps(list(markets)), since, before[0], before[0], before[1]),
+            )
+            return {m: float(v) for m, v in rows}
+
+        return await self._run(run)
+
+    async def trade_points(
+        self, wallets: Sequence[str], markets: Sequence[str], since: float, until: float
+    ) -> list[TradePoint]:
+        columns = "timestamp, trade_key, proxy_wallet, condition_id, usdc_size"
+        sql = (
+            f"SELECT {columns} FROM trades WHERE proxy_wallet IN {_IN_JSON}"
+            " AND timestamp BETWEEN ? AND ?"
+            f" UNION SELECT {columns} FROM trades WHERE condition_id IN {_IN_JSON}"
+            " AND timestamp BETWEEN ? AND ? ORDER BY 1, 2"
+        )
+        params = (json.dumps(list(wallets)), since, until, json.dumps(list(markets)), since, until)
+
+        def run(conn: sqlite3.Connection) -> list[TradePoint]:
+            return [TradePoint(t, k, w, m, float(u)) for t, k, w, m, u in conn.execute(sql, params)]
 
         return await self._run(run)
 
@@ -334,46 +433,56 @@ class SqliteStore:
 
     # -- alerts ----------------------------------------------------------------------------
     async def insert_alert(self, alert: Alert) -> bool:
-        doc = alert.to_doc()
-        row = (
-            alert.id,
-            alert.dedupe_key,
-            alert.wallet,
-            alert.condition_id,
-            alert.created_at,
-            alert.status,
-            alert.attempts,
-            alert.next_attempt_at,
-            alert.locked_until,
-            alert.attempt_id,
-            alert.last_error,
-            alert.discord_message_id,
-            alert.sent_at,
-            json.dumps(doc),
-        )
+        row = _alert_row(alert)
 
         def run(conn: sqlite3.Connection) -> bool:
-            cur = conn.execute(
-                "INSERT OR IGNORE INTO alerts VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)", row
+            return _insert_alert(conn, row)
+
+        return await self._run(run)
+
+    async def raise_alert(self, alert: Alert, cooldown: float) -> RaisedAlert:
+        row = _alert_row(alert)
+
+        def run(conn: sqlite3.Connection) -> RaisedAlert:
+            # BEGIN IMMEDIATE (see _run) holds the write lock from the first read, so no other
+            # connection or process can insert between the cooldown check and the insert.
+            found = conn.execute(
+                "SELECT id FROM alerts WHERE dedupe_key = ?", (alert.dedupe_key,)
+            ).fetchone()
+            if found is not None:
+                return RaisedAlert("exists", found[0])
+            if cooldown > 0:
+                near = conn.execute(
+                    "SELECT id FROM alerts WHERE wallet = ? AND condition_id = ?"
+                    " AND trade_time > ? AND trade_time < ? ORDER BY trade_time LIMIT 1",
+                    (
+                        alert.wallet,
+                        alert.condition_id,
+                        alert.trade_time - cooldown,
+                        alert.trade_time + cooldown,
+                    ),
+                ).fetchone()
+                if near is not None:
+                    return RaisedAlert("cooldown", near[0])
+            _insert_alert(conn, row)
+            return RaisedAlert("inserted", alert.id)
+
+        return await self._run(run)
+
+    async def list_alerts(self, created_since: float = 0.0, limit: int = 1000) -> list[Alert]:
+        def run(conn: sqlite3.Connection) -> list[Alert]:
+            rows = conn.execute(
+                f"SELECT {_ALERT_COLUMNS} FROM alerts WHERE created_at >= ?"
+                " ORDER BY created_at, id LIMIT ?",
+                (created_since, limit),
             )
-            return cur.rowcount > 0
+            return [_alert(r) for r in rows]
 
         return await self._run(run)
 
     async def get_alert(self, alert_id: str) -> Alert | None:
         def run(conn: sqlite3.Connection) -> Alert | None:
             return _get_alert(conn, alert_id)
-
-        return await self._run(run)
-
-    async def recent_alert(self, wallet: str, condition_id: str, since: float) -> bool:
-        def run(conn: sqlite3.Connection) -> bool:
-            row = conn.execute(
-                "SELECT 1 FROM alerts WHERE wallet = ? AND condition_id = ? AND created_at >= ?"
-                " LIMIT 1",
-                (wallet, condition_id, since),
-            ).fetchone()
-            return row is not None
 
         return await self._run(run)
 
@@ -428,10 +537,61 @@ def _trade(row: Sequence[Any]) -> Trade:
     return Trade.from_doc(doc)
 
 
+_ALERT_INSERT = (
+    "INSERT OR IGNORE INTO alerts (id, dedupe_key, wallet, condition_id, created_at, status,"
+    " attempts, next_attempt_at, locked_until, attempt_id, last_error, discord_message_id,"
+    " sent_at, doc, trade_time) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+)
+
+
+def _alert_row(alert: Alert) -> tuple[Any, ...]:
+    return (
+        alert.id,
+        alert.dedupe_key,
+        alert.wallet,
+        alert.condition_id,
+        alert.created_at,
+        alert.status,
+        alert.attempts,
+        alert.next_attempt_at,
+        alert.locked_until,
+        alert.attempt_id,
+        alert.last_error,
+        alert.discord_message_id,
+        alert.sent_at,
+        json.dumps(alert.to_doc()),
+        alert.trade_time,
+    )
+
+
+def _insert_alert(conn: sqlite3.Connection, row: tuple[Any, ...]) -> bool:
+    return conn.execute(_ALERT_INSERT, row).rowcount > 0
+
+
+def _migrate(conn: sqlite3.Connection) -> None:
+    """Bring a store file written by an earlier version up to date (idempotent; under the
+    write lock, so processes opening the same old file at once migrate it once)."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        columns = {r[1] for r in conn.execute("PRAGMA table_info(alerts)")}
+        if "trade_time" not in columns:  # cooldowns moved from wall-clock to trade time
+            conn.execute("ALTER TABLE alerts ADD COLUMN trade_time REAL NOT NULL DEFAULT 0")
+            conn.execute(
+                "UPDATE alerts SET trade_time ="
+                " COALESCE(json_extract(doc, '$.summary.timestamp'), 0)"
+            )
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
 def _get_alert(conn: sqlite3.Connection, alert_id: str) -> Alert | None:
     row = conn.execute(f"SELECT {_ALERT_COLUMNS} FROM alerts WHERE id = ?", (alert_id,)).fetchone()
-    if row is None:
-        return None
+    return None if row is None else _alert(row)
+
+
+def _alert(row: Sequence[Any]) -> Alert:
     doc = json.loads(row[0])
     keys = (
         "status",

@@ -1,9 +1,13 @@
 """The store interface of the Polymarket domain, and ``open_store(url)``.
 
-Two implementations pass the same contract suite (``tests/polymarket/test_store_contract.py``):
+Two implementations pass the same contract suite (``tests/polymarket/test_pm_store_contract.py``):
 :class:`~polyjobs.polymarket.sqlite_store.SqliteStore` (embedded; a file, or in memory) and
 :class:`~polyjobs.polymarket.mongo_store.MongoStore` (pymongo). Every write is idempotent:
 a trade ingested twice is stored once, an alert raised twice exists once.
+
+Trades are ordered by ``(timestamp, trade_key)`` (a ``TradeCursor``): the anomaly checks follow
+that order and a wallet's history "before a trade" is cut there, so two trades in the same
+second are ordered the same way everywhere.
 """
 
 from __future__ import annotations
@@ -13,7 +17,16 @@ from contextlib import asynccontextmanager
 from typing import Any, Protocol
 
 from polyjobs.errors import ConfigError
-from polyjobs.polymarket.models import Alert, AlertStatus, Trade, WalletStats
+from polyjobs.polymarket.models import (
+    Alert,
+    AlertStatus,
+    RaisedAlert,
+    Trade,
+    TradeCursor,
+    TradePoint,
+    WalletHistory,
+    WalletStats,
+)
 from polyjobs.redact import redact_url
 
 
@@ -32,8 +45,22 @@ class Store(Protocol):
 
     async def get_trade(self, trade_key: str) -> Trade | None: ...
 
-    async def unchecked_trades(self, since: float, limit: int) -> list[Trade]:
-        """Trades not anomaly-checked with ``timestamp >= since``, oldest first."""
+    async def unchecked_trades(
+        self,
+        since: float | None = None,
+        limit: int = 1000,
+        *,
+        wallet: str | None = None,
+        condition_id: str | None = None,
+        until: TradeCursor | None = None,
+    ) -> list[Trade]:
+        """Trades not anomaly-checked, oldest first (by ``(timestamp, trade_key)``), at most
+        ``limit``: with ``timestamp >= since`` (None: however old), of one wallet and/or one
+        market, and ordered at or before ``until`` when given."""
+        ...
+
+    async def count_unchecked(self) -> int:
+        """How many trades are not anomaly-checked yet (the backlog)."""
         ...
 
     async def mark_checked(self, results: Mapping[str, dict[str, Any] | None], at: float) -> int:
@@ -45,6 +72,28 @@ class Store(Protocol):
 
     async def market_volumes(self, condition_ids: Sequence[str], since: float) -> dict[str, float]:
         """USDC volume per market of the stored trades with ``timestamp >= since``."""
+        ...
+
+    # -- histories "as of" a trade ----------------------------------------------------------
+    async def wallet_totals(
+        self, wallets: Sequence[str], before: TradeCursor
+    ) -> dict[str, WalletHistory]:
+        """Per wallet, its trades ordered before ``before``: count, USDC volume, first time.
+        Wallets without such trades are left out."""
+        ...
+
+    async def market_totals(
+        self, markets: Sequence[str], since: float, before: TradeCursor
+    ) -> dict[str, float]:
+        """Per market, the USDC volume of its trades with ``timestamp >= since`` ordered before
+        ``before``. Markets without such trades are left out."""
+        ...
+
+    async def trade_points(
+        self, wallets: Sequence[str], markets: Sequence[str], since: float, until: float
+    ) -> list[TradePoint]:
+        """The trades of any of ``wallets`` or of ``markets`` with ``since <= timestamp <=
+        until``, in trade order, each once."""
         ...
 
     # -- wallets ---------------------------------------------------------------------------
@@ -79,8 +128,18 @@ class Store(Protocol):
 
     async def get_alert(self, alert_id: str) -> Alert | None: ...
 
-    async def recent_alert(self, wallet: str, condition_id: str, since: float) -> bool:
-        """Whether an alert on this wallet and market was created at or after ``since``."""
+    async def raise_alert(self, alert: Alert, cooldown: float) -> RaisedAlert:
+        """Store ``alert`` unless an alert with its dedupe key exists (``exists``) or, with
+        ``cooldown > 0``, an alert on the same wallet and market whose ``trade_time`` is less
+        than ``cooldown`` seconds away from this one's, before or after (``cooldown``).
+
+        Atomic: of any number of concurrent calls (jobs, processes) for trades of one wallet
+        and market within one cooldown, exactly one stores its alert.
+        """
+        ...
+
+    async def list_alerts(self, created_since: float = 0.0, limit: int = 1000) -> list[Alert]:
+        """Alerts created at or after ``created_since`` (wall clock), oldest first."""
         ...
 
     async def claim_alert(

@@ -6,7 +6,7 @@ Each function is thin: it reads ``job.data``, takes its dependencies from ``job.
 
 from __future__ import annotations
 
-import time
+import logging
 from collections.abc import Mapping
 from typing import Any
 
@@ -15,13 +15,15 @@ from polyjobs.job import Job
 from polyjobs.options import Backoff, RateLimit
 from polyjobs.polymarket.alerts import AlertDelivery
 from polyjobs.polymarket.analysis import AnalysisPipeline
-from polyjobs.polymarket.anomaly import AnomalyDetector
+from polyjobs.polymarket.anomaly import AnomalyDetector, BatchResult
 from polyjobs.polymarket.config import DomainConfig
 from polyjobs.polymarket.models import Alert, Trade
 from polyjobs.polymarket.polling import poll_once
 from polyjobs.polymarket.whales import WhaleDetector
 from polyjobs.processors.resources import ALERT_SINK, CONFIG, GAMMA, STORE, TRADE_SOURCE
 from polyjobs.runtime import QueueSpec, Retention, ScheduleSpec
+
+log = logging.getLogger(__name__)
 
 
 def _data(job: Job) -> Mapping[str, Any]:
@@ -73,16 +75,44 @@ def _alert_enqueuer(job: Job) -> Any:
     return enqueue
 
 
+#: Trades read and checked per step of an anomaly batch (its progress is reported per step).
+CHECK_CHUNK = 2000
+
+
 async def check_anomalies(job: Job) -> dict[str, Any]:
-    """Check the unchecked trades of the look-back window; mark them checked in bulk."""
+    """Check the unchecked trades, oldest first however old, at most ``batch_limit`` per job
+    (a backlog drains over successive jobs); mark them checked in bulk, one write per step.
+
+    Returns the counts of :class:`~polyjobs.polymarket.anomaly.BatchResult` and ``remaining``,
+    the unchecked trades left for the next jobs."""
     config = _config(job)
     store = job.context[STORE]
     limits = config.anomaly
-    trades = await store.unchecked_trades(time.time() - limits.lookback, limits.batch_limit)
-    await job.log(f"Processing {len(trades)} transactions")
     detector = AnomalyDetector(store, limits, enqueue_alert=_alert_enqueuer(job))
-    result = await detector.check_batch(trades)
-    return result.to_json()
+    total = BatchResult()
+    while total.checked < limits.batch_limit:
+        size = min(CHECK_CHUNK, limits.batch_limit - total.checked)
+        trades = await store.unchecked_trades(None, size)
+        if not trades:
+            break
+        total.merge(await detector.check_batch(trades))
+        await job.update_progress({"checked": total.checked, "alerts": total.alerts})
+        if len(trades) < size:
+            break
+    remaining = await store.count_unchecked()
+    if total.skipped:
+        log.warning(
+            "anomaly batch: %d trade(s) older than POLYJOBS_ANOMALY_MAX_AGE (%gs) marked"
+            " checked without signals or alerts",
+            total.skipped,
+            limits.max_age,
+        )
+    await job.log(
+        f"checked {total.checked} trades ({total.detected} detected, {total.raised} new alerts,"
+        f" {total.suppressed} held back by the cooldown, {total.skipped} skipped as too old);"
+        f" {remaining} unchecked left"
+    )
+    return {**total.to_json(), "remaining": remaining}
 
 
 # -- analysis --------------------------------------------------------------------------------
@@ -108,13 +138,19 @@ async def analyse_transaction(job: Job) -> dict[str, Any]:
     analysis = await pipeline.process(trade_key)
     if analysis is None:
         raise UnrecoverableError(f"transaction {trade_key} not found")
-    return {
+    result = {
         "transactionId": trade_key,
         "score": analysis["score"],
         "detected": analysis["detected"],
+        "signals": [s["name"] for s in analysis["signals"]],
         "alertId": analysis["alertId"],
+        "raised": analysis["raised"],
         "degraded": analysis["degraded"],
     }
+    if analysis["suppressed"]:  # detected, but no alert: say why
+        result["suppressed"] = analysis["suppressed"]
+        result["cooldownAlertId"] = analysis["cooldownAlertId"]
+    return result
 
 
 # -- alerts ----------------------------------------------------------------------------------
@@ -196,7 +232,7 @@ ANOMALY_BATCH = QueueSpec(
     backoff=_BACKOFF,
     retention=_RETENTION,
     schedule=ScheduleSpec(key="batch-detection", every=30.0, name="batch-detection"),
-    description="check unchecked trades for anomalies (every 30 s)",
+    description="check unchecked trades for anomalies, oldest first (every 30 s)",
 )
 ANALYSIS = QueueSpec(
     name="polymarket-analysis",

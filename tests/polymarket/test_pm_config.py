@@ -29,8 +29,15 @@ def test_store_url_resolution() -> None:
 
 
 def test_durations_accept_units() -> None:
-    config = load_config({"POLYJOBS_ANOMALY_COOLDOWN": "30m", "POLYJOBS_ANOMALY_LOOKBACK": "6h"})
-    assert config.anomaly.cooldown == 1800 and config.anomaly.lookback == 6 * 3600
+    config = load_config({"POLYJOBS_ANOMALY_COOLDOWN": "30m", "POLYJOBS_ANOMALY_MAX_AGE": "6h"})
+    assert config.anomaly.cooldown == 1800 and config.anomaly.max_age == 6 * 3600
+
+
+def test_no_age_limit_by_default_and_the_earlier_name() -> None:
+    assert load_config({}).anomaly.max_age == 0  # every trade is checked, however old
+    assert load_config({"POLYJOBS_ANOMALY_LOOKBACK": "2h"}).anomaly.max_age == 7200
+    both = {"POLYJOBS_ANOMALY_LOOKBACK": "2h", "POLYJOBS_ANOMALY_MAX_AGE": "1h"}
+    assert load_config(both).anomaly.max_age == 3600
 
 
 @pytest.mark.parametrize(

@@ -297,8 +297,12 @@ async def test_analysis_uses_gamma_market(server: FakeHTTPServer, store: SqliteS
         analysis = await AnalysisPipeline(store, gamma, detector).process(trade.trade_key)
     assert analysis is not None and analysis["degraded"] == []
     assert analysis["market"]["question"].startswith("Will X")
+    assert analysis["market"]["volume24hr"] > 0
+    # Gamma's volume describes the market now, not when the trade happened: signals come from
+    # the store as of the trade (this trade is the market's only stored one)
     names = {s["name"] for s in analysis["signals"]}
-    assert "size_vs_market" in names  # $15k of $80k 24h volume
+    assert "size_vs_market" not in names
+    assert analysis["marketVolume24h"] == pytest.approx(15_000)
 
 
 # -- unit tests at the HTTP edge (httpx.MockTransport) ----------------------------------------

@@ -6,6 +6,7 @@ also run the suite against a real MongoDB (it uses a throwaway database and drop
 
 from __future__ import annotations
 
+import asyncio
 import os
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -57,16 +58,24 @@ async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
         await made.close()
 
 
-def _alert(key: str = "anomaly:v1:k1", wallet: str = WALLET_A, created: float = 100.0) -> Alert:
+def _alert(
+    key: str = "anomaly:v1:k1",
+    wallet: str = WALLET_A,
+    created: float = 100.0,
+    *,
+    market: str = MARKET_A,
+    trade_time: float = 0.0,
+) -> Alert:
     return Alert(
         dedupe_key=key,
         kind="anomaly",
         severity="high",
-        trade_key="k1",
+        trade_key=key.rsplit(":", 1)[-1],
         wallet=wallet,
-        condition_id=MARKET_A,
+        condition_id=market,
         signals=[Signal("large_trade", 15000.0, 10000.0)],
         score=0.7,
+        trade_time=trade_time,
         created_at=created,
     )
 
@@ -169,11 +178,120 @@ async def test_the_same_alert_twice_exists_once(store: Store) -> None:
     assert await store.get_alert("missing") is None
 
 
-async def test_recent_alert_per_wallet_and_market(store: Store) -> None:
-    await store.insert_alert(_alert(created=100.0))
-    assert await store.recent_alert(WALLET_A, MARKET_A, since=50.0)
-    assert not await store.recent_alert(WALLET_A, MARKET_A, since=150.0)
-    assert not await store.recent_alert(WALLET_B, MARKET_A, since=50.0)
+async def test_raise_alert_cooldown_is_in_trade_time_either_side(store: Store) -> None:
+    cooldown = 1800.0
+    first = await store.raise_alert(_alert("a:t1", trade_time=10_000.0, created=5.0), cooldown)
+    assert (first.outcome, first.alert_id) == ("inserted", _alert("a:t1").id)
+    # the same alert again: it exists (whatever its cooldown)
+    assert (await store.raise_alert(_alert("a:t1", trade_time=10_000.0), cooldown)).outcome == (
+        "exists"
+    )
+    # another trade of the same wallet and market, 29 min later or earlier in *trade* time
+    # (created hours later by the wall clock, as a backlog drained at once is): held back
+    for when in (10_000.0 + 1799, 10_000.0 - 1799):
+        later = await store.raise_alert(_alert(f"a:{when}", trade_time=when, created=9e9), cooldown)
+        assert (later.outcome, later.alert_id) == ("cooldown", first.alert_id)
+    # exactly one cooldown away, another wallet, another market, no cooldown: raised
+    a_cooldown_away = _alert("a:t2", trade_time=11_800.0, created=101)
+    assert (await store.raise_alert(a_cooldown_away, cooldown)).outcome == "inserted"
+    other_wallet = _alert("a:t3", WALLET_B, trade_time=10_001.0, created=102)
+    assert (await store.raise_alert(other_wallet, cooldown)).outcome == "inserted"
+    other_market = _alert("a:t4", market=MARKET_B, trade_time=10_001.0, created=103)
+    assert (await store.raise_alert(other_market, cooldown)).outcome == "inserted"
+    no_cooldown = _alert("a:t5", trade_time=10_002.0, created=104)
+    assert (await store.raise_alert(no_cooldown, 0.0)).outcome == "inserted"
+    stored = await store.get_alert(first.alert_id)
+    assert stored is not None and stored.trade_time == 10_000.0 and stored.trade_key == "t1"
+    listed = await store.list_alerts()
+    assert [a.trade_key for a in listed] == ["t1", "t2", "t3", "t4", "t5"]  # by created_at
+    assert [a.trade_key for a in await store.list_alerts(created_since=102, limit=2)] == [
+        "t3",
+        "t4",
+    ]
+
+
+async def test_concurrent_raises_in_one_cooldown_store_one_alert(store: Store) -> None:
+    """Twenty jobs raising alerts for one burst at once: exactly one alert is stored."""
+    burst = [_alert(f"a:b{i}", trade_time=5_000.0 + 30 * i) for i in range(20)]
+    outcomes = await asyncio.gather(*(store.raise_alert(a, 1800.0) for a in burst))
+    inserted = [o for o in outcomes if o.outcome == "inserted"]
+    assert len(inserted) == 1
+    assert {o.alert_id for o in outcomes} == {inserted[0].alert_id}
+    assert len(await store.list_alerts()) == 1
+
+
+async def test_two_connections_cannot_both_alert(tmp_path: Path) -> None:
+    """Two store connections on one SQLite file (as two processes have), racing on threads."""
+    path = str(tmp_path / "shared.db")
+    one, two = SqliteStore(path), SqliteStore(path)
+    await one.open()
+    await two.open()
+    try:
+        for round_ in range(10):
+            raises = [
+                (one if i % 2 else two).raise_alert(
+                    _alert(f"a:r{round_}-{i}", trade_time=1e6 * round_ + i), 1800.0
+                )
+                for i in range(8)
+            ]
+            outcomes = await asyncio.gather(*raises)
+            assert sum(o.outcome == "inserted" for o in outcomes) == 1
+        assert len(await one.list_alerts()) == 10
+    finally:
+        await one.close()
+        await two.close()
+
+
+async def test_unchecked_trades_of_one_wallet_and_market_up_to_a_trade(store: Store) -> None:
+    trades = [
+        make_trade(tx="0x1", timestamp=10),
+        make_trade(tx="0x2", timestamp=20),
+        make_trade(tx="0x3", timestamp=20, market=MARKET_B),
+        make_trade(tx="0x4", timestamp=20, wallet=WALLET_B),
+        make_trade(tx="0x5", timestamp=30),
+        make_trade(tx="0x6", timestamp=5),
+    ]
+    await store.add_trades(trades)
+    await store.mark_checked({trades[5].trade_key: None}, at=1.0)
+    assert await store.count_unchecked() == 5
+    everything = await store.unchecked_trades()  # no age limit: however old
+    assert [t.timestamp for t in everything] == [10, 20, 20, 20, 30]
+    keys = [(t.timestamp, t.trade_key) for t in everything]
+    assert keys == sorted(keys)  # ties in time are ordered by trade key
+    mine = await store.unchecked_trades(
+        None, 10, wallet=WALLET_A, condition_id=MARKET_A, until=(20, trades[1].trade_key)
+    )
+    assert [t.trade_key for t in mine] == [trades[0].trade_key, trades[1].trade_key]
+    assert await store.unchecked_trades(15, 10, wallet=WALLET_B) == [
+        await store.get_trade(trades[3].trade_key)
+    ]
+
+
+async def test_histories_as_of_a_trade(store: Store) -> None:
+    t = [
+        make_trade(tx="0x1", size=100, price=0.5, timestamp=10),  # $50
+        make_trade(tx="0x2", size=100, price=0.2, timestamp=20),  # $20
+        make_trade(tx="0x3", size=100, price=0.1, timestamp=20, market=MARKET_B),  # $10
+        make_trade(tx="0x4", size=10, price=1.0, timestamp=30, wallet=WALLET_B),  # $10
+    ]
+    await store.add_trades(t)
+    cut = (20.0, t[2].trade_key)
+    totals = await store.wallet_totals([WALLET_A, WALLET_B, "0xnone"], cut)
+    before_cut = [x for x in t[:3] if (x.timestamp, x.trade_key) < cut]
+    assert set(totals) == {WALLET_A}
+    assert totals[WALLET_A].trade_count == len(before_cut)
+    assert totals[WALLET_A].volume == pytest.approx(sum(x.usdc_size for x in before_cut))
+    assert totals[WALLET_A].first_seen == 10
+    volumes = await store.market_totals([MARKET_A, MARKET_B], since=15, before=(31.0, ""))
+    assert volumes == {MARKET_A: pytest.approx(30.0), MARKET_B: pytest.approx(10.0)}
+    points = await store.trade_points([WALLET_B], [MARKET_B], since=20, until=30)
+    assert [(p.trade_key, p.wallet, p.condition_id) for p in points] == [
+        (t[2].trade_key, WALLET_A, MARKET_B),
+        (t[3].trade_key, WALLET_B, MARKET_A),
+    ]
+    assert points[0].usdc == pytest.approx(10.0) and points[1].timestamp == 30
+    both = await store.trade_points([WALLET_A], [MARKET_A], since=0, until=100)
+    assert len(both) == 4 and len({p.trade_key for p in both}) == 4  # each trade once
 
 
 async def test_claim_send_finish_is_conditional(store: Store) -> None:
@@ -231,6 +349,7 @@ async def test_mongo_indexes_are_created_idempotently() -> None:
         await store.open()
     info = client.idx.transactions.index_information()
     assert any(v.get("unique") and v["key"] == [("tradeKey", 1)] for v in info.values())
-    assert info["unchecked_by_ts"]["partialFilterExpression"] == {"metadata.anomalyChecked": False}
+    unchecked = info["unchecked_in_order"]
+    assert unchecked["partialFilterExpression"] == {"metadata.anomalyChecked": False}
     alerts = client.idx.alerts.index_information()
     assert any(v.get("expireAfterSeconds") == 0 for v in alerts.values())

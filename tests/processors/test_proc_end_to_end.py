@@ -134,7 +134,9 @@ async def test_replayed_batch_alerts_once_each_despite_429_and_500(
     await _drain(runtime)
 
     batch = (await runtime.queue(ANOMALY_BATCH.name).jobs("completed"))[0]
-    assert batch.returnvalue == {"checked": 5, "detected": 3, "alerts": 2}
+    result = batch.returnvalue
+    assert (result["checked"], result["detected"], result["alerts"]) == (5, 3, 2)
+    assert (result["suppressed"], result["skipped"], result["remaining"]) == (1, 0, 0)
     alert_ids = set()
     for key in expected:
         trade = await store.get_trade(key)
