@@ -44,12 +44,15 @@ class Reporter:
         self.live = live
         self.progress: dict[tuple[str, str], Any] = {}
         self.failures: deque[str] = deque(maxlen=5)
+        self.finished = 0  # jobs completed or failed (for good or to be retried)
 
     @hookimpl
     def polyjobs_job_event(
         self, queue: str, event: str, job_id: str, payload: Mapping[str, Any]
     ) -> None:
         key = (queue, job_id)
+        if event in ("completed", "failed", "retrying"):
+            self.finished += 1
         if event == "progress":
             self.progress[key] = payload.get("progress")
             return
@@ -204,6 +207,11 @@ async def _start_with(
                 await _run_live(runtime, reporter, go, console)
             else:
                 await go()
+            if burst and not demo and reporter.finished == 0:
+                console.note(
+                    "polyjobs: --burst found nothing to do: no job was waiting or delayed, and"
+                    " schedules only add jobs at their next slot"
+                )
             console.note("polyjobs: stopped")
         finally:
             if board_task is not None:

@@ -36,6 +36,12 @@ def test_version_and_help(cli_env: dict[str, str]) -> None:
         assert command in help_text
 
 
+def test_burst_start_with_nothing_to_do_says_so(cli_env: dict[str, str]) -> None:
+    result = cli("start", "--queue", "echo", "--burst")
+    assert result.exit_code == 0, result.output
+    assert "--burst found nothing to do" in result.stderr
+
+
 def test_backends_lists_every_scheme_with_its_plugin(cli_env: dict[str, str]) -> None:
     rows = {row["scheme"]: row["plugin"] for row in cli_json("backends")}
     assert rows["memory://"] == "polyjobs.backends.memory"
@@ -52,6 +58,7 @@ def test_enqueue_then_burst_start_runs_it(cli_env: dict[str, str]) -> None:
 
     result = cli("start", "--queue", "echo", "--burst", "--no-schedule")
     assert result.exit_code == 0, result.output
+    assert "nothing to do" not in result.stderr
     shown = cli_json("jobs", "show", "echo", added["id"])
     assert shown["state"] == "completed" and shown["returnvalue"] == "HI"
     row = stats_of("test-echo")
