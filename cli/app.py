@@ -12,6 +12,7 @@ from polyjobs.cli.board import board
 from polyjobs.cli.config_cmd import backends, config
 from polyjobs.cli.enqueue import enqueue
 from polyjobs.cli.inspect import jobs_app, stats
+from polyjobs.cli.migrate import migrate
 from polyjobs.cli.schedule import schedule_app
 from polyjobs.cli.start import start, stop
 
@@ -46,6 +47,7 @@ app.command()(enqueue)
 app.command()(config)
 app.command()(backends)
 app.command()(board)
+app.command()(migrate)
 app.add_typer(jobs_app, name="jobs")
 app.add_typer(schedule_app, name="schedule")
 app.add_typer(queue_app, name="queue")

@@ -27,6 +27,7 @@ BUILTIN_BACKENDS = (
     "polyjobs.backends.memory",
     "polyjobs.backends.sqlite",
     "polyjobs.backends.redis",
+    "polyjobs.backends.postgres",
 )
 BUILTIN_PLUGINS = (*BUILTIN_BACKENDS, "polyjobs.processors")
 ENTRY_POINT_GROUP = "polyjobs"

@@ -1,0 +1,523 @@
+"""The SQL of :class:`~polyjobs.backends.postgres.backend.PostgresBackend`, one function per
+Backend call, each on a pooled connection whose search path is the deployment's schema.
+
+Each function is one statement, one call of a schema function, or one short transaction;
+notifications (``pg_notify``) are sent inside the transaction that makes a job ready, so a
+woken fetch always sees the change.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+import asyncpg
+
+from polyjobs.backend import (
+    ControlMessage,
+    Finish,
+    JobRecord,
+    JobState,
+    NewJob,
+    ScheduleRecord,
+    Stalled,
+    WorkerInfo,
+)
+from polyjobs.backends.postgres import records
+from polyjobs.options import KEEP_FAILED, Keep, RateLimit
+
+Conn = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
+STALLED_REASON = "job stalled more than allowable limit"
+
+#: How each state is listed: waiting in fetch order, delayed by due time, active by start time,
+#: finished newest first.
+ORDER = {
+    "waiting": "score, seq",
+    "delayed": "score, seq",
+    "active": "score, seq",
+    "completed": "score DESC, seq DESC",
+    "failed": "score DESC, seq DESC",
+}
+
+
+# -- hot paths: one call of a schema function each ---------------------------------------------
+async def add(
+    conn: Conn, queue: str, now: float, channel: str, jobs: Sequence[NewJob]
+) -> list[Any]:
+    return await conn.fetch(
+        "SELECT * FROM pj_add($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+        queue,
+        now,
+        channel,
+        *records.add_args(jobs),
+    )
+
+
+async def take(
+    conn: Conn, queue: str, token: str, limit: int, now: float, until: float, want_next: bool
+) -> list[Any]:
+    return await conn.fetch(
+        "SELECT * FROM pj_take($1, $2, $3, $4, $5, $6)", queue, token, limit, now, until, want_next
+    )
+
+
+async def finish(
+    conn: Conn,
+    queue: str,
+    token: str,
+    now: float,
+    until: float,
+    fetch: int,
+    channel: str,
+    finishes: Sequence[Finish],
+) -> list[Any]:
+    return await conn.fetch(
+        "SELECT * FROM pj_finish($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, "
+        "$15, $16)",
+        queue,
+        token,
+        now,
+        until,
+        fetch,
+        channel,
+        *records.finish_args(finishes),
+    )
+
+
+async def add_log(conn: Conn, queue: str, job_id: str, line: str, keep: int) -> int:
+    return int(await conn.fetchval("SELECT pj_log($1, $2, $3, $4)", queue, job_id, line, keep))
+
+
+async def send_control(conn: Conn, now: float, command: str, payload: str, keep: int) -> float:
+    return float(
+        await conn.fetchval("SELECT pj_control($1, $2, $3, $4)", now, command, payload, keep)
+    )
+
+
+# -- workers -----------------------------------------------------------------------------------
+async def extend(conn: Conn, queue: str, token: str, job_ids: list[str], until: float) -> set[str]:
+    rows = await conn.fetch(
+        "UPDATE jobs SET lease_until = $4 WHERE queue = $1 AND id = ANY($2::text[]) "
+        "AND state = 'active' AND worker = $3 RETURNING id",
+        queue,
+        job_ids,
+        token,
+        until,
+    )
+    return {r["id"] for r in rows}
+
+
+async def release(
+    conn: Conn, queue: str, token: str, job_ids: list[str] | None, channel: str
+) -> list[str]:
+    async with conn.transaction():
+        rows = await conn.fetch(
+            "SELECT id FROM jobs WHERE queue = $1 AND state = 'active' AND worker = $2 "
+            "ORDER BY score, seq FOR UPDATE",
+            queue,
+            token,
+        )
+        owned = [r["id"] for r in rows]
+        if job_ids is not None:
+            mine = set(owned)
+            owned = [i for i in job_ids if i in mine]
+        if not owned:
+            return []
+        # each released job goes before the previous one (the front of its priority level)
+        await conn.execute(
+            "UPDATE jobs SET state = 'waiting', score = priority, seq = s.seq, worker = NULL, "
+            "lease_until = NULL FROM (SELECT r.id, -nextval('pj_seq') AS seq FROM (SELECT id, n "
+            "FROM unnest($2::text[]) WITH ORDINALITY AS u(id, n) ORDER BY n) r) s "
+            "WHERE jobs.queue = $1 AND jobs.id = s.id",
+            queue,
+            owned,
+        )
+        await conn.execute("SELECT pg_notify($1, $2)", channel, queue)
+    return owned
+
+
+async def recover_stalled(
+    conn: Conn, queue: str, max_stalls: int, now: float, channel: str
+) -> list[Stalled]:
+    expired = await conn.fetchval(
+        "SELECT 1 FROM jobs WHERE queue = $1 AND state = 'active' AND lease_until <= $2 LIMIT 1",
+        queue,
+        now,
+    )
+    if expired is None:
+        return []
+    out: list[Stalled] = []
+    async with conn.transaction():
+        rows = await conn.fetch(
+            "SELECT id, stalls, opts FROM jobs WHERE queue = $1 AND state = 'active' "
+            "AND lease_until <= $2 ORDER BY score, seq FOR UPDATE SKIP LOCKED",
+            queue,
+            now,
+        )
+        keeps: list[Keep] = []
+        for row in rows:
+            stalls = row["stalls"] + 1
+            if stalls > max_stalls:
+                await conn.execute(
+                    "UPDATE jobs SET state = 'failed', score = $3, seq = nextval('pj_seq'), "
+                    "stalls = $4, failed_reason = $5, finished_on = $3, worker = NULL, "
+                    "lease_until = NULL WHERE queue = $1 AND id = $2",
+                    queue,
+                    row["id"],
+                    now,
+                    stalls,
+                    STALLED_REASON,
+                )
+                opts = json.loads(row["opts"])
+                keeps.append(Keep.from_json(opts.get("remove_on_fail"), KEEP_FAILED))
+                out.append(Stalled(row["id"], True))
+            else:
+                await conn.execute(
+                    "UPDATE jobs SET state = 'waiting', score = priority, "
+                    "seq = nextval('pj_seq'), stalls = $3, worker = NULL, lease_until = NULL "
+                    "WHERE queue = $1 AND id = $2",
+                    queue,
+                    row["id"],
+                    stalls,
+                )
+                out.append(Stalled(row["id"], False))
+        for keep in dict.fromkeys(keeps):
+            if keep.removes_at_once:
+                await conn.execute(
+                    "DELETE FROM jobs WHERE queue = $1 AND state = 'failed' AND id = ANY($2)",
+                    queue,
+                    [s.job_id for s in out if s.failed],
+                )
+            else:
+                await conn.execute(
+                    "SELECT pj_trim($1, 'failed', $2, $3, $4)", queue, keep.count, keep.age, now
+                )
+        if any(not s.failed for s in out):
+            await conn.execute("SELECT pg_notify($1, $2)", channel, queue)
+    return out
+
+
+async def update_progress(conn: Conn, queue: str, job_id: str, progress: str) -> bool:
+    status = await conn.execute(
+        "UPDATE jobs SET progress = $3 WHERE queue = $1 AND id = $2", queue, job_id, progress
+    )
+    return _count(status) > 0
+
+
+# -- inspection --------------------------------------------------------------------------------
+async def get_job(conn: Conn, queue: str, job_id: str) -> JobRecord | None:
+    row = await conn.fetchrow("SELECT * FROM jobs WHERE queue = $1 AND id = $2", queue, job_id)
+    return None if row is None else records.job(row)
+
+
+async def get_logs(conn: Conn, queue: str, job_id: str, start: int, end: int) -> list[str]:
+    total = await conn.fetchval(
+        "SELECT count(*) FROM job_logs WHERE queue = $1 AND job_id = $2", queue, job_id
+    )
+    offset, limit = records.slice_range(int(total), start, end)
+    if limit == 0:
+        return []
+    rows = await conn.fetch(
+        "SELECT line FROM job_logs WHERE queue = $1 AND job_id = $2 ORDER BY n OFFSET $3 LIMIT $4",
+        queue,
+        job_id,
+        offset,
+        limit,
+    )
+    return [r["line"] for r in rows]
+
+
+async def list_jobs(
+    conn: Conn, queue: str, state: JobState, start: int, end: int
+) -> list[JobRecord]:
+    if start < 0 or end < 0:
+        total = int(
+            await conn.fetchval(
+                "SELECT count(*) FROM jobs WHERE queue = $1 AND state = $2", queue, state
+            )
+        )
+    else:
+        total = 0
+    offset, limit = records.slice_range(total, start, end)
+    if limit == 0:
+        return []
+    rows = await conn.fetch(
+        f"SELECT * FROM jobs WHERE queue = $1 AND state = $2 ORDER BY {ORDER[state]} "
+        "OFFSET $3 LIMIT $4",
+        queue,
+        state,
+        offset,
+        limit,
+    )
+    return [records.job(r) for r in rows]
+
+
+async def counts(conn: Conn, queue: str) -> dict[str, int]:
+    found = {"waiting": 0, "active": 0, "delayed": 0, "completed": 0, "failed": 0}
+    rows = await conn.fetch(
+        "SELECT state, count(*) AS n FROM jobs WHERE queue = $1 GROUP BY state", queue
+    )
+    for row in rows:
+        found[row["state"]] = int(row["n"])
+    return found
+
+
+async def queues(conn: Conn) -> list[str]:
+    rows = await conn.fetch(
+        "SELECT queue FROM queues q WHERE paused "
+        "OR EXISTS (SELECT 1 FROM jobs j WHERE j.queue = q.queue) "
+        "OR EXISTS (SELECT 1 FROM schedules s WHERE s.queue = q.queue) "
+        "OR EXISTS (SELECT 1 FROM workers w WHERE w.queue = q.queue) ORDER BY queue"
+    )
+    return [r["queue"] for r in rows]
+
+
+# -- administration ----------------------------------------------------------------------------
+async def _register(conn: Conn, queue: str) -> None:
+    await conn.execute("INSERT INTO queues (queue) VALUES ($1) ON CONFLICT DO NOTHING", queue)
+
+
+async def set_paused(conn: Conn, queue: str, paused: bool, channel: str) -> None:
+    async with conn.transaction():
+        await conn.execute(
+            "INSERT INTO queues (queue, paused) VALUES ($1, $2) "
+            "ON CONFLICT (queue) DO UPDATE SET paused = EXCLUDED.paused",
+            queue,
+            paused,
+        )
+        if not paused:
+            await conn.execute("SELECT pg_notify($1, $2)", channel, queue)
+
+
+async def is_paused(conn: Conn, queue: str) -> bool:
+    return bool(await conn.fetchval("SELECT paused FROM queues WHERE queue = $1", queue))
+
+
+async def drain(conn: Conn, queue: str, delayed: bool) -> int:
+    states = ["waiting", "delayed"] if delayed else ["waiting"]
+    status = await conn.execute(
+        "DELETE FROM jobs WHERE queue = $1 AND state = ANY($2::text[])", queue, states
+    )
+    return _count(status)
+
+
+async def clean(conn: Conn, queue: str, state: JobState, cutoff: float, limit: int) -> list[str]:
+    # the same order as the other backends: from the end of each listing
+    oldest_first = "score, seq" if state in ("completed", "failed") else "score DESC, seq DESC"
+    rows = await conn.fetch(
+        "DELETE FROM jobs WHERE (queue, id) IN (SELECT queue, id FROM jobs WHERE queue = $1 "
+        'AND state = $2 AND coalesce(finished_on, "timestamp") <= $3 '
+        f"ORDER BY {oldest_first} LIMIT $4 FOR UPDATE SKIP LOCKED) RETURNING id, score, seq",
+        queue,
+        state,
+        cutoff,
+        limit if limit > 0 else None,
+    )
+    descending = state not in ("completed", "failed")
+    rows = sorted(rows, key=lambda r: (r["score"], r["seq"]), reverse=descending)
+    return [r["id"] for r in rows]
+
+
+async def remove(conn: Conn, queue: str, job_id: str) -> bool:
+    status = await conn.execute(
+        "DELETE FROM jobs WHERE queue = $1 AND id = $2 AND state <> 'active'", queue, job_id
+    )
+    return _count(status) > 0
+
+
+async def retry(conn: Conn, queue: str, job_id: str, channel: str) -> bool:
+    async with conn.transaction():
+        status = await conn.execute(
+            "UPDATE jobs SET state = 'waiting', score = priority, seq = nextval('pj_seq'), "
+            "attempts_made = 0, stalls = 0, failed_reason = NULL, stacktrace = NULL, "
+            "finished_on = NULL, processed_on = NULL WHERE queue = $1 AND id = $2 "
+            "AND state = 'failed'",
+            queue,
+            job_id,
+        )
+        if _count(status) == 0:
+            return False
+        await conn.execute("SELECT pg_notify($1, $2)", channel, queue)
+    return True
+
+
+async def promote(conn: Conn, queue: str, job_id: str, now: float, channel: str) -> bool:
+    async with conn.transaction():
+        status = await conn.execute(
+            "UPDATE jobs SET state = 'waiting', score = priority, seq = nextval('pj_seq'), "
+            "run_at = $3 WHERE queue = $1 AND id = $2 AND state = 'delayed'",
+            queue,
+            job_id,
+            now,
+        )
+        if _count(status) == 0:
+            return False
+        await conn.execute("SELECT pg_notify($1, $2)", channel, queue)
+    return True
+
+
+async def obliterate(conn: Conn, queue: str) -> None:
+    async with conn.transaction():
+        for table in ("job_logs", "jobs", "schedules", "workers", "rate_starts", "queues"):
+            await conn.execute(f"DELETE FROM {table} WHERE queue = $1", queue)
+
+
+# -- rate limits -------------------------------------------------------------------------------
+async def set_rate_limit(conn: Conn, queue: str, limit: RateLimit | None, channel: str) -> None:
+    rate_max, duration = (None, None) if limit is None else (limit.max, limit.duration)
+    async with conn.transaction():
+        await conn.execute(
+            "INSERT INTO queues (queue, rate_max, rate_duration) VALUES ($1, $2, $3) "
+            "ON CONFLICT (queue) DO UPDATE SET rate_max = EXCLUDED.rate_max, "
+            "rate_duration = EXCLUDED.rate_duration",
+            queue,
+            rate_max,
+            duration,
+        )
+        if limit is None:
+            await conn.execute("DELETE FROM rate_starts WHERE queue = $1", queue)
+        await conn.execute("SELECT pg_notify($1, $2)", channel, queue)
+
+
+async def get_rate_limit(conn: Conn, queue: str) -> RateLimit | None:
+    row = await conn.fetchrow(
+        "SELECT rate_max, rate_duration FROM queues WHERE queue = $1 AND rate_max IS NOT NULL",
+        queue,
+    )
+    return None if row is None else RateLimit(int(row[0]), float(row[1]))
+
+
+async def hold(conn: Conn, queue: str, until: float) -> None:
+    await conn.execute(
+        "INSERT INTO queues (queue, hold_until) VALUES ($1, $2) ON CONFLICT (queue) "
+        "DO UPDATE SET hold_until = greatest(queues.hold_until, EXCLUDED.hold_until)",
+        queue,
+        until,
+    )
+
+
+# -- control -----------------------------------------------------------------------------------
+async def control_since(conn: Conn, since: float) -> list[ControlMessage]:
+    rows = await conn.fetch(
+        "SELECT at, command, payload FROM control WHERE at > $1 ORDER BY at", since
+    )
+    return [ControlMessage(float(r[0]), str(r[1]), str(r[2])) for r in rows]
+
+
+# -- schedules ---------------------------------------------------------------------------------
+async def save_schedule(conn: Conn, queue: str, s: ScheduleRecord) -> ScheduleRecord:
+    """Create or replace, atomically; the stored next run stays when the cadence is the same."""
+    async with conn.transaction():
+        await _register(conn, queue)
+        row = await conn.fetchrow(
+            f"INSERT INTO schedules AS s (queue, {records.SCHEDULE_COLUMNS}) "
+            "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) "
+            "ON CONFLICT (queue, key) DO UPDATE SET name = EXCLUDED.name, data = EXCLUDED.data, "
+            "opts = EXCLUDED.opts, missed = EXCLUDED.missed, grace = EXCLUDED.grace, "
+            "created = EXCLUDED.created, every = EXCLUDED.every, cron = EXCLUDED.cron, "
+            "tz = EXCLUDED.tz, next_run = CASE WHEN (s.every, s.cron, s.tz) IS NOT DISTINCT FROM "
+            "(EXCLUDED.every, EXCLUDED.cron, EXCLUDED.tz) THEN s.next_run "
+            f"ELSE EXCLUDED.next_run END RETURNING {records.SCHEDULE_COLUMNS}",
+            queue,
+            s.key,
+            s.name,
+            s.data_json,
+            json.dumps(s.opts),
+            s.next_run,
+            s.every,
+            s.cron,
+            s.tz,
+            s.missed,
+            s.grace,
+            s.created,
+        )
+    assert row is not None
+    return records.schedule(row)
+
+
+async def get_schedules(conn: Conn, queue: str) -> list[ScheduleRecord]:
+    rows = await conn.fetch(
+        f"SELECT {records.SCHEDULE_COLUMNS} FROM schedules WHERE queue = $1 ORDER BY created, key",
+        queue,
+    )
+    return [records.schedule(r) for r in rows]
+
+
+async def remove_schedule(conn: Conn, queue: str, key: str) -> bool:
+    status = await conn.execute("DELETE FROM schedules WHERE queue = $1 AND key = $2", queue, key)
+    return _count(status) > 0
+
+
+async def advance_schedule(
+    conn: Conn,
+    queue: str,
+    key: str,
+    expected: float,
+    next_run: float,
+    jobs: Sequence[NewJob],
+    now: float,
+    channel: str,
+) -> bool:
+    async with conn.transaction():
+        status = await conn.execute(
+            "UPDATE schedules SET next_run = $3 WHERE queue = $1 AND key = $2 AND next_run = $4",
+            queue,
+            key,
+            next_run,
+            expected,
+        )
+        if _count(status) == 0:
+            return False
+        if jobs:
+            rows = await add(conn, queue, now, channel, jobs)
+            retry = [jobs[i] for i, r in enumerate(rows) if r["auto"] and not r["added"]]
+            while retry:
+                rows = await add(conn, queue, now, channel, retry)
+                retry = [retry[i] for i, r in enumerate(rows) if r["auto"] and not r["added"]]
+    return True
+
+
+# -- worker registry ---------------------------------------------------------------------------
+async def heartbeat(conn: Conn, info: WorkerInfo, now: float, ttl: float) -> None:
+    async with conn.transaction():
+        await _register(conn, info.queue)
+        await conn.execute(
+            "DELETE FROM workers WHERE queue = $1 AND expires <= $2", info.queue, now
+        )
+        await conn.execute(
+            f"INSERT INTO workers ({records.WORKER_COLUMNS}, expires) "
+            "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (queue, id) DO UPDATE SET "
+            "host = EXCLUDED.host, pid = EXCLUDED.pid, concurrency = EXCLUDED.concurrency, "
+            "started = EXCLUDED.started, last_seen = EXCLUDED.last_seen, "
+            "active = EXCLUDED.active, expires = EXCLUDED.expires",
+            info.id,
+            info.queue,
+            info.host,
+            info.pid,
+            info.concurrency,
+            info.started,
+            now,
+            info.active,
+            now + ttl,
+        )
+
+
+async def unregister(conn: Conn, queue: str, worker_id: str) -> None:
+    await conn.execute("DELETE FROM workers WHERE queue = $1 AND id = $2", queue, worker_id)
+
+
+async def list_workers(conn: Conn, queue: str, now: float) -> list[WorkerInfo]:
+    rows = await conn.fetch(
+        f"SELECT {records.WORKER_COLUMNS} FROM workers WHERE queue = $1 AND expires > $2 "
+        "ORDER BY started, id",
+        queue,
+        now,
+    )
+    return [records.worker(r) for r in rows]
+
+
+# -- helpers -----------------------------------------------------------------------------------
+def _count(status: str) -> int:
+    """The row count of a command status such as ``UPDATE 3`` or ``DELETE 0``."""
+    return int(status.rsplit(" ", 1)[-1])

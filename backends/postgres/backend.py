@@ -1,0 +1,410 @@
+"""``PostgresBackend``: the Backend contract on PostgreSQL (``postgresql://``, ``postgres://``).
+
+The hot transitions are one call each of a PL/pgSQL function defined by the schema (one round
+trip, one transaction): ``pj_add``, ``pj_take`` (fetch), ``pj_finish`` (finish and fetch the
+next jobs), ``pj_log`` and ``pj_control``. Taking jobs uses ``FOR UPDATE SKIP LOCKED``, so
+workers never wait on each other's rows. The rest are single statements or short
+transactions, in :mod:`~polyjobs.backends.postgres.admin`.
+
+A fetch with nothing to do waits for a ``NOTIFY`` (:mod:`~polyjobs.backends.postgres.waker`)
+or for the next delayed job or rate-limit slot, never polling while the listener is up except
+for the bounded fallback look.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Iterator, Sequence
+from typing import Any
+
+import asyncpg
+
+from polyjobs.backend import (
+    CAP_CONTROL,
+    CAP_DURABLE,
+    CAP_RATE_LIMIT,
+    CAP_SHARED,
+    AddResult,
+    ControlMessage,
+    Finish,
+    FinishResult,
+    JobRecord,
+    JobState,
+    NewJob,
+    ScheduleRecord,
+    Stalled,
+    WorkerInfo,
+)
+from polyjobs.backends.postgres import admin, records, schema
+from polyjobs.backends.postgres.url import PostgresUrl
+from polyjobs.backends.postgres.waker import Waker
+from polyjobs.errors import BackendError, BackendUnavailableError
+from polyjobs.options import RateLimit
+from polyjobs.redact import redact_text
+
+CONNECT_TIMEOUT = 5.0
+COMMAND_TIMEOUT = 30.0
+CLOSE_TIMEOUT = 2.0
+CONTROL_KEEP = 100
+#: A transaction PostgreSQL aborted to break a deadlock did nothing; it is run again.
+DEADLOCK_RETRIES = 3
+DRIVER_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)
+
+
+def one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return redact_text(text)
+
+
+class PostgresBackend:
+    """Jobs in PostgreSQL: shared by any number of processes and machines, durable as the
+    database is. All of a deployment's tables live in one schema (``?schema=``)."""
+
+    capabilities: frozenset[str] = frozenset({CAP_SHARED, CAP_DURABLE, CAP_RATE_LIMIT, CAP_CONTROL})
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._url = PostgresUrl.parse(url)
+        self.schema = self._url.schema
+        self._pool: asyncpg.Pool | None = None
+        self._waker: Waker | None = None
+        self._channel = self._url.channel
+
+    def __repr__(self) -> str:
+        return f"<PostgresBackend {self._url.redacted} schema={self.schema}>"
+
+    # -- connections -----------------------------------------------------------------------
+    def _connect_options(self) -> dict[str, Any]:
+        return {
+            "timeout": CONNECT_TIMEOUT,
+            "command_timeout": COMMAND_TIMEOUT,
+            "server_settings": {
+                "search_path": schema.quote_ident(self.schema),
+                # names this deployment's sessions in pg_stat_activity
+                "application_name": f"polyjobs:{self.schema}"[:63],
+            },
+        }
+
+    async def connect(self) -> asyncpg.Connection:
+        """One connection outside the pool, with the schema as its search path."""
+        conn: asyncpg.Connection = await asyncpg.connect(self._url.dsn, **self._connect_options())
+        return conn
+
+    @contextlib.contextmanager
+    def _translate(self) -> Iterator[None]:
+        try:
+            yield
+        except DRIVER_ERRORS as exc:
+            raise BackendError(f"postgresql {self._url.redacted}: {one_line(exc)}") from exc
+
+    @contextlib.asynccontextmanager
+    async def _conn(self) -> AsyncIterator[asyncpg.pool.PoolConnectionProxy]:
+        pool = self._pool
+        if pool is None:
+            raise BackendError(f"postgresql backend {self._url.redacted} is not open")
+        with self._translate():
+            async with pool.acquire() as conn:
+                yield conn
+
+    async def _call(self, fn: Any, *args: Any) -> Any:
+        """``fn(conn, *args)`` on a pooled connection; run again when PostgreSQL aborted it to
+        break a deadlock (then nothing of it was applied)."""
+        for attempt in range(DEADLOCK_RETRIES + 1):
+            try:
+                async with self._conn() as conn:
+                    return await fn(conn, *args)
+            except BackendError as exc:
+                if attempt == DEADLOCK_RETRIES or not isinstance(
+                    exc.__cause__, asyncpg.DeadlockDetectedError
+                ):
+                    raise
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    # -- lifecycle -------------------------------------------------------------------------
+    async def open(self) -> None:
+        if self._pool is not None:
+            return
+        await self._prepare_schema()
+        try:
+            pool = await asyncpg.create_pool(
+                self._url.dsn, min_size=1, max_size=self._url.pool, **self._connect_options()
+            )
+        except DRIVER_ERRORS as exc:
+            raise self._unavailable(exc) from None
+        assert pool is not None
+        self._pool = pool
+        self._waker = Waker(self.connect, self._channel, self._url.redacted)
+
+    def _unavailable(self, exc: BaseException) -> BackendUnavailableError:
+        return BackendUnavailableError(
+            f"cannot reach PostgreSQL at {self._url.redacted}: {one_line(exc)}"
+        )
+
+    async def _prepare_schema(self) -> None:
+        """Check the schema's version; migrate it unless the URL says ``migrate=false``."""
+        try:
+            conn = await asyncpg.connect(self._url.dsn, timeout=CONNECT_TIMEOUT)
+        except DRIVER_ERRORS as exc:
+            raise self._unavailable(exc) from None
+        try:
+            with self._translate():
+                version = await schema.current_version(conn, self.schema)
+                if version == schema.SCHEMA_VERSION:
+                    return
+                schema.check_version(version or 0, self.schema, self._url.redacted)
+                if not self._url.migrate:
+                    raise BackendUnavailableError(
+                        f"schema {self.schema!r} of {self._url.redacted} is at version "
+                        f"{version or 0}, this polyjobs needs {schema.SCHEMA_VERSION}; run "
+                        "`polyjobs migrate`"
+                    )
+                await schema.migrate(conn, self.schema, self._url.redacted)
+        finally:
+            await _close_quietly(conn)
+
+    async def migrate(self) -> tuple[int, int]:
+        """Bring the schema to this polyjobs' version (``polyjobs migrate``); return the
+        versions before and after. Needs no :meth:`open`."""
+        try:
+            conn = await asyncpg.connect(self._url.dsn, timeout=CONNECT_TIMEOUT)
+        except DRIVER_ERRORS as exc:
+            raise self._unavailable(exc) from None
+        try:
+            with self._translate():
+                return await schema.migrate(conn, self.schema, self._url.redacted)
+        finally:
+            await _close_quietly(conn)
+
+    async def close(self) -> None:
+        waker, self._waker = self._waker, None
+        pool, self._pool = self._pool, None
+        if waker is not None:
+            await waker.close()
+        if pool is not None:
+            try:
+                await asyncio.wait_for(pool.close(), CLOSE_TIMEOUT)
+            except (Exception, TimeoutError):
+                pool.terminate()
+
+    # -- producers -------------------------------------------------------------------------
+    async def add(self, queue: str, jobs: Sequence[NewJob]) -> list[AddResult]:
+        if not jobs:
+            return []
+        results: list[AddResult | None] = [None] * len(jobs)
+        todo = list(range(len(jobs)))
+        while todo:
+            rows = await self._call(
+                admin.add, queue, time.time(), self._channel, [jobs[i] for i in todo]
+            )
+            retry = []
+            for index, row in zip(todo, rows, strict=True):
+                if row["auto"] and not row["added"]:
+                    retry.append(index)  # the automatic id was taken: another one
+                else:
+                    results[index] = AddResult(row["job_id"], row["added"])
+            todo = retry
+        return [r for r in results if r is not None]
+
+    # -- workers ---------------------------------------------------------------------------
+    async def _take(
+        self, queue: str, token: str, limit: int, lease: float, want_next: bool
+    ) -> tuple[list[JobRecord], float | None]:
+        now = time.time()
+        rows = await self._call(admin.take, queue, token, limit, now, now + lease, want_next)
+        if rows and rows[-1]["state"] == "next":
+            return [], rows[-1]["run_at"]
+        return [records.job(r) for r in rows], None
+
+    async def fetch(
+        self, queue: str, token: str, limit: int, lease: float, block: float
+    ) -> list[JobRecord]:
+        if block <= 0:
+            return (await self._take(queue, token, limit, lease, False))[0]
+        waker = self._waker
+        if waker is None:
+            raise BackendError(f"postgresql backend {self._url.redacted} is not open")
+        with self._translate():
+            await waker.start()
+        deadline = time.monotonic() + block
+        while self._waker is waker:
+            event = waker.register(queue)  # before the look: no wake-up falls in between
+            try:
+                jobs, due = await self._take(queue, token, limit, lease, True)
+                remaining = deadline - time.monotonic()
+                if jobs or remaining <= 0:
+                    return jobs
+                timeout = min(remaining, waker.poll)
+                if due is not None:
+                    timeout = min(timeout, max(due - time.time(), 0.0))
+                if timeout > 0:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(event.wait(), timeout)
+            finally:
+                waker.unregister(queue, event)
+        return []
+
+    async def extend(
+        self, queue: str, token: str, job_ids: Sequence[str], lease: float
+    ) -> list[str]:
+        if not job_ids:
+            return []
+        kept = await self._call(admin.extend, queue, token, list(job_ids), time.time() + lease)
+        return [job_id for job_id in job_ids if job_id not in kept]
+
+    async def finish(
+        self, queue: str, token: str, finishes: Sequence[Finish], fetch: int, lease: float
+    ) -> FinishResult:
+        now = time.time()
+        rows = await self._call(
+            admin.finish, queue, token, now, now + lease, max(fetch, 0), self._channel, finishes
+        )
+        lost = [r["id"] for r in rows if r["state"] == "lost"]
+        return FinishResult(lost, [records.job(r) for r in rows if r["state"] != "lost"])
+
+    async def release(self, queue: str, token: str, job_ids: Sequence[str] | None) -> list[str]:
+        if job_ids is not None and not job_ids:
+            return []
+        ids = None if job_ids is None else list(dict.fromkeys(job_ids))
+        released: list[str] = await self._call(admin.release, queue, token, ids, self._channel)
+        return released
+
+    async def recover_stalled(self, queue: str, max_stalls: int) -> list[Stalled]:
+        stalled: list[Stalled] = await self._call(
+            admin.recover_stalled, queue, max_stalls, time.time(), self._channel
+        )
+        return stalled
+
+    async def update_progress(self, queue: str, job_id: str, progress_json: str) -> bool:
+        done: bool = await self._call(admin.update_progress, queue, job_id, progress_json)
+        return done
+
+    async def add_log(self, queue: str, job_id: str, line: str, keep: int) -> int:
+        kept: int = await self._call(admin.add_log, queue, job_id, line, keep)
+        return kept
+
+    # -- inspection ------------------------------------------------------------------------
+    async def get_job(self, queue: str, job_id: str) -> JobRecord | None:
+        found: JobRecord | None = await self._call(admin.get_job, queue, job_id)
+        return found
+
+    async def get_logs(self, queue: str, job_id: str, start: int, end: int) -> list[str]:
+        lines: list[str] = await self._call(admin.get_logs, queue, job_id, start, end)
+        return lines
+
+    async def list_jobs(self, queue: str, state: JobState, start: int, end: int) -> list[JobRecord]:
+        found: list[JobRecord] = await self._call(admin.list_jobs, queue, state, start, end)
+        return found
+
+    async def counts(self, queue: str) -> dict[str, int]:
+        found: dict[str, int] = await self._call(admin.counts, queue)
+        return found
+
+    async def queues(self) -> list[str]:
+        names: list[str] = await self._call(admin.queues)
+        return names
+
+    # -- administration --------------------------------------------------------------------
+    async def pause(self, queue: str) -> None:
+        await self._call(admin.set_paused, queue, True, self._channel)
+
+    async def resume(self, queue: str) -> None:
+        await self._call(admin.set_paused, queue, False, self._channel)
+
+    async def is_paused(self, queue: str) -> bool:
+        paused: bool = await self._call(admin.is_paused, queue)
+        return paused
+
+    async def drain(self, queue: str, delayed: bool) -> int:
+        removed: int = await self._call(admin.drain, queue, delayed)
+        return removed
+
+    async def clean(self, queue: str, state: JobState, grace: float, limit: int) -> list[str]:
+        if state == "active":
+            return []
+        removed: list[str] = await self._call(admin.clean, queue, state, time.time() - grace, limit)
+        return removed
+
+    async def remove(self, queue: str, job_id: str) -> bool:
+        done: bool = await self._call(admin.remove, queue, job_id)
+        return done
+
+    async def retry(self, queue: str, job_id: str) -> bool:
+        done: bool = await self._call(admin.retry, queue, job_id, self._channel)
+        return done
+
+    async def promote(self, queue: str, job_id: str) -> bool:
+        done: bool = await self._call(admin.promote, queue, job_id, time.time(), self._channel)
+        return done
+
+    async def obliterate(self, queue: str) -> None:
+        await self._call(admin.obliterate, queue)
+
+    # -- rate limits -----------------------------------------------------------------------
+    async def set_rate_limit(self, queue: str, limit: RateLimit | None) -> None:
+        await self._call(admin.set_rate_limit, queue, limit, self._channel)
+
+    async def get_rate_limit(self, queue: str) -> RateLimit | None:
+        found: RateLimit | None = await self._call(admin.get_rate_limit, queue)
+        return found
+
+    async def hold(self, queue: str, until: float) -> None:
+        await self._call(admin.hold, queue, until)
+
+    # -- control ---------------------------------------------------------------------------
+    async def send_control(self, command: str, payload_json: str) -> ControlMessage:
+        at: float = await self._call(
+            admin.send_control, time.time(), command, payload_json, CONTROL_KEEP
+        )
+        return ControlMessage(at, command, payload_json)
+
+    async def control_messages(self, since: float) -> list[ControlMessage]:
+        found: list[ControlMessage] = await self._call(admin.control_since, since)
+        return found
+
+    # -- schedules -------------------------------------------------------------------------
+    async def save_schedule(self, queue: str, schedule_: ScheduleRecord) -> ScheduleRecord:
+        stored: ScheduleRecord = await self._call(admin.save_schedule, queue, schedule_)
+        return stored
+
+    async def get_schedules(self, queue: str) -> list[ScheduleRecord]:
+        found: list[ScheduleRecord] = await self._call(admin.get_schedules, queue)
+        return found
+
+    async def remove_schedule(self, queue: str, key: str) -> bool:
+        done: bool = await self._call(admin.remove_schedule, queue, key)
+        return done
+
+    async def advance_schedule(
+        self, queue: str, key: str, expected_next: float, next_run: float, jobs: Sequence[NewJob]
+    ) -> bool:
+        done: bool = await self._call(
+            admin.advance_schedule,
+            queue,
+            key,
+            expected_next,
+            next_run,
+            jobs,
+            time.time(),
+            self._channel,
+        )
+        return done
+
+    # -- worker registry -------------------------------------------------------------------
+    async def heartbeat(self, info: WorkerInfo, ttl: float) -> None:
+        await self._call(admin.heartbeat, info, time.time(), ttl)
+
+    async def unregister(self, queue: str, worker_id: str) -> None:
+        await self._call(admin.unregister, queue, worker_id)
+
+    async def list_workers(self, queue: str) -> list[WorkerInfo]:
+        found: list[WorkerInfo] = await self._call(admin.list_workers, queue, time.time())
+        return found
+
+
+async def _close_quietly(conn: asyncpg.Connection) -> None:
+    try:
+        await asyncio.wait_for(conn.close(), CLOSE_TIMEOUT)
+    except (Exception, TimeoutError):
+        conn.terminate()

@@ -1,0 +1,198 @@
+"""The PostgreSQL backend beyond the contract suite: URLs, the missing driver, schema versions
+and migrations (at first use and ``polyjobs migrate``), wake-ups across connections."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from polyjobs import Queue, open_backend
+from polyjobs.backend import NewJob
+from polyjobs.backends.postgres import make_backend, schema
+from polyjobs.backends.postgres.backend import PostgresBackend
+from polyjobs.backends.postgres.url import PostgresUrl
+from polyjobs.errors import BackendUnavailableError, ConfigError, InvalidArgumentError
+
+POLYJOBS = str(Path(sys.executable).with_name("polyjobs"))
+
+
+def test_url_options_and_tls_parameters_pass_through() -> None:
+    url = PostgresUrl.parse(
+        "postgres://app:s3cret@db:6432/jobs?schema=billing&pool=3&migrate=false"
+        "&sslmode=verify-full&sslrootcert=/etc/ca.pem"
+    )
+    assert (url.schema, url.pool, url.migrate) == ("billing", 3, False)
+    assert url.dsn == (
+        "postgresql://app:s3cret@db:6432/jobs?sslmode=verify-full&sslrootcert=%2Fetc%2Fca.pem"
+    )
+    assert "s3cret" not in url.redacted and url.channel == "polyjobs_billing"
+    assert PostgresUrl.parse("postgresql://h/db").schema == "polyjobs"
+
+
+@pytest.mark.parametrize(
+    ("query", "complaint"),
+    [
+        ("schema=no-dashes", "invalid schema name"),
+        ("schema=1abc", "invalid schema name"),
+        ("schema=" + "x" * 64, "invalid schema name"),
+        ("pool=0", "pool must be"),
+        ("pool=many", "pool must be"),
+        ("migrate=maybe", "migrate must be"),
+    ],
+)
+def test_bad_url_options_are_one_line_errors(query: str, complaint: str) -> None:
+    with pytest.raises(InvalidArgumentError, match=complaint) as caught:
+        PostgresUrl.parse(f"postgresql://u:pw@h/db?{query}")
+    assert "\n" not in str(caught.value) and ":pw@" not in str(caught.value)
+
+
+def test_a_missing_driver_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "asyncpg", None)  # import asyncpg now raises ImportError
+    with pytest.raises(ConfigError, match=r"pip install 'polyjobs\[postgres\]'"):
+        make_backend("postgresql://u@h/db")
+
+
+def test_a_missing_driver_is_one_line_from_the_cli(tmp_path: Path) -> None:
+    blocker = tmp_path / "asyncpg.py"
+    blocker.write_text("raise ImportError('asyncpg is not installed here')\n")
+    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    done = subprocess.run(
+        [POLYJOBS, "stats", "--backend", "postgresql://u@127.0.0.1:1/db"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    assert done.returncode == 1
+    assert done.stderr.strip().count("\n") == 0 and "polyjobs[postgres]" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+async def test_unreachable_server_is_one_line_without_the_password() -> None:
+    with pytest.raises(BackendUnavailableError) as caught:
+        async with open_backend("postgresql://u:hunter2@127.0.0.1:1/db"):
+            pass
+    assert "cannot reach PostgreSQL" in str(caught.value) and "hunter2" not in str(caught.value)
+
+
+async def _version_rows(url: str) -> list[int]:
+    parsed = PostgresUrl.parse(url)
+    conn = await asyncpg.connect(parsed.dsn)
+    try:
+        rows = await conn.fetch(f'SELECT version FROM "{parsed.schema}".schema_version')
+        return sorted(r["version"] for r in rows)
+    finally:
+        await conn.close()
+
+
+async def test_first_use_migrates_once_when_processes_open_together(pg_url: str) -> None:
+    backends = [PostgresBackend(pg_url) for _ in range(4)]
+    await asyncio.gather(*(b.open() for b in backends))
+    try:
+        assert await _version_rows(pg_url) == list(range(1, schema.SCHEMA_VERSION + 1))
+        job = await Queue("q", backends[0]).add("x", {"a": 1})
+        assert (await backends[3].get_job("q", job.id)) is not None
+    finally:
+        await asyncio.gather(*(b.close() for b in backends))
+
+
+async def test_migrate_false_refuses_an_old_schema_until_polyjobs_migrate(pg_url: str) -> None:
+    strict = pg_url + "&migrate=false"
+    with pytest.raises(BackendUnavailableError, match="run `polyjobs migrate`") as caught:
+        async with open_backend(strict):
+            pass
+    assert "version 0" in str(caught.value)
+    first = await asyncio.to_thread(
+        subprocess.run,
+        [POLYJOBS, "migrate", "--backend", strict],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert first.returncode == 0, first.stderr
+    assert f"migrated from version 0 to {schema.SCHEMA_VERSION}" in first.stdout
+    again = await asyncio.to_thread(
+        subprocess.run,
+        [POLYJOBS, "migrate", "--backend", strict],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert "nothing to do" in again.stdout
+    async with open_backend(strict) as backend:
+        assert await backend.counts("q") == dict.fromkeys(
+            ("waiting", "active", "delayed", "completed", "failed"), 0
+        )
+
+
+async def test_a_newer_schema_is_refused_and_left_alone(pg_url: str) -> None:
+    async with open_backend(pg_url) as backend:
+        await Queue("q", backend).add("x", 1, job_id="kept")
+    parsed = PostgresUrl.parse(pg_url)
+    conn = await asyncpg.connect(parsed.dsn)
+    try:
+        await conn.execute(
+            f'INSERT INTO "{parsed.schema}".schema_version VALUES ($1, 0)',
+            schema.SCHEMA_VERSION + 5,
+        )
+    finally:
+        await conn.close()
+    with pytest.raises(BackendUnavailableError, match="written by a newer polyjobs"):
+        async with open_backend(pg_url):
+            pass
+    with pytest.raises(BackendUnavailableError, match="newer polyjobs"):
+        await PostgresBackend(pg_url).migrate()
+    assert schema.SCHEMA_VERSION + 5 in await _version_rows(pg_url)
+
+
+async def test_a_schema_of_another_application_is_refused(pg_url: str) -> None:
+    parsed = PostgresUrl.parse(pg_url)
+    conn = await asyncpg.connect(parsed.dsn)
+    try:
+        await conn.execute(f'CREATE SCHEMA "{parsed.schema}"')
+        await conn.execute(f'CREATE TABLE "{parsed.schema}".customers (id int)')
+    finally:
+        await conn.close()
+    with pytest.raises(BackendUnavailableError, match=r"not polyjobs' \(customers\)"):
+        async with open_backend(pg_url):
+            pass
+
+
+async def test_two_schemas_in_one_database_are_separate_deployments(
+    pg_url: str, postgres_server: str
+) -> None:
+    from polyjobs.backends.postgres.testing import fresh_schema
+
+    with fresh_schema(postgres_server) as other_url:
+        async with open_backend(pg_url) as one, open_backend(other_url) as two:
+            await Queue("same", one).add("x", 1, job_id="a")
+            assert await two.get_job("same", "a") is None
+            assert await two.queues() == [] and await one.queues() == ["same"]
+
+
+async def test_an_idle_fetch_wakes_on_an_add_from_another_connection(pg_url: str) -> None:
+    async with open_backend(pg_url) as worker_side, open_backend(pg_url) as producer:
+        started = time.monotonic()
+        fetch = asyncio.create_task(worker_side.fetch("q", "tok", 1, 30.0, 30.0))
+        await asyncio.sleep(0.3)  # let the fetch find nothing and wait
+        assert not fetch.done()
+        await producer.add("q", [NewJob("x", "1", {}, time.time())])
+        jobs = await asyncio.wait_for(fetch, 10)
+        assert [j.data for j in jobs] == [1] and time.monotonic() - started < 15
+
+
+async def test_a_waiting_fetch_looks_again_when_a_delayed_job_falls_due(pg_url: str) -> None:
+    async with open_backend(pg_url) as backend:
+        now = time.time()
+        fetch = asyncio.create_task(backend.fetch("q", "tok", 1, 30.0, 30.0))
+        await asyncio.sleep(0.2)
+        await backend.add("q", [NewJob("later", "2", {}, now, run_at=now + 1.0)])
+        jobs = await asyncio.wait_for(fetch, 10)
+        assert [j.name for j in jobs] == ["later"] and time.time() >= now + 1.0
