@@ -50,7 +50,13 @@ CLOSE_TIMEOUT = 2.0
 CONTROL_KEEP = 100
 #: A transaction PostgreSQL aborted to break a deadlock did nothing; it is run again.
 DEADLOCK_RETRIES = 3
-DRIVER_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)
+DRIVER_ERRORS = (
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+    OSError,
+    TimeoutError,
+)
 
 
 def one_line(exc: BaseException) -> str:
@@ -106,7 +112,15 @@ class PostgresBackend:
             raise BackendError(f"postgresql backend {self._url.redacted} is not open")
         with self._translate():
             async with pool.acquire() as conn:
-                yield conn
+                try:
+                    yield conn
+                except BaseException as exc:
+                    if not isinstance(exc, asyncpg.PostgresError) or _session_lost(exc):
+                        # cut off mid-call (killed, server gone, cancelled): the session may
+                        # be half-way through a reply, so it is dropped, never reused
+                        with contextlib.suppress(asyncpg.InterfaceError):
+                            conn.terminate()  # (fails when the driver already let it go)
+                    raise
 
     async def _call(self, fn: Any, *args: Any) -> Any:
         """``fn(conn, *args)`` on a pooled connection; run again when PostgreSQL aborted it to
@@ -401,6 +415,13 @@ class PostgresBackend:
     async def list_workers(self, queue: str) -> list[WorkerInfo]:
         found: list[WorkerInfo] = await self._call(admin.list_workers, queue, time.time())
         return found
+
+
+def _session_lost(exc: asyncpg.PostgresError) -> bool:
+    """The server ended the session (administrator command, shutdown, crash): SQLSTATE class
+    57 (operator intervention) or 08 (connection exception)."""
+    state = getattr(exc, "sqlstate", None) or ""
+    return state.startswith(("57", "08"))
 
 
 async def _close_quietly(conn: asyncpg.Connection) -> None:

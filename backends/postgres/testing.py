@@ -119,7 +119,10 @@ class PostgresCluster:
         command = list(argv)
         if self._as_postgres:
             command = ["runuser", "-u", "postgres", "--", *command]
-        subprocess.run(command, check=True, capture_output=True, timeout=timeout)
+        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+        if done.returncode != 0:
+            detail = (done.stderr or done.stdout).strip().splitlines()[-1:]
+            raise RuntimeError(f"{Path(argv[0]).name} failed: {' '.join(detail)}")
 
     def init(self) -> None:
         initdb = pg_tool("initdb")
