@@ -140,7 +140,6 @@ class PostgresBackend:
     async def open(self) -> None:
         if self._pool is not None:
             return
-        await self._prepare_schema()
         try:
             pool = await asyncpg.create_pool(
                 self._url.dsn, min_size=1, max_size=self._url.pool, **self._connect_options()
@@ -148,6 +147,13 @@ class PostgresBackend:
         except DRIVER_ERRORS as exc:
             raise self._unavailable(exc) from None
         assert pool is not None
+        try:
+            with self._translate():
+                async with pool.acquire() as conn:
+                    await self._prepare_schema(conn)
+        except BaseException:
+            pool.terminate()
+            raise
         self._pool = pool
         self._waker = Waker(self.connect, self._channel, self._url.redacted)
 
@@ -156,27 +162,18 @@ class PostgresBackend:
             f"cannot reach PostgreSQL at {self._url.redacted}: {one_line(exc)}"
         )
 
-    async def _prepare_schema(self) -> None:
+    async def _prepare_schema(self, conn: Any) -> None:
         """Check the schema's version; migrate it unless the URL says ``migrate=false``."""
-        try:
-            conn = await asyncpg.connect(self._url.dsn, timeout=CONNECT_TIMEOUT)
-        except DRIVER_ERRORS as exc:
-            raise self._unavailable(exc) from None
-        try:
-            with self._translate():
-                version = await schema.current_version(conn, self.schema)
-                if version == schema.SCHEMA_VERSION:
-                    return
-                schema.check_version(version or 0, self.schema, self._url.redacted)
-                if not self._url.migrate:
-                    raise BackendUnavailableError(
-                        f"schema {self.schema!r} of {self._url.redacted} is at version "
-                        f"{version or 0}, this polyjobs needs {schema.SCHEMA_VERSION}; run "
-                        "`polyjobs migrate`"
-                    )
-                await schema.migrate(conn, self.schema, self._url.redacted)
-        finally:
-            await _close_quietly(conn)
+        version = await schema.current_version(conn, self.schema)
+        if version == schema.SCHEMA_VERSION:
+            return
+        schema.check_version(version or 0, self.schema, self._url.redacted)
+        if not self._url.migrate:
+            raise BackendUnavailableError(
+                f"schema {self.schema!r} of {self._url.redacted} is at version {version or 0}, "
+                f"this polyjobs needs {schema.SCHEMA_VERSION}; run `polyjobs migrate`"
+            )
+        await schema.migrate(conn, self.schema, self._url.redacted)
 
     async def migrate(self) -> tuple[int, int]:
         """Bring the schema to this polyjobs' version (``polyjobs migrate``); return the
