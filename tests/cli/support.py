@@ -35,19 +35,33 @@ def stats(env: dict[str, str]) -> dict[str, Any]:
     return {row["queue"]: row for row in json.loads(done.stdout)}
 
 
+def backend_url(env: dict[str, str]) -> str:
+    """The backend the CLI uses in ``env``."""
+    return env.get("POLYJOBS_BACKEND") or f"sqlite:///{env['POLYJOBS_HOME']}/polyjobs.db"
+
+
 def add_jobs(env: dict[str, str], queue: str, datas: list[dict[str, Any]]) -> None:
     """Add jobs in one bulk call through the library, on the backend the CLI uses."""
-    url = env.get("POLYJOBS_BACKEND") or f"sqlite:///{env['POLYJOBS_HOME']}/polyjobs.db"
 
     async def add() -> None:
-        async with open_backend(url) as backend:
+        async with open_backend(backend_url(env)) as backend:
             await Queue(queue, backend).add_bulk([("job", data) for data in datas])
 
     asyncio.run(add())
 
 
 def wait_active(env: dict[str, str], queue: str, n: int) -> None:
-    deadline = time.monotonic() + 15
-    while stats(env)[queue]["active"] < n and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert stats(env)[queue]["active"] == n
+    """Wait until ``n`` jobs of ``queue`` are active. Watched through the library: a `polyjobs
+    stats` process takes a second or more to start on a loaded machine, long enough to miss the
+    window in which the jobs are active."""
+
+    async def wait() -> int:
+        async with open_backend(backend_url(env)) as backend:
+            deadline = time.monotonic() + 30
+            while (active := int((await Queue(queue, backend).counts())["active"])) < n:
+                if time.monotonic() > deadline:
+                    break
+                await asyncio.sleep(0.05)
+            return active
+
+    assert asyncio.run(wait()) == n

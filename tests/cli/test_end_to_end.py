@@ -36,20 +36,23 @@ def started(cli_env: dict[str, str]) -> Iterator[tuple[dict[str, str], subproces
         stderr=subprocess.PIPE,
         text=True,
     )
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, proc.communicate()
-        rows = stats(cli_env)
-        if rows.get("test-echo", {}).get("workers") and rows.get("test-slow", {}).get("workers"):
-            break
-        time.sleep(0.2)
-    else:
-        proc.kill()
-        pytest.fail("polyjobs start did not register its workers in 20 s")
-    yield cli_env, proc
-    if proc.poll() is None:
-        proc.kill()
-        proc.wait(5)
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            assert proc.poll() is None, proc.communicate()
+            rows = stats(cli_env)
+            if rows.get("test-echo", {}).get("workers") and rows.get("test-slow", {}).get(
+                "workers"
+            ):
+                break
+            time.sleep(0.2)
+        else:
+            pytest.fail("polyjobs start did not register its workers in 30 s")
+        yield cli_env, proc
+    finally:  # never leave a `polyjobs start` behind, whatever failed
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(5)
 
 
 def test_start_enqueue_stats_stop(started: tuple[dict[str, str], subprocess.Popen[str]]) -> None:
