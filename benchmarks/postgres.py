@@ -1,0 +1,389 @@
+"""polyjobs on PostgreSQL against the PostgreSQL job queues, side by side, in one run.
+
+    python benchmarks/postgres.py                 # N = 10,000, four libraries
+    python benchmarks/postgres.py --n 2000 --only polyjobs,pgqueuer
+    python benchmarks/postgres.py --polyjobs-rev HEAD
+
+Starts a private PostgreSQL cluster on a free port (``initdb`` + ``pg_ctl`` from the installed
+server, default settings: fsync and ``synchronous_commit`` on), gives every library a fresh
+database before every step, and runs each in its own subprocesses with the same driver protocol
+as ``run.py`` (``peers/_bench.py``). Creates ``benchmarks/.peers-postgres`` (pgqueuer,
+Procrastinate; pinned in ``peers/requirements-postgres.txt``) and ``node/node_modules`` (BullMQ
+and ``pg``) when missing. Prints the tables and writes ``results/postgres-<date>.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import hashlib
+import json
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import (
+    HERE,
+    NODE_DIR,
+    PEERS_DIR,
+    PeerProcess,
+    export_revision,
+    project_python,
+)
+from run import TIMES, fmt, ratio, table
+
+PG_VENV = HERE / ".peers-postgres"
+PG_REQUIREMENTS = PEERS_DIR / "requirements-postgres.txt"
+
+METRICS = [
+    ("enqueue_single", "enqueue 1-by-1", "jobs/s", True),
+    ("enqueue_bulk", "enqueue bulk", "jobs/s", True),
+    ("process_c10", "process c=10", "jobs/s", True),
+    ("process_c100", "process c=100", "jobs/s", True),
+    ("latency_p50", "pick-up p50", "ms", False),
+    ("latency_p99", "pick-up p99", "ms", False),
+    ("rss_mb", "RSS c=10", "MB", False),
+]
+
+
+def log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+@dataclass(frozen=True)
+class Peer:
+    name: str
+    kind: str  # "project", "pg" (benchmarks/.peers-postgres) or "node"
+    script: str
+    env: dict[str, str] = field(default_factory=dict)
+
+    def argv(self) -> list[str]:
+        if self.kind == "node":
+            return ["node", str(NODE_DIR / self.script)]
+        python = project_python() if self.kind == "project" else str(PG_VENV / "bin" / "python")
+        return [python, str(PEERS_DIR / self.script)]
+
+
+PEERS = [
+    Peer("polyjobs", "project", "peer_polyjobs.py"),
+    Peer("bullmq-node", "node", "bench_pg.js"),
+    Peer("pgqueuer", "pg", "peer_pgqueuer.py"),
+    Peer("procrastinate", "pg", "peer_procrastinate.py"),
+]
+
+
+# -- a private PostgreSQL cluster ------------------------------------------------------------
+def _tool(name: str) -> str:
+    for folder in sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True):
+        if (folder / name).is_file():
+            return str(folder / name)
+    found = shutil.which(name)
+    if found is None:
+        sys.exit(f"{name} not found: install PostgreSQL's server package")
+    return found
+
+
+class Cluster:
+    """``initdb`` in a temporary directory and ``pg_ctl start`` on a free port (as the
+    ``postgres`` user when run as root: the server refuses root)."""
+
+    def __init__(self) -> None:
+        self.dir = Path(tempfile.mkdtemp(prefix="polyjobs-bench-pg-"))
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+        self.as_postgres = os.geteuid() == 0
+        self.version = ""
+
+    def _run(self, *argv: str) -> str:
+        command = ["runuser", "-u", "postgres", "--", *argv] if self.as_postgres else list(argv)
+        done = subprocess.run(command, capture_output=True, text=True, timeout=120)
+        if done.returncode != 0:
+            sys.exit(f"{Path(argv[0]).name} failed: {done.stderr.strip()[-300:]}")
+        return done.stdout
+
+    def start(self) -> None:
+        if self.as_postgres:
+            shutil.chown(self.dir, "postgres", "postgres")
+        data = str(self.dir / "data")
+        self._run(_tool("initdb"), "-D", data, "-U", "postgres", "--auth=trust", "-E", "UTF8")
+        options = f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.dir} "
+        options += "-c max_connections=300"
+        log_file = str(self.dir / "server.log")
+        self._run(_tool("pg_ctl"), "-D", data, "-o", options, "-l", log_file, "-w", "start")
+        self.version = self.sql("postgres", "SHOW server_version").strip()
+
+    def stop(self) -> None:
+        try:
+            self._run(_tool("pg_ctl"), "-D", str(self.dir / "data"), "-m", "fast", "-w", "stop")
+        finally:
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+    def url(self, database: str) -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/{database}"
+
+    def sql(self, database: str, statement: str) -> str:
+        return self._run(
+            _tool("psql"),
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(self.port),
+            "-U",
+            "postgres",
+            "-d",
+            database,
+            "-tAq",
+            "-c",
+            statement,
+        )
+
+    def fresh(self, database: str) -> str:
+        self.sql("postgres", f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
+        self.sql("postgres", f"CREATE DATABASE {database}")
+        return self.url(database)
+
+
+# -- environments ----------------------------------------------------------------------------
+def ensure_pg_venv() -> str | None:
+    """Create benchmarks/.peers-postgres with the pinned peers; an error text or None."""
+    digest = hashlib.sha256(PG_REQUIREMENTS.read_bytes()).hexdigest()
+    marker = PG_VENV / ".requirements.sha256"
+    python = PG_VENV / "bin" / "python"
+    if python.exists() and marker.exists() and marker.read_text() == digest:
+        return None
+    log(f"creating {PG_VENV} (pip install -r {PG_REQUIREMENTS.name}) ...")
+    if not python.exists():
+        subprocess.run([sys.executable, "-m", "venv", str(PG_VENV)], check=True)
+    pip = [str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check"]
+    if subprocess.run([*pip, "-r", str(PG_REQUIREMENTS)]).returncode != 0:
+        return "pip install failed"
+    marker.write_text(digest)
+    return None
+
+
+def ensure_node_pg() -> str | None:
+    if shutil.which("node") is None or shutil.which("npm") is None:
+        return "node/npm not installed"
+    modules = NODE_DIR / "node_modules"
+    if (modules / "bullmq").exists() and (modules / "pg").exists():
+        return None
+    log("npm ci in benchmarks/node ...")
+    done = subprocess.run(
+        ["npm", "ci", "--no-audit", "--no-fund"], cwd=NODE_DIR, capture_output=True, text=True
+    )
+    return None if done.returncode == 0 else f"npm ci failed: {done.stderr.strip()[-160:]}"
+
+
+# -- scenarios -------------------------------------------------------------------------------
+@dataclass
+class Bench:
+    cluster: Cluster
+    n: int
+    latency_n: int
+    rate: float
+    batch: int
+    timeout: float
+
+    def db(self, peer: Peer) -> str:
+        return "bench_" + peer.name.replace("-", "_")
+
+    def spawn(self, peer: Peer, url: str, mode: str, n: int, c: int = 10) -> PeerProcess:
+        argv = [*peer.argv(), mode, "--url", url, "--n", str(n), "--concurrency", str(c)]
+        argv += ["--rate", str(self.rate), "--batch", str(self.batch)]
+        env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1", **peer.env}
+        return PeerProcess(argv, env).start()
+
+    def once(self, peer: Peer, url: str, mode: str, n: int, c: int = 10) -> dict[str, Any]:
+        proc = self.spawn(peer, url, mode, n, c)
+        try:
+            out: dict[str, Any] = json.loads(
+                proc.expect("RESULT ", time.monotonic() + self.timeout)
+            )
+            return out
+        finally:
+            proc.close()
+
+    def enqueue(self, peer: Peer, mode: str) -> float | str:
+        url = self.cluster.fresh(self.db(peer))
+        result = self.once(peer, url, mode, self.n)
+        if "unsupported" in result:
+            return f"n/a: {result['unsupported']}"
+        return self.n / float(result["elapsed"])
+
+    def process(self, peer: Peer, c: int) -> dict[str, float]:
+        url = self.cluster.fresh(self.db(peer))
+        self.once(peer, url, "fill", self.n)
+        result = self.once(peer, url, "work", self.n, c)
+        span = float(result["span"])
+        return {
+            "throughput": (result["count"] - 1) / span if span > 0 else 0.0,
+            "rss_mb": float(result["rss_mb"]),
+        }
+
+    def latency(self, peer: Peer) -> dict[str, float]:
+        url = self.cluster.fresh(self.db(peer))
+        worker = self.spawn(peer, url, "work", self.latency_n, 10)
+        try:
+            deadline = time.monotonic() + self.timeout
+            worker.expect("READY", deadline)
+            time.sleep(1.5)  # let the worker settle into its idle wait
+            self.once(peer, url, "produce", self.latency_n)
+            result = json.loads(worker.expect("RESULT ", deadline))
+        finally:
+            worker.close()
+        ms = sorted(1000 * x for x in result["latencies"])
+        return {
+            "latency_p50": statistics.median(ms),
+            "latency_p99": ms[min(len(ms) - 1, round(0.99 * len(ms)) - 1)],
+        }
+
+
+def run_peer(bench: Bench, peer: Peer, broken: str | None) -> dict[str, Any]:
+    if broken:
+        return {key: f"error: {broken}" for key, *_ in METRICS}
+    row: dict[str, Any] = {}
+
+    def attempt(keys: list[str], step: Any) -> None:
+        started = time.monotonic()
+        try:
+            row.update(step())
+        except Exception as exc:  # a peer's failure is a table cell, never a crash
+            for key in keys:
+                row.setdefault(key, f"error: {exc or type(exc).__name__}")
+        log(f"  {peer.name}: {', '.join(keys)} ({time.monotonic() - started:.1f}s)")
+
+    attempt(["enqueue_single"], lambda: {"enqueue_single": bench.enqueue(peer, "enqueue-single")})
+    attempt(["enqueue_bulk"], lambda: {"enqueue_bulk": bench.enqueue(peer, "enqueue-bulk")})
+
+    def c10() -> dict[str, Any]:
+        got = bench.process(peer, 10)
+        return {"process_c10": got["throughput"], "rss_mb": got["rss_mb"]}
+
+    attempt(["process_c10", "rss_mb"], c10)
+    attempt(["process_c100"], lambda: {"process_c100": bench.process(peer, 100)["throughput"]})
+    attempt(["latency_p50", "latency_p99"], lambda: bench.latency(peer))
+    bench.cluster.sql("postgres", f"DROP DATABASE IF EXISTS {bench.db(peer)} WITH (FORCE)")
+    return row
+
+
+def render(results: dict[str, dict[str, Any]], meta: dict[str, Any]) -> str:
+    names = list(results)
+    headers = ["library"] + [f"{t} ({u})" for _, t, u, _ in METRICS]
+    values = [[n] + [fmt(results[n].get(k, "error"), u) for k, _, u, _ in METRICS] for n in names]
+    out = [
+        f"polyjobs PostgreSQL benchmark {meta['date']} — N={meta['n']:,} no-op jobs, pick-up "
+        f"latency {meta['latency_n']:,} jobs at {meta['rate']:.0f}/s, bulk batches of "
+        f"{meta['batch']}",
+        f"machine: {meta['cores']} cores, load {' '.join(f'{x:.2f}' for x in meta['load'])} at "
+        f"start, {' '.join(f'{x:.2f}' for x in meta['load_end'])} at the end; Python "
+        f"{meta['python']}; PostgreSQL {meta['postgres']} (private cluster, default settings)",
+        f"polyjobs from: {meta['source']}",
+        "Shared machine: compare the ratios (measured side by side), not absolute numbers.",
+        "",
+        table(headers, values),
+    ]
+    if "polyjobs" in results:
+        ours = results["polyjobs"]
+        rows = [
+            [f"polyjobs/{n}"]
+            + [ratio(ours.get(k), results[n].get(k), hb) for k, _, _, hb in METRICS]
+            for n in names
+            if n != "polyjobs"
+        ]
+        out += [
+            "",
+            f"polyjobs relative to each library (>1{TIMES} means polyjobs is better):",
+            "",
+            table(["ratio"] + [t for _, t, _, _ in METRICS], rows),
+        ]
+    notes = sorted(
+        {f"- {n}, {k}: {v}" for n in names for k, v in results[n].items() if isinstance(v, str)}
+    )
+    if notes:
+        out += ["", "Notes (n/a = not measured, error = failed):", *notes]
+    return "\n".join(out)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--n", type=int, default=10_000)
+    parser.add_argument("--latency-jobs", type=int, default=2000)
+    parser.add_argument("--rate", type=float, default=200.0)
+    parser.add_argument("--batch", type=int, default=500)
+    parser.add_argument("--timeout", type=float, default=300.0)
+    parser.add_argument("--only", default="")
+    parser.add_argument("--polyjobs-rev", default="")
+    args = parser.parse_args()
+    peers = PEERS
+    if args.only:
+        wanted = [w.strip() for w in args.only.split(",") if w.strip()]
+        known = {p.name: p for p in PEERS}
+        unknown = [w for w in wanted if w not in known]
+        if unknown:
+            sys.exit(f"unknown libraries {unknown}; known: {', '.join(known)}")
+        peers = [known[w] for w in wanted]
+    source, src = "working tree", ""
+    if args.polyjobs_rev:
+        src, commit = export_revision(args.polyjobs_rev)
+        source = f"{args.polyjobs_rev} = {commit}"
+        peers = [
+            Peer(p.name, p.kind, p.script, {**p.env, "POLYJOBS_BENCH_SRC": src})
+            if p.kind == "project"
+            else p
+            for p in peers
+        ]
+    broken: dict[str, str | None] = {}
+    if any(p.kind == "pg" for p in peers):
+        error = ensure_pg_venv()
+        for p in peers:
+            if p.kind == "pg":
+                broken[p.name] = error
+    if any(p.kind == "node" for p in peers):
+        broken["bullmq-node"] = ensure_node_pg()
+    cluster = Cluster()
+    cluster.start()
+    try:
+        bench = Bench(cluster, args.n, args.latency_jobs, args.rate, args.batch, args.timeout)
+        meta: dict[str, Any] = {
+            "date": dt.datetime.now().isoformat(timespec="seconds"),
+            "n": args.n,
+            "latency_n": args.latency_jobs,
+            "rate": args.rate,
+            "batch": args.batch,
+            "cores": os.cpu_count(),
+            "load": os.getloadavg(),
+            "python": sys.version.split()[0],
+            "postgres": cluster.version,
+            "source": source,
+        }
+        results: dict[str, dict[str, Any]] = {}
+        for peer in peers:
+            log(f"{peer.name} ...")
+            results[peer.name] = run_peer(bench, peer, broken.get(peer.name))
+        meta["load_end"] = os.getloadavg()
+        text = render(results, meta)
+        print(text)
+        stamp = dt.datetime.now().strftime("%Y-%m-%d-%H%M%S")
+        path = HERE / "results" / f"postgres-{stamp}.json"
+        path.parent.mkdir(exist_ok=True)
+        path.write_text(json.dumps({"meta": meta, "results": results, "table": text}, indent=1))
+        log(f"wrote {path.relative_to(HERE.parent)}")
+    finally:
+        cluster.stop()
+        if src:
+            shutil.rmtree(src, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
