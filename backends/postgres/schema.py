@@ -23,7 +23,7 @@ from polyjobs.errors import BackendUnavailableError
 if TYPE_CHECKING:
     import asyncpg
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 #: Tables of a polyjobs schema; a schema without ``schema_version`` that holds any other table
 #: belongs to another application.
@@ -72,8 +72,11 @@ async def current_version(conn: asyncpg.Connection, schema: str) -> int | None:
     return int(version)
 
 
-async def migrate(conn: asyncpg.Connection, schema: str, where: str) -> tuple[int, int]:
-    """Bring ``schema`` to :data:`SCHEMA_VERSION`; return (version before, version after).
+async def migrate(
+    conn: asyncpg.Connection, schema: str, where: str, target: int = SCHEMA_VERSION
+) -> tuple[int, int]:
+    """Bring ``schema`` to ``target`` (this polyjobs' :data:`SCHEMA_VERSION`; the tests make
+    older schemas with a lower one); return (version before, version after).
 
     ``where`` names the database in messages (a redacted URL)."""
     quoted = quote_ident(schema)
@@ -99,14 +102,14 @@ async def migrate(conn: asyncpg.Connection, schema: str, where: str) -> tuple[in
                 "version integer PRIMARY KEY, applied double precision NOT NULL)"
             )
         await conn.execute(f"SET LOCAL search_path = {quoted}")
-        for version in range(before + 1, SCHEMA_VERSION + 1):
+        for version in range(before + 1, target + 1):
             await conn.execute(migration_sql(version))
             await conn.execute(
                 "INSERT INTO schema_version (version, applied) VALUES ($1, extract(epoch from "
                 "clock_timestamp()))",
                 version,
             )
-    return before, max(before, SCHEMA_VERSION)
+    return before, max(before, target)
 
 
 def check_version(version: int, schema: str, where: str) -> None:

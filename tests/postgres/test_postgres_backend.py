@@ -196,3 +196,33 @@ async def test_a_waiting_fetch_looks_again_when_a_delayed_job_falls_due(pg_url: 
         await backend.add("q", [NewJob("later", "2", {}, now, run_at=now + 1.0)])
         jobs = await asyncio.wait_for(fetch, 10)
         assert [j.name for j in jobs] == ["later"] and time.time() >= now + 1.0
+
+
+async def test_an_older_schema_is_migrated_forward_with_its_jobs(pg_url: str) -> None:
+    parsed = PostgresUrl.parse(pg_url)
+    conn = await asyncpg.connect(parsed.dsn, server_settings={"search_path": parsed.schema})
+    try:
+        assert await schema.migrate(conn, parsed.schema, "test", target=1) == (0, 1)
+        rows = await conn.fetch(
+            "SELECT * FROM pj_add($1, $2, 'ch', $3, $4, $5, $6, $7, $8, $9, $10)",
+            "q",
+            time.time(),
+            ["old", None],
+            ["x", "y"],
+            ["1", "2"],
+            ["{}", "{}"],
+            [time.time()] * 2,
+            [0.0, 0.0],
+            [0, 0],
+            [False, False],
+        )
+        assert [r["added"] for r in rows] == [True, True]
+    finally:
+        await conn.close()
+    async with open_backend(pg_url) as backend:
+        assert await _version_rows(pg_url) == list(range(1, schema.SCHEMA_VERSION + 1))
+        old = await backend.get_job("q", "old")
+        assert old is not None and old.data == 1
+        results = await backend.add("q", [NewJob("z", "3", {}, time.time(), job_id="old")])
+        assert [(r.id, r.added) for r in results] == [("old", False)]
+        assert (await backend.counts("q"))["waiting"] == 2
