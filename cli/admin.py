@@ -2,26 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from polyjobs.cli.common import BackendOption, on_queue
-from polyjobs.cli.console import Console
-from polyjobs.options import seconds
-from polyjobs.queue import Queue, check_state
+from polyjobs.cli.common import BackendOption, duration, on_queue
+
+if TYPE_CHECKING:
+    from polyjobs.queue import Queue
 
 queue_app = typer.Typer(
     help="Pause, resume, drain, clean, limit or obliterate a queue.", no_args_is_help=True
 )
 QueueArg = Annotated[str, typer.Argument(help="Queue (full or short name).")]
 YesOption = Annotated[bool, typer.Option("--yes", "-y", help="Don't ask for confirmation.")]
-
-
-def _confirm(yes: bool, question: str) -> None:
-    if not yes and not typer.confirm(question, default=False):
-        Console().error("aborted; nothing was changed")
-        raise typer.Exit(1)
 
 
 @queue_app.command()
@@ -54,32 +48,32 @@ def drain(
     backend: BackendOption = None,
 ) -> None:
     """Remove every waiting job (and delayed ones with --delayed)."""
-    _confirm(yes, f"Remove every waiting job of {queue}?")
 
     async def act(q: Queue) -> str:
         return f"drained {q.name}: removed {await q.drain(delayed=delayed)} job(s)"
 
-    on_queue(queue, backend, act)
+    on_queue(queue, backend, act, confirm=None if yes else "Remove every waiting job of {queue}?")
 
 
 @queue_app.command()
 def clean(
     queue: QueueArg,
     state: Annotated[str, typer.Option(help="completed, failed, waiting, delayed.")] = "completed",
-    grace: Annotated[str, typer.Option(help="Only jobs older than this.")] = "0s",
+    grace: Annotated[str, typer.Option(help="Only jobs older than this (0s, 10m, 1d).")] = "0s",
     limit: Annotated[int, typer.Option(help="At most this many (0: all).", min=0)] = 0,
     yes: YesOption = False,
     backend: BackendOption = None,
 ) -> None:
     """Remove jobs in one state older than --grace."""
-    _confirm(yes, f"Remove {state} jobs of {queue} older than {grace}?")
+    from polyjobs.queue import check_state
 
     async def act(q: Queue) -> str:
         checked = check_state(state)
-        removed = await q.clean(checked, seconds(grace, "--grace"), limit)
+        removed = await q.clean(checked, duration(grace, "--grace") or 0.0, limit)
         return f"cleaned {q.name}: removed {len(removed)} {checked} job(s)"
 
-    on_queue(queue, backend, act)
+    question = f"Remove {state} jobs of {{queue}} older than {grace}?"
+    on_queue(queue, backend, act, confirm=None if yes else question)
 
 
 @queue_app.command()
@@ -101,10 +95,11 @@ def limit(
 @queue_app.command()
 def obliterate(queue: QueueArg, yes: YesOption = False, backend: BackendOption = None) -> None:
     """Remove the queue and everything in it: jobs, logs, schedules."""
-    _confirm(yes, f"Obliterate {queue} and every job in it?")
 
     async def act(q: Queue) -> str:
         await q.obliterate()
         return f"obliterated {q.name}"
 
-    on_queue(queue, backend, act)
+    on_queue(
+        queue, backend, act, confirm=None if yes else "Obliterate {queue} and every job in it?"
+    )

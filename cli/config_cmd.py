@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from polyjobs.cli.common import BackendOption, JsonOption, plugin_host, run, settings
-from polyjobs.cli.console import Console
+from polyjobs.cli.console import Column, Console
 from polyjobs.redact import MASK, redact_url
 from polyjobs.settings import apply_queue_overrides, is_secret
 
@@ -62,7 +62,7 @@ def config(backend: BackendOption = None, as_json: JsonOption = False) -> None:
             console.json({"config_file": str(resolved.config_file or ""), "settings": rows})
             return
         console.table(
-            ("setting", "value", "from"),
+            (Column("setting", "key"), Column("value", whole_words=60), Column("from")),
             [(r["name"], r["value"], r["source"]) for r in rows],
             title=f"config file: {resolved.config_file or 'none'}",
         )
@@ -83,6 +83,9 @@ def backends(as_json: JsonOption = False) -> None:
         if as_json:
             console.json(rows)
         else:
-            console.table(("scheme", "plugin"), [(r["scheme"], r["plugin"]) for r in rows])
+            console.table(
+                (Column("scheme", "key"), Column("plugin", "key")),
+                [(r["scheme"], r["plugin"]) for r in rows],
+            )
 
     run(go, console)

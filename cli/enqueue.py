@@ -9,10 +9,9 @@ from typing import Annotated, Any
 
 import typer
 
-from polyjobs.cli.common import BackendOption, JsonOption, run, session
+from polyjobs.cli.common import BackendOption, CreateOption, JsonOption, duration, run, session
 from polyjobs.cli.console import Console
 from polyjobs.errors import InvalidArgumentError, JobFailedError
-from polyjobs.options import seconds
 
 
 def read_data(data: str | None) -> Any:
@@ -33,6 +32,8 @@ def read_data(data: str | None) -> Any:
         return json.loads(text)
     except json.JSONDecodeError as exc:
         raise InvalidArgumentError(f"--data is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise InvalidArgumentError("--data is nested too deeply to be read") from None
 
 
 def enqueue(
@@ -47,6 +48,7 @@ def enqueue(
     attempts: Annotated[int | None, typer.Option(help="Attempts before failing.")] = None,
     wait: Annotated[bool, typer.Option("--wait", help="Wait for the result.")] = False,
     timeout: Annotated[str, typer.Option(help="How long --wait waits.")] = "60s",
+    create: CreateOption = False,
     backend: BackendOption = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -57,18 +59,19 @@ def enqueue(
         payload = read_data(data)
         options: dict[str, Any] = {}
         if delay is not None:
-            options["delay"] = seconds(delay, "--delay")
+            options["delay"] = duration(delay, "--delay")
         for key, value in (("priority", priority), ("job_id", job_id), ("attempts", attempts)):
             if value is not None:
                 options[key] = value
-        async with session(backend) as s:
-            q = s.queue(queue)
+        wait_for = duration(timeout, "--timeout") or 0.0
+        async with session(backend, mode="create") as s:
+            q = await s.known_queue(queue, create=create, offer_create=True)
             job = await q.add(name or q.name, {} if payload is None else payload, **options)
             if not wait:
                 _report(console, as_json, {"queue": q.name, "id": job.id, "state": job.state})
                 return
             try:
-                result = await job.wait(seconds(timeout, "--timeout"))
+                result = await job.wait(wait_for)
             except JobFailedError as exc:
                 _report(
                     console,

@@ -4,89 +4,143 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.live import Live
-from rich.table import Table
 
-from polyjobs.cli.common import BackendOption, JsonOption, Session, on_queue, run, session
-from polyjobs.cli.console import Console
-from polyjobs.errors import JobNotFoundError
-from polyjobs.queue import Queue, check_state
-from polyjobs.redact import redact_text
-from polyjobs.stats import QueueStats, queue_stats
-
-COLUMNS = (
-    "queue",
-    "waiting",
-    "active",
-    "delayed",
-    "completed",
-    "failed",
-    "paused",
-    "workers",
-    "done/min",
-    "failed/min",
+from polyjobs.cli.common import (
+    BackendOption,
+    JsonOption,
+    Session,
+    duration,
+    on_queue,
+    run,
+    session,
 )
+from polyjobs.cli.console import Column, Console, fit_table, fits
+from polyjobs.errors import JobNotFoundError
+
+if TYPE_CHECKING:
+    from rich.console import RenderableType
+
+    from polyjobs.queue import Queue
+    from polyjobs.stats import QueueStats
+
+#: (header, compact header) of each number column of ``stats``
+NUMBERS = (
+    ("waiting", "wait"),
+    ("active", "active"),
+    ("delayed", "delay"),
+    ("completed", "done"),
+    ("failed", "failed"),
+)
+DETAIL_MAX = 100  # characters of a failure reason in `jobs list` (`jobs show` has it whole)
 
 
-def _row(s: QueueStats) -> list[str]:
-    plus = "+" if s.recent_capped else ""
-    return [
-        s.queue,
-        str(s.waiting),
-        str(s.active),
-        str(s.delayed),
-        str(s.completed),
-        str(s.failed),
-        "yes" if s.paused else "",
-        str(s.workers),
-        f"{s.completed_last_minute}{plus}",
-        f"{s.failed_last_minute}{plus}",
+def _numbers(s: QueueStats) -> list[Any]:
+    return [s.waiting, s.active, s.delayed, s.completed, s.failed]
+
+
+def stats_view(
+    rows: list[QueueStats], shorts: dict[str, str], width: int, caption: str | None
+) -> RenderableType:
+    """The stats table for ``width`` columns: full queue names and headers when they fit,
+    else short names and headers (last-minute counts as ``done/failed``), else one block
+    per queue."""
+    plus = {s.queue: "+" if s.recent_capped else "" for s in rows}
+    full_cols = [
+        Column("queue", "key"),
+        *(Column(h, "num") for h, _ in NUMBERS),
+        Column("paused", "num"),
+        Column("workers", "num"),
+        Column("done/min", "num"),
+        Column("failed/min", "num"),
     ]
+    full_rows = [
+        [
+            s.queue,
+            *_numbers(s),
+            "yes" if s.paused else "",
+            s.workers,
+            f"{s.completed_last_minute}{plus[s.queue]}",
+            f"{s.failed_last_minute}{plus[s.queue]}",
+        ]
+        for s in rows
+    ]
+    if fits(full_cols, full_rows, width):
+        return fit_table(full_cols, full_rows, width, caption=caption)
+    compact_cols = [
+        Column("queue", "key"),
+        *(Column(h, "num") for _, h in NUMBERS),
+        Column("paused", "num"),
+        Column("wkrs", "num"),
+        Column("last min", "num"),
+    ]
+    compact_rows = [
+        [
+            shorts.get(s.queue, s.queue),
+            *_numbers(s),
+            "yes" if s.paused else "",
+            s.workers,
+            f"{s.completed_last_minute}/{s.failed_last_minute}{plus[s.queue]}",
+        ]
+        for s in rows
+    ]
+    note = "short queue names; last min: done/failed"
+    caption = f"{note}\n{caption}" if caption else note
+    return fit_table(compact_cols, compact_rows, width, caption=caption)
 
 
-def _table(stats: list[QueueStats]) -> Table:
-    table = Table(header_style="bold")
-    for column in COLUMNS:
-        table.add_column(column)
-    for s in stats:
-        table.add_row(*_row(s))
-    return table
-
-
-async def _all_queue_names(s: Session) -> list[str]:
-    """The registered queues, then any other queue the backend holds."""
-    names = list(s.specs)
-    return names + [n for n in await s.backend.queues() if n not in names]
+def _caption(s: Session) -> str | None:
+    """Where the numbers come from, when the command line does not say it."""
+    if s.settings.backend.source == "flag":
+        return None
+    return f"backend: {s.location}"
 
 
 def stats(
     backend: BackendOption = None,
-    watch: Annotated[bool, typer.Option("--watch", "-w", help="Refresh in place.")] = False,
-    interval: Annotated[float, typer.Option(help="Seconds between refreshes.")] = 2.0,
+    watch: Annotated[
+        bool, typer.Option("--watch", "-w", help="Refresh in place (Ctrl-C ends).")
+    ] = False,
+    interval: Annotated[str, typer.Option(help="Time between refreshes (2s, 500ms...).")] = "2s",
     as_json: JsonOption = False,
 ) -> None:
     """Per queue: counts by state, paused, workers online, completed/failed in the last minute."""
     console = Console(json_mode=as_json)
 
     async def go() -> None:
+        from polyjobs.stats import queue_stats
+
+        every = duration(interval, "--interval") or 0.0
         async with session(backend) as s:
+            shorts = {n: sp.short_name for n, sp in s.specs.items() if sp.short_name}
             if not watch:
-                rows = await queue_stats(s.backend, await _all_queue_names(s))
+                rows = await queue_stats(s.backend, await s.queue_names())
                 if as_json:
                     console.json([r.to_dict() for r in rows])
                 else:
-                    console.print(_table(rows))
+                    console.print(stats_view(rows, shorts, console.width, _caption(s)))
                 return
-            with Live(console=console.out, auto_refresh=False) as live:
-                while True:
-                    rows = await queue_stats(s.backend, await _all_queue_names(s))
-                    live.update(_table(rows), refresh=True)
-                    await asyncio.sleep(interval)
+            await _watch(console, s, shorts, max(every, 0.1))
 
-    run(go, console)
+    run(go, console, interrupt_ends=watch)  # Ctrl-C is how one leaves --watch
+
+
+async def _watch(console: Console, s: Session, shorts: dict[str, str], every: float) -> None:
+    from rich.live import Live
+
+    from polyjobs.stats import queue_stats
+
+    with Live(console=console.out, auto_refresh=False) as live:
+        while True:
+            rows = await queue_stats(s.backend, await s.queue_names())
+            if console.json_mode:
+                console.json([r.to_dict() for r in rows])
+            else:
+                caption = f"{_caption(s) or ''}  (every {every:g}s; Ctrl-C ends)".strip()
+                live.update(stats_view(rows, shorts, console.width, caption), refresh=True)
+            await asyncio.sleep(every)
 
 
 jobs_app = typer.Typer(help="List, show, retry and remove jobs.", no_args_is_help=True)
@@ -104,29 +158,58 @@ def jobs_list(
     console = Console(json_mode=as_json)
 
     async def go() -> None:
+        from polyjobs.queue import check_state
+
+        checked = check_state(state)
         async with session(backend) as s:
-            q = s.queue(queue)
-            found = await q.jobs(check_state(state), 0, limit - 1)
+            q = await s.known_queue(queue)
+            found = await q.jobs(checked, 0, limit - 1)
             if as_json:
                 console.json([j.to_dict() for j in found])
                 return
+            rows = [
+                (
+                    j.id,
+                    j.name,
+                    j.attempts_made,
+                    _progress(j.progress),
+                    _when(j.timestamp),
+                    _detail(j.failed_reason),
+                )
+                for j in found
+            ]
+            cut = any(len(_first_line(j.failed_reason)) > DETAIL_MAX for j in found)
+            notes = [f"see a whole job: polyjobs jobs show {queue} ID"] if cut else []
+            if (where := _caption(s)) is not None:
+                notes.append(where)
             console.table(
-                ("id", "name", "attempts", "progress", "created", "detail"),
-                [
-                    (
-                        j.id,
-                        j.name,
-                        j.attempts_made,
-                        j.progress,
-                        _when(j.timestamp),
-                        (j.failed_reason or "")[:80],
-                    )
-                    for j in found
-                ],
-                title=f"{q.name}: {state} (first {limit})",
+                (
+                    Column("id", "key"),
+                    Column("name"),
+                    Column("tries", "num"),
+                    Column("progress"),
+                    Column("created", "key"),
+                    Column("detail"),
+                ),
+                rows,
+                title=f"{q.name}: {len(found)} {state} (first {limit})",
+                caption="\n".join(notes) or None,
             )
 
     run(go, console)
+
+
+def _first_line(text: str | None) -> str:
+    return (text or "").strip().splitlines()[0] if (text or "").strip() else ""
+
+
+def _detail(reason: str | None) -> str:
+    line = _first_line(reason)
+    return line if len(line) <= DETAIL_MAX else line[: DETAIL_MAX - 1] + "…"
+
+
+def _progress(value: Any) -> str:
+    return "" if value is None else str(value)
 
 
 @jobs_app.command("show")
@@ -141,27 +224,35 @@ def jobs_show(
 
     async def go() -> None:
         async with session(backend) as s:
-            q = s.queue(queue)
+            q = await s.known_queue(queue)
             job = await q.require_job(job_id)
             info = job.to_dict()
             info["logs"] = await job.logs()
             if as_json:
                 console.json(info)
                 return
-            for key in ("id", "queue", "name", "state", "attempts_made", "progress", "priority"):
-                console.line(f"{key:>14}: {info[key]}")
-            for key in ("timestamp", "processed_on", "finished_on", "run_at"):
-                console.line(f"{key:>14}: {_when(info[key])}")
-            for key in ("data", "opts", "returnvalue", "failed_reason"):
-                console.line(f"{key:>14}: {redact_text(repr(info[key]))}")
-            if info["stacktrace"]:
-                console.line("    stacktrace:")
-                console.line(info["stacktrace"])
-            console.line(f"{'logs':>14}: {len(info['logs'])} line(s)")
-            for line in info["logs"]:
-                console.line(f"    {line}")
+            _show(console, info)
 
     run(go, console)
+
+
+def _show(console: Console, info: dict[str, Any]) -> None:
+    """One job as ``key: value`` lines; text from the job is shown, never interpreted."""
+    import json
+
+    for key in ("id", "queue", "name", "state", "attempts_made", "progress", "priority"):
+        console.line(f"{key:>14}: {info[key]}")
+    for key in ("timestamp", "processed_on", "finished_on", "run_at"):
+        console.line(f"{key:>14}: {_when(info[key])}")
+    for key in ("data", "opts", "returnvalue"):
+        console.line(f"{key:>14}: {json.dumps(info[key], default=str, ensure_ascii=False)}")
+    console.line(f"{'failed_reason':>14}: {info['failed_reason'] or ''}")
+    if info["stacktrace"]:
+        console.line("    stacktrace:")
+        console.line(info["stacktrace"])
+    console.line(f"{'logs':>14}: {len(info['logs'])} line(s)")
+    for line in info["logs"]:
+        console.line(f"    {line}")
 
 
 @jobs_app.command("retry")

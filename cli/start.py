@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -19,9 +20,19 @@ import typer
 from rich.live import Live
 from rich.table import Table
 
+from polyjobs.backend import CAP_SHARED
 from polyjobs.cli import pidfile
 from polyjobs.cli.board import start_board
-from polyjobs.cli.common import BackendOption, parse_pairs, plugin_host, run, session, settings
+from polyjobs.cli.common import (
+    BackendOption,
+    describe_location,
+    duration,
+    parse_pairs,
+    plugin_host,
+    run,
+    session,
+    settings,
+)
 from polyjobs.cli.console import Console
 from polyjobs.control import request_stop_all, wait_until_no_workers
 from polyjobs.errors import ConfigError, PolyjobsError
@@ -30,6 +41,7 @@ from polyjobs.plugins import open_backend
 from polyjobs.processors import demo as demo_mode
 from polyjobs.redact import redact_text, redact_url
 from polyjobs.runtime import Runtime, specs_by_name
+from polyjobs.serve import serve_backend, socket_path
 from polyjobs.settings import Settings, apply_queue_overrides
 
 REPORTED = ("completed", "failed", "retrying", "stalled")
@@ -195,11 +207,21 @@ async def _start_with(
 
         pidfile.write(resolved.home_dir, redact_url(resolved.backend_url))
         board_task = None
-        if board is not None:
-            board_task = await start_board(console, resolved, registered, backend, *board)
+        served = contextlib.AsyncExitStack()
         try:
+            if CAP_SHARED not in backend.capabilities:
+                # a backend inside this process: other commands reach it through a socket
+                sock = await served.enter_async_context(
+                    serve_backend(backend, socket_path(resolved.home_dir))
+                )
+                console.note(
+                    f"polyjobs: serving {redact_url(resolved.backend_url)} to other "
+                    f"commands at {sock} (it ends with this process)"
+                )
+            if board is not None:
+                board_task = await start_board(console, resolved, registered, backend, *board)
             console.note(
-                f"polyjobs: backend {redact_url(resolved.backend_url)} "
+                f"polyjobs: backend {describe_location(resolved.backend_url, backend)} "
                 f"({resolved.backend.source}); queues: "
                 + ", ".join(f"{s.name} (concurrency {s.concurrency})" for s in specs)
             )
@@ -217,6 +239,7 @@ async def _start_with(
             if board_task is not None:
                 board_task.cancel()
                 await asyncio.gather(board_task, return_exceptions=True)
+            await served.aclose()
             pidfile.remove(resolved.home_dir)
 
 
@@ -305,7 +328,7 @@ class _JsonFormatter(logging.Formatter):
 
 
 def stop(
-    timeout: Annotated[float, typer.Option(help="Seconds to wait for it to exit.")] = 30.0,
+    timeout: Annotated[str, typer.Option(help="How long to wait for it to exit (30s...).")] = "30s",
     force: Annotated[
         bool, typer.Option("--force", help="Stop at once, handing unfinished jobs back.")
     ] = False,
@@ -320,9 +343,12 @@ def stop(
     """Stop the `polyjobs start` running from this state directory, and wait until it exits."""
     console = Console()
     if all_instances:
-        run(lambda: _stop_all(console, backend, 0.0 if force else None, timeout), console)
+        wait_all = run(lambda: _duration(timeout, "--timeout"), console) or 0.0
+        run(lambda: _stop_all(console, backend, 0.0 if force else None, wait_all), console)
         return
     resolved = run(lambda: _settings_only(), console)
+    assert resolved is not None
+    wait_s = run(lambda: _duration(timeout, "--timeout"), console) or 0.0
     home = resolved.home_dir
     info = pidfile.read(home)
     if info is None:
@@ -336,11 +362,11 @@ def stop(
     if force:
         time.sleep(0.2)
         os.kill(info.pid, signal.SIGTERM)  # the second signal forces
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + wait_s
     while pidfile.alive(info.pid) and time.monotonic() < deadline:
         time.sleep(0.05)
     if pidfile.alive(info.pid):
-        console.error(f"polyjobs (pid {info.pid}) did not exit within {timeout:g}s")
+        console.error(f"polyjobs (pid {info.pid}) did not exit within {wait_s:g}s")
         raise typer.Exit(1)
     console.line(f"stopped polyjobs (pid {info.pid}, backend {info.backend})")
 
@@ -364,3 +390,7 @@ async def _stop_all(
 
 async def _settings_only() -> Settings:
     return settings()
+
+
+async def _duration(value: str, what: str) -> float | None:
+    return duration(value, what)

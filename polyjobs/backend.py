@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal, Protocol, runtime_checkable
 
 from polyjobs.errors import ConfigError
@@ -307,6 +308,15 @@ class ControlBackend(Protocol):
 
     async def control_messages(self, since: float) -> list[ControlMessage]:
         """Commands sent after ``since`` (epoch seconds), oldest first."""
+
+
+@runtime_checkable
+class LocalFileBackend(Protocol):
+    """A backend whose storage is one local file at ``path``, created by ``open()`` when it
+    does not exist. Commands that only look (``polyjobs stats``) check ``path`` first, so that
+    a mistyped path is reported instead of created."""
+
+    path: Path
 
 
 def controller(backend: Backend) -> ControlBackend:

@@ -28,6 +28,7 @@ BUILTIN_BACKENDS = (
     "polyjobs.backends.sqlite",
     "polyjobs.backends.redis",
     "polyjobs.backends.postgres",
+    "polyjobs.backends.socket",
 )
 BUILTIN_PLUGINS = (*BUILTIN_BACKENDS, "polyjobs.processors")
 ENTRY_POINT_GROUP = "polyjobs"

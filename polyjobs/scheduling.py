@@ -23,7 +23,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from croniter import croniter
+from croniter import CroniterError, croniter
 
 from polyjobs.backend import NewJob, ScheduleRecord
 from polyjobs.errors import InvalidArgumentError
@@ -44,7 +44,9 @@ DEFAULT_MAX_GRACE = 60.0
 class Cadence:
     """Either ``every`` seconds (aligned to the epoch) or a ``cron`` pattern in ``tz``.
 
-    Cron patterns have 5 fields, or 6 with seconds last (``*/5 * * * * 30``).
+    Cron patterns have 5 fields (minute hour day-of-month month day-of-week), or 6 with
+    seconds first, as in BullMQ: ``*/5 * * * * *`` is every 5 seconds, ``30 0 * * * *`` half
+    a minute past every hour.
     """
 
     every: float | None = None
@@ -56,8 +58,8 @@ class Cadence:
             raise InvalidArgumentError("a schedule needs exactly one of every= or cron=")
         if self.every is not None and round(self.every * 1000) < 1:
             raise InvalidArgumentError(f"every must be at least 1ms, got {self.every}")
-        if self.cron is not None and not croniter.is_valid(self.cron):
-            raise InvalidArgumentError(f"invalid cron pattern {self.cron!r}")
+        if self.cron is not None:
+            _check_cron(self.cron)
         if self.tz is not None:
             if self.every is not None:
                 raise InvalidArgumentError("tz= applies to cron schedules only")
@@ -73,7 +75,7 @@ class Cadence:
             return ((math.floor(t * 1000) // step) + 1) * step / 1000
         tz = ZoneInfo(self.tz or "UTC")
         assert self.cron is not None
-        return float(croniter(self.cron, datetime.fromtimestamp(t, tz)).get_next(float))
+        return float(_croniter(self.cron, datetime.fromtimestamp(t, tz)).get_next(float))
 
     def slots_between(self, first: float, last: float, limit: int) -> list[float]:
         """Slots in ``[first, last]``, ``first`` included when it is a slot; the latest
@@ -95,6 +97,30 @@ class Cadence:
     def period_at(self, t: float) -> float:
         nxt = self.next_after(t)
         return self.next_after(nxt) - nxt
+
+
+def _seconds_first(cron: str) -> bool:
+    return len(cron.split()) == 6
+
+
+def _croniter(cron: str, start: datetime) -> croniter:
+    return croniter(cron, start, second_at_beginning=_seconds_first(cron))
+
+
+def _check_cron(cron: str) -> None:
+    """Refuse a pattern that is not 5 or 6 valid fields, or that never matches."""
+    fields = len(cron.split())
+    if fields not in (5, 6):
+        raise InvalidArgumentError(
+            f"invalid cron pattern {cron!r}: 5 fields (minute hour day month weekday), or 6 "
+            f"with seconds first, got {fields}"
+        )
+    if not croniter.is_valid(cron, second_at_beginning=_seconds_first(cron)):
+        raise InvalidArgumentError(f"invalid cron pattern {cron!r}")
+    try:
+        _croniter(cron, datetime.now(ZoneInfo("UTC"))).get_next(float)
+    except (CroniterError, ValueError, OverflowError):
+        raise InvalidArgumentError(f"cron pattern {cron!r} never matches") from None
 
 
 def slot_job_id(key: str, slot: float) -> str:

@@ -74,7 +74,7 @@ class SchedulesContract(ContractBase):
             "sec",
             name="tick",
             data={"k": 1},
-            cron="* * * * * */1",
+            cron="*/1 * * * * *",  # six fields: seconds first, as in BullMQ
             tz="America/New_York",
             options={"remove_on_complete": True},
         )

@@ -40,6 +40,16 @@ def backend_url(env: dict[str, str]) -> str:
     return env.get("POLYJOBS_BACKEND") or f"sqlite:///{env['POLYJOBS_HOME']}/polyjobs.db"
 
 
+def stats_once_started(env: dict[str, str]) -> dict[str, Any]:
+    """``stats`` while a ``polyjobs start`` is starting: empty until its backend file exists
+    (a look-up never creates one)."""
+    done = polyjobs(env, "stats", "--json")
+    if done.returncode != 0 and "no polyjobs database at" in done.stderr:
+        return {}
+    assert done.returncode == 0, done.stderr
+    return {row["queue"]: row for row in json.loads(done.stdout)}
+
+
 def add_jobs(env: dict[str, str], queue: str, datas: list[dict[str, Any]]) -> None:
     """Add jobs in one bulk call through the library, on the backend the CLI uses."""
 

@@ -116,6 +116,7 @@ def test_enqueue_options(cli_env: dict[str, str]) -> None:
 
 
 def test_unknown_queue_state_and_job_are_clear_errors(cli_env: dict[str, str]) -> None:
+    cli_json("enqueue", "echo", "--data", '{"text": "x"}')
     result = cli("start", "--queue", "no-such-queue", "--burst")
     assert result.exit_code == 1 and "unknown queue 'no-such-queue'" in result.stderr
     result = cli("jobs", "list", "echo", "--state", "sleeping")
@@ -241,10 +242,11 @@ def test_stop_without_a_running_instance(cli_env: dict[str, str]) -> None:
 
 
 def test_queue_limit_sets_and_clears_a_rate_limit(cli_env: dict[str, str]) -> None:
-    result = cli("queue", "limit", "echo", "5/2s", "--backend", "memory://")
+    cli_json("enqueue", "echo", "--data", '{"text": "x"}')
+    result = cli("queue", "limit", "echo", "5/2s")
     assert result.exit_code == 0, result.output
     assert "rate limit of test-echo: 5/2s" in result.stdout
-    off = cli("queue", "limit", "echo", "off", "--backend", "memory://")
+    off = cli("queue", "limit", "echo", "off")
     assert "rate limit of test-echo: none" in off.stdout
-    bad = cli("queue", "limit", "echo", "fast", "--backend", "memory://")
+    bad = cli("queue", "limit", "echo", "fast")
     assert bad.exit_code == 1 and "must look like 5/2s" in bad.stderr

@@ -11,7 +11,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.cli.support import POLYJOBS, add_jobs, polyjobs, stats, wait_active
+from tests.cli.support import (
+    POLYJOBS,
+    add_jobs,
+    polyjobs,
+    stats,
+    stats_once_started,
+    wait_active,
+)
 
 
 @pytest.fixture
@@ -40,7 +47,7 @@ def started(cli_env: dict[str, str]) -> Iterator[tuple[dict[str, str], subproces
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             assert proc.poll() is None, proc.communicate()
-            rows = stats(cli_env)
+            rows = stats_once_started(cli_env)
             if rows.get("test-echo", {}).get("workers") and rows.get("test-slow", {}).get(
                 "workers"
             ):

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from polyjobs import Queue, open_backend
-from tests.cli.support import POLYJOBS, polyjobs, stats
+from tests.cli.support import POLYJOBS, polyjobs, stats, stats_once_started
 
 QUEUES = ("test-echo", "test-slow", "test-fail")
 
@@ -46,7 +46,7 @@ def two_instances(shared: dict[str, str], tmp_path: Path) -> Iterator[list[subpr
         while time.monotonic() < deadline:
             for proc in procs:
                 assert proc.poll() is None, proc.communicate()
-            rows = stats(shared)
+            rows = stats_once_started(shared)
             if all(rows.get(q, {}).get("workers", 0) >= 2 for q in QUEUES):
                 break
             time.sleep(0.2)

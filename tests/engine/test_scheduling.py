@@ -24,10 +24,23 @@ def test_cron_in_a_timezone() -> None:
     assert nxt.utcoffset() is not None and nxt.utcoffset().total_seconds() == 7200  # type: ignore[union-attr]
 
 
+def test_six_field_cron_is_seconds_first_as_in_bullmq() -> None:
+    start = datetime(2026, 1, 1, 0, 0, 0, tzinfo=ZoneInfo("UTC")).timestamp()
+    every_5s = Cadence(cron="*/5 * * * * *")
+    first = every_5s.next_after(start)
+    assert (first - start, every_5s.next_after(first) - first) == (5.0, 5.0)
+    half_past = Cadence(cron="30 0 * * * *")  # second 30 of minute 0 of every hour
+    assert half_past.next_after(start) - start == 30.0
+    assert Cadence(cron="0 * * * *").next_after(start) - start == 3600.0  # five: minute first
+
+
 @pytest.mark.parametrize(
     "kwargs",
     [
         {},
+        {"cron": "* * * * * 99"},  # read as seconds first, 99 is no weekday
+        {"cron": "* * * * * * *"},
+        {"cron": "0 0 30 2 *"},  # never matches
         {"every": 1, "cron": "* * * * *"},
         {"cron": "61 * * * *"},
         {"every": 0.0001},
