@@ -76,7 +76,7 @@ class Column:
 def _rich_console(*, stderr: bool = False, width: int | None = None) -> RichConsole:
     from rich.console import Console as RichConsole
 
-    return RichConsole(stderr=stderr, highlight=False, soft_wrap=True, emoji=False, width=width)
+    return RichConsole(stderr=stderr, highlight=False, emoji=False, width=width)
 
 
 def _text(value: Any) -> Any:
@@ -150,6 +150,11 @@ class Console:
     def error(self, text: str) -> None:
         """One line on stderr: ``error: ...`` (a newline inside is shown as ``\\n``)."""
         self._print(self.err, "error: " + shown(str(text).replace("\n", " ")), style="red")
+
+    def raw_line(self, text: str) -> None:
+        """One line written to stdout as is (a JSON log record: never wrapped or styled)."""
+        sys.stdout.write(text + "\n")
+        sys.stdout.flush()
 
     def json(self, data: Any) -> None:
         sys.stdout.write(redact_text(json.dumps(data, default=str, indent=2)) + "\n")

@@ -128,18 +128,27 @@ def stats(
 
 
 async def _watch(console: Console, s: Session, shorts: dict[str, str], every: float) -> None:
+    """Refresh in place on a terminal; elsewhere print each refresh after the last."""
     from rich.live import Live
 
     from polyjobs.stats import queue_stats
 
-    with Live(console=console.out, auto_refresh=False) as live:
+    def view(rows: list[QueueStats]) -> RenderableType:
+        caption = f"{_caption(s) or ''}  (every {every:g}s; Ctrl-C ends)".strip()
+        return stats_view(rows, shorts, console.width, caption)
+
+    if console.json_mode or not console.is_terminal:
         while True:
             rows = await queue_stats(s.backend, await s.queue_names())
             if console.json_mode:
                 console.json([r.to_dict() for r in rows])
             else:
-                caption = f"{_caption(s) or ''}  (every {every:g}s; Ctrl-C ends)".strip()
-                live.update(stats_view(rows, shorts, console.width, caption), refresh=True)
+                console.print(view(rows))
+            await asyncio.sleep(every)
+    with Live(console=console.out, auto_refresh=False) as live:
+        while True:
+            rows = await queue_stats(s.backend, await s.queue_names())
+            live.update(view(rows), refresh=True)
             await asyncio.sleep(every)
 
 

@@ -340,7 +340,19 @@ class Runtime:
             nonlocal signals
             signals += 1
             stop_requested.set()
+            if signals == 1:
+                active = sum(w.active_jobs for w in self.workers.values())
+                log.warning(
+                    "stopping: %d active job(s), waiting up to %gs; a second signal stops at once",
+                    active,
+                    grace,
+                    extra={"event": "stopping", "detail": {"active": active, "grace": grace}},
+                )
             if signals > 1:
+                log.warning(
+                    "stopping now: unfinished jobs go back to their queues",
+                    extra={"event": "forcing"},
+                )
                 for worker in self.workers.values():
                     worker.request_close(0.0)
 

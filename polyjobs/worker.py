@@ -106,6 +106,11 @@ class Worker:
         return self._state == "running"
 
     @property
+    def active_jobs(self) -> int:
+        """How many jobs this worker is processing right now."""
+        return len(self._tasks)
+
+    @property
     def busy(self) -> bool:
         """Whether jobs are being processed or their results are on their way to the backend."""
         return bool(self._tasks or self._outbox or self._finishing)

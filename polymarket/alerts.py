@@ -12,7 +12,6 @@ import asyncio
 import hashlib
 import json
 import logging
-import sys
 import time
 import uuid
 from collections.abc import Callable
@@ -298,7 +297,7 @@ class ConsoleSink:
     key = "console"
 
     def __init__(self, write: Callable[[str], Any] | None = None) -> None:
-        self.write = write or (lambda text: print(text, file=sys.stdout, flush=True))
+        self.write = write
 
     async def send(self, alert: Alert) -> str | None:
         embed = build_embed(alert)
@@ -307,7 +306,12 @@ class ConsoleSink:
             indent = "\n" + " " * (len(f["name"]) + 4)  # multi-line values stay aligned
             lines.append(f"  {f['name']}: " + str(f["value"]).replace("\n", indent))
         lines.append(f"  {embed['description']}")
-        self.write("\n".join(lines))
+        if self.write is not None:
+            self.write("\n".join(lines))
+            return None
+        # one log record: the CLI prints it above its live view, or as one JSON object
+        detail = {"alert_id": alert.id, "kind": alert.kind, "severity": alert.severity}
+        log.warning("\n".join(lines), extra={"event": "alert", "detail": detail})
         return None
 
 

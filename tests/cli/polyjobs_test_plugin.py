@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Sequence
 from typing import Any
 
@@ -30,11 +31,20 @@ async def fail(job: Job) -> None:
     raise RuntimeError("boom from the test plugin")
 
 
+async def noisy(job: Job) -> None:
+    logging.getLogger("polyjobs.test").warning("noisy job %s [bold]logs[/bold]", job.id)
+    raise RuntimeError(
+        "ConnectError: request to data-api.polymarket.com failed: [Errno 111] connection "
+        "refused " + "with a long tail of words " * 10
+    )
+
+
 ECHO = QueueSpec("test-echo", echo, concurrency=2, short_name="echo", validate=require_text)
 SLOW = QueueSpec("test-slow", slow, concurrency=20, short_name="slow")
 FAIL = QueueSpec("test-fail", fail, short_name="fail")
+NOISY = QueueSpec("test-noisy", noisy, short_name="noisy")
 
 
 @hookimpl
 def polyjobs_queue_specs() -> Sequence[QueueSpec]:
-    return [ECHO, SLOW, FAIL]
+    return [ECHO, SLOW, FAIL, NOISY]
