@@ -6,17 +6,19 @@ import asyncio
 import contextlib
 import signal
 from dataclasses import replace
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from polyjobs.backend import Backend
 from polyjobs.cli.common import BackendOption, run, session, settings
 from polyjobs.cli.console import Console
 from polyjobs.errors import ConfigError
 from polyjobs.redact import redact_url
-from polyjobs.runtime import QueueSpec
-from polyjobs.settings import Settings
+
+if TYPE_CHECKING:
+    from polyjobs.backend import Backend
+    from polyjobs.runtime import QueueSpec
+    from polyjobs.settings import Settings
 
 BOARD_MODULES = ("starlette", "uvicorn", "jinja2", "prometheus_client", "multipart")
 MISSING_EXTRA = "the board needs the 'board' extra: pip install 'polyjobs[board]'"

@@ -17,7 +17,6 @@ backend that vanishes with it.
 from __future__ import annotations
 
 import asyncio
-import difflib
 import logging
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
@@ -138,6 +137,8 @@ class Session:
         """The queue ``name`` when it is registered or the backend knows it (it has jobs,
         workers or schedules); otherwise ``InvalidArgumentError`` with the closest known
         names (and a word on ``--create`` when ``offer_create``), unless ``create``."""
+        import difflib
+
         spec = find_spec(name, self.specs)
         if spec is not None:
             return spec.make_queue(self.backend)

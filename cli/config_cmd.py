@@ -7,10 +7,11 @@ from typing import Any
 from polyjobs.cli.common import BackendOption, JsonOption, plugin_host, run, settings
 from polyjobs.cli.console import Column, Console
 from polyjobs.redact import MASK, redact_url
-from polyjobs.settings import apply_queue_overrides, is_secret
 
 
 def _shown(name: str, value: Any) -> Any:
+    from polyjobs.settings import is_secret
+
     if isinstance(value, str) and "://" in value:
         return redact_url(value)
     if is_secret(name) and value not in (None, ""):
@@ -23,6 +24,8 @@ def config(backend: BackendOption = None, as_json: JsonOption = False) -> None:
     console = Console(json_mode=as_json)
 
     async def go() -> None:
+        from polyjobs.settings import apply_queue_overrides
+
         resolved = settings(backend=backend)
         rows: list[dict[str, Any]] = [
             {

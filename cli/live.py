@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from rich.console import RenderableType
     from rich.live import Live
 
+    from polyjobs.cli.logs import Events
     from polyjobs.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -47,6 +48,26 @@ class Failure:
     job_id: str
     reason: str
     retrying: bool
+
+
+REPORTED = ("completed", "failed", "retrying", "stalled")
+
+
+class Reporter:
+    """A plugin that turns job events into lines (text or JSON); quiet under a live view,
+    which shows them itself."""
+
+    def __init__(self, events: Events, live: bool) -> None:
+        self.events = events
+        self.live = live
+
+    @hookimpl
+    def polyjobs_job_event(
+        self, queue: str, event: str, job_id: str, payload: Mapping[str, Any]
+    ) -> None:
+        if self.live or event not in REPORTED:
+            return
+        self.events.job(event, queue, job_id, payload)
 
 
 class JobFeed:

@@ -8,7 +8,7 @@ import os
 import signal
 import socket
 import time
-from collections.abc import Awaitable, Mapping
+from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -27,31 +27,11 @@ from polyjobs.cli.common import (
 from polyjobs.cli.console import Console
 from polyjobs.cli.logs import Events, configure_logging
 from polyjobs.errors import ConfigError, PolyjobsError
-from polyjobs.hookspecs import hookimpl
 
 if TYPE_CHECKING:
     from polyjobs.backend import Backend
     from polyjobs.runtime import QueueSpec, Runtime
     from polyjobs.settings import Settings
-
-REPORTED = ("completed", "failed", "retrying", "stalled")
-
-
-class Reporter:
-    """A plugin that turns job events into lines (text or JSON); quiet under a live view,
-    which shows them itself."""
-
-    def __init__(self, events: Events, live: bool) -> None:
-        self.events = events
-        self.live = live
-
-    @hookimpl
-    def polyjobs_job_event(
-        self, queue: str, event: str, job_id: str, payload: Mapping[str, Any]
-    ) -> None:
-        if self.live or event not in REPORTED:
-            return
-        self.events.job(event, queue, job_id, payload)
 
 
 def start(
@@ -157,7 +137,7 @@ async def _start_with(
     demo: bool,
     board: tuple[str, int] | None,
 ) -> None:
-    from polyjobs.cli.live import JobFeed
+    from polyjobs.cli.live import JobFeed, Reporter
     from polyjobs.plugins import open_backend
     from polyjobs.processors import demo as demo_mode
     from polyjobs.runtime import Runtime, specs_by_name

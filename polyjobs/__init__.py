@@ -13,38 +13,91 @@ The public API is exactly ``__all__``; a test pins it, so a new public name is a
 
 from __future__ import annotations
 
-from importlib import metadata
+import importlib
+from typing import TYPE_CHECKING, Any
 
-from polyjobs.backend import Backend, JobRecord, ScheduleRecord, WorkerInfo
-from polyjobs.errors import (
-    BackendError,
-    BackendUnavailableError,
-    ConfigError,
-    InvalidArgumentError,
-    JobFailedError,
-    JobNotFoundError,
-    JobTimeoutError,
-    PluginError,
-    PolyjobsError,
-    RateLimitError,
-    RetryAfter,
-    UnknownBackendError,
-    UnrecoverableError,
-    WaitTimeoutError,
-)
-from polyjobs.hookspecs import hookimpl
-from polyjobs.job import Job
-from polyjobs.options import Backoff, JobOptions, Keep, RateLimit
-from polyjobs.plugins import PluginHost, open_backend
-from polyjobs.queue import Queue
-from polyjobs.runtime import QueueSpec, Retention, Runtime, RuntimeContext, ScheduleSpec
-from polyjobs.worker import Worker
-from polyjobs.worker_options import WorkerOptions
+if TYPE_CHECKING:
+    from polyjobs.backend import Backend, JobRecord, ScheduleRecord, WorkerInfo
+    from polyjobs.errors import (
+        BackendError,
+        BackendUnavailableError,
+        ConfigError,
+        InvalidArgumentError,
+        JobFailedError,
+        JobNotFoundError,
+        JobTimeoutError,
+        PluginError,
+        PolyjobsError,
+        RateLimitError,
+        RetryAfter,
+        UnknownBackendError,
+        UnrecoverableError,
+        WaitTimeoutError,
+    )
+    from polyjobs.hookspecs import hookimpl
+    from polyjobs.job import Job
+    from polyjobs.options import Backoff, JobOptions, Keep, RateLimit
+    from polyjobs.plugins import PluginHost, open_backend
+    from polyjobs.queue import Queue
+    from polyjobs.runtime import QueueSpec, Retention, Runtime, RuntimeContext, ScheduleSpec
+    from polyjobs.worker import Worker
+    from polyjobs.worker_options import WorkerOptions
 
-try:
-    __version__ = metadata.version("polyjobs")
-except metadata.PackageNotFoundError:  # pragma: no cover - running from a source tree
-    __version__ = "0.0.0"
+    __version__: str
+
+#: Where each public name lives. They are imported on first use, so that a program (the
+#: ``polyjobs`` command above all) pays only for the parts it touches.
+_HOMES = {
+    "polyjobs.backend": ("Backend", "JobRecord", "ScheduleRecord", "WorkerInfo"),
+    "polyjobs.errors": (
+        "BackendError",
+        "BackendUnavailableError",
+        "ConfigError",
+        "InvalidArgumentError",
+        "JobFailedError",
+        "JobNotFoundError",
+        "JobTimeoutError",
+        "PluginError",
+        "PolyjobsError",
+        "RateLimitError",
+        "RetryAfter",
+        "UnknownBackendError",
+        "UnrecoverableError",
+        "WaitTimeoutError",
+    ),
+    "polyjobs.hookspecs": ("hookimpl",),
+    "polyjobs.job": ("Job",),
+    "polyjobs.options": ("Backoff", "JobOptions", "Keep", "RateLimit"),
+    "polyjobs.plugins": ("PluginHost", "open_backend"),
+    "polyjobs.queue": ("Queue",),
+    "polyjobs.runtime": ("QueueSpec", "Retention", "Runtime", "RuntimeContext", "ScheduleSpec"),
+    "polyjobs.worker": ("Worker",),
+    "polyjobs.worker_options": ("WorkerOptions",),
+}
+_HOME_OF = {name: module for module, names in _HOMES.items() for name in names}
+
+
+def __getattr__(name: str) -> Any:
+    if name == "__version__":
+        from importlib import metadata
+
+        try:
+            version = metadata.version("polyjobs")
+        except metadata.PackageNotFoundError:  # pragma: no cover - running from a source tree
+            version = "0.0.0"
+        globals()[name] = version
+        return version
+    module = _HOME_OF.get(name)
+    if module is None:
+        raise AttributeError(f"module 'polyjobs' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
 
 __all__ = [
     "Backend",

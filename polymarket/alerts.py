@@ -21,6 +21,7 @@ from typing import Any, Protocol
 import httpx
 
 from polyjobs.errors import RateLimitError, RetryAfter, UnrecoverableError
+from polyjobs.polymarket.http_errors import describe_http_error
 from polyjobs.polymarket.models import Alert
 from polyjobs.polymarket.store import Store
 from polyjobs.redact import redact_text, redact_url
@@ -218,7 +219,9 @@ class DiscordWebhook:
         except httpx.TimeoutException:
             raise DeliveryError(f"Discord webhook timed out after {self.timeout:g}s") from None
         except httpx.HTTPError as exc:
-            raise DeliveryError(f"Discord webhook unreachable ({type(exc).__name__})") from None
+            raise DeliveryError(
+                f"Discord webhook unreachable: {describe_http_error(exc)}"
+            ) from None
         self._note_rate_limit(response)
         return self._outcome(response)
 

@@ -26,6 +26,7 @@ from typing import Any
 import httpx
 
 from polyjobs.errors import InvalidArgumentError, PolyjobsError
+from polyjobs.polymarket.http_errors import describe_http_error
 from polyjobs.polymarket.ingest import trade_rows
 from polyjobs.polymarket.models import Trade
 
@@ -173,7 +174,7 @@ class DataApiClient:
             except httpx.TimeoutException:
                 problem, wait = f"timed out after {opts.timeout:g}s", None
             except httpx.HTTPError as exc:
-                problem, wait = f"request failed: {type(exc).__name__}", None
+                problem, wait = f"cannot reach {describe_http_error(exc)}", None
             else:
                 status = response.status_code
                 if status == 200:
@@ -186,7 +187,11 @@ class DataApiClient:
                 problem = f"HTTP {status}"
                 wait = _retry_after(response) if status in (429, 503) else None
             if attempt >= opts.retries:
-                raise DataApiError(f"Data API: {problem} (gave up after {attempt + 1} tries)")
+                raise DataApiError(
+                    f"Data API: {problem} (gave up after {attempt + 1} tries; offline? "
+                    "`polyjobs start --demo` replays synthetic trades, or set "
+                    "POLYJOBS_INGEST_SOURCE=replay:<file.jsonl>)"
+                )
             delay = min(opts.max_backoff, opts.backoff * 2**attempt if wait is None else wait)
             log.info("Data API: %s; retrying in %.2fs", problem, delay)
             attempt += 1

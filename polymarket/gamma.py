@@ -10,6 +10,8 @@ from typing import Any
 
 import httpx
 
+from polyjobs.polymarket.http_errors import describe_http_error
+
 log = logging.getLogger(__name__)
 
 
@@ -91,7 +93,7 @@ class GammaClient:
         except httpx.TimeoutException:
             raise GammaError(f"Gamma timed out after {self.timeout:g}s") from None
         except httpx.HTTPError as exc:
-            raise GammaError(f"Gamma request failed: {type(exc).__name__}") from None
+            raise GammaError(f"Gamma: cannot reach {describe_http_error(exc)}") from None
         if response.status_code != 200:
             raise GammaError(f"Gamma answered HTTP {response.status_code}")
         try:
