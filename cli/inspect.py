@@ -176,6 +176,9 @@ def jobs_list(
             if as_json:
                 console.json([j.to_dict() for j in found])
                 return
+            if not found:
+                console.line(f"{q.name}: no {state} jobs")
+                return
             rows = [
                 (
                     j.id,

@@ -88,6 +88,10 @@ def schedule_list(
             if as_json:
                 console.json(rows)
                 return
+            if not rows:
+                where = queues[0].name if queue else "any queue"
+                console.line(f"no schedules in {where}")
+                return
             console.table(
                 (
                     Column("queue", "key"),
