@@ -187,10 +187,14 @@ class DataApiClient:
                 problem = f"HTTP {status}"
                 wait = _retry_after(response) if status in (429, 503) else None
             if attempt >= opts.retries:
+                offline = (
+                    "; offline? `polyjobs start --demo` replays synthetic trades, or set "
+                    "POLYJOBS_INGEST_SOURCE=replay:<file.jsonl>"
+                    if problem.startswith(("cannot reach", "timed out"))
+                    else ""
+                )
                 raise DataApiError(
-                    f"Data API: {problem} (gave up after {attempt + 1} tries; offline? "
-                    "`polyjobs start --demo` replays synthetic trades, or set "
-                    "POLYJOBS_INGEST_SOURCE=replay:<file.jsonl>)"
+                    f"Data API: {problem} (gave up after {attempt + 1} tries{offline})"
                 )
             delay = min(opts.max_backoff, opts.backoff * 2**attempt if wait is None else wait)
             log.info("Data API: %s; retrying in %.2fs", problem, delay)

@@ -4,6 +4,7 @@ also after a 429 and a 500, and when the alerts job is enqueued again."""
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
@@ -253,10 +254,12 @@ def test_the_plugin_contributes_the_queues_and_resources() -> None:
 
 
 async def test_real_resources_sqlite_file_and_console_sink(
-    tmp_path: Any, capsys: pytest.CaptureFixture[str]
+    tmp_path: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """No webhook configured: alerts are printed; the store is the configured SQLite file,
-    shared with another connection (as `polyjobs enqueue` in another process would)."""
+    """No webhook configured: alerts go to the console (as log records the CLI prints); the
+    store is the configured SQLite file, shared with another connection (as `polyjobs
+    enqueue` in another process would)."""
+    caplog.set_level(logging.WARNING, logger="polyjobs.polymarket.alerts")
     url = f"sqlite:///{tmp_path}/polymarket.db"
     writer = SqliteStore.from_url(url)
     await writer.open()
@@ -273,7 +276,8 @@ async def test_real_resources_sqlite_file_and_console_sink(
         )
         await runtime.queue(ANOMALY_BATCH.name).add("batch-detection", {})
         await _drain(runtime)
-    printed = capsys.readouterr().out
+    alerts = [r for r in caplog.records if getattr(r, "event", None) == "alert"]
+    printed = "\n".join(r.getMessage() for r in alerts)
     assert printed.count("[alert ") == len(expected)
     assert "not trading advice" in printed
     for key in expected:
