@@ -4,6 +4,7 @@ types, under TYPE_CHECKING): everything is a fixture."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import subprocess
@@ -222,6 +223,16 @@ class BoardCli:
 
     def env(self, **extra: str) -> dict[str, str]:
         return clean_env({"POLYJOBS_HOME": str(self.home), **extra})
+
+    def create_database(self) -> None:
+        """Create the state directory's default database (as `polyjobs start` would): a
+        board, like every look-up, refuses a database that does not exist."""
+
+        async def create() -> None:
+            async with open_backend(f"sqlite:///{self.home}/polyjobs.db"):
+                pass
+
+        asyncio.run(create())
 
     run = staticmethod(run_cli)
     serve = staticmethod(board_process)

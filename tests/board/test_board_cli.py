@@ -33,6 +33,7 @@ def test_a_short_token_is_refused(tmp_path: Path, board_cli: BoardCli) -> None:
 
 def test_token_guards_an_open_bind(tmp_path: Path, token: str, board_cli: BoardCli) -> None:
     env = board_cli.env(POLYJOBS_BOARD_TOKEN=token)
+    board_cli.create_database()
     with board_cli.serve(env, "--host", "0.0.0.0") as (base, proc):
         base = base.replace("0.0.0.0", "127.0.0.1")
         assert httpx.get(f"{base}/api/queues").status_code == 401
@@ -43,6 +44,7 @@ def test_token_guards_an_open_bind(tmp_path: Path, token: str, board_cli: BoardC
 
 
 def test_insecure_serves_an_open_bind_without_token(tmp_path: Path, board_cli: BoardCli) -> None:
+    board_cli.create_database()
     with board_cli.serve(board_cli.env(), "--host", "0.0.0.0", "--insecure") as (base, proc):
         base = base.replace("0.0.0.0", "127.0.0.1")
         assert httpx.get(f"{base}/api/queues").status_code == 200

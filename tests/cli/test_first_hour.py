@@ -47,6 +47,7 @@ def files_under(path: Path) -> list[Path]:
         ("schedule", "list"),
         ("queue", "pause", "echo"),
         ("jobs", "retry", "echo", "--all-failed"),
+        ("board", "--port", "0"),
     ],
 )
 def test_look_ups_on_a_missing_database_create_nothing(
