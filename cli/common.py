@@ -28,7 +28,12 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar
 import typer
 
 from polyjobs.cli.console import Console, visible
-from polyjobs.errors import ConfigError, InvalidArgumentError, PolyjobsError
+from polyjobs.errors import (
+    BackendUnavailableError,
+    ConfigError,
+    InvalidArgumentError,
+    PolyjobsError,
+)
 
 if TYPE_CHECKING:
     from polyjobs.backend import Backend
@@ -189,13 +194,18 @@ def _missing_file(resolved: Settings, path: Path) -> ConfigError:
     )
 
 
-def _not_served(resolved: Settings, path: Path) -> ConfigError:
+def _not_served(resolved: Settings, path: Path, *, stale: bool = False) -> ConfigError:
     from polyjobs.redact import redact_url
 
     url = redact_url(resolved.backend_url)
+    found = (
+        f"the socket {path} is left from a process that is gone"
+        if stale
+        else (f"no socket at {path}")
+    )
     return ConfigError(
         f"{url} keeps jobs inside one process, and no `polyjobs start --backend {url}` is "
-        f"running for {resolved.home_dir} (no socket at {path}); start one there first, or "
+        f"running for {resolved.home_dir} ({found}); start one there first, or "
         "use the default SQLite backend (leave out --backend) to keep jobs between commands"
     )
 
@@ -221,7 +231,12 @@ async def open_session(resolved: Settings, host: PluginHost, mode: Mode) -> Asyn
         if mode != "create":
             raise _missing_file(resolved, Path(backend.path))
         created = True
-    await backend.open()
+    try:
+        await backend.open()
+    except BackendUnavailableError as exc:
+        if CAP_SHARED in host.make_backend(url).capabilities:
+            raise
+        raise _not_served(resolved, socket_path(resolved.home_dir), stale=True) from exc
     try:
         yield Session(resolved, host, backend, host.queue_specs(), location)
         if created:

@@ -245,3 +245,14 @@ def test_schedule_add_shows_the_next_three_runs(cli_env: dict[str, str]) -> None
     runs = line.split("next runs ")[1].split(", ")
     seconds = [int(run[-2:]) for run in runs]
     assert len(runs) == 3 and all(s % 5 == 0 for s in seconds)
+
+
+def test_a_stale_memory_socket_is_explained(cli_env: dict[str, str]) -> None:
+    import socket as sockets
+
+    home = Path(cli_env["POLYJOBS_HOME"])
+    home.mkdir(parents=True, exist_ok=True)
+    with sockets.socket(sockets.AF_UNIX) as sock:  # bound, never listening, then closed
+        sock.bind(str(home / "polyjobs.sock"))
+    error = one_line_error(cli("stats", "--backend", "memory://"))
+    assert "is left from a process that is gone" in error
