@@ -8,7 +8,6 @@ import os
 import signal
 import socket
 import time
-from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
