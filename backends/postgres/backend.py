@@ -142,7 +142,11 @@ class PostgresBackend:
             return
         try:
             pool = await asyncpg.create_pool(
-                self._url.dsn, min_size=1, max_size=self._url.pool, **self._connect_options()
+                self._url.dsn,
+                min_size=1,
+                max_size=self._url.pool,
+                reset=_keep_session,
+                **self._connect_options(),
             )
         except DRIVER_ERRORS as exc:
             raise self._unavailable(exc) from None
@@ -412,6 +416,14 @@ class PostgresBackend:
     async def list_workers(self, queue: str) -> list[WorkerInfo]:
         found: list[WorkerInfo] = await self._call(admin.list_workers, queue, time.time())
         return found
+
+
+async def _keep_session(_conn: Any) -> None:
+    """What the pool does to a connection handed back: nothing more than the driver's own
+    rollback of an unfinished transaction. asyncpg's default reset (``RESET ALL``,
+    ``UNLISTEN *``, ...) is one more round trip per call, and nothing here changes session
+    state: transactions are closed by their context, and a call cut off mid-way drops its
+    connection (see ``_conn``)."""
 
 
 def _session_lost(exc: asyncpg.PostgresError) -> bool:

@@ -226,3 +226,10 @@ async def test_an_older_schema_is_migrated_forward_with_its_jobs(pg_url: str) ->
         results = await backend.add("q", [NewJob("z", "3", {}, time.time(), job_id="old")])
         assert [(r.id, r.added) for r in results] == [("old", False)]
         assert (await backend.counts("q"))["waiting"] == 2
+
+
+def test_migrate_on_a_backend_without_a_schema_says_so() -> None:
+    done = subprocess.run(
+        [POLYJOBS, "migrate", "--backend", "memory://"], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0 and "has no schema to migrate" in done.stdout
