@@ -17,7 +17,14 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from polyjobs.backend import Backend, JobRecord, ScheduleRecord, WorkerInfo
+    from polyjobs.backend import (
+        Backend,
+        Dependencies,
+        JobRecord,
+        JobRef,
+        ScheduleRecord,
+        WorkerInfo,
+    )
     from polyjobs.errors import (
         BackendError,
         BackendUnavailableError,
@@ -34,11 +41,12 @@ if TYPE_CHECKING:
         UnrecoverableError,
         WaitTimeoutError,
     )
+    from polyjobs.flow import FlowProducer, JobNode
     from polyjobs.hookspecs import hookimpl
     from polyjobs.job import Job
-    from polyjobs.options import Backoff, JobOptions, Keep, RateLimit
+    from polyjobs.options import Backoff, Deduplication, JobOptions, Keep, RateLimit
     from polyjobs.plugins import PluginHost, open_backend
-    from polyjobs.queue import Queue
+    from polyjobs.queue import Deduplicated, Queue
     from polyjobs.runtime import QueueSpec, Retention, Runtime, RuntimeContext, ScheduleSpec
     from polyjobs.worker import Worker
     from polyjobs.worker_options import WorkerOptions
@@ -48,7 +56,14 @@ if TYPE_CHECKING:
 #: Where each public name lives. They are imported on first use, so that a program (the
 #: ``polyjobs`` command above all) pays only for the parts it touches.
 _HOMES = {
-    "polyjobs.backend": ("Backend", "JobRecord", "ScheduleRecord", "WorkerInfo"),
+    "polyjobs.backend": (
+        "Backend",
+        "Dependencies",
+        "JobRecord",
+        "JobRef",
+        "ScheduleRecord",
+        "WorkerInfo",
+    ),
     "polyjobs.errors": (
         "BackendError",
         "BackendUnavailableError",
@@ -65,11 +80,12 @@ _HOMES = {
         "UnrecoverableError",
         "WaitTimeoutError",
     ),
+    "polyjobs.flow": ("FlowProducer", "JobNode"),
     "polyjobs.hookspecs": ("hookimpl",),
     "polyjobs.job": ("Job",),
-    "polyjobs.options": ("Backoff", "JobOptions", "Keep", "RateLimit"),
+    "polyjobs.options": ("Backoff", "Deduplication", "JobOptions", "Keep", "RateLimit"),
     "polyjobs.plugins": ("PluginHost", "open_backend"),
-    "polyjobs.queue": ("Queue",),
+    "polyjobs.queue": ("Deduplicated", "Queue"),
     "polyjobs.runtime": ("QueueSpec", "Retention", "Runtime", "RuntimeContext", "ScheduleSpec"),
     "polyjobs.worker": ("Worker",),
     "polyjobs.worker_options": ("WorkerOptions",),
@@ -105,12 +121,18 @@ __all__ = [
     "BackendUnavailableError",
     "Backoff",
     "ConfigError",
+    "Deduplicated",
+    "Deduplication",
+    "Dependencies",
+    "FlowProducer",
     "InvalidArgumentError",
     "Job",
     "JobFailedError",
+    "JobNode",
     "JobNotFoundError",
     "JobOptions",
     "JobRecord",
+    "JobRef",
     "JobTimeoutError",
     "Keep",
     "PluginError",

@@ -21,11 +21,20 @@ from pathlib import Path
 from typing import Any, Literal, Protocol, runtime_checkable
 
 from polyjobs.errors import ConfigError
-from polyjobs.options import Keep, RateLimit
+from polyjobs.options import Deduplication, FailurePolicy, Keep, RateLimit
 from polyjobs.redact import redact_url
 
-JobState = Literal["waiting", "delayed", "active", "completed", "failed"]
-STATES: tuple[JobState, ...] = ("waiting", "active", "delayed", "completed", "failed")
+JobState = Literal["waiting", "delayed", "active", "waiting-children", "completed", "failed"]
+STATES: tuple[JobState, ...] = (
+    "waiting",
+    "active",
+    "delayed",
+    "waiting-children",
+    "completed",
+    "failed",
+)
+#: The states every backend keeps; ``waiting-children`` needs :data:`CAP_FLOWS`.
+BASE_STATES: tuple[JobState, ...] = ("waiting", "active", "delayed", "completed", "failed")
 FinishStatus = Literal["completed", "failed", "retry"]
 
 #: Capability names a backend may declare.
@@ -33,6 +42,9 @@ CAP_SHARED = "shared"  # several processes (or machines) can share one backend
 CAP_DURABLE = "durable"  # jobs survive a restart of every process
 CAP_RATE_LIMIT = "rate-limit"  # set_rate_limit / get_rate_limit / hold, enforced in fetch
 CAP_CONTROL = "control"  # send_control / control_messages: commands to every process
+CAP_FLOWS = "flows"  # add_flow, get_dependencies, get_parents: parents wait for children
+CAP_FLOWS_ACROSS_QUEUES = "flows-across-queues"  # a flow's jobs may live in several queues
+CAP_DEDUP = "dedup"  # NewJob.dedup windows, get/remove_deduplication
 
 
 @dataclass(slots=True)
@@ -77,12 +89,23 @@ class NewJob:
     run_at: float = 0.0
     priority: int = 0
     lifo: bool = False
+    dedup: Deduplication | None = None  # only for backends with CAP_DEDUP
 
 
 @dataclass(frozen=True, slots=True)
 class AddResult:
+    """What became of one added job.
+
+    ``added`` False: a job with this id already existed and nothing was changed, or (with
+    ``deduplicated`` set) the job's deduplication id is held by job ``id``: ``"ignored"`` (the
+    add was dropped), ``"replaced"`` (job ``id`` had not started and took the add's name, data,
+    options and delay) or ``"kept-next"`` (job ``id`` is active; the add runs after it, unless a
+    newer add replaces it first).
+    """
+
     id: str
-    added: bool  # False: a job with this id already existed, nothing was changed
+    added: bool
+    deduplicated: Literal["ignored", "replaced", "kept-next"] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,7 +236,8 @@ class Backend(Protocol):
         time, active by start time, completed and failed newest first."""
 
     async def counts(self, queue: str) -> dict[str, int]:
-        """Exact number of jobs in each of :data:`STATES`."""
+        """Exact number of jobs in each of :data:`BASE_STATES` (and ``waiting-children`` with
+        :data:`CAP_FLOWS`)."""
 
     async def queues(self) -> list[str]:
         """Names of the queues that hold jobs, schedules or workers."""
@@ -330,4 +354,119 @@ def rate_limiter(backend: Backend) -> RateLimitBackend:
     """The backend's rate-limit interface, or ``ConfigError`` naming the backend."""
     if CAP_RATE_LIMIT not in backend.capabilities or not isinstance(backend, RateLimitBackend):
         raise ConfigError(f"the backend {redact_url(backend.url)} does not support rate limits")
+    return backend
+
+
+# -- flows ----------------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True, order=True)
+class JobRef:
+    """A job of some queue; ``str(ref)`` is its key, ``"<queue>:<id>"``."""
+
+    queue: str
+    id: str
+
+    def __str__(self) -> str:
+        return f"{self.queue}:{self.id}"
+
+
+@dataclass(frozen=True, slots=True)
+class FlowNode:
+    """One job of a flow added by :meth:`FlowBackend.add_flow`.
+
+    ``job`` None makes the node a reference to the existing job ``job_id`` of ``queue``. A
+    node whose ``job.job_id`` already exists becomes such a reference too (nothing of it is
+    changed). ``children`` are indexes of earlier nodes of the same call: every child comes
+    before its parents, so the nodes are in topological order and hold no cycle. ``policy``
+    says what a failure of this job (when final) does to each of its parents.
+    """
+
+    queue: str
+    job: NewJob | None
+    job_id: str | None = None
+    children: tuple[int, ...] = ()
+    policy: FailurePolicy = "wait"
+
+
+@dataclass(frozen=True, slots=True)
+class Dependencies:
+    """A parent's children: ``processed`` (completed: their return values), ``pending`` (not
+    yet done: their state now, e.g. ``failed`` while the parent waits for a retry) and
+    ``ignored`` (failed with ``ignore_dependency_on_failure`` or
+    ``continue_parent_on_failure``: their failure reasons)."""
+
+    processed: dict[JobRef, Any] = field(default_factory=dict)
+    pending: dict[JobRef, JobState | None] = field(default_factory=dict)
+    ignored: dict[JobRef, str] = field(default_factory=dict)
+
+
+@runtime_checkable
+class FlowBackend(Protocol):
+    """What a backend that declares :data:`CAP_FLOWS` adds to :class:`Backend`.
+
+    A parent waits in ``waiting-children`` (in ``counts``, ``list_jobs`` and ``clean``) until
+    none of its children is pending; it then moves to ``waiting`` (to ``delayed`` when it has
+    a delay, counted from that moment), in the same atomic step as the finish, removal or
+    stall that ended its last pending child, waking its queue. A job may have several parents
+    (each waits for it, and each keeps its return value). Every transition keeps the edges
+    consistent:
+
+    * a child that completes: each parent waiting for it keeps its return value;
+    * a child that fails for good (``finish`` or ``recover_stalled``), by its ``policy``:
+      ``wait`` (default): the parent keeps waiting (a ``retry`` of the child may still
+      complete it); ``fail``: a parent still in ``waiting-children`` fails, and its own policy
+      applies to its parents in turn; ``ignore``: the child counts as done, its reason kept in
+      ``ignored``; ``remove``: the child counts as done and is forgotten; ``continue``: the
+      parent moves on at once, the reason kept in ``ignored``;
+    * a job removed in any way (``remove``, ``clean``, ``drain``, retention, ``obliterate``):
+      as a parent it forgets its children; as a pending child it is forgotten by its parents,
+      except a failed child, whose removal fails the parents still waiting for it (nothing
+      could complete it any more). Kept return values and reasons outlive the child.
+    """
+
+    async def add_flow(self, nodes: Sequence[FlowNode]) -> list[AddResult]:
+        """Add the nodes (in several queues) and their edges, all or nothing: a node with
+        children starts in ``waiting-children`` unless every child is already done. Raise
+        ``InvalidArgumentError`` (nothing added) for a reference to a missing job or for
+        children given to a job that already exists."""
+
+    async def get_dependencies(self, queue: str, job_id: str) -> Dependencies:
+        """The children of a job (empty for a job without children or a missing one)."""
+
+    async def get_parents(self, queue: str, job_id: str) -> list[JobRef]:
+        """The parents of a job that still exist, in no particular order."""
+
+
+@runtime_checkable
+class DedupBackend(Protocol):
+    """What a backend that declares :data:`CAP_DEDUP` adds to :class:`Backend`.
+
+    ``add`` (and ``advance_schedule``) honour :attr:`NewJob.dedup` atomically: a queue's
+    deduplication id is held by one job, from the add that created it until that job ends
+    (completed or failed for good; with a ``ttl``: until ``ttl`` seconds after the add, which
+    ``extend`` restarts on every absorbed add). An add whose id is held is absorbed (see
+    :class:`AddResult`); a held id whose job was removed is free again.
+    ``keep_last_if_active`` keeps the newest absorbed add while the holder is active and adds
+    it as a new job (the new holder) when the holder ends.
+    """
+
+    async def get_deduplication(self, queue: str, dedup_id: str) -> str | None:
+        """The id of the job holding ``dedup_id``, or None when it is free."""
+
+    async def remove_deduplication(self, queue: str, dedup_id: str) -> bool:
+        """Free ``dedup_id`` (and drop a kept next add); False when it was not held."""
+
+
+def flows_of(backend: Backend) -> FlowBackend:
+    """The backend's flow interface, or ``ConfigError`` naming the backend."""
+    if CAP_FLOWS not in backend.capabilities or not isinstance(backend, FlowBackend):
+        raise ConfigError(f"the backend {redact_url(backend.url)} does not support flows")
+    return backend
+
+
+def deduplicator(backend: Backend) -> DedupBackend:
+    """The backend's deduplication interface, or ``ConfigError`` naming the backend."""
+    if CAP_DEDUP not in backend.capabilities or not isinstance(backend, DedupBackend):
+        raise ConfigError(
+            f"the backend {redact_url(backend.url)} does not support deduplication windows"
+        )
     return backend

@@ -8,11 +8,12 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from polyjobs import codec
+from polyjobs.backend import CAP_FLOWS, Dependencies, flows_of
 from polyjobs.errors import JobFailedError, JobNotFoundError, WaitTimeoutError
 from polyjobs.options import Duration, JobOptions, seconds
 
 if TYPE_CHECKING:
-    from polyjobs.backend import Backend, JobRecord, JobState
+    from polyjobs.backend import Backend, JobRecord, JobRef, JobState
 
 MAX_LOG_LINES = 1000
 FINAL_STATES = ("completed", "failed")
@@ -109,6 +110,32 @@ class Job:
             raise RuntimeError("update_progress_sync/log_sync are for processors run by a Worker")
         asyncio.run_coroutine_threadsafe(coro, self._loop).result()
 
+    # -- flows -----------------------------------------------------------------------------
+    async def dependencies(self) -> Dependencies:
+        """This job's children by state: ``processed`` (completed, with their return values),
+        ``pending`` (with their state now) and ``ignored`` (failed, with their reasons), each
+        keyed by :class:`~polyjobs.backend.JobRef` (``str(ref)`` is ``"<queue>:<id>"``)."""
+        if not _has_flows(self._backend):
+            return Dependencies()
+        return await flows_of(self._backend).get_dependencies(self.queue_name, self.id)
+
+    async def children_values(self) -> dict[str, Any]:
+        """``{"<queue>:<id>": return value}`` of this job's completed children."""
+        deps = await self.dependencies()
+        return {str(ref): value for ref, value in sorted(deps.processed.items())}
+
+    async def ignored_failures(self) -> dict[str, str]:
+        """``{"<queue>:<id>": failed reason}`` of the children whose failure this job ignored
+        (``ignore_dependency_on_failure`` or ``continue_parent_on_failure``)."""
+        deps = await self.dependencies()
+        return {str(ref): reason for ref, reason in sorted(deps.ignored.items())}
+
+    async def parents(self) -> list[JobRef]:
+        """The jobs waiting for (or that waited for) this one."""
+        if not _has_flows(self._backend):
+            return []
+        return sorted(await flows_of(self._backend).get_parents(self.queue_name, self.id))
+
     # -- from anywhere ---------------------------------------------------------------------
     async def logs(self, start: int = 0, end: int = -1) -> list[str]:
         return await self._backend.get_logs(self.queue_name, self.id, start, end)
@@ -150,3 +177,7 @@ class Job:
             pause = interval if deadline is None else min(interval, deadline - time.monotonic())
             await asyncio.sleep(max(pause, 0.0))
             interval = min(interval * 2, 0.25)
+
+
+def _has_flows(backend: Backend) -> bool:
+    return CAP_FLOWS in backend.capabilities

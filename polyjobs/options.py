@@ -219,6 +219,90 @@ class RateLimit:
         raise InvalidArgumentError(f"rate limit {value!r} must look like 5/2s")
 
 
+FailurePolicy = Literal["wait", "fail", "ignore", "remove", "continue"]
+#: The job option that picks each failure policy of a flow's child (``wait`` is the default).
+POLICY_OPTIONS: dict[str, FailurePolicy] = {
+    "fail_parent_on_failure": "fail",
+    "ignore_dependency_on_failure": "ignore",
+    "remove_dependency_on_failure": "remove",
+    "continue_parent_on_failure": "continue",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Deduplication:
+    """A deduplication window: while job J holds ``id`` in its queue, adds with the same id are
+    absorbed and return J.
+
+    * simple (``id`` alone): held until J ends (completed, or failed for good);
+    * throttle (``ttl``): held for ``ttl`` seconds from the add, whatever J does;
+    * ``extend`` (needs ``ttl``): every absorbed add restarts the ``ttl``;
+    * ``replace``: an absorbed add while J has not started (waiting or delayed) gives J its
+      name, data, options and delay (the delay restarts); with ``extend`` and a delay this is a
+      debounce: the last data wins and runs once the adds pause for the delay;
+    * ``keep_last_if_active``: an absorbed add while J is active is kept (the newest wins) and
+      becomes a new job, the new holder, when J ends: one more run with the newest data.
+    """
+
+    id: str
+    ttl: float | None = None
+    extend: bool = False
+    replace: bool = False
+    keep_last_if_active: bool = False
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.id, str) or not self.id or len(self.id) > MAX_JOB_ID_LENGTH:
+            raise InvalidArgumentError(
+                f"deduplication id must be a string of 1..{MAX_JOB_ID_LENGTH} characters, "
+                f"got {self.id!r}"
+            )
+        if not _JOB_ID_RE.match(self.id):
+            raise InvalidArgumentError(
+                f"deduplication id {self.id[:40]!r} may not hold spaces or control characters"
+            )
+        if self.ttl is not None and self.ttl <= 0:
+            raise InvalidArgumentError(f"deduplication ttl must be > 0 seconds, got {self.ttl}")
+        if self.extend and self.ttl is None:
+            raise InvalidArgumentError("deduplication extend needs a ttl to extend")
+        if self.keep_last_if_active and self.ttl is not None:
+            raise InvalidArgumentError(
+                "deduplication keep_last_if_active holds the id until the job ends: no ttl"
+            )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "ttl": self.ttl,
+            "extend": self.extend,
+            "replace": self.replace,
+            "keep_last_if_active": self.keep_last_if_active,
+        }
+
+    @classmethod
+    def parse(cls, value: Any) -> Deduplication | None:
+        """Accept a ``Deduplication``, None, or ``{"id", "ttl", "extend", "replace",
+        "keep_last_if_active"}`` (``ttl`` in seconds or a duration string)."""
+        if value is None or isinstance(value, Deduplication):
+            return value
+        if not isinstance(value, Mapping):
+            raise InvalidArgumentError(f"deduplication must be a mapping with an id: {value!r}")
+        unknown = set(value) - {"id", "ttl", "extend", "replace", "keep_last_if_active"}
+        if unknown:
+            raise InvalidArgumentError(f"unknown deduplication keys: {', '.join(sorted(unknown))}")
+        flags = {}
+        for key in ("extend", "replace", "keep_last_if_active"):
+            flag = value.get(key, False)
+            if not isinstance(flag, bool):
+                raise InvalidArgumentError(f"deduplication {key} must be true or false")
+            flags[key] = flag
+        ttl = value.get("ttl")
+        return cls(
+            id=value.get("id"),  # type: ignore[arg-type]  # checked in __post_init__
+            ttl=None if ttl is None else seconds(ttl, "deduplication ttl"),
+            **flags,
+        )
+
+
 KEEP_COMPLETED = Keep(count=100)
 KEEP_FAILED = Keep(count=1000)
 
@@ -236,6 +320,8 @@ class JobOptions:
     timeout: float | None = None
     remove_on_complete: Keep = KEEP_COMPLETED
     remove_on_fail: Keep = KEEP_FAILED
+    deduplication: Deduplication | None = None
+    failure_policy: FailurePolicy = "wait"  # for a flow's child: see POLICY_OPTIONS
 
     def __post_init__(self) -> None:
         if self.job_id is not None:
@@ -258,6 +344,8 @@ class JobOptions:
             "timeout",
             "remove_on_complete",
             "remove_on_fail",
+            "deduplication",
+            *POLICY_OPTIONS,
         }
     )
 
@@ -269,12 +357,27 @@ class JobOptions:
         if unknown:
             raise InvalidArgumentError(f"unknown job options: {', '.join(sorted(unknown))}")
         changes: dict[str, Any] = {}
+        policies = []
         for key, value in options.items():
+            if key in POLICY_OPTIONS:
+                if not isinstance(value, bool):
+                    raise InvalidArgumentError(f"{key} must be true or false, got {value!r}")
+                if value:
+                    policies.append(key)
+                    changes["failure_policy"] = POLICY_OPTIONS[key]
+                continue
             changes[key] = _parse_option(key, value, base)
+        if len(policies) > 1:
+            raise InvalidArgumentError(f"choose one of {', '.join(sorted(policies))}")
         return replace(base, **changes)
 
     def to_json(self) -> dict[str, Any]:
         """The stored form, a JSON object (the job's ``opts``)."""
+        extra: dict[str, Any] = {}
+        if self.deduplication is not None:
+            extra["deduplication"] = self.deduplication.to_json()
+        if self.failure_policy != "wait":
+            extra["failure_policy"] = self.failure_policy
         return {
             "job_id": self.job_id,
             "delay": self.delay,
@@ -285,6 +388,7 @@ class JobOptions:
             "timeout": self.timeout,
             "remove_on_complete": self.remove_on_complete.to_json(),
             "remove_on_fail": self.remove_on_fail.to_json(),
+            **extra,
         }
 
     @classmethod
@@ -301,6 +405,8 @@ class JobOptions:
             timeout=opts.get("timeout"),
             remove_on_complete=Keep.from_json(opts.get("remove_on_complete"), KEEP_COMPLETED),
             remove_on_fail=Keep.from_json(opts.get("remove_on_fail"), KEEP_FAILED),
+            deduplication=Deduplication.parse(opts.get("deduplication")),
+            failure_policy=opts.get("failure_policy") or "wait",
         )
 
 
@@ -321,6 +427,8 @@ def _parse_option(key: str, value: Any, base: JobOptions) -> Any:
         return Backoff.parse(value)
     if key == "remove_on_complete":
         return Keep.parse(value, base.remove_on_complete)
+    if key == "deduplication":
+        return Deduplication.parse(value)
     return Keep.parse(value, base.remove_on_fail)
 
 

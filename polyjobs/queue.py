@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
+import inspect
+import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from polyjobs import codec
 from polyjobs.backend import (
+    CAP_DEDUP,
+    CAP_FLOWS,
     CAP_RATE_LIMIT,
     STATES,
+    AddResult,
     JobRecord,
     NewJob,
     ScheduleRecord,
+    deduplicator,
     rate_limiter,
 )
 from polyjobs.errors import InvalidArgumentError, JobNotFoundError
@@ -23,7 +30,28 @@ from polyjobs.scheduling import MISSED_POLICIES, Cadence
 if TYPE_CHECKING:
     from polyjobs.backend import Backend, JobState, WorkerInfo
 
+log = logging.getLogger(__name__)
+
 _QUEUE_NAME_MAX = 200
+QUEUE_EVENTS = ("deduplicated",)
+
+
+@dataclass(frozen=True, slots=True)
+class Deduplicated:
+    """An add absorbed by a deduplication window (the ``deduplicated`` event of a Queue).
+
+    ``job_id`` holds ``deduplication_id`` (it is what ``add`` returned); ``name`` and ``data``
+    are the absorbed add's; ``outcome`` is ``ignored`` (dropped), ``replaced`` (the holder,
+    not yet started, took this add's data and delay) or ``kept-next`` (it runs after the
+    active holder, unless a newer add replaces it first).
+    """
+
+    queue: str
+    deduplication_id: str
+    job_id: str
+    name: str
+    data: Any
+    outcome: str
 
 
 def check_queue_name(name: str) -> str:
@@ -67,6 +95,7 @@ class Queue:
         else:
             self.default_options = JobOptions.parse(default_options or {})
         self.max_payload = max_payload
+        self._listeners: dict[str, list[Callable[[Deduplicated], Any]]] = {"deduplicated": []}
 
     def __repr__(self) -> str:
         return f"<Queue {self.name!r}>"
@@ -75,6 +104,11 @@ class Queue:
         return Job(record, self.name, self.backend)
 
     def _new_job(self, name: str, data: Any, options: Mapping[str, Any], now: float) -> NewJob:
+        return self._parse_job(name, data, options, now)[0]
+
+    def _parse_job(
+        self, name: str, data: Any, options: Mapping[str, Any], now: float
+    ) -> tuple[NewJob, JobOptions]:
         if not isinstance(name, str) or not name:
             raise InvalidArgumentError(f"job name must be a non-empty string, got {name!r}")
         try:
@@ -85,7 +119,9 @@ class Queue:
         data_json = codec.encode(data, f"data of job {name!r}", self.max_payload)
         if self.validate is not None:
             self.validate(data)
-        return NewJob(
+        if opts.deduplication is not None:
+            deduplicator(self.backend)  # ConfigError on a backend without windows
+        new = NewJob(
             name=name,
             data_json=data_json,
             opts=opts.to_json(),
@@ -94,7 +130,27 @@ class Queue:
             run_at=now + opts.delay,
             priority=opts.priority,
             lifo=opts.lifo,
+            dedup=opts.deduplication,
         )
+        return new, opts
+
+    # -- events ----------------------------------------------------------------------------
+    def on(self, event: str, callback: Callable[[Deduplicated], Any]) -> None:
+        """Call ``callback`` (a plain or coroutine function) on an event of this Queue object:
+        ``deduplicated(Deduplicated)`` for each of its adds that a deduplication window
+        absorbed."""
+        if event not in self._listeners:
+            raise InvalidArgumentError(f"unknown queue event {event!r} (one of {QUEUE_EVENTS})")
+        self._listeners[event].append(callback)
+
+    async def _emit(self, event: str, payload: Deduplicated) -> None:
+        for callback in self._listeners[event]:
+            try:
+                result = callback(payload)
+                if inspect.isawaitable(result):
+                    await result
+            except Exception:
+                log.exception("%s listener failed on queue %s", event, self.name)
 
     # -- adding ----------------------------------------------------------------------------
     async def add(self, name: str, data: Any = None, **options: Any) -> Job:
@@ -136,7 +192,22 @@ class Queue:
                 found = await self.backend.get_job(self.name, result.id)
                 record = found if found is not None else _record_of(new, result.id)
             jobs.append(self._job(record))
+            if result.deduplicated is not None:
+                await self._absorbed(new, result)
         return jobs
+
+    async def _absorbed(self, new: NewJob, result: AddResult) -> None:
+        assert new.dedup is not None and result.deduplicated is not None
+        if self._listeners["deduplicated"]:
+            event = Deduplicated(
+                self.name,
+                new.dedup.id,
+                result.id,
+                new.name,
+                codec.decode(new.data_json),
+                result.deduplicated,
+            )
+            await self._emit("deduplicated", event)
 
     # -- reading ---------------------------------------------------------------------------
     async def get_job(self, job_id: str) -> Job | None:
@@ -144,14 +215,19 @@ class Queue:
         return None if record is None else self._job(record)
 
     async def counts(self) -> dict[str, Any]:
-        """``{"waiting", "active", "delayed", "completed", "failed": int, "paused": bool}``."""
+        """``{"waiting", "active", "delayed", "waiting-children", "completed", "failed": int,
+        "paused": bool}``."""
         counts: dict[str, Any] = dict(await self.backend.counts(self.name))
+        counts.setdefault("waiting-children", 0)  # backends without flows have none
         counts["paused"] = await self.backend.is_paused(self.name)
         return counts
 
     async def jobs(self, state: str, start: int = 0, end: int = -1) -> list[Job]:
         """Jobs in ``state``, positions ``start..end`` inclusive (``-1`` is the last)."""
-        records = await self.backend.list_jobs(self.name, check_state(state), start, end)
+        checked = check_state(state)
+        if checked == "waiting-children" and CAP_FLOWS not in self.backend.capabilities:
+            return []
+        records = await self.backend.list_jobs(self.name, checked, start, end)
         return [self._job(r) for r in records]
 
     async def logs(self, job_id: str, start: int = 0, end: int = -1) -> list[str]:
@@ -180,9 +256,10 @@ class Queue:
         """Remove up to ``limit`` (0: all) jobs in ``state`` older than ``grace``."""
         if limit < 0:
             raise InvalidArgumentError(f"limit must be >= 0, got {limit}")
-        return await self.backend.clean(
-            self.name, check_state(state), seconds(grace, "grace"), limit
-        )
+        checked, grace_s = check_state(state), seconds(grace, "grace")
+        if checked == "waiting-children" and CAP_FLOWS not in self.backend.capabilities:
+            return []
+        return await self.backend.clean(self.name, checked, grace_s, limit)
 
     async def remove(self, job_id: str) -> bool:
         """Remove a job that is not active; False when there is no such job or it is active."""
@@ -209,6 +286,18 @@ class Queue:
     async def obliterate(self) -> None:
         """Remove the queue and everything in it."""
         await self.backend.obliterate(self.name)
+
+    # -- deduplication ---------------------------------------------------------------------
+    async def deduplication_job_id(self, dedup_id: str) -> str | None:
+        """The id of the job holding deduplication id ``dedup_id``, or None when it is free."""
+        if CAP_DEDUP not in self.backend.capabilities:
+            return None
+        return await deduplicator(self.backend).get_deduplication(self.name, dedup_id)
+
+    async def remove_deduplication_key(self, dedup_id: str) -> bool:
+        """Free deduplication id ``dedup_id`` at once (the next add with it is a new job);
+        False when no job held it."""
+        return await deduplicator(self.backend).remove_deduplication(self.name, dedup_id)
 
     # -- rate limit ------------------------------------------------------------------------
     async def set_rate_limit(self, limit: RateLimit | str | None) -> None:
@@ -244,8 +333,10 @@ class Queue:
         if missed not in MISSED_POLICIES:
             raise InvalidArgumentError(f"missed must be one of {', '.join(MISSED_POLICIES)}")
         opts = JobOptions.parse(options or {}, self.default_options)
-        if opts.job_id is not None or opts.delay:
-            raise InvalidArgumentError("scheduled jobs take neither job_id nor delay")
+        if opts.job_id is not None or opts.delay or opts.deduplication is not None:
+            raise InvalidArgumentError(
+                "scheduled jobs take neither job_id, delay nor deduplication"
+            )
         now = time.time()
         record = ScheduleRecord(
             key=key,

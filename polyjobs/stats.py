@@ -24,6 +24,7 @@ class QueueStats:
     waiting: int
     active: int
     delayed: int
+    waiting_children: int
     completed: int
     failed: int
     paused: bool
@@ -52,6 +53,7 @@ async def queue_stats(backend: Backend, names: Iterable[str]) -> list[QueueStats
                 waiting=counts["waiting"],
                 active=counts["active"],
                 delayed=counts["delayed"],
+                waiting_children=counts["waiting-children"],
                 completed=counts["completed"],
                 failed=counts["failed"],
                 paused=bool(counts["paused"]),

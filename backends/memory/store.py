@@ -17,18 +17,23 @@ from dataclasses import dataclass, field, replace
 
 from polyjobs.backend import (
     CAP_CONTROL,
+    CAP_DEDUP,
+    CAP_FLOWS,
+    CAP_FLOWS_ACROSS_QUEUES,
     CAP_RATE_LIMIT,
     AddResult,
     ControlMessage,
     Finish,
     FinishResult,
     JobRecord,
+    JobRef,
     JobState,
     NewJob,
     ScheduleRecord,
     Stalled,
     WorkerInfo,
 )
+from polyjobs.backends.memory.flows import FlowsMixin, Graph, Hold
 from polyjobs.options import KEEP_FAILED, Keep, RateLimit
 
 STALLED_REASON = "job stalled more than allowable limit"
@@ -36,12 +41,14 @@ STALLED_REASON = "job stalled more than allowable limit"
 
 @dataclass
 class _Queue:
+    name: str
     jobs: dict[str, JobRecord] = field(default_factory=dict)
     waiting: list[tuple[int, int, str]] = field(default_factory=list)  # (priority, seq, id)
     waiting_seq: dict[str, int] = field(default_factory=dict)
     delayed: list[tuple[float, int, str]] = field(default_factory=list)  # (run_at, seq, id)
     delayed_seq: dict[str, int] = field(default_factory=dict)
     active: dict[str, None] = field(default_factory=dict)
+    waiting_children: dict[str, None] = field(default_factory=dict)
     completed: OrderedDict[str, float] = field(default_factory=OrderedDict)
     failed: OrderedDict[str, float] = field(default_factory=OrderedDict)
     logs: dict[str, list[str]] = field(default_factory=dict)
@@ -54,17 +61,22 @@ class _Queue:
     next_id: int = 0
     seq: int = 0
     wake: asyncio.Event | None = None
+    dedup: dict[str, Hold] = field(default_factory=dict)  # deduplication id -> its hold
+    held_by: dict[str, str] = field(default_factory=dict)  # job id -> deduplication id
 
 
-class MemoryBackend:
+class MemoryBackend(FlowsMixin):
     """Jobs kept in this process only: for tests, examples and single-process runs."""
 
-    capabilities: frozenset[str] = frozenset({CAP_RATE_LIMIT, CAP_CONTROL})
+    capabilities: frozenset[str] = frozenset(
+        {CAP_RATE_LIMIT, CAP_CONTROL, CAP_FLOWS, CAP_FLOWS_ACROSS_QUEUES, CAP_DEDUP}
+    )
     CONTROL_KEEP = 100
 
     def __init__(self, url: str = "memory://") -> None:
         self.url = url
         self._queues: dict[str, _Queue] = {}
+        self._graph = Graph()
         self._control: deque[ControlMessage] = deque(maxlen=self.CONTROL_KEEP)
 
     async def open(self) -> None:
@@ -78,7 +90,7 @@ class MemoryBackend:
     def _q(self, queue: str) -> _Queue:
         q = self._queues.get(queue)
         if q is None:
-            q = self._queues[queue] = _Queue()
+            q = self._queues[queue] = _Queue(queue)
         return q
 
     def _next_seq(self, q: _Queue) -> int:
@@ -103,14 +115,16 @@ class MemoryBackend:
         q.waiting_seq.pop(job.id, None)
         q.delayed_seq.pop(job.id, None)
         q.active.pop(job.id, None)
+        q.waiting_children.pop(job.id, None)
         q.completed.pop(job.id, None)
         q.failed.pop(job.id, None)
 
     def _delete(self, q: _Queue, job_id: str) -> None:
         job = q.jobs.pop(job_id, None)
+        q.logs.pop(job_id, None)
         if job is not None:
             self._unlink(q, job)
-        q.logs.pop(job_id, None)
+            self._forget(q, job)
 
     def _promote_due(self, q: _Queue, now: float) -> int:
         moved = 0
@@ -177,9 +191,13 @@ class MemoryBackend:
             q.wake.set()
             q.wake = None
 
-    def _insert(self, q: _Queue, new: NewJob) -> AddResult:
+    def _insert(self, q: _Queue, new: NewJob, parent: bool = False) -> AddResult:
         if new.job_id is not None and new.job_id in q.jobs:
             return AddResult(new.job_id, False)
+        if new.dedup is not None:
+            absorbed = self._deduplicate(q, new)
+            if absorbed is not None:
+                return absorbed
         if new.job_id is None:
             q.next_id += 1
             while str(q.next_id) in q.jobs:
@@ -198,10 +216,15 @@ class MemoryBackend:
             priority=new.priority,
         )
         q.jobs[job_id] = job
-        if new.run_at > time.time():
+        if parent:
+            job.state = "waiting-children"
+            q.waiting_children[job_id] = None
+        elif new.run_at > time.time():
             self._to_delayed(q, job)
         else:
             self._to_waiting(q, job, front=new.lifo)
+        if new.dedup is not None:
+            self._hold(q, new, job_id)
         return AddResult(job_id, True)
 
     def _retain(self, q: _Queue, finished: OrderedDict[str, float], keep: Keep, now: float) -> None:
@@ -233,21 +256,26 @@ class MemoryBackend:
                 self._to_waiting(q, job)
             return True
         job.finished_on = fin.finished_on
+        ref = JobRef(q.name, job.id)
         if fin.status == "completed":
             job.state = "completed"
             job.returnvalue = (
                 None if fin.returnvalue_json is None else json.loads(fin.returnvalue_json)
             )
             target = q.completed
+            target[job.id] = fin.finished_on
+            self._completed(ref, job.returnvalue)
         else:
             job.state = "failed"
             job.failed_reason = fin.failed_reason
             job.stacktrace = fin.stacktrace
             target = q.failed
+            target[job.id] = fin.finished_on
+            self._cascade([(ref, fin.failed_reason or "")])
+        self._window_ends(q, job.id)
         if fin.keep.removes_at_once:
             self._delete(q, job.id)
             return True
-        target[job.id] = fin.finished_on
         self._retain(q, target, fin.keep, fin.finished_on)
         return True
 
@@ -343,6 +371,8 @@ class MemoryBackend:
                 job.failed_reason = STALLED_REASON
                 job.finished_on = now
                 q.failed[job_id] = now
+                self._cascade([(JobRef(queue, job_id), STALLED_REASON)])
+                self._window_ends(q, job_id)
                 opts = job.opts.get("remove_on_fail")
                 self._retain(q, q.failed, Keep.from_json(opts, KEEP_FAILED), now)
                 out.append(Stalled(job_id, True))
@@ -387,6 +417,8 @@ class MemoryBackend:
             return [i for _, s, i in sorted(q.delayed) if q.delayed_seq.get(i) == s]
         if state == "active":
             return sorted(q.active, key=lambda i: q.jobs[i].processed_on or 0.0)
+        if state == "waiting-children":
+            return list(q.waiting_children)
         finished = q.completed if state == "completed" else q.failed
         return list(reversed(finished))
 
@@ -400,6 +432,7 @@ class MemoryBackend:
             "waiting": len(q.waiting_seq),
             "active": len(q.active),
             "delayed": len(q.delayed_seq),
+            "waiting-children": len(q.waiting_children),
             "completed": len(q.completed),
             "failed": len(q.failed),
         }
@@ -483,6 +516,8 @@ class MemoryBackend:
         q = self._queues.pop(queue, None)
         if q is not None:
             self._notify(q)
+            for job in q.jobs.values():
+                self._forget(q, job)
 
     # -- rate limits -----------------------------------------------------------------------
     async def set_rate_limit(self, queue: str, limit: RateLimit | None) -> None:

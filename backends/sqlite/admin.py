@@ -12,6 +12,7 @@ import time
 from collections.abc import Sequence
 
 from polyjobs.backend import JobRecord, JobState, NewJob, ScheduleRecord, WorkerInfo
+from polyjobs.backends.sqlite import flows
 from polyjobs.backends.sqlite.jobs import JOB_COLUMNS, add, meta, record, take_seqs
 from polyjobs.options import RateLimit
 
@@ -19,6 +20,7 @@ from polyjobs.options import RateLimit
 #: finished newest first.
 ORDER = {
     "waiting": "score, seq",
+    "waiting-children": "score, seq",
     "delayed": "score, seq",
     "active": "score, seq",
     "completed": "score DESC, seq DESC",
@@ -92,7 +94,14 @@ def list_jobs(
 
 
 def counts(conn: sqlite3.Connection, queue: str) -> dict[str, int]:
-    found = {"waiting": 0, "active": 0, "delayed": 0, "completed": 0, "failed": 0}
+    found = {
+        "waiting": 0,
+        "active": 0,
+        "delayed": 0,
+        "waiting-children": 0,
+        "completed": 0,
+        "failed": 0,
+    }
     for state, n in conn.execute(
         "SELECT state, count(*) FROM jobs WHERE queue = ? GROUP BY state", (queue,)
     ):
@@ -115,17 +124,22 @@ def set_paused(conn: sqlite3.Connection, queue: str, paused: bool) -> None:
     conn.execute("UPDATE queue_meta SET paused = ? WHERE queue = ?", (int(paused), queue))
 
 
-def drain(conn: sqlite3.Connection, queue: str, delayed: bool) -> int:
-    n = conn.execute("DELETE FROM jobs WHERE queue = ? AND state = 'waiting'", (queue,)).rowcount
-    if delayed:
-        n += conn.execute(
-            "DELETE FROM jobs WHERE queue = ? AND state = 'delayed'", (queue,)
-        ).rowcount
-    return n
+def drain(conn: sqlite3.Connection, queue: str, delayed: bool, woken: set[str]) -> int:
+    states = "('waiting', 'delayed')" if delayed else "('waiting')"
+    gone = conn.execute(
+        f"DELETE FROM jobs WHERE queue = ? AND state IN {states} RETURNING id, state", (queue,)
+    ).fetchall()
+    flows.forget(conn, queue, [(r[0], r[1]) for r in gone], woken)
+    return len(gone)
 
 
 def clean(
-    conn: sqlite3.Connection, queue: str, state: JobState, grace: float, limit: int
+    conn: sqlite3.Connection,
+    queue: str,
+    state: JobState,
+    grace: float,
+    limit: int,
+    woken: set[str],
 ) -> list[str]:
     if state == "active":
         return []
@@ -138,14 +152,17 @@ def clean(
         (queue, state, cutoff, limit if limit > 0 else -1),
     ).fetchall()
     conn.executemany("DELETE FROM jobs WHERE rowid = ?", [(row[0],) for row in rows])
+    flows.forget(conn, queue, [(row[1], state) for row in rows], woken)
     return [row[1] for row in rows]
 
 
-def remove(conn: sqlite3.Connection, queue: str, job_id: str) -> bool:
-    cur = conn.execute(
-        "DELETE FROM jobs WHERE queue = ? AND id = ? AND state != 'active'", (queue, job_id)
-    )
-    return cur.rowcount > 0
+def remove(conn: sqlite3.Connection, queue: str, job_id: str, woken: set[str]) -> bool:
+    gone = conn.execute(
+        "DELETE FROM jobs WHERE queue = ? AND id = ? AND state != 'active' RETURNING id, state",
+        (queue, job_id),
+    ).fetchall()
+    flows.forget(conn, queue, [(r[0], r[1]) for r in gone], woken)
+    return bool(gone)
 
 
 def retry(conn: sqlite3.Connection, queue: str, job_id: str) -> bool:
@@ -177,8 +194,10 @@ def promote(conn: sqlite3.Connection, queue: str, job_id: str) -> bool:
     return True
 
 
-def obliterate(conn: sqlite3.Connection, queue: str) -> None:
-    for table in ("jobs", "schedules", "workers", "queue_meta", "rate_starts"):
+def obliterate(conn: sqlite3.Connection, queue: str, woken: set[str]) -> None:
+    gone = conn.execute("DELETE FROM jobs WHERE queue = ? RETURNING id, state", (queue,))
+    flows.forget(conn, queue, [(r[0], r[1]) for r in gone.fetchall()], woken)
+    for table in ("schedules", "workers", "queue_meta", "rate_starts", "dedup", "job_deps"):
         conn.execute(f"DELETE FROM {table} WHERE queue = ?", (queue,))
     conn.execute("DELETE FROM job_logs WHERE queue = ?", (queue,))
 

@@ -12,7 +12,8 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from polyjobs.backend import AddResult, Finish, JobRecord, JobState, NewJob, Stalled
+from polyjobs.backend import AddResult, Finish, JobRecord, JobRef, JobState, NewJob, Stalled
+from polyjobs.backends.sqlite import flows
 from polyjobs.options import KEEP_FAILED, Keep
 
 STALLED_REASON = "job stalled more than allowable limit"
@@ -75,14 +76,25 @@ def is_paused(conn: sqlite3.Connection, queue: str) -> bool:
 
 # -- producers -------------------------------------------------------------------------------
 def add(
-    conn: sqlite3.Connection, queue: str, jobs: Sequence[NewJob], now: float
+    conn: sqlite3.Connection,
+    queue: str,
+    jobs: Sequence[NewJob],
+    now: float,
+    parent: bool = False,
 ) -> list[AddResult]:
+    """Add jobs (``parent``: in ``waiting-children``, for :func:`flows.add_flow`), honouring
+    their deduplication windows."""
     next_id = int(meta(conn, queue)["next_id"])
     seq = take_seqs(conn, queue, len(jobs)) if jobs else 0
     results: list[AddResult] = []
     rows: list[tuple[Any, ...]] = []
     batch: set[str] = set()
     for new in jobs:
+        if new.dedup is not None and not (new.job_id and _exists(conn, queue, new.job_id)):
+            absorbed = flows.deduplicate(conn, queue, new, now)
+            if absorbed is not None:
+                results.append(absorbed)
+                continue
         if new.job_id is None:
             next_id += 1
             while str(next_id) in batch or _exists(conn, queue, str(next_id)):
@@ -93,7 +105,11 @@ def add(
             continue
         else:
             job_id = new.job_id
-        if new.run_at > now:
+        delay = None
+        if parent:
+            state, score, order = "waiting-children", new.timestamp, seq
+            delay = new.run_at - new.timestamp if new.run_at > new.timestamp else None
+        elif new.run_at > now:
             state, score, order = "delayed", new.run_at, seq
         else:
             state, score, order = "waiting", float(new.priority), -seq if new.lifo else seq
@@ -112,16 +128,26 @@ def add(
                 new.timestamp,
                 new.run_at,
                 new.priority,
+                new.opts.get("failure_policy"),
+                delay,
             )
         )
         results.append(AddResult(job_id, True))
-    conn.executemany(
-        "INSERT INTO jobs (queue, id, name, data, opts, state, score, seq, timestamp, run_at, "
-        "priority) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        rows,
-    )
+        if new.dedup is not None:  # stored now: a later add of this batch may meet it
+            _insert(conn, rows)
+            rows = []
+            flows.hold(conn, queue, new, job_id, now)
+    _insert(conn, rows)
     conn.execute("UPDATE queue_meta SET next_id = ? WHERE queue = ?", (next_id, queue))
     return results
+
+
+def _insert(conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> None:
+    conn.executemany(
+        "INSERT INTO jobs (queue, id, name, data, opts, state, score, seq, timestamp, run_at, "
+        "priority, policy, parent_delay) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        rows,
+    )
 
 
 def _exists(conn: sqlite3.Connection, queue: str, job_id: str) -> bool:
@@ -261,27 +287,64 @@ def finish(
     finishes: Sequence[Finish],
     fetch: int,
     lease: float,
+    woken: set[str],
 ) -> tuple[list[str], list[JobRecord]]:
     lost: list[str] = []
     pending: tuple[str, Keep, float] | None = None  # a trim deferred while the next matches
+    edges, windows = flows.has_edges(conn), flows.has_windows(conn, queue)
     for fin in finishes:
         if fin.status != "retry" and pending is not None and pending[:2] != (fin.status, fin.keep):
-            retain(conn, queue, *pending)
+            retain(conn, queue, *pending, woken)
             pending = None
-        target = _finish_one(conn, queue, token, fin)
+        target = _finish_one(conn, queue, token, fin, edges or windows)
         if target is None:
             lost.append(fin.job_id)
             continue
-        if target in ("completed", "failed") and not fin.keep.removes_at_once:
-            pending = (target, fin.keep, fin.finished_on)
+        if target in ("completed", "failed"):
+            if edges or windows:
+                _ended(conn, queue, fin, edges, windows, woken)
+                if fin.keep.removes_at_once:
+                    _delete(conn, queue, fin.job_id, woken)
+            if not fin.keep.removes_at_once:
+                pending = (target, fin.keep, fin.finished_on)
     if pending is not None:
-        retain(conn, queue, *pending)
+        retain(conn, queue, *pending, woken)
     jobs = take(conn, queue, token, fetch, lease) if fetch > 0 else []
     return lost, jobs
 
 
-def _finish_one(conn: sqlite3.Connection, queue: str, token: str, fin: Finish) -> str | None:
-    """End one job; return the state it went to, or None when ``token`` does not own it."""
+def _ended(
+    conn: sqlite3.Connection,
+    queue: str,
+    fin: Finish,
+    edges: bool,
+    windows: bool,
+    woken: set[str],
+) -> None:
+    """What a job's end does to its parents and to the window it holds."""
+    if edges and fin.status == "completed":
+        flows.completed(conn, queue, fin.job_id, fin.returnvalue_json or "null", woken)
+    elif edges:
+        flows.cascade(conn, [(JobRef(queue, fin.job_id), fin.failed_reason or "")], woken)
+    if windows:
+        flows.window_ends(conn, queue, fin.job_id, fin.finished_on)
+        woken.add(queue)
+
+
+def _delete(conn: sqlite3.Connection, queue: str, job_id: str, woken: set[str]) -> None:
+    gone = conn.execute(
+        "DELETE FROM jobs WHERE queue = ? AND id = ? RETURNING id, state", (queue, job_id)
+    ).fetchall()
+    flows.forget(conn, queue, [(r[0], r[1]) for r in gone], woken)
+
+
+def _finish_one(
+    conn: sqlite3.Connection, queue: str, token: str, fin: Finish, settle: bool
+) -> str | None:
+    """End one job; return the state it went to, or None when ``token`` does not own it.
+    With ``settle`` (flows or windows in use) a finished job is stored in its final state even
+    when its retention removes it at once: the caller settles its parents and its window
+    first, then deletes it."""
     row = conn.execute(
         "SELECT state, worker, priority FROM jobs WHERE queue = ? AND id = ?", (queue, fin.job_id)
     ).fetchone()
@@ -308,7 +371,7 @@ def _finish_one(conn: sqlite3.Connection, queue: str, token: str, fin: Finish) -
             ),
         )
         return state
-    if fin.keep.removes_at_once:
+    if fin.keep.removes_at_once and not settle:
         conn.execute("DELETE FROM jobs WHERE queue = ? AND id = ?", key)
         return fin.status
     if fin.status == "completed":
@@ -336,19 +399,23 @@ def _finish_one(conn: sqlite3.Connection, queue: str, token: str, fin: Finish) -
     return fin.status
 
 
-def retain(conn: sqlite3.Connection, queue: str, state: str, keep: Keep, now: float) -> None:
+def retain(
+    conn: sqlite3.Connection, queue: str, state: str, keep: Keep, now: float, woken: set[str]
+) -> None:
     """Apply retention to the finished jobs of ``state`` (oldest go first)."""
+    gone: list[tuple[str, str]] = []
     if keep.age is not None:
-        conn.execute(
-            "DELETE FROM jobs WHERE queue = ? AND state = ? AND score < ?",
+        gone += conn.execute(
+            "DELETE FROM jobs WHERE queue = ? AND state = ? AND score < ? RETURNING id, state",
             (queue, state, now - keep.age),
-        )
+        ).fetchall()
     if keep.count is not None:
-        conn.execute(
+        gone += conn.execute(
             "DELETE FROM jobs WHERE rowid IN (SELECT rowid FROM jobs WHERE queue = ? AND "
-            "state = ? ORDER BY score DESC, seq DESC LIMIT -1 OFFSET ?)",
+            "state = ? ORDER BY score DESC, seq DESC LIMIT -1 OFFSET ?) RETURNING id, state",
             (queue, state, keep.count),
-        )
+        ).fetchall()
+    flows.forget(conn, queue, [(r[0], r[1]) for r in gone], woken)
 
 
 def release(
@@ -376,7 +443,9 @@ def release(
     return ids
 
 
-def recover_stalled(conn: sqlite3.Connection, queue: str, max_stalls: int) -> list[Stalled]:
+def recover_stalled(
+    conn: sqlite3.Connection, queue: str, max_stalls: int, woken: set[str]
+) -> list[Stalled]:
     now = time.time()
     rows = conn.execute(
         "SELECT id, stalls, opts FROM jobs WHERE queue = ? AND state = 'active' "
@@ -395,8 +464,11 @@ def recover_stalled(conn: sqlite3.Connection, queue: str, max_stalls: int) -> li
                 "WHERE queue = ? AND id = ?",
                 (now, seq, stalls, STALLED_REASON, now, *key),
             )
+            ref = JobRef(queue, row["id"])
+            flows.cascade(conn, [(ref, STALLED_REASON)], woken)
+            flows.window_ends(conn, queue, ref.id, now)
             keep = Keep.from_json(json.loads(row["opts"]).get("remove_on_fail"), KEEP_FAILED)
-            retain(conn, queue, "failed", keep, now)
+            retain(conn, queue, "failed", keep, now, woken)
             out.append(Stalled(row["id"], True))
         else:
             conn.execute(

@@ -14,12 +14,20 @@ delayed   due time (``run_at``)   queue sequence (ties)
 active    start time              unchanged (``lease_until`` is the lease)
 completed finish time             queue sequence at finish (newest last)
 failed    finish time             queue sequence at finish (newest last)
+waiting-  creation time           queue sequence at creation
+children
 ========= ======================= ===============================================
+
+Flows: ``job_deps`` holds one row per (parent, child) edge, ``pending`` until the child is done,
+then ``processed`` (``value``: its return value) or ``ignored`` (``value``: its failed reason);
+``jobs.policy`` is a child's failure policy and ``jobs.parent_delay`` a parent's delay, counted
+from its release. Deduplication windows: ``dedup`` maps a queue's deduplication id to the job
+holding it, until ``expires`` (NULL: until the job ends), with the kept ``next`` add (JSON).
 """
 
 from __future__ import annotations
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 APPLICATION_ID = 0x706A6221  # "pjb!"
 
 MIGRATIONS: dict[int, tuple[str, ...]] = {
@@ -125,11 +133,50 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
         )
         """,
     ),
+    4: (
+        # flows and deduplication windows
+        "ALTER TABLE jobs ADD COLUMN policy TEXT",
+        "ALTER TABLE jobs ADD COLUMN parent_delay REAL",
+        """
+        CREATE TABLE job_deps (
+            queue       TEXT NOT NULL,
+            id          TEXT NOT NULL,
+            child_queue TEXT NOT NULL,
+            child_id    TEXT NOT NULL,
+            status      TEXT NOT NULL,
+            value       TEXT,
+            PRIMARY KEY (queue, id, child_queue, child_id)
+        ) WITHOUT ROWID
+        """,
+        "CREATE INDEX job_deps_by_child ON job_deps (child_queue, child_id)",
+        "CREATE INDEX job_deps_pending ON job_deps (queue, id) WHERE status = 'pending'",
+        """
+        CREATE TABLE dedup (
+            queue   TEXT NOT NULL,
+            key     TEXT NOT NULL,
+            job_id  TEXT NOT NULL,
+            expires REAL,
+            next    TEXT,
+            PRIMARY KEY (queue, key)
+        )
+        """,
+        "CREATE INDEX dedup_by_job ON dedup (queue, job_id)",
+    ),
 }
 
 #: Tables a polyjobs file may hold; a version-0 file with any other table is not ours.
 OWN_TABLES = frozenset(
-    {"queue_meta", "jobs", "job_logs", "schedules", "workers", "rate_starts", "control"}
+    {
+        "queue_meta",
+        "jobs",
+        "job_logs",
+        "schedules",
+        "workers",
+        "rate_starts",
+        "control",
+        "job_deps",
+        "dedup",
+    }
 )
 
 assert max(MIGRATIONS) == SCHEMA_VERSION

@@ -21,21 +21,27 @@ from urllib.parse import parse_qs
 
 from polyjobs.backend import (
     CAP_CONTROL,
+    CAP_DEDUP,
     CAP_DURABLE,
+    CAP_FLOWS,
+    CAP_FLOWS_ACROSS_QUEUES,
     CAP_RATE_LIMIT,
     CAP_SHARED,
     AddResult,
     ControlMessage,
+    Dependencies,
     Finish,
     FinishResult,
+    FlowNode,
     JobRecord,
+    JobRef,
     JobState,
     NewJob,
     ScheduleRecord,
     Stalled,
     WorkerInfo,
 )
-from polyjobs.backends.sqlite import admin, control, jobs
+from polyjobs.backends.sqlite import admin, control, flows, jobs
 from polyjobs.backends.sqlite.database import Database
 from polyjobs.backends.sqlite.wakeup import MAX_POLL, MIN_POLL, FileSignal, Waiter
 from polyjobs.errors import InvalidArgumentError
@@ -75,7 +81,17 @@ def parse_url(url: str) -> tuple[Path, str]:
 class SqliteBackend:
     """Every queue in one SQLite file (WAL), shared by any number of processes on one host."""
 
-    capabilities: frozenset[str] = frozenset({CAP_SHARED, CAP_DURABLE, CAP_RATE_LIMIT, CAP_CONTROL})
+    capabilities: frozenset[str] = frozenset(
+        {
+            CAP_SHARED,
+            CAP_DURABLE,
+            CAP_RATE_LIMIT,
+            CAP_CONTROL,
+            CAP_FLOWS,
+            CAP_FLOWS_ACROSS_QUEUES,
+            CAP_DEDUP,
+        }
+    )
 
     def __init__(self, url: str) -> None:
         self.url = url
@@ -108,6 +124,10 @@ class SqliteBackend:
     def _wake(self, queue: str) -> None:
         if self._signal is not None:
             self._signal.notify(queue)
+
+    def _wake_all(self, queues: set[str]) -> None:
+        for queue in queues:
+            self._wake(queue)
 
     # -- producers -------------------------------------------------------------------------
     async def add(self, queue: str, jobs_: Sequence[NewJob]) -> list[AddResult]:
@@ -190,9 +210,11 @@ class SqliteBackend:
     async def finish(
         self, queue: str, token: str, finishes: Sequence[Finish], fetch: int, lease: float
     ) -> FinishResult:
-        lost, taken = await self._db.write(jobs.finish, queue, token, finishes, fetch, lease)
+        woken: set[str] = set()
+        lost, taken = await self._db.write(jobs.finish, queue, token, finishes, fetch, lease, woken)
         if any(fin.status == "retry" for fin in finishes):
-            self._wake(queue)
+            woken.add(queue)
+        self._wake_all(woken)
         return FinishResult(lost, taken)
 
     async def release(self, queue: str, token: str, job_ids: Sequence[str] | None) -> list[str]:
@@ -205,9 +227,11 @@ class SqliteBackend:
         found = await self._db.read(_has_expired, queue, time.time())
         if not found:
             return []
-        stalled = await self._db.write(jobs.recover_stalled, queue, max_stalls)
+        woken: set[str] = set()
+        stalled = await self._db.write(jobs.recover_stalled, queue, max_stalls, woken)
         if stalled:
-            self._wake(queue)
+            woken.add(queue)
+        self._wake_all(woken)
         return stalled
 
     async def update_progress(self, queue: str, job_id: str, progress_json: str) -> bool:
@@ -244,13 +268,22 @@ class SqliteBackend:
         return await self._db.read(jobs.is_paused, queue)
 
     async def drain(self, queue: str, delayed: bool) -> int:
-        return await self._db.write(admin.drain, queue, delayed)
+        woken: set[str] = set()
+        removed = await self._db.write(admin.drain, queue, delayed, woken)
+        self._wake_all(woken)
+        return removed
 
     async def clean(self, queue: str, state: JobState, grace: float, limit: int) -> list[str]:
-        return await self._db.write(admin.clean, queue, state, grace, limit)
+        woken: set[str] = set()
+        removed = await self._db.write(admin.clean, queue, state, grace, limit, woken)
+        self._wake_all(woken)
+        return removed
 
     async def remove(self, queue: str, job_id: str) -> bool:
-        return await self._db.write(admin.remove, queue, job_id)
+        woken: set[str] = set()
+        removed = await self._db.write(admin.remove, queue, job_id, woken)
+        self._wake_all(woken)
+        return removed
 
     async def retry(self, queue: str, job_id: str) -> bool:
         done = await self._db.write(admin.retry, queue, job_id)
@@ -265,8 +298,28 @@ class SqliteBackend:
         return done
 
     async def obliterate(self, queue: str) -> None:
-        await self._db.write(admin.obliterate, queue)
-        self._wake(queue)
+        woken = {queue}
+        await self._db.write(admin.obliterate, queue, woken)
+        self._wake_all(woken)
+
+    # -- flows and deduplication windows ---------------------------------------------------
+    async def add_flow(self, nodes: Sequence[FlowNode]) -> list[AddResult]:
+        woken: set[str] = set()
+        results = await self._db.write(flows.add_flow, nodes, woken)
+        self._wake_all(woken)
+        return results
+
+    async def get_dependencies(self, queue: str, job_id: str) -> Dependencies:
+        return await self._db.read(flows.get_dependencies, queue, job_id)
+
+    async def get_parents(self, queue: str, job_id: str) -> list[JobRef]:
+        return await self._db.read(flows.get_parents, queue, job_id)
+
+    async def get_deduplication(self, queue: str, dedup_id: str) -> str | None:
+        return await self._db.read(flows.get_deduplication, queue, dedup_id)
+
+    async def remove_deduplication(self, queue: str, dedup_id: str) -> bool:
+        return await self._db.write(flows.remove_deduplication, queue, dedup_id)
 
     # -- rate limits -----------------------------------------------------------------------
     async def set_rate_limit(self, queue: str, limit: RateLimit | None) -> None:

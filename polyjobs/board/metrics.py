@@ -143,7 +143,7 @@ class BoardCollector(Collector):
         )
         for s in self.stats:
             for name in STATES:
-                jobs.add_metric([s.queue, name], getattr(s, name))
+                jobs.add_metric([s.queue, name], getattr(s, name.replace("-", "_")))
             paused.add_metric([s.queue], 1.0 if s.paused else 0.0)
             workers.add_metric([s.queue], s.workers)
             for state in FINISHED:

@@ -17,6 +17,8 @@ pytest.register_assert_rewrite(
     "polyjobs.testing.suite_adding",
     "polyjobs.testing.suite_admin",
     "polyjobs.testing.suite_control",
+    "polyjobs.testing.suite_dedup",
+    "polyjobs.testing.suite_flows",
     "polyjobs.testing.suite_ratelimit",
     "polyjobs.testing.suite_retries",
     "polyjobs.testing.suite_schedules",

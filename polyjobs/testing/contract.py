@@ -61,6 +61,12 @@ What it covers, one module each under :mod:`polyjobs.testing`:
   across workers, held-back jobs are not attempts, ``RateLimitError`` holds the whole queue.
 * ``suite_control`` (capability ``control``): ordered control messages; a stop request stops
   every Runtime sharing the backend.
+* ``suite_flows`` (capability ``flows``; ``flows-across-queues`` for flows over several
+  queues): parents wait in ``waiting-children``, children's values, several parents, the four
+  failure policies, stalled children, and removal, cleaning, draining, retention and
+  obliteration keeping the edges consistent.
+* ``suite_dedup`` (capability ``dedup``): simple, throttle, extend, debounce and
+  keep-last-if-active windows, ``remove_deduplication_key``, the ``deduplicated`` event.
 """
 
 from __future__ import annotations
@@ -72,6 +78,8 @@ import pytest
 from polyjobs.testing.suite_adding import AddingContract
 from polyjobs.testing.suite_admin import AdminContract
 from polyjobs.testing.suite_control import ControlContract
+from polyjobs.testing.suite_dedup import DedupContract
+from polyjobs.testing.suite_flows import FlowsContract
 from polyjobs.testing.suite_ratelimit import RateLimitContract
 from polyjobs.testing.suite_retries import RetriesContract
 from polyjobs.testing.suite_schedules import SchedulesContract
@@ -90,6 +98,8 @@ class BackendContract(
     ValidationContract,
     RateLimitContract,
     ControlContract,
+    FlowsContract,
+    DedupContract,
 ):
     """Subclass with ``url = "<scheme>://..."`` (name the subclass ``Test...``)."""
 

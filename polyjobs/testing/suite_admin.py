@@ -114,6 +114,7 @@ class AdminContract(ContractBase):
             "waiting": 0,
             "active": 1,
             "delayed": 0,
+            "waiting-children": 0,
             "completed": 0,
             "failed": 0,
             "paused": False,

@@ -116,6 +116,7 @@ class StateContract(ContractBase):
             "waiting": 0,
             "active": 0,
             "delayed": 0,
+            "waiting-children": 0,
             "completed": 0,
             "failed": 0,
             "paused": False,
@@ -135,7 +136,14 @@ class StateContract(ContractBase):
         await queue.add_bulk([("w", 1), ("w", 2), ("w", 3, {"priority": 4})])
         await queue.add("d", None, delay=60)
         await queue.add("d", None, delay=61)
-        expected = {"waiting": 3, "active": 1, "delayed": 2, "completed": 3, "failed": 2}
+        expected = {
+            "waiting": 3,
+            "active": 1,
+            "delayed": 2,
+            "waiting-children": 0,
+            "completed": 3,
+            "failed": 2,
+        }
         assert await queue.counts() == {**expected, "paused": False}
         for state, n in expected.items():
             listed = await queue.jobs(state)

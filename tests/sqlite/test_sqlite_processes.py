@@ -108,7 +108,14 @@ async def test_three_workers_two_producers_each_job_once(
     for proc in workers:
         _stop(proc)
     done = _records(records)
-    assert counts == {"waiting": 0, "active": 0, "delayed": 0, "completed": total, "failed": 0}
+    assert counts == {
+        "waiting": 0,
+        "active": 0,
+        "delayed": 0,
+        "waiting-children": 0,
+        "completed": total,
+        "failed": 0,
+    }
     assert sorted(done) == list(range(total))  # every job ran, and none twice
     per_worker = [len(_records([r])) for r in records]
     assert all(n > 0 for n in per_worker), per_worker

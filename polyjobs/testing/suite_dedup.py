@@ -1,0 +1,132 @@
+"""Contract: deduplication windows (``dedup``): simple, throttle, extend, debounce,
+keep-last-if-active; ``add`` returns the holder; the ``deduplicated`` event."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from polyjobs.backend import CAP_DEDUP, Backend, Finish
+from polyjobs.job import Job
+from polyjobs.queue import Deduplicated, Queue
+from polyjobs.testing.support import ContractBase, Recorder
+
+
+async def _data(job: Job) -> Any:
+    return job.data
+
+
+class DedupContract(ContractBase):
+    async def test_simple_holds_the_id_until_the_job_ends(
+        self, backend: Backend, queue: Queue
+    ) -> None:
+        self.require(backend, CAP_DEDUP)
+        events = Recorder()
+        queue.on("deduplicated", events.add)
+        window = {"id": "report"}
+        first = await queue.add("r", 1, deduplication=window)
+        second = await queue.add("r", 2, deduplication=window)
+        assert second.id == first.id and second.data == 1
+        assert await queue.deduplication_job_id("report") == first.id
+        (event,) = await events.wait_for(1)
+        assert event == Deduplicated(queue.name, "report", first.id, "r", 2, "ignored")
+        assert (await queue.counts())["waiting"] == 1
+        await self.burst(queue, _data)
+        assert await queue.deduplication_job_id("report") is None
+        third = await queue.add("r", 3, deduplication=window)
+        assert third.id != first.id and third.state == "waiting"
+
+    async def test_throttle_holds_the_id_for_its_ttl(self, backend: Backend, queue: Queue) -> None:
+        self.require(backend, CAP_DEDUP)
+        window = {"id": "t", "ttl": 0.4}
+        first = await queue.add("t", 1, deduplication=window)
+        await self.burst(queue, _data)  # ends the job; the window stays
+        assert (await queue.add("t", 2, deduplication=window)).id == first.id
+        await asyncio.sleep(0.45)
+        assert (await queue.add("t", 3, deduplication=window)).id != first.id
+
+    async def test_extend_restarts_the_ttl(self, backend: Backend, queue: Queue) -> None:
+        self.require(backend, CAP_DEDUP)
+        window = {"id": "e", "ttl": 0.4, "extend": True}
+        first = await queue.add("e", 0, deduplication=window)
+        for i in range(1, 4):
+            await asyncio.sleep(0.2)
+            assert (await queue.add("e", i, deduplication=window)).id == first.id
+        await asyncio.sleep(0.45)
+        assert (await queue.add("e", 9, deduplication=window)).id != first.id
+
+    async def test_debounce_keeps_the_last_data_and_restarts_the_delay(
+        self, backend: Backend, queue: Queue
+    ) -> None:
+        self.require(backend, CAP_DEDUP)
+        events = Recorder()
+        queue.on("deduplicated", events.add)
+        window = {"id": "d", "ttl": 0.3, "extend": True, "replace": True}
+        ids = set()
+        for i in range(5):
+            job = await queue.add("debounced", {"n": i}, delay=0.3, deduplication=window)
+            ids.add(job.id)
+            last = time.time()
+        (holder,) = ids
+        stored = await queue.require_job(holder)
+        assert (stored.state, stored.data) == ("delayed", {"n": 4})
+        assert last + 0.25 <= stored.run_at <= last + 0.35
+        assert [e.outcome for e in await events.wait_for(4)] == ["replaced"] * 4
+        ran = Recorder()
+
+        async def proc(job: Job) -> None:
+            ran.add(job.data)
+
+        await self.burst(queue, proc)
+        assert ran.items == [{"n": 4}]
+
+    async def test_keep_last_if_active_runs_once_more_with_the_newest_data(
+        self, backend: Backend, queue: Queue
+    ) -> None:
+        self.require(backend, CAP_DEDUP)
+        window = {"id": "k", "keep_last_if_active": True}
+        first = await queue.add("k", 1, deduplication=window)
+        assert (await queue.add("k", 2, deduplication=window)).id == first.id  # waiting: ignored
+        (active,) = await backend.fetch(queue.name, "tok", 1, 30.0, 0)
+        assert active.id == first.id
+        for n in (3, 4, 5):
+            assert (await queue.add("k", n, deduplication=window)).id == first.id
+        assert (await queue.counts())["waiting"] == 0
+        fin = Finish(first.id, "completed", 1, time.time(), "null")
+        await backend.finish(queue.name, "tok", [fin], 0, 30.0)
+        (follow,) = await queue.jobs("waiting")
+        assert (follow.id != first.id, follow.data) == (True, 5)
+        assert await queue.deduplication_job_id("k") == follow.id
+        assert (await queue.add("k", 6, deduplication=window)).id == follow.id
+        await self.burst(queue, _data)
+        assert (await queue.counts())["completed"] == 2
+
+    async def test_remove_deduplication_key(self, backend: Backend, queue: Queue) -> None:
+        self.require(backend, CAP_DEDUP)
+        window = {"id": "r", "ttl": 60}
+        first = await queue.add("r", 1, deduplication=window)
+        assert await queue.remove_deduplication_key("r") is True
+        assert await queue.remove_deduplication_key("r") is False
+        second = await queue.add("r", 2, deduplication=window)
+        assert second.id != first.id
+        assert await queue.deduplication_job_id("r") == second.id
+
+    async def test_removing_the_holder_frees_the_id(self, backend: Backend, queue: Queue) -> None:
+        self.require(backend, CAP_DEDUP)
+        window = {"id": "x", "ttl": 60}
+        first = await queue.add("x", 1, deduplication=window)
+        assert await queue.remove(first.id)
+        assert await queue.deduplication_job_id("x") is None
+        assert (await queue.add("x", 2, deduplication=window)).id != first.id
+
+    async def test_windows_are_per_queue_and_per_id(self, backend: Backend, queue: Queue) -> None:
+        self.require(backend, CAP_DEDUP)
+        other = Queue(f"{queue.name}-w", backend)
+        try:
+            a = await queue.add("j", 1, deduplication={"id": "same"})
+            b = await other.add("j", 2, deduplication={"id": "same"})
+            c = await queue.add("j", 3, deduplication={"id": "else"})
+            assert len({(a.queue_name, a.id), (b.queue_name, b.id), (c.queue_name, c.id)}) == 3
+        finally:
+            await other.obliterate()
