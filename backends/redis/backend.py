@@ -29,14 +29,20 @@ from redis.exceptions import ResponseError
 
 from polyjobs.backend import (
     CAP_CONTROL,
+    CAP_DEDUP,
     CAP_DURABLE,
+    CAP_FLOWS,
+    CAP_FLOWS_ACROSS_QUEUES,
     CAP_RATE_LIMIT,
     CAP_SHARED,
     AddResult,
     ControlMessage,
+    Dependencies,
     Finish,
     FinishResult,
+    FlowNode,
     JobRecord,
+    JobRef,
     JobState,
     NewJob,
     ScheduleRecord,
@@ -49,13 +55,15 @@ from polyjobs.backends.redis.records import (
     FIELDS,
     NOT_A_HASH,
     dumps,
+    job_state,
     loads,
+    payload,
     record,
     records,
     taken,
 )
 from polyjobs.backends.redis.scripts import Scripts
-from polyjobs.errors import BackendError, BackendUnavailableError
+from polyjobs.errors import BackendError, BackendUnavailableError, InvalidArgumentError
 from polyjobs.options import KEEP_FAILED, Keep, RateLimit
 
 STALLED_REASON = "job stalled more than allowable limit"
@@ -76,6 +84,19 @@ def _keep_args(keep: Keep, finished_on: float) -> tuple[str, str]:
     count = "" if keep.count is None else str(keep.count)
     cutoff = "" if keep.age is None else _t(finished_on - keep.age)
     return count, cutoff
+
+
+def _dedup_args(new: NewJob) -> list[str]:
+    d = new.dedup
+    if d is None:
+        return ["", "", "0", "0", "0"]
+    flags = (d.extend, d.replace, d.keep_last_if_active)
+    return [d.id, "" if d.ttl is None else _t(d.ttl), *("1" if f else "0" for f in flags)]
+
+
+def _ref(text: str) -> JobRef:
+    queue, _, job_id = text.partition(" ")
+    return JobRef(queue, job_id)
 
 
 def _job_args(new: NewJob) -> list[str]:
@@ -111,12 +132,18 @@ class RedisBackend:
     ``<prefix>:{<queue>}:`` (one Redis Cluster slot per queue).
     """
 
-    capabilities: frozenset[str] = frozenset({CAP_SHARED, CAP_DURABLE, CAP_RATE_LIMIT, CAP_CONTROL})
+    capabilities: frozenset[str] = frozenset(
+        {CAP_SHARED, CAP_DURABLE, CAP_RATE_LIMIT, CAP_CONTROL, CAP_FLOWS, CAP_DEDUP}
+    )
 
     def __init__(self, url: str) -> None:
         self.url = url
         self._url = connection.RedisUrl.parse(url)
         self.prefix = self._url.prefix
+        # a flow's scripts touch every queue of the flow: on a cluster, only when the prefix's
+        # hash tag puts every queue in one slot
+        if not self._url.cluster or connection.has_hash_tag(self.prefix):
+            self.capabilities = type(self).capabilities | {CAP_FLOWS_ACROSS_QUEUES}
         self._client: connection.Client | None = None
         self._raw: connection.Client | None = None
         self._scripts: Scripts | None = None
@@ -230,10 +257,63 @@ class RedisBackend:
             args: list[str] = [_t(time.time()), str(len(chunk))]
             for new in chunk:
                 args.extend(_job_args(new))
+                args.extend(_dedup_args(new))
             reply = await self._run("add", queue, args)
             await self._register(queue, reply[0])
-            results.extend(AddResult(reply[i], reply[i + 1] == 1) for i in range(1, len(reply), 2))
+            results.extend(
+                AddResult(reply[i], reply[i + 1] == 1, reply[i + 2] or None)
+                for i in range(1, len(reply), 3)
+            )
         return results
+
+    # -- flows and deduplication windows ---------------------------------------------------
+    async def add_flow(self, nodes: Sequence[FlowNode]) -> list[AddResult]:
+        if not nodes:
+            return []
+        queues = {node.queue for node in nodes}
+        if len(queues) > 1 and CAP_FLOWS_ACROSS_QUEUES not in self.capabilities:
+            raise InvalidArgumentError(
+                f"on this Redis Cluster each flow stays in one queue ({', '.join(sorted(queues))}"
+                "): give the prefix a hash tag, e.g. ?prefix={polyjobs}, for flows across queues"
+            )
+        args: list[Any] = [_t(time.time()), len(nodes)]
+        for node in nodes:
+            new = node.job
+            policy = "" if node.policy == "wait" else node.policy
+            if new is None:
+                args += [node.queue, "0", node.job_id or "", "", "", "", "", "", "", "", policy]
+            else:
+                args += [node.queue, "1", *_job_args(new), policy]
+            args += [len(node.children), *(i + 1 for i in node.children)]
+        reply = await self._run("flow", nodes[0].queue, args)
+        if reply[0] == "err":
+            raise InvalidArgumentError(reply[1])
+        for queue in reply[2]:
+            await self._register(queue, 1)
+        flat = reply[1]
+        return [AddResult(flat[i], flat[i + 1] == 1) for i in range(0, len(flat), 2)]
+
+    async def get_dependencies(self, queue: str, job_id: str) -> Dependencies:
+        pending, processed, ignored = await self._run("flowread", queue, ["deps", job_id])
+        deps = Dependencies()
+        for i in range(0, len(pending), 2):
+            deps.pending[_ref(pending[i])] = job_state(pending[i + 1])
+        for i in range(0, len(processed), 2):
+            deps.processed[_ref(processed[i])] = payload(processed[i + 1])
+        for i in range(0, len(ignored), 2):
+            deps.ignored[_ref(ignored[i])] = str(ignored[i + 1])
+        return deps
+
+    async def get_parents(self, queue: str, job_id: str) -> list[JobRef]:
+        return [_ref(r) for r in await self._run("flowread", queue, ["parents", job_id])]
+
+    async def get_deduplication(self, queue: str, dedup_id: str) -> str | None:
+        held = await self._run("flowread", queue, ["window", dedup_id, _t(time.time())])
+        return str(held) if held else None
+
+    async def remove_deduplication(self, queue: str, dedup_id: str) -> bool:
+        args = ["unwindow", dedup_id, _t(time.time())]
+        return bool(await self._run("flowread", queue, args))
 
     # -- workers ---------------------------------------------------------------------------
     async def _take(
@@ -403,8 +483,8 @@ class RedisBackend:
 
     async def counts(self, queue: str) -> dict[str, int]:
         qk = self._qk(queue)[0]
-        names = ("waiting", "active", "delayed", "completed", "failed")
-        sets = ("wait", "active", "delayed", "completed", "failed")
+        names = ("waiting", "active", "delayed", "waiting-children", "completed", "failed")
+        sets = ("wait", "active", "delayed", "wc", "completed", "failed")
         with connection.translate(self._url.redacted):
             async with self.redis.pipeline(transaction=True) as pipe:
                 for name in sets:
@@ -421,7 +501,7 @@ class RedisBackend:
             async with self.redis.pipeline(transaction=False) as pipe:
                 for name in names:
                     qk = self._qk(name)[0]
-                    sets = ("wait", "delayed", "active", "completed", "failed", "sched")
+                    sets = ("wait", "delayed", "active", "wc", "completed", "failed", "sched")
                     pipe.exists(*(qk.key(s) for s in (*sets, "workers")))
                     pipe.hexists(qk.key("meta"), "paused")
                 replies = await pipe.execute()

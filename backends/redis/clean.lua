@@ -14,14 +14,19 @@ if state == 'completed' or state == 'failed' then
     ids = redis.call('ZRANGEBYSCORE', set, '-inf', us(cutoff))
   end
   for _, id in ipairs(ids) do
-    redis.call('DEL', jk(id), lk(id))
     redis.call('ZREM', set, id)
     removed[#removed + 1] = id
   end
+  delete_jobs(removed)
   return removed
 end
 local members
-if state == 'waiting' then
+if state == 'waiting-children' then
+  members = redis.call('ZREVRANGE', K_wc, 0, -1)
+  for i = 1, #members do
+    members[i] = '00000000000000' .. members[i] -- the shape wid() reads: 14 characters, then id
+  end
+elseif state == 'waiting' then
   members = redis.call('ZREVRANGE', K_wait, 0, -1)
 else
   members = redis.call('ZREVRANGE', K_delayed, 0, -1)

@@ -10,6 +10,10 @@
 -- lu lease until, rq the request that took it, wm its member in the waiting set. Empty strings mean "none".
 
 local WAKE_MEMBER = '1'
+-- The caller's clock (a script that has it sets it), and the hook flows.lua sets: settle a job's
+-- flows and window before it is deleted (FORGET(queue base, id)).
+local NOW = nil
+local FORGET = nil
 local LIFO_TOP = 4503599627370495 -- 16^13 - 1
 
 local function jk(id)
@@ -126,6 +130,8 @@ local function unlink(id, st, wm)
     redis.call('ZREM', K_completed, id)
   elseif st == 'failed' then
     redis.call('ZREM', K_failed, id)
+  elseif st == 'waiting-children' then
+    redis.call('ZREM', K_wc, id)
   end
 end
 
@@ -139,7 +145,22 @@ local function delete_job(id)
   elseif cur[1] then
     unlink(id, cur[1], cur[2])
   end
+  if FORGET then
+    FORGET(ARGV[1], id)
+  end
   redis.call('DEL', jk(id), lk(id))
+end
+
+-- Delete jobs of this queue that are already out of their state sets (flows settled first).
+local function delete_jobs(ids)
+  if FORGET then
+    for _, id in ipairs(ids) do
+      FORGET(ARGV[1], id)
+    end
+  end
+  for _, id in ipairs(ids) do
+    redis.call('DEL', jk(id), lk(id))
+  end
 end
 
 -- Retention of a finished set: drop members older than cutoff (exclusive), then all but the
@@ -148,19 +169,19 @@ local function retain(set, count, cutoff)
   if cutoff then
     local old = redis.call('ZRANGEBYSCORE', set, '-inf', '(' .. num(us(cutoff)), 'LIMIT', 0, 1000)
     if #old > 0 then
-      for _, id in ipairs(old) do
-        redis.call('DEL', jk(id), lk(id))
-      end
       redis.call('ZREM', set, unpack(old))
+      delete_jobs(old)
     end
   end
   if count then
     local n = redis.call('ZCARD', set)
     if n > count then
-      local old = redis.call('ZPOPMIN', set, math.min(n - count, 1000))
-      for i = 1, #old, 2 do
-        redis.call('DEL', jk(old[i]), lk(old[i]))
+      local popped = redis.call('ZPOPMIN', set, math.min(n - count, 1000))
+      local old = {}
+      for i = 1, #popped, 2 do
+        old[#old + 1] = popped[i]
       end
+      delete_jobs(old)
     end
   end
 end

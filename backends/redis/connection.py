@@ -45,6 +45,20 @@ COMMAND_TIMEOUT = 15.0
 BLOCK_MARGIN = 5.0
 
 
+def _one_hash_tag(prefix: str) -> bool:
+    """A prefix holds no brace, or one hash tag ``{name}`` (which then puts every queue in one
+    Redis Cluster slot)."""
+    if "{" not in prefix and "}" not in prefix:
+        return True
+    start, end = prefix.find("{"), prefix.find("}")
+    rest = prefix[end + 1 :]
+    return 0 <= start < end - 1 and prefix.count("{") == 1 and "}" not in rest
+
+
+def has_hash_tag(prefix: str) -> bool:
+    return "{" in prefix
+
+
 @dataclass(frozen=True, slots=True)
 class RedisUrl:
     """A backend URL split into what redis-py connects to and polyjobs' own options."""
@@ -72,7 +86,7 @@ class RedisUrl:
                 cluster = value.lower() in ("1", "true", "yes", "on")
             else:
                 rest.append((name, value))
-        if not prefix or any(c in prefix for c in "{} \n"):
+        if not prefix or any(c in prefix for c in " \n") or not _one_hash_tag(prefix):
             raise InvalidArgumentError(f"invalid key prefix {prefix!r} in {redact_url(url)!r}")
         clean = urlunsplit(parts._replace(query=urlencode(rest)))
         if cluster and parts.scheme == "unix":

@@ -3,8 +3,9 @@
 local chunk = tonumber(ARGV[3])
 local removed = 0
 local members = redis.call('ZRANGE', K_wait, 0, chunk - 1)
+local gone = {}
 for _, m in ipairs(members) do
-  redis.call('DEL', jk(wid(m)), lk(wid(m)))
+  gone[#gone + 1] = wid(m)
 end
 if #members > 0 then
   redis.call('ZREM', K_wait, unpack(members))
@@ -13,11 +14,12 @@ removed = #members
 if ARGV[2] == '1' and removed < chunk then
   local ids = redis.call('ZRANGE', K_delayed, 0, chunk - removed - 1)
   for _, m in ipairs(ids) do
-    redis.call('DEL', jk(wid(m)), lk(wid(m)))
+    gone[#gone + 1] = wid(m)
   end
   if #ids > 0 then
     redis.call('ZREM', K_delayed, unpack(ids))
   end
   removed = removed + #ids
 end
+delete_jobs(gone)
 return removed

@@ -4,6 +4,7 @@
 -- keep_count '0' removes the job at once; '' means no limit (count or age).
 -- Returns {{lost ids}, {id, FIELDS..., ...}}
 local token = ARGV[2]
+NOW = ARGV[4]
 local m = tonumber(ARGV[7])
 recover(token, 8, 7 + m)
 local lost = {}
@@ -36,14 +37,16 @@ for i = 0, tonumber(ARGV[8 + m]) - 1 do
         redis.call('HSET', key, 'st', 'completed', 'rv', ARGV[b + 4], 'fo', fon, 'am', am,
           'tk', '', 'lu', '')
         event('completed', id, 'returnvalue', ARGV[b + 4])
+        job_ended(id, 'completed', ARGV[b + 4], fon)
       else
         redis.call('HSET', key, 'st', 'failed', 'fr', ARGV[b + 5], 'tr', ARGV[b + 6],
           'fo', fon, 'am', am, 'tk', '', 'lu', '')
         event('failed', id, 'failed_reason', ARGV[b + 5])
+        job_ended(id, 'failed', ARGV[b + 5], fon)
       end
       local count, cutoff = ARGV[b + 8], ARGV[b + 9]
       if count == '0' then
-        redis.call('DEL', key, lk(id))
+        delete_jobs({id})
       else
         redis.call('ZADD', set, us(fon), id)
         if count ~= '' or cutoff ~= '' then

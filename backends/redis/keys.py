@@ -19,12 +19,19 @@ Cluster slot::
     <prefix>:{<queue>}:workers     ZSET  worker id -> registry expiry
     <prefix>:{<queue>}:workers:info HASH worker id -> WorkerInfo (JSON)
     <prefix>:{<queue>}:events      STREAM  best-effort job events, trimmed to ~EVENTS_MAXLEN
+    <prefix>:{<queue>}:wc          ZSET  parents waiting for children (score = creation, µs)
     <prefix>:{<queue>}:j:<id>      HASH  one job
     <prefix>:{<queue>}:l:<id>      LIST  its log lines
+    <prefix>:{<queue>}:pa:<id>     SET   its parents ("<queue> <id>" each)
+    <prefix>:{<queue>}:dp:<id>     SET   its pending children
+    <prefix>:{<queue>}:dv:<id>     HASH  child -> return value, for its processed children
+    <prefix>:{<queue>}:di:<id>     HASH  child -> failed reason, for its ignored children
+    <prefix>:{<queue>}:de:<dedup>  HASH  a deduplication window: holder j, end x, kept next n
     <prefix>:queues                SET   names of known queues (outside the hash tag)
     <prefix>:control               ZSET  control messages (score = time), the last CONTROL_KEEP
 
-A job's keys are its id after a tag (``j:``, ``l:``) that no fixed key starts with: whatever the
+A job's keys are its id after a tag (``j:``, ``l:``, ``pa:``, ``dp:``, ``dv:``, ``di:``; a
+window's ``de:``) that no fixed key starts with: whatever the
 id (``x:log``, ``wait``, ``j:1``), no job key is another job's key, a log or a fixed key.
 
 Scripts receive the fixed keys as ``KEYS`` in the order of :data:`SCRIPT_KEYS` and the queue's
@@ -57,6 +64,7 @@ SCRIPT_KEYS: tuple[str, ...] = (
     "workers_info",
     "events",
     "limiter",
+    "wc",
 )
 
 #: How many control messages ``<prefix>:control`` keeps (the contract asks for at least 100).

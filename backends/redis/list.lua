@@ -12,6 +12,8 @@ elseif state == 'delayed' then
   for i = 1, #ids do
     ids[i] = wid(ids[i])
   end
+elseif state == 'waiting-children' then
+  ids = redis.call('ZRANGE', K_wc, start, stop)
 elseif state == 'active' then
   ids = redis.call('ZRANGE', K_active, 0, -1)
 elseif state == 'completed' then

@@ -178,6 +178,7 @@ def job_state(value: str | None) -> JobState | None:
         "waiting": "waiting",
         "delayed": "delayed",
         "active": "active",
+        "waiting-children": "waiting-children",
         "completed": "completed",
         "failed": "failed",
     }

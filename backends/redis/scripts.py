@@ -49,6 +49,8 @@ NAMES = (
     "heartbeat",
     "limit",
     "control",
+    "flow",
+    "flowread",
 )
 
 #: Scripts on keys outside any queue: sent as written, without the queue header and prelude.
@@ -72,7 +74,7 @@ def source(name: str) -> str:
     folder = resources.files("polyjobs.backends.redis")
     if name in GLOBAL:
         return (folder / f"{name}.lua").read_text()
-    common = (folder / "common.lua").read_text()
+    common = (folder / "common.lua").read_text() + "\n" + (folder / "flows.lua").read_text()
     return _header() + common + "\n" + (folder / f"{name}.lua").read_text()
 
 

@@ -1,6 +1,7 @@
 -- ARGV: qp, now, max_stalls, reason, default failed-retention count
 -- Returns {id, failed (0/1), ...} for each job whose lease expired.
 local now, max_stalls = ARGV[2], tonumber(ARGV[3])
+NOW = now
 local expired = redis.call('ZRANGEBYSCORE', K_active, '-inf', us(now), 'LIMIT', 0, 1000)
 local out = {}
 for _, id in ipairs(expired) do
@@ -21,6 +22,7 @@ for _, id in ipairs(expired) do
   elseif stalls > max_stalls then
     redis.call('HSET', key, 'st', 'failed', 'fr', ARGV[4], 'fo', now, 'tk', '', 'lu', '')
     redis.call('ZADD', K_failed, us(now), id)
+    job_ended(id, 'failed', ARGV[4], now)
     local count, cutoff = tonumber(ARGV[5]), false
     local ok, opts = pcall(cjson.decode, redis.call('HGET', key, 'o') or '{}')
     local keep = ok and type(opts) == 'table' and opts['remove_on_fail']

@@ -15,9 +15,13 @@ import pytest_asyncio
 
 from polyjobs.backend import Backend
 from polyjobs.backends.redis.testing import RedisClusterServers, require_redis
+from polyjobs.errors import InvalidArgumentError
+from polyjobs.flow import FlowProducer
 from polyjobs.plugins import open_backend
 from polyjobs.testing import BackendContract
 from polyjobs.testing.suite_control import ControlContract
+from polyjobs.testing.suite_dedup import DedupContract
+from polyjobs.testing.suite_flows import FlowsContract
 from polyjobs.testing.suite_ratelimit import RateLimitContract
 
 URL = os.environ.get("POLYJOBS_TEST_REDIS_URL", "redis://127.0.0.1:6379/0?prefix=pjtest")
@@ -62,6 +66,28 @@ class TestRedisClusterRateLimit(_OnCluster, RateLimitContract):
 
 class TestRedisClusterControl(_OnCluster, ControlContract):
     """The control key has no hash tag: it lives on whichever node owns its slot."""
+
+
+class TestRedisClusterFlows(_OnCluster, FlowsContract, DedupContract):
+    """Each queue in its own slot: flows within one queue and windows work; flows across
+    queues are refused (their tests skip: no ``flows-across-queues`` capability)."""
+
+    async def test_a_flow_across_queues_is_refused_with_the_way_out(self, backend: Backend) -> None:
+        flows = FlowProducer(backend)
+        with pytest.raises(InvalidArgumentError, match="one queue"):
+            await flows.add({"name": "p", "queue": "a", "children": [{"name": "c", "queue": "b"}]})
+        assert await backend.queues() == []
+
+
+class TestRedisClusterTaggedFlows(FlowsContract):
+    """A prefix with a hash tag puts every queue in one slot: flows across queues work."""
+
+    @pytest_asyncio.fixture
+    async def backend(self, redis_cluster: str) -> AsyncIterator[Backend]:
+        url = redis_cluster.replace("prefix=pjtest", "prefix={pjtest}")
+        type(self).url = url  # for open_other()
+        async with open_backend(url) as b:
+            yield b
 
 
 if os.environ.get("POLYJOBS_TEST_REDIS_CLUSTER"):

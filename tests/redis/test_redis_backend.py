@@ -14,7 +14,16 @@ from pathlib import Path
 import pytest
 
 from polyjobs import BackendUnavailableError, Queue, Worker
-from polyjobs.backend import CAP_CONTROL, CAP_DURABLE, CAP_RATE_LIMIT, CAP_SHARED, NewJob
+from polyjobs.backend import (
+    CAP_CONTROL,
+    CAP_DEDUP,
+    CAP_DURABLE,
+    CAP_FLOWS,
+    CAP_FLOWS_ACROSS_QUEUES,
+    CAP_RATE_LIMIT,
+    CAP_SHARED,
+    NewJob,
+)
 from polyjobs.backends.redis import RedisBackend
 from polyjobs.backends.redis.connection import RedisUrl
 from polyjobs.backends.redis.keys import EVENTS_MAXLEN, JOB_TAG, LOG_TAG, SCRIPT_KEYS, QueueKeys
@@ -72,8 +81,11 @@ def test_url_prefix_and_redaction() -> None:
     assert "prefix" not in parsed.url and "health_check_interval=5" in parsed.url
     assert "s3cret" not in parsed.redacted
     assert RedisUrl.parse("rediss://localhost").prefix == "polyjobs"
-    with pytest.raises(InvalidArgumentError):
-        RedisUrl.parse("redis://localhost/0?prefix=a{b}")
+    for bad in ("a{b", "a}b", "{}", "a{b}{c}", "}a{"):
+        with pytest.raises(InvalidArgumentError):
+            RedisUrl.parse(f"redis://localhost/0?prefix={bad}")
+    # one hash tag puts every queue in one cluster slot (flows across queues on a cluster)
+    assert RedisUrl.parse("redis://localhost/0?prefix={app}").prefix == "{app}"
 
 
 async def test_unreachable_server_is_one_line_without_password() -> None:
@@ -92,9 +104,12 @@ def test_plugin_registers_the_redis_schemes() -> None:
     factories = PluginHost.load(entry_points=False).backend_factories()
     for scheme in ("redis", "rediss", "unix"):
         assert isinstance(factories[scheme][0](URL), RedisBackend)  # built on demand
-    assert RedisBackend(URL).capabilities == frozenset(
-        {CAP_SHARED, CAP_DURABLE, CAP_RATE_LIMIT, CAP_CONTROL}
-    )
+    base = {CAP_SHARED, CAP_DURABLE, CAP_RATE_LIMIT, CAP_CONTROL, CAP_FLOWS, CAP_DEDUP}
+    assert RedisBackend(URL).capabilities == frozenset({*base, CAP_FLOWS_ACROSS_QUEUES})
+    cluster = "redis://127.0.0.1:7000/0?cluster=true"
+    assert RedisBackend(cluster).capabilities == frozenset(base)
+    tagged = RedisBackend(f"{cluster}&prefix={{pj}}")
+    assert tagged.capabilities == frozenset({*base, CAP_FLOWS_ACROSS_QUEUES})
 
 
 async def test_unix_socket_url(server: RedisServer) -> None:
@@ -235,7 +250,14 @@ async def test_unusable_job_records_end_failed_and_no_script_stops_half_way(
         ("e", True)
     ]
     counts = await backend.counts("broken")
-    assert counts == {"waiting": 0, "active": 2, "delayed": 0, "completed": 0, "failed": 4}
+    assert counts == {
+        "waiting": 0,
+        "active": 2,
+        "delayed": 0,
+        "waiting-children": 0,
+        "completed": 0,
+        "failed": 4,
+    }
     with pytest.raises(BackendError, match="not a hash"):
         await queue.get_job("b")
     assert await queue.remove("b") and await backend.redis.exists(qk.job("b")) == 0
