@@ -9,9 +9,19 @@ from typing import Annotated, Any
 
 import typer
 
-from polyjobs.cli.common import BackendOption, CreateOption, JsonOption, duration, run, session
+from polyjobs.cli.common import (
+    BackendOption,
+    CreateOption,
+    JsonOption,
+    Session,
+    duration,
+    find_spec,
+    run,
+    session,
+)
 from polyjobs.cli.console import Console
 from polyjobs.errors import InvalidArgumentError, JobFailedError
+from polyjobs.flow import FlowProducer, JobNode
 
 
 def read_data(data: str | None) -> Any:
@@ -46,16 +56,33 @@ def enqueue(
     priority: Annotated[int | None, typer.Option(help="0 first, then 1, 2, ...")] = None,
     job_id: Annotated[str | None, typer.Option("--job-id", help="Custom id (dedupes).")] = None,
     attempts: Annotated[int | None, typer.Option(help="Attempts before failing.")] = None,
+    flow: Annotated[
+        Path | None,
+        typer.Option(help="Add the flow (a node or a list of nodes) in this JSON file instead."),
+    ] = None,
     wait: Annotated[bool, typer.Option("--wait", help="Wait for the result.")] = False,
     timeout: Annotated[str, typer.Option(help="How long --wait waits.")] = "60s",
     create: CreateOption = False,
     backend: BackendOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Add one job; with --wait print its result (exit 1 when it fails)."""
+    """Add one job (or a flow with --flow); with --wait print its result (exit 1 when it
+    fails)."""
     console = Console(json_mode=as_json)
 
     async def go() -> None:
+        if flow is not None:
+            async with session(backend, mode="create") as s:
+                top_queue = await s.known_queue(queue, create=create, offer_create=True)
+                tops = await _add_flow(s, top_queue.name, flow)
+                job = tops[0].job
+                total = sum(_size(top, set()) for top in tops)
+                _report(
+                    console,
+                    as_json,
+                    {"queue": job.queue_name, "id": job.id, "state": job.state, "jobs": total},
+                )
+            return
         payload = read_data(data)
         options: dict[str, Any] = {}
         if delay is not None:
@@ -88,6 +115,47 @@ def enqueue(
     run(go, console)
 
 
+async def _add_flow(s: Session, queue: str, path: Path) -> list[JobNode]:
+    """The flow in ``path``: ``queue`` is the top nodes' queue when they name none; short queue
+    names are resolved like the command's argument."""
+    try:
+        nodes = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise InvalidArgumentError(f"cannot read --flow file {path}: {exc.strerror}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InvalidArgumentError(f"--flow file {path} is not valid JSON: {exc}") from None
+    nodes = nodes if isinstance(nodes, list) else [nodes]
+    if not nodes:
+        raise InvalidArgumentError(f"--flow file {path} holds no node")
+    default = queue
+    stack = [(node, default) for node in nodes]
+    while stack:
+        node, inherited = stack.pop()
+        if not isinstance(node, dict):
+            raise InvalidArgumentError(f"a flow node must be a JSON object, got {node!r}")
+        named = node.get("queue")
+        spec = find_spec(named, s.specs) if isinstance(named, str) else None
+        node["queue"] = spec.name if spec is not None else named or inherited
+        children = node.get("children")
+        if isinstance(children, list):
+            stack.extend((child, node["queue"]) for child in children)
+    queues = [spec.make_queue(s.backend) for spec in s.specs.values()]
+    return await FlowProducer(s.backend, queues=queues).add_bulk(nodes)
+
+
+def _size(node: JobNode, seen: set[int]) -> int:
+    """How many distinct jobs a flow holds (a shared child counts once)."""
+    stack, count = [node], 0
+    while stack:
+        current = stack.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        count += 1
+        stack.extend(current.children)
+    return count
+
+
 def _report(console: Console, as_json: bool, info: dict[str, Any]) -> None:
     if as_json:
         console.json(info)
@@ -95,5 +163,10 @@ def _report(console: Console, as_json: bool, info: dict[str, Any]) -> None:
         console.line(f"job {info['id']} of {info['queue']} completed: {json.dumps(info['result'])}")
     elif info["state"] == "failed":
         console.error(f"job {info['id']} of {info['queue']} failed: {info['failed_reason']}")
+    elif "jobs" in info:
+        console.line(
+            f"added a flow of {info['jobs']} job(s): top job {info['id']} of {info['queue']} "
+            f"({info['state']})"
+        )
     else:
         console.line(f"added job {info['id']} to {info['queue']} ({info['state']})")

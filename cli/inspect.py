@@ -19,6 +19,7 @@ from polyjobs.cli.common import (
 )
 from polyjobs.cli.console import Column, Console, fit_table, fits
 from polyjobs.errors import JobNotFoundError
+from polyjobs.flow import family
 
 if TYPE_CHECKING:
     from rich.console import RenderableType
@@ -31,6 +32,7 @@ NUMBERS = (
     ("waiting", "wait"),
     ("active", "active"),
     ("delayed", "delay"),
+    ("waiting-children", "w-child"),
     ("completed", "done"),
     ("failed", "failed"),
 )
@@ -38,7 +40,7 @@ DETAIL_MAX = 100  # characters of a failure reason in `jobs list` (`jobs show` h
 
 
 def _numbers(s: QueueStats) -> list[Any]:
-    return [s.waiting, s.active, s.delayed, s.completed, s.failed]
+    return [s.waiting, s.active, s.delayed, s.waiting_children, s.completed, s.failed]
 
 
 def stats_view(
@@ -240,6 +242,7 @@ def jobs_show(
             job = await q.require_job(job_id)
             info = job.to_dict()
             info["logs"] = await job.logs()
+            info.update(await family(job))
             if as_json:
                 console.json(info)
                 return
@@ -262,6 +265,11 @@ def _show(console: Console, info: dict[str, Any]) -> None:
     if info["stacktrace"]:
         console.line("    stacktrace:")
         console.line(info["stacktrace"])
+    for key in ("parents", "children"):
+        if info[key]:
+            console.line(f"{key:>14}: {len(info[key])}")
+        for rel in info[key]:
+            console.line(f"    {rel['queue']}:{rel['id']} {rel['state']}")
     console.line(f"{'logs':>14}: {len(info['logs'])} line(s)")
     for line in info["logs"]:
         console.line(f"    {line}")

@@ -270,3 +270,25 @@ def _record_of(new: NewJob, job_id: str, has_children: bool) -> JobRecord:
         run_at=new.run_at,
         priority=new.priority,
     )
+
+
+async def family(job: Job, limit: int = 100) -> dict[str, list[dict[str, Any]]]:
+    """A job's parents and children with their states, for display (``jobs show``, the board):
+    ``{"parents": [{"queue", "id", "state"}], "children": [{"queue", "id", "state",
+    "value" | "reason"}]}``, at most ``limit`` of each. A child's state is ``completed`` once its
+    parent holds its value, ``ignored`` for an ignored failure, else its state now (``removed``
+    when it is gone)."""
+    parents = []
+    for ref in (await job.parents())[:limit]:
+        record = await job._backend.get_job(ref.queue, ref.id)
+        state = "removed" if record is None else record.state
+        parents.append({"queue": ref.queue, "id": ref.id, "state": state})
+    deps = await job.dependencies()
+    children: list[dict[str, Any]] = []
+    for ref, value in sorted(deps.processed.items()):
+        children.append({"queue": ref.queue, "id": ref.id, "state": "completed", "value": value})
+    for ref, reason in sorted(deps.ignored.items()):
+        children.append({"queue": ref.queue, "id": ref.id, "state": "ignored", "reason": reason})
+    for ref, now in sorted(deps.pending.items()):
+        children.append({"queue": ref.queue, "id": ref.id, "state": now or "removed"})
+    return {"parents": parents, "children": children[:limit]}

@@ -14,6 +14,7 @@ for i = 0, tonumber(ARGV[3]) - 1 do
     local holder, how = deduplicate(d, job, now)
     if holder then
       id, outcome = holder, how
+      event('deduplicated', id, 'deduplication_id', d[1], 'outcome', how)
     end
   end
   if outcome == '' then

@@ -438,7 +438,9 @@ class RedisBackend:
         :data:`~polyjobs.backends.redis.keys.EVENTS_MAXLEN` of them, and a follower that falls
         behind misses some. Read a job's state (``get_job``) for the truth. Events: ``added``
         (name, state), ``completed`` (returnvalue), ``failed`` (failed_reason), ``retrying``
-        (failed_reason, retry_at), ``stalled`` (failed 0/1), ``progress`` (progress).
+        (failed_reason, retry_at), ``stalled`` (failed 0/1), ``progress`` (progress),
+        ``released`` (a parent whose children are done), ``deduplicated`` (deduplication_id,
+        outcome: the add a window absorbed; ``id`` is the holder).
         """
         stream = self._qk(queue)[0].key("events")
         command = ["XREAD", "COUNT", str(count)]

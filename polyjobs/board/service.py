@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from polyjobs.backend import STATES
 from polyjobs.errors import InvalidArgumentError, JobNotFoundError
+from polyjobs.flow import family
 from polyjobs.options import seconds
 from polyjobs.queue import Queue, check_queue_name, check_state
 from polyjobs.redact import MASK, redact_text
@@ -131,6 +132,9 @@ class BoardService:
         job = await queue.require_job(job_id)
         out = job_dict(job)
         out["logs"] = redact(await queue.logs(job.id, -MAX_LOG_LINES, -1))
+        relatives = await family(job)  # states only: children's values may hold anything
+        for key in ("parents", "children"):
+            out[key] = [{k: r[k] for k in ("queue", "id", "state")} for r in relatives[key]]
         return out
 
     # -- actions ---------------------------------------------------------------------------
