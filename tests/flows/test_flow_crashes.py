@@ -46,9 +46,11 @@ async def test_sigkilled_workers_lose_no_node_of_a_flow(backend_url: str, tmp_pa
             for m in range(MIDS)
         ],
     }
-    spawn = lambda: subprocess.Popen(  # noqa: E731
-        [sys.executable, WORKER, backend_url, str(runs_file)], stdout=subprocess.DEVNULL
-    )
+
+    def spawn() -> subprocess.Popen[bytes]:
+        args = [sys.executable, WORKER, backend_url, str(runs_file)]
+        return subprocess.Popen(args, stdout=subprocess.DEVNULL)
+
     async with open_backend(backend_url) as backend:
         top = await FlowProducer(backend).add(tree)
         leaves, tops = Queue("fk-leaf", backend), Queue("fk-top", backend)
