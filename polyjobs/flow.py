@@ -23,7 +23,6 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from polyjobs import codec
 from polyjobs.backend import (
     CAP_FLOWS_ACROSS_QUEUES,
     FlowNode,
@@ -65,6 +64,7 @@ class _Node:
     ref_queue: str
     job_id: str | None
     new: NewJob | None = None
+    data: Any = None  # as given (so the returned Job needs no decoding)
     policy: str = "wait"
     children: list[_Node] = field(default_factory=list)
     index: int = -1
@@ -131,7 +131,7 @@ class FlowProducer:
             record = None
             fresh = result.added and n.new is not None
             if fresh and not any(c.new is None or not results[c.index].added for c in n.children):
-                record = _record_of(n.new, result.id, bool(n.children))  # type: ignore[arg-type]
+                record = _record_of(n.new, n.data, result.id, bool(n.children))  # type: ignore[arg-type]
             else:
                 record = await self.backend.get_job(n.ref_queue, result.id)
             if record is None:  # gone already (e.g. run and removed at once)
@@ -155,9 +155,11 @@ class _Builder:
         stack = [(top, root)]
         while stack:
             raw, node = stack.pop()
+            seen = {id(c) for c in node.children}
             for child_raw in raw.get("children") or ():
                 child = self._node(child_raw, node.ref_queue)
-                if child not in node.children:
+                if id(child) not in seen:
+                    seen.add(id(child))
                     node.children.append(child)
                 if child_raw.get("children"):
                     stack.append((child_raw, child))
@@ -188,7 +190,7 @@ class _Builder:
         new, parsed = queue._parse_job(raw["name"], raw.get("data"), opts, self.now)
         if parsed.deduplication is not None:
             raise InvalidArgumentError("flow jobs take no deduplication option")
-        node.new = new
+        node.new, node.data = new, raw.get("data")
         node.policy = parsed.failure_policy
 
     def ordered(self) -> list[_Node]:
@@ -231,7 +233,8 @@ def _parse_node(raw: Any, parent_queue: str | None) -> tuple[str, dict[str, Any]
     queue_name = raw.get("queue", parent_queue)
     if queue_name is None:
         raise InvalidArgumentError("the top node of a flow needs a queue")
-    check_queue_name(queue_name)
+    if queue_name != parent_queue:  # an inherited name was checked with its parent
+        check_queue_name(queue_name)
     children = raw.get("children") or []
     if not isinstance(children, list | tuple):
         raise InvalidArgumentError(f"children must be a list of nodes, got {children!r}")
@@ -255,7 +258,7 @@ def _parse_node(raw: Any, parent_queue: str | None) -> tuple[str, dict[str, Any]
     return queue_name, opts, job_id
 
 
-def _record_of(new: NewJob, job_id: str, has_children: bool) -> JobRecord:
+def _record_of(new: NewJob, data: Any, job_id: str, has_children: bool) -> JobRecord:
     if has_children:
         state: Any = "waiting-children"
     else:
@@ -263,8 +266,8 @@ def _record_of(new: NewJob, job_id: str, has_children: bool) -> JobRecord:
     return JobRecord(
         id=job_id,
         name=new.name,
-        data=codec.decode(new.data_json),
-        opts=new.opts,
+        data=data,
+        opts=dict(new.opts),
         state=state,
         timestamp=new.timestamp,
         run_at=new.run_at,

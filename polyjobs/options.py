@@ -353,6 +353,8 @@ class JobOptions:
     def parse(cls, options: Mapping[str, Any], defaults: JobOptions | None = None) -> JobOptions:
         """Validate user options over ``defaults``; raise ``InvalidArgumentError`` on bad ones."""
         base = defaults or cls()
+        if not options:
+            return base
         unknown = set(options) - cls._KEYS
         if unknown:
             raise InvalidArgumentError(f"unknown job options: {', '.join(sorted(unknown))}")

@@ -95,6 +95,8 @@ class Queue:
         else:
             self.default_options = JobOptions.parse(default_options or {})
         self.max_payload = max_payload
+        # the stored options of jobs that give none, made once (and again if the defaults change)
+        self._defaults_json = (self.default_options, self.default_options.to_json())
         self._listeners: dict[str, list[Callable[[Deduplicated], Any]]] = {"deduplicated": []}
 
     def __repr__(self) -> str:
@@ -124,7 +126,7 @@ class Queue:
         new = NewJob(
             name=name,
             data_json=data_json,
-            opts=opts.to_json(),
+            opts=self._opts_json(opts),
             timestamp=now,
             job_id=opts.job_id,
             run_at=now + opts.delay,
@@ -133,6 +135,15 @@ class Queue:
             dedup=opts.deduplication,
         )
         return new, opts
+
+    def _opts_json(self, opts: JobOptions) -> dict[str, Any]:
+        cached, text = self._defaults_json
+        if opts is cached:
+            return text
+        if opts is self.default_options:
+            self._defaults_json = (opts, opts.to_json())
+            return self._defaults_json[1]
+        return opts.to_json()
 
     # -- events ----------------------------------------------------------------------------
     def on(self, event: str, callback: Callable[[Deduplicated], Any]) -> None:
@@ -372,7 +383,7 @@ def _record_of(new: NewJob, job_id: str) -> JobRecord:
         id=job_id,
         name=new.name,
         data=codec.decode(new.data_json),
-        opts=new.opts,
+        opts=dict(new.opts),
         state="delayed" if new.run_at > new.timestamp else "waiting",
         timestamp=new.timestamp,
         run_at=new.run_at,

@@ -40,17 +40,32 @@ def add_flow(
     existing = [_check(conn, node) for node in nodes]
     results: list[AddResult] = []
     refs: list[JobRef] = []
-    for node, there in zip(nodes, existing, strict=True):
-        if there is not None:
-            result = AddResult(there, False)
-        else:
-            assert node.job is not None
-            (result,) = jobs.add(conn, node.queue, [node.job], now, parent=bool(node.children))
-        results.append(result)
-        refs.append(JobRef(node.queue, result.id))
+    i = 0
+    while i < len(nodes):
+        node, there = nodes[i], existing[i]
         woken.add(node.queue)
-        if there is None and node.children:
-            _link(conn, refs[-1], [refs[i] for i in node.children], woken)
+        if there is not None:
+            results.append(AddResult(there, False))
+            refs.append(JobRef(node.queue, there))
+            i += 1
+            continue
+        # a run of new nodes of one queue, all parents or all leaves: one insert
+        end = i + 1
+        while (
+            end < len(nodes)
+            and existing[end] is None
+            and nodes[end].queue == node.queue
+            and bool(nodes[end].children) == bool(node.children)
+        ):
+            end += 1
+        batch = [n.job for n in nodes[i:end] if n.job is not None]
+        added = jobs.add(conn, node.queue, batch, now, parent=bool(node.children))
+        results += added
+        refs += [JobRef(node.queue, r.id) for r in added]
+        for k in range(i, end):
+            if nodes[k].children:
+                _link(conn, refs[k], [refs[c] for c in nodes[k].children], woken)
+        i = end
     return results
 
 
@@ -70,23 +85,30 @@ def _check(conn: sqlite3.Connection, node: FlowNode) -> str | None:
 def _link(
     conn: sqlite3.Connection, parent: JobRef, children: list[JobRef], woken: set[str]
 ) -> None:
-    failed: list[tuple[JobRef, str]] = []
+    by_queue: dict[str, list[str]] = {}
     for child in dict.fromkeys(children):
-        row = conn.execute(
-            "SELECT state, returnvalue, failed_reason FROM jobs WHERE queue = ? AND id = ?",
-            (child.queue, child.id),
-        ).fetchone()
-        status, value = "pending", None
-        if row["state"] == "completed":
-            status, value = "processed", row["returnvalue"] or "null"
-        elif row["state"] == "failed":
-            failed.append((child, row["failed_reason"] or ""))
-        conn.execute(
-            "INSERT INTO job_deps (queue, id, child_queue, child_id, status, value) "
-            "VALUES (?, ?, ?, ?, ?, ?)",
-            (parent.queue, parent.id, child.queue, child.id, status, value),
+        by_queue.setdefault(child.queue, []).append(child.id)
+    rows: list[tuple[Any, ...]] = []
+    failed: list[tuple[JobRef, str]] = []
+    for queue, ids in by_queue.items():
+        found = conn.execute(
+            "SELECT id, state, returnvalue, failed_reason FROM jobs WHERE queue = ? "
+            "AND id IN (SELECT value FROM json_each(?))",
+            (queue, json.dumps(ids)),
         )
-    for child, reason in failed:
+        for job_id, state, returnvalue, reason in found:
+            status, value = "pending", None
+            if state == "completed":
+                status, value = "processed", returnvalue or "null"
+            elif state == "failed":
+                failed.append((JobRef(queue, job_id), reason or ""))
+            rows.append((parent.queue, parent.id, queue, job_id, status, value))
+    conn.executemany(
+        "INSERT INTO job_deps (queue, id, child_queue, child_id, status, value) "
+        "VALUES (?, ?, ?, ?, ?, ?)",
+        rows,
+    )
+    for child, reason in sorted(failed):
         cascade(conn, [(child, reason)], woken, only=parent)
     release_if_done(conn, parent, woken)
 
