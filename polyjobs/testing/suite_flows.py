@@ -310,6 +310,27 @@ class FlowsContract(ContractBase):
         )
         assert f"child {queue.name}:{mid.id} failed" in str(top.failed_reason)
 
+    async def test_a_retried_attempt_is_not_a_failure(self, backend: Backend, queue: Queue) -> None:
+        """Policies act on a child's final failure only: one that fails once and then succeeds
+        on its second attempt completes its parent."""
+        flow = await self.flows(backend).add(
+            {
+                "name": "p",
+                "queue": queue.name,
+                "children": [leaf("flaky", 1, attempts=2, fail_parent_on_failure=True)],
+            }
+        )
+
+        async def proc(job: Job) -> Any:
+            if job.name == "flaky" and job.attempts_made == 0:
+                raise ValueError("first attempt")
+            return await _value(job)
+
+        await self.burst(queue, proc)
+        parent = await queue.require_job(flow.job.id)
+        assert parent.state == "completed"
+        assert list(parent.returnvalue.values()) == [1]
+
     async def test_ignore_dependency_on_failure(self, backend: Backend, queue: Queue) -> None:
         flow = await self.flows(backend).add(
             {
