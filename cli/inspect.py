@@ -32,7 +32,6 @@ NUMBERS = (
     ("waiting", "wait"),
     ("active", "active"),
     ("delayed", "delay"),
-    ("waiting-children", "w-child"),
     ("completed", "done"),
     ("failed", "failed"),
 )
@@ -40,7 +39,7 @@ DETAIL_MAX = 100  # characters of a failure reason in `jobs list` (`jobs show` h
 
 
 def _numbers(s: QueueStats) -> list[Any]:
-    return [s.waiting, s.active, s.delayed, s.waiting_children, s.completed, s.failed]
+    return [s.waiting, s.active, s.delayed, s.completed, s.failed]
 
 
 def stats_view(

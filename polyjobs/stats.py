@@ -24,7 +24,6 @@ class QueueStats:
     waiting: int
     active: int
     delayed: int
-    waiting_children: int
     completed: int
     failed: int
     paused: bool
@@ -32,6 +31,7 @@ class QueueStats:
     completed_last_minute: int
     failed_last_minute: int
     recent_capped: bool
+    waiting_children: int = 0  # parents waiting for their children (flows)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -21,9 +21,9 @@ def test_enqueue_a_flow_and_show_parent_and_children(
     }
     path = tmp_path / "flow.json"
     path.write_text(json.dumps(flow))
-    added = cli_json("enqueue", "reports", "--flow", str(path))
+    added = cli_json("enqueue", "reports", "--flow", str(path), "--create")
     assert (added["queue"], added["state"], added["jobs"]) == ("reports", "waiting-children", 3)
-    text = cli("enqueue", "reports", "--flow", str(path))
+    text = cli("enqueue", "reports", "--flow", str(path), "--create")
     assert text.exit_code == 0 and "added a flow of 3 job(s)" in text.stdout
     listed = cli_json("jobs", "list", "reports", "--state", "waiting-children")
     assert len(listed) == 2
@@ -56,10 +56,10 @@ def test_bad_flow_files_are_one_line_errors(cli_env: dict[str, str], tmp_path: P
     for content, message in cases:
         path = tmp_path / "flow.json"
         path.write_text(content if isinstance(content, str) else json.dumps(content))
-        result = cli("enqueue", "reports", "--flow", str(path))
+        result = cli("enqueue", "reports", "--flow", str(path), "--create")
         assert result.exit_code != 0 and message in result.stderr, result.stderr
         assert result.stderr.count("\n") == 1
-    missing = cli("enqueue", "reports", "--flow", str(tmp_path / "nope.json"))
+    missing = cli("enqueue", "reports", "--flow", str(tmp_path / "nope.json"), "--create")
     assert missing.exit_code != 0 and "cannot read --flow file" in missing.stderr
     assert cli_json("jobs", "list", "reports", "--state", "waiting-children") == []
     assert cli_json("jobs", "list", "echo") == []  # nothing of a refused flow was stored
