@@ -8,6 +8,7 @@ import os
 import signal
 import socket
 import time
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -72,6 +73,17 @@ def start(
     ] = False,
     board_host: Annotated[str, typer.Option(help="The board's address.")] = "127.0.0.1",
     board_port: Annotated[int, typer.Option(min=0, max=65535, help="The board's port.")] = 8787,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(
+            min=0,
+            max=65535,
+            help="Serve Prometheus metrics at http://METRICS_HOST:PORT/metrics (0: any port).",
+        ),
+    ] = None,
+    metrics_host: Annotated[str, typer.Option(help="The metrics server's address.")] = (
+        "127.0.0.1"
+    ),
 ) -> None:
     """Run workers for the registered queues in the foreground until SIGINT/SIGTERM."""
     console = Console()
@@ -91,6 +103,7 @@ def start(
             log_format,
             demo,
             (board_host, board_port) if board else None,
+            None if metrics_port is None else (metrics_host, metrics_port),
         ),
         console,
     )
@@ -107,6 +120,7 @@ async def _start(
     log_format: str,
     demo: bool = False,
     board: tuple[str, int] | None = None,
+    metrics: tuple[str, int] | None = None,
 ) -> None:
     import shutil
 
@@ -120,7 +134,9 @@ async def _start(
         events.note(f"polyjobs demo: state in {setup.home} (removed on exit)")
         flags.update(backend=setup.backend_url, home=str(setup.home), settings=setup.settings)
     try:
-        await _start_with(events, names, concurrency, flags, schedule, burst, demo, board)
+        await _start_with(
+            events, names, concurrency, flags, schedule, burst, demo, board, metrics
+        )
     finally:
         if setup is not None:
             shutil.rmtree(setup.home, ignore_errors=True)
@@ -135,8 +151,10 @@ async def _start_with(
     burst: bool,
     demo: bool,
     board: tuple[str, int] | None,
+    metrics: tuple[str, int] | None = None,
 ) -> None:
     from polyjobs.cli.live import JobFeed, Reporter
+    from polyjobs.cli.metrics import metrics_plugin
     from polyjobs.plugins import open_backend
     from polyjobs.processors import demo as demo_mode
     from polyjobs.runtime import Runtime, specs_by_name
@@ -146,7 +164,8 @@ async def _start_with(
     resolved = settings(**flags, concurrency=parse_pairs(concurrency, "--concurrency"))
     live = console.is_terminal and events.format == "text"
     feed = JobFeed()
-    host = plugin_host(resolved, Reporter(events, live), feed)
+    counted = [metrics_plugin()] if metrics is not None else []
+    host = plugin_host(resolved, Reporter(events, live), feed, *counted)
     registered = host.queue_specs()
     if not registered:
         raise ConfigError("no queues are registered (is the polyjobs.processors plugin installed?)")
@@ -176,9 +195,19 @@ async def _start_with(
                     " schedules only add jobs at their next slot"
                 )
 
+        serving = Serving(board, metrics, counted[0] if counted else None)
         await _serve_and_run(
-            events, resolved, registered, backend, runtime, specs, board, go, feed, live
+            events, resolved, registered, backend, runtime, specs, serving, go, feed, live
         )
+
+
+@dataclass(frozen=True, slots=True)
+class Serving:
+    """What ``start`` serves besides running jobs: the board, the metrics (host, port)."""
+
+    board: tuple[str, int] | None = None
+    metrics: tuple[str, int] | None = None
+    counted: Any = None  # the JobMetrics plugin of this process, with metrics
 
 
 async def _serve_and_run(
@@ -188,15 +217,16 @@ async def _serve_and_run(
     backend: Backend,
     runtime: Runtime,
     specs: list[QueueSpec],
-    board: tuple[str, int] | None,
+    serving: Serving,
     go: Any,
     feed: Any,
     live: bool,
 ) -> None:
-    """Claim the pid file, serve an in-process backend to other commands, start the board,
-    run (under the live view on a terminal), and undo all of it."""
+    """Claim the pid file, serve an in-process backend to other commands, start the board and
+    the metrics, run (under the live view on a terminal), and undo all of it."""
     from polyjobs.backend import CAP_SHARED
     from polyjobs.cli.board import start_board
+    from polyjobs.cli.metrics import start_metrics
     from polyjobs.cli.live import LiveView
     from polyjobs.redact import redact_url
     from polyjobs.serve import serve_backend, socket_path
@@ -204,7 +234,7 @@ async def _serve_and_run(
     console = events.console
     url = redact_url(resolved.backend_url)
     pidfile.write(resolved.home_dir, url)
-    board_task = None
+    tasks: list[asyncio.Task[None]] = []
     served = contextlib.AsyncExitStack()
     try:
         if CAP_SHARED not in backend.capabilities:
@@ -215,8 +245,14 @@ async def _serve_and_run(
             events.note(
                 f"polyjobs: serving {url} to other commands at {sock} (it ends with this process)"
             )
-        if board is not None:
-            board_task = await start_board(console, resolved, registered, backend, *board)
+        if serving.board is not None:
+            tasks.append(
+                await start_board(console, resolved, registered, backend, *serving.board)
+            )
+        if serving.metrics is not None:
+            tasks.append(
+                await start_metrics(console, backend, runtime, serving.counted, *serving.metrics)
+            )
         events.note(
             f"polyjobs: backend {describe_location(resolved.backend_url, backend)} "
             f"({resolved.backend.source}); queues: "
@@ -230,9 +266,9 @@ async def _serve_and_run(
             await go()
         events.note("polyjobs: stopped", event="stopped")
     finally:
-        if board_task is not None:
-            board_task.cancel()
-            await asyncio.gather(board_task, return_exceptions=True)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
         await served.aclose()
         pidfile.remove(resolved.home_dir)
 

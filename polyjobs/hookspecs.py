@@ -61,7 +61,11 @@ def polyjobs_resources() -> Mapping[str, ResourceFactory]:
 def polyjobs_job_event(queue: str, event: str, job_id: str, payload: Mapping[str, Any]) -> None:
     """Called in the worker's process after each job event.
 
-    ``event`` is one of ``completed``, ``failed``, ``retrying``, ``progress``, ``stalled``;
-    ``payload`` holds the event's details (``returnvalue``, ``failed_reason``, ``progress``...).
-    Return nothing; an exception is logged and does not affect the job.
+    ``event`` is one of ``completed``, ``failed``, ``retrying``, ``progress``, ``stalled``,
+    ``held``; ``payload`` holds the event's details: ``returnvalue`` (completed),
+    ``failed_reason`` (failed, retrying), ``duration`` (completed, failed, retrying: seconds the
+    attempt ran, or None), ``progress``, ``failed`` (stalled: True when the job is now failed),
+    ``until`` and ``seconds`` (held: the processor raised ``RateLimitError`` and the whole queue
+    starts nothing before ``until``). Return nothing; an exception is logged and does not affect
+    the job.
     """

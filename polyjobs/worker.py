@@ -403,6 +403,8 @@ class Worker:
             await rate_limiter(self.backend).hold(self.queue, now + exc.seconds)
         except Exception as hold_error:
             self._error(hold_error, "rate-limit hold failed")
+        else:
+            self._hook("held", job.id, {"until": now + exc.seconds, "seconds": exc.seconds})
         return Finish(job.id, "retry", job.attempts_made, now, None, str(exc), None, retry_at=now)
 
     def _on_progress(self, job: Job, progress: Any) -> None:
@@ -461,20 +463,23 @@ class Worker:
                 )
                 continue
             job.attempts_made = fin.attempts_made
+            ran = _duration(job, fin)
             if fin.status == "completed":
                 job.state, job.returnvalue, job.finished_on = "completed", outcome, fin.finished_on
                 self._emit("completed", job, outcome)
-                self._hook("completed", job.id, {"returnvalue": outcome})
+                self._hook("completed", job.id, {"returnvalue": outcome, "duration": ran})
             elif fin.status == "failed":
                 job.state, job.failed_reason = "failed", fin.failed_reason
                 job.finished_on = fin.finished_on
                 self._emit("failed", job, outcome)
-                self._hook("failed", job.id, {"failed_reason": fin.failed_reason})
+                self._hook("failed", job.id, {"failed_reason": fin.failed_reason, "duration": ran})
             else:
                 job.state = "delayed" if fin.retry_at > fin.finished_on else "waiting"
                 job.failed_reason = fin.failed_reason
                 self._emit("retrying", job, outcome)
-                self._hook("retrying", job.id, {"failed_reason": fin.failed_reason})
+                self._hook(
+                    "retrying", job.id, {"failed_reason": fin.failed_reason, "duration": ran}
+                )
 
     # -- leases, stalls, heartbeat ---------------------------------------------------------
     async def _sleep(self, delay: float) -> bool:
@@ -530,6 +535,13 @@ class Worker:
                 self._error(exc, "heartbeat failed")
             if not await self._sleep(interval):
                 return
+
+
+def _duration(job: Job, fin: Finish) -> float | None:
+    """Seconds the attempt ran (start to end), or None when its start is unknown."""
+    if job.processed_on is None:
+        return None
+    return max(fin.finished_on - job.processed_on, 0.0)
 
 
 def _is_coroutine_callable(processor: Processor) -> bool:

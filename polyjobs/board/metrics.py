@@ -3,8 +3,9 @@
 A custom collector in a ``CollectorRegistry`` of each app (never the module-global registry):
 the ``/metrics`` route first reads the backend (async), then renders what it read.
 
-- ``polyjobs_jobs{queue,state}``: jobs in each state (gauge)
-- ``polyjobs_queue_paused{queue}``, ``polyjobs_workers_online{queue}`` (gauges)
+- the gauges of what the backend holds, shared with ``polyjobs start --metrics-port``
+  (:mod:`polyjobs.prometheus`): ``polyjobs_jobs{queue,state}``, ``polyjobs_queue_paused``,
+  ``polyjobs_workers_online``, ``polyjobs_oldest_waiting_job_age_seconds`` (``{queue}``)
 - ``polyjobs_jobs_completed_total{queue}``, ``polyjobs_jobs_failed_total{queue}``: finished jobs
   this board has seen (counters; it looks at the retained finished jobs at every sample and every
   scrape, so jobs trimmed by retention before it looked are not counted)
@@ -22,15 +23,13 @@ from typing import TYPE_CHECKING
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import (
     CounterMetricFamily,
-    GaugeMetricFamily,
     HistogramMetricFamily,
     Metric,
 )
 from prometheus_client.registry import Collector
 
-from polyjobs.backend import STATES
+from polyjobs.prometheus import QueueSnapshot, queue_families, read_queues
 from polyjobs.queue import Queue
-from polyjobs.stats import QueueStats, queue_stats
 
 if TYPE_CHECKING:
     from polyjobs.backend import Backend
@@ -118,18 +117,9 @@ class BoardCollector(Collector):
 
     def __init__(self, finished: FinishedJobs) -> None:
         self.finished = finished
-        self.stats: list[QueueStats] = []
+        self.stats: list[QueueSnapshot] = []
 
     def collect(self) -> Iterator[Metric]:
-        jobs = GaugeMetricFamily(
-            "polyjobs_jobs", "Jobs by queue and state.", labels=["queue", "state"]
-        )
-        paused = GaugeMetricFamily(
-            "polyjobs_queue_paused", "1 when the queue is paused.", labels=["queue"]
-        )
-        workers = GaugeMetricFamily(
-            "polyjobs_workers_online", "Workers with a recent heartbeat.", labels=["queue"]
-        )
         totals = {
             state: CounterMetricFamily(
                 f"polyjobs_jobs_{state}", f"Jobs seen {state} by this board.", labels=["queue"]
@@ -142,15 +132,11 @@ class BoardCollector(Collector):
             labels=["queue", "state"],
         )
         for s in self.stats:
-            for name in STATES:
-                jobs.add_metric([s.queue, name], getattr(s, name.replace("-", "_")))
-            paused.add_metric([s.queue], 1.0 if s.paused else 0.0)
-            workers.add_metric([s.queue], s.workers)
             for state in FINISHED:
                 totals[state].add_metric([s.queue], self.finished.total(s.queue, state))
                 buckets, total = self.finished.histogram(s.queue, state)
                 seconds.add_metric([s.queue, state], buckets, total)
-        yield from (jobs, paused, workers, *totals.values(), seconds)
+        yield from (*queue_families(self.stats), *totals.values(), seconds)
 
 
 class Metrics:
@@ -169,5 +155,5 @@ class Metrics:
         async with self._lock:
             names = await self.service.queue_names()
             await self.finished.observe(names)
-            self.collector.stats = await queue_stats(self.service.backend, names)
+            self.collector.stats = await read_queues(self.service.backend, names)
             return generate_latest(self.registry)

@@ -1,0 +1,45 @@
+"""``polyjobs start --metrics-port``: Prometheus metrics served from the running instance."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING
+
+from polyjobs.cli.console import Console
+from polyjobs.errors import ConfigError
+
+if TYPE_CHECKING:
+    from polyjobs.backend import Backend
+    from polyjobs.prometheus import JobMetrics
+    from polyjobs.runtime import Runtime
+
+MISSING_EXTRA = "--metrics-port needs prometheus-client: pip install 'polyjobs[metrics]'"
+
+
+def metrics_plugin() -> JobMetrics:
+    """The plugin that counts what this process's workers do (needs the ``metrics`` extra)."""
+    try:
+        from polyjobs.prometheus import JobMetrics
+    except ModuleNotFoundError as exc:
+        if (exc.name or "").split(".")[0] != "prometheus_client":
+            raise
+        raise ConfigError(MISSING_EXTRA) from None
+    return JobMetrics()
+
+
+async def start_metrics(
+    console: Console, backend: Backend, runtime: Runtime, jobs: JobMetrics, host: str, port: int
+) -> asyncio.Task[None]:
+    """Serve the runtime's queues' metrics (as a task; cancel it to stop)."""
+    from polyjobs.prometheus import MetricsExporter, bind
+
+    async def names() -> list[str]:
+        return list(runtime.specs)
+
+    sock = bind(host, port)
+    exporter = MetricsExporter(backend, names, jobs)
+    task = asyncio.create_task(exporter.serve(host, port, sock=sock))
+    task.add_done_callback(lambda _: sock.close())
+    shown = f"[{host}]" if ":" in host else host
+    console.note(f"polyjobs metrics on http://{shown}:{sock.getsockname()[1]}/metrics")
+    return task
