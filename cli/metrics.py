@@ -1,4 +1,5 @@
-"""``polyjobs start --metrics-port``: Prometheus metrics served from the running instance."""
+"""``polyjobs start --metrics-port`` (Prometheus metrics served from the running instance) and
+``--otel`` (OpenTelemetry tracing of its adds and job runs)."""
 
 from __future__ import annotations
 
@@ -12,8 +13,29 @@ if TYPE_CHECKING:
     from polyjobs.backend import Backend
     from polyjobs.prometheus import JobMetrics
     from polyjobs.runtime import Runtime
+    from polyjobs.telemetry import Telemetry
 
 MISSING_EXTRA = "--metrics-port needs prometheus-client: pip install 'polyjobs[metrics]'"
+MISSING_OTEL = "--otel needs OpenTelemetry: pip install 'polyjobs[otel]'"
+NO_SDK = (
+    "--otel: no OpenTelemetry SDK is set up in this process (run it under "
+    "opentelemetry-instrument, or set a tracer provider in a plugin): spans are not exported"
+)
+
+
+def open_telemetry(console: Console) -> Telemetry:
+    """Tracing through the process's global tracer provider and propagator."""
+    try:
+        from opentelemetry import trace
+
+        from polyjobs.otel import OtelTelemetry
+    except ModuleNotFoundError as exc:
+        if (exc.name or "").split(".")[0] != "opentelemetry":
+            raise
+        raise ConfigError(MISSING_OTEL) from None
+    if isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider):
+        console.note(NO_SDK)
+    return OtelTelemetry()
 
 
 def metrics_plugin() -> JobMetrics:

@@ -84,6 +84,14 @@ def start(
     metrics_host: Annotated[str, typer.Option(help="The metrics server's address.")] = (
         "127.0.0.1"
     ),
+    otel: Annotated[
+        bool,
+        typer.Option(
+            "--otel",
+            help="Trace adds and job runs with OpenTelemetry (the process's tracer provider; "
+            "needs the 'otel' extra).",
+        ),
+    ] = False,
 ) -> None:
     """Run workers for the registered queues in the foreground until SIGINT/SIGTERM."""
     console = Console()
@@ -104,6 +112,7 @@ def start(
             demo,
             (board_host, board_port) if board else None,
             None if metrics_port is None else (metrics_host, metrics_port),
+            otel,
         ),
         console,
     )
@@ -121,6 +130,7 @@ async def _start(
     demo: bool = False,
     board: tuple[str, int] | None = None,
     metrics: tuple[str, int] | None = None,
+    otel: bool = False,
 ) -> None:
     import shutil
 
@@ -135,7 +145,7 @@ async def _start(
         flags.update(backend=setup.backend_url, home=str(setup.home), settings=setup.settings)
     try:
         await _start_with(
-            events, names, concurrency, flags, schedule, burst, demo, board, metrics
+            events, names, concurrency, flags, schedule, burst, demo, board, metrics, otel
         )
     finally:
         if setup is not None:
@@ -152,9 +162,10 @@ async def _start_with(
     demo: bool,
     board: tuple[str, int] | None,
     metrics: tuple[str, int] | None = None,
+    otel: bool = False,
 ) -> None:
     from polyjobs.cli.live import JobFeed, Reporter
-    from polyjobs.cli.metrics import metrics_plugin
+    from polyjobs.cli.metrics import metrics_plugin, open_telemetry
     from polyjobs.plugins import open_backend
     from polyjobs.processors import demo as demo_mode
     from polyjobs.runtime import Runtime, specs_by_name
@@ -181,6 +192,7 @@ async def _start_with(
             plugins=host,
             schedule=schedule and not (demo and burst),
             known_specs=registered,
+            telemetry=open_telemetry(console) if otel else None,
         )
         grace_s = float(resolved.grace.value)
 
@@ -226,8 +238,8 @@ async def _serve_and_run(
     the metrics, run (under the live view on a terminal), and undo all of it."""
     from polyjobs.backend import CAP_SHARED
     from polyjobs.cli.board import start_board
-    from polyjobs.cli.metrics import start_metrics
     from polyjobs.cli.live import LiveView
+    from polyjobs.cli.metrics import start_metrics
     from polyjobs.redact import redact_url
     from polyjobs.serve import serve_backend, socket_path
 
@@ -246,9 +258,7 @@ async def _serve_and_run(
                 f"polyjobs: serving {url} to other commands at {sock} (it ends with this process)"
             )
         if serving.board is not None:
-            tasks.append(
-                await start_board(console, resolved, registered, backend, *serving.board)
-            )
+            tasks.append(await start_board(console, resolved, registered, backend, *serving.board))
         if serving.metrics is not None:
             tasks.append(
                 await start_metrics(console, backend, runtime, serving.counted, *serving.metrics)

@@ -6,7 +6,7 @@ import inspect
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from polyjobs import codec
@@ -26,9 +26,11 @@ from polyjobs.errors import InvalidArgumentError, JobNotFoundError
 from polyjobs.job import Job
 from polyjobs.options import Duration, JobOptions, RateLimit, check_job_id, seconds
 from polyjobs.scheduling import MISSED_POLICIES, Cadence
+from polyjobs.telemetry import TRACE_KEY
 
 if TYPE_CHECKING:
-    from polyjobs.backend import Backend, JobState, WorkerInfo
+    from polyjobs.backend import AddResult, Backend, JobState, WorkerInfo
+    from polyjobs.telemetry import Telemetry
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +77,9 @@ class Queue:
     ``default_options`` apply to every job added here (each ``add`` may override them);
     ``max_payload`` bounds the JSON size of a job's data (default 512 KiB); ``validate``, when
     given, checks each job's data before it is stored and raises ``InvalidArgumentError`` for
-    data the queue's processor could not use.
+    data the queue's processor could not use. ``telemetry`` (e.g.
+    :class:`polyjobs.otel.OtelTelemetry`) traces every add and stores the trace context in the
+    jobs, so their runs continue the trace.
     """
 
     def __init__(
@@ -86,9 +90,11 @@ class Queue:
         default_options: Mapping[str, Any] | JobOptions | None = None,
         max_payload: int = codec.DEFAULT_MAX_PAYLOAD,
         validate: Callable[[Any], None] | None = None,
+        telemetry: Telemetry | None = None,
     ) -> None:
         self.name = check_queue_name(name)
         self.validate = validate
+        self.telemetry = telemetry
         self.backend = backend
         if isinstance(default_options, JobOptions):
             self.default_options = default_options
@@ -194,7 +200,10 @@ class Queue:
     async def _add_many(self, new_jobs: list[NewJob]) -> list[Job]:
         if not new_jobs:
             return []
-        results = await self.backend.add(self.name, new_jobs)
+        if self.telemetry is None:
+            results = await self.backend.add(self.name, new_jobs)
+        else:
+            new_jobs, results = await self._add_traced(new_jobs)
         jobs = []
         for new, result in zip(new_jobs, results, strict=True):
             if result.added:
@@ -219,6 +228,17 @@ class Queue:
                 result.deduplicated,
             )
             await self._emit("deduplicated", event)
+
+    async def _add_traced(self, new_jobs: list[NewJob]) -> tuple[list[NewJob], list[AddResult]]:
+        """Add inside the telemetry's span, with its trace context stored in every job."""
+        assert self.telemetry is not None
+        with self.telemetry.adding(self.name, new_jobs) as scope:
+            if scope.carrier:
+                carrier = dict(scope.carrier)
+                new_jobs = [replace(j, opts={**j.opts, TRACE_KEY: carrier}) for j in new_jobs]
+            results = await self.backend.add(self.name, new_jobs)
+            scope.added([r.id for r in results])
+        return new_jobs, results
 
     # -- reading ---------------------------------------------------------------------------
     async def get_job(self, job_id: str) -> Job | None:

@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     from polyjobs.backend import Backend
     from polyjobs.hookspecs import ResourceFactory
     from polyjobs.plugins import PluginHost
+    from polyjobs.telemetry import Telemetry
 
 log = logging.getLogger(__name__)
 
@@ -105,9 +106,15 @@ class QueueSpec:
             remove_on_fail=self.retention.failed,
         )
 
-    def make_queue(self, backend: Backend) -> Queue:
+    def make_queue(self, backend: Backend, telemetry: Telemetry | None = None) -> Queue:
         """This queue on ``backend``, with the spec's job defaults and data validation."""
-        return Queue(self.name, backend, default_options=self.job_options(), validate=self.validate)
+        return Queue(
+            self.name,
+            backend,
+            default_options=self.job_options(),
+            validate=self.validate,
+            telemetry=telemetry,
+        )
 
     def with_changes(self, **changes: Any) -> QueueSpec:
         """A copy with some fields changed (e.g. concurrency from a CLI flag)."""
@@ -129,15 +136,15 @@ class RuntimeContext(Mapping[str, Any]):
     def queue(self, name: str) -> Queue:
         """The queue ``name`` on the runtime's backend, with its spec's job defaults and
         validation when the queue is known (run here or only registered)."""
-        queues = self._runtime.queues
-        if name not in queues:
-            spec = self._runtime.known_specs.get(name)
-            queues[name] = (
-                spec.make_queue(self._runtime.backend)
+        runtime = self._runtime
+        if name not in runtime.queues:
+            spec = runtime.known_specs.get(name)
+            runtime.queues[name] = (
+                spec.make_queue(runtime.backend, runtime.telemetry)
                 if spec
-                else Queue(name, self._runtime.backend)
+                else Queue(name, runtime.backend, telemetry=runtime.telemetry)
             )
-        return queues[name]
+        return runtime.queues[name]
 
     def __getitem__(self, name: str) -> Any:
         return self._resources[name]
@@ -155,6 +162,7 @@ class Runtime:
     Processors get a :class:`RuntimeContext` as ``job.context``: the ``resources`` (entered
     at start, exited at stop), the ``settings``, and ``queue(name)``. ``known_specs`` are
     queues this runtime does not run but may enqueue to (their job defaults apply).
+    ``telemetry`` traces the adds of its queues and the runs of its workers.
     """
 
     def __init__(
@@ -168,7 +176,9 @@ class Runtime:
         worker_options: WorkerOptions | None = None,
         schedule: bool = True,
         known_specs: Mapping[str, QueueSpec] | None = None,
+        telemetry: Telemetry | None = None,
     ) -> None:
+        self.telemetry = telemetry
         self.specs: dict[str, QueueSpec] = {}
         for spec in specs:
             if spec.name in self.specs:
@@ -182,7 +192,7 @@ class Runtime:
         self.worker_options = worker_options or WorkerOptions()
         self.schedule = schedule
         self.queues: dict[str, Queue] = {
-            name: spec.make_queue(backend) for name, spec in self.specs.items()
+            name: spec.make_queue(backend, telemetry) for name, spec in self.specs.items()
         }
         self.workers: dict[str, Worker] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
@@ -234,6 +244,7 @@ class Runtime:
                 options=options,
                 context=self.context,
                 plugins=self.plugins,
+                telemetry=self.telemetry,
             )
             self.workers[name] = worker
             self._tasks[name] = asyncio.create_task(worker.run(), name=f"worker:{name}")

@@ -10,6 +10,7 @@ then cancels the rest and hands their jobs back so that none stays ``active``.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import inspect
 import logging
 import os
@@ -33,11 +34,13 @@ from polyjobs.outcomes import applied_before, completed, failure
 from polyjobs.queue import check_queue_name
 from polyjobs.sandbox import SandboxPool, processor_ref
 from polyjobs.scheduling import Scheduler
+from polyjobs.telemetry import TRACE_KEY
 from polyjobs.worker_options import WorkerOptions
 
 if TYPE_CHECKING:
     from polyjobs.backend import Backend
     from polyjobs.plugins import PluginHost
+    from polyjobs.telemetry import Telemetry
 
 __all__ = ["EVENTS", "Processor", "Worker", "WorkerOptions"]
 
@@ -54,7 +57,8 @@ class Worker:
     ``processor`` is ``async def f(job)`` or a plain function (run in a thread); its return
     value (JSON) is stored as the job's result. Options are :class:`WorkerOptions` fields,
     given as keywords or as ``options=``. ``context`` is handed to processors as
-    ``job.context``.
+    ``job.context``. ``telemetry`` (e.g. :class:`polyjobs.otel.OtelTelemetry`) puts each run
+    in a span that continues the trace stored in the job.
     """
 
     def __init__(
@@ -66,6 +70,7 @@ class Worker:
         options: WorkerOptions | None = None,
         context: Any = None,
         plugins: PluginHost | None = None,
+        telemetry: Telemetry | None = None,
         **overrides: Any,
     ) -> None:
         self.queue = check_queue_name(queue_name)
@@ -86,6 +91,7 @@ class Worker:
             self._sandbox_ref = processor_ref(processor)
         self.context = context
         self.plugins = plugins
+        self.telemetry = telemetry
         self.id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:10]}"
         self._listeners: dict[str, list[Callable[..., Any]]] = {e: [] for e in EVENTS}
         self._owned: set[str] = set()  # fetched and not yet acknowledged by finish
@@ -372,14 +378,23 @@ class Worker:
     def _options_of(self, record: JobRecord) -> JobOptions:
         """Parse a job's stored options; consecutive jobs usually share them, so the last
         parse is reused when the options are equal (a dict compare is far cheaper)."""
+        stored = record.opts
+        if TRACE_KEY in stored:  # one per job: never part of the comparison
+            stored = {k: v for k, v in stored.items() if k != TRACE_KEY}
         last = self._last_opts
-        if last is not None and last[0] == record.opts:
+        if last is not None and last[0] == stored:
             return last[1]
-        opts = JobOptions.from_json(record.opts)
-        self._last_opts = (record.opts, opts)
+        opts = JobOptions.from_json(stored)
+        self._last_opts = (stored, opts)
         return opts
 
     async def _call(self, job: Job) -> Any:
+        if self.telemetry is None:
+            return await self._invoke(job)
+        with self.telemetry.processing(self.queue, job):
+            return await self._invoke(job)
+
+    async def _invoke(self, job: Job) -> Any:
         if self._is_async:
             return await self.processor(job)
         if self._sandbox is not None:
@@ -389,7 +404,11 @@ class Worker:
                 self.options.concurrency, thread_name_prefix=f"polyjobs-{self.queue}"
             )
         loop = asyncio.get_running_loop()
-        result = await loop.run_in_executor(self._threads, self.processor, job)
+        if self.telemetry is not None:  # the thread runs inside the job's span
+            run = contextvars.copy_context().run
+            result = await loop.run_in_executor(self._threads, run, self.processor, job)
+        else:
+            result = await loop.run_in_executor(self._threads, self.processor, job)
         if inspect.isawaitable(result):
             result = await result
         return result

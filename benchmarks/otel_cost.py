@@ -1,0 +1,109 @@
+"""What OpenTelemetry tracing costs a Redis worker: no-op jobs at concurrency 100, with and
+without ``OtelTelemetry``, in alternating rounds (compare the ratio, not absolute rates).
+
+    flock /work/locks/bench .venv/bin/python benchmarks/otel_cost.py [--jobs 10000] [--rounds 3]
+
+The traced runs use the OpenTelemetry SDK with a ``BatchSpanProcessor`` and an exporter that
+drops the spans (what an application pays; exporting over the network is the SDK's own thread).
+Jobs are added in bulk (500 per call; traced: one ``send`` span per call and the trace context
+in every job), then one worker processes them all (traced: one ``process`` span per job).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import time
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+
+from polyjobs import Queue, Worker
+from polyjobs.backends.redis import RedisBackend
+from polyjobs.otel import OtelTelemetry
+from polyjobs.telemetry import Telemetry
+
+QUEUE = "bench-otel"
+
+
+class Dropping(SpanExporter):
+    def __init__(self) -> None:
+        self.spans = 0
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        self.spans += len(spans)
+        return SpanExportResult.SUCCESS
+
+
+async def _noop(job: Any) -> None:
+    return None
+
+
+async def one_round(
+    backend: RedisBackend, jobs: int, concurrency: int, telemetry: Telemetry | None
+) -> tuple[float, float]:
+    """(bulk add jobs/s, processing jobs/s)."""
+    await backend.obliterate(QUEUE)
+    queue = Queue(QUEUE, backend, telemetry=telemetry)
+    start = time.perf_counter()
+    for base in range(0, jobs, 500):
+        await queue.add_bulk([("noop", {"i": i}) for i in range(base, min(base + 500, jobs))])
+    add_rate = jobs / (time.perf_counter() - start)
+    worker = Worker(
+        QUEUE, _noop, backend, concurrency=concurrency, schedule=False, telemetry=telemetry
+    )
+    start = time.perf_counter()
+    await worker.run(burst=True)
+    rate = jobs / (time.perf_counter() - start)
+    counts = await backend.counts(QUEUE)
+    assert counts["completed"] + counts["failed"] >= min(jobs, 100), counts
+    return add_rate, rate
+
+
+async def run(url: str, jobs: int, concurrency: int, rounds: int) -> None:
+    backend = RedisBackend(url)
+    await backend.open()
+    exporter = Dropping()
+    provider = TracerProvider()
+    provider.add_span_processor(BatchSpanProcessor(exporter, max_queue_size=100_000))
+    traced = OtelTelemetry(tracer_provider=provider)
+    results: dict[str, list[tuple[float, float]]] = {"off": [], "otel": []}
+    try:
+        await one_round(backend, min(jobs, 2000), concurrency, None)  # warm-up
+        for _ in range(rounds):
+            for mode, telemetry in (("off", None), ("otel", traced)):
+                results[mode].append(await one_round(backend, jobs, concurrency, telemetry))
+        await backend.obliterate(QUEUE)
+    finally:
+        await backend.close()
+        provider.shutdown()
+    for mode, rows in results.items():
+        adds = ", ".join(f"{a:,.0f}" for a, _ in rows)
+        procs = ", ".join(f"{p:,.0f}" for _, p in rows)
+        print(f"{mode:>5}: add_bulk {adds} jobs/s; process c={concurrency} {procs} jobs/s")
+    ratio = [t[1] / o[1] for o, t in zip(results["off"], results["otel"], strict=True)]
+    add_ratio = [t[0] / o[0] for o, t in zip(results["off"], results["otel"], strict=True)]
+    print(
+        f"traced/untraced: process {statistics.median(ratio):.3f} (rounds: "
+        + ", ".join(f"{r:.3f}" for r in ratio)
+        + f"); add_bulk {statistics.median(add_ratio):.3f}; spans exported {exporter.spans:,}"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    prefix = f"bench-otel-{uuid.uuid4().hex[:6]}"
+    parser.add_argument("--url", default=f"redis://127.0.0.1:6379/0?prefix={prefix}")
+    parser.add_argument("--jobs", type=int, default=10_000)
+    parser.add_argument("--concurrency", type=int, default=100)
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    asyncio.run(run(args.url, args.jobs, args.concurrency, args.rounds))
+
+
+if __name__ == "__main__":
+    main()
