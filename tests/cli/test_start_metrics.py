@@ -63,10 +63,10 @@ def test_start_serves_metrics_of_its_own_work(tmp_path: Path) -> None:
             found = re.search(r"metrics on (http://\S+/metrics)", line)
             url = found.group(1) if found else None
         assert url is not None, "the metrics server did not announce its URL"
-        active = ("polyjobs_jobs", (("queue", "test-slow"), ("state", "active")))
-        during = wait_for(url, lambda m: m.get(active) == 3)
-        assert during[active] == 3
-        assert during[("polyjobs_workers_online", (("queue", "test-slow"),))] == 1
+        online = ("polyjobs_workers_online", (("queue", "test-slow"),))
+        during = wait_for(url, lambda m: m.get(online) == 1)
+        assert during[online] == 1
+        assert during[("polyjobs_backend_up", ())] == 1
         done = ("polyjobs_jobs_completed_total", (("queue", "test-slow"),))
         after = wait_for(url, lambda m: m.get(done) == 3)
         assert after[done] == 3
