@@ -13,6 +13,7 @@ from polyjobs.cli.admin import queue_app
 from polyjobs.cli.board import board
 from polyjobs.cli.config_cmd import backends, config
 from polyjobs.cli.console import Console
+from polyjobs.cli.detector import alerts, wallets
 from polyjobs.cli.enqueue import enqueue
 from polyjobs.cli.inspect import jobs_app, stats
 from polyjobs.cli.migrate import migrate
@@ -108,6 +109,8 @@ app.command()(config)
 app.command()(backends)
 app.command()(board)
 app.command()(migrate)
+app.command()(alerts)
+app.command()(wallets)
 app.add_typer(jobs_app, name="jobs")
 app.add_typer(schedule_app, name="schedule")
 app.add_typer(queue_app, name="queue")

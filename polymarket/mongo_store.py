@@ -350,6 +350,24 @@ class MongoStore:
         found = (WalletStats.from_doc(d) for d in await self._run(run))
         return {w.address: w for w in found}
 
+    async def list_wallets(self, offset: int, limit: int, whales_only: bool) -> list[WalletStats]:
+        query = {"isWhale": True} if whales_only else {}
+
+        def run() -> list[dict[str, Any]]:
+            cursor = (
+                self._db.wallets.find(query)
+                .sort([("stats.totalVolume", DESCENDING), ("_id", ASCENDING)])
+                .skip(offset)
+                .limit(limit)
+            )
+            return list(cursor)
+
+        return [WalletStats.from_doc(d) for d in await self._run(run)]
+
+    async def count_wallets(self, whales_only: bool) -> int:
+        query = {"isWhale": True} if whales_only else {}
+        return int(await self._run(lambda: self._db.wallets.count_documents(query)))
+
     async def upsert_wallets(self, wallets: Sequence[WalletStats]) -> None:
         if not wallets:
             return
@@ -455,6 +473,21 @@ class MongoStore:
             return list(cursor)
 
         return [Alert.from_doc(d) for d in await self._run(run)]
+
+    async def recent_alerts(self, offset: int, limit: int) -> list[Alert]:
+        def run() -> list[dict[str, Any]]:
+            cursor = (
+                self._db.alerts.find({})
+                .sort([("createdAt", DESCENDING), ("_id", DESCENDING)])
+                .skip(offset)
+                .limit(limit)
+            )
+            return list(cursor)
+
+        return [Alert.from_doc(d) for d in await self._run(run)]
+
+    async def count_alerts(self) -> int:
+        return int(await self._run(lambda: self._db.alerts.count_documents({})))
 
     async def claim_alert(
         self, alert_id: str, now: float, lease: float, attempt_id: str

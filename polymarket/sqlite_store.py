@@ -399,6 +399,28 @@ class SqliteStore:
 
         return await self._run(run)
 
+    async def list_wallets(self, offset: int, limit: int, whales_only: bool) -> list[WalletStats]:
+        where = " WHERE json_extract(doc, '$.isWhale')" if whales_only else ""
+
+        def run(conn: sqlite3.Connection) -> list[WalletStats]:
+            rows = conn.execute(
+                f"SELECT doc FROM wallets{where}"
+                " ORDER BY json_extract(doc, '$.stats.totalVolume') DESC, address"
+                " LIMIT ? OFFSET ?",
+                (limit, offset),
+            )
+            return [WalletStats.from_doc(json.loads(r[0])) for r in rows]
+
+        return await self._run(run)
+
+    async def count_wallets(self, whales_only: bool) -> int:
+        where = " WHERE json_extract(doc, '$.isWhale')" if whales_only else ""
+
+        def run(conn: sqlite3.Connection) -> int:
+            return int(conn.execute(f"SELECT count(*) FROM wallets{where}").fetchone()[0])
+
+        return await self._run(run)
+
     async def upsert_wallets(self, wallets: Sequence[WalletStats]) -> None:
         rows = [(w.address, json.dumps(w.to_doc())) for w in wallets]
 
@@ -477,6 +499,23 @@ class SqliteStore:
                 (created_since, limit),
             )
             return [_alert(r) for r in rows]
+
+        return await self._run(run)
+
+    async def recent_alerts(self, offset: int, limit: int) -> list[Alert]:
+        def run(conn: sqlite3.Connection) -> list[Alert]:
+            rows = conn.execute(
+                f"SELECT {_ALERT_COLUMNS} FROM alerts"
+                " ORDER BY created_at DESC, id DESC LIMIT ? OFFSET ?",
+                (limit, offset),
+            )
+            return [_alert(r) for r in rows]
+
+        return await self._run(run)
+
+    async def count_alerts(self) -> int:
+        def run(conn: sqlite3.Connection) -> int:
+            return int(conn.execute("SELECT count(*) FROM alerts").fetchone()[0])
 
         return await self._run(run)
 

@@ -142,6 +142,18 @@ class Store(Protocol):
         """Alerts created at or after ``created_since`` (wall clock), oldest first."""
         ...
 
+    async def recent_alerts(self, offset: int, limit: int) -> list[Alert]:
+        """One page of alerts, newest first (by creation time, then id, both descending)."""
+        ...
+
+    async def count_alerts(self) -> int: ...
+
+    async def list_wallets(self, offset: int, limit: int, whales_only: bool) -> list[WalletStats]:
+        """One page of wallets by total volume, largest first (then by address)."""
+        ...
+
+    async def count_wallets(self, whales_only: bool) -> int: ...
+
     async def claim_alert(
         self, alert_id: str, now: float, lease: float, attempt_id: str
     ) -> Alert | None:

@@ -353,3 +353,32 @@ async def test_mongo_indexes_are_created_idempotently() -> None:
     assert unchecked["partialFilterExpression"] == {"metadata.anomalyChecked": False}
     alerts = client.idx.alerts.index_information()
     assert any(v.get("expireAfterSeconds") == 0 for v in alerts.values())
+
+
+async def test_recent_alerts_are_paged_newest_first(store: Store) -> None:
+    for i in range(5):
+        assert await store.insert_alert(_alert(f"anomaly:v1:k{i}", created=100.0 + i))
+    assert await store.count_alerts() == 5
+    first = await store.recent_alerts(0, 2)
+    second = await store.recent_alerts(2, 2)
+    last = await store.recent_alerts(4, 2)
+    keys = [a.dedupe_key for a in (*first, *second, *last)]
+    assert keys == [f"anomaly:v1:k{i}" for i in (4, 3, 2, 1, 0)]
+    assert await store.recent_alerts(5, 2) == []
+
+
+async def test_wallets_are_paged_by_volume_and_whales_filtered(store: Store) -> None:
+    wallets = [
+        WalletStats(f"0x{i:040x}", trade_count=i, total_volume=1000.0 * i, is_whale=i % 2 == 0)
+        for i in range(1, 6)
+    ]
+    await store.upsert_wallets(wallets)
+    assert await store.count_wallets(False) == 5
+    assert await store.count_wallets(True) == 2
+    page = await store.list_wallets(0, 3, False)
+    assert [w.total_volume for w in page] == [5000.0, 4000.0, 3000.0]
+    rest = await store.list_wallets(3, 3, False)
+    assert [w.total_volume for w in rest] == [2000.0, 1000.0]
+    whales = await store.list_wallets(0, 10, True)
+    assert [w.address for w in whales] == [f"0x{4:040x}", f"0x{2:040x}"]
+    assert all(w.is_whale for w in whales)

@@ -1,0 +1,140 @@
+"""``polyjobs alerts`` and ``polyjobs wallets``: what the detector found, from its store."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+from rich.text import Text
+
+from polyjobs.cli.common import run, settings
+from polyjobs.cli.console import Console
+from polyjobs.polymarket.config import load_config
+from polyjobs.polymarket.listing import Page, alerts_page, wallets_page
+from polyjobs.polymarket.store import Store, open_store
+from polyjobs.redact import redact_text
+
+LimitOption = Annotated[int, typer.Option("--limit", "-n", help="Rows per page (1..500).")]
+PageOption = Annotated[int, typer.Option("--page", "-p", min=1, help="Page number.")]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+
+
+@asynccontextmanager
+async def _store() -> AsyncIterator[Store]:
+    resolved = settings()
+    config = load_config({"POLYJOBS_HOME": str(resolved.home_dir), **resolved.plain_values()})
+    async with open_store(config.store_url, database=config.mongodb_db) as store:
+        yield store
+
+
+def _when(ts: float | None) -> str:
+    return "" if not ts else time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts))
+
+
+def _show(
+    console: Console, page: Page, what: str, columns: Sequence[str], rows: list[list[str]]
+) -> None:
+    """A table whose cells are plain text (titles and names are never read as markup)."""
+    if not page.items:
+        console.line(
+            f"no {what}" if page.total == 0 else f"no {what} on this page ({page.total} in all)"
+        )
+        return
+    table = Table(header_style="bold")
+    for column in columns:
+        table.add_column(column)
+    for row in rows:
+        table.add_row(*(Text(redact_text(cell)) for cell in row))
+    console.print(table)
+    last = page.offset + len(page.items)
+    console.note(f"{what} {page.offset + 1}-{last} of {page.total}")
+
+
+def _alert_cells(row: dict[str, Any]) -> list[str]:
+    signals = ", ".join(
+        f"{s['name']} {s['value']:g} (>= {s['threshold']:g})" for s in row["signals"]
+    )
+    delivery = row["delivery"]
+    state = str(delivery["status"])
+    if delivery["attempts"]:
+        state += f" ({delivery['attempts']} attempt(s))"
+    return [
+        _when(row["created_at"]),
+        str(row["severity"]),
+        f"{row['score']:.2f}",
+        signals,
+        row["pseudonym"] or row["wallet"],
+        row["title"] or row["market"],
+        state,
+        row["id"],
+    ]
+
+
+def alerts(
+    limit: LimitOption = 20,
+    page: PageOption = 1,
+    as_json: JsonOption = False,
+) -> None:
+    """The detector's alerts, newest first: severity, signals, wallet, market, delivery."""
+    console = Console(json_mode=as_json)
+
+    async def go() -> None:
+        async with _store() as store:
+            found = await alerts_page(store, (page - 1) * limit, limit)
+        if as_json:
+            console.json(found.to_json())
+            return
+        columns = ("created", "severity", "score", "signals", "wallet", "market", "delivery", "id")
+        _show(console, found, "alerts", columns, [_alert_cells(r) for r in found.items])
+
+    run(go, console)
+
+
+def _wallet_cells(row: dict[str, Any]) -> list[str]:
+    return [
+        row["address"],
+        row["pseudonym"],
+        "whale" if row["is_whale"] else "",
+        ", ".join(row["whale_reasons"]),
+        f"{row['total_volume']:,.2f}",
+        f"{row['volume_30d']:,.2f}",
+        str(row["trade_count"]),
+        _when(row["last_seen"]),
+    ]
+
+
+def wallets(
+    whales: Annotated[
+        bool, typer.Option("--whales", help="Only wallets flagged as whales.")
+    ] = False,
+    limit: LimitOption = 20,
+    page: PageOption = 1,
+    as_json: JsonOption = False,
+) -> None:
+    """Wallets by total volume, largest first: whale flags and reasons, volumes, last trade."""
+    console = Console(json_mode=as_json)
+
+    async def go() -> None:
+        async with _store() as store:
+            found = await wallets_page(store, (page - 1) * limit, limit, whales)
+        if as_json:
+            console.json(found.to_json())
+            return
+        columns = (
+            "address",
+            "name",
+            "whale",
+            "reasons",
+            "volume",
+            "30 days",
+            "trades",
+            "last trade",
+        )
+        what = "whales" if whales else "wallets"
+        _show(console, found, what, columns, [_wallet_cells(r) for r in found.items])
+
+    run(go, console)
