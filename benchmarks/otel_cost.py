@@ -4,7 +4,9 @@ without ``OtelTelemetry``, in alternating rounds (compare the ratio, not absolut
     flock /work/locks/bench .venv/bin/python benchmarks/otel_cost.py [--jobs 10000] [--rounds 3]
 
 The traced runs use the OpenTelemetry SDK with a ``BatchSpanProcessor`` and an exporter that
-drops the spans (what an application pays; exporting over the network is the SDK's own thread).
+drops the spans (what an application pays; exporting over the network is the SDK's own thread):
+``otel`` records every trace, ``otel-1%`` samples 1 % of them (``ParentBased(TraceIdRatioBased)``,
+the usual production setting: the other runs get non-recording spans).
 Jobs are added in bulk (500 per call; traced: one ``send`` span per call and the trace context
 in every job), then one worker processes them all (traced: one ``process`` span per job).
 """
@@ -21,6 +23,7 @@ from typing import Any
 
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
 
 from polyjobs import Queue, Worker
 from polyjobs.backends.redis import RedisBackend
@@ -70,28 +73,38 @@ async def run(url: str, jobs: int, concurrency: int, rounds: int) -> None:
     exporter = Dropping()
     provider = TracerProvider()
     provider.add_span_processor(BatchSpanProcessor(exporter, max_queue_size=100_000))
-    traced = OtelTelemetry(tracer_provider=provider)
-    results: dict[str, list[tuple[float, float]]] = {"off": [], "otel": []}
+    sampled = TracerProvider(sampler=ParentBased(TraceIdRatioBased(0.01)))
+    sampled.add_span_processor(BatchSpanProcessor(exporter, max_queue_size=100_000))
+    modes: dict[str, Telemetry | None] = {
+        "off": None,
+        "otel": OtelTelemetry(tracer_provider=provider),
+        "otel-1%": OtelTelemetry(tracer_provider=sampled),
+    }
+    results: dict[str, list[tuple[float, float]]] = {mode: [] for mode in modes}
     try:
         await one_round(backend, min(jobs, 2000), concurrency, None)  # warm-up
         for _ in range(rounds):
-            for mode, telemetry in (("off", None), ("otel", traced)):
+            for mode, telemetry in modes.items():
                 results[mode].append(await one_round(backend, jobs, concurrency, telemetry))
         await backend.obliterate(QUEUE)
     finally:
         await backend.close()
         provider.shutdown()
+        sampled.shutdown()
     for mode, rows in results.items():
         adds = ", ".join(f"{a:,.0f}" for a, _ in rows)
         procs = ", ".join(f"{p:,.0f}" for _, p in rows)
-        print(f"{mode:>5}: add_bulk {adds} jobs/s; process c={concurrency} {procs} jobs/s")
-    ratio = [t[1] / o[1] for o, t in zip(results["off"], results["otel"], strict=True)]
-    add_ratio = [t[0] / o[0] for o, t in zip(results["off"], results["otel"], strict=True)]
-    print(
-        f"traced/untraced: process {statistics.median(ratio):.3f} (rounds: "
-        + ", ".join(f"{r:.3f}" for r in ratio)
-        + f"); add_bulk {statistics.median(add_ratio):.3f}; spans exported {exporter.spans:,}"
-    )
+        print(f"{mode:>7}: add_bulk {adds} jobs/s; process c={concurrency} {procs} jobs/s")
+    for mode in ("otel", "otel-1%"):
+        pairs = list(zip(results["off"], results[mode], strict=True))
+        ratio = [t[1] / o[1] for o, t in pairs]
+        add_ratio = [t[0] / o[0] for o, t in pairs]
+        print(
+            f"{mode}/off: process {statistics.median(ratio):.3f} (rounds: "
+            + ", ".join(f"{r:.3f}" for r in ratio)
+            + f"); add_bulk {statistics.median(add_ratio):.3f}"
+        )
+    print(f"spans exported: {exporter.spans:,}")
 
 
 def main() -> None:
