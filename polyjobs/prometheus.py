@@ -37,7 +37,7 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from polyjobs.backend import STATES
-from polyjobs.errors import ConfigError, PolyjobsError
+from polyjobs.errors import ConfigError
 from polyjobs.hookspecs import hookimpl
 from polyjobs.redact import redact_text
 
@@ -238,7 +238,7 @@ class MetricsExporter:
                 names = await self.names()
                 families = queue_families(await read_queues(self.backend, names))
                 up.add_metric([], 1.0)
-            except (PolyjobsError, OSError) as exc:
+            except Exception as exc:  # a scrape answers whatever happened to the backend
                 log.warning("metrics: reading the backend failed: %s", redact_text(str(exc)))
                 up.add_metric([], 0.0)
             if self.jobs is not None:
