@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
@@ -13,10 +13,11 @@ from rich.text import Text
 
 from polyjobs.cli.common import run, settings
 from polyjobs.cli.console import Console
-from polyjobs.polymarket.config import load_config
-from polyjobs.polymarket.listing import Page, alerts_page, wallets_page
-from polyjobs.polymarket.store import Store, open_store
 from polyjobs.redact import redact_text
+
+if TYPE_CHECKING:  # the domain is imported when a listing runs, not by every command
+    from polyjobs.polymarket.listing import Page
+    from polyjobs.polymarket.store import Store
 
 LimitOption = Annotated[int, typer.Option("--limit", "-n", help="Rows per page (1..500).")]
 PageOption = Annotated[int, typer.Option("--page", "-p", min=1, help="Page number.")]
@@ -25,6 +26,9 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of 
 
 @asynccontextmanager
 async def _store() -> AsyncIterator[Store]:
+    from polyjobs.polymarket.config import load_config
+    from polyjobs.polymarket.store import open_store
+
     resolved = settings()
     config = load_config({"POLYJOBS_HOME": str(resolved.home_dir), **resolved.plain_values()})
     async with open_store(config.store_url, database=config.mongodb_db) as store:
@@ -83,6 +87,8 @@ def alerts(
     console = Console(json_mode=as_json)
 
     async def go() -> None:
+        from polyjobs.polymarket.listing import alerts_page
+
         async with _store() as store:
             found = await alerts_page(store, (page - 1) * limit, limit)
         if as_json:
@@ -119,6 +125,8 @@ def wallets(
     console = Console(json_mode=as_json)
 
     async def go() -> None:
+        from polyjobs.polymarket.listing import wallets_page
+
         async with _store() as store:
             found = await wallets_page(store, (page - 1) * limit, limit, whales)
         if as_json:
