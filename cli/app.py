@@ -17,6 +17,7 @@ from polyjobs.cli.detector import alerts, wallets
 from polyjobs.cli.enqueue import enqueue
 from polyjobs.cli.inspect import jobs_app, stats
 from polyjobs.cli.migrate import migrate
+from polyjobs.cli.replay import replay
 from polyjobs.cli.schedule import schedule_app
 from polyjobs.cli.start import start, stop
 
@@ -111,6 +112,7 @@ app.command()(board)
 app.command()(migrate)
 app.command()(alerts)
 app.command()(wallets)
+app.command()(replay)
 app.add_typer(jobs_app, name="jobs")
 app.add_typer(schedule_app, name="schedule")
 app.add_typer(queue_app, name="queue")

@@ -204,7 +204,8 @@ async def _start_with(
             if burst and feed.finished == 0:
                 events.note(
                     "polyjobs: --burst found nothing to do: no job was waiting or delayed, and"
-                    " schedules only add jobs at their next slot"
+                    " schedules only add jobs at their next slot (to run the pipeline once over"
+                    " a file of trades: polyjobs replay FILE.jsonl)"
                 )
 
         serving = Serving(board, metrics, counted[0] if counted else None)

@@ -182,6 +182,31 @@ class MongoStore:
         query = {"metadata.anomalyChecked": False}
         return int(await self._run(partial(self._db.transactions.count_documents, query)))
 
+    async def checked_counts(self, checked_since: float) -> dict[str, int]:
+        def present(field: str) -> dict[str, Any]:
+            return {"$sum": {"$cond": [{"$gt": [field, None]}, 1, 0]}}
+
+        pipeline = [
+            {
+                "$match": {
+                    "metadata.anomalyChecked": True,
+                    "metadata.anomalyCheckedAt": {"$gte": checked_since},
+                }
+            },
+            {
+                "$group": {
+                    "_id": None,
+                    "checked": {"$sum": 1},
+                    "detected": {"$sum": {"$cond": [{"$eq": ["$anomaly.flagged", True]}, 1, 0]}},
+                    "suppressed": present("$anomaly.suppressed"),
+                    "skipped": present("$anomaly.skipped"),
+                }
+            },
+        ]
+        rows = await self._run(lambda: list(self._db.transactions.aggregate(pipeline)))
+        found = rows[0] if rows else {}
+        return {k: int(found.get(k, 0)) for k in ("checked", "detected", "suppressed", "skipped")}
+
     async def mark_checked(self, results: Mapping[str, dict[str, Any] | None], at: float) -> int:
         if not results:
             return 0

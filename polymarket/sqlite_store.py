@@ -261,6 +261,20 @@ class SqliteStore:
 
         return await self._run(run)
 
+    async def checked_counts(self, checked_since: float) -> dict[str, int]:
+        def run(conn: sqlite3.Connection) -> dict[str, int]:
+            row = conn.execute(
+                "SELECT COUNT(*), TOTAL(json_extract(anomaly, '$.flagged') = 1),"
+                " TOTAL(json_extract(anomaly, '$.suppressed') IS NOT NULL),"
+                " TOTAL(json_extract(anomaly, '$.skipped') IS NOT NULL)"
+                " FROM trades WHERE anomaly_checked = 1 AND anomaly_checked_at >= ?",
+                (checked_since,),
+            ).fetchone()
+            names = ("checked", "detected", "suppressed", "skipped")
+            return {name: int(value) for name, value in zip(names, row, strict=True)}
+
+        return await self._run(run)
+
     async def mark_checked(self, results: Mapping[str, dict[str, Any] | None], at: float) -> int:
         rows = [(at, _dumps(anomaly), key) for key, anomaly in results.items()]
 

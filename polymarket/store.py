@@ -63,6 +63,12 @@ class Store(Protocol):
         """How many trades are not anomaly-checked yet (the backlog)."""
         ...
 
+    async def checked_counts(self, checked_since: float) -> dict[str, int]:
+        """Of the trades marked checked at or after ``checked_since`` (wall clock): how many
+        (``checked``), flagged (``detected``), held back by a cooldown (``suppressed``) and
+        skipped as too old (``skipped``)."""
+        ...
+
     async def mark_checked(self, results: Mapping[str, dict[str, Any] | None], at: float) -> int:
         """Mark trades checked in one bulk write (only those still unchecked); ``results``
         maps a trade key to its anomaly record (or None). Returns how many were marked."""

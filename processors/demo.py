@@ -102,7 +102,7 @@ async def run_demo(
     await runtime.start()
     try:
         summary = await _burst(runtime, say)
-        await _until_idle(runtime)
+        await until_idle(runtime)
         summary["queues"] = {name: await q.counts() for name, q in runtime.queues.items()}
         alerts = summary["queues"].get(ALERTS.name, {})
         summary["alerts"] = alerts.get("completed", 0) + alerts.get("failed", 0)
@@ -131,7 +131,7 @@ async def _burst(runtime: Runtime, say: Callable[[str], None]) -> dict[str, Any]
         if result["exhausted"] or rounds >= 100:
             break
     say(f"demo: ingested {stored} trades; {analysis} large ones went straight to analysis")
-    await _until_idle(runtime, [ANALYSIS.name, ALERTS.name])
+    await until_idle(runtime, [ANALYSIS.name, ALERTS.name])
     whales = await queue(WHALE_UPDATES.name).add("demo-whales", None, job_id="demo-whale-updates")
     updated = await whales.wait(JOB_WAIT)
     say(f"demo: whale updates: {updated['walletsUpdated']} wallets, {updated['whales']} whales")
@@ -147,7 +147,7 @@ async def _burst(runtime: Runtime, say: Callable[[str], None]) -> dict[str, Any]
     }
 
 
-async def _until_idle(runtime: Runtime, names: Iterable[str] | None = None) -> None:
+async def until_idle(runtime: Runtime, names: Iterable[str] | None = None) -> None:
     """Until the queues (default: all of the runtime's) have nothing waiting, active or
     delayed, twice in a row."""
     chosen = list(names) if names is not None else list(runtime.queues)

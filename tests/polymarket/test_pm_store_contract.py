@@ -382,3 +382,27 @@ async def test_wallets_are_paged_by_volume_and_whales_filtered(store: Store) -> 
     whales = await store.list_wallets(0, 10, True)
     assert [w.address for w in whales] == [f"0x{4:040x}", f"0x{2:040x}"]
     assert all(w.is_whale for w in whales)
+
+
+async def test_checked_counts_since_a_moment(store: Store) -> None:
+    trades = [make_trade(tx=f"0x{i}", timestamp=1000.0 + i) for i in range(5)]
+    await store.add_trades(trades)
+    await store.mark_checked({trades[0].trade_key: {"flagged": True}}, at=10.0)
+    await store.mark_checked(
+        {
+            trades[1].trade_key: {"flagged": True, "suppressed": "cooldown"},
+            trades[2].trade_key: {"flagged": False, "skipped": "older than 60s"},
+            trades[3].trade_key: {"flagged": False, "suppressed": None, "skipped": None},
+        },
+        at=20.0,
+    )
+    assert await store.checked_counts(15.0) == {
+        "checked": 3,
+        "detected": 1,
+        "suppressed": 1,
+        "skipped": 1,
+    }
+    assert (await store.checked_counts(0.0))["detected"] == 2
+    assert await store.checked_counts(30.0) == dict.fromkeys(
+        ("checked", "detected", "suppressed", "skipped"), 0
+    )
