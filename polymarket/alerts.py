@@ -12,11 +12,14 @@ import asyncio
 import hashlib
 import json
 import logging
+import re
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
+from urllib.parse import quote
 
 import httpx
 
@@ -79,42 +82,114 @@ def _money(value: float) -> str:
     return f"${value:,.2f}"
 
 
-def build_embed(alert: Alert) -> dict[str, Any]:
-    """One Discord embed for ``alert``, inside Discord's limits, built only from the stored
-    alert (so a retry sends exactly the same message)."""
+POLYMARKET_URL = "https://polymarket.com"
+POLYGONSCAN_TX_URL = "https://polygonscan.com/tx/"
+_TX_HASH = re.compile(r"^0x[0-9a-fA-F]{64}$")
+_WALLET = re.compile(r"^0x[0-9a-fA-F]{40}$")
+_MARKDOWN = re.compile(r"([\\`*_~|>\[\]])|^([#-])", re.M)
+
+
+def market_url(summary: Mapping[str, Any]) -> str | None:
+    """The market's page on Polymarket from its event and market slugs (None: no slug). The
+    slugs are percent-encoded, so whatever they hold stays inside the link's path."""
+    event = quote(str(summary.get("eventSlug") or "").strip(), safe="")
+    market = quote(str(summary.get("slug") or "").strip(), safe="")
+    if event and market:
+        return f"{POLYMARKET_URL}/event/{event}/{market}"
+    if event:
+        return f"{POLYMARKET_URL}/event/{event}"
+    return f"{POLYMARKET_URL}/market/{market}" if market else None
+
+
+def transaction_url(tx_hash: str) -> str | None:
+    """The transaction on Polygonscan (None: not a transaction hash)."""
+    return POLYGONSCAN_TX_URL + tx_hash.lower() if _TX_HASH.match(tx_hash or "") else None
+
+
+def wallet_url(wallet: str) -> str | None:
+    """The wallet's Polymarket profile (None: not an address)."""
+    return f"{POLYMARKET_URL}/profile/{wallet.lower()}" if _WALLET.match(wallet) else None
+
+
+def trade_time(summary: Mapping[str, Any]) -> str:
+    ts = summary.get("timestamp")
+    if not ts:
+        return "-"
+    return datetime.fromtimestamp(float(ts), UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _escape(text: str) -> str:
+    """User data as text in Discord: markdown characters escaped."""
+    return _MARKDOWN.sub(lambda m: "\\" + m.group(0), text)
+
+
+@dataclass(frozen=True, slots=True)
+class AlertField:
+    """One line of an alert: plain ``text`` (user data never becomes markup) and a link."""
+
+    name: str
+    text: str
+    url: str | None = None
+    inline: bool = True
+
+
+def alert_fields(alert: Alert) -> list[AlertField]:
+    """What an alert shows, in order: for the Discord embed and the console alike, built only
+    from the stored alert (so a retry shows exactly the same)."""
     s = alert.summary
     usdc = float(s.get("usdcSize", 0.0))
-    title = f"{alert.severity.upper()} {s.get('side', '')} {_money(usdc)} - {s.get('title', '')}"
     signals = "\n".join(
         f"{sig.name} = {sig.value:g} (threshold {sig.threshold:g}) {sig.detail}".rstrip()
         for sig in alert.signals
     )
-    wallet = f"`{_short_wallet(alert.wallet)}`"
-    if s.get("pseudonym"):
-        wallet += f" ({s['pseudonym']})"
-    fields = [
-        ("Wallet", wallet, True),
-        ("Side", f"{s.get('side', '')} {s.get('outcome', '')}".strip(), True),
-        ("Size", f"{float(s.get('size', 0.0)):,.2f} shares", True),
-        ("Price", f"{float(s.get('price', 0.0)):g}", True),
-        ("Notional", _money(usdc), True),
-        ("Score", f"{alert.score:.2f} ({alert.severity})", True),
-        ("Signals", signals or "-", False),
+    wallet = _short_wallet(alert.wallet) + (f" ({s['pseudonym']})" if s.get("pseudonym") else "")
+    tx = str(s.get("transactionHash") or "")
+    return [
+        AlertField("Wallet", wallet, wallet_url(alert.wallet)),
+        AlertField("Side", f"{s.get('side', '')} {s.get('outcome', '')}".strip()),
+        AlertField("Size", f"{float(s.get('size', 0.0)):,.2f} shares"),
+        AlertField("Price", f"{float(s.get('price', 0.0)):g}"),
+        AlertField("Notional", _money(usdc)),
+        AlertField("Score", f"{alert.score:.2f} ({alert.severity})"),
+        AlertField("Signals", signals or "-", inline=False),
+        AlertField("Trade time", trade_time(s)),
+        AlertField("Transaction", _short_hash(tx) if tx else "-", transaction_url(tx)),
+        AlertField("Market", str(s.get("title") or "-"), market_url(s), inline=False),
     ]
+
+
+def _short_hash(tx: str) -> str:
+    return f"{tx[:10]}...{tx[-8:]}" if len(tx) > 20 else tx
+
+
+def _alert_title(alert: Alert) -> str:
+    s = alert.summary
+    usdc = float(s.get("usdcSize", 0.0))
+    return f"{alert.severity.upper()} {s.get('side', '')} {_money(usdc)} - {s.get('title', '')}"
+
+
+def build_embed(alert: Alert) -> dict[str, Any]:
+    """One Discord embed for ``alert``, inside Discord's limits, built only from the stored
+    alert (so a retry sends exactly the same message). User data is escaped, links come from
+    the slugs and hashes, and the footer names the alert and its trade."""
+    s = alert.summary
+    fields = []
+    for f in alert_fields(alert)[:FIELDS_MAX]:
+        text = _escape(f.text) or "-"
+        link = f"[{_cut(text, FIELD_VALUE_MAX - len(f.url) - 4)}]({f.url})" if f.url else ""
+        value = link if 0 < len(link) <= FIELD_VALUE_MAX else _cut(text, FIELD_VALUE_MAX)
+        fields.append({"name": _cut(f.name, FIELD_NAME_MAX), "value": value, "inline": f.inline})
+    footer = f"alert {alert.id} | trade {alert.trade_key[:16]} | score {alert.score:.2f}"
     embed: dict[str, Any] = {
-        "title": _cut(title, TITLE_MAX),
+        "title": _cut(_alert_title(alert), TITLE_MAX),
         "description": _cut(str(s.get("note", "")), DESCRIPTION_MAX),
         "color": SEVERITY_COLORS.get(alert.severity, 0x95A5A6),
-        "fields": [
-            {"name": _cut(n, FIELD_NAME_MAX), "value": _cut(v or "-", FIELD_VALUE_MAX), "inline": i}
-            for n, v, i in fields[:FIELDS_MAX]
-        ],
-        "footer": {
-            "text": _cut(f"alert {alert.id} | {alert.kind} | score {alert.score:.2f}", FOOTER_MAX)
-        },
+        "fields": fields,
+        "footer": {"text": _cut(footer, FOOTER_MAX)},
     }
-    if s.get("eventSlug") or s.get("slug"):
-        embed["url"] = f"https://polymarket.com/event/{s.get('eventSlug') or s.get('slug')}"
+    url = market_url(s)
+    if url:
+        embed["url"] = url
     if s.get("timestamp"):
         embed["timestamp"] = datetime.fromtimestamp(float(s["timestamp"]), UTC).isoformat()
     while _embed_size(embed) > EMBED_TOTAL_MAX and len(embed["description"]) > 3:
@@ -303,19 +378,26 @@ class ConsoleSink:
         self.write = write
 
     async def send(self, alert: Alert) -> str | None:
-        embed = build_embed(alert)
-        lines = [f"[alert {alert.id}] {embed['title']}"]
-        for f in embed["fields"]:
-            indent = "\n" + " " * (len(f["name"]) + 4)  # multi-line values stay aligned
-            lines.append(f"  {f['name']}: " + str(f["value"]).replace("\n", indent))
-        lines.append(f"  {embed['description']}")
+        text = render_text(alert)
         if self.write is not None:
-            self.write("\n".join(lines))
+            self.write(text)
             return None
         # one log record: the CLI prints it above its live view, or as one JSON object
         detail = {"alert_id": alert.id, "kind": alert.kind, "severity": alert.severity}
-        log.warning("\n".join(lines), extra={"event": "alert", "detail": detail})
+        log.warning(text, extra={"event": "alert", "detail": detail})
         return None
+
+
+def render_text(alert: Alert) -> str:
+    """The alert as plain text lines (the console): every field, each link in full."""
+    lines = [f"[alert {alert.id}] {_alert_title(alert)}"]
+    for f in alert_fields(alert):
+        indent = "\n" + " " * (len(f.name) + 4)  # multi-line values stay aligned
+        text = f.text.replace("\n", indent)
+        lines.append(f"  {f.name}: {text}" + (f"  {f.url}" if f.url else ""))
+    lines.append(f"  Trade key: {alert.trade_key}")
+    lines.append(f"  {alert.summary.get('note', '')}".rstrip())
+    return "\n".join(lines)
 
 
 class AlertDelivery:

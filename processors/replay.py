@@ -29,6 +29,7 @@ from typing import Any
 from polyjobs.errors import InvalidArgumentError
 from polyjobs.hookspecs import ResourceFactory
 from polyjobs.plugins import open_backend
+from polyjobs.polymarket.alerts import AlertSink
 from polyjobs.polymarket.config import DomainConfig, load_config
 from polyjobs.polymarket.replay import ReplaySource
 from polyjobs.polymarket.store import Store
@@ -41,7 +42,7 @@ from polyjobs.processors.queues import (
     QUEUE_SPECS,
     WHALE_UPDATES,
 )
-from polyjobs.processors.resources import STORE, TRADE_SOURCE, resource_factories
+from polyjobs.processors.resources import ALERT_SINK, STORE, TRADE_SOURCE, resource_factories
 from polyjobs.redact import redact_url
 from polyjobs.runtime import QueueSpec, Runtime, RuntimeContext
 
@@ -149,11 +150,12 @@ async def run_replay(
     settings: Mapping[str, Any],
     *,
     report: Callable[[str], None] | None = None,
+    sink: AlertSink | None = None,
 ) -> ReplaySummary:
     """Replay ``request.path`` through the pipeline to the end (see the module docstring).
 
     ``settings`` are the resolved settings (thresholds, Discord webhook, ...); ``report``
-    gets progress lines.
+    gets progress lines; ``sink`` replaces the configured alert destination.
 
     Raises:
         ConfigError: an unreadable file or a bad setting.
@@ -178,7 +180,7 @@ async def run_replay(
         summary = ReplaySummary(
             file=str(request.path),
             store=redact_url(url) if request.store_url else "temporary (removed)",
-            sink="Discord" if config.discord_webhook_url else "the console",
+            sink=_sink_name(config, sink),
             rows=len(rows),
             outside=source.outside,
             unreadable=source.unreadable,
@@ -187,7 +189,7 @@ async def run_replay(
             runtime = Runtime(
                 replay_specs(config),
                 backend,
-                resources=_resources(source),
+                resources=_resources(source, sink),
                 settings=merged,
                 schedule=False,
             )
@@ -199,13 +201,26 @@ async def run_replay(
     return summary
 
 
-def _resources(source: ReplaySource) -> dict[str, ResourceFactory]:
+def _sink_name(config: DomainConfig, sink: AlertSink | None) -> str:
+    if sink is not None:
+        return sink.key
+    return "Discord" if config.discord_webhook_url else "the console"
+
+
+def _resources(source: ReplaySource, sink: AlertSink | None) -> dict[str, ResourceFactory]:
     @asynccontextmanager
     async def file_source(ctx: RuntimeContext) -> AsyncIterator[ReplaySource]:
         yield source
 
+    @asynccontextmanager
+    async def given_sink(ctx: RuntimeContext) -> AsyncIterator[AlertSink]:
+        assert sink is not None
+        yield sink
+
     factories: dict[str, ResourceFactory] = dict(resource_factories())
     factories[TRADE_SOURCE] = file_source
+    if sink is not None:
+        factories[ALERT_SINK] = given_sink
     return factories
 
 

@@ -43,13 +43,18 @@ def test_demo_burst_raises_the_planted_alerts(tmp_path: Path) -> None:
     expected = sum(len(p["transactionHashes"]) for p in planted if p["expect"] == "alert")
     assert len(alerts) == expected
     for anomaly in planted:
-        wallet = f"Wallet: `{_short(anomaly['wallet'])}` ({anomaly['pseudonym']})"
+        wallet = f"Wallet: {_short(anomaly['wallet'])} ({anomaly['pseudonym']})"
         shown = out.count(wallet)
         if anomaly["expect"] == "alert":
             assert shown == len(anomaly["transactionHashes"]), anomaly["kind"]
         else:
             assert shown == 0, anomaly["kind"]
     assert "Worth a look, not trading advice" in out
+    # every alert can be acted on: its transaction on Polygonscan, its market, its time
+    assert out.count("https://polygonscan.com/tx/0x") == len(alerts)
+    assert out.count("  Market: ") == len(alerts)
+    assert out.count("https://polymarket.com/event/event-") == len(alerts)
+    assert out.count(" UTC\n") >= len(alerts)
     summary = re.search(r"demo: completed jobs per queue: (.*)", err)
     assert summary is not None, err
     completed = dict(item.rsplit(" ", 1) for item in summary.group(1).split(", "))

@@ -20,6 +20,9 @@ from polyjobs.polymarket.alerts import (
     DeliveryError,
     DiscordWebhook,
     build_payload,
+    market_url,
+    render_text,
+    transaction_url,
 )
 from polyjobs.polymarket.analysis import AnalysisPipeline
 from polyjobs.polymarket.anomaly import AnomalyDetector, alert_summary
@@ -94,7 +97,9 @@ async def test_sent_once_with_wait_true_and_no_mentions(
     assert request.body["allowed_mentions"] == {"parse": []}
     embed = request.body["embeds"][0]
     assert alert.id in embed["footer"]["text"]
-    assert embed["url"] == "https://polymarket.com/event/x-announcement"
+    assert (
+        embed["url"] == "https://polymarket.com/event/x-announcement/will-x-announce-y-by-march-31"
+    )
     assert "not trading advice" in embed["description"]
     stored = await store.get_alert(alert.id)
     assert stored is not None and stored.status == "sent"
@@ -236,6 +241,63 @@ async def test_console_sink_prints_alerts(store: SqliteStore) -> None:
     alert = await _alert(store)
     result = await AlertDelivery(store, ConsoleSink(lines.append)).deliver(alert.id)
     assert result["status"] == "sent" and alert.id in lines[0]
+
+
+TX = "0x" + "3f" * 32
+
+
+def _linked_alert(**summary: Any) -> Alert:
+    trade = make_trade(size=200_000, price=0.075, tx=TX, timestamp=1_767_484_800 + 3723)
+    return Alert(
+        dedupe_key="anomaly:v1:" + trade.trade_key,
+        kind="anomaly",
+        severity="medium",
+        trade_key=trade.trade_key,
+        wallet=trade.proxy_wallet,
+        condition_id=trade.condition_id,
+        signals=[Signal("large_trade", 15_000, 10_000, "notional USDC")],
+        score=0.35,
+        summary={**alert_summary(trade), **summary},
+    )
+
+
+def test_alerts_carry_the_transaction_time_and_links() -> None:
+    alert = _linked_alert()
+    market = "https://polymarket.com/event/x-announcement/will-x-announce-y-by-march-31"
+    embed = build_payload(alert)["embeds"][0]
+    fields = {f["name"]: f["value"] for f in embed["fields"]}
+    assert fields["Transaction"] == f"[0x3f3f3f3f...3f3f3f3f](https://polygonscan.com/tx/{TX})"
+    assert fields["Trade time"] == "2026-01-04 01:02:03 UTC"
+    assert fields["Market"] == f"[Will X announce Y by March 31?]({market})"
+    assert embed["url"] == market and embed["timestamp"] == "2026-01-04T01:02:03+00:00"
+    assert alert.trade_key[:16] in embed["footer"]["text"]
+    text = render_text(alert)
+    assert f"  Transaction: 0x3f3f3f3f...3f3f3f3f  https://polygonscan.com/tx/{TX}" in text
+    assert "  Trade time: 2026-01-04 01:02:03 UTC" in text
+    assert f"  Market: Will X announce Y by March 31?  {market}" in text
+    assert f"  Trade key: {alert.trade_key}" in text
+
+
+def test_links_only_from_well_formed_slugs_and_hashes() -> None:
+    assert market_url({"slug": "a-market"}) == "https://polymarket.com/market/a-market"
+    assert market_url({"eventSlug": "an-event"}) == "https://polymarket.com/event/an-event"
+    assert market_url({"eventSlug": "", "slug": ""}) is None
+    odd = market_url({"eventSlug": "x)[evil](http://e", "slug": "above-3%"})
+    assert odd == "https://polymarket.com/event/x%29%5Bevil%5D%28http%3A%2F%2Fe/above-3%25"
+    assert transaction_url("0x1234") is None and transaction_url(TX.upper()[2:]) is None
+    alert = _linked_alert(transactionHash="not-a-hash", slug="", eventSlug="")
+    fields = {f["name"]: f["value"] for f in build_payload(alert)["embeds"][0]["fields"]}
+    assert fields["Transaction"] == "not-a-hash"
+    assert fields["Market"] == "Will X announce Y by March 31?"
+
+
+def test_user_data_is_text_in_discord() -> None:
+    alert = _linked_alert(pseudonym="[click](https://evil.example) *now*", title="`x` | _y_")
+    embed = build_payload(alert)["embeds"][0]
+    fields = {f["name"]: f["value"] for f in embed["fields"]}
+    assert r"\[click\](https://evil.example) \*now\*" in fields["Wallet"]
+    assert fields["Market"].startswith(r"[\`x\` \| \_y\_](")
+    assert "[click](https://evil.example) *now*" in render_text(alert)  # the console: as is
 
 
 async def test_unknown_alert_is_unrecoverable(store: SqliteStore) -> None:

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from polyjobs.errors import ConfigError, InvalidArgumentError
+from polyjobs.polymarket.models import Alert
 from polyjobs.polymarket.sqlite_store import SqliteStore
 from polyjobs.polymarket.testing import api_row
 from polyjobs.processors.replay import ReplayRequest, parse_time, run_replay
@@ -39,6 +40,17 @@ def rows() -> list[Any]:
     )
     out.append("not a trade")
     return out
+
+
+class Recorder:
+    key = "recorder"
+
+    def __init__(self) -> None:
+        self.alerts: list[Alert] = []
+
+    async def send(self, alert: Alert) -> str | None:
+        self.alerts.append(alert)
+        return None
 
 
 @pytest.fixture
@@ -77,9 +89,12 @@ async def test_a_window_and_a_kept_store(trades_file: Path, tmp_path: Path) -> N
     request = ReplayRequest(
         trades_file, since=T0 + 7 * DAY, until=parse_time("2026-01-13T00:00"), store_url=url
     )
-    summary = await run_replay(request, {})
+    sink = Recorder()
+    summary = await run_replay(request, {}, sink=sink)
     assert summary.rows == 2 * 36 + 1 and summary.outside == 367 - summary.rows
     assert summary.alerts == 1 and summary.store == url
+    assert summary.sink == "recorder" and summary.delivered == 1
+    assert [a.summary["transactionHash"] for a in sink.alerts] == ["0xd"]
     store = SqliteStore.from_url(url)
     await store.open()
     try:
