@@ -9,16 +9,14 @@ import typer
 
 from polyjobs.cli.common import run, settings
 from polyjobs.cli.console import Console
-from polyjobs.processors.replay import ReplayRequest, parse_time, run_replay
+from polyjobs.cli.logs import Events, configure_logging
 
 
 def replay(
     file: Annotated[Path, typer.Argument(help="A JSONL file of Data API trade rows.")],
     since: Annotated[
         str | None,
-        typer.Option(
-            help="Only trades at or after this time (2026-01-04[T12:30], UTC, or epoch s)."
-        ),
+        typer.Option(help="Only trades at or after this time (2026-01-04[T12:30] UTC, epoch s)."),
     ] = None,
     until: Annotated[str | None, typer.Option(help="Only trades before this time.")] = None,
     store: Annotated[
@@ -31,6 +29,8 @@ def replay(
     console = Console()
 
     async def go() -> None:
+        from polyjobs.processors.replay import ReplayRequest, parse_time, run_replay
+
         request = ReplayRequest(
             file,
             since=None if since is None else parse_time(since, "--since"),
@@ -39,6 +39,7 @@ def replay(
         )
         resolved = settings()
         values = {"POLYJOBS_HOME": str(resolved.home_dir), **resolved.plain_values()}
+        configure_logging(Events(console, "text"))  # alerts on stdout, other records on stderr
         summary = await run_replay(request, values, report=console.note)
         for line in summary.lines():
             console.line(line)

@@ -60,7 +60,9 @@ def trades_file(tmp_path: Path) -> Path:
     return path
 
 
-async def test_a_ten_day_file_is_checked_to_the_end(trades_file: Path, capsys: Any) -> None:
+async def test_a_ten_day_file_is_checked_to_the_end(
+    trades_file: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     progress: list[str] = []
     summary = await run_replay(
         ReplayRequest(trades_file, page=100),
@@ -77,8 +79,8 @@ async def test_a_ten_day_file_is_checked_to_the_end(trades_file: Path, capsys: A
     )
     assert summary.sink == "the console" and summary.store == "temporary (removed)"
     assert summary.wallets == 6
-    printed = capsys.readouterr().out
-    assert printed.count("[alert ") == 2
+    printed = [r.getMessage() for r in caplog.records if getattr(r, "event", "") == "alert"]
+    assert len(printed) == 2 and all(m.startswith("[alert ") for m in printed)  # the console
     assert any("read 100 of 367" in line for line in progress)
     text = "\n".join(summary.lines())
     assert "367 trades" in text and "2 alerts" in text and "1 unreadable line(s)" in text
