@@ -406,3 +406,28 @@ async def test_checked_counts_since_a_moment(store: Store) -> None:
     assert await store.checked_counts(30.0) == dict.fromkeys(
         ("checked", "detected", "suppressed", "skipped"), 0
     )
+
+
+async def test_two_mongodb_clients_cannot_both_alert() -> None:
+    """Two processes' stores on one real MongoDB (the compare-and-set across clients; within
+    one process the store also serializes its claims)."""
+    if not REAL_MONGO:
+        pytest.skip("real-MongoDB test skipped: POLYJOBS_TEST_MONGODB_URI not set")
+    one, two = _real_mongo_store(), _real_mongo_store()
+    two.database = one.database
+    await one.open()
+    await two.open()
+    try:
+        for round_ in range(10):
+            raises = [
+                (one if i % 2 else two).raise_alert(
+                    _alert(f"a:m{round_}-{i}", trade_time=1e6 * round_ + i), 1800.0
+                )
+                for i in range(8)
+            ]
+            outcomes = await asyncio.gather(*raises)
+            assert sum(o.outcome == "inserted" for o in outcomes) == 1
+    finally:
+        one._client.drop_database(one.database)
+        await one.close()
+        await two.close()

@@ -225,17 +225,17 @@ def background(count: int, span: float, start: int = 0) -> list[dict[str, Any]]:
 async def test_a_backlog_older_than_six_hours_is_checked_in_bounded_jobs(
     make_pipeline: MakePipeline,
 ) -> None:
-    rows = background(300, 20 * HOUR)
+    rows = background(150, 20 * HOUR)
     shots = [
         row(f"fresh{h}", f"thin{h}", 6000 + 300 * h, 0.05 + h / 200, h * HOUR, 1000 + h)
         for h in (7, 10, 13, 16, 19)
     ]
     rows += [*shots, row("bg0", "bg0", 60.0, 0.5, 0, 2000)]  # the last row: "now"
-    pipeline = await make_pipeline(rows, {"POLYJOBS_ANOMALY_BATCH_LIMIT": "100"})
+    pipeline = await make_pipeline(rows, {"POLYJOBS_ANOMALY_BATCH_LIMIT": "50"})
     assert (await pipeline.ingest())["stored"] == len(rows)
     results = await pipeline.drain_batches()
-    assert [r["checked"] for r in results] == [100, 100, 100, 6, 0]
-    assert [r["remaining"] for r in results] == [206, 106, 6, 0, 0]
+    assert [r["checked"] for r in results] == [50, 50, 50, 6, 0]
+    assert [r["remaining"] for r in results] == [106, 56, 6, 0, 0]
     assert await pipeline.store.count_unchecked() == 0
     alerted = {a.trade_key for a in pipeline.recorder.alerts}
     assert alerted == set(await pipeline.keys(shots))  # 7 to 19 hours old: every one alerted
@@ -299,9 +299,9 @@ async def test_the_cooldown_is_in_trade_time(make_pipeline: MakePipeline) -> Non
 
 # -- the same alerts whatever the job order ---------------------------------------------------
 def order_scenario() -> list[dict[str, Any]]:
-    rows = background(60, 5 * HOUR)
-    # an established wallet: 60 small trades over 60 h, then $20k (to the analysis queue)
-    rows += [row("steady", "m3", 100, 0.5, (70 - i) * HOUR, 200 + i) for i in range(60)]
+    rows = background(30, 5 * HOUR)
+    # an established wallet: 30 small trades over 60 h, then $20k (to the analysis queue)
+    rows += [row("steady", "m3", 100, 0.5, (70 - 2 * i) * HOUR, 200 + i) for i in range(30)]
     rows.append(row("steady", "m4", 20_000, 0.5, HOUR, 300))
     # a burst over $10k (analysis) and one under it (anomaly batch) by two wallets
     rows += [row("burst", "m1", 12_000, 0.5, 2 * HOUR - 60 * i, 400 + i) for i in range(6)]
@@ -335,11 +335,11 @@ async def test_the_same_alerts_whatever_the_job_order(make_pipeline: MakePipelin
     for pipeline in pipelines:
         assert await pipeline.store.count_unchecked() == 0
     rows = order_scenario()
-    steady = [dict(signals) for tx, signals in first if tx == rows[120]["transactionHash"]]
-    assert steady == [{"large_trade": 20_000, "size_vs_wallet": 200}]  # 60 trades before it
+    steady = [dict(signals) for tx, signals in first if tx == rows[60]["transactionHash"]]
+    assert steady == [{"large_trade": 20_000, "size_vs_wallet": 200}]  # 30 trades before it
     assert {tx for tx, _ in first} == {
-        rows[120]["transactionHash"],  # the established wallet's $20k
-        rows[121]["transactionHash"],  # the first trade of each burst
-        rows[127]["transactionHash"],
-        rows[133]["transactionHash"],  # the fresh long shot
+        rows[60]["transactionHash"],  # the established wallet's $20k
+        rows[61]["transactionHash"],  # the first trade of each burst
+        rows[67]["transactionHash"],
+        rows[73]["transactionHash"],  # the fresh long shot
     }
