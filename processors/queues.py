@@ -90,16 +90,20 @@ async def check_anomalies(job: Job) -> dict[str, Any]:
     limits = config.anomaly
     detector = AnomalyDetector(store, limits, enqueue_alert=_alert_enqueuer(job))
     total = BatchResult()
+    remaining = None
     while total.checked < limits.batch_limit:
         size = min(CHECK_CHUNK, limits.batch_limit - total.checked)
         trades = await store.unchecked_trades(None, size)
         if not trades:
             break
         total.merge(await detector.check_batch(trades))
-        await job.update_progress({"checked": total.checked, "alerts": total.alerts})
+        remaining = await store.count_unchecked()
+        progress = {"checked": total.checked, "alerts": total.alerts, "remaining": remaining}
+        await job.update_progress(progress)
         if len(trades) < size:
             break
-    remaining = await store.count_unchecked()
+    if remaining is None:
+        remaining = await store.count_unchecked()
     if total.skipped:
         log.warning(
             "anomaly batch: %d trade(s) older than POLYJOBS_ANOMALY_MAX_AGE (%gs) marked"

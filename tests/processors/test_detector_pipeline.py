@@ -80,6 +80,7 @@ class Pipeline:
     store: Store
     settings: dict[str, str]
     recorder: Recorder = field(default_factory=Recorder)
+    progress: list[Any] = field(default_factory=list)  # of each job added
 
     def _resources(self) -> dict[str, ResourceFactory]:
         store, recorder = self.store, self.recorder
@@ -116,6 +117,7 @@ class Pipeline:
             return None
         done = await job.refresh()
         assert done.state == "completed", done.failed_reason
+        self.progress.append(done.progress)
         return done.returnvalue
 
     async def ingest(self) -> Any:
@@ -236,6 +238,14 @@ async def test_a_backlog_older_than_six_hours_is_checked_in_bounded_jobs(
     results = await pipeline.drain_batches()
     assert [r["checked"] for r in results] == [50, 50, 50, 6, 0]
     assert [r["remaining"] for r in results] == [106, 56, 6, 0, 0]
+    assert (
+        pipeline.progress[1:]
+        == [  # after the ingest job: each batch job's last progress
+            {"checked": r["checked"], "alerts": r["alerts"], "remaining": r["remaining"]}
+            for r in results[:4]
+        ]
+        + [None]
+    )  # the last job found nothing to check
     assert await pipeline.store.count_unchecked() == 0
     alerted = {a.trade_key for a in pipeline.recorder.alerts}
     assert alerted == set(await pipeline.keys(shots))  # 7 to 19 hours old: every one alerted
