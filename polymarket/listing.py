@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from polyjobs.errors import InvalidArgumentError
+from polyjobs.polymarket.alerts import market_url, transaction_url
 from polyjobs.redact import redact_text
 
 if TYPE_CHECKING:
@@ -41,10 +42,6 @@ class Page:
         }
 
 
-def market_link(slug: str) -> str | None:
-    return f"{SITE}/event/{quote(slug, safe='')}" if slug else None
-
-
 def wallet_link(address: str) -> str:
     return f"{SITE}/profile/{quote(address, safe='')}"
 
@@ -53,7 +50,7 @@ def alert_row(alert: Alert) -> dict[str, Any]:
     """An alert as a listing shows it: what was found (signals with values and thresholds), on
     which wallet and market, and how far its delivery got."""
     s = alert.summary
-    slug = str(s.get("eventSlug") or s.get("slug") or "")
+    tx = str(s.get("transactionHash") or "")
     return {
         "id": alert.id,
         "created_at": alert.created_at,
@@ -73,6 +70,7 @@ def alert_row(alert: Alert) -> dict[str, Any]:
         "outcome": str(s.get("outcome") or ""),
         "usdc": s.get("usdcSize"),
         "trade_key": alert.trade_key,
+        "transaction_hash": tx,
         "delivery": {
             "status": alert.status,
             "attempts": alert.attempts,
@@ -80,7 +78,11 @@ def alert_row(alert: Alert) -> dict[str, Any]:
             "next_attempt_at": alert.next_attempt_at,
             "last_error": None if alert.last_error is None else redact_text(alert.last_error),
         },
-        "links": {"market": market_link(slug), "wallet": wallet_link(alert.wallet)},
+        "links": {
+            "market": market_url(s),
+            "wallet": wallet_link(alert.wallet),
+            "transaction": transaction_url(tx),
+        },
     }
 
 

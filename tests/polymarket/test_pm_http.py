@@ -28,6 +28,7 @@ from polyjobs.polymarket.analysis import AnalysisPipeline
 from polyjobs.polymarket.anomaly import AnomalyDetector, alert_summary
 from polyjobs.polymarket.config import AnomalyThresholds
 from polyjobs.polymarket.gamma import GammaClient, GammaError
+from polyjobs.polymarket.listing import alert_row
 from polyjobs.polymarket.models import Alert, Signal
 from polyjobs.polymarket.sqlite_store import SqliteStore
 from polyjobs.polymarket.testing import MARKET_A, FakeHTTPServer, FakeResponse, make_trade
@@ -400,3 +401,12 @@ async def test_job_timeout_mid_send_releases_the_claim(store: SqliteStore) -> No
     stored = await store.get_alert(alert.id)
     assert stored is not None and stored.status == "retry"
     assert stored.last_error == "cancelled (job timeout or shutdown)"
+
+
+def test_alert_listings_link_the_same_way() -> None:
+    row = alert_row(_linked_alert())
+    assert row["transaction_hash"] == TX
+    assert row["links"]["transaction"] == f"https://polygonscan.com/tx/{TX}"
+    assert row["links"]["market"] == (
+        "https://polymarket.com/event/x-announcement/will-x-announce-y-by-march-31"
+    )
