@@ -27,6 +27,8 @@ PROTOCOLS: tuple[type, ...] = (
     contract.Backend,
     contract.RateLimitBackend,
     contract.ControlBackend,
+    contract.FlowBackend,
+    contract.DedupBackend,
 )
 #: Methods that are the caller's own business, never sent.
 LOCAL_ONLY = frozenset({"open", "close"})
@@ -70,6 +72,9 @@ def encode(value: Any) -> Any:
         return {f.name: encode(getattr(value, f.name)) for f in dataclasses.fields(value)}
     if isinstance(value, list | tuple):
         return [encode(v) for v in value]
+    if isinstance(value, dict) and not all(isinstance(k, str) for k in value):
+        # keys that are not strings (``JobRef``): a list of [key, value] pairs
+        return [[encode(k), encode(v)] for k, v in value.items()]
     return value
 
 
@@ -87,6 +92,9 @@ def decode(value: Any, hint: Any) -> Any:
             raise InvalidArgumentError(f"expected a list on the wire, got {type(value).__name__}")
         return [decode(v, item) for v in value]
     if origin in (dict, collections.abc.Mapping) or hint is dict:
+        key_hint, value_hint = get_args(hint) or (str, Any)
+        if key_hint is not str and isinstance(value, list):
+            return _decode_pairs(value, key_hint, value_hint)
         if not isinstance(value, dict):
             raise InvalidArgumentError(f"expected an object on the wire, got {value!r}")
         return value
@@ -97,6 +105,15 @@ def decode(value: Any, hint: Any) -> Any:
     if isinstance(hint, type) and not isinstance(value, hint):
         raise InvalidArgumentError(f"expected {hint.__name__} on the wire, got {value!r}")
     return value
+
+
+def _decode_pairs(value: list[Any], key_hint: Any, value_hint: Any) -> dict[Any, Any]:
+    out = {}
+    for pair in value:
+        if not isinstance(pair, list) or len(pair) != 2:
+            raise InvalidArgumentError("expected [key, value] pairs on the wire")
+        out[decode(pair[0], key_hint)] = decode(pair[1], value_hint)
+    return out
 
 
 def _decode_choice(value: Any, hint: Any) -> Any:

@@ -21,9 +21,12 @@ from polyjobs.backend import (
     CAP_SHARED,
     AddResult,
     ControlMessage,
+    Dependencies,
     Finish,
     FinishResult,
+    FlowNode,
     JobRecord,
+    JobRef,
     JobState,
     NewJob,
     ScheduleRecord,
@@ -262,3 +265,21 @@ class SocketBackend:
 
     async def control_messages(self, since: float) -> list[ControlMessage]:
         return list(await self._typed("control_messages", since))
+
+    # -- flows and deduplication windows (when the served backend has them) ---------------------
+    async def add_flow(self, nodes: Sequence[FlowNode]) -> list[AddResult]:
+        return list(await self._typed("add_flow", list(nodes)))
+
+    async def get_dependencies(self, queue: str, job_id: str) -> Dependencies:
+        result: Dependencies = await self._typed("get_dependencies", queue, job_id)
+        return result
+
+    async def get_parents(self, queue: str, job_id: str) -> list[JobRef]:
+        return list(await self._typed("get_parents", queue, job_id))
+
+    async def get_deduplication(self, queue: str, dedup_id: str) -> str | None:
+        result: str | None = await self._typed("get_deduplication", queue, dedup_id)
+        return result
+
+    async def remove_deduplication(self, queue: str, dedup_id: str) -> bool:
+        return bool(await self._typed("remove_deduplication", queue, dedup_id))
