@@ -15,7 +15,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
-from polyjobs.redact import redact_text
+from polyjobs.redact import redact_text, redact_value
 
 if TYPE_CHECKING:
     from rich.console import Console as RichConsole
@@ -157,7 +157,8 @@ class Console:
         sys.stdout.flush()
 
     def json(self, data: Any) -> None:
-        sys.stdout.write(redact_text(json.dumps(data, default=str, indent=2)) + "\n")
+        text = json.dumps(redact_value(data), default=str, indent=2)
+        sys.stdout.write(redact_text(text) + "\n")
         sys.stdout.flush()
 
     def table(

@@ -20,6 +20,7 @@ from polyjobs.cli.common import (
 from polyjobs.cli.console import Column, Console, fit_table, fits
 from polyjobs.errors import JobNotFoundError
 from polyjobs.flow import family
+from polyjobs.redact import redact_value
 
 if TYPE_CHECKING:
     from rich.console import RenderableType
@@ -242,6 +243,7 @@ def jobs_show(
             info = job.to_dict()
             info["logs"] = await job.logs()
             info.update(await family(job))
+            info = redact_value(info)
             if as_json:
                 console.json(info)
                 return

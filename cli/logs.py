@@ -25,7 +25,7 @@ from collections.abc import Mapping
 from typing import Any, Literal
 
 from polyjobs.cli.console import Console
-from polyjobs.redact import redact_text
+from polyjobs.redact import redact_text, redact_value
 
 LogFormat = Literal["text", "json"]
 #: Keys a log record may carry (``extra=``) to become a structured event.
@@ -39,7 +39,7 @@ def iso_time(ts: float) -> str:
 
 
 def _jsonable(value: Any) -> Any:
-    return json.loads(redact_text(json.dumps(value, default=str)))
+    return redact_value(json.loads(json.dumps(value, default=str)))
 
 
 class Events:

@@ -26,6 +26,7 @@ from typing import Any
 
 from polyjobs.errors import ConfigError, InvalidArgumentError
 from polyjobs.options import RateLimit, seconds
+from polyjobs.redact import is_secret_key
 from polyjobs.runtime import QueueSpec, ScheduleSpec
 
 DEFAULT_HOME = ".polyjobs"
@@ -274,4 +275,4 @@ def _integer(value: Any, what: str) -> int:
 def is_secret(name: str) -> bool:
     """Whether a setting's value must be redacted when shown."""
     upper = name.upper()
-    return any(marker in upper for marker in SECRET_MARKERS)
+    return is_secret_key(name) or any(marker in upper for marker in SECRET_MARKERS)

@@ -4,7 +4,6 @@ and the pages, so that both say the same thing and work on every backend."""
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -13,7 +12,7 @@ from polyjobs.errors import InvalidArgumentError, JobNotFoundError
 from polyjobs.flow import family
 from polyjobs.options import seconds
 from polyjobs.queue import Queue, check_queue_name, check_state
-from polyjobs.redact import MASK, redact_text
+from polyjobs.redact import redact_value
 from polyjobs.stats import queue_stats
 
 if TYPE_CHECKING:
@@ -25,24 +24,11 @@ if TYPE_CHECKING:
 MAX_PAGE = 200
 MAX_LOG_LINES = 200
 ENQUEUE_OPTIONS = ("delay", "priority", "job_id", "attempts")
-_SECRET_KEY = re.compile(
-    r"(?i)(passw(or)?d|secret|token|api[-_]?key|authorization|cookie|credential|private[-_]?key)"
-)
 
 
 def redact(value: Any) -> Any:
-    """``value`` with every string in it (keys too) passed through ``redact_text``, and the
-    value of every key that names a secret (``password``, ``token``, ``api_key``...) masked."""
-    if isinstance(value, str):
-        return redact_text(value)
-    if isinstance(value, Mapping):
-        return {
-            redact_text(str(k)): MASK if _SECRET_KEY.search(str(k)) else redact(v)
-            for k, v in value.items()
-        }
-    if isinstance(value, list | tuple):
-        return [redact(v) for v in value]
-    return value
+    """``value`` as the board shows it: :func:`polyjobs.redact.redact_value`."""
+    return redact_value(value)
 
 
 def job_dict(job: Job) -> dict[str, Any]:

@@ -94,6 +94,29 @@ async def test_job_page_shows_everything_and_no_secret(
     assert 'id="retry"' in page.text
 
 
+async def test_job_masks_real_secret_keys_and_secrets_in_text_only(
+    backend: Backend, make_client: ClientFactory
+) -> None:
+    data = {
+        "max_tokens": 512,
+        "secretary": "Moneypenny",
+        "apiKey": "k-123",
+        "note": "called https://discord.com/api/v10/webhooks/1/tok-en_x with Bearer abc.def-123",
+    }
+    job = await Queue("misc", backend).add("job", data)
+    client = await make_client()
+    shown = (await client.get(f"/api/queues/misc/jobs/{job.id}")).json()["data"]
+    assert shown == {
+        "max_tokens": 512,
+        "secretary": "Moneypenny",
+        "apiKey": "***",
+        "note": "called https://discord.com/api/v10/webhooks/1/*** with Bearer ***",
+    }
+    page = await client.get(f"/admin/queues/misc/jobs/{job.id}")
+    assert "tok-en_x" not in page.text and "k-123" not in page.text
+    assert "Moneypenny" in page.text
+
+
 async def test_backend_label_is_redacted_in_pages(
     backend: Backend, make_client: ClientFactory, secret: str
 ) -> None:

@@ -225,6 +225,29 @@ def test_config_shows_sources_and_redacts_secrets(
     assert rows["DISCORD_WEBHOOK_URL"]["source"] == "env DISCORD_WEBHOOK_URL"
 
 
+def test_config_masks_a_versioned_discord_webhook_token(
+    cli_env: dict[str, str], monkeypatch: Any
+) -> None:
+    url = "https://discord.com/api/v10/webhooks/123/s3cr3t-token_x"
+    monkeypatch.setenv("DISCORD_WEBHOOK_URL", url)
+    result = cli("config")
+    assert result.exit_code == 0 and "s3cr3t-token_x" not in result.output
+    rows = {r["name"]: r for r in cli_json("config")["settings"]}
+    assert rows["DISCORD_WEBHOOK_URL"]["value"] == "https://discord.com/api/v10/webhooks/123/***"
+
+
+def test_jobs_show_masks_secret_keys_like_the_board_and_only_those(
+    cli_env: dict[str, str],
+) -> None:
+    data = {"text": "x", "password": "hunter2", "max_tokens": 512, "secretary": "Moneypenny"}
+    added = cli_json("enqueue", "echo", "--data", json.dumps(data))
+    job = cli_json("jobs", "show", "echo", added["id"])
+    assert job["data"] == {**data, "password": "***"}
+    shown = cli("jobs", "show", "echo", added["id"]).stdout
+    assert "hunter2" not in shown and '"password": "***"' in shown
+    assert '"max_tokens": 512' in shown and "Moneypenny" in shown
+
+
 def test_config_never_shows_a_redis_password(monkeypatch: Any, tmp_path: Any) -> None:
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("REDIS_URL", "redis://admin:hunter2@127.0.0.1:1/0")
