@@ -484,14 +484,9 @@ class RedisBackend:
         return found
 
     async def counts(self, queue: str) -> dict[str, int]:
-        qk = self._qk(queue)[0]
+        # a read-only script, not MULTI/EXEC: Redis refuses MULTI entirely over maxmemory
+        sizes = await self._run("read", queue, ["counts"])
         names = ("waiting", "active", "delayed", "waiting-children", "completed", "failed")
-        sets = ("wait", "active", "delayed", "wc", "completed", "failed")
-        with connection.translate(self._url.redacted):
-            async with self.redis.pipeline(transaction=True) as pipe:
-                for name in sets:
-                    pipe.zcard(qk.key(name))
-                sizes = await pipe.execute()
         return dict(zip(names, (int(n) for n in sizes), strict=True))
 
     async def queues(self) -> list[str]:
@@ -595,16 +590,10 @@ class RedisBackend:
         return replace(schedule, next_run=float(stored))
 
     async def get_schedules(self, queue: str) -> list[ScheduleRecord]:
-        qk = self._qk(queue)[0]
-        with connection.translate(self._url.redacted):
-            async with self.redis.pipeline(transaction=True) as pipe:
-                pipe.hgetall(qk.key("sched"))
-                pipe.hgetall(qk.key("sched_next"))
-                definitions, nexts = await pipe.execute()
+        flat = await self._run("read", queue, ["schedules"])
         return [
-            ScheduleRecord(**loads(text), next_run=float(nexts[key]))
-            for key, text in definitions.items()
-            if key in nexts
+            ScheduleRecord(**loads(flat[i + 1]), next_run=float(flat[i + 2]))
+            for i in range(0, len(flat), 3)
         ]
 
     async def remove_schedule(self, queue: str, key: str) -> bool:
@@ -627,17 +616,14 @@ class RedisBackend:
 
     async def unregister(self, queue: str, worker_id: str) -> None:
         qk = self._qk(queue)[0]
+        # no MULTI (refused over maxmemory); a half-done unregister is a registration that
+        # expires or has no info, both of which list_workers leaves out
         with connection.translate(self._url.redacted):
-            async with self.redis.pipeline(transaction=True) as pipe:
+            async with self.redis.pipeline(transaction=False) as pipe:
                 pipe.zrem(qk.key("workers"), worker_id)
                 pipe.hdel(qk.key("workers_info"), worker_id)
                 await pipe.execute()
 
     async def list_workers(self, queue: str) -> list[WorkerInfo]:
-        qk = self._qk(queue)[0]
-        with connection.translate(self._url.redacted):
-            async with self.redis.pipeline(transaction=True) as pipe:
-                pipe.zrangebyscore(qk.key("workers"), f"({_t(time.time())}", "+inf")
-                pipe.hgetall(qk.key("workers_info"))
-                live, infos = await pipe.execute()
-        return [WorkerInfo(**loads(infos[w])) for w in live if w in infos]
+        flat = await self._run("read", queue, ["workers", _t(time.time())])
+        return [WorkerInfo(**loads(flat[i + 1])) for i in range(0, len(flat), 2)]

@@ -51,7 +51,20 @@ NAMES = (
     "control",
     "flow",
     "flowread",
+    "read",
 )
+
+#: Redis 7 script flags (a ``#!lua flags=...`` first line), by script. Without one, Redis
+#: refuses a script's first write that may grow memory while over ``maxmemory``; ``allow-oom``
+#: lets lease renewals and heartbeats (which overwrite what exists) write anyway, so the leases
+#: of live jobs hold while the stalled sweep (which starts with a ZREM, always allowed) runs.
+#: ``no-writes`` scripts only read: they run over maxmemory, where MULTI/EXEC is refused.
+FLAGS = {
+    "extend": "allow-oom",
+    "heartbeat": "allow-oom",
+    "read": "no-writes",
+    "list": "no-writes",
+}
 
 #: Scripts on keys outside any queue: sent as written, without the queue header and prelude.
 GLOBAL = frozenset({"control"})
@@ -72,10 +85,11 @@ def _header() -> str:
 def source(name: str) -> str:
     """The full text of script ``name`` as sent to Redis."""
     folder = resources.files("polyjobs.backends.redis")
+    shebang = f"#!lua flags={FLAGS[name]}\n" if name in FLAGS else ""
     if name in GLOBAL:
-        return (folder / f"{name}.lua").read_text()
+        return shebang + (folder / f"{name}.lua").read_text()
     common = (folder / "common.lua").read_text() + "\n" + (folder / "flows.lua").read_text()
-    return _header() + common + "\n" + (folder / f"{name}.lua").read_text()
+    return shebang + _header() + common + "\n" + (folder / f"{name}.lua").read_text()
 
 
 class Scripts:
