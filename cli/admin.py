@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from polyjobs.cli.common import BackendOption, duration, on_queue
+from polyjobs.cli.common import AppOption, BackendOption, duration, on_queue
 
 if TYPE_CHECKING:
     from polyjobs.queue import Queue
@@ -19,25 +19,25 @@ YesOption = Annotated[bool, typer.Option("--yes", "-y", help="Don't ask for conf
 
 
 @queue_app.command()
-def pause(queue: QueueArg, backend: BackendOption = None) -> None:
+def pause(queue: QueueArg, backend: BackendOption = None, app: AppOption = None) -> None:
     """Stop workers from taking new jobs of this queue."""
 
     async def act(q: Queue) -> str:
         await q.pause()
         return f"paused {q.name}: workers finish their active jobs and take no new ones"
 
-    on_queue(queue, backend, act)
+    on_queue(queue, backend, act, app=app)
 
 
 @queue_app.command()
-def resume(queue: QueueArg, backend: BackendOption = None) -> None:
+def resume(queue: QueueArg, backend: BackendOption = None, app: AppOption = None) -> None:
     """Let workers take jobs of this queue again."""
 
     async def act(q: Queue) -> str:
         await q.resume()
         return f"resumed {q.name}"
 
-    on_queue(queue, backend, act)
+    on_queue(queue, backend, act, app=app)
 
 
 @queue_app.command()
@@ -46,13 +46,20 @@ def drain(
     delayed: Annotated[bool, typer.Option(help="Also remove delayed jobs.")] = False,
     yes: YesOption = False,
     backend: BackendOption = None,
+    app: AppOption = None,
 ) -> None:
     """Remove every waiting job (and delayed ones with --delayed)."""
 
     async def act(q: Queue) -> str:
         return f"drained {q.name}: removed {await q.drain(delayed=delayed)} job(s)"
 
-    on_queue(queue, backend, act, confirm=None if yes else "Remove every waiting job of {queue}?")
+    on_queue(
+        queue,
+        backend,
+        act,
+        app=app,
+        confirm=None if yes else "Remove every waiting job of {queue}?",
+    )
 
 
 @queue_app.command()
@@ -63,6 +70,7 @@ def clean(
     limit: Annotated[int, typer.Option(help="At most this many (0: all).", min=0)] = 0,
     yes: YesOption = False,
     backend: BackendOption = None,
+    app: AppOption = None,
 ) -> None:
     """Remove jobs in one state older than --grace."""
     from polyjobs.queue import check_state
@@ -73,7 +81,7 @@ def clean(
         return f"cleaned {q.name}: removed {len(removed)} {checked} job(s)"
 
     question = f"Remove {state} jobs of {{queue}} older than {grace}?"
-    on_queue(queue, backend, act, confirm=None if yes else question)
+    on_queue(queue, backend, act, app=app, confirm=None if yes else question)
 
 
 @queue_app.command()
@@ -81,6 +89,7 @@ def limit(
     queue: QueueArg,
     spec: Annotated[str, typer.Argument(help="MAX/DURATION such as 5/2s or 30/1m, or off.")],
     backend: BackendOption = None,
+    app: AppOption = None,
 ) -> None:
     """Limit job starts of a queue across every worker (until the next `polyjobs start`
     applies the configured limit)."""
@@ -89,11 +98,16 @@ def limit(
         await q.set_rate_limit(None if spec.lower() in ("off", "none") else spec)
         return f"rate limit of {q.name}: {await q.rate_limit() or 'none'}"
 
-    on_queue(queue, backend, act)
+    on_queue(queue, backend, act, app=app)
 
 
 @queue_app.command()
-def obliterate(queue: QueueArg, yes: YesOption = False, backend: BackendOption = None) -> None:
+def obliterate(
+    queue: QueueArg,
+    yes: YesOption = False,
+    backend: BackendOption = None,
+    app: AppOption = None,
+) -> None:
     """Remove the queue and everything in it: jobs, logs, schedules."""
 
     async def act(q: Queue) -> str:
@@ -101,5 +115,9 @@ def obliterate(queue: QueueArg, yes: YesOption = False, backend: BackendOption =
         return f"obliterated {q.name}"
 
     on_queue(
-        queue, backend, act, confirm=None if yes else "Obliterate {queue} and every job in it?"
+        queue,
+        backend,
+        act,
+        app=app,
+        confirm=None if yes else "Obliterate {queue} and every job in it?",
     )

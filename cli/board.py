@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from polyjobs.cli.common import BackendOption, run, session, settings
+from polyjobs.cli.common import AppOption, BackendOption, run, session, settings
 from polyjobs.cli.console import Console
 from polyjobs.errors import ConfigError
 from polyjobs.redact import redact_url
@@ -66,6 +66,7 @@ def board(
         bool, typer.Option("--insecure", help="Serve a non-loopback address without a token.")
     ] = False,
     backend: BackendOption = None,
+    app: AppOption = None,
 ) -> None:
     """Serve the web board at http://HOST:PORT/admin/queues (token: $POLYJOBS_BOARD_TOKEN)."""
     console = Console()
@@ -82,7 +83,7 @@ def board(
         given = str(token.value) if token is not None and token.value else None
         options = BoardOptions(read_only=read_only, token=given, insecure=insecure)
         check_bind(host, options)
-        async with session(backend) as s:
+        async with session(backend, app=app) as s:
             options = replace(
                 options, specs=s.specs, backend_label=redact_url(s.settings.backend_url)
             )

@@ -55,6 +55,16 @@ BackendOption = Annotated[
         show_default=False,
     ),
 ]
+AppOption = Annotated[
+    str | None,
+    typer.Option(
+        "--app",
+        "-A",
+        help="The application whose queues to use: a module or module:attribute, such as "
+        "myapp.jobs (default: $POLYJOBS_APP, polyjobs.toml, or every installed one).",
+        show_default=False,
+    ),
+]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 CreateOption = Annotated[
     bool,
@@ -67,6 +77,20 @@ def settings(**flags: Any) -> Settings:
     from polyjobs.settings import load_settings
 
     return load_settings(flags=flags, environ=os.environ, cwd=Path.cwd())
+
+
+def configured(*extra: object, **flags: Any) -> tuple[Settings, PluginHost]:
+    """The settings and the plugins of this invocation: the settings say which plugins and
+    application to load, those say which environment variables they read (their values are
+    then resolved too)."""
+    from polyjobs.settings import load_settings
+
+    resolved = settings(**flags)
+    host = plugin_host(resolved, *extra)
+    declared = host.setting_names()
+    if declared.names or declared.prefixes or declared.queue_fields:
+        resolved = load_settings(flags=flags, environ=os.environ, cwd=Path.cwd(), declared=declared)
+    return resolved, host
 
 
 def run(
@@ -115,10 +139,17 @@ def describe_os_error(exc: OSError) -> str:
 
 
 def plugin_host(resolved: Settings, *extra: object) -> PluginHost:
-    """The plugins of this invocation: built-ins, entry points and ``POLYJOBS_PLUGINS``."""
+    """The plugins of this invocation: built-ins, entry points, ``POLYJOBS_PLUGINS``, and the
+    application (``--app``), looked up from the working directory first, as ``python -m``
+    would."""
     from polyjobs.plugins import PluginHost
 
-    return PluginHost.load(modules=resolved.plugins.value, extra=extra)
+    return PluginHost.load(
+        modules=resolved.plugins.value,
+        extra=extra,
+        app=resolved.app.value,
+        search_path=str(Path.cwd()),
+    )
 
 
 @dataclass
@@ -247,11 +278,14 @@ async def open_session(resolved: Settings, host: PluginHost, mode: Mode) -> Asyn
 
 @asynccontextmanager
 async def session(
-    backend: str | None, *extra: object, mode: Mode = "read", **flags: Any
+    backend: str | None,
+    *extra: object,
+    mode: Mode = "read",
+    app: str | None = None,
+    **flags: Any,
 ) -> AsyncIterator[Session]:
     """Resolve settings, load plugins and open the backend for one command."""
-    resolved = settings(backend=backend, **flags)
-    host = plugin_host(resolved, *extra)
+    resolved, host = configured(*extra, backend=backend, app=app, **flags)
     async with open_session(resolved, host, mode) as opened:
         yield opened
 
@@ -264,6 +298,7 @@ def on_queue(
     mode: Mode = "write",
     create: bool | None = None,
     confirm: str | None = None,
+    app: str | None = None,
 ) -> None:
     """Run a one-queue command: open the backend, find the queue (full or short name; it must
     be known unless ``create``; None: the command has no ``--create``), call ``action`` on
@@ -272,7 +307,7 @@ def on_queue(
     console = Console()
 
     async def go() -> None:
-        async with session(backend, mode=mode) as s:
+        async with session(backend, mode=mode, app=app) as s:
             q = await s.known_queue(queue, create=bool(create), offer_create=create is not None)
             if confirm is not None and not typer.confirm(
                 visible(confirm.replace("{queue}", q.name)), default=False

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from polyjobs.cli.common import BackendOption, JsonOption, plugin_host, run, settings
+from polyjobs.cli.common import (
+    AppOption,
+    BackendOption,
+    JsonOption,
+    configured,
+    plugin_host,
+    run,
+    settings,
+)
 from polyjobs.cli.console import Column, Console
 from polyjobs.redact import MASK, redact_url
 
@@ -19,14 +27,16 @@ def _shown(name: str, value: Any) -> Any:
     return value
 
 
-def config(backend: BackendOption = None, as_json: JsonOption = False) -> None:
+def config(
+    backend: BackendOption = None, app: AppOption = None, as_json: JsonOption = False
+) -> None:
     """The effective settings and where each came from (secrets redacted)."""
     console = Console(json_mode=as_json)
 
     async def go() -> None:
         from polyjobs.settings import apply_queue_overrides
 
-        resolved = settings(backend=backend)
+        resolved, host = configured(backend=backend, app=app)
         rows: list[dict[str, Any]] = [
             {
                 "name": "backend",
@@ -40,12 +50,16 @@ def config(backend: BackendOption = None, as_json: JsonOption = False) -> None:
                 "value": ",".join(resolved.plugins.value),
                 "source": resolved.plugins.source,
             },
+            {
+                "name": "app",
+                "value": resolved.app.value or "(every installed application)",
+                "source": resolved.app.source,
+            },
         ]
         rows += [
             {"name": n, "value": _shown(n, v.value), "source": v.source}
             for n, v in sorted(resolved.values.items())
         ]
-        host = plugin_host(resolved)
         for spec in apply_queue_overrides(host.queue_specs().values(), resolved):
             sched = spec.schedule
             cadence = (

@@ -10,6 +10,7 @@ from typing import Annotated, Any
 import typer
 
 from polyjobs.cli.common import (
+    AppOption,
     BackendOption,
     CreateOption,
     JsonOption,
@@ -64,6 +65,7 @@ def enqueue(
     timeout: Annotated[str, typer.Option(help="How long --wait waits.")] = "60s",
     create: CreateOption = False,
     backend: BackendOption = None,
+    app: AppOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Add one job (or a flow with --flow); with --wait print its result (exit 1 when it
@@ -72,7 +74,7 @@ def enqueue(
 
     async def go() -> None:
         if flow is not None:
-            async with session(backend, mode="create") as s:
+            async with session(backend, mode="create", app=app) as s:
                 top_queue = await s.known_queue(queue, create=create, offer_create=True)
                 tops = await _add_flow(s, top_queue.name, flow)
                 job = tops[0].job
@@ -91,7 +93,7 @@ def enqueue(
             if value is not None:
                 options[key] = value
         wait_for = duration(timeout, "--timeout") or 0.0
-        async with session(backend, mode="create") as s:
+        async with session(backend, mode="create", app=app) as s:
             q = await s.known_queue(queue, create=create, offer_create=True)
             job = await q.add(name or q.name, {} if payload is None else payload, **options)
             if not wait:

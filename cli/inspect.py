@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from polyjobs.cli.common import (
+    AppOption,
     BackendOption,
     JsonOption,
     Session,
@@ -102,6 +103,7 @@ def _caption(s: Session) -> str | None:
 
 def stats(
     backend: BackendOption = None,
+    app: AppOption = None,
     watch: Annotated[
         bool, typer.Option("--watch", "-w", help="Refresh in place (Ctrl-C ends).")
     ] = False,
@@ -115,7 +117,7 @@ def stats(
         from polyjobs.stats import queue_stats
 
         every = duration(interval, "--interval") or 0.0
-        async with session(backend) as s:
+        async with session(backend, app=app) as s:
             shorts = {n: sp.short_name for n, sp in s.specs.items() if sp.short_name}
             if not watch:
                 rows = await queue_stats(s.backend, await s.queue_names())
@@ -163,6 +165,7 @@ def jobs_list(
     state: Annotated[str, typer.Option("--state", "-s", help="Job state.")] = "waiting",
     limit: Annotated[int, typer.Option("--limit", "-n", min=1)] = 20,
     backend: BackendOption = None,
+    app: AppOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """List the jobs of a queue in one state."""
@@ -172,7 +175,7 @@ def jobs_list(
         from polyjobs.queue import check_state
 
         checked = check_state(state)
-        async with session(backend) as s:
+        async with session(backend, app=app) as s:
             q = await s.known_queue(queue)
             found = await q.jobs(checked, 0, limit - 1)
             if as_json:
@@ -231,13 +234,14 @@ def jobs_show(
     queue: Annotated[str, typer.Argument(help="Queue (full or short name).")],
     job_id: Annotated[str, typer.Argument(help="Job id.")],
     backend: BackendOption = None,
+    app: AppOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Everything about one job: data, options, progress, attempts, result or error, logs."""
     console = Console(json_mode=as_json)
 
     async def go() -> None:
-        async with session(backend) as s:
+        async with session(backend, app=app) as s:
             q = await s.known_queue(queue)
             job = await q.require_job(job_id)
             info = job.to_dict()
@@ -282,6 +286,7 @@ def jobs_retry(
     job_id: Annotated[str | None, typer.Argument(help="Job id (omit with --all-failed).")] = None,
     all_failed: Annotated[bool, typer.Option("--all-failed", help="Every failed job.")] = False,
     backend: BackendOption = None,
+    app: AppOption = None,
 ) -> None:
     """Send a failed job (or every failed job) back to waiting."""
 
@@ -294,7 +299,7 @@ def jobs_retry(
             raise JobNotFoundError(f"job {job_id} of {q.name} is not failed (or does not exist)")
         return f"job {job_id} of {q.name} is waiting again"
 
-    on_queue(queue, backend, act)
+    on_queue(queue, backend, act, app=app)
 
 
 @jobs_app.command("remove")
@@ -302,6 +307,7 @@ def jobs_remove(
     queue: Annotated[str, typer.Argument(help="Queue (full or short name).")],
     job_id: Annotated[str, typer.Argument(help="Job id.")],
     backend: BackendOption = None,
+    app: AppOption = None,
 ) -> None:
     """Remove a job that is not active."""
 
@@ -310,7 +316,7 @@ def jobs_remove(
             raise JobNotFoundError(f"job {job_id} of {q.name} does not exist or is active")
         return f"removed job {job_id} of {q.name}"
 
-    on_queue(queue, backend, act)
+    on_queue(queue, backend, act, app=app)
 
 
 def _when(ts: float | None) -> str:

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from polyjobs.cli.common import (
+    AppOption,
     BackendOption,
     CreateOption,
     JsonOption,
@@ -59,13 +60,14 @@ def schedule_list(
     queue: Annotated[str | None, typer.Argument(help="Only this queue.")] = None,
     upcoming: Annotated[int, typer.Option(help="Next run times to show.", min=1, max=100)] = 3,
     backend: BackendOption = None,
+    app: AppOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Every schedule with its cadence and next run times."""
     console = Console(json_mode=as_json)
 
     async def go() -> None:
-        async with session(backend) as s:
+        async with session(backend, app=app) as s:
             if queue:
                 queues = [await s.known_queue(queue)]
             else:
@@ -127,6 +129,7 @@ def schedule_add(
     missed: Annotated[str, typer.Option(help="skip, once or all.")] = "skip",
     create: CreateOption = False,
     backend: BackendOption = None,
+    app: AppOption = None,
 ) -> None:
     """Create or update a repeatable job; prints its next three run times."""
 
@@ -144,7 +147,7 @@ def schedule_add(
         cadence = _cadence(stored.every, stored.cron, stored.tz)
         return f"schedule {key} of {q.name} ({cadence}): next runs {runs}"
 
-    on_queue(queue, backend, act, mode="create", create=create)
+    on_queue(queue, backend, act, app=app, mode="create", create=create)
 
 
 @schedule_app.command("remove")
@@ -152,6 +155,7 @@ def schedule_remove(
     queue: Annotated[str, typer.Argument(help="Queue (full or short name).")],
     key: Annotated[str, typer.Argument(help="Schedule key.")],
     backend: BackendOption = None,
+    app: AppOption = None,
 ) -> None:
     """Remove a repeatable job."""
 
@@ -160,7 +164,7 @@ def schedule_remove(
             raise JobNotFoundError(f"no schedule {key!r} in {q.name}")
         return f"removed schedule {key} of {q.name}"
 
-    on_queue(queue, backend, act)
+    on_queue(queue, backend, act, app=app)
 
 
 @schedule_app.command("run-now")
@@ -168,6 +172,7 @@ def schedule_run_now(
     queue: Annotated[str, typer.Argument(help="Queue (full or short name).")],
     key: Annotated[str, typer.Argument(help="Schedule key.")],
     backend: BackendOption = None,
+    app: AppOption = None,
 ) -> None:
     """Add one job of a schedule now (its regular slots are unchanged)."""
 
@@ -180,4 +185,4 @@ def schedule_run_now(
         job = await q.add(sched.name, json.loads(sched.data_json), **opts)
         return f"added job {job.id} of schedule {key} to {q.name}"
 
-    on_queue(queue, backend, act)
+    on_queue(queue, backend, act, app=app)

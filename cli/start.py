@@ -15,11 +15,12 @@ import typer
 
 from polyjobs.cli import pidfile
 from polyjobs.cli.common import (
+    AppOption,
     BackendOption,
+    configured,
     describe_location,
     duration,
     parse_pairs,
-    plugin_host,
     run,
     session,
     settings,
@@ -43,6 +44,7 @@ def start(
         typer.Option("--concurrency", "-c", help="NAME=N: a queue's concurrency (repeatable)."),
     ] = None,
     backend: BackendOption = None,
+    app: AppOption = None,
     no_schedule: Annotated[
         bool, typer.Option("--no-schedule", help="Don't upsert or run schedules.")
     ] = False,
@@ -105,6 +107,7 @@ def start(
             queue or [],
             concurrency or [],
             backend,
+            app,
             not no_schedule,
             burst,
             grace,
@@ -123,6 +126,7 @@ async def _start(
     names: list[str],
     concurrency: list[str],
     backend_url: str | None,
+    app: str | None,
     schedule: bool,
     burst: bool,
     grace: str | None,
@@ -138,7 +142,13 @@ async def _start(
 
     if demo and backend_url is not None:
         raise ConfigError("--demo runs on its own embedded backend; leave out --backend")
-    flags: dict[str, Any] = {"backend": backend_url, "grace": duration(grace, "--grace")}
+    if demo and app is not None:
+        raise ConfigError("--demo runs the Polymarket detector; leave out --app")
+    flags: dict[str, Any] = {
+        "backend": backend_url,
+        "app": app,
+        "grace": duration(grace, "--grace"),
+    }
     setup = demo_mode.prepare_demo(burst=burst) if demo else None
     if setup is not None:
         events.note(f"polyjobs demo: state in {setup.home} (removed on exit)")
@@ -172,14 +182,24 @@ async def _start_with(
     from polyjobs.settings import apply_queue_overrides
 
     console = events.console
-    resolved = settings(**flags, concurrency=parse_pairs(concurrency, "--concurrency"))
     live = console.is_terminal and events.format == "text"
     feed = JobFeed()
     counted = [metrics_plugin()] if metrics is not None else []
-    host = plugin_host(resolved, Reporter(events, live), feed, *counted)
+    resolved, host = configured(
+        Reporter(events, live),
+        feed,
+        *counted,
+        **flags,
+        concurrency=parse_pairs(concurrency, "--concurrency"),
+    )
     registered = host.queue_specs()
     if not registered:
-        raise ConfigError("no queues are registered (is the polyjobs.processors plugin installed?)")
+        if resolved.app.value is not None:
+            raise ConfigError(f"application {resolved.app.value!r} declares no queue")
+        raise ConfigError(
+            "no queues are registered: name your application with --app (see `polyjobs "
+            "start --help`), or install one"
+        )
     specs = specs_by_name(registered, names) if names else list(registered.values())
     specs = apply_queue_overrides(demo_mode.demo_specs(specs) if demo else specs, resolved)
     configure_logging(events)
@@ -202,10 +222,15 @@ async def _start_with(
                 return
             await runtime.run(burst=burst, grace=grace_s)
             if burst and feed.finished == 0:
+                hint = (
+                    ""
+                    if resolved.app.value is not None
+                    else " (to run the pipeline once over a file of trades: polyjobs replay"
+                    " FILE.jsonl)"
+                )
                 events.note(
                     "polyjobs: --burst found nothing to do: no job was waiting or delayed, and"
-                    " schedules only add jobs at their next slot (to run the pipeline once over"
-                    " a file of trades: polyjobs replay FILE.jsonl)"
+                    " schedules only add jobs at their next slot" + hint
                 )
 
         serving = Serving(board, metrics, counted[0] if counted else None)

@@ -17,6 +17,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from polyjobs.application import App
     from polyjobs.backend import (
         Backend,
         Dependencies,
@@ -56,6 +57,7 @@ if TYPE_CHECKING:
 #: Where each public name lives. They are imported on first use, so that a program (the
 #: ``polyjobs`` command above all) pays only for the parts it touches.
 _HOMES = {
+    "polyjobs.application": ("App",),
     "polyjobs.backend": (
         "Backend",
         "Dependencies",
@@ -116,6 +118,7 @@ def __dir__() -> list[str]:
 
 
 __all__ = [
+    "App",
     "Backend",
     "BackendError",
     "BackendUnavailableError",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import pluggy
@@ -22,6 +23,21 @@ hookimpl = pluggy.HookimplMarker("polyjobs")
 
 BackendFactory = Callable[[str], "Backend"]
 ResourceFactory = Callable[["RuntimeContext"], AbstractAsyncContextManager[Any]]
+
+
+@dataclass(frozen=True, slots=True)
+class SettingNames:
+    """The environment variables an application reads (see ``polyjobs_setting_names``).
+
+    ``names`` and ``prefixes``: variables passed to processors as ``context.settings``
+    (``POLYJOBS_*`` always are). ``queue_fields``: other names for a queue's settings,
+    ``{VARIABLE: (queue, field, scale)}``: the variable's number times ``scale`` sets
+    ``field`` (``concurrency``, ``timeout``, ``attempts``, ``every``, ``limit``) of ``queue``.
+    """
+
+    names: Sequence[str] = ()
+    prefixes: Sequence[str] = ()
+    queue_fields: Mapping[str, tuple[str, str, float]] = field(default_factory=dict)
 
 
 @hookspec
@@ -69,3 +85,14 @@ def polyjobs_job_event(queue: str, event: str, job_id: str, payload: Mapping[str
     starts nothing before ``until``). Return nothing; an exception is logged and does not affect
     the job.
     """
+
+
+@hookspec
+def polyjobs_setting_names() -> SettingNames:
+    """Return the environment variables this plugin's processors read.
+
+    Settings are resolved before plugins load, so only the variables an application declares
+    here (and every ``POLYJOBS_*``) reach ``context.settings``; ``queue_fields`` lets an
+    application keep older names for its queues' settings next to ``POLYJOBS_<QUEUE>_<FIELD>``.
+    """
+    raise NotImplementedError

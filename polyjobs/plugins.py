@@ -42,6 +42,9 @@ class PluginHost:
 
     def __init__(self, pm: pluggy.PluginManager) -> None:
         self.pm = pm
+        #: Plugins whose queues, resources and setting names are left out (another
+        #: application was chosen: see ``load(app=...)``).
+        self.quiet: frozenset[str] = frozenset()
 
     @classmethod
     def load(
@@ -51,9 +54,17 @@ class PluginHost:
         entry_points: bool = True,
         modules: Iterable[str] = (),
         extra: Iterable[object] = (),
+        app: str | object | None = None,
+        search_path: str | None = None,
     ) -> PluginHost:
         """Register the built-in plugins, the ``polyjobs`` entry points, the plugin ``modules``
-        named by import path (``POLYJOBS_PLUGINS``) and ``extra`` objects."""
+        named by import path (``POLYJOBS_PLUGINS``) and ``extra`` objects.
+
+        ``app`` (an :class:`~polyjobs.App`, a plugin, or a reference ``module[:attr]`` found
+        by :func:`~polyjobs.application.load_application` with ``search_path``) is the
+        application to run: then only it, ``modules`` and ``extra`` contribute queues,
+        resources and setting names; the built-ins and entry points still give backends and
+        observe job events. Without one, every installed plugin contributes."""
         pm = pluggy.PluginManager("polyjobs")
         pm.add_hookspecs(hookspecs)
         for name in builtins:
@@ -66,6 +77,7 @@ class PluginHost:
             pm.register(module, name=name)
         if entry_points:
             pm.load_setuptools_entrypoints(ENTRY_POINT_GROUP)
+        installed = {name for name, _ in pm.list_name_plugin()}
         for name in modules:
             try:
                 module = importlib.import_module(name)
@@ -73,9 +85,20 @@ class PluginHost:
                 raise PluginError(f"cannot load plugin module {name!r}: {exc}") from None
             if not pm.is_registered(module):
                 pm.register(module, name=name)
+            installed.discard(str(pm.get_name(module)))
         for plugin in extra:
             pm.register(plugin)
-        return cls(pm)
+        host = cls(pm)
+        if app is not None:
+            if isinstance(app, str):
+                from polyjobs.application import load_application
+
+                app = load_application(app, search_path=search_path)
+            if not pm.is_registered(app):
+                pm.register(app, name=f"app {getattr(app, 'name', None) or _describe(app)}")
+            installed.discard(str(pm.get_name(app)))
+            host.quiet = frozenset(installed)
+        return host
 
     @classmethod
     def for_url(cls, url: str) -> PluginHost:
@@ -89,6 +112,11 @@ class PluginHost:
 
     def _plugin_name(self, impl: Any) -> str:
         return str(self.pm.get_name(impl.plugin) or impl.plugin_name)
+
+    def _contributors(self, hook: Any) -> list[tuple[str, Any]]:
+        """``(plugin name, hookimpl)`` of an application hook, chosen application only."""
+        named = [(self._plugin_name(impl), impl) for impl in hook.get_hookimpls()]
+        return [(name, impl) for name, impl in named if name not in self.quiet]
 
     def backend_factories(self) -> dict[str, tuple[hookspecs.BackendFactory, str]]:
         """``{scheme: (factory, plugin name)}``; a scheme claimed twice raises ``PluginError``."""
@@ -109,8 +137,7 @@ class PluginHost:
         """Every contributed queue by name; a name contributed twice raises ``PluginError``."""
         found: dict[str, QueueSpec] = {}
         owners: dict[str, str] = {}
-        for impl in self.pm.hook.polyjobs_queue_specs.get_hookimpls():
-            owner = self._plugin_name(impl)
+        for owner, impl in self._contributors(self.pm.hook.polyjobs_queue_specs):
             specs = cast("Sequence[QueueSpec]", impl.function())
             for spec in specs:
                 if spec.name in found:
@@ -125,8 +152,7 @@ class PluginHost:
         """Every contributed resource factory by name; a name given twice raises."""
         found: dict[str, hookspecs.ResourceFactory] = {}
         owners: dict[str, str] = {}
-        for impl in self.pm.hook.polyjobs_resources.get_hookimpls():
-            owner = self._plugin_name(impl)
+        for owner, impl in self._contributors(self.pm.hook.polyjobs_resources):
             provided = cast(Mapping[str, hookspecs.ResourceFactory], impl.function())
             for name, factory in provided.items():
                 if name in found:
@@ -135,6 +161,18 @@ class PluginHost:
                     )
                 found[name], owners[name] = factory, owner
         return found
+
+    def setting_names(self) -> hookspecs.SettingNames:
+        """The environment variables the contributing plugins read, merged."""
+        names: list[str] = []
+        prefixes: list[str] = []
+        queue_fields: dict[str, tuple[str, str, float]] = {}
+        for _owner, impl in self._contributors(self.pm.hook.polyjobs_setting_names):
+            declared = cast(hookspecs.SettingNames, impl.function())
+            names.extend(declared.names)
+            prefixes.extend(declared.prefixes)
+            queue_fields.update(declared.queue_fields)
+        return hookspecs.SettingNames(tuple(names), tuple(prefixes), queue_fields)
 
     def job_event(self, queue: str, event: str, job_id: str, payload: Mapping[str, Any]) -> None:
         """Call ``polyjobs_job_event``; a failing plugin is logged, never raised into a job."""
@@ -156,6 +194,10 @@ class PluginHost:
                 f"(installed: {known})"
             )
         return factories[scheme][0](url)
+
+
+def _describe(plugin: object) -> str:
+    return str(getattr(plugin, "__name__", None) or type(plugin).__name__)
 
 
 @asynccontextmanager

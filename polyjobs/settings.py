@@ -5,6 +5,7 @@ where it came from, so ``polyjobs config`` can say so, with secrets redacted.
 
 ``polyjobs.toml`` (in the working directory, or the file named by ``POLYJOBS_CONFIG``)::
 
+    app = "myapp.jobs"         # the application whose queues run (polyjobs -A)
     backend = "redis://localhost:6379/0"
     grace = "30s"
 
@@ -25,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from polyjobs.errors import ConfigError, InvalidArgumentError
+from polyjobs.hookspecs import SettingNames
 from polyjobs.options import RateLimit, seconds
 from polyjobs.redact import is_secret_key
 from polyjobs.runtime import QueueSpec, ScheduleSpec
@@ -60,6 +62,8 @@ class Settings:
     home: Value
     grace: Value
     plugins: Value = field(default_factory=lambda: Value((), "default"))
+    #: The application (``module`` or ``module:attr``), or None: every installed one.
+    app: Value = field(default_factory=lambda: Value(None, "default"))
     values: Mapping[str, Value] = field(default_factory=dict)
     queues: Mapping[str, Mapping[str, Value]] = field(default_factory=dict)
     config_file: Path | None = None
@@ -82,10 +86,13 @@ def load_settings(
     flags: Mapping[str, Any],
     environ: Mapping[str, str],
     cwd: Path,
+    declared: SettingNames | None = None,
 ) -> Settings:
     """Resolve every setting. ``flags`` holds CLI values (None = not given): ``backend``,
-    ``home``, ``grace``, ``plugins`` (module names), ``concurrency`` (``{queue: n}``) and
-    ``settings`` (``{NAME: value}``)."""
+    ``home``, ``grace``, ``plugins`` (module names), ``app``, ``concurrency`` (``{queue: n}``) and
+    ``settings`` (``{NAME: value}``). ``declared``: the environment variables the plugins
+    read (``PluginHost.setting_names()``), resolved once the plugins are known."""
+    declared = declared or SettingNames()
     config_path = _config_path(environ, cwd)
     toml = _read_toml(config_path)
     home = _pick(
@@ -107,13 +114,19 @@ def load_settings(
     plugins = _pick(flags.get("plugins"), environ, ("POLYJOBS_PLUGINS",), toml.get("plugins"), ())
     names = plugins.value.split(",") if isinstance(plugins.value, str) else plugins.value
     plugins = Value(tuple(n.strip() for n in names if n.strip()), plugins.source)
+    app = _pick(flags.get("app"), environ, ("POLYJOBS_APP",), toml.get("app"), None)
+    if app.value is not None and (not isinstance(app.value, str) or not app.value.strip()):
+        raise ConfigError(f"app ({app.source}) must be a module or module:attribute")
     return Settings(
         backend=backend,
         home=home,
         grace=grace,
         plugins=plugins,
-        values=_values(flags.get("settings") or {}, environ, toml.get("settings") or {}),
-        queues=_queue_overrides(flags.get("concurrency") or {}, environ, toml.get("queues") or {}),
+        app=app,
+        values=_values(flags.get("settings") or {}, environ, toml.get("settings") or {}, declared),
+        queues=_queue_overrides(
+            flags.get("concurrency") or {}, environ, toml.get("queues") or {}, declared
+        ),
         config_file=config_path if config_path.exists() else None,
     )
 
@@ -147,11 +160,16 @@ def _pick(
 
 
 def _values(
-    flags: Mapping[str, Any], environ: Mapping[str, str], toml: Mapping[str, Any]
+    flags: Mapping[str, Any],
+    environ: Mapping[str, str],
+    toml: Mapping[str, Any],
+    declared: SettingNames,
 ) -> dict[str, Value]:
     out = {name: Value(value, CONFIG_FILE) for name, value in toml.items()}
+    prefixes = (*PASSTHROUGH_PREFIXES, *declared.prefixes)
+    names = {*PASSTHROUGH_NAMES, *declared.names}
     for name, value in environ.items():
-        if name.startswith(PASSTHROUGH_PREFIXES) or name in PASSTHROUGH_NAMES:
+        if name.startswith(prefixes) or name in names:
             out[name] = Value(value, f"env {name}")
     out.update({name: Value(value, "flag") for name, value in flags.items()})
     return out
@@ -162,7 +180,10 @@ def _env_key(queue: str) -> str:
 
 
 def _queue_overrides(
-    flags: Mapping[str, Any], environ: Mapping[str, str], toml: Mapping[str, Any]
+    flags: Mapping[str, Any],
+    environ: Mapping[str, str],
+    toml: Mapping[str, Any],
+    declared: SettingNames,
 ) -> dict[str, dict[str, Value]]:
     """Per-queue overrides keyed by the name the user gave (full or short)."""
     out: dict[str, dict[str, Value]] = {}
@@ -173,7 +194,7 @@ def _queue_overrides(
             if fld not in QUEUE_FIELDS:
                 raise ConfigError(f"{CONFIG_FILE}: unknown queue setting {queue}.{fld}")
             out.setdefault(queue, {})[fld] = Value(value, CONFIG_FILE)
-    for name, (queue, fld, scale) in REFERENCE_QUEUE_VARS.items():
+    for name, (queue, fld, scale) in {**REFERENCE_QUEUE_VARS, **declared.queue_fields}.items():
         if environ.get(name):
             out.setdefault(queue, {})[fld] = Value(
                 _number(environ[name], name) * scale, f"env {name}"

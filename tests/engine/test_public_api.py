@@ -8,6 +8,7 @@ import polyjobs
 from polyjobs import hookspecs
 
 PINNED = {
+    "App",
     "Backend",
     "BackendError",
     "BackendUnavailableError",
