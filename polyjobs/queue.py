@@ -358,16 +358,21 @@ class Queue:
         grace: Duration | None = None,
     ) -> ScheduleRecord:
         """Create or update the repeatable job ``key``: every ``every`` or on ``cron`` in
-        ``tz``. Upserting the same cadence again (from any process) keeps its next slot."""
+        ``tz``. Upserting the same cadence again (from any process) keeps its next slot.
+
+        ``options`` may hold a ``deduplication`` window: every slot's job is added under it, so
+        ``{"id": key, "keep_last_if_active": True}`` keeps at most one run waiting behind the
+        active one however slow the runs are (slots that find a run waiting are absorbed)."""
         check_job_id(key)
         cadence = Cadence(None if every is None else seconds(every, "every"), cron, tz)
         if missed not in MISSED_POLICIES:
             raise InvalidArgumentError(f"missed must be one of {', '.join(MISSED_POLICIES)}")
         opts = JobOptions.parse(options or {}, self.default_options)
-        if opts.job_id is not None or opts.delay or opts.deduplication is not None:
-            raise InvalidArgumentError(
-                "scheduled jobs take neither job_id, delay nor deduplication"
-            )
+        if opts.job_id is not None or opts.delay:
+            raise InvalidArgumentError("scheduled jobs take neither job_id nor delay")
+        if opts.deduplication is not None:
+            # each slot's job is added under the window (e.g. no pile-up behind a slow run)
+            deduplicator(self.backend)  # ConfigError on a backend without windows
         now = time.time()
         record = ScheduleRecord(
             key=key,

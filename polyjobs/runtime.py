@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
-from polyjobs.backend import CAP_CONTROL, CAP_RATE_LIMIT, controller
+from polyjobs.backend import CAP_CONTROL, CAP_DEDUP, CAP_RATE_LIMIT, controller
 from polyjobs.control import STOP, stop_grace
 from polyjobs.errors import InvalidArgumentError
 from polyjobs.options import (
@@ -48,7 +48,12 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True, slots=True)
 class ScheduleSpec:
-    """A queue's repeatable job: ``every`` seconds or a ``cron`` pattern in ``tz``."""
+    """A queue's repeatable job: ``every`` seconds or a ``cron`` pattern in ``tz``.
+
+    ``options`` are the slot jobs' options (``priority``, ``attempts``, ``deduplication``...);
+    ``no_overlap`` keeps at most one run waiting behind the active one however slow the runs
+    are (a deduplication window on the schedule's key that keeps the last absorbed slot; on a
+    backend without windows, a warning and every slot runs)."""
 
     key: str
     every: float | None = None
@@ -57,6 +62,15 @@ class ScheduleSpec:
     name: str | None = None
     data: Any = None
     missed: str = "skip"
+    options: Mapping[str, Any] | None = None
+    no_overlap: bool = False
+
+    def job_options(self, dedup: bool) -> dict[str, Any]:
+        """The slot jobs' options on a backend with (``dedup``) or without windows."""
+        options = dict(self.options or {})
+        if self.no_overlap and dedup:
+            options["deduplication"] = {"id": f"schedule:{self.key}", "keep_last_if_active": True}
+        return options
 
 
 @dataclass(frozen=True, slots=True)
@@ -306,6 +320,15 @@ class Runtime:
             sched = spec.schedule
             if sched is None:
                 continue
+            dedup = CAP_DEDUP in self.backend.capabilities
+            if sched.no_overlap and not dedup:
+                log.warning(
+                    "schedule %s of queue %s: the backend %s has no deduplication windows, so"
+                    " its slots may pile up behind a slow run",
+                    sched.key,
+                    name,
+                    redact_url(self.backend.url),
+                )
             await self.queues[name].upsert_schedule(
                 sched.key,
                 every=sched.every,
@@ -313,6 +336,7 @@ class Runtime:
                 tz=sched.tz,
                 name=sched.name,
                 data=sched.data,
+                options=sched.job_options(dedup),
                 missed=sched.missed,
             )
 

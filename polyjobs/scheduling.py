@@ -156,6 +156,7 @@ def slot_jobs(schedule: ScheduleRecord, slots: list[float], now: float) -> list[
             run_at=now,
             priority=opts.priority,
             lifo=opts.lifo,
+            dedup=opts.deduplication,
         )
         for slot in slots
     ]

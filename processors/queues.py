@@ -222,7 +222,9 @@ WHALE_UPDATES = QueueSpec(
     attempts=2,
     backoff=_BACKOFF,
     retention=_RETENTION,
-    schedule=ScheduleSpec(key="update-all-whales", cron="0 * * * *", name="update-all-whales"),
+    schedule=ScheduleSpec(
+        key="update-all-whales", cron="0 * * * *", name="update-all-whales", no_overlap=True
+    ),
     description="recompute wallet statistics and flag whales (hourly)",
     validate=_check_whale_data,
 )
@@ -235,7 +237,9 @@ ANOMALY_BATCH = QueueSpec(
     attempts=3,
     backoff=_BACKOFF,
     retention=_RETENTION,
-    schedule=ScheduleSpec(key="batch-detection", every=30.0, name="batch-detection"),
+    schedule=ScheduleSpec(
+        key="batch-detection", every=30.0, name="batch-detection", no_overlap=True
+    ),
     description="check unchecked trades for anomalies, oldest first (every 30 s)",
 )
 ANALYSIS = QueueSpec(
@@ -274,7 +278,7 @@ INGEST = QueueSpec(
     attempts=2,
     backoff=_BACKOFF,
     retention=_RETENTION,
-    schedule=ScheduleSpec(key="ingest-trades", every=15.0, name="ingest-trades"),
+    schedule=ScheduleSpec(key="ingest-trades", every=15.0, name="ingest-trades", no_overlap=True),
     description="read new trades from the Data API or a replay (every 15 s)",
 )
 QUEUE_SPECS = (WHALE_UPDATES, ANOMALY_BATCH, ANALYSIS, ALERTS, INGEST)
