@@ -33,6 +33,7 @@ from polyjobs.options import (
     RateLimit,
     seconds,
 )
+from polyjobs.outage import OUTAGES
 from polyjobs.queue import Queue, check_queue_name
 from polyjobs.redact import redact_url
 from polyjobs.worker import Processor, Worker, WorkerOptions
@@ -278,8 +279,10 @@ class Runtime:
             await asyncio.sleep(interval)
             try:
                 messages = await controller(self.backend).control_messages(since)
+                OUTAGES.ok("control channel")
             except Exception as exc:
-                log.warning("reading control messages failed: %s", exc)
+                if not OUTAGES.failed("control channel", exc):
+                    log.warning("reading control messages failed: %s", exc)
                 continue
             for message in messages:
                 since = max(since, message.at)
@@ -309,8 +312,10 @@ class Runtime:
             await asyncio.sleep(interval)
             try:
                 streak = streak + 1 if await self._idle() else 0
+                OUTAGES.ok("burst idle check")
             except Exception as exc:
-                log.warning("burst idle check failed: %s", exc)
+                if not OUTAGES.failed("burst idle check", exc):
+                    log.warning("burst idle check failed: %s", exc)
                 streak = 0
         for worker in self.workers.values():
             worker.request_close()

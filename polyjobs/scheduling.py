@@ -28,6 +28,7 @@ from croniter import CroniterError, croniter
 from polyjobs.backend import NewJob, ScheduleRecord
 from polyjobs.errors import InvalidArgumentError
 from polyjobs.options import JobOptions
+from polyjobs.outage import OUTAGES
 
 if TYPE_CHECKING:
     from polyjobs.backend import Backend
@@ -193,8 +194,11 @@ class Scheduler:
         while not stop.is_set():
             try:
                 wait = await self.tick()
-            except Exception:
-                log.exception("scheduler for queue %s failed; retrying", self.queue)
+                OUTAGES.ok("scheduler")
+            except Exception as exc:
+                # an unreachable backend is logged once per outage; anything else is a bug
+                if not OUTAGES.failed("scheduler", exc, f"queue {self.queue}"):
+                    log.exception("scheduler for queue %s failed; retrying", self.queue)
                 wait = min(self.refresh, 1.0)
             try:
                 await asyncio.wait_for(stop.wait(), wait)

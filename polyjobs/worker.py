@@ -30,6 +30,7 @@ from polyjobs.errors import (
 )
 from polyjobs.job import Job
 from polyjobs.options import JobOptions, seconds
+from polyjobs.outage import OUTAGES
 from polyjobs.outcomes import applied_before, completed, failure
 from polyjobs.queue import check_queue_name
 from polyjobs.sandbox import SandboxPool, processor_ref
@@ -149,6 +150,14 @@ class Worker:
     def _error(self, exc: BaseException, what: str) -> None:
         log.warning("worker %s on queue %s: %s: %s", self.id, self.queue, what, exc)
         self._emit("error", exc)
+
+    def _failed(self, exc: BaseException, kind: str) -> None:
+        """A backend call of loop ``kind`` failed: ``error`` listeners hear of every failure;
+        the log says it once per outage (:mod:`polyjobs.outage`)."""
+        if OUTAGES.failed(kind, exc, f"queue {self.queue}"):
+            self._emit("error", exc)
+        else:
+            self._error(exc, f"{kind} failed")
 
     # -- lifecycle -------------------------------------------------------------------------
     async def run(self, burst: bool = False) -> None:
@@ -302,9 +311,10 @@ class Worker:
                 if burst and not records and await self._burst_idle():
                     self._closing.set()
                 failures = 0
+                OUTAGES.ok("fetch")
             except Exception as exc:
                 failures += 1
-                self._error(exc, "fetch failed")
+                self._failed(exc, "fetch")
                 await self._pause_after_failure(failures)
 
     async def _fetch_reserved(self, free: int, block: float) -> list[JobRecord]:
@@ -448,11 +458,12 @@ class Worker:
                     self.queue, self.id, [fin for fin, _, _ in batch], fetch, self.options.lease
                 )
                 failures = 0
+                OUTAGES.ok("finish")
             except Exception as exc:
                 failures += 1
                 self._outbox[:0] = batch
                 self._resent.update(fin.job_id for fin, _, _ in batch)
-                self._error(exc, "finish failed")
+                self._failed(exc, "finish")
                 await self._pause_after_failure(failures)
                 if self._grace_over and failures > 2:
                     break
@@ -517,8 +528,9 @@ class Worker:
             try:
                 lost = await self.backend.extend(self.queue, self.id, owned, self.options.lease)
             except Exception as exc:
-                self._error(exc, "lease renewal failed")
+                self._failed(exc, "lease renewal")
                 continue
+            OUTAGES.ok("lease renewal")
             for job_id in lost:
                 if job_id in self._owned and job_id in self._tasks:
                     self._error(RuntimeError(f"lease of job {job_id} lost"), "lease lost")
@@ -527,8 +539,9 @@ class Worker:
         while True:
             try:
                 stalled = await self.backend.recover_stalled(self.queue, self.options.max_stalls)
+                OUTAGES.ok("stalled-job check")
             except Exception as exc:
-                self._error(exc, "stalled-job check failed")
+                self._failed(exc, "stalled-job check")
                 stalled = []
             for item in stalled:
                 self._emit("stalled", item.job_id, item.failed)
@@ -550,8 +563,9 @@ class Worker:
             )
             try:
                 await self.backend.heartbeat(info, ttl=interval * 3)
+                OUTAGES.ok("heartbeat")
             except Exception as exc:
-                self._error(exc, "heartbeat failed")
+                self._failed(exc, "heartbeat")
             if not await self._sleep(interval):
                 return
 
