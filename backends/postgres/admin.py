@@ -15,9 +15,13 @@ from typing import Any
 import asyncpg
 
 from polyjobs.backend import (
+    AddResult,
     ControlMessage,
+    Dependencies,
     Finish,
+    FlowNode,
     JobRecord,
+    JobRef,
     JobState,
     NewJob,
     ScheduleRecord,
@@ -36,6 +40,7 @@ ORDER = {
     "waiting": "score, seq",
     "delayed": "score, seq",
     "active": "score, seq",
+    "waiting-children": "score, seq",
     "completed": "score DESC, seq DESC",
     "failed": "score DESC, seq DESC",
 }
@@ -52,6 +57,74 @@ async def add(
         channel,
         *records.add_args(jobs),
     )
+
+
+async def add_jobs(
+    conn: Conn, queue: str, now: float, channel: str, jobs: Sequence[NewJob]
+) -> list[AddResult]:
+    """Add jobs (an automatic id that was taken is tried again with the next one); jobs with a
+    deduplication window go one by one through ``pj_add_dedup``, in order and in one
+    transaction with the others, so that a later add of the batch meets an earlier one's
+    window."""
+    if all(j.dedup is None for j in jobs):
+        return await _add_plain(conn, queue, now, channel, jobs)
+    results: list[AddResult] = []
+    async with conn.transaction():
+        run: list[NewJob] = []
+        for job in jobs:
+            if job.dedup is None:
+                run.append(job)
+                continue
+            if run:
+                results += await _add_plain(conn, queue, now, channel, run)
+                run = []
+            results.append(await _add_dedup(conn, queue, now, job))
+        if run:
+            results += await _add_plain(conn, queue, now, channel, run)
+    return results
+
+
+async def _add_plain(
+    conn: Conn, queue: str, now: float, channel: str, jobs: Sequence[NewJob]
+) -> list[AddResult]:
+    results: list[AddResult | None] = [None] * len(jobs)
+    todo = list(range(len(jobs)))
+    while todo:
+        rows = await add(conn, queue, now, channel, [jobs[i] for i in todo])
+        retry = []
+        for index, row in zip(todo, rows, strict=True):
+            if row["auto"] and not row["added"]:
+                retry.append(index)  # the automatic id was taken: another one
+            else:
+                results[index] = AddResult(row["job_id"], row["added"])
+        todo = retry
+    return [r for r in results if r is not None]
+
+
+async def _add_dedup(conn: Conn, queue: str, now: float, job: NewJob) -> AddResult:
+    d = job.dedup
+    assert d is not None
+    row = await conn.fetchrow(
+        "SELECT * FROM pj_add_dedup($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, "
+        "$14, $15)",
+        queue,
+        now,
+        job.job_id,
+        job.name,
+        job.data_json,
+        json.dumps(job.opts, separators=(",", ":")),
+        job.timestamp,
+        job.run_at,
+        job.priority,
+        job.lifo,
+        d.id,
+        d.ttl,
+        d.extend,
+        d.replace,
+        d.keep_last_if_active,
+    )
+    assert row is not None
+    return AddResult(row["out_id"], row["out_added"], row["out_dedup"])
 
 
 async def take(
@@ -150,7 +223,7 @@ async def recover_stalled(
     out: list[Stalled] = []
     async with conn.transaction():
         rows = await conn.fetch(
-            "SELECT id, stalls, opts FROM jobs WHERE queue = $1 AND state = 'active' "
+            "SELECT id, stalls, opts, linked FROM jobs WHERE queue = $1 AND state = 'active' "
             "AND lease_until <= $2 ORDER BY score, seq FOR UPDATE SKIP LOCKED",
             queue,
             now,
@@ -169,6 +242,14 @@ async def recover_stalled(
                     stalls,
                     STALLED_REASON,
                 )
+                if row["linked"]:  # its parents and its window, before any retention
+                    await conn.execute(
+                        "SELECT pj_job_failed($1, $2, $3, $4)",
+                        queue,
+                        row["id"],
+                        STALLED_REASON,
+                        now,
+                    )
                 opts = json.loads(row["opts"])
                 keeps.append(Keep.from_json(opts.get("remove_on_fail"), KEEP_FAILED))
                 out.append(Stalled(row["id"], True))
@@ -254,7 +335,8 @@ async def list_jobs(
 
 
 async def counts(conn: Conn, queue: str) -> dict[str, int]:
-    found = {"waiting": 0, "active": 0, "delayed": 0, "completed": 0, "failed": 0}
+    found = dict.fromkeys(("waiting", "active", "delayed", "waiting-children"), 0)
+    found.update(completed=0, failed=0)
     rows = await conn.fetch(
         "SELECT state, count(*) AS n FROM jobs WHERE queue = $1 GROUP BY state", queue
     )
@@ -359,7 +441,9 @@ async def promote(conn: Conn, queue: str, job_id: str, now: float, channel: str)
 
 async def obliterate(conn: Conn, queue: str) -> None:
     async with conn.transaction():
-        for table in ("job_logs", "jobs", "schedules", "workers", "rate_starts", "queues"):
+        # deleting the jobs settles their flows and windows (the jobs_unlinked trigger)
+        tables = ("job_logs", "jobs", "schedules", "workers", "rate_starts", "queues", "dedup")
+        for table in (*tables, "job_deps"):
             await conn.execute(f"DELETE FROM {table} WHERE queue = $1", queue)
 
 
@@ -470,11 +554,7 @@ async def advance_schedule(
         if _count(status) == 0:
             return False
         if jobs:
-            rows = await add(conn, queue, now, channel, jobs)
-            retry = [jobs[i] for i, r in enumerate(rows) if r["auto"] and not r["added"]]
-            while retry:
-                rows = await add(conn, queue, now, channel, retry)
-                retry = [retry[i] for i, r in enumerate(rows) if r["auto"] and not r["added"]]
+            await add_jobs(conn, queue, now, channel, jobs)
     return True
 
 
@@ -521,3 +601,68 @@ async def list_workers(conn: Conn, queue: str, now: float) -> list[WorkerInfo]:
 def _count(status: str) -> int:
     """The row count of a command status such as ``UPDATE 3`` or ``DELETE 0``."""
     return int(status.rsplit(" ", 1)[-1])
+
+
+# -- flows and deduplication windows ------------------------------------------------------------
+#: SQLSTATE of the flow errors ``pj_add_flow`` raises (a missing reference, children for a job
+#: that exists): the caller's mistake, reported as ``InvalidArgumentError``.
+FLOW_ERROR = "PJ400"
+
+
+async def add_flow(conn: Conn, nodes: Sequence[FlowNode], now: float) -> list[AddResult]:
+    rows = await conn.fetch(
+        "SELECT * FROM pj_add_flow($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, "
+        "$15)",
+        now,
+        *records.flow_args(nodes),
+    )
+    return [AddResult(r["out_id"], r["out_added"]) for r in rows]
+
+
+async def get_dependencies(conn: Conn, queue: str, job_id: str) -> Dependencies:
+    deps = Dependencies()
+    rows = await conn.fetch(
+        "SELECT d.child_queue, d.child_id, d.status, d.value, j.state FROM job_deps d "
+        "LEFT JOIN jobs j ON j.queue = d.child_queue AND j.id = d.child_id "
+        "WHERE d.queue = $1 AND d.id = $2",
+        queue,
+        job_id,
+    )
+    for child_queue, child_id, status, value, state in rows:
+        ref = JobRef(child_queue, child_id)
+        if status == "processed":
+            deps.processed[ref] = json.loads(value) if value else None
+        elif status == "ignored":
+            deps.ignored[ref] = value or ""
+        else:
+            deps.pending[ref] = state
+    return deps
+
+
+async def get_parents(conn: Conn, queue: str, job_id: str) -> list[JobRef]:
+    rows = await conn.fetch(
+        "SELECT d.queue, d.id FROM job_deps d JOIN jobs j ON j.queue = d.queue AND j.id = d.id "
+        "WHERE d.child_queue = $1 AND d.child_id = $2",
+        queue,
+        job_id,
+    )
+    return [JobRef(q, i) for q, i in rows]
+
+
+async def get_deduplication(conn: Conn, queue: str, dedup_id: str, now: float) -> str | None:
+    holder = await conn.fetchval(
+        "SELECT d.job_id FROM dedup d JOIN jobs j ON j.queue = d.queue AND j.id = d.job_id "
+        "WHERE d.queue = $1 AND d.key = $2 AND (d.expires IS NULL OR d.expires > $3)",
+        queue,
+        dedup_id,
+        now,
+    )
+    return None if holder is None else str(holder)
+
+
+async def remove_deduplication(conn: Conn, queue: str, dedup_id: str, now: float) -> bool:
+    async with conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock(pj_dedup_lock($1, $2))", queue, dedup_id)
+        held = await get_deduplication(conn, queue, dedup_id, now)
+        await conn.execute("DELETE FROM dedup WHERE queue = $1 AND key = $2", queue, dedup_id)
+    return held is not None

@@ -23,14 +23,20 @@ import asyncpg
 
 from polyjobs.backend import (
     CAP_CONTROL,
+    CAP_DEDUP,
     CAP_DURABLE,
+    CAP_FLOWS,
+    CAP_FLOWS_ACROSS_QUEUES,
     CAP_RATE_LIMIT,
     CAP_SHARED,
     AddResult,
     ControlMessage,
+    Dependencies,
     Finish,
     FinishResult,
+    FlowNode,
     JobRecord,
+    JobRef,
     JobState,
     NewJob,
     ScheduleRecord,
@@ -40,7 +46,7 @@ from polyjobs.backend import (
 from polyjobs.backends.postgres import admin, records, schema
 from polyjobs.backends.postgres.url import PostgresUrl
 from polyjobs.backends.postgres.waker import Waker
-from polyjobs.errors import BackendError, BackendUnavailableError
+from polyjobs.errors import BackendError, BackendUnavailableError, InvalidArgumentError
 from polyjobs.options import RateLimit
 from polyjobs.redact import redact_text
 
@@ -68,7 +74,17 @@ class PostgresBackend:
     """Jobs in PostgreSQL: shared by any number of processes and machines, durable as the
     database is. All of a deployment's tables live in one schema (``?schema=``)."""
 
-    capabilities: frozenset[str] = frozenset({CAP_SHARED, CAP_DURABLE, CAP_RATE_LIMIT, CAP_CONTROL})
+    capabilities: frozenset[str] = frozenset(
+        {
+            CAP_SHARED,
+            CAP_DURABLE,
+            CAP_RATE_LIMIT,
+            CAP_CONTROL,
+            CAP_FLOWS,
+            CAP_FLOWS_ACROSS_QUEUES,
+            CAP_DEDUP,
+        }
+    )
 
     def __init__(self, url: str) -> None:
         self.url = url
@@ -207,20 +223,10 @@ class PostgresBackend:
     async def add(self, queue: str, jobs: Sequence[NewJob]) -> list[AddResult]:
         if not jobs:
             return []
-        results: list[AddResult | None] = [None] * len(jobs)
-        todo = list(range(len(jobs)))
-        while todo:
-            rows = await self._call(
-                admin.add, queue, time.time(), self._channel, [jobs[i] for i in todo]
-            )
-            retry = []
-            for index, row in zip(todo, rows, strict=True):
-                if row["auto"] and not row["added"]:
-                    retry.append(index)  # the automatic id was taken: another one
-                else:
-                    results[index] = AddResult(row["job_id"], row["added"])
-            todo = retry
-        return [r for r in results if r is not None]
+        results: list[AddResult] = await self._call(
+            admin.add_jobs, queue, time.time(), self._channel, jobs
+        )
+        return results
 
     # -- workers ---------------------------------------------------------------------------
     async def _take(
@@ -377,6 +383,35 @@ class PostgresBackend:
     async def control_messages(self, since: float) -> list[ControlMessage]:
         found: list[ControlMessage] = await self._call(admin.control_since, since)
         return found
+
+    # -- flows and deduplication windows ---------------------------------------------------
+    async def add_flow(self, nodes: Sequence[FlowNode]) -> list[AddResult]:
+        if not nodes:
+            return []
+        try:
+            results: list[AddResult] = await self._call(admin.add_flow, nodes, time.time())
+        except BackendError as exc:
+            cause = exc.__cause__
+            if isinstance(cause, asyncpg.PostgresError) and cause.sqlstate == admin.FLOW_ERROR:
+                raise InvalidArgumentError(one_line(cause)) from None
+            raise
+        return results
+
+    async def get_dependencies(self, queue: str, job_id: str) -> Dependencies:
+        found: Dependencies = await self._call(admin.get_dependencies, queue, job_id)
+        return found
+
+    async def get_parents(self, queue: str, job_id: str) -> list[JobRef]:
+        found: list[JobRef] = await self._call(admin.get_parents, queue, job_id)
+        return found
+
+    async def get_deduplication(self, queue: str, dedup_id: str) -> str | None:
+        found: str | None = await self._call(admin.get_deduplication, queue, dedup_id, time.time())
+        return found
+
+    async def remove_deduplication(self, queue: str, dedup_id: str) -> bool:
+        done: bool = await self._call(admin.remove_deduplication, queue, dedup_id, time.time())
+        return done
 
     # -- schedules -------------------------------------------------------------------------
     async def save_schedule(self, queue: str, schedule_: ScheduleRecord) -> ScheduleRecord:

@@ -8,7 +8,7 @@ from typing import Any
 
 from asyncpg import Record
 
-from polyjobs.backend import Finish, JobRecord, NewJob, ScheduleRecord, WorkerInfo
+from polyjobs.backend import Finish, FlowNode, JobRecord, NewJob, ScheduleRecord, WorkerInfo
 
 SCHEDULE_COLUMNS = "key, name, data, opts, next_run, every, cron, tz, missed, grace, created"
 WORKER_COLUMNS = "id, queue, host, pid, concurrency, started, last_seen, active"
@@ -99,6 +99,44 @@ def finish_args(finishes: Sequence[Finish]) -> list[list[Any]]:
         [f.keep.count for f in finishes],
         [f.keep.age for f in finishes],
     ]
+
+
+def flow_args(nodes: Sequence[FlowNode]) -> list[list[Any]]:
+    """The fourteen array arguments of ``pj_add_flow`` after ``now``: one element per node
+    (a reference to an existing job has no name, data or options), and the children of node
+    ``i`` as ``kids[kid_starts[i] .. kid_starts[i] + kid_counts[i] - 1]``, 1-based."""
+    children = {c for node in nodes for c in node.children}
+    kids: list[int] = []
+    starts: list[int] = []
+    for node in nodes:
+        starts.append(len(kids) + 1)
+        kids += [c + 1 for c in node.children]
+    jobs = [node.job for node in nodes]
+    return [
+        [node.queue for node in nodes],
+        [node.job.job_id if node.job is not None else node.job_id for node in nodes],
+        [job is None for job in jobs],
+        [job.name if job else "" for job in jobs],
+        [job.data_json if job else "null" for job in jobs],
+        [json.dumps(_opts(node), separators=(",", ":")) for node in nodes],
+        [job.timestamp if job else 0.0 for job in jobs],
+        [job.run_at if job else 0.0 for job in jobs],
+        [job.priority if job else 0 for job in jobs],
+        [job.lifo if job else False for job in jobs],
+        [bool(node.children) or i in children for i, node in enumerate(nodes)],
+        starts,
+        [len(node.children) for node in nodes],
+        kids,
+    ]
+
+
+def _opts(node: FlowNode) -> dict[str, Any]:
+    """A node's options, holding its failure policy (which ``pj_child_failed`` reads)."""
+    if node.job is None:
+        return {}
+    if node.policy == "wait" or node.job.opts.get("failure_policy") == node.policy:
+        return node.job.opts
+    return {**node.job.opts, "failure_policy": node.policy}
 
 
 def slice_range(total: int, start: int, end: int) -> tuple[int, int]:

@@ -23,7 +23,7 @@ from polyjobs.errors import BackendUnavailableError
 if TYPE_CHECKING:
     import asyncpg
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 #: Tables of a polyjobs schema; a schema without ``schema_version`` that holds any other table
 #: belongs to another application.
@@ -37,6 +37,8 @@ OWN_TABLES = frozenset(
         "workers",
         "rate_starts",
         "control",
+        "job_deps",
+        "dedup",
     }
 )
 

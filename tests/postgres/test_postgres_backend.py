@@ -128,7 +128,7 @@ async def test_migrate_false_refuses_an_old_schema_until_polyjobs_migrate(pg_url
     assert "nothing to do" in again.stdout
     async with open_backend(strict) as backend:
         assert await backend.counts("q") == dict.fromkeys(
-            ("waiting", "active", "delayed", "completed", "failed"), 0
+            ("waiting", "active", "delayed", "waiting-children", "completed", "failed"), 0
         )
 
 
