@@ -8,7 +8,7 @@ import time
 
 import asyncpg
 
-from polyjobs.backend import Finish
+from polyjobs.backend import Finish, flows_of
 from polyjobs.backends.postgres.url import PostgresUrl
 from polyjobs.flow import FlowProducer
 from polyjobs.plugins import open_backend
@@ -42,7 +42,7 @@ async def test_siblings_finishing_at_once_on_several_connections_release_their_p
             )
             parent = await one.get_job("q", flow.job.id)
             assert parent is not None and parent.state == "waiting"
-            deps = await one.get_dependencies("q", flow.job.id)
+            deps = await flows_of(one).get_dependencies("q", flow.job.id)
             assert len(deps.processed) == 24 and deps.pending == {}
             await one.obliterate("q")
 
@@ -76,4 +76,4 @@ async def test_a_child_deleted_by_hand_releases_its_parent(pg_url: str) -> None:
             await conn.close()
         parent = await backend.get_job("q", flow.job.id)
         assert parent is not None and parent.state == "waiting"
-        assert await backend.get_parents("q", flow.children[0].job.id) == []
+        assert await flows_of(backend).get_parents("q", flow.children[0].job.id) == []
