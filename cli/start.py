@@ -21,6 +21,7 @@ from polyjobs.cli.common import (
     describe_location,
     duration,
     parse_pairs,
+    plugin_host,
     run,
     session,
     settings,
@@ -31,6 +32,7 @@ from polyjobs.errors import ConfigError, PolyjobsError
 
 if TYPE_CHECKING:
     from polyjobs.backend import Backend
+    from polyjobs.hookspecs import Demo
     from polyjobs.runtime import QueueSpec, Runtime
     from polyjobs.settings import Settings
 
@@ -66,8 +68,9 @@ def start(
         bool,
         typer.Option(
             "--demo",
-            help="Replay synthetic trades through all five queues in a temporary state "
-            "directory, alerts on the console (no Redis, MongoDB or Discord needed).",
+            help="Run the application's demo in a temporary state directory (the Polymarket "
+            "detector's: synthetic trades through its five queues, alerts on the console; no "
+            "Redis, MongoDB or Discord needed).",
         ),
     ] = False,
     board: Annotated[
@@ -138,24 +141,21 @@ async def _start(
 ) -> None:
     import shutil
 
-    from polyjobs.processors import demo as demo_mode
-
     if demo and backend_url is not None:
         raise ConfigError("--demo runs on its own embedded backend; leave out --backend")
-    if demo and app is not None:
-        raise ConfigError("--demo runs the Polymarket detector; leave out --app")
     flags: dict[str, Any] = {
         "backend": backend_url,
         "app": app,
         "grace": duration(grace, "--grace"),
     }
-    setup = demo_mode.prepare_demo(burst=burst) if demo else None
+    demo_mode = plugin_host(settings(app=app)).demo() if demo else None
+    setup = demo_mode.prepare_demo(burst=burst) if demo_mode is not None else None
     if setup is not None:
         events.note(f"polyjobs demo: state in {setup.home} (removed on exit)")
-        flags.update(backend=setup.backend_url, home=str(setup.home), settings=setup.settings)
+        flags.update(backend=setup.backend_url, home=str(setup.home), settings=dict(setup.settings))
     try:
         await _start_with(
-            events, names, concurrency, flags, schedule, burst, demo, board, metrics, otel
+            events, names, concurrency, flags, schedule, burst, demo_mode, board, metrics, otel
         )
     finally:
         if setup is not None:
@@ -169,7 +169,7 @@ async def _start_with(
     flags: dict[str, Any],
     schedule: bool,
     burst: bool,
-    demo: bool,
+    demo_mode: Demo | None,
     board: tuple[str, int] | None,
     metrics: tuple[str, int] | None = None,
     otel: bool = False,
@@ -177,7 +177,6 @@ async def _start_with(
     from polyjobs.cli.live import JobFeed, Reporter
     from polyjobs.cli.metrics import metrics_plugin, open_telemetry
     from polyjobs.plugins import open_backend
-    from polyjobs.processors import demo as demo_mode
     from polyjobs.runtime import Runtime, specs_by_name
     from polyjobs.settings import apply_queue_overrides
 
@@ -201,7 +200,9 @@ async def _start_with(
             "start --help`), or install one"
         )
     specs = specs_by_name(registered, names) if names else list(registered.values())
-    specs = apply_queue_overrides(demo_mode.demo_specs(specs) if demo else specs, resolved)
+    if demo_mode is not None:
+        specs = demo_mode.demo_specs(specs)
+    specs = apply_queue_overrides(specs, resolved)
     configure_logging(events)
     async with open_backend(resolved.backend_url, host) as backend:
         runtime = Runtime(
@@ -210,14 +211,14 @@ async def _start_with(
             resources=host.resources(),
             settings={"POLYJOBS_HOME": str(resolved.home_dir), **resolved.plain_values()},
             plugins=host,
-            schedule=schedule and not (demo and burst),
+            schedule=schedule and not (demo_mode is not None and burst),
             known_specs=registered,
             telemetry=open_telemetry(console) if otel else None,
         )
         grace_s = float(resolved.grace.value)
 
         async def go() -> None:
-            if demo:
+            if demo_mode is not None:
                 await demo_mode.run_demo(runtime, burst=burst, grace=grace_s, report=events.note)
                 return
             await runtime.run(burst=burst, grace=grace_s)

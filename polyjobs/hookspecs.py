@@ -2,21 +2,23 @@
 
 A plugin is a module or object with functions decorated by :data:`polyjobs.hookimpl`, registered
 through the ``polyjobs`` entry-point group (``[project.entry-points.polyjobs]`` in its
-``pyproject.toml``). The built-in backends and processors register through the same hooks.
+``pyproject.toml``). The built-in backends register through the same hooks; an application
+(``polyjobs.App``, or the Polymarket detector's entry point) is a plugin too.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
 
 import pluggy
 
 if TYPE_CHECKING:
     from polyjobs.backend import Backend
-    from polyjobs.runtime import QueueSpec, RuntimeContext
+    from polyjobs.runtime import QueueSpec, Runtime, RuntimeContext
 
 hookspec = pluggy.HookspecMarker("polyjobs")
 hookimpl = pluggy.HookimplMarker("polyjobs")
@@ -94,5 +96,51 @@ def polyjobs_setting_names() -> SettingNames:
     Settings are resolved before plugins load, so only the variables an application declares
     here (and every ``POLYJOBS_*``) reach ``context.settings``; ``queue_fields`` lets an
     application keep older names for its queues' settings next to ``POLYJOBS_<QUEUE>_<FIELD>``.
+    """
+    raise NotImplementedError
+
+
+class DemoSetup(Protocol):
+    """Where a demo keeps its state: a throw-away state directory, the backend URL in it,
+    and the settings (``{NAME: value}``) that point the application at its demo data."""
+
+    @property
+    def home(self) -> Path: ...
+    @property
+    def backend_url(self) -> str: ...
+    @property
+    def settings(self) -> Mapping[str, str]: ...
+
+
+class Demo(Protocol):
+    """An application's self-contained run (``polyjobs start --demo``; see ``polyjobs_demo``)."""
+
+    def prepare_demo(self, *, burst: bool = False) -> DemoSetup:
+        """Create a new temporary state directory and the demo's data in it."""
+        ...
+
+    def demo_specs(self, specs: Iterable[QueueSpec]) -> list[QueueSpec]:
+        """The queues as the demo runs them (shorter intervals...)."""
+        ...
+
+    def run_demo(
+        self,
+        runtime: Runtime,
+        *,
+        burst: bool = False,
+        grace: float = 30.0,
+        report: Callable[[str], None] | None = None,
+    ) -> Awaitable[Any]:
+        """Run the runtime (built from ``demo_specs`` and the setup's settings) as the demo
+        does; with ``burst``, return once it has shown everything."""
+        ...
+
+
+@hookspec
+def polyjobs_demo() -> Demo | None:
+    """Return the application's demo (an object or module with the :class:`Demo` methods).
+
+    ``polyjobs start --demo`` prepares it in a temporary state directory, runs the
+    application's queues through it, and removes the directory on exit.
     """
     raise NotImplementedError

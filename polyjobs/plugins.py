@@ -21,8 +21,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-#: Modules that register through the same hooks as third-party plugins. A module that is not
-#: part of this installation (an optional subpackage) is skipped.
+#: The backends that come with the engine; they register through the same hooks as
+#: third-party plugins. A module that is not part of this installation is skipped.
+#: Applications (the Polymarket detector included) are found through the entry points.
 BUILTIN_BACKENDS = (
     "polyjobs.backends.memory",
     "polyjobs.backends.sqlite",
@@ -30,7 +31,7 @@ BUILTIN_BACKENDS = (
     "polyjobs.backends.postgres",
     "polyjobs.backends.socket",
 )
-BUILTIN_PLUGINS = (*BUILTIN_BACKENDS, "polyjobs.processors")
+BUILTIN_PLUGINS = BUILTIN_BACKENDS
 ENTRY_POINT_GROUP = "polyjobs"
 
 
@@ -173,6 +174,21 @@ class PluginHost:
             prefixes.extend(declared.prefixes)
             queue_fields.update(declared.queue_fields)
         return hookspecs.SettingNames(tuple(names), tuple(prefixes), queue_fields)
+
+    def demo(self) -> hookspecs.Demo:
+        """The demo of the application (``polyjobs start --demo``); ``PluginError`` when no
+        contributing plugin has one, or more than one does."""
+        found = [
+            (owner, impl.function())
+            for owner, impl in self._contributors(self.pm.hook.polyjobs_demo)
+        ]
+        found = [(owner, demo) for owner, demo in found if demo is not None]
+        if not found:
+            raise PluginError("this application has no demo (--demo)")
+        if len(found) > 1:
+            owners = " and ".join(repr(owner) for owner, _ in found)
+            raise PluginError(f"{owners} both have a demo: choose one with --app")
+        return cast(hookspecs.Demo, found[0][1])
 
     def job_event(self, queue: str, event: str, job_id: str, payload: Mapping[str, Any]) -> None:
         """Call ``polyjobs_job_event``; a failing plugin is logged, never raised into a job."""

@@ -10,7 +10,7 @@ where it came from, so ``polyjobs config`` can say so, with secrets redacted.
     grace = "30s"
 
     [settings]                 # free-form values for processors (env-style names)
-    DISCORD_WEBHOOK_URL = "https://discord.com/api/webhooks/..."
+    SMTP_URL = "smtp://mail.example.com"
 
     [queues.analysis]          # per queue (full or short name)
     concurrency = 4
@@ -35,16 +35,11 @@ DEFAULT_HOME = ".polyjobs"
 DEFAULT_DB = "polyjobs.db"
 CONFIG_FILE = "polyjobs.toml"
 DEFAULT_GRACE = 30.0
-#: Environment variables passed through to processors (``context.settings``) by prefix/name.
-PASSTHROUGH_PREFIXES = ("POLYJOBS_", "BULLMQ_")
-PASSTHROUGH_NAMES = ("MONGODB_URI", "DISCORD_WEBHOOK_URL", "REDIS_URL")
+#: Environment variables passed through to processors (``context.settings``) by prefix/name;
+#: an application adds the ones it reads (``polyjobs_setting_names``).
+PASSTHROUGH_PREFIXES = ("POLYJOBS_",)
+PASSTHROUGH_NAMES = ("REDIS_URL",)
 QUEUE_FIELDS = ("concurrency", "timeout", "attempts", "every", "limit")
-#: The BullMQ version's variable names, honoured next to ``POLYJOBS_<QUEUE>_<FIELD>``.
-REFERENCE_QUEUE_VARS = {
-    "BULLMQ_ANALYSIS_CONCURRENCY": ("analysis", "concurrency", 1.0),
-    "BULLMQ_ALERTS_CONCURRENCY": ("alerts", "concurrency", 1.0),
-    "BULLMQ_ANOMALY_BATCH_INTERVAL": ("anomaly-batch", "every", 0.001),  # milliseconds
-}
 SECRET_MARKERS = ("PASSWORD", "TOKEN", "SECRET", "WEBHOOK", "URI", "URL")
 
 
@@ -194,7 +189,7 @@ def _queue_overrides(
             if fld not in QUEUE_FIELDS:
                 raise ConfigError(f"{CONFIG_FILE}: unknown queue setting {queue}.{fld}")
             out.setdefault(queue, {})[fld] = Value(value, CONFIG_FILE)
-    for name, (queue, fld, scale) in {**REFERENCE_QUEUE_VARS, **declared.queue_fields}.items():
+    for name, (queue, fld, scale) in declared.queue_fields.items():
         if environ.get(name):
             out.setdefault(queue, {})[fld] = Value(
                 _number(environ[name], name) * scale, f"env {name}"
@@ -219,7 +214,8 @@ def apply_queue_overrides(specs: Iterable[QueueSpec], settings: Settings) -> lis
     ``limit`` such as ``5/2s`` or ``off``).
 
     Precedence per field: flag > ``POLYJOBS_<QUEUE>_<FIELD>`` (queue short name, upper case,
-    ``-`` as ``_``) > the BullMQ version's ``BULLMQ_*`` names > ``[queues.<name>]`` > the spec.
+    ``-`` as ``_``) > other names the application declares for them
+    (``SettingNames.queue_fields``) > ``[queues.<name>]`` > the spec.
     """
     out = []
     for spec in specs:
@@ -234,7 +230,7 @@ def apply_queue_overrides(specs: Iterable[QueueSpec], settings: Settings) -> lis
 
 
 def _queue_value(settings: Settings, names: list[str], fld: str) -> Any | None:
-    """The winning override of one field: flag, then POLYJOBS_* env, BULLMQ_* env, toml."""
+    """The winning override of one field: flag, then POLYJOBS_* env, a declared name, toml."""
     candidates: list[tuple[int, Any]] = []
     for name in names:
         given = settings.queues.get(name, {}).get(fld)

@@ -1,8 +1,11 @@
-"""The Polymarket job processors and their QueueSpecs (contributed through plugin hooks).
+"""The Polymarket detector: an application of polyjobs, registered through this package's
+entry point in the ``polyjobs`` group (``pyproject.toml``), as a third-party one would be.
 
 ``polyjobs_queue_specs`` contributes the five queues (whale updates, anomaly batch, analysis,
 alerts, ingest); ``polyjobs_resources`` the store, the Gamma client, the alert sink and the
-domain config that processors reach as ``job.context[...]``.
+domain config that processors reach as ``job.context[...]``; ``polyjobs_setting_names`` the
+environment variables it reads (the BullMQ version's names included);
+``polyjobs_demo`` what ``polyjobs start --demo`` runs (:mod:`polyjobs.processors.demo`).
 """
 
 from __future__ import annotations
@@ -10,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
-from polyjobs.hookspecs import ResourceFactory, hookimpl
+from polyjobs.hookspecs import Demo, ResourceFactory, SettingNames, hookimpl
 from polyjobs.processors.queues import (
     ALERTS,
     ANALYSIS,
@@ -24,6 +27,19 @@ from polyjobs.processors.resources import resource_factories
 if TYPE_CHECKING:
     from polyjobs.runtime import QueueSpec
 
+#: The variables the detector reads besides ``POLYJOBS_*``: its store, its webhook, and the
+#: BullMQ version's names (``BULLMQ_WHALE_UPDATE_BATCH_SIZE`` and the queue settings below,
+#: honoured next to ``POLYJOBS_<QUEUE>_<FIELD>``, which wins).
+SETTING_NAMES = SettingNames(
+    names=("MONGODB_URI", "DISCORD_WEBHOOK_URL"),
+    prefixes=("BULLMQ_",),
+    queue_fields={
+        "BULLMQ_ANALYSIS_CONCURRENCY": (ANALYSIS.name, "concurrency", 1.0),
+        "BULLMQ_ALERTS_CONCURRENCY": (ALERTS.name, "concurrency", 1.0),
+        "BULLMQ_ANOMALY_BATCH_INTERVAL": (ANOMALY_BATCH.name, "every", 0.001),  # milliseconds
+    },
+)
+
 __all__ = ["ALERTS", "ANALYSIS", "ANOMALY_BATCH", "INGEST", "QUEUE_SPECS", "WHALE_UPDATES"]
 
 
@@ -35,3 +51,15 @@ def polyjobs_queue_specs() -> Sequence[QueueSpec]:
 @hookimpl
 def polyjobs_resources() -> Mapping[str, ResourceFactory]:
     return resource_factories()
+
+
+@hookimpl
+def polyjobs_setting_names() -> SettingNames:
+    return SETTING_NAMES
+
+
+@hookimpl
+def polyjobs_demo() -> Demo:
+    from polyjobs.processors import demo
+
+    return demo

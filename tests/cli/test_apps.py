@@ -112,3 +112,8 @@ def test_an_application_that_cannot_load_is_one_line(
     lines = err.strip().splitlines()
     assert len(lines) == 1 and "badapp" in lines[0] and message in lines[0], err
     assert "Traceback" not in err + out
+
+
+def test_demo_is_the_applications_and_this_one_has_none(env: dict[str, str]) -> None:
+    code, _, err = run_in(ROOT, env, "start", "-A", APP, "--demo", "--burst")
+    assert code == 1 and err.strip() == "error: this application has no demo (--demo)", err

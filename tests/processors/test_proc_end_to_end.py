@@ -13,7 +13,7 @@ from typing import Any
 import mongomock_ng
 import pytest
 
-from polyjobs import Backoff, Runtime, open_backend
+from polyjobs import App, Backoff, Runtime, open_backend
 from polyjobs.errors import InvalidArgumentError
 from polyjobs.hookspecs import ResourceFactory
 from polyjobs.plugins import PluginHost
@@ -245,8 +245,15 @@ def test_specs_match_the_design_table() -> None:
     assert ANALYSIS.schedule is None and ALERTS.schedule is None
 
 
-def test_the_plugin_contributes_the_queues_and_resources() -> None:
-    host = PluginHost.load(entry_points=False)
+def test_the_application_registers_through_its_entry_point() -> None:
+    """The engine names no application: the detector is found through the package's own
+    entry point in the ``polyjobs`` group, as a third-party one would be."""
+    from importlib.metadata import entry_points
+
+    found = [ep for ep in entry_points(group="polyjobs") if ep.value == "polyjobs.processors"]
+    assert [ep.name for ep in found] == ["polymarket"]
+    assert "polymarket-analysis" not in PluginHost.load(entry_points=False).queue_specs()
+    host = PluginHost.load()
     specs = host.queue_specs()
     for spec in QUEUE_SPECS:
         assert specs[spec.name] is spec
@@ -286,3 +293,32 @@ async def test_real_resources_sqlite_file_and_console_sink(
         alert = await writer.get_alert(trade.anomaly["alertId"])
         assert alert is not None and alert.status == "sent"
     await writer.close()
+
+
+def test_the_applications_setting_names_are_declared_by_it_not_by_the_engine(
+    tmp_path: Any,
+) -> None:
+    """``BULLMQ_*``, ``MONGODB_URI`` and ``DISCORD_WEBHOOK_URL`` reach the detector because it
+    declares them (``polyjobs_setting_names``); the engine alone passes none of them."""
+    from polyjobs.settings import apply_queue_overrides, load_settings
+
+    environ = {
+        "BULLMQ_ANALYSIS_CONCURRENCY": "7",
+        "BULLMQ_ANOMALY_BATCH_INTERVAL": "2000",
+        "BULLMQ_WHALE_UPDATE_BATCH_SIZE": "10",
+        "MONGODB_URI": "mongodb://h/db",
+        "DISCORD_WEBHOOK_URL": "https://discord.com/api/webhooks/1/x",
+    }
+    bare = load_settings(flags={}, environ=environ, cwd=tmp_path)
+    assert not set(environ) & set(bare.plain_values())
+    plain = {s.name: s for s in apply_queue_overrides(QUEUE_SPECS, bare)}
+    assert plain[ANALYSIS.name].concurrency == ANALYSIS.concurrency
+    declared = PluginHost.load().setting_names()
+    resolved = load_settings(flags={}, environ=environ, cwd=tmp_path, declared=declared)
+    assert set(environ) <= set(resolved.plain_values())
+    specs = {s.name: s for s in apply_queue_overrides(QUEUE_SPECS, resolved)}
+    assert specs[ANALYSIS.name].concurrency == 7
+    batch = specs[ANOMALY_BATCH.name].schedule
+    assert batch is not None and batch.every == 2.0
+    with_app = PluginHost.load(app=App("other")).setting_names()
+    assert "MONGODB_URI" not in with_app.names  # another application chosen: not the detector's

@@ -8,7 +8,8 @@ imported, so a module that is never loaded by the other tests is checked all the
 - the board reaches backends only through the engine, as the command line does.
 
 Type-only imports (under ``TYPE_CHECKING``) count: a layer that names another's types
-depends on it.
+depends on it. The engine does not even name the application: no module path of it in a
+string (a plugin list), none of its setting names (it declares them itself, through a hook).
 """
 
 from __future__ import annotations
@@ -80,6 +81,23 @@ def test_layer_imports_none_of_the_forbidden_packages(
         if any(within(module, package) for package in forbidden)
     ]
     assert crossings == [], f"the {layer} layer crosses its boundary:\n" + "\n".join(crossings)
+
+
+#: What only the Polymarket application may know: its packages and its environment variables.
+APPLICATION_WORDS = (CLI, PROCESSORS, POLYMARKET, "BULLMQ_", "MONGODB_URI", "DISCORD_WEBHOOK")
+
+
+def test_the_engine_names_no_application_in_its_code() -> None:
+    files = sources(["polyjobs/*.py", "polyjobs/testing/*.py"])
+    assert len(files) >= 10
+    named = [
+        f"{path.relative_to(ROOT)}:{node.lineno}: {node.value[:60]!r}"
+        for path in files
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path)))
+        if isinstance(node, ast.Constant) and isinstance(node.value, str)
+        if any(word in node.value for word in APPLICATION_WORDS)
+    ]
+    assert named == [], "the engine names its application:\n" + "\n".join(named)
 
 
 def test_the_checker_sees_every_kind_of_import(tmp_path: Path) -> None:
