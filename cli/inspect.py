@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -19,6 +18,7 @@ from polyjobs.cli.common import (
     session,
 )
 from polyjobs.cli.console import Column, Console, fit_table, fits
+from polyjobs.clock import local_time
 from polyjobs.errors import JobNotFoundError
 from polyjobs.flow import family
 from polyjobs.redact import redact_value
@@ -320,4 +320,4 @@ def jobs_remove(
 
 
 def _when(ts: float | None) -> str:
-    return "" if not ts else time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts))
+    return local_time(ts)

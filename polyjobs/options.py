@@ -19,14 +19,22 @@ from polyjobs.errors import InvalidArgumentError
 
 Duration = float | int | timedelta
 MAX_PRIORITY = 2**21
+#: Bounds of a job's options, checked at add: beyond them a value is a mistake (or an attack),
+#: and stored times must stay ones every backend, page and terminal can show.
+MAX_DELAY = 10 * 365 * 86400.0  # 10 years: delay, backoff delay and max_delay
+MAX_TIMEOUT = 365 * 86400.0  # 1 year
+MAX_ATTEMPTS = 1_000_000
 MAX_JOB_ID_LENGTH = 256
 _JOB_ID_RE = re.compile(r"^[^\s\x00-\x1f\x7f\ud800-\udfff]+$")
 _DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
 
 
-def seconds(value: Duration | str | None, what: str = "duration") -> float:
-    """Seconds from a number, a ``timedelta`` or a string (``"500ms"``, ``"30s"``, ``"10m"``)."""
+def seconds(
+    value: Duration | str | None, what: str = "duration", maximum: float | None = None
+) -> float:
+    """Seconds from a number, a ``timedelta`` or a string (``"500ms"``, ``"30s"``, ``"10m"``),
+    at most ``maximum`` when it is given."""
     if value is None:
         return 0.0
     if isinstance(value, timedelta):
@@ -34,7 +42,10 @@ def seconds(value: Duration | str | None, what: str = "duration") -> float:
     elif isinstance(value, bool):
         raise InvalidArgumentError(f"{what} must be a number of seconds, got {value!r}")
     elif isinstance(value, int | float):
-        secs = float(value)
+        try:
+            secs = float(value)
+        except OverflowError:
+            secs = math.inf
     elif isinstance(value, str):
         match = _DURATION_RE.match(value)
         if not match:
@@ -45,8 +56,32 @@ def seconds(value: Duration | str | None, what: str = "duration") -> float:
     else:
         raise InvalidArgumentError(f"{what} must be seconds or a timedelta, got {value!r}")
     if math.isnan(secs) or math.isinf(secs) or secs < 0:
-        raise InvalidArgumentError(f"{what} must be a finite number >= 0, got {value!r}")
+        raise InvalidArgumentError(f"{what} must be a finite number >= 0, got {_short(value)}")
+    if maximum is not None and secs > maximum:
+        raise InvalidArgumentError(
+            f"{what} must be at most {_span(maximum)} ({maximum:.0f} s), got {_short(value)}"
+        )
     return secs
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _span(secs: float) -> str:
+    years, days = secs / (365 * 86400.0), secs / 86400.0
+    if years >= 1:
+        return f"{years:g} year{'s' if years != 1 else ''}"
+    return f"{days:g} day{'s' if days != 1 else ''}"
+
+
+def _bounded_int(value: Any, what: str, low: int, high: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidArgumentError(f"{what} must be an integer, got {_short(value)}")
+    if not low <= value <= high:
+        raise InvalidArgumentError(f"{what} must be within {low}..{high}, got {_short(value)}")
+    return value
 
 
 def _number(value: Any, what: str) -> float:
@@ -76,6 +111,12 @@ class Backoff:
             )
         if not 0.0 <= self.jitter <= 1.0:
             raise InvalidArgumentError(f"backoff jitter must be within 0..1, got {self.jitter}")
+        for what, value in (("backoff delay", self.delay), ("backoff max_delay", self.max_delay)):
+            if value is not None and not 0.0 <= value <= MAX_DELAY:
+                raise InvalidArgumentError(
+                    f"{what} must be within 0..{MAX_DELAY:.0f} s ({_span(MAX_DELAY)}), "
+                    f"got {_short(value)}"
+                )
 
     def delay_for(self, attempts_made: int, rng: random.Random | None = None) -> float:
         """The delay before the next attempt, after ``attempts_made`` attempts."""
@@ -105,7 +146,7 @@ class Backoff:
         if value is None:
             return cls()
         if isinstance(value, int | float | timedelta) and not isinstance(value, bool):
-            return cls("fixed", seconds(value, "backoff delay"))
+            return cls("fixed", seconds(value, "backoff delay", MAX_DELAY))
         if isinstance(value, str):
             return cls(value, 0.0)  # type: ignore[arg-type]  # validated in __post_init__
         if isinstance(value, Mapping):
@@ -115,9 +156,9 @@ class Backoff:
             max_delay = value.get("max_delay")
             return cls(
                 value.get("type", "fixed"),
-                seconds(value.get("delay", 0.0), "backoff delay"),
+                seconds(value.get("delay", 0.0), "backoff delay", MAX_DELAY),
                 _number(value.get("jitter", 0.0), "backoff jitter"),
-                None if max_delay is None else seconds(max_delay, "backoff max_delay"),
+                None if max_delay is None else seconds(max_delay, "backoff max_delay", MAX_DELAY),
             )
         raise InvalidArgumentError(f"backoff must be a number, a mapping or a Backoff: {value!r}")
 
@@ -326,12 +367,18 @@ class JobOptions:
     def __post_init__(self) -> None:
         if self.job_id is not None:
             check_job_id(self.job_id)
-        if not 0 <= self.priority <= MAX_PRIORITY:
-            raise InvalidArgumentError(f"priority must be within 0..{MAX_PRIORITY}")
-        if self.attempts < 1:
-            raise InvalidArgumentError(f"attempts must be >= 1, got {self.attempts}")
-        if self.timeout is not None and self.timeout <= 0:
-            raise InvalidArgumentError(f"timeout must be > 0 seconds, got {self.timeout}")
+        _bounded_int(self.priority, "priority", 0, MAX_PRIORITY)
+        _bounded_int(self.attempts, "attempts", 1, MAX_ATTEMPTS)
+        if not 0.0 <= self.delay <= MAX_DELAY:
+            raise InvalidArgumentError(
+                f"delay must be within 0..{MAX_DELAY:.0f} s ({_span(MAX_DELAY)}), "
+                f"got {_short(self.delay)}"
+            )
+        if self.timeout is not None and not 0 < self.timeout <= MAX_TIMEOUT:
+            raise InvalidArgumentError(
+                f"timeout must be > 0 and at most {MAX_TIMEOUT:.0f} s ({_span(MAX_TIMEOUT)}), "
+                f"got {_short(self.timeout)}"
+            )
 
     _KEYS = frozenset(
         {
@@ -395,16 +442,23 @@ class JobOptions:
 
     @classmethod
     def from_json(cls, opts: Mapping[str, Any]) -> JobOptions:
-        """Read stored options back, tolerating missing keys (older records)."""
+        """Read stored options back, tolerating missing keys (older records) and values out of
+        today's bounds (records stored before there were bounds: clamped into them)."""
         backoff = opts.get("backoff") or {}
+        if isinstance(backoff, Mapping):
+            backoff = {
+                k: _clamp(v, 0.0, MAX_DELAY) if k in ("delay", "max_delay") and v else v
+                for k, v in backoff.items()
+            }
+        timeout = opts.get("timeout")
         return cls(
             job_id=opts.get("job_id"),
-            delay=float(opts.get("delay") or 0.0),
-            priority=int(opts.get("priority") or 0),
+            delay=_clamp(opts.get("delay") or 0.0, 0.0, MAX_DELAY),
+            priority=int(_clamp(opts.get("priority") or 0, 0, MAX_PRIORITY)),
             lifo=bool(opts.get("lifo")),
-            attempts=int(opts.get("attempts") or 1),
+            attempts=int(_clamp(opts.get("attempts") or 1, 1, MAX_ATTEMPTS)),
             backoff=Backoff.parse(backoff),
-            timeout=opts.get("timeout"),
+            timeout=None if timeout is None else _clamp(timeout, 0.001, MAX_TIMEOUT),
             remove_on_complete=Keep.from_json(opts.get("remove_on_complete"), KEEP_COMPLETED),
             remove_on_fail=Keep.from_json(opts.get("remove_on_fail"), KEEP_FAILED),
             deduplication=Deduplication.parse(opts.get("deduplication")),
@@ -412,17 +466,22 @@ class JobOptions:
         )
 
 
+def _clamp(value: Any, low: float, high: float) -> float:
+    number = float(value)
+    return low if math.isnan(number) else min(max(number, low), high)
+
+
 def _parse_option(key: str, value: Any, base: JobOptions) -> Any:
     if key == "job_id":
         return None if value is None else check_job_id(value)
     if key == "delay":
-        return seconds(value, "delay")
+        return seconds(value, "delay", MAX_DELAY)
     if key == "timeout":
-        return None if value is None else seconds(value, "timeout")
-    if key in ("priority", "attempts"):
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise InvalidArgumentError(f"{key} must be an integer, got {value!r}")
-        return value
+        return None if value is None else seconds(value, "timeout", MAX_TIMEOUT)
+    if key == "priority":
+        return _bounded_int(value, key, 0, MAX_PRIORITY)
+    if key == "attempts":
+        return _bounded_int(value, key, 1, MAX_ATTEMPTS)
     if key == "lifo":
         return bool(value)
     if key == "backoff":

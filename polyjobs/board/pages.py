@@ -3,7 +3,6 @@ Every action is a form POST with the session's CSRF token, answered by a redirec
 
 from __future__ import annotations
 
-import time
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlencode
 
@@ -16,6 +15,7 @@ from polyjobs.board.api import JOB_ACTIONS, REFUSED, parse_json_field
 from polyjobs.board.sampler import sparkline
 from polyjobs.board.security import Security, action, read_form, session
 from polyjobs.board.service import ENQUEUE_OPTIONS
+from polyjobs.clock import local_time
 from polyjobs.errors import InvalidArgumentError
 
 if TYPE_CHECKING:
@@ -50,9 +50,7 @@ def job_url(queue: str, job_id: str) -> str:
 
 
 def when(timestamp: float | None) -> str:
-    if not timestamp:
-        return ""
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(timestamp))
+    return local_time(timestamp)
 
 
 class Pages:

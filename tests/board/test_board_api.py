@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from polyjobs import Queue, QueueSpec, Worker
-from polyjobs.backend import Backend
+from polyjobs.backend import Backend, NewJob
 from polyjobs.board.sampler import sparkline
 
 if TYPE_CHECKING:
@@ -309,3 +309,46 @@ def test_sparkline_holds_only_numbers() -> None:
     assert one.count("<polyline") == 2 and "159.0," in one  # a level line across
     many = sparkline([(100.0, 5, 1), (110.0, 10, 0), (120.0, 0, 2)])
     assert 'aria-label="0 completed and 2 failed in the last minute; peak 10/min"' in many
+
+
+async def test_enqueue_refuses_options_beyond_their_bounds(
+    backend: Backend, make_client: ClientFactory, csrf_of: CsrfOf
+) -> None:
+    client = await make_client()
+    headers = {"X-CSRF-Token": await csrf_of(client)}
+    for options, message in (
+        ({"delay": "99999999999999999999"}, "delay must be at most 10 years"),
+        ({"delay": 99999999999999999999}, "delay must be at most 10 years"),
+        ({"attempts": 99999999999999999999}, "attempts must be within 1..1000000"),
+        ({"priority": "99999999999999999999"}, "priority must be within 0..2097152"),
+    ):
+        refused = await client.post(
+            "/api/queues/reports/jobs", headers=headers, json={"data": {}, "options": options}
+        )
+        assert refused.status_code == 400 and message in refused.json()["error"], options
+    form = {"csrf": headers["X-CSRF-Token"], "data": "{}", "delay": "99999999999999999999"}
+    posted = await client.post("/admin/queues/reports/enqueue", data=form)
+    assert posted.status_code == 400 and "delay must be at most 10 years" in posted.text
+    assert (await Queue("reports", backend).counts())["delayed"] == 0
+
+
+async def test_a_stored_delay_beyond_every_calendar_shows_and_can_be_removed(
+    backend: Backend, make_client: ClientFactory, csrf_of: CsrfOf
+) -> None:
+    """A job stored before options had bounds (delay 10**20 s): its tab, its page and its
+    answer show it, and it can be removed from its page."""
+    opts = {"delay": 1e20, "attempts": 10**12, "timeout": 1e30, "priority": 0}
+    new = NewJob("far", "{}", opts, timestamp=1.0, run_at=1e20)
+    [added] = await backend.add("reports", [new])
+    client = await make_client()
+    tab = await client.get("/admin/queues/reports?state=delayed")
+    assert tab.status_code == 200 and f'data-job="{added.id}"' in tab.text
+    page = await client.get(f"/admin/queues/reports/jobs/{added.id}")
+    assert page.status_code == 200 and "far future (1e+20)" in page.text
+    assert (await client.get(f"/api/queues/reports/jobs/{added.id}")).json()["run_at"] == 1e20
+    csrf = await csrf_of(client)
+    removed = await client.post(
+        f"/admin/queues/reports/jobs/{added.id}/remove", data={"csrf": csrf}
+    )
+    assert removed.status_code == 303
+    assert await Queue("reports", backend).get_job(added.id) is None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
 from typer.testing import CliRunner
 
 from polyjobs.cli.app import app
@@ -113,6 +114,52 @@ def test_enqueue_options(cli_env: dict[str, str]) -> None:
     assert (job["name"], job["priority"], job["opts"]["attempts"]) == ("custom", 3, 4)
     again = cli_json("enqueue", "echo", "-d", '{"text": "x"}', "--job-id", "my-id")
     assert again["id"] == "my-id" and stats_of("test-echo")["delayed"] == 1
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [
+        ("--delay", "99999999999999999999", "delay must be at most 10 years"),
+        ("--attempts", "99999999999999999999", "attempts must be within 1..1000000"),
+        ("--priority", "99999999999999999999", "priority must be within 0..2097152"),
+    ],
+)
+def test_enqueue_refuses_options_beyond_their_bounds_in_one_line(
+    cli_env: dict[str, str], option: str, value: str, message: str
+) -> None:
+    result = cli("enqueue", "echo", "--data", '{"text": "x"}', option, value)
+    assert result.exit_code != 0 and message in result.stderr
+    assert result.stderr.count("\n") == 1
+    assert stats_of("test-echo")["delayed"] + stats_of("test-echo")["waiting"] == 0
+
+
+def test_jobs_show_survives_a_stored_delay_beyond_every_calendar(
+    cli_env: dict[str, str],
+) -> None:
+    import asyncio
+
+    from polyjobs import open_backend
+    from polyjobs.backend import NewJob
+    from polyjobs.cli.common import settings
+
+    cli_json("enqueue", "echo", "--data", '{"text": "first"}')  # creates the backend
+
+    async def store() -> str:
+        url = settings().backend_url
+        async with open_backend(url) as backend:
+            opts = {"delay": 1e20, "attempts": 10**12, "timeout": 1e30}
+            new = NewJob("echo", '{"text": "x"}', opts, timestamp=1.0, run_at=1e20)
+            [added] = await backend.add("test-echo", [new])
+            return added.id
+
+    job_id = asyncio.run(store())
+    shown = cli("jobs", "show", "echo", job_id)
+    assert shown.exit_code == 0, shown.output
+    assert "far future (1e+20)" in shown.stdout and "logs" in shown.stdout
+    assert cli_json("jobs", "show", "echo", job_id)["run_at"] == 1e20
+    listed = cli("jobs", "list", "echo", "--state", "delayed")
+    assert listed.exit_code == 0 and job_id in listed.stdout
+    assert cli("jobs", "remove", "echo", job_id).exit_code == 0
 
 
 def test_unknown_queue_state_and_job_are_clear_errors(cli_env: dict[str, str]) -> None:

@@ -122,3 +122,47 @@ def test_rate_limit_parsing() -> None:
     for bad in ("5", "x/2s", "0/1s", "5/0s", {"max": "5", "duration": 1}):
         with pytest.raises(InvalidArgumentError):
             RateLimit.parse(bad)
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"delay": 99999999999999999999}, "delay must be at most 10 years (315360000 s)"),
+        ({"delay": "99999999999999999999"}, "delay must be at most 10 years"),
+        ({"delay": 10**400}, "delay must be a finite number"),
+        ({"delay": timedelta(days=3651)}, "delay must be at most 10 years"),
+        ({"attempts": 1_000_001}, "attempts must be within 1..1000000"),
+        ({"priority": 2**21 + 1}, "priority must be within 0..2097152"),
+        ({"priority": 10**30}, "priority must be within 0..2097152"),
+        ({"timeout": "366d"}, "timeout must be at most 1 year (31536000 s)"),
+        ({"backoff": 1e12}, "backoff delay must be at most 10 years"),
+        ({"backoff": {"type": "exponential", "delay": 1, "max_delay": 1e12}}, "max_delay"),
+    ],
+)
+def test_options_beyond_their_bounds_are_refused_in_one_line(
+    options: dict[str, object], message: str
+) -> None:
+    with pytest.raises(InvalidArgumentError) as refused:
+        JobOptions.parse(options)
+    assert message in str(refused.value) and "\n" not in str(refused.value)
+    assert len(str(refused.value)) < 120
+
+
+def test_options_at_their_bounds_are_accepted() -> None:
+    opts = JobOptions.parse(
+        {"delay": "3650d", "attempts": 1_000_000, "priority": 2**21, "timeout": "365d"}
+    )
+    assert (opts.delay, opts.attempts, opts.timeout) == (315_360_000.0, 1_000_000, 31_536_000.0)
+
+
+def test_stored_options_beyond_the_bounds_are_read_back_clamped() -> None:
+    stored = {
+        "delay": 1e20,
+        "attempts": 10**12,
+        "timeout": 1e30,
+        "priority": 2**40,
+        "backoff": {"type": "fixed", "delay": 1e20, "max_delay": 1e30, "jitter": 0.0},
+    }
+    opts = JobOptions.from_json(stored)
+    assert (opts.delay, opts.attempts, opts.timeout) == (315_360_000.0, 1_000_000, 31_536_000.0)
+    assert opts.priority == 2**21 and opts.backoff.delay == 315_360_000.0
