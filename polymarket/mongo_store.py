@@ -146,6 +146,13 @@ class MongoStore:
         doc = await self._run(partial(self._db.transactions.find_one, {"_id": trade_key}))
         return None if doc is None else Trade.from_doc(doc)
 
+    async def get_trades(self, trade_keys: Sequence[str]) -> dict[str, Trade]:
+        keys = list(dict.fromkeys(trade_keys))
+        if not keys:
+            return {}
+        docs = await self._run(lambda: list(self._db.transactions.find({"_id": {"$in": keys}})))
+        return {trade.trade_key: trade for trade in map(Trade.from_doc, docs)}
+
     async def unchecked_trades(
         self,
         since: float | None = None,

@@ -109,13 +109,13 @@ async def poll_once(
         trade.ingested_at = now
     stored = await store.add_trades(batch.trades) if batch.trades else 0
     enqueued = 0
-    if enqueue_analysis is not None:
-        for trade in batch.trades:
-            if trade.usdc_size < min_analysis:
-                continue
-            kept = await store.get_trade(trade.trade_key)
-            if kept is not None and not kept.anomaly_checked:
-                await enqueue_analysis(kept)
+    large = [t.trade_key for t in batch.trades if t.usdc_size >= min_analysis]
+    if enqueue_analysis is not None and large:
+        kept = await store.get_trades(large)  # one read, not one per trade
+        for trade_key in dict.fromkeys(large):
+            stored_trade = kept.get(trade_key)
+            if stored_trade is not None and not stored_trade.anomaly_checked:
+                await enqueue_analysis(stored_trade)
                 enqueued += 1
     await store.set_state(key, batch.state)
     return IngestResult(

@@ -221,6 +221,23 @@ class SqliteStore:
 
         return await self._run(run)
 
+    async def get_trades(self, trade_keys: Sequence[str]) -> dict[str, Trade]:
+        keys = list(dict.fromkeys(trade_keys))
+
+        def run(conn: sqlite3.Connection) -> dict[str, Trade]:
+            found: dict[str, Trade] = {}
+            for start in range(0, len(keys), 500):  # under SQLite's bound-variable limit
+                chunk = keys[start : start + 500]
+                marks = ",".join("?" * len(chunk))
+                for row in conn.execute(
+                    f"SELECT {_TRADE_COLUMNS} FROM trades WHERE trade_key IN ({marks})", chunk
+                ):
+                    trade = _trade(row)
+                    found[trade.trade_key] = trade
+            return found
+
+        return await self._run(run) if keys else {}
+
     async def unchecked_trades(
         self,
         since: float | None = None,

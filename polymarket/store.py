@@ -45,6 +45,10 @@ class Store(Protocol):
 
     async def get_trade(self, trade_key: str) -> Trade | None: ...
 
+    async def get_trades(self, trade_keys: Sequence[str]) -> dict[str, Trade]:
+        """The stored trades among ``trade_keys`` (one read), by key; missing ones absent."""
+        ...
+
     async def unchecked_trades(
         self,
         since: float | None = None,

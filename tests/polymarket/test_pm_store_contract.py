@@ -92,6 +92,16 @@ async def test_the_same_trade_twice_is_stored_once(store: Store) -> None:
     assert await store.get_trade("nope") is None
 
 
+async def test_many_trades_are_read_at_once(store: Store) -> None:
+    trades = [make_trade(size=1000 + i, price=0.5, tx=f"0x0{i + 2}") for i in range(3)]
+    await store.add_trades(trades[:2])
+    keys = [t.trade_key for t in trades]
+    got = await store.get_trades([*keys, keys[0], "nope"])
+    assert sorted(got) == sorted(keys[:2])
+    assert got[keys[1]].usdc_size == pytest.approx(trades[1].usdc_size)
+    assert await store.get_trades([]) == {}
+
+
 async def test_unchecked_trades_then_bulk_mark(store: Store) -> None:
     trades = [make_trade(tx=f"0x{i}", timestamp=1000.0 + i) for i in range(5)]
     await store.add_trades(trades)
