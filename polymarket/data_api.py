@@ -5,7 +5,7 @@
   the cap; when it would pass it, the window is split in two halves, each paged from offset 0
   (the API does not document its sort order, so the split does not rely on one). Rows read
   twice across windows collapse on ``tradeKey``.
-- **Tolerant parsing**: a bare list or ``{"data": [...]}`` (:func:`~polyjobs.polymarket.ingest.
+- **Tolerant parsing**: a bare list or ``{"data": [...]}`` (:func:`~polyjobs.polymarket.rows.
   trade_rows`); rows that are not trades are skipped and counted, with one warning per page
   saying how many.
 - **Polite**: a client-side sliding-window rate limiter (the documented 200 requests / 10 s),
@@ -27,8 +27,8 @@ import httpx
 
 from polyjobs.errors import InvalidArgumentError, PolyjobsError
 from polyjobs.polymarket.http_errors import describe_http_error
-from polyjobs.polymarket.ingest import trade_rows
 from polyjobs.polymarket.models import Trade
+from polyjobs.polymarket.rows import trade_rows
 
 log = logging.getLogger(__name__)
 

@@ -23,8 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from polyjobs.errors import ConfigError, InvalidArgumentError
+from polyjobs.polymarket.ingest import SourceBatch
 from polyjobs.polymarket.models import Trade
-from polyjobs.polymarket.polling import SourceBatch
 
 log = logging.getLogger(__name__)
 

@@ -17,8 +17,8 @@ from polyjobs.polymarket.alerts import AlertDelivery
 from polyjobs.polymarket.analysis import AnalysisPipeline
 from polyjobs.polymarket.anomaly import AnomalyDetector, BatchResult
 from polyjobs.polymarket.config import DomainConfig
+from polyjobs.polymarket.ingest import poll_once
 from polyjobs.polymarket.models import Alert, Trade
-from polyjobs.polymarket.polling import poll_once
 from polyjobs.polymarket.whales import WhaleDetector
 from polyjobs.processors.resources import ALERT_SINK, CONFIG, GAMMA, STORE, TRADE_SOURCE
 from polyjobs.runtime import QueueSpec, Retention, ScheduleSpec

@@ -16,7 +16,7 @@ from polyjobs.polymarket.alerts import AlertSink, ConsoleSink, DiscordWebhook
 from polyjobs.polymarket.config import DomainConfig, load_config
 from polyjobs.polymarket.data_api import DataApiClient, DataApiOptions
 from polyjobs.polymarket.gamma import GammaClient
-from polyjobs.polymarket.polling import DataApiSource, TradeSource
+from polyjobs.polymarket.ingest import DataApiSource, TradeSource
 from polyjobs.polymarket.replay import ReplaySource
 from polyjobs.polymarket.store import Store, open_store
 

@@ -6,7 +6,8 @@ from pathlib import Path
 import pytest
 
 from polyjobs.errors import InvalidArgumentError
-from polyjobs.polymarket.ingest import ingest, parse_trades
+from polyjobs.polymarket.ingest import ingest
+from polyjobs.polymarket.rows import parse_trades
 from polyjobs.polymarket.sqlite_store import SqliteStore
 
 FIXTURES = Path(__file__).parent / "fixtures"  # JSON bodies as the real services send them
