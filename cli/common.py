@@ -16,7 +16,6 @@ backend that vanishes with it.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
@@ -34,6 +33,7 @@ from polyjobs.errors import (
     InvalidArgumentError,
     PolyjobsError,
 )
+from polyjobs.eventloop import run as run_main
 
 if TYPE_CHECKING:
     from polyjobs.backend import Backend
@@ -105,7 +105,7 @@ def run(
     meant to end (``stats --watch``), and the exit is 0."""
     console = console or Console()
     try:
-        return asyncio.run(make())
+        return run_main(make())
     except typer.Exit:
         raise
     except PolyjobsError as exc:

@@ -42,6 +42,7 @@ if TYPE_CHECKING:
         UnrecoverableError,
         WaitTimeoutError,
     )
+    from polyjobs.eventloop import run
     from polyjobs.flow import FlowProducer, JobNode
     from polyjobs.hookspecs import hookimpl
     from polyjobs.job import Job
@@ -82,6 +83,7 @@ _HOMES = {
         "UnrecoverableError",
         "WaitTimeoutError",
     ),
+    "polyjobs.eventloop": ("run",),
     "polyjobs.flow": ("FlowProducer", "JobNode"),
     "polyjobs.hookspecs": ("hookimpl",),
     "polyjobs.job": ("Job",),
@@ -160,4 +162,5 @@ __all__ = [
     "__version__",
     "hookimpl",
     "open_backend",
+    "run",
 ]

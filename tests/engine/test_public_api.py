@@ -50,6 +50,7 @@ PINNED = {
     "__version__",
     "hookimpl",
     "open_backend",
+    "run",
 }
 
 
