@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, TypeVar, runtime_checkable
 
 from polyjobs.errors import ConfigError
 from polyjobs.options import Deduplication, FailurePolicy, Keep, RateLimit
@@ -470,3 +470,17 @@ def deduplicator(backend: Backend) -> DedupBackend:
             f"the backend {redact_url(backend.url)} does not support deduplication windows"
         )
     return backend
+
+
+_Item = TypeVar("_Item")
+
+
+def inclusive_range(items: Sequence[_Item], start: int, end: int) -> list[_Item]:
+    """``items[start..end]`` with ``end`` included and negative indexes counting from the
+    end, as ``get_logs`` and ``list_jobs`` take them (Redis' ``LRANGE``)."""
+    n = len(items)
+    if start < 0:
+        start = max(n + start, 0)
+    if end < 0:
+        end = n + end
+    return list(items[start : end + 1])

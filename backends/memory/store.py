@@ -32,6 +32,7 @@ from polyjobs.backend import (
     ScheduleRecord,
     Stalled,
     WorkerInfo,
+    inclusive_range,
 )
 from polyjobs.backends.memory.flows import FlowsMixin, Graph, Hold
 from polyjobs.options import KEEP_FAILED, Keep, RateLimit
@@ -407,7 +408,7 @@ class MemoryBackend(FlowsMixin):
 
     async def get_logs(self, queue: str, job_id: str, start: int, end: int) -> list[str]:
         lines = self._q(queue).logs.get(job_id, [])
-        return _slice(lines, start, end)
+        return inclusive_range(lines, start, end)
 
     def _ids_in(self, q: _Queue, state: JobState) -> list[str]:
         if state == "waiting":
@@ -424,7 +425,7 @@ class MemoryBackend(FlowsMixin):
 
     async def list_jobs(self, queue: str, state: JobState, start: int, end: int) -> list[JobRecord]:
         q = self._q(queue)
-        return [replace(q.jobs[i]) for i in _slice(self._ids_in(q, state), start, end)]
+        return [replace(q.jobs[i]) for i in inclusive_range(self._ids_in(q, state), start, end)]
 
     async def counts(self, queue: str) -> dict[str, int]:
         q = self._q(queue)
@@ -585,13 +586,3 @@ class MemoryBackend(FlowsMixin):
         now = time.time()
         workers = self._q(queue).workers.values()
         return [replace(info) for info, expires in workers if expires > now]
-
-
-def _slice(items: list[str], start: int, end: int) -> list[str]:
-    """Redis-style inclusive range with negative indexes."""
-    n = len(items)
-    if start < 0:
-        start = max(n + start, 0)
-    if end < 0:
-        end = n + end
-    return items[start : end + 1]

@@ -48,6 +48,7 @@ from polyjobs.backend import (
     ScheduleRecord,
     Stalled,
     WorkerInfo,
+    inclusive_range,
 )
 from polyjobs.backends.redis import connection
 from polyjobs.backends.redis.keys import CONTROL_KEEP, QueueKeys, control_key, registry_key
@@ -112,13 +113,6 @@ def _job_args(new: NewJob) -> list[str]:
     ]
 
 
-def _slice(items: list[JobRecord], start: int, end: int) -> list[JobRecord]:
-    n = len(items)
-    start = max(n + start, 0) if start < 0 else start
-    end = n + end if end < 0 else end
-    return items[start : end + 1]
-
-
 def _pairs(fields: list[str]) -> dict[str, str]:
     return {fields[i]: fields[i + 1] for i in range(0, len(fields), 2)}
 
@@ -139,6 +133,7 @@ class RedisBackend:
     def __init__(self, url: str) -> None:
         self.url = url
         self._url = connection.RedisUrl.parse(url)
+        self._errors = connection.Translated(self._url.redacted)
         self.prefix = self._url.prefix
         # a flow's scripts touch every queue of the flow: on a cluster, only when the prefix's
         # hash tag puts every queue in one slot
@@ -204,7 +199,7 @@ class RedisBackend:
         if self._scripts is None:
             raise BackendError(f"redis backend {self._url.redacted} is not open")
         qk, keys = self._qk(queue)
-        with connection.translate(self._url.redacted):
+        with self._errors:
             return await self._scripts.call(name, keys, [qk.base, *args])
 
     async def _taking(
@@ -246,7 +241,7 @@ class RedisBackend:
     async def _register(self, queue: str, flag: Any) -> None:
         """Add ``queue`` to the registry the first time a script marks it as known."""
         if flag == 1:
-            with connection.translate(self._url.redacted):
+            with self._errors:
                 await self.redis.sadd(registry_key(self.prefix), queue)
 
     # -- producers -------------------------------------------------------------------------
@@ -364,7 +359,7 @@ class RedisBackend:
                     raise BackendError(f"redis backend {self._url.redacted} is not open")
                 # whole milliseconds, rounded up: waking a hair early would cost one more look
                 wait = math.ceil(timeout * 1000) / 1000
-                with connection.translate(self._url.redacted):
+                with self._errors:
                     await connection.blocking_call(
                         self._raw, marker, wait, "BZPOPMIN", marker, f"{wait:.3f}"
                     )
@@ -449,7 +444,7 @@ class RedisBackend:
         command += ["STREAMS", stream, after]
         if self._raw is None:
             raise BackendError(f"redis backend {self._url.redacted} is not open")
-        with connection.translate(self._url.redacted):
+        with self._errors:
             reply = await connection.blocking_call(self._raw, stream, block, *command)
         if not reply:
             return []
@@ -461,7 +456,7 @@ class RedisBackend:
     async def get_job(self, queue: str, job_id: str) -> JobRecord | None:
         key = self._qk(queue)[0].job(job_id)
         try:
-            with connection.translate(self._url.redacted):
+            with self._errors:
                 values: list[Any] = await self.redis.hmget(key, list(FIELDS))
         except BackendError as exc:
             if isinstance(exc.__cause__, ResponseError) and "WRONGTYPE" in str(exc.__cause__):
@@ -472,7 +467,7 @@ class RedisBackend:
         return record(job_id, values)
 
     async def get_logs(self, queue: str, job_id: str, start: int, end: int) -> list[str]:
-        with connection.translate(self._url.redacted):
+        with self._errors:
             lines = await self.redis.lrange(self._qk(queue)[0].log(job_id), start, end)
         return [str(line) for line in lines]
 
@@ -480,7 +475,7 @@ class RedisBackend:
         found = records(await self._run("list", queue, [state, start, end]))
         if state == "active":
             found.sort(key=lambda r: r.processed_on or 0.0)
-            return _slice(found, start, end)
+            return inclusive_range(found, start, end)
         return found
 
     async def counts(self, queue: str) -> dict[str, int]:
@@ -490,7 +485,7 @@ class RedisBackend:
         return dict(zip(names, (int(n) for n in sizes), strict=True))
 
     async def queues(self) -> list[str]:
-        with connection.translate(self._url.redacted):
+        with self._errors:
             members = await self.redis.smembers(registry_key(self.prefix))
             names = sorted(str(m) for m in members)
             if not names:
@@ -512,7 +507,7 @@ class RedisBackend:
         await self._register(queue, await self._run("pause", queue, ["resume"]))
 
     async def is_paused(self, queue: str) -> bool:
-        with connection.translate(self._url.redacted):
+        with self._errors:
             return bool(await self.redis.hexists(self._qk(queue)[0].key("meta"), "paused"))
 
     async def drain(self, queue: str, delayed: bool) -> int:
@@ -541,7 +536,7 @@ class RedisBackend:
     async def obliterate(self, queue: str) -> None:
         while int(await self._run("obliterate", queue, [CHUNK])) > 0:
             pass
-        with connection.translate(self._url.redacted):
+        with self._errors:
             await self.redis.srem(registry_key(self.prefix), queue)
 
     # -- rate limits -----------------------------------------------------------------------
@@ -550,7 +545,7 @@ class RedisBackend:
         await self._register(queue, await self._run("limit", queue, args))
 
     async def get_rate_limit(self, queue: str) -> RateLimit | None:
-        with connection.translate(self._url.redacted):
+        with self._errors:
             count, duration = await self.redis.hmget(self._qk(queue)[0].key("meta"), "rlm", "rld")
         if count is None or duration is None:
             return None
@@ -565,13 +560,13 @@ class RedisBackend:
             raise BackendError(f"redis backend {self._url.redacted} is not open")
         key = control_key(self.prefix)
         args = [_t(time.time()), command, payload_json, CONTROL_KEEP]
-        with connection.translate(self._url.redacted):
+        with self._errors:
             at = await self._scripts.call("control", [key], args)
         return ControlMessage(float(at), command, payload_json)
 
     async def control_messages(self, since: float) -> list[ControlMessage]:
         key = control_key(self.prefix)
-        with connection.translate(self._url.redacted):
+        with self._errors:
             members = await self.redis.zrangebyscore(key, f"({_t(since)}", "+inf")
         out = []
         for member in members:
@@ -618,7 +613,7 @@ class RedisBackend:
         qk = self._qk(queue)[0]
         # no MULTI (refused over maxmemory); a half-done unregister is a registration that
         # expires or has no info, both of which list_workers leaves out
-        with connection.translate(self._url.redacted):
+        with self._errors:
             async with self.redis.pipeline(transaction=False) as pipe:
                 pipe.zrem(qk.key("workers"), worker_id)
                 pipe.hdel(qk.key("workers_info"), worker_id)

@@ -15,8 +15,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import select
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -193,13 +193,21 @@ def one_line(exc: BaseException) -> str:
     return redact_text(text)
 
 
-@contextmanager
-def translate(redacted: str) -> Iterator[None]:
-    """Turn redis-py and socket errors into ``BackendError`` naming the (redacted) URL."""
-    try:
-        yield
-    except (RedisError, OSError) as exc:
-        raise BackendError(f"redis {redacted}: {one_line(exc)}") from exc
+class Translated:
+    """``with errors:`` turns redis-py and socket errors into ``BackendError`` naming the
+    (redacted) URL. One per backend, used around every call (reusable, nests)."""
+
+    __slots__ = ("redacted",)
+
+    def __init__(self, redacted: str) -> None:
+        self.redacted = redacted
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: object, exc: BaseException | None, tb: object) -> None:
+        if isinstance(exc, RedisError | OSError):
+            raise BackendError(f"redis {self.redacted}: {one_line(exc)}") from exc
 
 
 async def _remap(client: RedisCluster) -> None:

@@ -11,7 +11,14 @@ import sqlite3
 import time
 from collections.abc import Sequence
 
-from polyjobs.backend import JobRecord, JobState, NewJob, ScheduleRecord, WorkerInfo
+from polyjobs.backend import (
+    JobRecord,
+    JobState,
+    NewJob,
+    ScheduleRecord,
+    WorkerInfo,
+    inclusive_range,
+)
 from polyjobs.backends.sqlite import flows
 from polyjobs.backends.sqlite.jobs import JOB_COLUMNS, add, meta, record, take_seqs
 from polyjobs.options import RateLimit
@@ -66,7 +73,7 @@ def get_logs(conn: sqlite3.Connection, queue: str, job_id: str, start: int, end:
             "SELECT line FROM job_logs WHERE queue = ? AND job_id = ? ORDER BY n", (queue, job_id)
         )
     ]
-    return _slice(lines, start, end)
+    return inclusive_range(lines, start, end)
 
 
 # -- inspection ------------------------------------------------------------------------------
@@ -346,13 +353,3 @@ def list_workers(conn: sqlite3.Connection, queue: str) -> list[WorkerInfo]:
         (queue, time.time()),
     )
     return [WorkerInfo(*row) for row in rows]
-
-
-def _slice(items: list[str], start: int, end: int) -> list[str]:
-    """Redis-style inclusive range with negative indexes."""
-    n = len(items)
-    if start < 0:
-        start = max(n + start, 0)
-    if end < 0:
-        end = n + end
-    return items[start : end + 1]
