@@ -34,7 +34,13 @@ async def start_board(
 ) -> asyncio.Task[None]:
     """Serve the board from a running ``polyjobs start`` (as a task; cancel it to stop)."""
     try:
-        from polyjobs.board import TOKEN_ENV, BoardOptions, bind_socket, check_bind, serve_board
+        from polyjobs.board import (
+            TOKEN_ENV,
+            BoardOptions,
+            bind_socket,
+            check_bind,
+            serve_board,
+        )
     except ModuleNotFoundError as exc:
         if (exc.name or "").split(".")[0] not in BOARD_MODULES:
             raise
@@ -71,7 +77,14 @@ def board(
     """Serve the web board at http://HOST:PORT/admin/queues (token: $POLYJOBS_BOARD_TOKEN)."""
     console = Console()
     try:
-        from polyjobs.board import TOKEN_ENV, BoardOptions, bind_socket, check_bind, serve_board
+        from polyjobs.board import (
+            TOKEN_ENV,
+            BoardOptions,
+            bind_socket,
+            check_bind,
+            is_loopback,
+            serve_board,
+        )
     except ModuleNotFoundError as exc:
         if (exc.name or "").split(".")[0] not in BOARD_MODULES:
             raise
@@ -98,6 +111,11 @@ def board(
             console.note(
                 f"polyjobs board on {url} ({'read-only, ' if read_only else ''}Ctrl-C stops)"
             )
+            if insecure and given is None and not is_loopback(host):
+                console.note(
+                    f"warning: --insecure: no token; anyone who can reach {shown} can "
+                    f"{'read every queue' if read_only else 'read and act on every queue'}"
+                )
             try:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task

@@ -4,16 +4,20 @@ POST that needs the session's CSRF token (``X-CSRF-Token``) or a Bearer token.""
 from __future__ import annotations
 
 import json
+import re
 from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import Match, Route
 
 from polyjobs.board.security import Security, action, session
 from polyjobs.errors import InvalidArgumentError
 
 if TYPE_CHECKING:
+    from starlette.types import Scope
+
     from polyjobs.board.sampler import Sampler
     from polyjobs.board.service import BoardService
 
@@ -26,6 +30,30 @@ REFUSED = {
 ENQUEUE_FIELDS = {"name", "data", "options", "csrf"}
 
 
+#: Stands for an encoded slash (``%2F``) inside one segment while a route is matched.
+_SLASH = "\ue000"
+_ENCODED_SLASH = re.compile(r"%2[fF]")
+
+
+class BoardRoute(Route):
+    """A route whose path parameters may hold ``/``: a queue named ``a/b`` is linked as
+    ``/admin/queues/a%2Fb`` and that segment stays one parameter (servers decode ``%2F``
+    before routing, so the raw path is matched instead)."""
+
+    def matches(self, scope: Scope) -> tuple[Match, Scope]:
+        raw = scope.get("raw_path")
+        if raw and b"%2" in raw and _ENCODED_SLASH.search(raw.decode("latin-1")):
+            text = _ENCODED_SLASH.sub("%EE%80%80", raw.decode("latin-1"))
+            scope = {**scope, "path": unquote(text)}
+        match, child = super().matches(scope)
+        params = child.get("path_params")
+        if match is not Match.NONE and params:
+            child["path_params"] = {
+                k: v.replace(_SLASH, "/") if isinstance(v, str) else v for k, v in params.items()
+            }
+        return match, child
+
+
 def int_param(request: Request, name: str, default: int) -> int:
     text = request.query_params.get(name)
     if text is None or text == "":
@@ -33,7 +61,8 @@ def int_param(request: Request, name: str, default: int) -> int:
     try:
         return int(text)
     except ValueError:
-        raise InvalidArgumentError(f"{name} must be a whole number, got {text!r}") from None
+        shown = text if len(text) <= 40 else text[:37] + "..."
+        raise InvalidArgumentError(f"{name} must be a whole number, got {shown!r}") from None
 
 
 def checked(form: dict[str, Any]) -> dict[str, Any]:
@@ -137,17 +166,17 @@ class Api:
             Route("/api/session", self.who),
             Route("/api/queues", self.queues),
             Route("/api/throughput", self.throughput),
-            Route(base, self.queue),
-            Route(f"{base}/jobs", self.jobs, methods=["GET"]),
-            Route(f"{base}/jobs", action(self.security, self.enqueue), methods=["POST"]),
-            Route(f"{base}/pause", self.pause_action(True), methods=["POST"]),
-            Route(f"{base}/resume", self.pause_action(False), methods=["POST"]),
-            Route(f"{base}/clean", action(self.security, self.clean), methods=["POST"]),
+            BoardRoute(base, self.queue),
+            BoardRoute(f"{base}/jobs", self.jobs, methods=["GET"]),
+            BoardRoute(f"{base}/jobs", action(self.security, self.enqueue), methods=["POST"]),
+            BoardRoute(f"{base}/pause", self.pause_action(True), methods=["POST"]),
+            BoardRoute(f"{base}/resume", self.pause_action(False), methods=["POST"]),
+            BoardRoute(f"{base}/clean", action(self.security, self.clean), methods=["POST"]),
             *(
-                Route(
+                BoardRoute(
                     f"{base}/jobs/{{job_id:path}}/{verb}", self.job_action(verb), methods=["POST"]
                 )
                 for verb in JOB_ACTIONS
             ),
-            Route(f"{base}/jobs/{{job_id:path}}", self.job, methods=["GET"]),
+            BoardRoute(f"{base}/jobs/{{job_id:path}}", self.job, methods=["GET"]),
         ]

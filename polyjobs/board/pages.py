@@ -3,6 +3,7 @@ Every action is a form POST with the session's CSRF token, answered by a redirec
 
 from __future__ import annotations
 
+import json
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlencode
 
@@ -11,9 +12,16 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
 from polyjobs.backend import STATES
-from polyjobs.board.api import JOB_ACTIONS, REFUSED, parse_json_field
+from polyjobs.board.api import JOB_ACTIONS, REFUSED, BoardRoute, parse_json_field
 from polyjobs.board.sampler import sparkline
-from polyjobs.board.security import Security, action, read_form, session
+from polyjobs.board.security import (
+    BodyRefused,
+    Security,
+    action,
+    client_of,
+    read_form,
+    session,
+)
 from polyjobs.board.service import ENQUEUE_OPTIONS
 from polyjobs.clock import local_time
 from polyjobs.errors import InvalidArgumentError
@@ -36,6 +44,7 @@ DONE = {
     "login": "Signed in.",
 }
 REFRESH_CHOICES = (0, 5, 15, 60)
+MAX_PAGE_NUMBER = 1_000_000
 DEFAULT_STATE_ORDER = ("active", "waiting", "failed", "delayed", "completed")
 
 
@@ -47,6 +56,12 @@ def queue_url(name: str, **query: Any) -> str:
 
 def job_url(queue: str, job_id: str) -> str:
     return f"{queue_url(queue)}/jobs/{quote(job_id, safe='')}"
+
+
+def json_text(value: Any, indent: int | None = 2) -> str:
+    """A value as readable JSON for a page: keys in their stored order, text as it is (no
+    ``\\uXXXX`` escapes). The template escapes it as text."""
+    return json.dumps(value, indent=indent, ensure_ascii=False, default=str)
 
 
 def when(timestamp: float | None) -> str:
@@ -79,6 +94,7 @@ class Pages:
             queue_url=queue_url,
             job_url=job_url,
             when=when,
+            json_text=json_text,
         )
         return self.templates.TemplateResponse(request, name, context, status_code=status)
 
@@ -100,7 +116,7 @@ class Pages:
             queue = await self.service.known_queue(name)
             if await queue.get_job(wanted) is not None:
                 return _redirect(job_url(name, wanted))
-        page, size = max(_page(request), 1), self.options.page_size
+        page, size = _page(request), self.options.page_size
         info = await self.service.queue_info(name)
         state = request.query_params.get("state") or _busiest(info)
         listing = await self.service.jobs(name, state, (page - 1) * size, size)
@@ -160,21 +176,34 @@ class Pages:
         target = _local(request.query_params.get("next", ""))
         if request.method == "GET":
             return self.render(request, "login.html", next=target, error="")
-        form = await read_form(request)
+        client = client_of(request)
+        if self.security.blocked(client):
+            error = "Too many wrong tokens: wait a minute, then try again."
+            return self.render(request, "login.html", 429, next=target, error=error)
+        try:
+            form = await read_form(request)
+        except BodyRefused as refused:
+            return self.render(request, "login.html", refused.status, next=target, error="")
         if not self.security.csrf_ok(request, session(request), form):
             error = "Your session expired; sign in again."
             return self.render(request, "login.html", 403, next=target, error=error)
         if not self.security.token_ok(str(form.get("token", ""))):
+            self.security.wrong_token(client)
             return self.render(request, "login.html", 401, next=target, error="Wrong token.")
         response = _redirect(target)
         self.security.set_cookie(response, self.security.new_session(True), request)
         return response
 
     async def logout(self, request: Request) -> Response:
-        form = await read_form(request)
-        if not self.security.csrf_ok(request, session(request), form):
+        try:
+            form = await read_form(request)
+        except BodyRefused:
+            form = {}
+        current = session(request)
+        if not self.security.csrf_ok(request, current, form):
             error = "Your session expired."
             return self.render(request, "login.html", 403, next="/admin/queues", error=error)
+        self.security.end_session(current)
         response = _redirect("/admin/login")
         self.security.set_cookie(response, self.security.new_session(False), request)
         return response
@@ -188,18 +217,18 @@ class Pages:
             Route("/admin/login", self.login, methods=["GET", "POST"]),
             Route("/admin/logout", self.logout, methods=["POST"]),
             Route("/admin/queues", self.overview),
-            Route(base, self.queue_page),
-            Route(f"{base}/pause", self.pause_action(True), methods=["POST"]),
-            Route(f"{base}/resume", self.pause_action(False), methods=["POST"]),
-            Route(f"{base}/clean", action(act, self.clean), methods=["POST"]),
-            Route(f"{base}/enqueue", action(act, self.enqueue), methods=["POST"]),
+            BoardRoute(base, self.queue_page),
+            BoardRoute(f"{base}/pause", self.pause_action(True), methods=["POST"]),
+            BoardRoute(f"{base}/resume", self.pause_action(False), methods=["POST"]),
+            BoardRoute(f"{base}/clean", action(act, self.clean), methods=["POST"]),
+            BoardRoute(f"{base}/enqueue", action(act, self.enqueue), methods=["POST"]),
             *(
-                Route(
+                BoardRoute(
                     f"{base}/jobs/{{job_id:path}}/{verb}", self.job_action(verb), methods=["POST"]
                 )
                 for verb in JOB_ACTIONS
             ),
-            Route(f"{base}/jobs/{{job_id:path}}", self.job_page, methods=["GET"]),
+            BoardRoute(f"{base}/jobs/{{job_id:path}}", self.job_page, methods=["GET"]),
         ]
 
 
@@ -220,10 +249,12 @@ def _local(target: str) -> str:
 
 
 def _page(request: Request) -> int:
+    """The page asked for, within 1..MAX_PAGE_NUMBER (a page past the last shows no jobs)."""
     try:
-        return int(request.query_params.get("page", "1"))
+        page = int(request.query_params.get("page", "1"))
     except ValueError:
         return 1
+    return min(max(page, 1), MAX_PAGE_NUMBER)
 
 
 def _refresh(request: Request) -> int:

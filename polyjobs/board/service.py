@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from polyjobs.runtime import QueueSpec
 
 MAX_PAGE = 200
+MAX_START = 2**31 - 1
 MAX_LOG_LINES = 200
 ENQUEUE_OPTIONS = ("delay", "priority", "job_id", "attempts")
 
@@ -97,7 +98,7 @@ class BoardService:
         """One page of a queue's jobs in ``state`` and the total in that state."""
         queue = await self.known_queue(name)
         state = check_state(state)
-        start = max(start, 0)
+        start = min(max(start, 0), MAX_START)  # past the last job: an empty page, not an error
         limit = min(max(limit, 1), MAX_PAGE)
         counts = await queue.counts()
         jobs = await queue.jobs(state, start, start + limit - 1)

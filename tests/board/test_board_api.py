@@ -352,3 +352,52 @@ async def test_a_stored_delay_beyond_every_calendar_shows_and_can_be_removed(
     )
     assert removed.status_code == 303
     assert await Queue("reports", backend).get_job(added.id) is None
+
+
+async def test_job_values_show_as_readable_json_in_stored_order(
+    backend: Backend, make_client: ClientFactory
+) -> None:
+    import html
+
+    data = {"zeta": "héllo — 日本", "alpha": [1, 2]}
+    job = await Queue("misc", backend).add("job", data)
+    await job.update_progress({"step": "ünïcode", "done": 3})
+    client = await make_client()
+    page = html.unescape((await client.get(f"/admin/queues/misc/jobs/{job.id}")).text)
+    assert '"zeta": "héllo — 日本"' in page and "\\u" not in page
+    assert page.index('"zeta"') < page.index('"alpha"')
+    assert '{"step": "ünïcode", "done": 3}' in page
+    listing = html.unescape((await client.get("/admin/queues/misc?state=waiting")).text)
+    assert '{"step": "ünïcode", "done": 3}' in listing
+
+
+async def test_huge_page_and_start_are_an_empty_page(
+    backend: Backend, make_client: ClientFactory, seed: Seeder
+) -> None:
+    await seed()
+    client = await make_client()
+    huge = "9" * 40
+    listed = await client.get(f"/api/queues/emails/jobs?state=waiting&start={huge}")
+    assert listed.status_code == 200 and listed.json()["jobs"] == []
+    page = await client.get(f"/admin/queues/emails?state=waiting&page={huge}")
+    assert page.status_code == 200 and 'id="no-jobs"' in page.text
+    digits = await client.get(f"/api/queues/emails/jobs?start={'9' * 5000}")
+    assert digits.status_code == 400 and len(digits.json()["error"]) < 120
+
+
+async def test_queue_names_with_a_slash_have_working_links(
+    backend: Backend, make_client: ClientFactory, csrf_of: CsrfOf
+) -> None:
+    job = await Queue("team/emails", backend).add("job", {"n": 1})
+    client = await make_client()
+    overview = await client.get("/admin/queues")
+    assert 'href="/admin/queues/team%2Femails"' in overview.text
+    page = await client.get("/admin/queues/team%2Femails")
+    assert page.status_code == 200 and f'data-job="{job.id}"' in page.text
+    job_page = await client.get(f"/admin/queues/team%2Femails/jobs/{job.id}")
+    assert job_page.status_code == 200
+    api = await client.get("/api/queues/team%2Femails")
+    assert api.status_code == 200 and api.json()["queue"] == "team/emails"
+    headers = {"X-CSRF-Token": await csrf_of(client)}
+    paused = await client.post("/api/queues/team%2Femails/pause", headers=headers)
+    assert paused.status_code == 200 and await Queue("team/emails", backend).is_paused()

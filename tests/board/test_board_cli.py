@@ -87,3 +87,22 @@ def test_missing_extra_is_one_line(tmp_path: Path, board_cli: BoardCli) -> None:
     assert done.stderr.strip() == (
         "error: the board needs the 'board' extra: pip install 'polyjobs[board]'"
     )
+
+
+def test_a_board_on_another_loopback_address_answers_its_own_url(board_cli: BoardCli) -> None:
+    board_cli.create_database()
+    with board_cli.serve(board_cli.env(), "--host", "127.0.0.2") as (base, proc):
+        assert base.startswith("http://127.0.0.2:")
+        assert httpx.get(f"{base}/admin/queues").status_code == 200
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(15) == 0
+
+
+def test_insecure_warns_at_startup(board_cli: BoardCli) -> None:
+    board_cli.create_database()
+    with board_cli.serve(board_cli.env(), "--host", "0.0.0.0", "--insecure") as (_, proc):
+        assert proc.stderr is not None
+        warning = proc.stderr.readline()
+        assert warning.startswith("warning: --insecure: no token")
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(15) == 0

@@ -230,3 +230,105 @@ async def test_html_in_job_data_is_escaped(backend: Backend, make_client: Client
     client = await make_client()
     page = await client.get(f"/admin/queues/xss/jobs/{job.id}")
     assert "<script>alert(1)</script>" not in page.text and "<img src=x>" not in page.text
+
+
+async def test_signing_out_ends_the_session_for_good(
+    make_client: ClientFactory, csrf_of: CsrfOf, token: str
+) -> None:
+    client = await make_client(token=token)
+    csrf = (await client.get("/admin/login")).text.split('name="csrf" value="')[1].split('"')[0]
+    await client.post("/admin/login", data={"csrf": csrf, "token": token})
+    signed_in = client.cookies.get("polyjobs_board")
+    assert signed_in and (await client.get("/api/queues")).status_code == 200
+    out = await client.post("/admin/logout", data={"csrf": await csrf_of(client)})
+    assert out.status_code == 303
+    client.cookies.set("polyjobs_board", signed_in)  # the cookie kept from before signing out
+    assert (await client.get("/api/queues")).status_code == 401
+
+
+def test_sessions_expire_after_twelve_hours(token: str) -> None:
+    from starlette.requests import Request
+
+    from polyjobs.board.security import SESSION_TTL, Security, Session
+
+    security = Security(BoardOptions(token=token), secret=b"k" * 32)
+    fresh = security.new_session(True)
+
+    def request_with(session: Session) -> Request:
+        cookie = f"polyjobs_board={security.cookie_value(session)}".encode()
+        return Request({"type": "http", "headers": [(b"cookie", cookie)], "query_string": b""})
+
+    assert security.session_of(request_with(fresh)).authenticated
+    old = Session(fresh.sid, True, issued=fresh.issued - SESSION_TTL - 1)
+    assert not security.session_of(request_with(old)).authenticated
+    assert SESSION_TTL == 12 * 3600
+
+
+async def test_api_posts_take_json_only(
+    backend: Backend, make_client: ClientFactory, csrf_of: CsrfOf
+) -> None:
+    client = await make_client()
+    headers = {"X-CSRF-Token": await csrf_of(client), "Content-Type": "text/plain"}
+    answer = await client.post("/api/queues/reports/jobs", headers=headers, content=b"hello")
+    assert answer.status_code == 415 and "application/json" in answer.json()["error"]
+    assert (await Queue("reports", backend).counts())["waiting"] == 0
+
+
+async def test_bodies_are_bounded_and_read_after_the_csrf_check(
+    backend: Backend, make_client: ClientFactory, csrf_of: CsrfOf
+) -> None:
+    client = await make_client()
+    big = b'{"data": "' + b"x" * (3 * 1024 * 1024) + b'"}'
+    json_type = {"Content-Type": "application/json"}
+    anonymous = await client.post("/api/queues/reports/jobs", headers=json_type, content=big)
+    assert anonymous.status_code == 403 and "CSRF" in anonymous.json()["error"]
+    headers = {**json_type, "X-CSRF-Token": await csrf_of(client)}
+    too_big = await client.post("/api/queues/reports/jobs", headers=headers, content=big)
+    assert too_big.status_code == 413
+    assert (await Queue("reports", backend).counts())["waiting"] == 0
+
+
+async def test_non_ascii_csrf_token_or_cookie_is_a_403_with_the_headers(
+    make_client: ClientFactory, csrf_of: CsrfOf
+) -> None:
+    client = await make_client()
+    await csrf_of(client)
+    token = await client.post("/api/queues/reports/pause", headers={"X-CSRF-Token": "é".encode()})
+    cookie = await client.post(
+        "/api/queues/reports/pause",
+        headers={"Cookie": "polyjobs_board=a.1.1.é".encode(), "X-CSRF-Token": "x"},
+    )
+    for answer in (token, cookie):
+        assert answer.status_code == 403
+        assert answer.headers["x-frame-options"] == "DENY"
+
+
+async def test_login_rate_limit(make_client: ClientFactory, token: str) -> None:
+    client = await make_client(token=token)
+    csrf = (await client.get("/admin/login")).text.split('name="csrf" value="')[1].split('"')[0]
+    for _ in range(10):
+        wrong = await client.post("/admin/login", data={"csrf": csrf, "token": "wrong"})
+        assert wrong.status_code == 401
+    blocked = await client.post("/admin/login", data={"csrf": csrf, "token": token})
+    assert blocked.status_code == 429 and "wait a minute" in blocked.text
+    bearer = await client.get("/api/queues", headers={"Authorization": f"Bearer {token}"})
+    assert bearer.status_code == 429
+
+
+async def test_wrong_bearer_tokens_count_toward_the_limit(
+    make_client: ClientFactory, token: str
+) -> None:
+    client = await make_client(token=token)
+    for _ in range(10):
+        wrong = await client.get("/api/queues", headers={"Authorization": "Bearer wrong"})
+        assert wrong.status_code == 401
+    right = await client.get("/api/queues", headers={"Authorization": f"Bearer {token}"})
+    assert right.status_code == 429
+
+
+async def test_any_loopback_address_literal_is_a_served_host(make_client: ClientFactory) -> None:
+    client = await make_client(allowed_hosts=loopback_hosts("127.0.0.2", BoardOptions()))
+    for host in ("127.0.0.2:8787", "127.0.0.1", "[::1]:8787", "localhost:1"):
+        assert (await client.get("/api/queues", headers={"Host": host})).status_code == 200
+    rebound = await client.get("/api/queues", headers={"Host": "127.0.0.2.evil.example"})
+    assert rebound.status_code == 400
