@@ -293,10 +293,10 @@ async def test_non_ascii_csrf_token_or_cookie_is_a_403_with_the_headers(
 ) -> None:
     client = await make_client()
     await csrf_of(client)
-    token = await client.post("/api/queues/reports/pause", headers={"X-CSRF-Token": "é".encode()})
+    token = await client.post("/api/queues/reports/pause", headers={b"X-CSRF-Token": "é".encode()})
     cookie = await client.post(
         "/api/queues/reports/pause",
-        headers={"Cookie": "polyjobs_board=a.1.1.é".encode(), "X-CSRF-Token": "x"},
+        headers={b"Cookie": "polyjobs_board=a.1.1.é".encode(), b"X-CSRF-Token": b"x"},
     )
     for answer in (token, cookie):
         assert answer.status_code == 403
