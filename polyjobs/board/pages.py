@@ -180,8 +180,8 @@ class Pages:
         if self.security.blocked(client):
             error = "Too many wrong tokens: wait a minute, then try again."
             return self.render(request, "login.html", 429, next=target, error=error)
-        try:
-            form = await read_form(request)
+        try:  # without a session the CSRF check fails: the body is not even read
+            form = {} if session(request).fresh else await read_form(request)
         except BodyRefused as refused:
             return self.render(request, "login.html", refused.status, next=target, error="")
         if not self.security.csrf_ok(request, session(request), form):
