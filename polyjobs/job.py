@@ -32,8 +32,10 @@ class Job:
         self.queue_name = queue
         self.id = record.id
         self.name = record.name
-        self.data: Any = record.data
-        self.opts: dict[str, Any] = record.opts
+        self._data: Any = record.data
+        self._data_json: str | None = None  # data not decoded yet (see ``data``)
+        self._opts: dict[str, Any] = record.opts
+        self._options: JobOptions | None = None
         self.state: JobState = record.state
         self.attempts_made = record.attempts_made
         self.attempts_started = record.attempts_started
@@ -56,9 +58,36 @@ class Job:
         return f"<Job {self.queue_name}/{self.id} {self.name!r} {self.state}>"
 
     @property
+    def data(self) -> Any:
+        """The job's data (decoded on first use when the job was just added)."""
+        if self._data_json is not None:
+            self._data, self._data_json = codec.decode(self._data_json), None
+        return self._data
+
+    @data.setter
+    def data(self, value: Any) -> None:
+        self._data, self._data_json = value, None
+
+    def _defer_data(self, data_json: str) -> None:
+        """Hold the data as the JSON text just stored; ``data`` decodes it when read (a
+        fresh copy, as a worker will see it), so an add that is not read pays nothing."""
+        self._data, self._data_json = None, data_json
+
+    @property
+    def opts(self) -> dict[str, Any]:
+        """The job's stored options, as JSON (replace it, do not change it in place)."""
+        return self._opts
+
+    @opts.setter
+    def opts(self, value: dict[str, Any]) -> None:
+        self._opts, self._options = value, None
+
+    @property
     def options(self) -> JobOptions:
-        """The job's options, parsed."""
-        return JobOptions.from_json(self.opts)
+        """The job's options, parsed (once; again after ``opts`` is replaced)."""
+        if self._options is None:
+            self._options = JobOptions.from_json(self._opts)
+        return self._options
 
     def to_dict(self) -> dict[str, Any]:
         """Every stored field, as JSON-ready values (what ``jobs show --json`` prints)."""

@@ -206,12 +206,13 @@ class Queue:
             new_jobs, results = await self._add_traced(new_jobs)
         jobs = []
         for new, result in zip(new_jobs, results, strict=True):
-            if result.added:
-                record = _record_of(new, result.id)
+            found = None if result.added else await self.backend.get_job(self.name, result.id)
+            if found is not None:
+                job = self._job(found)
             else:
-                found = await self.backend.get_job(self.name, result.id)
-                record = found if found is not None else _record_of(new, result.id)
-            jobs.append(self._job(record))
+                job = self._job(_record_of(new, result.id))
+                job._defer_data(new.data_json)  # decoded only if read, not here
+            jobs.append(job)
             if result.deduplicated is not None:
                 await self._absorbed(new, result)
         return jobs
@@ -407,7 +408,7 @@ def _record_of(new: NewJob, job_id: str) -> JobRecord:
     return JobRecord(
         id=job_id,
         name=new.name,
-        data=codec.decode(new.data_json),
+        data=None,  # the Job decodes new.data_json when it is read
         opts=dict(new.opts),
         state="delayed" if new.run_at > new.timestamp else "waiting",
         timestamp=new.timestamp,
