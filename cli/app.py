@@ -15,6 +15,7 @@ from polyjobs.cli.config_cmd import backends, config
 from polyjobs.cli.console import Console
 from polyjobs.cli.detector import alerts, wallets
 from polyjobs.cli.enqueue import enqueue
+from polyjobs.cli.health import health
 from polyjobs.cli.inspect import jobs_app, stats
 from polyjobs.cli.migrate import migrate
 from polyjobs.cli.replay import replay
@@ -105,6 +106,7 @@ def root(
 app.command()(start)
 app.command()(stop)
 app.command()(stats)
+app.command()(health)
 app.command()(enqueue)
 app.command()(config)
 app.command()(backends)

@@ -94,6 +94,13 @@ def stats_view(
     return fit_table(compact_cols, compact_rows, width, caption=caption)
 
 
+async def _verdict(s: Session) -> str:
+    """The verdict of ``polyjobs health`` with its defaults, as one line."""
+    from polyjobs.health import check_health
+
+    return "health: " + (await check_health(s.backend)).verdict()
+
+
 def _caption(s: Session) -> str | None:
     """Where the numbers come from, when the command line does not say it."""
     if s.settings.backend.source == "flag":
@@ -125,6 +132,7 @@ def stats(
                     console.json([r.to_dict() for r in rows])
                 else:
                     console.print(stats_view(rows, shorts, console.width, _caption(s)))
+                    console.line(await _verdict(s))
                 return
             await _watch(console, s, shorts, max(every, 0.1))
 
@@ -137,8 +145,9 @@ async def _watch(console: Console, s: Session, shorts: dict[str, str], every: fl
 
     from polyjobs.stats import queue_stats
 
-    def view(rows: list[QueueStats]) -> RenderableType:
+    async def view(rows: list[QueueStats]) -> RenderableType:
         caption = f"{_caption(s) or ''}  (every {every:g}s; Ctrl-C ends)".strip()
+        caption = f"{await _verdict(s)}\n{caption}"
         return stats_view(rows, shorts, console.width, caption)
 
     if console.json_mode or not console.is_terminal:
@@ -147,12 +156,12 @@ async def _watch(console: Console, s: Session, shorts: dict[str, str], every: fl
             if console.json_mode:
                 console.json([r.to_dict() for r in rows])
             else:
-                console.print(view(rows))
+                console.print(await view(rows))
             await asyncio.sleep(every)
     with Live(console=console.out, auto_refresh=False) as live:
         while True:
             rows = await queue_stats(s.backend, await s.queue_names())
-            live.update(view(rows), refresh=True)
+            live.update(await view(rows), refresh=True)
             await asyncio.sleep(every)
 
 

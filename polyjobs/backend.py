@@ -162,7 +162,13 @@ class ScheduleRecord:
 
 @dataclass(slots=True)
 class WorkerInfo:
-    """One live worker, as kept in the registry by its heartbeats."""
+    """One live worker, as kept in the registry by its heartbeats.
+
+    ``fetched``: when its fetch loop last succeeded (a fetch call returned, with jobs or not, or
+    the worker was busy on every slot, so had no reason to fetch); 0 until the first. A worker
+    alive but no longer consuming (e.g. stuck on a connection to a failed-over server) keeps
+    heartbeating while ``fetched`` grows old: ``polyjobs health`` looks at it.
+    """
 
     id: str
     queue: str
@@ -172,6 +178,7 @@ class WorkerInfo:
     started: float
     last_seen: float = 0.0
     active: int = 0
+    fetched: float = 0.0
 
 
 @runtime_checkable

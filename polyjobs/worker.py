@@ -104,6 +104,7 @@ class Worker:
         self._last_opts: tuple[dict[str, Any], JobOptions] | None = None
         self._state = "new"
         self._started = 0.0
+        self._fetched = 0.0  # when a fetch (or a finish that fetches) last succeeded
 
     def __repr__(self) -> str:
         return f"<Worker {self.queue} {self.id} {self._state}>"
@@ -307,6 +308,7 @@ class Worker:
                 continue
             try:
                 records = await self._fetch_reserved(free, 0.0 if burst else self.options.block)
+                self._fetched = time.time()
                 self._start(records)
                 if burst and not records and await self._burst_idle():
                     self._closing.set()
@@ -459,6 +461,8 @@ class Worker:
                 )
                 failures = 0
                 OUTAGES.ok("finish")
+                if fetch > 0:
+                    self._fetched = time.time()
             except Exception as exc:
                 failures += 1
                 self._outbox[:0] = batch
@@ -549,6 +553,13 @@ class Worker:
             if not await self._sleep(self.options.stalled_interval):
                 return
 
+    def _fetch_health(self) -> float:
+        """When the fetch loop last succeeded; now while every slot is busy (there is nothing
+        to fetch for, which is not a failure)."""
+        if self._free() + self._reserved <= 0 and not self._closing.is_set():
+            return time.time()
+        return self._fetched
+
     async def _heartbeat_loop(self) -> None:
         interval = self.options.heartbeat_interval
         while True:
@@ -560,6 +571,7 @@ class Worker:
                 concurrency=self.options.concurrency,
                 started=self._started,
                 active=len(self._tasks),
+                fetched=self._fetch_health(),
             )
             try:
                 await self.backend.heartbeat(info, ttl=interval * 3)

@@ -567,10 +567,11 @@ async def heartbeat(conn: Conn, info: WorkerInfo, now: float, ttl: float) -> Non
         )
         await conn.execute(
             f"INSERT INTO workers ({records.WORKER_COLUMNS}, expires) "
-            "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (queue, id) DO UPDATE SET "
+            "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) "
+            "ON CONFLICT (queue, id) DO UPDATE SET "
             "host = EXCLUDED.host, pid = EXCLUDED.pid, concurrency = EXCLUDED.concurrency, "
             "started = EXCLUDED.started, last_seen = EXCLUDED.last_seen, "
-            "active = EXCLUDED.active, expires = EXCLUDED.expires",
+            "active = EXCLUDED.active, fetched = EXCLUDED.fetched, expires = EXCLUDED.expires",
             info.id,
             info.queue,
             info.host,
@@ -579,6 +580,7 @@ async def heartbeat(conn: Conn, info: WorkerInfo, now: float, ttl: float) -> Non
             info.started,
             now,
             info.active,
+            info.fetched,
             now + ttl,
         )
 

@@ -11,7 +11,7 @@ from asyncpg import Record
 from polyjobs.backend import Finish, FlowNode, JobRecord, NewJob, ScheduleRecord, WorkerInfo
 
 SCHEDULE_COLUMNS = "key, name, data, opts, next_run, every, cron, tz, missed, grace, created"
-WORKER_COLUMNS = "id, queue, host, pid, concurrency, started, last_seen, active"
+WORKER_COLUMNS = "id, queue, host, pid, concurrency, started, last_seen, active, fetched"
 
 
 def _json(text: str | None) -> Any:
@@ -68,6 +68,7 @@ def worker(row: Record) -> WorkerInfo:
         started=row["started"],
         last_seen=row["last_seen"],
         active=row["active"],
+        fetched=row["fetched"],
     )
 
 

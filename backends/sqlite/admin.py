@@ -327,7 +327,7 @@ def heartbeat(conn: sqlite3.Connection, info: WorkerInfo, ttl: float) -> None:
     conn.execute("DELETE FROM workers WHERE queue = ? AND expires <= ?", (info.queue, now))
     conn.execute(
         "INSERT OR REPLACE INTO workers (queue, id, host, pid, concurrency, started, last_seen, "
-        "active, expires) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "active, expires, fetched) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (
             info.queue,
             info.id,
@@ -338,6 +338,7 @@ def heartbeat(conn: sqlite3.Connection, info: WorkerInfo, ttl: float) -> None:
             now,
             info.active,
             now + ttl,
+            info.fetched,
         ),
     )
 
@@ -348,7 +349,8 @@ def unregister(conn: sqlite3.Connection, queue: str, worker_id: str) -> None:
 
 def list_workers(conn: sqlite3.Connection, queue: str) -> list[WorkerInfo]:
     rows = conn.execute(
-        "SELECT id, queue, host, pid, concurrency, started, last_seen, active FROM workers "
+        "SELECT id, queue, host, pid, concurrency, started, last_seen, active, fetched "
+        "FROM workers "
         "WHERE queue = ? AND expires > ? ORDER BY started, id",
         (queue, time.time()),
     )

@@ -27,7 +27,7 @@ holding it, until ``expires`` (NULL: until the job ends), with the kept ``next``
 
 from __future__ import annotations
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 APPLICATION_ID = 0x706A6221  # "pjb!"
 
 MIGRATIONS: dict[int, tuple[str, ...]] = {
@@ -162,6 +162,8 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
         """,
         "CREATE INDEX dedup_by_job ON dedup (queue, job_id)",
     ),
+    # when each worker's fetch loop last succeeded (polyjobs health)
+    5: ("ALTER TABLE workers ADD COLUMN fetched REAL NOT NULL DEFAULT 0",),
 }
 
 #: Tables a polyjobs file may hold; a version-0 file with any other table is not ours.

@@ -102,11 +102,19 @@ class Pages:
         return RedirectResponse("/admin/queues", status_code=307)
 
     async def overview(self, request: Request) -> Response:
+        from polyjobs.health import check_health
+
         rows = await self.service.overview()
         for row in rows:
             row["chart"] = sparkline(self.sampler.history(row["queue"]))
+        health = await check_health(self.service.backend)
         return self.render(
-            request, "overview.html", rows=rows, refresh=_refresh(request), choices=REFRESH_CHOICES
+            request,
+            "overview.html",
+            rows=rows,
+            refresh=_refresh(request),
+            choices=REFRESH_CHOICES,
+            health=health,
         )
 
     async def queue_page(self, request: Request) -> Response:

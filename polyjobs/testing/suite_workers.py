@@ -457,4 +457,16 @@ class WorkersContract(ContractBase):
             info = next(w for w in await queue.workers() if w.id == worker.id)
             assert info.queue == queue.name and info.concurrency == 3
             assert abs(info.last_seen - time.time()) < 5
+
+            async def fetched() -> bool:  # its fetch loop's last success travels with it
+                info = next(w for w in await queue.workers() if w.id == worker.id)
+                return abs(info.fetched - time.time()) < 5
+
+            await wait_until(fetched, what="the worker's last fetch in the registry")
         assert all(w.id != worker.id for w in await queue.workers())
+
+    async def test_registry_keeps_the_last_fetch(self, queue: Queue, backend: Backend) -> None:
+        info = WorkerInfo("f-1", queue.name, "host", 1, 2, started=time.time(), fetched=12345.5)
+        await backend.heartbeat(info, ttl=5)
+        assert [(w.id, w.fetched) for w in await queue.workers()] == [("f-1", 12345.5)]
+        await backend.unregister(queue.name, "f-1")
