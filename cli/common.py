@@ -3,7 +3,8 @@
 Commands open the backend through :func:`session`, saying what they do with it:
 
 - ``read``: look only. A backend file that does not exist is not created: the command says
-  where it looked and how to start one, and fails.
+  where it looked and how to start one, and fails. The same for a database schema that does not
+  exist or is older than this polyjobs (PostgreSQL): neither created nor migrated.
 - ``write``: change what exists (retry, pause, drain...); same as ``read`` for a missing file.
 - ``create``: may create the backend's storage (``enqueue``, ``schedule add``); says so when it
   did.
@@ -244,7 +245,7 @@ def _not_served(resolved: Settings, path: Path, *, stale: bool = False) -> Confi
 @asynccontextmanager
 async def open_session(resolved: Settings, host: PluginHost, mode: Mode) -> AsyncIterator[Session]:
     """Open the backend of ``resolved`` for one command (see the module docstring)."""
-    from polyjobs.backend import CAP_SHARED, LocalFileBackend
+    from polyjobs.backend import CAP_SHARED, LocalFileBackend, StorageCreatingBackend
     from polyjobs.serve import socket_path, socket_url
 
     url = resolved.backend_url
@@ -262,6 +263,8 @@ async def open_session(resolved: Settings, host: PluginHost, mode: Mode) -> Asyn
         if mode != "create":
             raise _missing_file(resolved, Path(backend.path))
         created = True
+    if mode != "create" and isinstance(backend, StorageCreatingBackend):
+        backend.create_storage = False
     try:
         await backend.open()
     except BackendUnavailableError as exc:

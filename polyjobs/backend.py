@@ -350,6 +350,17 @@ class LocalFileBackend(Protocol):
     path: Path
 
 
+@runtime_checkable
+class StorageCreatingBackend(Protocol):
+    """A backend whose ``open()`` creates its storage on a server where there is none, and
+    brings an older one to its version (a PostgreSQL schema). Commands that only look or change
+    what exists (``polyjobs stats``, ``jobs``, ``queue pause``) set ``create_storage`` False
+    before ``open()``: a missing or older storage is then refused with one line
+    (``ConfigError``) and left exactly as it was."""
+
+    create_storage: bool
+
+
 def controller(backend: Backend) -> ControlBackend:
     """The backend's control channel, or ``ConfigError`` naming the backend."""
     if CAP_CONTROL not in backend.capabilities or not isinstance(backend, ControlBackend):

@@ -46,7 +46,12 @@ from polyjobs.backend import (
 from polyjobs.backends.postgres import admin, records, schema
 from polyjobs.backends.postgres.url import PostgresUrl
 from polyjobs.backends.postgres.waker import Waker
-from polyjobs.errors import BackendError, BackendUnavailableError, InvalidArgumentError
+from polyjobs.errors import (
+    BackendError,
+    BackendUnavailableError,
+    ConfigError,
+    InvalidArgumentError,
+)
 from polyjobs.options import RateLimit
 from polyjobs.redact import redact_text
 
@@ -93,6 +98,8 @@ class PostgresBackend:
         self._pool: asyncpg.Pool | None = None
         self._waker: Waker | None = None
         self._channel = self._url.channel
+        #: False: ``open()`` neither creates nor migrates the schema (``StorageCreatingBackend``)
+        self.create_storage = True
 
     def __repr__(self) -> str:
         return f"<PostgresBackend {self._url.redacted} schema={self.schema}>"
@@ -188,6 +195,18 @@ class PostgresBackend:
         if version == schema.SCHEMA_VERSION:
             return
         schema.check_version(version or 0, self.schema, self._url.redacted)
+        if not version and not self.create_storage:
+            raise ConfigError(
+                f"no polyjobs schema {self.schema!r} in {self._url.redacted}; nothing was "
+                "created. Check the URL's database and ?schema=, or create it with `polyjobs "
+                "start`, `polyjobs enqueue` or `polyjobs migrate` on that backend"
+            )
+        if not self.create_storage:
+            raise ConfigError(
+                f"schema {self.schema!r} of {self._url.redacted} is at version {version}, this "
+                f"polyjobs needs {schema.SCHEMA_VERSION}; nothing was changed. Run `polyjobs "
+                "migrate` (or `polyjobs start`) on that backend first"
+            )
         if not self._url.migrate:
             raise BackendUnavailableError(
                 f"schema {self.schema!r} of {self._url.redacted} is at version {version or 0}, "
