@@ -147,7 +147,7 @@ async def _watch(console: Console, s: Session, shorts: dict[str, str], every: fl
 
     async def view(rows: list[QueueStats]) -> RenderableType:
         caption = f"{_caption(s) or ''}  (every {every:g}s; Ctrl-C ends)".strip()
-        caption = f"{await _verdict(s)}\n{caption}"
+        caption = f"{await _verdict(s)}  {caption}"
         return stats_view(rows, shorts, console.width, caption)
 
     if console.json_mode or not console.is_terminal:
