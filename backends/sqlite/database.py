@@ -253,14 +253,7 @@ def _check_contents(path: Path, size: int, at_rest: bool) -> None:
     except sqlite3.Error as exc:
         raise _unopenable(path, exc) from exc
     try:
-        version = conn.execute("PRAGMA user_version").fetchone()[0]
-        app_id = conn.execute("PRAGMA application_id").fetchone()[0]
-        tables = {
-            row[0]
-            for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
-            if not row[0].startswith("sqlite_")
-        }
-        _check_identity(path, version, app_id, tables)
+        _check_identity(conn, path)
         if size <= QUICK_CHECK_MAX_BYTES:
             problem = conn.execute("PRAGMA quick_check(1)").fetchone()[0]
             if problem != "ok":
@@ -279,7 +272,16 @@ def _check_contents(path: Path, size: int, at_rest: bool) -> None:
         conn.close()
 
 
-def _check_identity(path: Path, version: int, app_id: int, tables: set[str]) -> None:
+def _check_identity(conn: sqlite3.Connection, path: Path) -> tuple[int, int]:
+    """The file's ``(schema version, application id)``, once it is known to be a polyjobs file
+    (or an empty one) this version can read; ``BackendUnavailableError`` otherwise."""
+    version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+    app_id = int(conn.execute("PRAGMA application_id").fetchone()[0])
+    tables = {
+        row[0]
+        for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+        if not row[0].startswith("sqlite_")
+    }
     if app_id not in (0, APPLICATION_ID) or (version == 0 and tables - OWN_TABLES):
         raise BackendUnavailableError(
             f"SQLite file {path} belongs to another application; use another file for polyjobs"
@@ -289,6 +291,7 @@ def _check_identity(path: Path, version: int, app_id: int, tables: set[str]) -> 
             f"SQLite file {path} was written by a newer polyjobs (schema {version}, this "
             f"version reads up to {SCHEMA_VERSION}); upgrade polyjobs or use another file"
         )
+    return version, app_id
 
 
 def _prepare(conn: sqlite3.Connection, path: Path, synchronous: str) -> None:
@@ -314,14 +317,7 @@ def _transaction_free(conn: sqlite3.Connection, sql: str) -> object:
 
 
 def _migrate(conn: sqlite3.Connection, path: Path) -> None:
-    version = conn.execute("PRAGMA user_version").fetchone()[0]
-    app_id = conn.execute("PRAGMA application_id").fetchone()[0]
-    tables = {
-        row[0]
-        for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
-        if not row[0].startswith("sqlite_")
-    }
-    _check_identity(path, version, app_id, tables)
+    version, app_id = _check_identity(conn, path)
     for target in range(version + 1, SCHEMA_VERSION + 1):
         for statement in MIGRATIONS[target]:
             conn.execute(statement)
