@@ -5,28 +5,24 @@ them, ``-m "not chaos"`` skips them)."""
 from __future__ import annotations
 
 import os
-import shutil
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import redis
 
-from polyjobs.backends.redis.testing import RedisServer, require_redis
+from polyjobs.backends.redis.testing import require_redis
 from tests.chaos.chaos_support import HERE, MAIN_REDIS
+from tests.redis.servers import redis_server
+
+__all__ = ["redis_server"]  # the fixture, shared with tests/redis
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "chaos: a long fault-injection scenario of tests/chaos (runs by default)"
     )
-
-
-def _need(binary: str) -> None:
-    if shutil.which(binary) is None:
-        message = f"{binary} is not on PATH"
-        pytest.fail(message) if os.environ.get("CI") else pytest.skip(message)
 
 
 @pytest.fixture
@@ -42,26 +38,6 @@ def main_prefix() -> Iterator[str]:
             client.delete(*keys)
     finally:
         client.close()
-
-
-@pytest.fixture
-def redis_server(tmp_path: Path) -> Iterator[Callable[..., RedisServer]]:
-    """Start redis-servers of this test on spare ports (``RedisServer`` keywords); all are
-    killed afterwards."""
-    _need("redis-server")
-    started: list[RedisServer] = []
-
-    def make(**kwargs: object) -> RedisServer:
-        folder = tmp_path / f"redis{len(started)}"
-        folder.mkdir()
-        server = RedisServer(folder, **kwargs)  # type: ignore[arg-type]
-        server.start()
-        started.append(server)
-        return server
-
-    yield make
-    for server in started:
-        server.kill()
 
 
 @pytest.fixture

@@ -10,6 +10,9 @@ import pytest
 import pytest_asyncio
 
 from polyjobs.backends.redis import RedisBackend
+from tests.redis.servers import redis_server
+
+__all__ = ["redis_server"]  # the fixture: redis-servers a test starts for itself
 
 URL = os.environ.get("POLYJOBS_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 

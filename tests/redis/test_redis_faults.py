@@ -9,11 +9,8 @@ server without persistence forgets every job when killed, so there would be noth
 from __future__ import annotations
 
 import asyncio
-import os
-import shutil
 import time
-from collections.abc import Iterator
-from pathlib import Path
+from collections.abc import Callable
 
 import pytest
 
@@ -39,16 +36,8 @@ FAST = WorkerOptions(
 
 
 @pytest.fixture
-def server(tmp_path: Path) -> Iterator[RedisServer]:
-    if shutil.which("redis-server") is None:
-        message = "redis-server is not on PATH"
-        pytest.fail(message) if os.environ.get("CI") else pytest.skip(message)
-    srv = RedisServer(tmp_path, persist=True)
-    srv.start()
-    try:
-        yield srv
-    finally:
-        srv.kill()
+def server(redis_server: Callable[..., RedisServer]) -> RedisServer:
+    return redis_server(persist=True)
 
 
 async def _until(predicate: object, timeout: float) -> None:

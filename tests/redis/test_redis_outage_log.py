@@ -7,13 +7,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import re
-import shutil
 import time
 from collections import Counter
-from collections.abc import Iterator
-from pathlib import Path
+from collections.abc import Callable
 
 import pytest
 
@@ -35,16 +32,8 @@ OPTIONS = WorkerOptions(
 
 
 @pytest.fixture
-def server(tmp_path: Path) -> Iterator[RedisServer]:
-    if shutil.which("redis-server") is None:
-        message = "redis-server is not on PATH"
-        pytest.fail(message) if os.environ.get("CI") else pytest.skip(message)
-    srv = RedisServer(tmp_path)
-    srv.start()
-    try:
-        yield srv
-    finally:
-        srv.kill()
+def server(redis_server: Callable[..., RedisServer]) -> RedisServer:
+    return redis_server()
 
 
 async def test_one_warning_per_outage_and_one_line_when_back(
