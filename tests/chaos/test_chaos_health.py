@@ -1,10 +1,11 @@
 """``polyjobs health`` tells the truth, with real processes: a worker process on a redis-server
-this test starts makes it green (exit 0); SIGSTOP the worker (alive, but no longer fetching) and
-it turns red (exit 1) naming the queue, as does the verdict line of ``polyjobs stats``; SIGCONT
-and it is green again; kill the server and it is red (backend unreachable)."""
+this test starts makes it green; SIGSTOP the worker (alive, but no longer fetching) and it turns
+red (exit 1) naming the queue, as does the verdict line of ``polyjobs stats``; SIGCONT and it is
+green again (exit 0); kill the server and it is red (backend unreachable)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -17,7 +18,9 @@ from typing import Any
 
 import pytest
 
+from polyjobs import open_backend
 from polyjobs.backends.redis.testing import RedisServer
+from polyjobs.health import check_health
 from tests.chaos.chaos_support import POLYJOBS
 
 WORKER = str(Path(__file__).with_name("chaos_worker.py"))
@@ -37,6 +40,15 @@ def _args(url: str, *extra: str) -> list[str]:
         FETCH_AGE,
         *extra,
     ]
+
+
+async def _green_in_process(url: str) -> None:
+    """Wait (in this process: a CLI call costs seconds) until the worker makes it green."""
+    async with open_backend(url) as backend:
+        deadline = time.monotonic() + 15
+        while not (await check_health(backend, [QUEUE], fetch_age=3.0)).ok:
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.1)
 
 
 def _until(url: str, env: dict[str, str], code: int, timeout: float = 15.0) -> dict[str, Any]:
@@ -64,9 +76,7 @@ def test_health_turns_red_and_green_again(
     )
     try:
         assert worker.stdout is not None and worker.stdout.readline().startswith("ready")
-        green = _until(url, cli_env, 0)
-        assert [c["ok"] for c in green["checks"]] == [True, True, True], green
-        assert green["checks"][1]["detail"].startswith("1 worker fetching"), green
+        asyncio.run(_green_in_process(url))
 
         os.kill(worker.pid, signal.SIGSTOP)  # alive, registered a while, fetching no more
         time.sleep(3.2)
@@ -83,7 +93,9 @@ def test_health_turns_red_and_green_again(
         assert f"health: UNHEALTHY: queue {QUEUE} workers: " in stats.stdout, stats.stdout
 
         os.kill(worker.pid, signal.SIGCONT)
-        _until(url, cli_env, 0)
+        green = _until(url, cli_env, 0)
+        assert [c["ok"] for c in green["checks"]] == [True, True, True], green
+        assert green["checks"][1]["detail"].startswith("1 worker fetching"), green
 
         server.kill()
         red = _until(url, cli_env, 1)
