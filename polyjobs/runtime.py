@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from polyjobs.backend import CAP_CONTROL, CAP_DEDUP, CAP_RATE_LIMIT, controller
 from polyjobs.control import STOP, stop_grace
-from polyjobs.errors import InvalidArgumentError
+from polyjobs.errors import InvalidArgumentError, UnrecoverableError
 from polyjobs.options import (
     KEEP_COMPLETED,
     KEEP_FAILED,
@@ -36,11 +36,12 @@ from polyjobs.options import (
 from polyjobs.outage import OUTAGES
 from polyjobs.queue import Queue, check_queue_name
 from polyjobs.redact import redact_url
-from polyjobs.worker import Processor, Worker, WorkerOptions
+from polyjobs.worker import Processor, Worker, WorkerOptions, _is_coroutine_callable
 
 if TYPE_CHECKING:
     from polyjobs.backend import Backend
     from polyjobs.hookspecs import ResourceFactory
+    from polyjobs.job import Job
     from polyjobs.plugins import PluginHost
     from polyjobs.telemetry import Telemetry
 
@@ -134,6 +135,36 @@ class QueueSpec:
     def with_changes(self, **changes: Any) -> QueueSpec:
         """A copy with some fields changed (e.g. concurrency from a CLI flag)."""
         return replace(self, **changes)
+
+
+def checked_processor(spec: QueueSpec) -> Processor:
+    """The spec's processor behind its ``validate``: a job whose data it refuses (added past
+    the check: a plain ``Queue``, another producer) fails at once with the check's message, as
+    an ``UnrecoverableError`` (no retry could help), and the processor does not run. A sandboxed
+    processor runs as it is (the child process imports it by name)."""
+    validate, processor = spec.validate, spec.processor
+    if validate is None or spec.sandbox:
+        return processor
+
+    def check(job: Job) -> None:
+        try:
+            validate(job.data)
+        except InvalidArgumentError as exc:
+            raise UnrecoverableError(str(exc)) from None
+
+    if _is_coroutine_callable(processor):
+
+        async def checked_async(job: Job) -> Any:
+            check(job)
+            return await processor(job)
+
+        return checked_async
+
+    def checked(job: Job) -> Any:
+        check(job)
+        return processor(job)
+
+    return checked
 
 
 class RuntimeContext(Mapping[str, Any]):
@@ -254,7 +285,7 @@ class Runtime:
             )
             worker = Worker(
                 name,
-                spec.processor,
+                checked_processor(spec),
                 self.backend,
                 options=options,
                 context=self.context,

@@ -50,11 +50,7 @@ def _check_whale_data(data: Any) -> None:
 
 async def update_whales(job: Job) -> dict[str, Any]:
     """Recompute wallet statistics (``{"batchSize": n, "full": bool}``, both optional)."""
-    data = _data(job)
-    try:
-        _check_whale_data(data)
-    except InvalidArgumentError as exc:
-        raise UnrecoverableError(str(exc)) from None
+    data = _data(job)  # checked by the queue's validate (at add, and by the Runtime)
     config = _config(job)
     batch_size = int(data.get("batchSize") or config.whale_batch_size)
     await job.log(f"Starting whale updates (batch: {batch_size})")
@@ -130,11 +126,8 @@ def _check_analysis_data(data: Any) -> None:
 
 
 async def analyse_transaction(job: Job) -> dict[str, Any]:
-    """Analyse one trade: ``{"transactionId": <tradeKey>}``."""
-    try:
-        _check_analysis_data(job.data)
-    except InvalidArgumentError as exc:
-        raise UnrecoverableError(str(exc)) from None
+    """Analyse one trade: ``{"transactionId": <tradeKey>}`` (checked by the queue's
+    validate, at add and by the Runtime)."""
     trade_key = str(_data(job)["transactionId"])
     store = job.context[STORE]
     detector = AnomalyDetector(store, _config(job).anomaly, enqueue_alert=_alert_enqueuer(job))
@@ -165,11 +158,8 @@ def _check_alert_data(data: Any) -> None:
 
 
 async def deliver_alert(job: Job) -> dict[str, Any]:
-    """Deliver one stored alert: ``{"alertId": <id>}``. Never posts an alert twice."""
-    try:
-        _check_alert_data(job.data)
-    except InvalidArgumentError as exc:
-        raise UnrecoverableError(str(exc)) from None
+    """Deliver one stored alert: ``{"alertId": <id>}`` (checked by the queue's validate, at
+    add and by the Runtime). Never posts an alert twice."""
     delivery = AlertDelivery(
         job.context[STORE], job.context[ALERT_SINK], lease=_config(job).alert_lease
     )

@@ -13,6 +13,7 @@ from polyjobs import (
     Backoff,
     InvalidArgumentError,
     Job,
+    Queue,
     QueueSpec,
     Runtime,
     RuntimeContext,
@@ -109,3 +110,36 @@ async def test_burst_runs_a_chain_of_queues_to_its_end() -> None:
         for name in ("first", "second", "third"):
             counts = await runtime.queue(name).counts()
             assert (counts["waiting"], counts["active"], counts["delayed"]) == (0, 0, 0)
+
+
+@pytest.mark.parametrize("plain", [False, True])
+async def test_data_the_specs_validate_refuses_fails_the_job_without_running_it(
+    plain: bool,
+) -> None:
+    """A job added past the check (a plain Queue, another producer) is refused by the Runtime
+    with the check's message, once: no retry could make it valid."""
+    ran: list[Any] = []
+
+    def need_n(data: Any) -> None:
+        if not isinstance(data, dict) or "n" not in data:
+            raise InvalidArgumentError("this queue's jobs need an n")
+
+    async def async_processor(job: Job) -> int:
+        ran.append(job.data)
+        return int(job.data["n"])
+
+    def plain_processor(job: Job) -> int:
+        ran.append(job.data)
+        return int(job.data["n"])
+
+    processor = plain_processor if plain else async_processor
+    spec = QueueSpec("checked", processor, attempts=3, validate=need_n)
+    async with open_backend("memory://") as backend:
+        bad = await Queue("checked", backend).add("bad", {"m": 1})  # no validate here
+        good = await Queue("checked", backend).add("good", {"n": 2})
+        await Runtime([spec], backend, schedule=False).run(burst=True)
+        bad_after = await Queue("checked", backend).require_job(bad.id)
+        good_after = await Queue("checked", backend).require_job(good.id)
+    assert (bad_after.state, bad_after.attempts_made) == ("failed", 1)
+    assert bad_after.failed_reason == "this queue's jobs need an n"
+    assert good_after.returnvalue == 2 and ran == [{"n": 2}]
