@@ -168,9 +168,11 @@ class BoardService:
 
 
 def _int(value: Any, what: str) -> int:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value  # its bounds are the job options' to check
     try:
         number = float(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise InvalidArgumentError(f"{what} must be a whole number, got {value!r}") from None
     if not math.isfinite(number) or number != int(number):
         raise InvalidArgumentError(f"{what} must be a whole number, got {value!r}")

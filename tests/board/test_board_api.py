@@ -321,6 +321,8 @@ async def test_enqueue_refuses_options_beyond_their_bounds(
         ({"delay": 99999999999999999999}, "delay must be at most 10 years"),
         ({"attempts": 99999999999999999999}, "attempts must be within 1..1000000"),
         ({"priority": "99999999999999999999"}, "priority must be within 0..2097152"),
+        ({"attempts": 10**400}, "attempts must be within 1..1000000"),
+        ({"priority": "1e400"}, "priority must be a whole number"),
     ):
         refused = await client.post(
             "/api/queues/reports/jobs", headers=headers, json={"data": {}, "options": options}
