@@ -307,7 +307,10 @@ class Worker:
                 await asyncio.sleep(0)  # let the finish loop take the slot first
                 continue
             try:
-                records = await self._fetch_reserved(free, 0.0 if burst else self.options.block)
+                # after a failure, one look without waiting: the backend being back is known
+                # (logged, and fetched for health) at once, not after up to `block` seconds
+                block = 0.0 if burst or failures else self.options.block
+                records = await self._fetch_reserved(free, block)
                 self._fetched = time.time()
                 self._start(records)
                 if burst and not records and await self._burst_idle():

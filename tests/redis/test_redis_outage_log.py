@@ -24,7 +24,7 @@ KINDS = {"fetch", "heartbeat", "stalled-job check", "scheduler"}
 OPTIONS = WorkerOptions(
     lease=1.0,
     stalled_interval=0.2,
-    block=0.3,
+    block=30.0,
     heartbeat_interval=0.2,
     schedule=True,
     schedule_refresh=0.2,
@@ -57,10 +57,15 @@ async def test_one_warning_per_outage_and_one_line_when_back(
         await asyncio.sleep(2.0)  # ~10 tries of each loop
         assert {"fetch", "heartbeat", "stalled-job check", "scheduler"} <= set(OUTAGES.open_kinds())
         server.start()
-        await Queue("outage", backend).add("after", {}, job_id="after")
-        deadline = time.monotonic() + 10
-        while "after" not in done or KINDS & set(OUTAGES.open_kinds()):
+        # every loop says it is back within its retry pause (at most 5 s), the fetch loop too,
+        # though an idle fetch blocks up to `block` (30 s here) once it reaches the server
+        deadline = time.monotonic() + 8
+        while KINDS & set(OUTAGES.open_kinds()):
             assert time.monotonic() < deadline, OUTAGES.open_kinds()
+            await asyncio.sleep(0.05)
+        await Queue("outage", backend).add("after", {}, job_id="after")
+        while "after" not in done:
+            assert time.monotonic() < deadline + 5
             await asyncio.sleep(0.05)
     finally:
         worker.request_close(1.0)
