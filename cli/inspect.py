@@ -270,7 +270,10 @@ def _show(console: Console, info: dict[str, Any]) -> None:
     import json
 
     for key in ("id", "queue", "name", "state", "attempts_made", "progress", "priority"):
-        console.line(f"{key:>14}: {info[key]}")
+        value = info[key]
+        if key == "progress" and value is not None:  # a number or a JSON object: as JSON
+            value = json.dumps(value, default=str, ensure_ascii=False)
+        console.line(f"{key:>14}: {value}")
     for key in ("timestamp", "processed_on", "finished_on", "run_at"):
         console.line(f"{key:>14}: {_when(info[key])}")
     for key in ("data", "opts", "returnvalue"):

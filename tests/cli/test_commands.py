@@ -133,6 +133,25 @@ def test_enqueue_refuses_options_beyond_their_bounds_in_one_line(
     assert stats_of("test-echo")["delayed"] + stats_of("test-echo")["waiting"] == 0
 
 
+def test_jobs_show_prints_progress_as_json(cli_env: dict[str, str]) -> None:
+    import asyncio
+
+    from polyjobs import Queue, open_backend
+    from polyjobs.cli.common import settings
+
+    added = cli_json("enqueue", "echo", "--data", '{"text": "x"}')
+
+    async def progress() -> None:
+        async with open_backend(settings().backend_url) as backend:
+            job = await Queue("test-echo", backend).get_job(added["id"])
+            assert job is not None
+            await job.update_progress({"step": "ünïcode", "done": 3})
+
+    asyncio.run(progress())
+    shown = cli("jobs", "show", "echo", added["id"]).stdout
+    assert 'progress: {"step": "ünïcode", "done": 3}' in shown
+
+
 def test_jobs_show_survives_a_stored_delay_beyond_every_calendar(
     cli_env: dict[str, str],
 ) -> None:
