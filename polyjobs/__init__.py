@@ -49,7 +49,8 @@ if TYPE_CHECKING:
     from polyjobs.options import Backoff, Deduplication, JobOptions, Keep, RateLimit
     from polyjobs.plugins import PluginHost, open_backend
     from polyjobs.queue import Deduplicated, Queue
-    from polyjobs.runtime import QueueSpec, Retention, Runtime, RuntimeContext, ScheduleSpec
+    from polyjobs.runtime import Runtime, RuntimeContext
+    from polyjobs.spec import QueueSpec, Retention, ScheduleSpec
     from polyjobs.worker import Worker
     from polyjobs.worker_options import WorkerOptions
 
@@ -90,7 +91,8 @@ _HOMES = {
     "polyjobs.options": ("Backoff", "Deduplication", "JobOptions", "Keep", "RateLimit"),
     "polyjobs.plugins": ("PluginHost", "open_backend"),
     "polyjobs.queue": ("Deduplicated", "Queue"),
-    "polyjobs.runtime": ("QueueSpec", "Retention", "Runtime", "RuntimeContext", "ScheduleSpec"),
+    "polyjobs.runtime": ("Runtime", "RuntimeContext"),
+    "polyjobs.spec": ("QueueSpec", "Retention", "ScheduleSpec"),
     "polyjobs.worker": ("Worker",),
     "polyjobs.worker_options": ("WorkerOptions",),
 }

@@ -34,10 +34,10 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from polyjobs.errors import InvalidArgumentError, PluginError
 from polyjobs.hookspecs import ResourceFactory, SettingNames, hookimpl
 from polyjobs.options import Backoff, RateLimit, seconds
-from polyjobs.runtime import QueueSpec, Retention, ScheduleSpec
+from polyjobs.spec import QueueSpec, Retention, ScheduleSpec
 
 if TYPE_CHECKING:
-    from polyjobs.worker import Processor
+    from polyjobs.spec import Processor
 
 F = TypeVar("F", bound=Callable[..., Any])
 Duration = float | int | str | timedelta

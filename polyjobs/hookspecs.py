@@ -18,7 +18,8 @@ import pluggy
 
 if TYPE_CHECKING:
     from polyjobs.backend import Backend
-    from polyjobs.runtime import QueueSpec, Runtime, RuntimeContext
+    from polyjobs.runtime import Runtime, RuntimeContext
+    from polyjobs.spec import QueueSpec
 
 hookspec = pluggy.HookspecMarker("polyjobs")
 hookimpl = pluggy.HookimplMarker("polyjobs")

@@ -17,7 +17,7 @@ from polyjobs.redact import redact_url
 
 if TYPE_CHECKING:
     from polyjobs.backend import Backend
-    from polyjobs.runtime import QueueSpec
+    from polyjobs.spec import QueueSpec
 
 log = logging.getLogger(__name__)
 

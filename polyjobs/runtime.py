@@ -1,4 +1,5 @@
-"""``QueueSpec`` and ``Runtime``: a set of queues, their workers and schedules, run together.
+"""``Runtime``: a set of queues (:mod:`polyjobs.spec`), their workers and schedules, run
+together.
 
 ``Runtime`` runs an application's queues together, embeddable in any asyncio service::
 
@@ -17,25 +18,20 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass, field, replace
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from polyjobs.backend import CAP_CONTROL, CAP_DEDUP, CAP_RATE_LIMIT, controller
 from polyjobs.control import STOP, stop_grace
 from polyjobs.errors import InvalidArgumentError, UnrecoverableError
 from polyjobs.options import (
-    KEEP_COMPLETED,
-    KEEP_FAILED,
-    Backoff,
-    JobOptions,
-    Keep,
-    RateLimit,
     seconds,
 )
 from polyjobs.outage import OUTAGES
-from polyjobs.queue import Queue, check_queue_name
+from polyjobs.queue import Queue
 from polyjobs.redact import redact_url
+from polyjobs.spec import QueueSpec, Retention, ScheduleSpec
 from polyjobs.worker import Processor, Worker, WorkerOptions, _is_coroutine_callable
 
 if TYPE_CHECKING:
@@ -45,96 +41,19 @@ if TYPE_CHECKING:
     from polyjobs.plugins import PluginHost
     from polyjobs.telemetry import Telemetry
 
+#: ``QueueSpec``, ``Retention`` and ``ScheduleSpec`` live in :mod:`polyjobs.spec`; importing
+#: them from here keeps working.
+__all__ = [
+    "QueueSpec",
+    "Retention",
+    "Runtime",
+    "RuntimeContext",
+    "ScheduleSpec",
+    "checked_processor",
+    "specs_by_name",
+]
+
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True, slots=True)
-class ScheduleSpec:
-    """A queue's repeatable job: ``every`` seconds or a ``cron`` pattern in ``tz``.
-
-    ``options`` are the slot jobs' options (``priority``, ``attempts``, ``deduplication``...);
-    ``no_overlap`` keeps at most one run waiting behind the active one however slow the runs
-    are (a deduplication window on the schedule's key that keeps the last absorbed slot; on a
-    backend without windows, a warning and every slot runs)."""
-
-    key: str
-    every: float | None = None
-    cron: str | None = None
-    tz: str | None = None
-    name: str | None = None
-    data: Any = None
-    missed: str = "skip"
-    options: Mapping[str, Any] | None = None
-    no_overlap: bool = False
-
-    def job_options(self, dedup: bool) -> dict[str, Any]:
-        """The slot jobs' options on a backend with (``dedup``) or without windows."""
-        options = dict(self.options or {})
-        if self.no_overlap and dedup:
-            options["deduplication"] = {"id": f"schedule:{self.key}", "keep_last_if_active": True}
-        return options
-
-
-@dataclass(frozen=True, slots=True)
-class Retention:
-    """How many finished jobs a queue keeps (``Keep`` for completed and for failed ones)."""
-
-    completed: Keep = KEEP_COMPLETED
-    failed: Keep = KEEP_FAILED
-
-
-@dataclass(frozen=True, slots=True)
-class QueueSpec:
-    """Everything polyjobs needs to run one queue: its processor, limits and schedule.
-
-    ``validate(data)`` (optional) raises ``InvalidArgumentError`` for job data the processor
-    cannot use, so that bad input is refused when it is added, not when it runs.
-    ``rate_limit`` is applied to the queue when a Runtime starts (across every worker).
-    ``sandbox`` runs a plain processor in child processes (hard timeouts, crash isolation).
-    """
-
-    name: str
-    processor: Processor
-    concurrency: int = 1
-    timeout: float | None = None
-    attempts: int = 1
-    backoff: Backoff = field(default_factory=Backoff)
-    schedule: ScheduleSpec | None = None
-    retention: Retention = field(default_factory=Retention)
-    short_name: str | None = None
-    description: str = ""
-    validate: Callable[[Any], None] | None = None
-    rate_limit: RateLimit | None = None
-    sandbox: bool = False
-
-    def __post_init__(self) -> None:
-        check_queue_name(self.name)
-        WorkerOptions(concurrency=self.concurrency)  # validates
-        self.job_options()
-
-    def job_options(self) -> JobOptions:
-        """The default options of jobs added to this queue."""
-        return JobOptions(
-            attempts=self.attempts,
-            backoff=self.backoff,
-            timeout=self.timeout,
-            remove_on_complete=self.retention.completed,
-            remove_on_fail=self.retention.failed,
-        )
-
-    def make_queue(self, backend: Backend, telemetry: Telemetry | None = None) -> Queue:
-        """This queue on ``backend``, with the spec's job defaults and data validation."""
-        return Queue(
-            self.name,
-            backend,
-            default_options=self.job_options(),
-            validate=self.validate,
-            telemetry=telemetry,
-        )
-
-    def with_changes(self, **changes: Any) -> QueueSpec:
-        """A copy with some fields changed (e.g. concurrency from a CLI flag)."""
-        return replace(self, **changes)
 
 
 def checked_processor(spec: QueueSpec) -> Processor:

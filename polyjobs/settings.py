@@ -29,7 +29,7 @@ from polyjobs.errors import ConfigError, InvalidArgumentError
 from polyjobs.hookspecs import SettingNames
 from polyjobs.options import RateLimit, seconds
 from polyjobs.redact import is_secret_key
-from polyjobs.runtime import QueueSpec, ScheduleSpec
+from polyjobs.spec import QueueSpec, ScheduleSpec
 
 DEFAULT_HOME = ".polyjobs"
 DEFAULT_DB = "polyjobs.db"
