@@ -45,6 +45,7 @@ CAP_CONTROL = "control"  # send_control / control_messages: commands to every pr
 CAP_FLOWS = "flows"  # add_flow, get_dependencies, get_parents: parents wait for children
 CAP_FLOWS_ACROSS_QUEUES = "flows-across-queues"  # a flow's jobs may live in several queues
 CAP_DEDUP = "dedup"  # NewJob.dedup windows, get/remove_deduplication
+CAP_METRICS = "metrics"  # per-minute completed/failed counts kept by finish, get_metrics
 
 
 @dataclass(slots=True)
@@ -472,6 +473,50 @@ class DedupBackend(Protocol):
 
     async def remove_deduplication(self, queue: str, dedup_id: str) -> bool:
         """Free ``dedup_id`` (and drop a kept next add); False when it was not held."""
+
+
+# -- stored metrics -------------------------------------------------------------------------
+#: How long a backend with :data:`CAP_METRICS` keeps a minute (before its newest write).
+METRICS_KEEP = 24 * 3600.0
+
+
+@dataclass(frozen=True, slots=True)
+class MinuteMetrics:
+    """One minute of a queue: the jobs that ended ``completed`` and ``failed`` (for good) in
+    it, and ``time_sum``, the seconds from ``processed_on`` to ``finished_on`` of those jobs."""
+
+    minute: float  # its start, epoch seconds (a multiple of 60)
+    completed: int = 0
+    failed: int = 0
+    time_sum: float = 0.0
+
+
+@runtime_checkable
+class MetricsBackend(Protocol):
+    """What a backend that declares :data:`CAP_METRICS` adds to :class:`Backend`.
+
+    ``finish`` counts every job it ends ``completed`` or ``failed`` in the minute of its
+    ``finished_on`` (``floor(finished_on / 60) * 60``), with its processing time, in the same
+    atomic step as the finish (as BullMQ, jobs failed by the stalled-job check are not
+    counted: they have no processing time). Minutes more than :data:`METRICS_KEEP` seconds
+    older than the newest counted minute are forgotten; ``obliterate`` forgets them all. So
+    the figures are right after a restart and across any number of workers.
+    """
+
+    async def get_metrics(self, queue: str, since: float) -> list[MinuteMetrics]:
+        """The counted minutes from the one holding ``since`` on, oldest first."""
+
+
+def minute_of(t: float) -> float:
+    """The start of the minute holding ``t``."""
+    return float(int(t // 60) * 60)
+
+
+def metrics_of(backend: Backend) -> MetricsBackend | None:
+    """The backend's metrics interface, or None when it keeps no metrics."""
+    if CAP_METRICS in backend.capabilities and isinstance(backend, MetricsBackend):
+        return backend
+    return None
 
 
 def flows_of(backend: Backend) -> FlowBackend:

@@ -29,6 +29,7 @@ PROTOCOLS: tuple[type, ...] = (
     contract.ControlBackend,
     contract.FlowBackend,
     contract.DedupBackend,
+    contract.MetricsBackend,
 )
 #: Methods that are the caller's own business, never sent.
 LOCAL_ONLY = frozenset({"open", "close"})

@@ -20,7 +20,9 @@ from polyjobs.backend import (
     CAP_DEDUP,
     CAP_FLOWS,
     CAP_FLOWS_ACROSS_QUEUES,
+    CAP_METRICS,
     CAP_RATE_LIMIT,
+    METRICS_KEEP,
     AddResult,
     ControlMessage,
     Finish,
@@ -28,6 +30,7 @@ from polyjobs.backend import (
     JobRecord,
     JobRef,
     JobState,
+    MinuteMetrics,
     NewJob,
     ScheduleRecord,
     Stalled,
@@ -64,13 +67,15 @@ class _Queue:
     wake: asyncio.Event | None = None
     dedup: dict[str, Hold] = field(default_factory=dict)  # deduplication id -> its hold
     held_by: dict[str, str] = field(default_factory=dict)  # job id -> deduplication id
+    # minute -> [completed, failed, time_sum] (see MetricsBackend), oldest first
+    metrics: OrderedDict[float, list[float]] = field(default_factory=OrderedDict)
 
 
 class MemoryBackend(FlowsMixin):
     """Jobs kept in this process only: for tests, examples and single-process runs."""
 
     capabilities: frozenset[str] = frozenset(
-        {CAP_RATE_LIMIT, CAP_CONTROL, CAP_FLOWS, CAP_FLOWS_ACROSS_QUEUES, CAP_DEDUP}
+        {CAP_RATE_LIMIT, CAP_CONTROL, CAP_FLOWS, CAP_FLOWS_ACROSS_QUEUES, CAP_DEDUP, CAP_METRICS}
     )
     CONTROL_KEEP = 100
 
@@ -239,6 +244,32 @@ class MemoryBackend(FlowsMixin):
             while len(finished) > keep.count:
                 self._delete(q, next(iter(finished)))
 
+    @staticmethod
+    def _count(q: _Queue, fin: Finish, processed_on: float | None) -> None:
+        minute = float(int(fin.finished_on // 60) * 60)
+        row = q.metrics.get(minute)
+        if row is None:
+            late = bool(q.metrics) and next(reversed(q.metrics)) > minute
+            row = q.metrics[minute] = [0, 0, 0.0]
+            if late:  # a minute out of order (clocks of several workers): keep them sorted
+                q.metrics = OrderedDict(sorted(q.metrics.items()))
+            newest = next(reversed(q.metrics))
+            while next(iter(q.metrics)) < newest - METRICS_KEEP:
+                q.metrics.popitem(last=False)
+        row[0 if fin.status == "completed" else 1] += 1
+        row[2] += max(fin.finished_on - (processed_on or fin.finished_on), 0.0)
+
+    async def get_metrics(self, queue: str, since: float) -> list[MinuteMetrics]:
+        q = self._queues.get(queue)
+        start = float(int(since // 60) * 60)
+        if q is None:
+            return []
+        return [
+            MinuteMetrics(minute, int(c), int(f), t)
+            for minute, (c, f, t) in q.metrics.items()
+            if minute >= start
+        ]
+
     def _finish_one(self, q: _Queue, token: str, fin: Finish) -> bool:
         job = q.jobs.get(fin.job_id)
         if job is None or job.state != "active" or job.worker != token:
@@ -257,6 +288,7 @@ class MemoryBackend(FlowsMixin):
                 self._to_waiting(q, job)
             return True
         job.finished_on = fin.finished_on
+        self._count(q, fin, job.processed_on)
         ref = JobRef(q.name, job.id)
         if fin.status == "completed":
             job.state = "completed"

@@ -28,6 +28,7 @@ from polyjobs.backend import (
     JobRecord,
     JobRef,
     JobState,
+    MinuteMetrics,
     NewJob,
     ScheduleRecord,
     Stalled,
@@ -283,3 +284,6 @@ class SocketBackend:
 
     async def remove_deduplication(self, queue: str, dedup_id: str) -> bool:
         return bool(await self._typed("remove_deduplication", queue, dedup_id))
+
+    async def get_metrics(self, queue: str, since: float) -> list[MinuteMetrics]:
+        return list(await self._typed("get_metrics", queue, since))

@@ -14,10 +14,12 @@ from collections.abc import Sequence
 from polyjobs.backend import (
     JobRecord,
     JobState,
+    MinuteMetrics,
     NewJob,
     ScheduleRecord,
     WorkerInfo,
     inclusive_range,
+    minute_of,
 )
 from polyjobs.backends.sqlite import flows
 from polyjobs.backends.sqlite.jobs import JOB_COLUMNS, add, meta, record, take_seqs
@@ -201,10 +203,20 @@ def promote(conn: sqlite3.Connection, queue: str, job_id: str) -> bool:
     return True
 
 
+def get_metrics(conn: sqlite3.Connection, queue: str, since: float) -> list[MinuteMetrics]:
+    rows = conn.execute(
+        "SELECT minute, completed, failed, time_sum FROM metrics WHERE queue = ? AND minute >= ? "
+        "ORDER BY minute",
+        (queue, minute_of(since)),
+    ).fetchall()
+    return [MinuteMetrics(float(r[0]), int(r[1]), int(r[2]), float(r[3])) for r in rows]
+
+
 def obliterate(conn: sqlite3.Connection, queue: str, woken: set[str]) -> None:
     gone = conn.execute("DELETE FROM jobs WHERE queue = ? RETURNING id, state", (queue,))
     flows.forget(conn, queue, [(r[0], r[1]) for r in gone.fetchall()], woken)
-    for table in ("schedules", "workers", "queue_meta", "rate_starts", "dedup", "job_deps"):
+    tables = ("schedules", "workers", "queue_meta", "rate_starts", "dedup", "job_deps", "metrics")
+    for table in tables:
         conn.execute(f"DELETE FROM {table} WHERE queue = ?", (queue,))
     conn.execute("DELETE FROM job_logs WHERE queue = ?", (queue,))
 

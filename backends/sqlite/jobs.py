@@ -12,7 +12,17 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from polyjobs.backend import AddResult, Finish, JobRecord, JobRef, JobState, NewJob, Stalled
+from polyjobs.backend import (
+    METRICS_KEEP,
+    AddResult,
+    Finish,
+    JobRecord,
+    JobRef,
+    JobState,
+    NewJob,
+    Stalled,
+    minute_of,
+)
 from polyjobs.backends.sqlite import flows
 from polyjobs.options import KEEP_FAILED, Keep
 
@@ -292,11 +302,12 @@ def finish(
     lost: list[str] = []
     pending: tuple[str, Keep, float] | None = None  # a trim deferred while the next matches
     edges, windows = flows.has_edges(conn), flows.has_windows(conn, queue)
+    counts: dict[float, list[float]] = {}
     for fin in finishes:
         if fin.status != "retry" and pending is not None and pending[:2] != (fin.status, fin.keep):
             retain(conn, queue, *pending, woken)
             pending = None
-        target = _finish_one(conn, queue, token, fin, edges or windows)
+        target = _finish_one(conn, queue, token, fin, edges or windows, counts)
         if target is None:
             lost.append(fin.job_id)
             continue
@@ -309,8 +320,31 @@ def finish(
                 pending = (target, fin.keep, fin.finished_on)
     if pending is not None:
         retain(conn, queue, *pending, woken)
+    if counts:
+        store_metrics(conn, queue, counts)
     jobs = take(conn, queue, token, fetch, lease) if fetch > 0 else []
     return lost, jobs
+
+
+def store_metrics(conn: sqlite3.Connection, queue: str, counts: dict[float, list[float]]) -> None:
+    """Add a finish call's counts to its minutes and forget the minutes past the keep."""
+    conn.executemany(
+        "INSERT INTO metrics (queue, minute, completed, failed, time_sum) VALUES (?, ?, ?, ?, ?) "
+        "ON CONFLICT (queue, minute) DO UPDATE SET completed = completed + excluded.completed, "
+        "failed = failed + excluded.failed, time_sum = time_sum + excluded.time_sum",
+        [(queue, minute, int(c), int(f), t) for minute, (c, f, t) in counts.items()],
+    )
+    conn.execute(
+        "DELETE FROM metrics WHERE queue = ? AND minute < "
+        "(SELECT max(minute) FROM metrics WHERE queue = ?) - ?",
+        (queue, queue, METRICS_KEEP),
+    )
+
+
+def _count(counts: dict[float, list[float]], fin: Finish, processed_on: float | None) -> None:
+    row = counts.setdefault(minute_of(fin.finished_on), [0, 0, 0.0])
+    row[0 if fin.status == "completed" else 1] += 1
+    row[2] += max(fin.finished_on - (processed_on or fin.finished_on), 0.0)
 
 
 def _ended(
@@ -339,14 +373,20 @@ def _delete(conn: sqlite3.Connection, queue: str, job_id: str, woken: set[str]) 
 
 
 def _finish_one(
-    conn: sqlite3.Connection, queue: str, token: str, fin: Finish, settle: bool
+    conn: sqlite3.Connection,
+    queue: str,
+    token: str,
+    fin: Finish,
+    settle: bool,
+    counts: dict[float, list[float]],
 ) -> str | None:
     """End one job; return the state it went to, or None when ``token`` does not own it.
     With ``settle`` (flows or windows in use) a finished job is stored in its final state even
     when its retention removes it at once: the caller settles its parents and its window
     first, then deletes it."""
     row = conn.execute(
-        "SELECT state, worker, priority FROM jobs WHERE queue = ? AND id = ?", (queue, fin.job_id)
+        "SELECT state, worker, priority, processed_on FROM jobs WHERE queue = ? AND id = ?",
+        (queue, fin.job_id),
     ).fetchone()
     if row is None or row["state"] != "active" or row["worker"] != token:
         return None
@@ -371,6 +411,7 @@ def _finish_one(
             ),
         )
         return state
+    _count(counts, fin, row["processed_on"])
     if fin.keep.removes_at_once and not settle:
         conn.execute("DELETE FROM jobs WHERE queue = ? AND id = ?", key)
         return fin.status

@@ -23,11 +23,12 @@ then ``processed`` (``value``: its return value) or ``ignored`` (``value``: its 
 ``jobs.policy`` is a child's failure policy and ``jobs.parent_delay`` a parent's delay, counted
 from its release. Deduplication windows: ``dedup`` maps a queue's deduplication id to the job
 holding it, until ``expires`` (NULL: until the job ends), with the kept ``next`` add (JSON).
+Metrics: ``metrics`` holds a queue's counted minutes (see ``MetricsBackend``).
 """
 
 from __future__ import annotations
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 APPLICATION_ID = 0x706A6221  # "pjb!"
 
 MIGRATIONS: dict[int, tuple[str, ...]] = {
@@ -164,6 +165,18 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
     ),
     # when each worker's fetch loop last succeeded (polyjobs health)
     5: ("ALTER TABLE workers ADD COLUMN fetched REAL NOT NULL DEFAULT 0",),
+    6: (
+        """
+        CREATE TABLE metrics (
+            queue     TEXT NOT NULL,
+            minute    REAL NOT NULL,
+            completed INTEGER NOT NULL DEFAULT 0,
+            failed    INTEGER NOT NULL DEFAULT 0,
+            time_sum  REAL NOT NULL DEFAULT 0,
+            PRIMARY KEY (queue, minute)
+        ) WITHOUT ROWID
+        """,
+    ),
 }
 
 #: Tables a polyjobs file may hold; a version-0 file with any other table is not ours.
@@ -178,6 +191,7 @@ OWN_TABLES = frozenset(
         "control",
         "job_deps",
         "dedup",
+        "metrics",
     }
 )
 

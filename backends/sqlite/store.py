@@ -25,6 +25,7 @@ from polyjobs.backend import (
     CAP_DURABLE,
     CAP_FLOWS,
     CAP_FLOWS_ACROSS_QUEUES,
+    CAP_METRICS,
     CAP_RATE_LIMIT,
     CAP_SHARED,
     AddResult,
@@ -36,6 +37,7 @@ from polyjobs.backend import (
     JobRecord,
     JobRef,
     JobState,
+    MinuteMetrics,
     NewJob,
     ScheduleRecord,
     Stalled,
@@ -90,6 +92,7 @@ class SqliteBackend:
             CAP_FLOWS,
             CAP_FLOWS_ACROSS_QUEUES,
             CAP_DEDUP,
+            CAP_METRICS,
         }
     )
 
@@ -249,6 +252,9 @@ class SqliteBackend:
 
     async def list_jobs(self, queue: str, state: JobState, start: int, end: int) -> list[JobRecord]:
         return await self._db.read(admin.list_jobs, queue, state, start, end)
+
+    async def get_metrics(self, queue: str, since: float) -> list[MinuteMetrics]:
+        return await self._db.read(admin.get_metrics, queue, since)
 
     async def counts(self, queue: str) -> dict[str, int]:
         return await self._db.read(admin.counts, queue)

@@ -67,6 +67,8 @@ What it covers, one module each under :mod:`polyjobs.testing`:
   obliteration keeping the edges consistent.
 * ``suite_dedup`` (capability ``dedup``): simple, throttle, extend, debounce and
   keep-last-if-active windows, ``remove_deduplication_key``, the ``deduplicated`` event.
+* ``suite_metrics`` (capability ``metrics``): per-minute completed/failed counts and processing
+  time kept by ``finish``, kept 24 h, forgotten by ``obliterate``.
 """
 
 from __future__ import annotations
@@ -80,6 +82,7 @@ from polyjobs.testing.suite_admin import AdminContract
 from polyjobs.testing.suite_control import ControlContract
 from polyjobs.testing.suite_dedup import DedupContract
 from polyjobs.testing.suite_flows import FlowsContract
+from polyjobs.testing.suite_metrics import MetricsContract
 from polyjobs.testing.suite_ratelimit import RateLimitContract
 from polyjobs.testing.suite_retries import RetriesContract
 from polyjobs.testing.suite_schedules import SchedulesContract
@@ -100,6 +103,7 @@ class BackendContract(
     ControlContract,
     FlowsContract,
     DedupContract,
+    MetricsContract,
 ):
     """Subclass with ``url = "<scheme>://..."`` (name the subclass ``Test...``)."""
 
