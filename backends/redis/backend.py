@@ -33,6 +33,7 @@ from polyjobs.backend import (
     CAP_DURABLE,
     CAP_FLOWS,
     CAP_FLOWS_ACROSS_QUEUES,
+    CAP_METRICS,
     CAP_RATE_LIMIT,
     CAP_SHARED,
     AddResult,
@@ -44,11 +45,13 @@ from polyjobs.backend import (
     JobRecord,
     JobRef,
     JobState,
+    MinuteMetrics,
     NewJob,
     ScheduleRecord,
     Stalled,
     WorkerInfo,
     inclusive_range,
+    minute_of,
 )
 from polyjobs.backends.redis import connection
 from polyjobs.backends.redis.keys import CONTROL_KEEP, QueueKeys, control_key, registry_key
@@ -127,7 +130,7 @@ class RedisBackend:
     """
 
     capabilities: frozenset[str] = frozenset(
-        {CAP_SHARED, CAP_DURABLE, CAP_RATE_LIMIT, CAP_CONTROL, CAP_FLOWS, CAP_DEDUP}
+        {CAP_SHARED, CAP_DURABLE, CAP_RATE_LIMIT, CAP_CONTROL, CAP_FLOWS, CAP_DEDUP, CAP_METRICS}
     )
 
     def __init__(self, url: str) -> None:
@@ -477,6 +480,22 @@ class RedisBackend:
             found.sort(key=lambda r: r.processed_on or 0.0)
             return inclusive_range(found, start, end)
         return found
+
+    async def get_metrics(self, queue: str, since: float) -> list[MinuteMetrics]:
+        with connection.translate(self._url.redacted):
+            fields = await self.redis.hgetall(self._qk(queue)[0].key("metrics"))
+        start = minute_of(since)
+        minutes: dict[float, list[float]] = {}
+        for field, value in fields.items():
+            kind, _, minute = str(field).partition(":")
+            if kind not in ("c", "f", "t") or not minute or float(minute) < start:
+                continue
+            row = minutes.setdefault(float(minute), [0, 0, 0.0])
+            row["cft".index(kind)] = float(value)
+        return [
+            MinuteMetrics(minute, int(c), int(f), t)
+            for minute, (c, f, t) in sorted(minutes.items())
+        ]
 
     async def counts(self, queue: str) -> dict[str, int]:
         # a read-only script, not MULTI/EXEC: Redis refuses MULTI entirely over maxmemory

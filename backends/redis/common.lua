@@ -378,3 +378,62 @@ end
 local function register()
   return redis.call('HSETNX', K_meta, 'reg', 1)
 end
+
+-- Stored metrics (see MetricsBackend): the hash <qp>metrics holds, per minute M (its start in
+-- whole seconds), c:M completed, f:M failed, t:M the seconds of processing; 'newest' is the
+-- newest minute. A finish call adds its counts per minute; a new newest minute forgets the
+-- minutes more than METRICS_KEEP seconds older.
+local METRICS = {}
+
+local function count_metric(status, fon, po)
+  local minute = math.floor(tonumber(fon) / 60) * 60
+  local m = METRICS[minute]
+  if not m then
+    m = {0, 0, 0}
+    METRICS[minute] = m
+  end
+  if status == 'completed' then
+    m[1] = m[1] + 1
+  else
+    m[2] = m[2] + 1
+  end
+  local started = tonumber(po)
+  if started and tonumber(fon) > started then
+    m[3] = m[3] + tonumber(fon) - started
+  end
+end
+
+local function store_metrics()
+  local key = ARGV[1] .. 'metrics'
+  local newest = tonumber(redis.call('HGET', key, 'newest') or '') or 0
+  local moved = false
+  for minute, m in pairs(METRICS) do
+    local s = string.format('%d', minute)
+    if m[1] > 0 then
+      redis.call('HINCRBY', key, 'c:' .. s, m[1])
+    end
+    if m[2] > 0 then
+      redis.call('HINCRBY', key, 'f:' .. s, m[2])
+    end
+    if m[3] > 0 then
+      redis.call('HINCRBYFLOAT', key, 't:' .. s, string.format('%.6f', m[3]))
+    end
+    if minute > newest then
+      newest = minute
+      moved = true
+    end
+  end
+  if moved then
+    redis.call('HSET', key, 'newest', string.format('%d', newest))
+    local old = {}
+    for _, field in ipairs(redis.call('HKEYS', key)) do
+      local minute = tonumber(string.sub(field, 3))
+      if minute and string.sub(field, 2, 2) == ':' and minute < newest - METRICS_KEEP then
+        old[#old + 1] = field
+      end
+    end
+    for i = 1, #old, 1000 do
+      redis.call('HDEL', key, unpack(old, i, math.min(i + 999, #old)))
+    end
+  end
+end

@@ -14,7 +14,7 @@ for i = 0, tonumber(ARGV[8 + m]) - 1 do
   local b = base + i * 10
   local id, status, am, fon = ARGV[b], ARGV[b + 1], ARGV[b + 2], ARGV[b + 3]
   local key = jk(id)
-  local cur = job_fields(id, 'st', 'tk', 'p')
+  local cur = job_fields(id, 'st', 'tk', 'p', 'po')
   if not cur or cur[1] ~= 'active' or cur[2] ~= token then
     lost[#lost + 1] = id
   else
@@ -44,6 +44,7 @@ for i = 0, tonumber(ARGV[8 + m]) - 1 do
         event('failed', id, 'failed_reason', ARGV[b + 5])
         job_ended(id, 'failed', ARGV[b + 5], fon)
       end
+      count_metric(status, fon, cur[4])
       local count, cutoff = ARGV[b + 8], ARGV[b + 9]
       if count == '0' then
         delete_jobs({id})
@@ -68,6 +69,7 @@ end
 for _, t in pairs(trims) do
   retain(t[1], t[2], t[3])
 end
+store_metrics()
 local jobs = {}
 local want = tonumber(ARGV[3])
 if want > 0 then

@@ -27,6 +27,8 @@ Cluster slot::
     <prefix>:{<queue>}:dv:<id>     HASH  child -> return value, for its processed children
     <prefix>:{<queue>}:di:<id>     HASH  child -> failed reason, for its ignored children
     <prefix>:{<queue>}:de:<dedup>  HASH  a deduplication window: holder j, end x, kept next n
+    <prefix>:{<queue>}:metrics     HASH  stored metrics: c:<minute>, f:<minute>, t:<minute>
+                                         (completed, failed, processing seconds), newest
     <prefix>:queues                SET   names of known queues (outside the hash tag)
     <prefix>:control               ZSET  control messages (score = time), the last CONTROL_KEEP
 

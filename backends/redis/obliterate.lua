@@ -25,6 +25,6 @@ if deleted == 0 then
   for _, w in ipairs(redis.call('SMEMBERS', ARGV[1] .. 'windows')) do
     redis.call('DEL', ARGV[1] .. 'de:' .. w)
   end
-  redis.call('DEL', ARGV[1] .. 'windows', unpack(KEYS))
+  redis.call('DEL', ARGV[1] .. 'windows', ARGV[1] .. 'metrics', unpack(KEYS))
 end
 return deleted

@@ -17,6 +17,7 @@ from typing import Any
 
 from redis.exceptions import NoScriptError
 
+from polyjobs.backend import METRICS_KEEP
 from polyjobs.backends.redis.connection import COMMAND_TIMEOUT, Client, connection_for
 from polyjobs.backends.redis.keys import EVENTS_MAXLEN, JOB_TAG, LOG_TAG, SCRIPT_KEYS
 from polyjobs.backends.redis.records import FIELDS, MISSING, NOT_A_HASH
@@ -75,6 +76,7 @@ def _header() -> str:
     lines.append(f"local JP = ARGV[1] .. '{JOB_TAG}'")
     lines.append(f"local LP = ARGV[1] .. '{LOG_TAG}'")
     lines.append(f"local EVENTS_MAXLEN = {EVENTS_MAXLEN}")
+    lines.append(f"local METRICS_KEEP = {int(METRICS_KEEP)}")
     lines.append(f"local NOT_A_HASH = '{NOT_A_HASH}'")
     lines.append(f"local MISSING = '{MISSING}'")
     lines.append("local FIELDS = {" + ", ".join(f"'{f}'" for f in FIELDS) + "}")
