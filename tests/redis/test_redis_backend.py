@@ -17,10 +17,10 @@ from polyjobs import BackendUnavailableError, Queue, Worker
 from polyjobs.backend import (
     CAP_CONTROL,
     CAP_DEDUP,
-    CAP_METRICS,
     CAP_DURABLE,
     CAP_FLOWS,
     CAP_FLOWS_ACROSS_QUEUES,
+    CAP_METRICS,
     CAP_RATE_LIMIT,
     CAP_SHARED,
     NewJob,
