@@ -23,10 +23,12 @@ from polyjobs.backend import (
     JobRecord,
     JobRef,
     JobState,
+    MinuteMetrics,
     NewJob,
     ScheduleRecord,
     Stalled,
     WorkerInfo,
+    minute_of,
 )
 from polyjobs.backends.postgres import records
 from polyjobs.options import KEEP_FAILED, Keep, RateLimit
@@ -439,11 +441,21 @@ async def promote(conn: Conn, queue: str, job_id: str, now: float, channel: str)
     return True
 
 
+async def get_metrics(conn: Conn, queue: str, since: float) -> list[MinuteMetrics]:
+    rows = await conn.fetch(
+        "SELECT minute, completed, failed, time_sum FROM metrics WHERE queue = $1 "
+        "AND minute >= $2 ORDER BY minute",
+        queue,
+        minute_of(since),
+    )
+    return [MinuteMetrics(float(r[0]), int(r[1]), int(r[2]), float(r[3])) for r in rows]
+
+
 async def obliterate(conn: Conn, queue: str) -> None:
     async with conn.transaction():
         # deleting the jobs settles their flows and windows (the jobs_unlinked trigger)
         tables = ("job_logs", "jobs", "schedules", "workers", "rate_starts", "queues", "dedup")
-        for table in (*tables, "job_deps"):
+        for table in (*tables, "job_deps", "metrics"):
             await conn.execute(f"DELETE FROM {table} WHERE queue = $1", queue)
 
 

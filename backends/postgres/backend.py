@@ -27,6 +27,7 @@ from polyjobs.backend import (
     CAP_DURABLE,
     CAP_FLOWS,
     CAP_FLOWS_ACROSS_QUEUES,
+    CAP_METRICS,
     CAP_RATE_LIMIT,
     CAP_SHARED,
     AddResult,
@@ -38,6 +39,7 @@ from polyjobs.backend import (
     JobRecord,
     JobRef,
     JobState,
+    MinuteMetrics,
     NewJob,
     ScheduleRecord,
     Stalled,
@@ -88,6 +90,7 @@ class PostgresBackend:
             CAP_FLOWS,
             CAP_FLOWS_ACROSS_QUEUES,
             CAP_DEDUP,
+            CAP_METRICS,
         }
     )
 
@@ -335,6 +338,10 @@ class PostgresBackend:
 
     async def list_jobs(self, queue: str, state: JobState, start: int, end: int) -> list[JobRecord]:
         found: list[JobRecord] = await self._call(admin.list_jobs, queue, state, start, end)
+        return found
+
+    async def get_metrics(self, queue: str, since: float) -> list[MinuteMetrics]:
+        found: list[MinuteMetrics] = await self._call(admin.get_metrics, queue, since)
         return found
 
     async def counts(self, queue: str) -> dict[str, int]:

@@ -23,7 +23,7 @@ from polyjobs.errors import BackendUnavailableError
 if TYPE_CHECKING:
     import asyncpg
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 #: Tables of a polyjobs schema; a schema without ``schema_version`` that holds any other table
 #: belongs to another application.
@@ -39,6 +39,7 @@ OWN_TABLES = frozenset(
         "control",
         "job_deps",
         "dedup",
+        "metrics",
     }
 )
 
