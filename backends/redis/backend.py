@@ -482,7 +482,7 @@ class RedisBackend:
         return found
 
     async def get_metrics(self, queue: str, since: float) -> list[MinuteMetrics]:
-        with connection.translate(self._url.redacted):
+        with self._errors:
             fields = await self.redis.hgetall(self._qk(queue)[0].key("metrics"))
         start = minute_of(since)
         minutes: dict[float, list[float]] = {}
