@@ -44,6 +44,15 @@ def _numbers(s: QueueStats) -> list[Any]:
     return [s.waiting, s.active, s.delayed, s.completed, s.failed]
 
 
+def _hour(s: QueueStats) -> list[str]:
+    """done/h, failed/h and the average processing time, from the backend's stored metrics."""
+    if s.completed_last_hour is None:
+        return ["-", "-", "-"]
+    avg = s.avg_time_last_hour
+    shown = "-" if avg is None else f"{avg * 1000:.0f}ms" if avg < 10 else f"{avg:.1f}s"
+    return [str(s.completed_last_hour), str(s.failed_last_hour), shown]
+
+
 def stats_view(
     rows: list[QueueStats], shorts: dict[str, str], width: int, caption: str | None
 ) -> RenderableType:
@@ -70,6 +79,16 @@ def stats_view(
         ]
         for s in rows
     ]
+    if any(s.completed_last_hour is not None for s in rows):
+        wide_cols = [
+            *full_cols,
+            Column("done/h", "num"),
+            Column("failed/h", "num"),
+            Column("avg time", "num"),
+        ]
+        wide_rows = [[*row, *_hour(s)] for row, s in zip(full_rows, rows, strict=True)]
+        if fits(wide_cols, wide_rows, width):
+            return fit_table(wide_cols, wide_rows, width, caption=caption)
     if fits(full_cols, full_rows, width):
         return fit_table(full_cols, full_rows, width, caption=caption)
     compact_cols = [
@@ -117,7 +136,8 @@ def stats(
     interval: Annotated[str, typer.Option(help="Time between refreshes (2s, 500ms...).")] = "2s",
     as_json: JsonOption = False,
 ) -> None:
-    """Per queue: counts by state, paused, workers online, completed/failed in the last minute."""
+    """Per queue: counts by state, paused, workers online, completed/failed in the last minute
+    (and in the last hour, with the average processing time, where the backend keeps metrics)."""
     console = Console(json_mode=as_json)
 
     async def go() -> None:

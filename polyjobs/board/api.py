@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import re
+import time
+from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
@@ -12,6 +14,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Match, Route
 
+from polyjobs.backend import metrics_of
 from polyjobs.board.security import Security, action, session
 from polyjobs.errors import InvalidArgumentError
 
@@ -123,7 +126,18 @@ class Api:
         return JSONResponse(await self.service.job(params["queue"], params["job_id"]))
 
     async def throughput(self, request: Request) -> Response:
-        return JSONResponse(self.sampler.to_json())
+        """This board's samples; with ``minutes``, on a backend that keeps metrics, each
+        queue's stored minutes of the last hour (``minute``, ``completed``, ``failed``,
+        ``time_sum``)."""
+        body = self.sampler.to_json()
+        stored = metrics_of(self.service.backend)
+        if stored is not None:
+            since = time.time() - 3600
+            body["minutes"] = {
+                name: [asdict(m) for m in await stored.get_metrics(name, since)]
+                for name in await self.service.queue_names()
+            }
+        return JSONResponse(body)
 
     async def enqueue(self, request: Request, form: dict[str, Any]) -> Response:
         unknown = set(checked(form)) - ENQUEUE_FIELDS

@@ -106,7 +106,7 @@ class Pages:
 
         rows = await self.service.overview()
         for row in rows:
-            row["chart"] = sparkline(self.sampler.history(row["queue"]))
+            row["chart"] = sparkline(await self.sampler.points(row["queue"]))
         health = await check_health(self.service.backend)
         return self.render(
             request,
@@ -136,7 +136,7 @@ class Pages:
             states=STATES,
             page=page,
             pages=max((listing["total"] + size - 1) // size, 1),
-            chart=sparkline(self.sampler.history(info["queue"]), 320, 60),
+            chart=sparkline(await self.sampler.points(info["queue"]), 320, 60),
             missing=wanted,
         )
 

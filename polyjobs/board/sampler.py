@@ -9,6 +9,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from polyjobs.backend import metrics_of, minute_of
 from polyjobs.errors import PolyjobsError
 from polyjobs.stats import queue_stats
 
@@ -87,6 +88,23 @@ class Sampler:
     def history(self, queue: str) -> list[tuple[float, int, int]]:
         """``[(at, completed, failed), ...]`` for one queue, oldest first."""
         return [(s.at, *s.rates[queue]) for s in self.samples if queue in s.rates]
+
+    async def points(self, queue: str, minutes: int = 60) -> list[tuple[float, int, int]]:
+        """The chart of one queue: on a backend that keeps metrics, jobs finished in each of the
+        last ``minutes`` minutes as stored (right after a restart, for every worker); else
+        this board's own samples (:meth:`history`)."""
+        stored = metrics_of(self.service.backend)
+        if stored is None:
+            return self.history(queue)
+        now = minute_of(time.time())
+        first = now - 60 * (minutes - 1)
+        counted = {m.minute: m for m in await stored.get_metrics(queue, first)}
+        points = []
+        for i in range(minutes):
+            at = first + 60 * i
+            m = counted.get(at)
+            points.append((at, m.completed if m else 0, m.failed if m else 0))
+        return points
 
     def to_json(self) -> dict[str, Any]:
         queues: dict[str, list[dict[str, float]]] = {}

@@ -403,3 +403,22 @@ async def test_queue_names_with_a_slash_have_working_links(
     headers = {"X-CSRF-Token": await csrf_of(client)}
     paused = await client.post("/api/queues/team%2Femails/pause", headers=headers)
     assert paused.status_code == 200 and await Queue("team/emails", backend).is_paused()
+
+
+async def test_charts_come_from_the_stored_metrics_on_a_new_board(
+    backend: Backend, make_client: ClientFactory, emails_spec: QueueSpec
+) -> None:
+    """Jobs run before the board starts (by another process, as far as it knows) are in its
+    charts and its throughput API at once: the backend keeps the metrics."""
+    queue = Queue("emails", backend)
+    await queue.add_bulk([("send", {"to": f"{i}@example.com"}) for i in range(5)])
+    await Worker("emails", emails_spec.processor, backend).run(burst=True)
+    client = await make_client()  # a board that has taken no sample
+    body = (await client.get("/api/throughput")).json()
+    assert body["queues"] == {}  # its own samples: none yet
+    stored = body["minutes"]["emails"]
+    assert sum(m["completed"] for m in stored) == 5 and stored[-1]["time_sum"] >= 0
+    page = await client.get("/admin/queues/emails")
+    assert page.status_code == 200 and "<polyline" in page.text
+    overview = await client.get("/admin/queues")
+    assert "<polyline" in overview.text and "no samples yet" not in overview.text
