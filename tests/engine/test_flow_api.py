@@ -135,10 +135,12 @@ async def test_a_long_chain_is_added_and_run_in_order() -> None:
     assert seen == list(range(1500))
 
 
-async def test_schedules_take_no_deduplication() -> None:
+async def test_a_schedule_keeps_its_deduplication_window_for_its_slots() -> None:
     queue = Queue("s", MemoryBackend())
+    record = await queue.upsert_schedule("k", every=5, options={"deduplication": {"id": "x"}})
+    assert record.opts["deduplication"]["id"] == "x"
     with pytest.raises(InvalidArgumentError, match="deduplication"):
-        await queue.upsert_schedule("k", every=5, options={"deduplication": {"id": "x"}})
+        await queue.upsert_schedule("k", every=5, options={"deduplication": {"ttl": 1}})
 
 
 async def test_queue_option_defaults_apply_to_flow_nodes() -> None:
