@@ -197,7 +197,8 @@ async def _start_with(
             raise ConfigError(f"application {resolved.app.value!r} declares no queue")
         raise ConfigError(
             "no queues are registered: name your application with --app (see `polyjobs "
-            "start --help`), or install one"
+            "start --help`), or install one (applications are found through entry points: an "
+            "editable install made before one was added needs `pip install -e .` again)"
         )
     specs = specs_by_name(registered, names) if names else list(registered.values())
     if demo_mode is not None:
