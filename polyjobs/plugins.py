@@ -61,8 +61,9 @@ class PluginHost:
         """Register the built-in plugins, the ``polyjobs`` entry points, the plugin ``modules``
         named by import path (``POLYJOBS_PLUGINS``) and ``extra`` objects.
 
-        ``app`` (an :class:`~polyjobs.App`, a plugin, or a reference ``module[:attr]`` found
-        by :func:`~polyjobs.application.load_application` with ``search_path``) is the
+        ``app`` (an :class:`~polyjobs.App`, a plugin, the name of an installed one such as
+        ``polymarket``, or a reference ``module[:attr]`` found by
+        :func:`~polyjobs.application.load_application` with ``search_path``) is the
         application to run: then only it, ``modules`` and ``extra`` contribute queues,
         resources and setting names; the built-ins and entry points still give backends and
         observe job events. Without one, every installed plugin contributes."""
@@ -91,10 +92,7 @@ class PluginHost:
             pm.register(plugin)
         host = cls(pm)
         if app is not None:
-            if isinstance(app, str):
-                from polyjobs.application import load_application
-
-                app = load_application(app, search_path=search_path)
+            app = _application(pm, app, search_path)
             if not pm.is_registered(app):
                 pm.register(app, name=f"app {getattr(app, 'name', None) or _describe(app)}")
             installed.discard(str(pm.get_name(app)))
@@ -210,6 +208,19 @@ class PluginHost:
                 f"(installed: {known})"
             )
         return factories[scheme][0](url)
+
+
+def _application(pm: pluggy.PluginManager, app: str | object, search_path: str | None) -> object:
+    """The application object ``app`` names: an installed plugin by name (``polymarket``),
+    else a reference ``module[:attr]``; an object is itself."""
+    if not isinstance(app, str):
+        return app
+    installed = pm.get_plugin(app.strip())
+    if installed is not None:
+        return installed
+    from polyjobs.application import load_application
+
+    return load_application(app, search_path=search_path)
 
 
 def _describe(plugin: object) -> str:

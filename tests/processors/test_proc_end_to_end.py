@@ -253,6 +253,8 @@ def test_the_application_registers_through_its_entry_point() -> None:
     found = [ep for ep in entry_points(group="polyjobs") if ep.value == "polyjobs.processors"]
     assert [ep.name for ep in found] == ["polymarket"]
     assert "polymarket-analysis" not in PluginHost.load(entry_points=False).queue_specs()
+    by_name = PluginHost.load(app="polymarket", extra=[App("other")])
+    assert set(by_name.queue_specs()) == {spec.name for spec in QUEUE_SPECS}
     host = PluginHost.load()
     specs = host.queue_specs()
     for spec in QUEUE_SPECS:
