@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from polyjobs.backends.memory.store import MemoryBackend
+from polyjobs.backends.memory.backend import MemoryBackend
 from polyjobs.hookspecs import BackendFactory, hookimpl
 
 __all__ = ["MemoryBackend"]

@@ -20,7 +20,7 @@ from polyjobs.errors import InvalidArgumentError
 from polyjobs.options import KEEP_FAILED, Keep
 
 if TYPE_CHECKING:
-    from polyjobs.backends.memory.store import _Queue
+    from polyjobs.backends.memory.backend import _Queue
 
 
 @dataclass

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from polyjobs.backends.sqlite.store import SqliteBackend
+from polyjobs.backends.sqlite.backend import SqliteBackend
 from polyjobs.hookspecs import BackendFactory, hookimpl
 
 __all__ = ["SqliteBackend"]

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from polyjobs import BackendUnavailableError, Queue, open_backend
-from polyjobs.backends.sqlite.store import parse_url
+from polyjobs.backends.sqlite.backend import parse_url
 from polyjobs.errors import InvalidArgumentError
 
 PROC = str(Path(__file__).with_name("sqlite_proc.py"))
