@@ -1,4 +1,4 @@
-"""``polyjobs stats`` and ``polyjobs jobs list|show|retry|remove``."""
+"""``polyjobs stats`` and ``polyjobs jobs list|show|retry|cancel|remove``."""
 
 from __future__ import annotations
 
@@ -330,6 +330,33 @@ def jobs_retry(
         if not await q.retry(job_id):
             raise JobNotFoundError(f"job {job_id} of {q.name} is not failed (or does not exist)")
         return f"job {job_id} of {q.name} is waiting again"
+
+    on_queue(queue, backend, act, app=app)
+
+
+@jobs_app.command("cancel")
+def jobs_cancel(
+    queue: Annotated[str, typer.Argument(help="Queue (full or short name).")],
+    job_id: Annotated[str, typer.Argument(help="Job id.")],
+    reason: Annotated[
+        str, typer.Option("--reason", help="Why (stored as the job's failed reason).")
+    ] = "cancelled",
+    backend: BackendOption = None,
+    app: AppOption = None,
+) -> None:
+    """Cancel a job: one not started fails now; a running one is stopped by its worker and
+    fails, without retry, on any machine."""
+
+    async def act(q: Queue) -> str:
+        outcome = await q.cancel(job_id, reason)
+        if outcome == "failed":
+            return f"job {job_id} of {q.name} cancelled (it had not started): failed"
+        if outcome == "requested":
+            return f"job {job_id} of {q.name} is running: its worker was told to stop it"
+        raise JobNotFoundError(
+            f"job {job_id} of {q.name} cannot be cancelled: it has ended, waits for its "
+            "children, or does not exist"
+        )
 
     on_queue(queue, backend, act, app=app)
 

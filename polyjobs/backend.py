@@ -46,6 +46,7 @@ CAP_FLOWS = "flows"  # add_flow, get_dependencies, get_parents: parents wait for
 CAP_FLOWS_ACROSS_QUEUES = "flows-across-queues"  # a flow's jobs may live in several queues
 CAP_DEDUP = "dedup"  # NewJob.dedup windows, get/remove_deduplication
 CAP_METRICS = "metrics"  # per-minute completed/failed counts kept by finish, get_metrics
+CAP_CANCEL = "cancel"  # cancel / cancel_requests: end a job that has not started, stop one that has
 
 
 @dataclass(slots=True)
@@ -342,6 +343,34 @@ class ControlBackend(Protocol):
         """Commands sent after ``since`` (epoch seconds), oldest first."""
 
 
+#: What :meth:`CancelBackend.cancel` did: the job ``failed`` at once (it had not started), or it
+#: is active and its owner is ``requested`` to stop it.
+CancelOutcome = Literal["failed", "requested"]
+
+
+@runtime_checkable
+class CancelBackend(Protocol):
+    """What a backend that declares :data:`CAP_CANCEL` adds to :class:`Backend`.
+
+    A cancel request is stored on the job itself (not sent as a message): whichever worker,
+    process or machine owns the job, now or after a stall or a release hands it on, finds it
+    with :meth:`cancel_requests`, so no request is lost to a race with ``fetch``.
+    """
+
+    async def cancel(
+        self, queue: str, job_id: str, reason: str, now: float
+    ) -> CancelOutcome | None:
+        """Atomically: a ``waiting`` or ``delayed`` job fails now (``failed_reason`` ``reason``,
+        ``finished_on`` ``now``, attempts unchanged, no retry) as any final failure does (its
+        parents' failure policy applies, its deduplication window ends): ``"failed"``. An
+        ``active`` job keeps running with ``reason`` stored as its cancel request (a later
+        cancel replaces it; ``retry`` of the failed job clears it): ``"requested"``. Any other
+        job (finished, waiting for children, missing): None, nothing changed."""
+
+    async def cancel_requests(self, queue: str, job_ids: Sequence[str]) -> dict[str, str]:
+        """The reasons of the cancel requests stored on those of ``job_ids`` that have one."""
+
+
 @runtime_checkable
 class LocalFileBackend(Protocol):
     """A backend whose storage is one local file at ``path``, created by ``open()`` when it
@@ -366,6 +395,13 @@ def controller(backend: Backend) -> ControlBackend:
     """The backend's control channel, or ``ConfigError`` naming the backend."""
     if CAP_CONTROL not in backend.capabilities or not isinstance(backend, ControlBackend):
         raise ConfigError(f"the backend {redact_url(backend.url)} has no control channel")
+    return backend
+
+
+def canceller(backend: Backend) -> CancelBackend:
+    """The backend's cancel interface, or ``ConfigError`` naming the backend."""
+    if CAP_CANCEL not in backend.capabilities or not isinstance(backend, CancelBackend):
+        raise ConfigError(f"the backend {redact_url(backend.url)} cannot cancel jobs")
     return backend
 
 

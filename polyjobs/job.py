@@ -53,6 +53,10 @@ class Job:
         self._backend = backend
         self._loop: asyncio.AbstractEventLoop | None = None
         self._on_progress: Callable[[Job, Any], None] | None = None
+        #: Set (with its reason in ``cancel_reason``) once someone cancelled this job while it
+        #: runs; a plain (thread) processor checks it and returns or raises early.
+        self.cancelled = False
+        self.cancel_reason: str | None = None
 
     def __repr__(self) -> str:
         return f"<Job {self.queue_name}/{self.id} {self.name!r} {self.state}>"

@@ -16,9 +16,11 @@ from polyjobs.backend import (
     CAP_RATE_LIMIT,
     STATES,
     AddResult,
+    CancelOutcome,
     JobRecord,
     NewJob,
     ScheduleRecord,
+    canceller,
     deduplicator,
     rate_limiter,
 )
@@ -36,6 +38,9 @@ log = logging.getLogger(__name__)
 
 _QUEUE_NAME_MAX = 200
 QUEUE_EVENTS = ("deduplicated",)
+
+#: The longest reason ``Queue.cancel`` takes.
+MAX_CANCEL_REASON = 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -310,6 +315,25 @@ class Queue:
                 return retried
             for record in failed:
                 retried += await self.backend.retry(self.name, record.id)
+
+    async def cancel(self, job_id: str, reason: str = "cancelled") -> CancelOutcome | None:
+        """Cancel a job, whichever worker, process or machine would run it.
+
+        A waiting or delayed job is not started: it fails now with ``reason``, without retry
+        (``"failed"``). An active one is told (``"requested"``): within about a second its
+        worker stops it (an ``async`` processor gets ``asyncio.CancelledError`` where it
+        awaits, a sandboxed one is killed, a thread processor sees ``job.cancelled`` set) and
+        fails it with ``reason``, without retry. None: the job has ended, waits for its
+        children, or does not exist."""
+        if not isinstance(reason, str) or not reason.strip():
+            raise InvalidArgumentError("a cancel reason must be non-empty text")
+        if len(reason) > MAX_CANCEL_REASON:
+            raise InvalidArgumentError(
+                f"a cancel reason has at most {MAX_CANCEL_REASON} characters"
+            )
+        return await canceller(self.backend).cancel(
+            self.name, check_job_id(job_id), reason, time.time()
+        )
 
     async def promote(self, job_id: str) -> bool:
         """Run a delayed job now."""

@@ -30,6 +30,7 @@ PROTOCOLS: tuple[type, ...] = (
     contract.FlowBackend,
     contract.DedupBackend,
     contract.MetricsBackend,
+    contract.CancelBackend,
 )
 #: Methods that are the caller's own business, never sent.
 LOCAL_ONLY = frozenset({"open", "close"})

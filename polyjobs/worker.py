@@ -21,7 +21,15 @@ from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
-from polyjobs.backend import CAP_RATE_LIMIT, Finish, JobRecord, WorkerInfo, rate_limiter
+from polyjobs.backend import (
+    CAP_CANCEL,
+    CAP_RATE_LIMIT,
+    Finish,
+    JobRecord,
+    WorkerInfo,
+    canceller,
+    rate_limiter,
+)
 from polyjobs.errors import (
     InvalidArgumentError,
     JobTimeoutError,
@@ -48,7 +56,7 @@ __all__ = ["EVENTS", "Processor", "Worker", "WorkerOptions"]
 log = logging.getLogger(__name__)
 
 Processor = Callable[[Job], Any]
-EVENTS = ("completed", "failed", "retrying", "progress", "stalled", "error")
+EVENTS = ("completed", "failed", "retrying", "progress", "stalled", "error", "cancelled")
 SHUTDOWN_CALL_TIMEOUT = 2.0
 
 
@@ -97,6 +105,8 @@ class Worker:
         self._listeners: dict[str, list[Callable[..., Any]]] = {e: [] for e in EVENTS}
         self._owned: set[str] = set()  # fetched and not yet acknowledged by finish
         self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._jobs: dict[str, Job] = {}  # the Job of each running task
+        self._cancels: dict[str, str] = {}  # job id -> reason, for jobs being cancelled
         self._outbox: list[tuple[Finish, Job, Any]] = []
         self._reserved = 0
         self._finishing = False
@@ -129,7 +139,8 @@ class Worker:
 
         ``completed(job, result)``, ``failed(job, error)`` (no attempts left),
         ``retrying(job, error)``, ``progress(job, progress)``, ``stalled(job_id, failed)``,
-        ``error(exception)``.
+        ``error(exception)``, ``cancelled(job, reason)`` (a running job was cancelled and
+        failed with ``reason``; ``failed`` is heard too).
         """
         if event not in self._listeners:
             raise InvalidArgumentError(f"unknown worker event {event!r} (one of {EVENTS})")
@@ -195,6 +206,8 @@ class Worker:
                     tg.create_task(self._stalled_loop()),
                     tg.create_task(self._heartbeat_loop()),
                 ]
+                if CAP_CANCEL in self.backend.capabilities:
+                    self._aux_tasks.append(tg.create_task(self._cancel_loop()))
                 if self.options.schedule:
                     scheduler = Scheduler(self.queue, self.backend, self.options.schedule_refresh)
                     self._aux_tasks.append(tg.create_task(scheduler.run(self._stop)))
@@ -354,6 +367,7 @@ class Worker:
     # -- processing ------------------------------------------------------------------------
     async def _process(self, record: JobRecord) -> None:
         job = Job(record, self.queue, self.backend, self.context)
+        self._jobs[job.id] = job
         job._loop = asyncio.get_running_loop()
         job._on_progress = self._on_progress
         job.attempts_started = record.attempts_started
@@ -376,19 +390,49 @@ class Worker:
                 fin, outcome = failure(job, opts, error), error
         except asyncio.CancelledError as exc:
             task = asyncio.current_task()
-            if task is not None and task.cancelling():
+            if task is not None and task.cancelling() and job.id in self._cancels:
+                task.uncancel()  # stopped because someone cancelled the job: it fails
+                fin, outcome = self._cancelled(job, opts), exc
+                if task.cancelling():  # closing too: hand the result over, then stop
+                    self._jobs.pop(job.id, None)
+                    self._tasks.pop(job.id, None)
+                    self._outbox.append((fin, job, outcome))
+                    self._outbox_ready.set()
+                    raise
+            elif task is not None and task.cancelling():
+                self._jobs.pop(job.id, None)
                 self._tasks.pop(job.id, None)
                 self._slot_freed.set()
                 raise  # the worker cancelled this job (close after the grace period)
-            # raised by the processor itself (e.g. leaked by a library): a failure like any
-            fin, outcome = failure(job, opts, exc), exc
+            else:
+                # raised by the processor itself (e.g. leaked by a library): a failure like any
+                fin, outcome = failure(job, opts, exc), exc
         except RateLimitError as exc:
             fin, outcome = await self._rate_limited(job, opts, exc), exc
         except Exception as exc:
             fin, outcome = failure(job, opts, exc), exc
+        if job.id in self._cancels:
+            # however it ended once told (a thread processor that saw job.cancelled, an async
+            # one that swallowed the CancelledError): it fails with the reason, no retry
+            fin = self._cancelled(job, opts)
+        self._jobs.pop(job.id, None)
         self._tasks.pop(job.id, None)
         self._outbox.append((fin, job, outcome))
         self._outbox_ready.set()
+
+    def _cancelled(self, job: Job, opts: JobOptions) -> Finish:
+        """A cancelled job fails with the canceller's reason, without retry."""
+        reason = self._cancels.get(job.id) or "cancelled"
+        return Finish(
+            job.id,
+            "failed",
+            job.attempts_made + 1,
+            time.time(),
+            None,
+            reason,
+            None,
+            keep=opts.remove_on_fail,
+        )
 
     def _options_of(self, record: JobRecord) -> JobOptions:
         """Parse a job's stored options; consecutive jobs usually share them, so the last
@@ -493,6 +537,7 @@ class Worker:
     def _announce(self, batch: list[tuple[Finish, Job, Any]], lost: set[str]) -> None:
         for fin, job, outcome in batch:
             self._owned.discard(fin.job_id)
+            cancelled = self._cancels.pop(fin.job_id, None)
             if fin.job_id in lost:
                 self._error(
                     RuntimeError(f"job {fin.job_id} was no longer owned (lease expired)"),
@@ -508,6 +553,9 @@ class Worker:
             elif fin.status == "failed":
                 job.state, job.failed_reason = "failed", fin.failed_reason
                 job.finished_on = fin.finished_on
+                if cancelled is not None:
+                    self._emit("cancelled", job, fin.failed_reason)
+                    self._hook("cancelled", job.id, {"reason": fin.failed_reason})
                 self._emit("failed", job, outcome)
                 self._hook("failed", job.id, {"failed_reason": fin.failed_reason, "duration": ran})
             else:
@@ -541,6 +589,32 @@ class Worker:
             for job_id in lost:
                 if job_id in self._owned and job_id in self._tasks:
                     self._error(RuntimeError(f"lease of job {job_id} lost"), "lease lost")
+
+    async def _cancel_loop(self) -> None:
+        """Ask the backend, while jobs run, whether one of them was cancelled, and stop it:
+        an async or sandboxed job's task is cancelled (a sandbox child is killed with it); a
+        thread job sees ``job.cancelled`` set (a thread cannot be interrupted)."""
+        backend = canceller(self.backend)
+        while await self._sleep(self.options.cancel_interval):
+            running = [i for i in self._tasks if i not in self._cancels]
+            if not running:
+                continue
+            try:
+                found = await backend.cancel_requests(self.queue, running)
+            except Exception as exc:
+                self._failed(exc, "cancel check")
+                continue
+            OUTAGES.ok("cancel check")
+            for job_id, reason in found.items():
+                job, task = self._jobs.get(job_id), self._tasks.get(job_id)
+                if job is None or task is None or job_id in self._cancels:
+                    continue
+                self._cancels[job_id] = reason
+                job.cancel_reason = reason
+                job.cancelled = True
+                log.info("job %s of queue %s cancelled: %s", job_id, self.queue, reason)
+                if self._is_async or self._sandbox is not None:
+                    task.cancel()
 
     async def _stalled_loop(self) -> None:
         while True:

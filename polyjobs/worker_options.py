@@ -26,6 +26,8 @@ class WorkerOptions:
         sandbox: run a plain (sync) processor in a pool of child processes, so that a
             timeout kills it and a crash fails only its job (:mod:`polyjobs.sandbox`).
         sandbox_max_jobs: replace a sandbox child after this many jobs (None: never).
+        cancel_interval: how often, while it runs jobs, the worker asks the backend whether
+            one of them was cancelled (``Queue.cancel``); one read per interval.
     """
 
     concurrency: int = 1
@@ -39,6 +41,7 @@ class WorkerOptions:
     schedule_refresh: float = 15.0
     sandbox: bool = False
     sandbox_max_jobs: int | None = None
+    cancel_interval: float = 1.0
 
     def __post_init__(self) -> None:
         if isinstance(self.concurrency, bool) or not isinstance(self.concurrency, int):
@@ -47,7 +50,7 @@ class WorkerOptions:
             raise InvalidArgumentError(f"concurrency must be >= 1, got {self.concurrency}")
         if self.max_stalls < 0:
             raise InvalidArgumentError(f"max_stalls must be >= 0, got {self.max_stalls}")
-        for name in ("lease", "stalled_interval", "block", "heartbeat_interval"):
+        for name in ("lease", "stalled_interval", "block", "heartbeat_interval", "cancel_interval"):
             if seconds(getattr(self, name), name) <= 0:
                 raise InvalidArgumentError(f"{name} must be > 0 seconds")
 
@@ -57,7 +60,14 @@ class WorkerOptions:
         unknown = set(overrides) - known
         if unknown:
             raise InvalidArgumentError(f"unknown worker options: {', '.join(sorted(unknown))}")
-        durations = {"lease", "stalled_interval", "block", "heartbeat_interval", "schedule_refresh"}
+        durations = {
+            "lease",
+            "stalled_interval",
+            "block",
+            "heartbeat_interval",
+            "schedule_refresh",
+            "cancel_interval",
+        }
         for name in durations & set(overrides):
             overrides[name] = seconds(overrides[name], name)
         if overrides.get("timeout") is not None:

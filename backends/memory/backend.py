@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
 from polyjobs.backend import (
+    CAP_CANCEL,
     CAP_CONTROL,
     CAP_DEDUP,
     CAP_FLOWS,
@@ -24,6 +25,7 @@ from polyjobs.backend import (
     CAP_RATE_LIMIT,
     METRICS_KEEP,
     AddResult,
+    CancelOutcome,
     ControlMessage,
     Finish,
     FinishResult,
@@ -69,13 +71,26 @@ class _Queue:
     held_by: dict[str, str] = field(default_factory=dict)  # job id -> deduplication id
     # minute -> [completed, failed, time_sum] (see MetricsBackend), oldest first
     metrics: OrderedDict[float, list[float]] = field(default_factory=OrderedDict)
+    cancels: dict[str, str] = field(default_factory=dict)  # job id -> its cancel request
+
+
+#: The owner a job not yet started is given for the moment its cancel fails it.
+_CANCEL_TOKEN = "\x00cancel"
 
 
 class MemoryBackend(FlowsMixin):
     """Jobs kept in this process only: for tests, examples and single-process runs."""
 
     capabilities: frozenset[str] = frozenset(
-        {CAP_RATE_LIMIT, CAP_CONTROL, CAP_FLOWS, CAP_FLOWS_ACROSS_QUEUES, CAP_DEDUP, CAP_METRICS}
+        {
+            CAP_RATE_LIMIT,
+            CAP_CONTROL,
+            CAP_FLOWS,
+            CAP_FLOWS_ACROSS_QUEUES,
+            CAP_DEDUP,
+            CAP_METRICS,
+            CAP_CANCEL,
+        }
     )
     CONTROL_KEEP = 100
 
@@ -128,6 +143,7 @@ class MemoryBackend(FlowsMixin):
     def _delete(self, q: _Queue, job_id: str) -> None:
         job = q.jobs.pop(job_id, None)
         q.logs.pop(job_id, None)
+        q.cancels.pop(job_id, None)
         if job is not None:
             self._unlink(q, job)
             self._forget(q, job)
@@ -526,6 +542,7 @@ class MemoryBackend(FlowsMixin):
         if job is None or job.state != "failed":
             return False
         q.failed.pop(job_id, None)
+        q.cancels.pop(job_id, None)
         job.attempts_made = 0
         job.stalls = 0
         job.failed_reason = job.stacktrace = None
@@ -553,6 +570,30 @@ class MemoryBackend(FlowsMixin):
                 self._forget(q, job)
 
     # -- rate limits -----------------------------------------------------------------------
+    async def cancel(
+        self, queue: str, job_id: str, reason: str, now: float
+    ) -> CancelOutcome | None:
+        q = self._q(queue)
+        job = q.jobs.get(job_id)
+        if job is None:
+            return None
+        if job.state == "active":
+            q.cancels[job_id] = reason
+            return "requested"
+        if job.state not in ("waiting", "delayed"):
+            return None
+        # the failed path of a finish, as if a worker of its own had taken it
+        self._unlink(q, job)
+        job.state, job.worker = "active", _CANCEL_TOKEN
+        q.active[job_id] = None
+        fin = Finish(job_id, "failed", job.attempts_made, now, failed_reason=reason)
+        self._finish_one(q, _CANCEL_TOKEN, fin)
+        return "failed"
+
+    async def cancel_requests(self, queue: str, job_ids: Sequence[str]) -> dict[str, str]:
+        q = self._q(queue)
+        return {i: q.cancels[i] for i in job_ids if i in q.cancels}
+
     async def set_rate_limit(self, queue: str, limit: RateLimit | None) -> None:
         q = self._q(queue)
         q.limit = limit

@@ -415,8 +415,8 @@ async def retry(conn: Conn, queue: str, job_id: str, channel: str) -> bool:
         status = await conn.execute(
             "UPDATE jobs SET state = 'waiting', score = priority, seq = nextval('pj_seq'), "
             "attempts_made = 0, stalls = 0, failed_reason = NULL, stacktrace = NULL, "
-            "finished_on = NULL, processed_on = NULL WHERE queue = $1 AND id = $2 "
-            "AND state = 'failed'",
+            "finished_on = NULL, processed_on = NULL, cancel_reason = NULL WHERE queue = $1 "
+            "AND id = $2 AND state = 'failed'",
             queue,
             job_id,
         )
@@ -424,6 +424,54 @@ async def retry(conn: Conn, queue: str, job_id: str, channel: str) -> bool:
             return False
         await conn.execute("SELECT pg_notify($1, $2)", channel, queue)
     return True
+
+
+async def cancel(
+    conn: Conn, queue: str, job_id: str, reason: str, now: float, channel: str
+) -> str | None:
+    """A waiting or delayed job fails (its parents and window settled); an active one is
+    marked with its cancel request."""
+    async with conn.transaction():
+        row = await conn.fetchrow(
+            "SELECT state, linked FROM jobs WHERE queue = $1 AND id = $2 FOR UPDATE",
+            queue,
+            job_id,
+        )
+        if row is None:
+            return None
+        if row["state"] == "active":
+            await conn.execute(
+                "UPDATE jobs SET cancel_reason = $3 WHERE queue = $1 AND id = $2",
+                queue,
+                job_id,
+                reason,
+            )
+            return "requested"
+        if row["state"] not in ("waiting", "delayed"):
+            return None
+        await conn.execute(
+            "UPDATE jobs SET state = 'failed', score = $3, seq = nextval('pj_seq'), "
+            "failed_reason = $4, stacktrace = NULL, finished_on = $3, worker = NULL, "
+            "lease_until = NULL WHERE queue = $1 AND id = $2",
+            queue,
+            job_id,
+            now,
+            reason,
+        )
+        if row["linked"]:  # its parents and its window
+            await conn.execute("SELECT pj_job_failed($1, $2, $3, $4)", queue, job_id, reason, now)
+            await conn.execute("SELECT pg_notify($1, $2)", channel, queue)
+    return "failed"
+
+
+async def cancel_requests(conn: Conn, queue: str, job_ids: list[str]) -> dict[str, str]:
+    rows = await conn.fetch(
+        "SELECT id, cancel_reason FROM jobs WHERE queue = $1 AND id = ANY($2::text[]) "
+        "AND cancel_reason IS NOT NULL",
+        queue,
+        job_ids,
+    )
+    return {r["id"]: r["cancel_reason"] for r in rows}
 
 
 async def promote(conn: Conn, queue: str, job_id: str, now: float, channel: str) -> bool:

@@ -17,11 +17,12 @@ import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator, Iterator, Sequence
-from typing import Any
+from typing import Any, cast
 
 import asyncpg
 
 from polyjobs.backend import (
+    CAP_CANCEL,
     CAP_CONTROL,
     CAP_DEDUP,
     CAP_DURABLE,
@@ -31,6 +32,7 @@ from polyjobs.backend import (
     CAP_RATE_LIMIT,
     CAP_SHARED,
     AddResult,
+    CancelOutcome,
     ControlMessage,
     Dependencies,
     Finish,
@@ -87,6 +89,7 @@ class PostgresBackend:
             CAP_DURABLE,
             CAP_RATE_LIMIT,
             CAP_CONTROL,
+            CAP_CANCEL,
             CAP_FLOWS,
             CAP_FLOWS_ACROSS_QUEUES,
             CAP_DEDUP,
@@ -380,6 +383,18 @@ class PostgresBackend:
     async def retry(self, queue: str, job_id: str) -> bool:
         done: bool = await self._call(admin.retry, queue, job_id, self._channel)
         return done
+
+    async def cancel(
+        self, queue: str, job_id: str, reason: str, now: float
+    ) -> CancelOutcome | None:
+        outcome = await self._call(admin.cancel, queue, job_id, reason, now, self._channel)
+        return cast("CancelOutcome | None", outcome)
+
+    async def cancel_requests(self, queue: str, job_ids: Sequence[str]) -> dict[str, str]:
+        if not job_ids:
+            return {}
+        found: dict[str, str] = await self._call(admin.cancel_requests, queue, list(job_ids))
+        return found
 
     async def promote(self, queue: str, job_id: str) -> bool:
         done: bool = await self._call(admin.promote, queue, job_id, time.time(), self._channel)

@@ -28,6 +28,7 @@ from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
 from polyjobs.backend import (
+    CAP_CANCEL,
     CAP_CONTROL,
     CAP_DEDUP,
     CAP_DURABLE,
@@ -37,6 +38,7 @@ from polyjobs.backend import (
     CAP_RATE_LIMIT,
     CAP_SHARED,
     AddResult,
+    CancelOutcome,
     ControlMessage,
     Dependencies,
     Finish,
@@ -130,7 +132,16 @@ class RedisBackend:
     """
 
     capabilities: frozenset[str] = frozenset(
-        {CAP_SHARED, CAP_DURABLE, CAP_RATE_LIMIT, CAP_CONTROL, CAP_FLOWS, CAP_DEDUP, CAP_METRICS}
+        {
+            CAP_SHARED,
+            CAP_DURABLE,
+            CAP_RATE_LIMIT,
+            CAP_CONTROL,
+            CAP_FLOWS,
+            CAP_DEDUP,
+            CAP_METRICS,
+            CAP_CANCEL,
+        }
     )
 
     def __init__(self, url: str) -> None:
@@ -545,6 +556,23 @@ class RedisBackend:
 
     async def remove(self, queue: str, job_id: str) -> bool:
         return bool(await self._run("remove", queue, [job_id]))
+
+    async def cancel(
+        self, queue: str, job_id: str, reason: str, now: float
+    ) -> CancelOutcome | None:
+        outcome = await self._run("cancel", queue, ["cancel", job_id, reason, _t(now)])
+        if outcome in (b"failed", "failed"):
+            return "failed"
+        if outcome in (b"requested", "requested"):
+            return "requested"
+        return None
+
+    async def cancel_requests(self, queue: str, job_ids: Sequence[str]) -> dict[str, str]:
+        if not job_ids:
+            return {}
+        flat = await self._run("cancel", queue, ["requests", *job_ids])
+        texts = [v.decode() if isinstance(v, bytes) else str(v) for v in flat]
+        return dict(zip(texts[::2], texts[1::2], strict=True))
 
     async def retry(self, queue: str, job_id: str) -> bool:
         return bool(await self._run("retry", queue, [job_id]))

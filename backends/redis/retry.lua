@@ -6,7 +6,7 @@ if not cur or cur[1] ~= 'failed' then
 end
 redis.call('ZREM', K_failed, id)
 redis.call('HSET', jk(id), 'am', 0, 'sc', 0)
-redis.call('HDEL', jk(id), 'fr', 'tr', 'fo', 'po')
+redis.call('HDEL', jk(id), 'fr', 'tr', 'fo', 'po', 'cx')
 to_waiting(id, cur[2], false)
 wake()
 return 1

@@ -53,6 +53,7 @@ NAMES = (
     "flow",
     "flowread",
     "read",
+    "cancel",
 )
 
 #: Redis 7 script flags (a ``#!lua flags=...`` first line), by script. Without one, Redis

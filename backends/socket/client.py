@@ -20,6 +20,7 @@ from polyjobs import wire
 from polyjobs.backend import (
     CAP_SHARED,
     AddResult,
+    CancelOutcome,
     ControlMessage,
     Dependencies,
     Finish,
@@ -287,3 +288,13 @@ class SocketBackend:
 
     async def get_metrics(self, queue: str, since: float) -> list[MinuteMetrics]:
         return list(await self._typed("get_metrics", queue, since))
+
+    # -- cancelling (when the served backend can) -------------------------------------------
+    async def cancel(
+        self, queue: str, job_id: str, reason: str, now: float
+    ) -> CancelOutcome | None:
+        outcome: CancelOutcome | None = await self._typed("cancel", queue, job_id, reason, now)
+        return outcome
+
+    async def cancel_requests(self, queue: str, job_ids: Sequence[str]) -> dict[str, str]:
+        return dict(await self._typed("cancel_requests", queue, list(job_ids)))

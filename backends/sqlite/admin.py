@@ -183,7 +183,7 @@ def retry(conn: sqlite3.Connection, queue: str, job_id: str) -> bool:
     conn.execute(
         "UPDATE jobs SET state = 'waiting', score = priority, seq = ?, attempts_made = 0, "
         "stalls = 0, failed_reason = NULL, stacktrace = NULL, finished_on = NULL, "
-        "processed_on = NULL WHERE queue = ? AND id = ?",
+        "processed_on = NULL, cancel_reason = NULL WHERE queue = ? AND id = ?",
         (take_seqs(conn, queue, 1), queue, job_id),
     )
     return True

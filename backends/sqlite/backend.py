@@ -17,9 +17,11 @@ import sqlite3
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import cast
 from urllib.parse import parse_qs
 
 from polyjobs.backend import (
+    CAP_CANCEL,
     CAP_CONTROL,
     CAP_DEDUP,
     CAP_DURABLE,
@@ -29,6 +31,7 @@ from polyjobs.backend import (
     CAP_RATE_LIMIT,
     CAP_SHARED,
     AddResult,
+    CancelOutcome,
     ControlMessage,
     Dependencies,
     Finish,
@@ -93,6 +96,7 @@ class SqliteBackend:
             CAP_FLOWS_ACROSS_QUEUES,
             CAP_DEDUP,
             CAP_METRICS,
+            CAP_CANCEL,
         }
     )
 
@@ -328,6 +332,20 @@ class SqliteBackend:
         return await self._db.write(flows.remove_deduplication, queue, dedup_id)
 
     # -- rate limits -----------------------------------------------------------------------
+    async def cancel(
+        self, queue: str, job_id: str, reason: str, now: float
+    ) -> CancelOutcome | None:
+        woken: set[str] = set()
+        outcome = await self._db.write(jobs.cancel, queue, job_id, reason, now, woken)
+        self._wake_all(woken)
+        return cast("CancelOutcome | None", outcome)
+
+    async def cancel_requests(self, queue: str, job_ids: Sequence[str]) -> dict[str, str]:
+        if not job_ids:
+            return {}
+        found: dict[str, str] = await self._db.read(jobs.cancel_requests, queue, job_ids)
+        return found
+
     async def set_rate_limit(self, queue: str, limit: RateLimit | None) -> None:
         await self._db.write(admin.set_rate_limit, queue, limit)
         self._wake(queue)

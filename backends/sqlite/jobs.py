@@ -347,6 +347,53 @@ def _count(counts: dict[float, list[float]], fin: Finish, processed_on: float | 
     row[2] += max(fin.finished_on - (processed_on or fin.finished_on), 0.0)
 
 
+#: The owner a job not yet started is given for the moment its cancel fails it.
+CANCEL_TOKEN = "\x00cancel"
+
+
+def cancel(
+    conn: sqlite3.Connection, queue: str, job_id: str, reason: str, now: float, woken: set[str]
+) -> str | None:
+    """A waiting or delayed job fails through the finish path; an active one is marked."""
+    row = conn.execute(
+        "SELECT state FROM jobs WHERE queue = ? AND id = ?", (queue, job_id)
+    ).fetchone()
+    if row is None:
+        return None
+    if row["state"] == "active":
+        conn.execute(
+            "UPDATE jobs SET cancel_reason = ? WHERE queue = ? AND id = ?", (reason, queue, job_id)
+        )
+        return "requested"
+    if row["state"] not in ("waiting", "delayed"):
+        return None
+    conn.execute(
+        "UPDATE jobs SET state = 'active', worker = ? WHERE queue = ? AND id = ?",
+        (CANCEL_TOKEN, queue, job_id),
+    )
+    attempts = conn.execute(
+        "SELECT attempts_made FROM jobs WHERE queue = ? AND id = ?", (queue, job_id)
+    ).fetchone()[0]
+    fin = Finish(job_id, "failed", attempts, now, failed_reason=reason)
+    finish(conn, queue, CANCEL_TOKEN, [fin], 0, 0.0, woken)
+    return "failed"
+
+
+def cancel_requests(conn: sqlite3.Connection, queue: str, job_ids: Sequence[str]) -> dict[str, str]:
+    found: dict[str, str] = {}
+    ids = list(job_ids)
+    for i in range(0, len(ids), 500):
+        part = ids[i : i + 500]
+        marks = ",".join("?" * len(part))
+        rows = conn.execute(
+            f"SELECT id, cancel_reason FROM jobs WHERE queue = ? AND id IN ({marks}) "
+            "AND cancel_reason IS NOT NULL",
+            (queue, *part),
+        ).fetchall()
+        found.update({r[0]: r[1] for r in rows})
+    return found
+
+
 def _ended(
     conn: sqlite3.Connection,
     queue: str,

@@ -24,11 +24,13 @@ then ``processed`` (``value``: its return value) or ``ignored`` (``value``: its 
 from its release. Deduplication windows: ``dedup`` maps a queue's deduplication id to the job
 holding it, until ``expires`` (NULL: until the job ends), with the kept ``next`` add (JSON).
 Metrics: ``metrics`` holds a queue's counted minutes (see ``MetricsBackend``).
+``jobs.cancel_reason`` is an active job's cancel request; ``queue_meta.concurrency`` the queue's
+fleet-wide cap on active jobs (NULL: none).
 """
 
 from __future__ import annotations
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 APPLICATION_ID = 0x706A6221  # "pjb!"
 
 MIGRATIONS: dict[int, tuple[str, ...]] = {
@@ -176,6 +178,10 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
             PRIMARY KEY (queue, minute)
         ) WITHOUT ROWID
         """,
+    ),
+    7: (
+        "ALTER TABLE jobs ADD COLUMN cancel_reason TEXT",
+        "ALTER TABLE queue_meta ADD COLUMN concurrency INTEGER",
     ),
 }
 

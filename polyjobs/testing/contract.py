@@ -79,6 +79,7 @@ import pytest
 
 from polyjobs.testing.suite_adding import AddingContract
 from polyjobs.testing.suite_admin import AdminContract
+from polyjobs.testing.suite_cancel import CancelContract
 from polyjobs.testing.suite_control import ControlContract
 from polyjobs.testing.suite_dedup import DedupContract
 from polyjobs.testing.suite_flows import FlowsContract
@@ -104,6 +105,7 @@ class BackendContract(
     FlowsContract,
     DedupContract,
     MetricsContract,
+    CancelContract,
 ):
     """Subclass with ``url = "<scheme>://..."`` (name the subclass ``Test...``)."""
 

@@ -19,6 +19,7 @@ from polyjobs.errors import InvalidArgumentError
 from polyjobs.flow import FlowProducer
 from polyjobs.plugins import open_backend
 from polyjobs.testing import BackendContract
+from polyjobs.testing.suite_cancel import CancelContract
 from polyjobs.testing.suite_control import ControlContract
 from polyjobs.testing.suite_dedup import DedupContract
 from polyjobs.testing.suite_flows import FlowsContract
@@ -77,6 +78,10 @@ class TestRedisClusterFlows(_OnCluster, FlowsContract, DedupContract):
         with pytest.raises(InvalidArgumentError, match="one queue"):
             await flows.add({"name": "p", "queue": "a", "children": [{"name": "c", "queue": "b"}]})
         assert await backend.queues() == []
+
+
+class TestRedisClusterCancel(_OnCluster, CancelContract):
+    """A cancel (and its flows' settling) stays in the queue's slot."""
 
 
 class TestRedisClusterTaggedFlows(FlowsContract):

@@ -15,6 +15,7 @@ import pytest
 
 from polyjobs import BackendUnavailableError, Queue, Worker
 from polyjobs.backend import (
+    CAP_CANCEL,
     CAP_CONTROL,
     CAP_DEDUP,
     CAP_DURABLE,
@@ -105,7 +106,16 @@ def test_plugin_registers_the_redis_schemes() -> None:
     factories = PluginHost.load(entry_points=False).backend_factories()
     for scheme in ("redis", "rediss", "unix"):
         assert isinstance(factories[scheme][0](URL), RedisBackend)  # built on demand
-    base = {CAP_SHARED, CAP_DURABLE, CAP_RATE_LIMIT, CAP_CONTROL, CAP_FLOWS, CAP_DEDUP, CAP_METRICS}
+    base = {
+        CAP_SHARED,
+        CAP_DURABLE,
+        CAP_RATE_LIMIT,
+        CAP_CONTROL,
+        CAP_FLOWS,
+        CAP_DEDUP,
+        CAP_METRICS,
+        CAP_CANCEL,
+    }
     assert RedisBackend(URL).capabilities == frozenset({*base, CAP_FLOWS_ACROSS_QUEUES})
     cluster = "redis://127.0.0.1:7000/0?cluster=true"
     assert RedisBackend(cluster).capabilities == frozenset(base)
