@@ -1,6 +1,7 @@
-"""Flows: polyjobs (SQLite and Redis) against BullMQ Node's FlowProducer, side by side.
+"""Flows: polyjobs (SQLite, Redis, PostgreSQL) against BullMQ Node's FlowProducer, side by side.
 
     flock /work/locks/bench .venv/bin/python benchmarks/flows.py [--repeat 3] [--children 10000]
+        [--only sqlite,redis,postgres,bullmq] [--postgres URL]
 
 Shapes: ``wide``, one parent and N children (10,000) in another queue; ``dag``, 1,000 jobs
 with shared children (a top job, 10 middle jobs, 990 leaves each listed under two middle jobs:
@@ -9,7 +10,9 @@ with shared children (a top job, 10 middle jobs, 990 leaves each listed under tw
 call) and the time to run it (workers started -> the top job completed; leaves return 1,
 parents the sum of their children's values, which is checked). Workers: concurrency 50 per
 queue, in the process that added the flow. Redis is a private redis-server on a free port;
-SQLite a fresh file per run. Prints a table and the load average; not part of the test suite.
+SQLite a fresh file per run; PostgreSQL a fresh schema per run on ``--postgres`` (default: the
+``test`` database on 127.0.0.1:5432), dropped afterwards. Prints a table and the load
+average; not part of the test suite.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import NODE_DIR, RedisServer, ensure_node
 
 from polyjobs import FlowProducer, Job, Worker, open_backend
+from polyjobs.backends.postgres.testing import fresh_schema
 from polyjobs.worker_options import WorkerOptions
 
 CONCURRENCY = 50
@@ -118,8 +122,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--children", type=int, default=10_000)
+    parser.add_argument("--only", default="sqlite,redis,postgres,bullmq")
+    parser.add_argument("--postgres", default="postgresql://postgres@127.0.0.1:5432/test")
     args = parser.parse_args()
-    problem = ensure_node(print)
+    only = set(args.only.split(","))
+    problem = ensure_node(print) if "bullmq" in only else None
     if problem:
         sys.exit(f"bullmq-node unavailable: {problem}")
     server = RedisServer()
@@ -130,19 +137,27 @@ def main() -> None:
         for _ in range(args.repeat):
             for shape in ("wide", "dag"):
                 tree = wide(args.children) if shape == "wide" else dag()
-                with tempfile.TemporaryDirectory() as tmp:
-                    rows.setdefault((shape, "polyjobs sqlite"), []).append(
-                        asyncio.run(run_polyjobs(f"sqlite:///{tmp}/flows.db", tree))
+                if "sqlite" in only:
+                    with tempfile.TemporaryDirectory() as tmp:
+                        rows.setdefault((shape, "polyjobs sqlite"), []).append(
+                            asyncio.run(run_polyjobs(f"sqlite:///{tmp}/flows.db", tree))
+                        )
+                if "redis" in only:
+                    flush(f"{base}/1")
+                    rows.setdefault((shape, "polyjobs redis"), []).append(
+                        asyncio.run(run_polyjobs(f"{base}/1", tree))
                     )
-                flush(f"{base}/1")
-                rows.setdefault((shape, "polyjobs redis"), []).append(
-                    asyncio.run(run_polyjobs(f"{base}/1", tree))
-                )
-                flush(f"{base}/2")
-                node_shape = "wide" if shape == "wide" else "tree1000"
-                rows.setdefault((shape, f"bullmq-node ({node_shape})"), []).append(
-                    run_node(f"{base}/2", node_shape, args.children)
-                )
+                if "postgres" in only:
+                    with fresh_schema(args.postgres, "pjbench") as url:
+                        rows.setdefault((shape, "polyjobs postgres"), []).append(
+                            asyncio.run(run_polyjobs(url, tree))
+                        )
+                if "bullmq" in only:
+                    flush(f"{base}/2")
+                    node_shape = "wide" if shape == "wide" else "tree1000"
+                    rows.setdefault((shape, f"bullmq-node ({node_shape})"), []).append(
+                        run_node(f"{base}/2", node_shape, args.children)
+                    )
     finally:
         server.stop()
     print(f"load average {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f}; repeats {args.repeat}")

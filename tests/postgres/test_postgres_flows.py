@@ -77,3 +77,25 @@ async def test_a_child_deleted_by_hand_releases_its_parent(pg_url: str) -> None:
         parent = await backend.get_job("q", flow.job.id)
         assert parent is not None and parent.state == "waiting"
         assert await flows_of(backend).get_parents("q", flow.children[0].job.id) == []
+
+
+async def test_a_flow_linking_an_already_failed_child_applies_its_policy(pg_url: str) -> None:
+    async with open_backend(pg_url) as backend:
+        queue = Queue("q", backend)
+        strict = await queue.add("c", 1, job_id="strict", fail_parent_on_failure=True)
+        lenient = await queue.add("c", 2, job_id="lenient")
+        taken = await backend.fetch("q", "tok", 2, 30.0, 0)
+        assert {j.id for j in taken} == {strict.id, lenient.id}
+        failed = [Finish(j.id, "failed", 1, time.time(), failed_reason="no") for j in taken]
+        await backend.finish("q", "tok", failed, 0, 30.0)
+        flows = FlowProducer(backend)
+        fails = await flows.add({"name": "p", "queue": "q", "children": [{"job_id": "strict"}]})
+        waits = await flows.add({"name": "p", "queue": "q", "children": [{"job_id": "lenient"}]})
+        first = await queue.require_job(fails.job.id)
+        assert first.state == "failed" and "child q:strict failed: no" in str(first.failed_reason)
+        second = await queue.require_job(waits.job.id)
+        assert second.state == "waiting-children"
+        deps = await flows_of(backend).get_dependencies("q", waits.job.id)
+        assert [(str(ref), state) for ref, state in deps.pending.items()] == [
+            ("q:lenient", "failed")
+        ]
