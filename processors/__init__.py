@@ -10,46 +10,58 @@ environment variables it reads (the BullMQ version's names included);
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from polyjobs.hookspecs import Demo, ResourceFactory, SettingNames, hookimpl
-from polyjobs.processors.queues import (
-    ALERTS,
-    ANALYSIS,
-    ANOMALY_BATCH,
-    INGEST,
-    QUEUE_SPECS,
-    WHALE_UPDATES,
-)
-from polyjobs.processors.resources import resource_factories
 
 if TYPE_CHECKING:
-    from polyjobs.runtime import QueueSpec
+    from polyjobs.processors.queues import (
+        ALERTS,
+        ANALYSIS,
+        ANOMALY_BATCH,
+        INGEST,
+        QUEUE_SPECS,
+        WHALE_UPDATES,
+    )
+    from polyjobs.spec import QueueSpec
 
 #: The variables the detector reads besides ``POLYJOBS_*``: its store, its webhook, and the
 #: BullMQ version's names (``BULLMQ_WHALE_UPDATE_BATCH_SIZE`` and the queue settings below,
-#: honoured next to ``POLYJOBS_<QUEUE>_<FIELD>``, which wins).
+#: honoured next to ``POLYJOBS_<QUEUE>_<FIELD>``, which wins; queues by short name).
 SETTING_NAMES = SettingNames(
     names=("MONGODB_URI", "DISCORD_WEBHOOK_URL"),
     prefixes=("BULLMQ_",),
     queue_fields={
-        "BULLMQ_ANALYSIS_CONCURRENCY": (ANALYSIS.name, "concurrency", 1.0),
-        "BULLMQ_ALERTS_CONCURRENCY": (ALERTS.name, "concurrency", 1.0),
-        "BULLMQ_ANOMALY_BATCH_INTERVAL": (ANOMALY_BATCH.name, "every", 0.001),  # milliseconds
+        "BULLMQ_ANALYSIS_CONCURRENCY": ("analysis", "concurrency", 1.0),
+        "BULLMQ_ALERTS_CONCURRENCY": ("alerts", "concurrency", 1.0),
+        "BULLMQ_ANOMALY_BATCH_INTERVAL": ("anomaly-batch", "every", 0.001),  # milliseconds
     },
 )
 
 __all__ = ["ALERTS", "ANALYSIS", "ANOMALY_BATCH", "INGEST", "QUEUE_SPECS", "WHALE_UPDATES"]
 
 
+def __getattr__(name: str) -> Any:
+    """The queues are imported on first use: a process that runs another application (``-A``)
+    registers this plugin without importing the detector (httpx, pymongo, rich...)."""
+    if name in __all__:
+        return getattr(importlib.import_module("polyjobs.processors.queues"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 @hookimpl
 def polyjobs_queue_specs() -> Sequence[QueueSpec]:
+    from polyjobs.processors.queues import QUEUE_SPECS
+
     return QUEUE_SPECS
 
 
 @hookimpl
 def polyjobs_resources() -> Mapping[str, ResourceFactory]:
+    from polyjobs.processors.resources import resource_factories
+
     return resource_factories()
 
 

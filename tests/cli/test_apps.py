@@ -117,3 +117,26 @@ def test_an_application_that_cannot_load_is_one_line(
 def test_demo_is_the_applications_and_this_one_has_none(env: dict[str, str]) -> None:
     code, _, err = run_in(ROOT, env, "start", "-A", APP, "--demo", "--burst")
     assert code == 1 and err.strip() == "error: this application has no demo (--demo)", err
+
+
+def test_another_application_does_not_import_the_detector(env: dict[str, str]) -> None:
+    """The detector's plugin is registered (its entry point) but, with another application
+    chosen, none of its code runs: no queue module, no domain, no HTTP or MongoDB client."""
+    import subprocess
+    import sys
+
+    script = (
+        "import sys\n"
+        "from polyjobs.plugins import PluginHost\n"
+        f"host = PluginHost.load(app={APP!r}, search_path={str(ROOT)!r})\n"
+        "assert list(host.queue_specs()) == ['resize', 'greet']\n"
+        "host.resources(), host.setting_names()\n"
+        "assert 'polymarket' in dict(host.pm.list_name_plugin())\n"
+        "print(sorted(m for m in sys.modules if m.startswith(('polyjobs.polymarket',"
+        " 'polyjobs.processors.', 'httpx', 'pymongo'))))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, cwd=ROOT
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
