@@ -1,4 +1,4 @@
-"""``polyjobs queue pause|resume|drain|clean|limit|obliterate``."""
+"""``polyjobs queue pause|resume|drain|clean|limit|global-concurrency|obliterate``."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from polyjobs.cli.common import AppOption, BackendOption, duration, on_queue
+from polyjobs.errors import InvalidArgumentError
 
 if TYPE_CHECKING:
     from polyjobs.queue import Queue
@@ -97,6 +98,32 @@ def limit(
     async def act(q: Queue) -> str:
         await q.set_rate_limit(None if spec.lower() in ("off", "none") else spec)
         return f"rate limit of {q.name}: {await q.rate_limit() or 'none'}"
+
+    on_queue(queue, backend, act, app=app)
+
+
+@queue_app.command("global-concurrency")
+def global_concurrency(
+    queue: QueueArg,
+    spec: Annotated[str, typer.Argument(help="At most N jobs running at once, or off.")],
+    backend: BackendOption = None,
+    app: AppOption = None,
+) -> None:
+    """Cap how many jobs of a queue run at once across every worker and machine (until the
+    next `polyjobs start` applies the configured cap)."""
+
+    async def act(q: Queue) -> str:
+        if spec.lower() in ("off", "none"):
+            await q.set_global_concurrency(None)
+        else:
+            try:
+                n = int(spec)
+            except ValueError:
+                raise InvalidArgumentError(
+                    f"global concurrency must be an integer or off, got {spec!r}"
+                ) from None
+            await q.set_global_concurrency(n)
+        return f"global concurrency of {q.name}: {await q.global_concurrency() or 'none'}"
 
     on_queue(queue, backend, act, app=app)
 

@@ -92,6 +92,7 @@ class App:
         description: str | None = None,
         validate: Callable[[Any], None] | None = None,
         sandbox: bool = False,
+        global_concurrency: int | None = None,
     ) -> Callable[[F], F]:
         """Declare a queue whose processor is the decorated function.
 
@@ -127,6 +128,7 @@ class App:
                     validate=validate,
                     rate_limit=None if rate_limit is None else RateLimit.parse(rate_limit),
                     sandbox=sandbox,
+                    global_concurrency=global_concurrency,
                 )
             )
             return processor

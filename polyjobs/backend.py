@@ -46,6 +46,7 @@ CAP_FLOWS = "flows"  # add_flow, get_dependencies, get_parents: parents wait for
 CAP_FLOWS_ACROSS_QUEUES = "flows-across-queues"  # a flow's jobs may live in several queues
 CAP_DEDUP = "dedup"  # NewJob.dedup windows, get/remove_deduplication
 CAP_METRICS = "metrics"  # per-minute completed/failed counts kept by finish, get_metrics
+CAP_GLOBAL_CONCURRENCY = "global-concurrency"  # a cap on a queue's active jobs, fleet-wide
 CAP_CANCEL = "cancel"  # cancel / cancel_requests: end a job that has not started, stop one that has
 
 
@@ -343,6 +344,22 @@ class ControlBackend(Protocol):
         """Commands sent after ``since`` (epoch seconds), oldest first."""
 
 
+@runtime_checkable
+class ConcurrencyBackend(Protocol):
+    """What a backend that declares :data:`CAP_GLOBAL_CONCURRENCY` adds to :class:`Backend`."""
+
+    async def set_global_concurrency(self, queue: str, limit: int | None) -> None:
+        """Let at most ``limit`` jobs of ``queue`` be ``active`` at once, across every worker,
+        process and machine (None: no cap). Enforced atomically by ``fetch`` and by the fetch
+        part of ``finish``: a take moves no more than ``limit`` minus the active jobs (a job
+        whose worker died counts until its lease expires and the stall sweep moves it). A
+        fetch that finds the cap full waits (as for an empty queue) and looks again within
+        about a second, or sooner when a job of the queue ends. Lowering the cap stops no
+        running job; it only holds back new ones."""
+
+    async def get_global_concurrency(self, queue: str) -> int | None: ...
+
+
 #: What :meth:`CancelBackend.cancel` did: the job ``failed`` at once (it had not started), or it
 #: is active and its owner is ``requested`` to stop it.
 CancelOutcome = Literal["failed", "requested"]
@@ -395,6 +412,17 @@ def controller(backend: Backend) -> ControlBackend:
     """The backend's control channel, or ``ConfigError`` naming the backend."""
     if CAP_CONTROL not in backend.capabilities or not isinstance(backend, ControlBackend):
         raise ConfigError(f"the backend {redact_url(backend.url)} has no control channel")
+    return backend
+
+
+def concurrency_of(backend: Backend) -> ConcurrencyBackend:
+    """The backend's fleet-wide concurrency interface, or ``ConfigError`` naming the backend."""
+    if CAP_GLOBAL_CONCURRENCY not in backend.capabilities or not isinstance(
+        backend, ConcurrencyBackend
+    ):
+        raise ConfigError(
+            f"the backend {redact_url(backend.url)} does not support global concurrency"
+        )
     return backend
 
 

@@ -13,6 +13,7 @@ from polyjobs import codec
 from polyjobs.backend import (
     CAP_DEDUP,
     CAP_FLOWS,
+    CAP_GLOBAL_CONCURRENCY,
     CAP_RATE_LIMIT,
     STATES,
     AddResult,
@@ -21,6 +22,7 @@ from polyjobs.backend import (
     NewJob,
     ScheduleRecord,
     canceller,
+    concurrency_of,
     deduplicator,
     rate_limiter,
 )
@@ -38,6 +40,23 @@ log = logging.getLogger(__name__)
 
 _QUEUE_NAME_MAX = 200
 QUEUE_EVENTS = ("deduplicated",)
+
+#: The largest fleet-wide concurrency cap (``Queue.set_global_concurrency``).
+MAX_GLOBAL_CONCURRENCY = 1_000_000
+
+
+def check_global_concurrency(limit: object) -> int | None:
+    """A valid global concurrency cap (a positive integer) or None; else one clear error."""
+    if limit is None:
+        return None
+    if isinstance(limit, bool) or not isinstance(limit, int):
+        raise InvalidArgumentError(f"global concurrency must be an integer, got {limit!r}")
+    if not 1 <= limit <= MAX_GLOBAL_CONCURRENCY:
+        raise InvalidArgumentError(
+            f"global concurrency must be 1..{MAX_GLOBAL_CONCURRENCY}, got {limit}"
+        )
+    return limit
+
 
 #: The longest reason ``Queue.cancel`` takes.
 MAX_CANCEL_REASON = 1000
@@ -361,6 +380,20 @@ class Queue:
         worker sharing the backend; None removes the limit."""
         parsed = None if limit is None else RateLimit.parse(limit)
         await rate_limiter(self.backend).set_rate_limit(self.name, parsed)
+
+    async def set_global_concurrency(self, limit: int | None) -> None:
+        """Let at most ``limit`` jobs of this queue run at once across every worker, process
+        and machine sharing the backend (None removes the cap). Running jobs are never
+        stopped by a lower cap; new ones wait."""
+        await concurrency_of(self.backend).set_global_concurrency(
+            self.name, check_global_concurrency(limit)
+        )
+
+    async def global_concurrency(self) -> int | None:
+        """The queue's fleet-wide cap on running jobs, or None (also on backends without)."""
+        if CAP_GLOBAL_CONCURRENCY not in self.backend.capabilities:
+            return None
+        return await concurrency_of(self.backend).get_global_concurrency(self.name)
 
     async def rate_limit(self) -> RateLimit | None:
         """The queue's rate limit, or None (also on backends without rate limits)."""

@@ -22,7 +22,13 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from polyjobs.backend import CAP_CONTROL, CAP_DEDUP, CAP_RATE_LIMIT, controller
+from polyjobs.backend import (
+    CAP_CONTROL,
+    CAP_DEDUP,
+    CAP_GLOBAL_CONCURRENCY,
+    CAP_RATE_LIMIT,
+    controller,
+)
 from polyjobs.control import STOP, stop_grace
 from polyjobs.errors import InvalidArgumentError, UnrecoverableError
 from polyjobs.options import (
@@ -183,6 +189,16 @@ class Runtime:
         if self.schedule:
             await self.upsert_schedules()
         for name, spec in self.specs.items():
+            if spec.global_concurrency is not None:
+                if CAP_GLOBAL_CONCURRENCY in self.backend.capabilities:
+                    await self.queues[name].set_global_concurrency(spec.global_concurrency)
+                else:
+                    log.warning(
+                        "queue %s: global concurrency %s NOT enforced: backend %s has none",
+                        name,
+                        spec.global_concurrency,
+                        redact_url(self.backend.url),
+                    )
             if spec.rate_limit is None:
                 continue
             if CAP_RATE_LIMIT in self.backend.capabilities:

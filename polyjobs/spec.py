@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from polyjobs.options import KEEP_COMPLETED, KEEP_FAILED, Backoff, JobOptions, Keep, RateLimit
-from polyjobs.queue import Queue, check_queue_name
+from polyjobs.queue import Queue, check_global_concurrency, check_queue_name
 from polyjobs.worker_options import WorkerOptions
 
 if TYPE_CHECKING:
@@ -65,7 +65,9 @@ class QueueSpec:
 
     ``validate(data)`` (optional) raises ``InvalidArgumentError`` for job data the processor
     cannot use, so that bad input is refused when it is added, not when it runs.
-    ``rate_limit`` is applied to the queue when a Runtime starts (across every worker).
+    ``rate_limit`` is applied to the queue when a Runtime starts (across every worker), and
+    so is ``global_concurrency`` (at most that many of its jobs running at once, across every
+    worker and machine; ``concurrency`` is per worker).
     ``sandbox`` runs a plain processor in child processes (hard timeouts, crash isolation).
     """
 
@@ -82,9 +84,11 @@ class QueueSpec:
     validate: Callable[[Any], None] | None = None
     rate_limit: RateLimit | None = None
     sandbox: bool = False
+    global_concurrency: int | None = None
 
     def __post_init__(self) -> None:
         check_queue_name(self.name)
+        check_global_concurrency(self.global_concurrency)
         WorkerOptions(concurrency=self.concurrency)  # validates
         self.job_options()
 

@@ -31,6 +31,7 @@ PROTOCOLS: tuple[type, ...] = (
     contract.DedupBackend,
     contract.MetricsBackend,
     contract.CancelBackend,
+    contract.ConcurrencyBackend,
 )
 #: Methods that are the caller's own business, never sent.
 LOCAL_ONLY = frozenset({"open", "close"})

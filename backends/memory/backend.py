@@ -21,6 +21,7 @@ from polyjobs.backend import (
     CAP_DEDUP,
     CAP_FLOWS,
     CAP_FLOWS_ACROSS_QUEUES,
+    CAP_GLOBAL_CONCURRENCY,
     CAP_METRICS,
     CAP_RATE_LIMIT,
     METRICS_KEEP,
@@ -72,6 +73,7 @@ class _Queue:
     # minute -> [completed, failed, time_sum] (see MetricsBackend), oldest first
     metrics: OrderedDict[float, list[float]] = field(default_factory=OrderedDict)
     cancels: dict[str, str] = field(default_factory=dict)  # job id -> its cancel request
+    concurrency: int | None = None  # fleet-wide cap on active jobs
 
 
 #: The owner a job not yet started is given for the moment its cancel fails it.
@@ -90,6 +92,7 @@ class MemoryBackend(FlowsMixin):
             CAP_DEDUP,
             CAP_METRICS,
             CAP_CANCEL,
+            CAP_GLOBAL_CONCURRENCY,
         }
     )
     CONTROL_KEEP = 100
@@ -189,6 +192,8 @@ class MemoryBackend(FlowsMixin):
         allowance = self._allowance(q, now)
         if allowance is not None:
             limit = min(limit, allowance)
+        if q.concurrency is not None:
+            limit = min(limit, q.concurrency - len(q.active))
         taken: list[JobRecord] = []
         while not q.paused and len(taken) < limit and q.waiting:
             _, seq, job_id = heapq.heappop(q.waiting)
@@ -381,8 +386,8 @@ class MemoryBackend(FlowsMixin):
     ) -> FinishResult:
         q = self._q(queue)
         lost = [fin.job_id for fin in finishes if not self._finish_one(q, token, fin)]
-        if any(fin.status == "retry" for fin in finishes):
-            self._notify(q)
+        if q.concurrency is not None or any(fin.status == "retry" for fin in finishes):
+            self._notify(q)  # (under a global cap every end frees a slot others may wait for)
         jobs = self._take(q, token, fetch, lease) if fetch > 0 else []
         return FinishResult(lost, jobs)
 
@@ -593,6 +598,14 @@ class MemoryBackend(FlowsMixin):
     async def cancel_requests(self, queue: str, job_ids: Sequence[str]) -> dict[str, str]:
         q = self._q(queue)
         return {i: q.cancels[i] for i in job_ids if i in q.cancels}
+
+    async def set_global_concurrency(self, queue: str, limit: int | None) -> None:
+        q = self._q(queue)
+        q.concurrency = limit
+        self._notify(q)
+
+    async def get_global_concurrency(self, queue: str) -> int | None:
+        return self._q(queue).concurrency
 
     async def set_rate_limit(self, queue: str, limit: RateLimit | None) -> None:
         q = self._q(queue)

@@ -464,6 +464,22 @@ async def cancel(
     return "failed"
 
 
+async def set_global_concurrency(conn: Conn, queue: str, limit: int | None, channel: str) -> None:
+    async with conn.transaction():
+        await conn.execute(
+            "INSERT INTO queues (queue, concurrency) VALUES ($1, $2) "
+            "ON CONFLICT (queue) DO UPDATE SET concurrency = EXCLUDED.concurrency",
+            queue,
+            limit,
+        )
+        await conn.execute("SELECT pg_notify($1, $2)", channel, queue)
+
+
+async def get_global_concurrency(conn: Conn, queue: str) -> int | None:
+    value = await conn.fetchval("SELECT concurrency FROM queues WHERE queue = $1", queue)
+    return None if value is None else int(value)
+
+
 async def cancel_requests(conn: Conn, queue: str, job_ids: list[str]) -> dict[str, str]:
     rows = await conn.fetch(
         "SELECT id, cancel_reason FROM jobs WHERE queue = $1 AND id = ANY($2::text[]) "

@@ -28,6 +28,7 @@ from polyjobs.backend import (
     CAP_DURABLE,
     CAP_FLOWS,
     CAP_FLOWS_ACROSS_QUEUES,
+    CAP_GLOBAL_CONCURRENCY,
     CAP_METRICS,
     CAP_RATE_LIMIT,
     CAP_SHARED,
@@ -90,6 +91,7 @@ class PostgresBackend:
             CAP_RATE_LIMIT,
             CAP_CONTROL,
             CAP_CANCEL,
+            CAP_GLOBAL_CONCURRENCY,
             CAP_FLOWS,
             CAP_FLOWS_ACROSS_QUEUES,
             CAP_DEDUP,
@@ -389,6 +391,13 @@ class PostgresBackend:
     ) -> CancelOutcome | None:
         outcome = await self._call(admin.cancel, queue, job_id, reason, now, self._channel)
         return cast("CancelOutcome | None", outcome)
+
+    async def set_global_concurrency(self, queue: str, limit: int | None) -> None:
+        await self._call(admin.set_global_concurrency, queue, limit, self._channel)
+
+    async def get_global_concurrency(self, queue: str) -> int | None:
+        limit: int | None = await self._call(admin.get_global_concurrency, queue)
+        return limit
 
     async def cancel_requests(self, queue: str, job_ids: Sequence[str]) -> dict[str, str]:
         if not job_ids:

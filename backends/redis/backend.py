@@ -34,6 +34,7 @@ from polyjobs.backend import (
     CAP_DURABLE,
     CAP_FLOWS,
     CAP_FLOWS_ACROSS_QUEUES,
+    CAP_GLOBAL_CONCURRENCY,
     CAP_METRICS,
     CAP_RATE_LIMIT,
     CAP_SHARED,
@@ -141,6 +142,7 @@ class RedisBackend:
             CAP_DEDUP,
             CAP_METRICS,
             CAP_CANCEL,
+            CAP_GLOBAL_CONCURRENCY,
         }
     )
 
@@ -597,6 +599,15 @@ class RedisBackend:
         if count is None or duration is None:
             return None
         return RateLimit(int(count), float(duration))
+
+    async def set_global_concurrency(self, queue: str, limit: int | None) -> None:
+        args = ["gc", "" if limit is None else int(limit)]
+        await self._register(queue, await self._run("limit", queue, args))
+
+    async def get_global_concurrency(self, queue: str) -> int | None:
+        with self._errors:
+            value = await self.redis.hget(self._qk(queue)[0].key("meta"), "gc")
+        return None if value is None else int(value)
 
     async def hold(self, queue: str, until: float) -> None:
         await self._register(queue, await self._run("limit", queue, ["hold", _t(until)]))

@@ -15,6 +15,9 @@ local WAKE_MEMBER = '1'
 local NOW = nil
 local FORGET = nil
 local LIFO_TOP = 4503599627370495 -- 16^13 - 1
+-- Seconds after which a fetch that found the global concurrency cap full looks again (a slot
+-- frees when any worker's job ends; finish also wakes one blocked fetch then).
+local CAP_LOOK_AGAIN = 0.25
 
 local function jk(id)
   return JP .. id
@@ -253,11 +256,25 @@ local function take(token, limit, now, lease_until, rid)
   if limit <= 0 then
     return out, false, false
   end
-  local m = redis.call('HMGET', K_meta, 'paused', 'rlm', 'rld', 'hold')
+  local m = redis.call('HMGET', K_meta, 'paused', 'rlm', 'rld', 'hold', 'gc')
   if m[1] then
     return out, false, false
   end
   local frees_at, capped = false, false
+  if m[5] then
+    -- the global concurrency cap: no more active jobs than gc, across every worker
+    local free = tonumber(m[5]) - redis.call('ZCARD', K_active)
+    if free <= 0 then
+      if redis.call('ZCARD', K_wait) == 0 then
+        return out, false, true
+      end
+      return out, num(tonumber(now) + CAP_LOOK_AGAIN), true
+    end
+    if free < limit then
+      limit = free
+      capped = true
+    end
+  end
   if m[2] or m[4] then
     local wanted = limit
     limit, frees_at = allowance(m, now, limit)
@@ -267,7 +284,7 @@ local function take(token, limit, now, lease_until, rid)
       end
       return out, frees_at, true
     end
-    capped = limit < wanted
+    capped = capped or limit < wanted
   end
   local popped = redis.call('ZPOPMIN', K_wait, limit)
   local n = 0

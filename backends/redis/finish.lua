@@ -69,6 +69,9 @@ end
 for _, t in pairs(trims) do
   retain(t[1], t[2], t[3])
 end
+if #lost < tonumber(ARGV[8 + m]) and redis.call('HEXISTS', K_meta, 'gc') == 1 then
+  wake() -- under a global concurrency cap an end frees a slot a blocked fetch may take
+end
 store_metrics()
 local jobs = {}
 local want = tonumber(ARGV[3])

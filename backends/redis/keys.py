@@ -9,7 +9,8 @@ Cluster slot::
     <prefix>:{<queue>}:completed   ZSET  job id -> finish time
     <prefix>:{<queue>}:failed      ZSET  job id -> finish time
     <prefix>:{<queue>}:meta        HASH  paused flag, id and order counters, registration flag,
-                                         rate limit (rlm max, rld duration), hold-until (hold)
+                                         rate limit (rlm max, rld duration), hold-until (hold),
+                                         global concurrency cap (gc)
     <prefix>:{<queue>}:limiter     ZSET  recent job starts (score = start time), only while a
                                          rate limit is set; trimmed to its window
     <prefix>:{<queue>}:marker      ZSET  wake-up key blocked fetches pop (BZPOPMIN)

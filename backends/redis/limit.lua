@@ -1,10 +1,18 @@
--- ARGV: qp, then 'set', max, duration | 'clear' | 'hold', until.
+-- ARGV: qp, then 'set', max, duration | 'clear' | 'hold', until | 'gc', n ('' clears).
 -- set/clear store or remove the queue's rate limit (clear forgets the recorded starts) and
 -- wake blocked fetches so they look again under the new limit; hold moves the hold-until time
 -- later, never earlier. Returns 1 when the queue was registered just now.
 local op = ARGV[2]
 if op == 'set' then
   redis.call('HSET', K_meta, 'rlm', ARGV[3], 'rld', ARGV[4])
+  wake()
+elseif op == 'gc' then
+  -- the global concurrency cap (see take)
+  if ARGV[3] == '' then
+    redis.call('HDEL', K_meta, 'gc')
+  else
+    redis.call('HSET', K_meta, 'gc', ARGV[3])
+  end
   wake()
 elseif op == 'clear' then
   redis.call('HDEL', K_meta, 'rlm', 'rld')

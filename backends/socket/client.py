@@ -289,6 +289,14 @@ class SocketBackend:
     async def get_metrics(self, queue: str, since: float) -> list[MinuteMetrics]:
         return list(await self._typed("get_metrics", queue, since))
 
+    # -- fleet-wide concurrency (when the served backend has it) ----------------------------
+    async def set_global_concurrency(self, queue: str, limit: int | None) -> None:
+        await self._call("set_global_concurrency", queue, limit)
+
+    async def get_global_concurrency(self, queue: str) -> int | None:
+        limit: int | None = await self._typed("get_global_concurrency", queue)
+        return limit
+
     # -- cancelling (when the served backend can) -------------------------------------------
     async def cancel(
         self, queue: str, job_id: str, reason: str, now: float

@@ -232,6 +232,16 @@ def set_rate_limit(conn: sqlite3.Connection, queue: str, limit: RateLimit | None
         conn.execute("DELETE FROM rate_starts WHERE queue = ?", (queue,))
 
 
+def set_global_concurrency(conn: sqlite3.Connection, queue: str, limit: int | None) -> None:
+    meta(conn, queue)
+    conn.execute("UPDATE queue_meta SET concurrency = ? WHERE queue = ?", (limit, queue))
+
+
+def get_global_concurrency(conn: sqlite3.Connection, queue: str) -> int | None:
+    row = conn.execute("SELECT concurrency FROM queue_meta WHERE queue = ?", (queue,)).fetchone()
+    return None if row is None or row[0] is None else int(row[0])
+
+
 def get_rate_limit(conn: sqlite3.Connection, queue: str) -> RateLimit | None:
     row = conn.execute(
         "SELECT rate_max, rate_duration FROM queue_meta WHERE queue = ? AND rate_max IS NOT NULL",

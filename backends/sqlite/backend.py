@@ -27,6 +27,7 @@ from polyjobs.backend import (
     CAP_DURABLE,
     CAP_FLOWS,
     CAP_FLOWS_ACROSS_QUEUES,
+    CAP_GLOBAL_CONCURRENCY,
     CAP_METRICS,
     CAP_RATE_LIMIT,
     CAP_SHARED,
@@ -97,6 +98,7 @@ class SqliteBackend:
             CAP_DEDUP,
             CAP_METRICS,
             CAP_CANCEL,
+            CAP_GLOBAL_CONCURRENCY,
         }
     )
 
@@ -349,6 +351,14 @@ class SqliteBackend:
     async def set_rate_limit(self, queue: str, limit: RateLimit | None) -> None:
         await self._db.write(admin.set_rate_limit, queue, limit)
         self._wake(queue)
+
+    async def set_global_concurrency(self, queue: str, limit: int | None) -> None:
+        await self._db.write(admin.set_global_concurrency, queue, limit)
+        self._wake(queue)
+
+    async def get_global_concurrency(self, queue: str) -> int | None:
+        limit: int | None = await self._db.read(admin.get_global_concurrency, queue)
+        return limit
 
     async def get_rate_limit(self, queue: str) -> RateLimit | None:
         return await self._db.read(admin.get_rate_limit, queue)

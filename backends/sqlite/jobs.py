@@ -184,18 +184,40 @@ def ready(conn: sqlite3.Connection, queue: str, now: float) -> tuple[bool, float
     return has_work, due
 
 
+#: Seconds after which a fetch that found the global concurrency cap full looks again.
+CAP_LOOK_AGAIN = 0.25
+
+
 def allowance(conn: sqlite3.Connection, queue: str, now: float) -> tuple[int | None, float | None]:
-    """How many jobs may start now under the hold and the rate limit (None: no limit), and,
-    when none may, the time one may."""
+    """How many jobs may start now under the hold, the global concurrency cap and the rate
+    limit (None: no limit), and, when none may, the time to look again."""
     row = conn.execute(
-        "SELECT rate_max, rate_duration, hold_until FROM queue_meta WHERE queue = ?", (queue,)
+        "SELECT rate_max, rate_duration, hold_until, concurrency FROM queue_meta WHERE queue = ?",
+        (queue,),
     ).fetchone()
     if row is None:
         return None, None
     if row["hold_until"] > now:
         return 0, float(row["hold_until"])
+    if row["concurrency"] is not None:
+        active = conn.execute(
+            "SELECT count(*) FROM jobs WHERE queue = ? AND state = 'active'", (queue,)
+        ).fetchone()[0]
+        free = int(row["concurrency"]) - int(active)
+        if free <= 0:  # a slot frees when some job ends: look again soon
+            return 0, now + CAP_LOOK_AGAIN
+        if row["rate_max"] is None:
+            return free, None
+        allowed, frees_at = _rate_allowance(conn, queue, row, now)
+        return min(free, allowed), frees_at
     if row["rate_max"] is None:
         return None, None
+    return _rate_allowance(conn, queue, row, now)
+
+
+def _rate_allowance(
+    conn: sqlite3.Connection, queue: str, row: sqlite3.Row, now: float
+) -> tuple[int, float | None]:
     since = now - row["rate_duration"]
     started = conn.execute(
         "SELECT count(*) FROM rate_starts WHERE queue = ? AND at > ?", (queue, since)

@@ -80,6 +80,7 @@ import pytest
 from polyjobs.testing.suite_adding import AddingContract
 from polyjobs.testing.suite_admin import AdminContract
 from polyjobs.testing.suite_cancel import CancelContract
+from polyjobs.testing.suite_concurrency import ConcurrencyContract
 from polyjobs.testing.suite_control import ControlContract
 from polyjobs.testing.suite_dedup import DedupContract
 from polyjobs.testing.suite_flows import FlowsContract
@@ -106,6 +107,7 @@ class BackendContract(
     DedupContract,
     MetricsContract,
     CancelContract,
+    ConcurrencyContract,
 ):
     """Subclass with ``url = "<scheme>://..."`` (name the subclass ``Test...``)."""
 

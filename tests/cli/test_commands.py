@@ -339,3 +339,16 @@ def test_queue_limit_sets_and_clears_a_rate_limit(cli_env: dict[str, str]) -> No
     assert "rate limit of test-echo: none" in off.stdout
     bad = cli("queue", "limit", "echo", "fast")
     assert bad.exit_code == 1 and "must look like 5/2s" in bad.stderr
+
+
+def test_queue_global_concurrency_sets_and_clears_the_cap(cli_env: dict[str, str]) -> None:
+    cli_json("enqueue", "echo", "--data", '{"text": "x"}')
+    result = cli("queue", "global-concurrency", "echo", "3")
+    assert result.exit_code == 0, result.output
+    assert "global concurrency of test-echo: 3" in result.stdout
+    off = cli("queue", "global-concurrency", "echo", "off")
+    assert "global concurrency of test-echo: none" in off.stdout
+    for bad in ("many", "0"):
+        refused = cli("queue", "global-concurrency", "echo", bad)
+        assert refused.exit_code == 1 and "global concurrency must be" in refused.stderr
+        assert len(refused.stderr.strip().splitlines()) == 1

@@ -20,6 +20,7 @@ from polyjobs.flow import FlowProducer
 from polyjobs.plugins import open_backend
 from polyjobs.testing import BackendContract
 from polyjobs.testing.suite_cancel import CancelContract
+from polyjobs.testing.suite_concurrency import ConcurrencyContract
 from polyjobs.testing.suite_control import ControlContract
 from polyjobs.testing.suite_dedup import DedupContract
 from polyjobs.testing.suite_flows import FlowsContract
@@ -80,8 +81,8 @@ class TestRedisClusterFlows(_OnCluster, FlowsContract, DedupContract):
         assert await backend.queues() == []
 
 
-class TestRedisClusterCancel(_OnCluster, CancelContract):
-    """A cancel (and its flows' settling) stays in the queue's slot."""
+class TestRedisClusterCancel(_OnCluster, CancelContract, ConcurrencyContract):
+    """A cancel (and its flows' settling) and the concurrency cap stay in the queue's slot."""
 
 
 class TestRedisClusterTaggedFlows(FlowsContract):

@@ -21,6 +21,7 @@ from polyjobs.backend import (
     CAP_DURABLE,
     CAP_FLOWS,
     CAP_FLOWS_ACROSS_QUEUES,
+    CAP_GLOBAL_CONCURRENCY,
     CAP_METRICS,
     CAP_RATE_LIMIT,
     CAP_SHARED,
@@ -115,6 +116,7 @@ def test_plugin_registers_the_redis_schemes() -> None:
         CAP_DEDUP,
         CAP_METRICS,
         CAP_CANCEL,
+        CAP_GLOBAL_CONCURRENCY,
     }
     assert RedisBackend(URL).capabilities == frozenset({*base, CAP_FLOWS_ACROSS_QUEUES})
     cluster = "redis://127.0.0.1:7000/0?cluster=true"
