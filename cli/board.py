@@ -16,12 +16,21 @@ from polyjobs.errors import ConfigError
 from polyjobs.redact import redact_url
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     from polyjobs.backend import Backend
+    from polyjobs.listings import Listing
     from polyjobs.runtime import QueueSpec
     from polyjobs.settings import Settings
 
 BOARD_MODULES = ("starlette", "uvicorn", "jinja2", "prometheus_client", "multipart")
 MISSING_EXTRA = "the board needs the 'board' extra: pip install 'polyjobs[board]'"
+
+
+def listing_settings(resolved: Settings) -> dict[str, str]:
+    """What the applications' listings read their configuration from (their store...)."""
+    values = {k: str(v) for k, v in resolved.plain_values().items() if v is not None}
+    return {"POLYJOBS_HOME": str(resolved.home_dir), **values}
 
 
 async def start_board(
@@ -31,6 +40,7 @@ async def start_board(
     backend: Backend,
     host: str,
     port: int,
+    listings: Mapping[str, Listing] | None = None,
 ) -> asyncio.Task[None]:
     """Serve the board from a running ``polyjobs start`` (as a task; cancel it to stop)."""
     try:
@@ -50,6 +60,8 @@ async def start_board(
         token=str(token.value) if token is not None and token.value else None,
         specs=specs,
         backend_label=redact_url(resolved.backend_url),
+        listings=dict(listings or {}),
+        settings=listing_settings(resolved),
     )
     check_bind(host, options)
     sock = bind_socket(host, port)
@@ -98,7 +110,11 @@ def board(
         check_bind(host, options)
         async with session(backend, app=app) as s:
             options = replace(
-                options, specs=s.specs, backend_label=redact_url(s.settings.backend_url)
+                options,
+                specs=s.specs,
+                backend_label=redact_url(s.settings.backend_url),
+                listings=s.host.listings(),
+                settings=listing_settings(s.settings),
             )
             sock = bind_socket(host, port)
             task = asyncio.create_task(serve_board(s.backend, host, port, options, sock=sock))

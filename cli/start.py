@@ -286,7 +286,12 @@ async def _serve_and_run(
                 f"polyjobs: serving {url} to other commands at {sock} (it ends with this process)"
             )
         if serving.board is not None:
-            tasks.append(await start_board(console, resolved, registered, backend, *serving.board))
+            listings = runtime.plugins.listings() if runtime.plugins is not None else {}
+            tasks.append(
+                await start_board(
+                    console, resolved, registered, backend, *serving.board, listings=listings
+                )
+            )
         if serving.metrics is not None:
             tasks.append(
                 await start_metrics(console, backend, runtime, serving.counted, *serving.metrics)

@@ -18,6 +18,7 @@ import pluggy
 
 if TYPE_CHECKING:
     from polyjobs.backend import Backend
+    from polyjobs.listings import Listing
     from polyjobs.runtime import Runtime, RuntimeContext
     from polyjobs.spec import QueueSpec
 
@@ -144,4 +145,12 @@ def polyjobs_demo() -> Demo | None:
     ``polyjobs start --demo`` prepares it in a temporary state directory, runs the
     application's queues through it, and removes the directory on exit.
     """
+    raise NotImplementedError
+
+
+@hookspec
+def polyjobs_listings() -> Sequence[Listing]:
+    """Return read-only tables of what the application holds or found (see
+    :mod:`polyjobs.listings`); the board shows each as a page and as JSON. Keys must be unique
+    across the loaded plugins."""
     raise NotImplementedError

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import re
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any, cast
@@ -17,6 +18,7 @@ from polyjobs.redact import redact_url
 
 if TYPE_CHECKING:
     from polyjobs.backend import Backend
+    from polyjobs.listings import Listing
     from polyjobs.spec import QueueSpec
 
 log = logging.getLogger(__name__)
@@ -33,6 +35,7 @@ BUILTIN_BACKENDS = (
 )
 BUILTIN_PLUGINS = BUILTIN_BACKENDS
 ENTRY_POINT_GROUP = "polyjobs"
+LISTING_KEY = re.compile(r"[a-z0-9][a-z0-9-]{0,39}")
 
 
 class PluginHost:
@@ -159,6 +162,23 @@ class PluginHost:
                         f"resource {name!r} is provided by both {owners[name]!r} and {owner!r}"
                     )
                 found[name], owners[name] = factory, owner
+        return found
+
+    def listings(self) -> dict[str, Listing]:
+        """Every contributed read-only listing by key; a key given twice (or not made of
+        lowercase letters, digits and ``-``) raises ``PluginError``."""
+        found: dict[str, Listing] = {}
+        owners: dict[str, str] = {}
+        for owner, impl in self._contributors(self.pm.hook.polyjobs_listings):
+            for listing in cast("Sequence[Listing]", impl.function()):
+                if not LISTING_KEY.fullmatch(listing.key):
+                    raise PluginError(f"listing key {listing.key!r} of {owner!r}: use a-z, 0-9, -")
+                if listing.key in found:
+                    raise PluginError(
+                        f"listing {listing.key!r} is contributed by both "
+                        f"{owners[listing.key]!r} and {owner!r}"
+                    )
+                found[listing.key], owners[listing.key] = listing, owner
         return found
 
     def setting_names(self) -> hookspecs.SettingNames:

@@ -5,7 +5,8 @@ entry point in the ``polyjobs`` group (``pyproject.toml``), as a third-party one
 alerts, ingest); ``polyjobs_resources`` the store, the Gamma client, the alert sink and the
 domain config that processors reach as ``job.context[...]``; ``polyjobs_setting_names`` the
 environment variables it reads (the BullMQ version's names included);
-``polyjobs_demo`` what ``polyjobs start --demo`` runs (:mod:`polyjobs.processors.demo`).
+``polyjobs_demo`` what ``polyjobs start --demo`` runs (:mod:`polyjobs.processors.demo`);
+``polyjobs_listings`` the board's alerts and wallets pages (:mod:`polyjobs.processors.listings`).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from polyjobs.hookspecs import Demo, ResourceFactory, SettingNames, hookimpl
 
 if TYPE_CHECKING:
+    from polyjobs.listings import Listing
     from polyjobs.processors.queues import (
         ALERTS,
         ANALYSIS,
@@ -68,6 +70,13 @@ def polyjobs_resources() -> Mapping[str, ResourceFactory]:
 @hookimpl
 def polyjobs_setting_names() -> SettingNames:
     return SETTING_NAMES
+
+
+@hookimpl
+def polyjobs_listings() -> Sequence[Listing]:
+    from polyjobs.processors.listings import LISTINGS
+
+    return LISTINGS
 
 
 @hookimpl

@@ -125,6 +125,14 @@ class Api:
         params = request.path_params
         return JSONResponse(await self.service.job(params["queue"], params["job_id"]))
 
+    async def listing(self, request: Request) -> Response:
+        page = await self.service.listing(
+            request.path_params["key"],
+            int_param(request, "start", 0),
+            int_param(request, "limit", 50),
+        )
+        return JSONResponse(page)
+
     async def throughput(self, request: Request) -> Response:
         """This board's samples; with ``minutes``, on a backend that keeps metrics, each
         queue's stored minutes of the last hour (``minute``, ``completed``, ``failed``,
@@ -180,6 +188,7 @@ class Api:
             Route("/api/session", self.who),
             Route("/api/queues", self.queues),
             Route("/api/throughput", self.throughput),
+            Route("/api/lists/{key}", self.listing),
             BoardRoute(base, self.queue),
             BoardRoute(f"{base}/jobs", self.jobs, methods=["GET"]),
             BoardRoute(f"{base}/jobs", action(self.security, self.enqueue), methods=["POST"]),

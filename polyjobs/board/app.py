@@ -69,6 +69,7 @@ def create_app(backend: Backend, options: BoardOptions | None = None) -> Starlet
     security = Security(options)
     templates = Jinja2Templates(directory=str(HERE / "templates"))
     templates.env.globals["version"] = _version()
+    templates.env.globals["listings"] = [(k, v.title) for k, v in options.listings.items()]
 
     async def metrics_route(request: Request) -> Response:
         return Response(await metrics.render(), media_type=PROMETHEUS_TEXT)

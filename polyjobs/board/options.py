@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 from polyjobs.errors import ConfigError
 
 if TYPE_CHECKING:
+    from polyjobs.listings import Listing
     from polyjobs.runtime import QueueSpec
 
 DEFAULT_HOST = "127.0.0.1"
@@ -35,6 +36,8 @@ class BoardOptions:
         allowed_hosts: ``Host`` header values accepted (``None``: loopback names when the board
             is bound to loopback without a token, which defeats DNS rebinding; else any).
         page_size: jobs per page in the UI.
+        listings: the applications' read-only tables (``polyjobs_listings``), by key.
+        settings: the resolved settings the listings read their configuration from.
     """
 
     read_only: bool = False
@@ -46,6 +49,8 @@ class BoardOptions:
     history: int = 90
     allowed_hosts: tuple[str, ...] | None = None
     page_size: int = 20
+    listings: Mapping[str, Listing] = field(default_factory=dict)
+    settings: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.token is not None and len(self.token) < MIN_TOKEN_LENGTH:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote, urlencode
+from urllib.parse import quote, urlencode, urlsplit
 
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
@@ -62,6 +62,17 @@ def json_text(value: Any, indent: int | None = 2) -> str:
     """A value as readable JSON for a page: keys in their stored order, text as it is (no
     ``\\uXXXX`` escapes). The template escapes it as text."""
     return json.dumps(value, indent=indent, ensure_ascii=False, default=str)
+
+
+def cell_text(value: Any) -> str:
+    """A listing's cell as text: numbers as they read, lists joined, objects as JSON."""
+    if isinstance(value, float):
+        return f"{value:,.2f}" if abs(value) >= 1000 else f"{value:g}"
+    if isinstance(value, list):
+        return ", ".join(cell_text(v) for v in value)
+    if isinstance(value, dict):
+        return json_text(value)
+    return str(value)
 
 
 def when(timestamp: float | None) -> str:
@@ -138,6 +149,19 @@ class Pages:
             pages=max((listing["total"] + size - 1) // size, 1),
             chart=sparkline(await self.sampler.points(info["queue"]), 320, 60),
             missing=wanted,
+        )
+
+    async def listing_page(self, request: Request) -> Response:
+        page, size = _page(request), self.options.page_size
+        data = await self.service.listing(request.path_params["key"], (page - 1) * size, size)
+        return self.render(
+            request,
+            "listing.html",
+            data=data,
+            page=page,
+            pages=max((data["total"] + size - 1) // size, 1),
+            cell=cell_text,
+            link_host=lambda url: urlsplit(url).hostname or url,
         )
 
     async def job_page(self, request: Request) -> Response:
@@ -225,6 +249,7 @@ class Pages:
             Route("/admin/login", self.login, methods=["GET", "POST"]),
             Route("/admin/logout", self.logout, methods=["POST"]),
             Route("/admin/queues", self.overview),
+            Route("/admin/lists/{key}", self.listing_page),
             BoardRoute(base, self.queue_page),
             BoardRoute(f"{base}/pause", self.pause_action(True), methods=["POST"]),
             BoardRoute(f"{base}/resume", self.pause_action(False), methods=["POST"]),

@@ -66,6 +66,26 @@ class BoardService:
         spec = self.spec(name)
         return spec.make_queue(self.backend) if spec is not None else Queue(name, self.backend)
 
+    async def listing(self, key: str, offset: int, limit: int) -> dict[str, Any]:
+        """One page of an application's read-only listing, redacted like everything shown."""
+        found = self.options.listings.get(key)
+        if found is None:
+            raise JobNotFoundError(f"no listing {key!r}")
+        offset = min(max(offset, 0), MAX_START)
+        limit = min(max(limit, 1), 500)
+        page = await found.fetch(self.options.settings, offset, limit)
+        keys = [c.key for c in found.columns]
+        return {
+            "key": found.key,
+            "title": found.title,
+            "description": found.description,
+            "columns": [{"title": c.title, "key": c.key, "kind": c.kind} for c in found.columns],
+            "rows": [redact({k: row.get(k) for k in keys}) for row in page.rows],
+            "total": page.total,
+            "offset": offset,
+            "limit": limit,
+        }
+
     async def known_queue(self, name: str) -> Queue:
         """``queue(name)`` for a queue that is registered or holds jobs; else 404."""
         check_queue_name(name)

@@ -147,3 +147,32 @@ def test_retry_a_failed_job_from_the_browser(
 
         job = httpx.get(f"{base}/api/queues/mailer/jobs/{failed_id}").json()
         assert job["state"] == "waiting" and job["attempts_made"] == 0
+
+
+def test_the_detectors_alerts_page_in_the_browser(
+    browser: Any, tmp_path: Path, board_cli: BoardCli
+) -> None:
+    """The detector's listing, reached from the header link: rows, text titles, links out.
+    ``POLYJOBS_BOARD_ALERTS_SCREENSHOT=path.png`` saves a screenshot of it."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from tests.board.test_board_listings import _seed_store
+
+    _seed_store(board_cli.home)
+    board_cli.create_database()
+    with board_cli.serve(board_cli.env(), "--read-only") as (base, _):
+        browser.get(f"{base}/admin/queues")
+        browser.find_element(By.CSS_SELECTOR, 'header a[href="/admin/lists/alerts"]').click()
+        WebDriverWait(browser, 15).until(
+            ec.presence_of_element_located((By.CSS_SELECTOR, "#listing"))
+        )
+        rows = browser.find_elements(By.CSS_SELECTOR, "#listing tbody tr")
+        assert len(rows) == 3
+        assert "<b>Rain</b> in Paris?" in rows[0].text  # shown as typed, not as bold markup
+        links = rows[0].find_elements(By.CSS_SELECTOR, 'a[href^="https://polygonscan.com/tx/"]')
+        assert len(links) == 1
+        shot = os.environ.get("POLYJOBS_BOARD_ALERTS_SCREENSHOT")
+        if shot:
+            browser.save_screenshot(shot)

@@ -65,6 +65,9 @@ def test_read_only_board_over_sqlite(tmp_path: Path, board_cli: BoardCli) -> Non
         rows = {r["queue"]: r for r in httpx.get(f"{base}/api/queues").json()["queues"]}
         assert rows["cli-q"]["waiting"] == 1 and not rows["cli-q"]["registered"]
         assert rows["polymarket-analysis"]["registered"]  # the built-in processors' queues
+        # the detector's listings (its plugin's polyjobs_listings), read-only like the rest
+        alerts = httpx.get(f"{base}/api/lists/alerts").json()
+        assert alerts["total"] == 0 and alerts["columns"][0]["key"] == "trade_time"
         session = httpx.get(f"{base}/api/session")
         csrf = session.json()["csrf"]
         refused = httpx.post(
