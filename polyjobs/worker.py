@@ -408,7 +408,7 @@ class Worker:
                 # raised by the processor itself (e.g. leaked by a library): a failure like any
                 fin, outcome = failure(job, opts, exc), exc
         except RateLimitError as exc:
-            fin, outcome = await self._rate_limited(job, opts, exc), exc
+            fin, outcome = await self._held_back(job, opts, exc), exc
         except Exception as exc:
             fin, outcome = failure(job, opts, exc), exc
         if job.id in self._cancels:
@@ -419,6 +419,17 @@ class Worker:
         self._tasks.pop(job.id, None)
         self._outbox.append((fin, job, outcome))
         self._outbox_ready.set()
+
+    async def _held_back(self, job: Job, opts: JobOptions, exc: RateLimitError) -> Finish:
+        """:meth:`_rate_limited`, unless the job is cancelled meanwhile: then it fails."""
+        try:
+            return await self._rate_limited(job, opts, exc)
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if task is None or job.id not in self._cancels or task.cancelling() > 1:
+                raise
+            task.uncancel()
+            return self._cancelled(job, opts)
 
     def _cancelled(self, job: Job, opts: JobOptions) -> Finish:
         """A cancelled job fails with the canceller's reason, without retry."""
