@@ -24,11 +24,12 @@ if TYPE_CHECKING:
     from polyjobs.board.sampler import Sampler
     from polyjobs.board.service import BoardService
 
-JOB_ACTIONS = ("retry", "remove", "promote")
+JOB_ACTIONS = ("retry", "remove", "promote", "cancel")
 REFUSED = {
     "retry": "is not failed",
     "remove": "is active (or already gone)",
     "promote": "is not delayed",
+    "cancel": "has ended or waits for its children",
 }
 ENQUEUE_FIELDS = {"name", "data", "options", "csrf"}
 

@@ -11,7 +11,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
-from polyjobs.backend import STATES
+from polyjobs.backend import CAP_CANCEL, STATES
 from polyjobs.board.api import JOB_ACTIONS, REFUSED, BoardRoute, parse_json_field
 from polyjobs.board.sampler import sparkline
 from polyjobs.board.security import (
@@ -37,6 +37,7 @@ DONE = {
     "retry": "Job sent back to waiting.",
     "remove": "Job removed.",
     "promote": "Job promoted: it runs now.",
+    "cancel": "Cancel sent: a job not started has failed; a running one stops within a second.",
     "pause": "Queue paused.",
     "resume": "Queue resumed.",
     "clean": "Queue cleaned.",
@@ -167,7 +168,8 @@ class Pages:
     async def job_page(self, request: Request) -> Response:
         params = request.path_params
         job = await self.service.job(params["queue"], params["job_id"])
-        return self.render(request, "job.html", job=job)
+        can_cancel = CAP_CANCEL in self.service.backend.capabilities
+        return self.render(request, "job.html", job=job, can_cancel=can_cancel)
 
     def job_action(self, verb: str) -> Any:
         async def handler(request: Request, form: dict[str, Any]) -> Response:

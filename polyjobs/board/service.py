@@ -146,9 +146,12 @@ class BoardService:
 
     # -- actions ---------------------------------------------------------------------------
     async def job_action(self, name: str, job_id: str, action: str) -> bool:
-        """``retry``, ``remove`` or ``promote`` one job; False when its state forbids it."""
+        """``retry``, ``remove``, ``promote`` or ``cancel`` one job; False when its state
+        forbids it."""
         queue = await self.known_queue(name)
         await queue.require_job(job_id)
+        if action == "cancel":
+            return await queue.cancel(job_id, "cancelled from the board") is not None
         if action == "retry":
             return await queue.retry(job_id)
         if action == "remove":

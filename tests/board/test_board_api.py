@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import TYPE_CHECKING
 
 import pytest
 
-from polyjobs import Queue, QueueSpec, Worker
+from polyjobs import Job, Queue, QueueSpec, Worker
 from polyjobs.backend import Backend, NewJob
 from polyjobs.board.sampler import sparkline
+from polyjobs.testing import wait_until
 
 if TYPE_CHECKING:
     from tests.board.conftest import ClientFactory, CsrfOf, Seeder
@@ -422,3 +424,46 @@ async def test_charts_come_from_the_stored_metrics_on_a_new_board(
     assert page.status_code == 200 and "<polyline" in page.text
     overview = await client.get("/admin/queues")
     assert "<polyline" in overview.text and "no samples yet" not in overview.text
+
+
+async def test_cancel_from_the_board(
+    backend: Backend, make_client: ClientFactory, csrf_of: CsrfOf
+) -> None:
+    """A waiting job fails at once with the board's reason; a running one is stopped by its
+    worker; a finished one is refused with 409; the job page offers the button."""
+    queue = Queue("cancels", backend)
+    waiting = await queue.add("w", {})
+    client = await make_client()
+    page = await client.get(f"/admin/queues/cancels/jobs/{waiting.id}")
+    assert 'id="cancel"' in page.text
+    headers = {"X-CSRF-Token": await csrf_of(client)}
+    done = await client.post(f"/api/queues/cancels/jobs/{waiting.id}/cancel", headers=headers)
+    assert done.status_code == 200 and done.json()["done"] == "cancel"
+    failed = await queue.get_job(waiting.id)
+    assert failed is not None and failed.state == "failed"
+    assert failed.failed_reason == "cancelled from the board"
+    again = await client.post(f"/api/queues/cancels/jobs/{waiting.id}/cancel", headers=headers)
+    assert again.status_code == 409
+
+    started = asyncio.Event()
+
+    async def slow(job: Job) -> None:
+        started.set()
+        await asyncio.sleep(30)
+
+    running = await queue.add("r", {})
+    worker = Worker("cancels", slow, backend, cancel_interval=0.1)
+    task = asyncio.create_task(worker.run())
+    try:
+        await asyncio.wait_for(started.wait(), 10)
+        answer = await client.post(f"/api/queues/cancels/jobs/{running.id}/cancel", headers=headers)
+        assert answer.status_code == 200
+
+        async def ended() -> bool:
+            job = await queue.get_job(running.id)
+            return job is not None and job.state == "failed"
+
+        await wait_until(ended, what="the running job to be stopped")
+    finally:
+        await worker.close(grace=1)
+        await task
