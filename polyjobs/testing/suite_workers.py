@@ -449,7 +449,6 @@ class WorkersContract(ContractBase):
     async def test_worker_registry(self, queue: Queue) -> None:
         worker = self.make_worker(queue, lambda j: None, concurrency=3, heartbeat_interval=0.1)
         async with self.running(worker):
-
             # a loaded machine may miss a 0.1 s heartbeat's ttl: the entry can blink out
             seen: list[WorkerInfo] = []
 
