@@ -97,12 +97,43 @@ def start(
             "needs the 'otel' extra).",
         ),
     ] = False,
+    processes: Annotated[
+        int,
+        typer.Option(
+            "--processes",
+            "-P",
+            min=1,
+            max=256,
+            envvar="POLYJOBS_PROCESSES",
+            help="Run N worker processes (each one runs these queues on this backend), "
+            "supervised by this one: crashed ones restarted, one stop for all.",
+        ),
+    ] = 1,
 ) -> None:
     """Run workers for the registered queues in the foreground until SIGINT/SIGTERM."""
+    from polyjobs.cli.processes import supervised_slot, watch_parent
+
     console = Console()
     if log_format not in ("text", "json"):
         console.error(f"--log-format must be text or json, got {log_format!r}")
         raise typer.Exit(2)
+    slot = supervised_slot()
+    if slot is None and processes > 1:
+        args = ["start", *_child_args(queue, concurrency, backend, app, grace, log_format)]
+        args += [f for f, on in (("--no-schedule", no_schedule), ("--burst", burst)) if on]
+        args += ["--otel"] if otel else []
+        refused = [f for f, on in (("--demo", demo), ("--board", board)) if on]
+        refused += ["--metrics-port"] if metrics_port is not None else []
+        if refused:
+            console.error(f"--processes does not combine with {', '.join(refused)} yet")
+            raise typer.Exit(2)
+        resolved = run(lambda: _shared_backend(backend, app, grace), console)
+        assert resolved is not None
+        raise typer.Exit(
+            _supervise(console, args, processes, resolved, burst, log_format == "json")
+        )
+    if slot is not None:
+        watch_parent()
     events = Events(console, "json" if log_format == "json" else "text")
     run(
         lambda: _start(
@@ -122,6 +153,66 @@ def start(
         ),
         console,
     )
+
+
+def _child_args(
+    queue: list[str] | None,
+    concurrency: list[str] | None,
+    backend: str | None,
+    app: str | None,
+    grace: str | None,
+    log_format: str,
+) -> list[str]:
+    """The flags a supervised child gets: the parent's own, as given."""
+    args: list[str] = []
+    for name in queue or []:
+        args += ["--queue", name]
+    for pair in concurrency or []:
+        args += ["--concurrency", pair]
+    for flag, value in (("--backend", backend), ("--app", app), ("--grace", grace)):
+        if value is not None:
+            args += [flag, value]
+    return [*args, "--log-format", log_format]
+
+
+async def _shared_backend(backend_url: str | None, app: str | None, grace: str | None) -> Settings:
+    """The settings of a supervising ``start``, once its backend is known to be one processes
+    share and has been opened once (creating or migrating its storage before the children)."""
+    from polyjobs.backend import CAP_SHARED
+    from polyjobs.plugins import open_backend
+    from polyjobs.redact import redact_url
+
+    resolved, host = configured(backend=backend_url, app=app, grace=duration(grace, "--grace"))
+    url = resolved.backend_url
+    if CAP_SHARED not in host.make_backend(url).capabilities:
+        raise ConfigError(
+            f"--processes needs a backend that processes share (SQLite, Redis, PostgreSQL); "
+            f"{redact_url(url)} lives inside one process"
+        )
+    async with open_backend(url, host):
+        pass
+    return resolved
+
+
+def _supervise(
+    console: Console, args: list[str], count: int, resolved: Settings, burst: bool, json_lines: bool
+) -> int:
+    """Claim the pid file and supervise ``count`` children (in the main thread: signals)."""
+    from polyjobs.cli.processes import Supervisor
+    from polyjobs.redact import redact_url
+
+    try:
+        pidfile.write(resolved.home_dir, redact_url(resolved.backend_url))
+    except PolyjobsError as exc:
+        console.error(str(exc))
+        return 1
+    try:
+        grace = float(resolved.grace.value)
+        return Supervisor(
+            console, args, count, burst=burst, grace=grace, json_lines=json_lines
+        ).run()
+    finally:
+        pidfile.remove(resolved.home_dir)
 
 
 async def _start(
@@ -268,12 +359,15 @@ async def _serve_and_run(
     from polyjobs.cli.board import start_board
     from polyjobs.cli.live import LiveView
     from polyjobs.cli.metrics import start_metrics
+    from polyjobs.cli.processes import supervised_slot
     from polyjobs.redact import redact_url
     from polyjobs.serve import serve_backend, socket_path
 
     console = events.console
     url = redact_url(resolved.backend_url)
-    pidfile.write(resolved.home_dir, url)
+    claim = supervised_slot() is None  # a supervised child leaves the pid file to its parent
+    if claim:
+        pidfile.write(resolved.home_dir, url)
     tasks: list[asyncio.Task[None]] = []
     served = contextlib.AsyncExitStack()
     try:
@@ -313,7 +407,8 @@ async def _serve_and_run(
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         await served.aclose()
-        pidfile.remove(resolved.home_dir)
+        if claim:
+            pidfile.remove(resolved.home_dir)
 
 
 def stop(

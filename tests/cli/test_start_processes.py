@@ -1,0 +1,137 @@
+"""`polyjobs start --processes N`: a parent supervising N real worker processes (real signals:
+SIGKILL of a child, SIGTERM of the parent)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import subprocess
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from polyjobs import Queue, open_backend
+from polyjobs.cli import pidfile
+from tests.cli.support import POLYJOBS, add_jobs, backend_url, polyjobs, wait_active
+
+# SQLite: one file shared by processes (Redis is shared the same way; see benchmarks/processes.py)
+pytestmark = pytest.mark.parametrize("cli_env", ["sqlite"], indirect=True)
+STARTED = re.compile(r"^polyjobs: worker (\d) started, pid (\d+)", re.M)
+
+
+def _counts(env: dict[str, str], queue: str) -> dict[str, Any]:
+    async def counts() -> dict[str, Any]:
+        async with open_backend(backend_url(env)) as backend:
+            return dict(await Queue(queue, backend).counts())
+
+    return asyncio.run(counts())
+
+
+def _spawn(env: dict[str, str], out: Path, *args: str) -> subprocess.Popen[bytes]:
+    with out.open("wb") as sink:
+        return subprocess.Popen(
+            [POLYJOBS, "start", *args],
+            env={**os.environ, **env},
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+        )
+
+
+def _wait_for(what: Any, timeout: float = 20.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while not (found := what()):
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+    return found
+
+
+def _children(out: Path) -> dict[int, list[int]]:
+    """Each slot's pids, in the order the parent started them."""
+    pids: dict[int, list[int]] = {}
+    for slot, pid in STARTED.findall(out.read_text()):
+        pids.setdefault(int(slot), []).append(int(pid))
+    return pids
+
+
+def test_two_processes_run_200_jobs_exactly_once_in_burst(
+    cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    add_jobs(cli_env, "test-echo", [{"text": f"t{i}"} for i in range(200)])
+    done = polyjobs(
+        cli_env, "start", "--processes", "2", "--burst", "-q", "test-echo", "-c", "echo=5"
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    started = dict(STARTED.findall(done.stdout))
+    assert set(started) == {"1", "2"} and len(set(started.values())) == 2, done.stdout
+    ran = Counter(
+        m.group(2)
+        for m in re.finditer(r"^\[worker (\d)\] \S+ completed test-echo (\S+)", done.stdout, re.M)
+    )
+    assert len(ran) == 200 and set(ran.values()) == {1}, ran.most_common(3)
+    assert "worker 1 (pid" in done.stdout and "worker 2 (pid" in done.stdout  # both exited
+    counts = _counts(cli_env, "test-echo")
+    assert counts["waiting"] == counts["active"] == counts["failed"] == 0, counts
+    assert not pidfile.pid_path(Path(cli_env["POLYJOBS_HOME"])).exists()
+
+
+def test_a_killed_child_is_restarted_and_its_jobs_run_again(
+    cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    env = {**cli_env, "POLYJOBS_PLUGINS": "polyjobs_test_plugin,short_lease_plugin"}
+    add_jobs(env, "test-slow", [{"seconds": 0.8} for _ in range(8)])
+    out = tmp_path / "out.txt"
+    parent = _spawn(env, out, "-P", "2", "-q", "test-slow", "-c", "slow=2", "--no-schedule")
+    try:
+        wait_active(env, "test-slow", 4)  # both children hold two jobs each
+        victim = _children(out)[1][0]
+        os.kill(victim, signal.SIGKILL)
+        again = _wait_for(lambda: len(_children(out).get(1, [])) == 2 and _children(out)[1][1])
+        assert again != victim and pidfile.alive(again)
+        assert f"worker 1 (pid {victim}) exited (signal 9)" in out.read_text()
+        _wait_for(lambda: _counts(env, "test-slow")["completed"] == 8)  # none lost
+        assert _counts(env, "test-slow")["failed"] == 0
+        parent.send_signal(signal.SIGTERM)
+        assert parent.wait(timeout=20) == 0, out.read_text()
+        assert not any(pidfile.alive(p) for pids in _children(out).values() for p in pids)
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+
+
+def test_sigterm_to_the_parent_stops_every_child_within_the_grace(
+    cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    add_jobs(cli_env, "test-slow", [{"seconds": 60} for _ in range(4)])
+    out = tmp_path / "out.txt"
+    parent = _spawn(
+        cli_env, out, "-P", "2", "-q", "test-slow", "-c", "slow=2", "--grace", "1s", "--no-schedule"
+    )
+    try:
+        wait_active(cli_env, "test-slow", 4)
+        children = [pids[0] for pids in _children(out).values()]
+        assert len(children) == 2
+        parent.send_signal(signal.SIGTERM)
+        assert parent.wait(timeout=15) == 0, out.read_text()
+        text = out.read_text()
+        assert not any(pidfile.alive(p) for p in children)
+        assert "did not stop within the grace" not in text, text  # they stopped by themselves
+        assert text.count("[worker 1] polyjobs: stopped") == 1, text
+        assert text.count("[worker 2] polyjobs: stopped") == 1, text
+        counts = _counts(cli_env, "test-slow")
+        assert counts["active"] == 0 and counts["completed"] == 0, counts  # handed back
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+
+
+def test_memory_backend_is_refused_in_one_line(cli_env: dict[str, str]) -> None:
+    done = polyjobs({**cli_env, "POLYJOBS_PROCESSES": "2"}, "start", "--backend", "memory://")
+    assert done.returncode == 1
+    assert done.stdout == ""
+    assert done.stderr.count("\n") == 1 and "--processes needs a backend" in done.stderr
+    assert "Traceback" not in done.stderr
