@@ -57,15 +57,16 @@ class Reporter:
     """A plugin that turns job events into lines (text or JSON); quiet under a live view,
     which shows them itself."""
 
-    def __init__(self, events: Events, live: bool) -> None:
+    def __init__(self, events: Events, live: bool, *, completed: bool = True) -> None:
         self.events = events
         self.live = live
+        self.completed = completed  # False: a supervised worker's, which says only the rest
 
     @hookimpl
     def polyjobs_job_event(
         self, queue: str, event: str, job_id: str, payload: Mapping[str, Any]
     ) -> None:
-        if self.live or event not in REPORTED:
+        if self.live or event not in REPORTED or (event == "completed" and not self.completed):
             return
         self.events.job(event, queue, job_id, payload)
 

@@ -267,6 +267,7 @@ async def _start_with(
 ) -> None:
     from polyjobs.cli.live import JobFeed, Reporter
     from polyjobs.cli.metrics import metrics_plugin, open_telemetry
+    from polyjobs.cli.processes import supervised_slot
     from polyjobs.plugins import open_backend
     from polyjobs.runtime import Runtime, specs_by_name
     from polyjobs.settings import apply_queue_overrides
@@ -276,7 +277,8 @@ async def _start_with(
     feed = JobFeed()
     counted = [metrics_plugin()] if metrics is not None else []
     resolved, host = configured(
-        Reporter(events, live),
+        # a supervised worker's text lines say what went wrong, not every completed job
+        Reporter(events, live, completed=events.format == "json" or supervised_slot() is None),
         feed,
         *counted,
         **flags,

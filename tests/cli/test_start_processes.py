@@ -4,6 +4,7 @@ SIGKILL of a child, SIGTERM of the parent)."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import signal
@@ -62,18 +63,15 @@ def test_two_processes_run_200_jobs_exactly_once_in_burst(
     cli_env: dict[str, str], tmp_path: Path
 ) -> None:
     add_jobs(cli_env, "test-echo", [{"text": f"t{i}"} for i in range(200)])
-    done = polyjobs(
-        cli_env, "start", "--processes", "2", "--burst", "-q", "test-echo", "-c", "echo=5"
-    )
+    args = ("--processes", "2", "--burst", "-q", "test-echo", "-c", "echo=5")
+    done = polyjobs(cli_env, "start", *args, "--log-format", "json")
     assert done.returncode == 0, done.stdout + done.stderr
-    started = dict(STARTED.findall(done.stdout))
-    assert set(started) == {"1", "2"} and len(set(started.values())) == 2, done.stdout
-    ran = Counter(
-        m.group(2)
-        for m in re.finditer(r"^\[worker (\d)\] \S+ completed test-echo (\S+)", done.stdout, re.M)
-    )
+    started = dict(STARTED.findall(done.stderr))  # the parent's own lines: on stderr with JSON
+    assert set(started) == {"1", "2"} and len(set(started.values())) == 2, done.stderr
+    records = [json.loads(line) for line in done.stdout.splitlines()]  # whole objects, one a line
+    ran = Counter(r["job_id"] for r in records if r["event"] == "completed")
     assert len(ran) == 200 and set(ran.values()) == {1}, ran.most_common(3)
-    assert "worker 1 (pid" in done.stdout and "worker 2 (pid" in done.stdout  # both exited
+    assert "worker 1 (pid" in done.stderr and "worker 2 (pid" in done.stderr  # both exited
     counts = _counts(cli_env, "test-echo")
     assert counts["waiting"] == counts["active"] == counts["failed"] == 0, counts
     assert not pidfile.pid_path(Path(cli_env["POLYJOBS_HOME"])).exists()
@@ -93,6 +91,7 @@ def test_a_killed_child_is_restarted_and_its_jobs_run_again(
         again = _wait_for(lambda: len(_children(out).get(1, [])) == 2 and _children(out)[1][1])
         assert again != victim and pidfile.alive(again)
         assert f"worker 1 (pid {victim}) exited (signal 9)" in out.read_text()
+        assert " completed " not in out.read_text()  # text: a worker's lines say only the rest
         _wait_for(lambda: _counts(env, "test-slow")["completed"] == 8)  # none lost
         assert _counts(env, "test-slow")["failed"] == 0
         parent.send_signal(signal.SIGTERM)
