@@ -5,6 +5,8 @@
 
 Each run adds ``--jobs`` no-op jobs (or ``--sleep-ms`` of ``asyncio.sleep`` each) in bulk, then
 runs ``polyjobs start -P N --burst`` on them, its output to /dev/null, exactly as a user would.
+``1q`` is one plain ``start`` printing only what a supervised worker prints (not a line per
+completed job), to tell the cost of those lines from the cost of supervising.
 Measured: the wall time of the command (process starts included), the steady rate (jobs done
 between the first and the last poll of the queue's counts that saw progress, polled every
 50 ms), the CPU the command and its children used (user + sys) and, on Redis, the server's CPU
@@ -75,7 +77,7 @@ def _redis_cpu(url: str) -> float:
     return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
 
 
-def one(url: str, procs: int, jobs: int, concurrency: int) -> dict[str, float]:
+def one(url: str, procs: int, jobs: int, concurrency: int, quiet: bool = False) -> dict[str, float]:
     asyncio.run(_fill(url, jobs))
     redis = url.startswith("redis")
     cpu0 = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -87,6 +89,8 @@ def one(url: str, procs: int, jobs: int, concurrency: int) -> dict[str, float]:
             "PYTHONPATH": str(HERE) + os.pathsep + os.environ.get("PYTHONPATH", ""),
             "BENCH_SLEEP_MS": str(SLEEP * 1000),
         }
+        if quiet:  # one worker printing what a supervised one prints (not each completed job)
+            env["POLYJOBS_SUPERVISED_WORKER"] = "1"
         cmd = [POLYJOBS, "start", "-P", str(procs), "--burst", "-A", "processes:app"]
         cmd += ["-b", url, "-q", QUEUE, "-c", f"{QUEUE}={concurrency}", "--no-schedule"]
         start = time.perf_counter()
@@ -106,7 +110,7 @@ def one(url: str, procs: int, jobs: int, concurrency: int) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--jobs", type=int, default=20000)
-    parser.add_argument("--procs", default="1,2,4")
+    parser.add_argument("--procs", default="1,1q,2,4", help="1q: one quiet worker (see README)")
     parser.add_argument("--backends", default="redis,sqlite")
     parser.add_argument("--concurrency", type=int, default=10)
     parser.add_argument("--sleep-ms", type=float, default=0.0)
@@ -126,8 +130,9 @@ def main() -> None:
             "sqlite": f"sqlite:///{tmp}/bench.db",
         }
         for name in args.backends.split(","):
-            for procs in (int(p) for p in args.procs.split(",")):
-                r = one(urls[name], procs, args.jobs, args.concurrency)
+            for procs in args.procs.split(","):
+                quiet = procs.endswith("q")
+                r = one(urls[name], int(procs.rstrip("q")), args.jobs, args.concurrency, quiet)
                 server = f"{r['server'] / args.jobs * 1e6:.0f}" if name == "redis" else "-"
                 print(
                     f"| {name} | {procs} | {r['wall']:.1f} | {r['rate']:,.0f} | "
