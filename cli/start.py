@@ -127,7 +127,9 @@ def start(
         if refused:
             console.error(f"--processes does not combine with {', '.join(refused)} yet")
             raise typer.Exit(2)
-        resolved = run(lambda: _shared_backend(backend, app, grace), console)
+        resolved = run(
+            lambda: _shared_backend(backend, app, grace, queue or [], concurrency or []), console
+        )
         assert resolved is not None
         raise typer.Exit(
             _supervise(console, args, processes, resolved, burst, log_format == "json")
@@ -175,14 +177,30 @@ def _child_args(
     return [*args, "--log-format", log_format]
 
 
-async def _shared_backend(backend_url: str | None, app: str | None, grace: str | None) -> Settings:
+async def _shared_backend(
+    backend_url: str | None,
+    app: str | None,
+    grace: str | None,
+    names: list[str],
+    concurrency: list[str],
+) -> Settings:
     """The settings of a supervising ``start``, once its backend is known to be one processes
     share and has been opened once (creating or migrating its storage before the children)."""
     from polyjobs.backend import CAP_SHARED
     from polyjobs.plugins import open_backend
     from polyjobs.redact import redact_url
+    from polyjobs.runtime import specs_by_name
 
-    resolved, host = configured(backend=backend_url, app=app, grace=duration(grace, "--grace"))
+    resolved, host = configured(
+        backend=backend_url,
+        app=app,
+        grace=duration(grace, "--grace"),
+        concurrency=parse_pairs(concurrency, "--concurrency"),
+    )
+    registered = host.queue_specs()
+    if not registered:
+        raise ConfigError("no queues are registered: name your application with --app")
+    specs_by_name(registered, names)  # an unknown name: one line here, not one per worker
     url = resolved.backend_url
     if CAP_SHARED not in host.make_backend(url).capabilities:
         raise ConfigError(

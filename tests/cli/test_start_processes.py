@@ -128,9 +128,12 @@ def test_sigterm_to_the_parent_stops_every_child_within_the_grace(
             parent.kill()
 
 
-def test_memory_backend_is_refused_in_one_line(cli_env: dict[str, str]) -> None:
+def test_memory_backend_and_unknown_queue_are_refused_in_one_line(cli_env: dict[str, str]) -> None:
     done = polyjobs({**cli_env, "POLYJOBS_PROCESSES": "2"}, "start", "--backend", "memory://")
     assert done.returncode == 1
     assert done.stdout == ""
     assert done.stderr.count("\n") == 1 and "--processes needs a backend" in done.stderr
     assert "Traceback" not in done.stderr
+    done = polyjobs(cli_env, "start", "-P", "2", "-q", "nosuchqueue")  # checked before any worker
+    assert done.returncode == 1 and done.stdout == "", done.stdout
+    assert done.stderr.count("\n") == 1 and "unknown queue 'nosuchqueue'" in done.stderr
