@@ -111,10 +111,18 @@ class Supervisor:
 
     def _pump(self, index: int, stream: IO[bytes], out: Any) -> None:
         prefix = b"" if self.json_lines else f"[worker {index}] ".encode()
+        writing = True
         for line in iter(stream.readline, b""):
-            with self.out_lock:
-                out.buffer.write(prefix + line if line.endswith(b"\n") else prefix + line + b"\n")
-                out.flush()
+            if not writing:
+                continue  # keep draining: a child must never block on a full pipe
+            try:
+                with self.out_lock:
+                    out.buffer.write(
+                        prefix + line if line.endswith(b"\n") else prefix + line + b"\n"
+                    )
+                    out.flush()
+            except (OSError, ValueError):  # our own output went away (a closed pipe)
+                writing = False
         stream.close()
 
     # -- children -----------------------------------------------------------------------------
