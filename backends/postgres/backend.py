@@ -155,14 +155,17 @@ class PostgresBackend:
 
     async def _call(self, fn: Any, *args: Any) -> Any:
         """``fn(conn, *args)`` on a pooled connection; run again when PostgreSQL aborted it to
-        break a deadlock (then nothing of it was applied)."""
+        break a deadlock (then nothing of it was applied), or when the pooled connection
+        turned out to be dead before anything was sent on it (the server ended the idle
+        session; the driver refuses before writing, so running again cannot apply twice)."""
         for attempt in range(DEADLOCK_RETRIES + 1):
             try:
                 async with self._conn() as conn:
                     return await fn(conn, *args)
             except BackendError as exc:
-                if attempt == DEADLOCK_RETRIES or not isinstance(
-                    exc.__cause__, asyncpg.DeadlockDetectedError
+                if attempt == DEADLOCK_RETRIES or not (
+                    isinstance(exc.__cause__, asyncpg.DeadlockDetectedError)
+                    or _unsent(exc.__cause__)
                 ):
                     raise
         raise AssertionError("unreachable")  # pragma: no cover
@@ -509,6 +512,18 @@ async def _keep_session(_conn: Any) -> None:
     ``UNLISTEN *``, ...) is one more round trip per call, and nothing here changes session
     state: transactions are closed by their context, and a call cut off mid-way drops its
     connection (see ``_conn``)."""
+
+
+#: What asyncpg says, before it writes anything, on a connection it cannot use: one whose
+#: session the server ended while it sat idle in the pool, or whose protocol is still busy
+#: with a call that was cut off (the connection is then dropped, see ``_conn``).
+UNSENT = ("another operation", "connection is closed")
+
+
+def _unsent(exc: BaseException | None) -> bool:
+    """Whether ``exc`` is the driver refusing a call before sending it (safe to run again)."""
+    refused = (asyncpg.InterfaceError, asyncpg.exceptions.InternalClientError)
+    return isinstance(exc, refused) and any(text in str(exc) for text in UNSENT)
 
 
 def _session_lost(exc: asyncpg.PostgresError) -> bool:
