@@ -1,6 +1,6 @@
 """Flows: polyjobs (SQLite, Redis, PostgreSQL) against BullMQ Node's FlowProducer, side by side.
 
-    flock /work/locks/bench .venv/bin/python benchmarks/flows.py [--repeat 3] [--children 10000]
+    .venv/bin/python benchmarks/flows.py [--repeat 3] [--children 10000]
         [--only sqlite,redis,postgres,bullmq] [--postgres URL]
 
 Shapes: ``wide``, one parent and N children (10,000) in another queue; ``dag``, 1,000 jobs

@@ -1,7 +1,7 @@
 """What OpenTelemetry tracing costs a Redis worker: no-op jobs at concurrency 100, with and
 without ``OtelTelemetry``, in alternating rounds (compare the ratio, not absolute rates).
 
-    flock /work/locks/bench .venv/bin/python benchmarks/otel_cost.py [--jobs 10000] [--rounds 3]
+    .venv/bin/python benchmarks/otel_cost.py [--jobs 10000] [--rounds 3]
 
 The traced runs use the OpenTelemetry SDK with a ``BatchSpanProcessor`` and an exporter that
 drops the spans (what an application pays; exporting over the network is the SDK's own thread):

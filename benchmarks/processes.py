@@ -1,6 +1,6 @@
 """Throughput of ``polyjobs start --processes N`` for N = 1, 2, 4 on Redis and on SQLite.
 
-    flock /work/locks/bench .venv/bin/python benchmarks/processes.py [--jobs 20000]
+    .venv/bin/python benchmarks/processes.py [--jobs 20000]
         [--procs 1,2,4] [--backends redis,sqlite] [--concurrency 10] [--sleep-ms 0]
 
 Each run adds ``--jobs`` no-op jobs (or ``--sleep-ms`` of ``asyncio.sleep`` each) in bulk, then

@@ -11,7 +11,7 @@ ROOT = Path(__file__).resolve().parents[2]
 TEXT = {".py", ".md", ".toml", ".lua", ".html", ".css", ".js", ".cfg", ".ini", ".txt", ""}
 SKIPPED_DIRS = {".git", ".venv", "node_modules", "dist", "build", "__pycache__", "results"}
 OUTSIDE = re.compile(
-    r"/work/shared|\.\./shared|DESIGN\.md|STYLE\.md|reference design|domain research"
+    r"/work/shared|/work/locks|\.\./shared|DESIGN\.md|STYLE\.md|reference design|domain research"
     r"|the reference's",
     re.IGNORECASE,
 )
