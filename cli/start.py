@@ -400,7 +400,10 @@ async def _serve_and_run(
                 f"polyjobs: serving {url} to other commands at {sock} (it ends with this process)"
             )
         if serving.board is not None:
-            listings = runtime.plugins.listings() if runtime.plugins is not None else {}
+            from polyjobs.plugins import PluginHost
+
+            host = runtime.plugins
+            listings = host.listings() if isinstance(host, PluginHost) else {}
             tasks.append(
                 await start_board(
                     console, resolved, registered, backend, *serving.board, listings=listings

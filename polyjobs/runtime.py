@@ -18,7 +18,8 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import AbstractAsyncContextManager
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
@@ -38,13 +39,17 @@ from polyjobs.outage import OUTAGES
 from polyjobs.queue import Queue
 from polyjobs.redact import redact_url
 from polyjobs.spec import QueueSpec, Retention, ScheduleSpec
-from polyjobs.worker import Processor, Worker, WorkerOptions, _is_coroutine_callable
+from polyjobs.worker import (
+    JobEventSink,
+    Processor,
+    Worker,
+    WorkerOptions,
+    _is_coroutine_callable,
+)
 
 if TYPE_CHECKING:
     from polyjobs.backend import Backend
-    from polyjobs.hookspecs import ResourceFactory
     from polyjobs.job import Job
-    from polyjobs.plugins import PluginHost
     from polyjobs.telemetry import Telemetry
 
 #: ``QueueSpec``, ``Retention`` and ``ScheduleSpec`` live in :mod:`polyjobs.spec`; importing
@@ -60,6 +65,10 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+#: What a plugin's ``polyjobs_resources`` gives for each resource (the same type as
+#: ``polyjobs.hookspecs.ResourceFactory``; named here so the runtime needs no hook module).
+ResourceFactory = Callable[["RuntimeContext"], AbstractAsyncContextManager[Any]]
 
 
 def checked_processor(spec: QueueSpec) -> Processor:
@@ -143,7 +152,7 @@ class Runtime:
         *,
         resources: Mapping[str, ResourceFactory] | None = None,
         settings: Mapping[str, Any] | None = None,
-        plugins: PluginHost | None = None,
+        plugins: JobEventSink | None = None,
         worker_options: WorkerOptions | None = None,
         schedule: bool = True,
         known_specs: Mapping[str, QueueSpec] | None = None,

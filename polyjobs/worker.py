@@ -17,9 +17,9 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from polyjobs.backend import (
     CAP_CANCEL,
@@ -48,8 +48,16 @@ from polyjobs.worker_options import WorkerOptions
 
 if TYPE_CHECKING:
     from polyjobs.backend import Backend
-    from polyjobs.plugins import PluginHost
     from polyjobs.telemetry import Telemetry
+
+
+class JobEventSink(Protocol):
+    """What a worker tells its plugins (``PluginHost`` is one): every job event."""
+
+    def job_event(
+        self, queue: str, event: str, job_id: str, payload: Mapping[str, Any]
+    ) -> None: ...
+
 
 __all__ = ["EVENTS", "Processor", "Worker", "WorkerOptions"]
 
@@ -78,7 +86,7 @@ class Worker:
         *,
         options: WorkerOptions | None = None,
         context: Any = None,
-        plugins: PluginHost | None = None,
+        plugins: JobEventSink | None = None,
         telemetry: Telemetry | None = None,
         **overrides: Any,
     ) -> None:

@@ -120,3 +120,34 @@ def test_the_checker_sees_every_kind_of_import(tmp_path: Path) -> None:
     for package in (CLI, BOARD, PROCESSORS, POLYMARKET):
         assert [m for m in seen if within(m, package)], package
     assert not [m for m in seen if within(m, BACKENDS)]
+
+
+def test_the_engine_modules_import_each_other_without_a_cycle() -> None:
+    """No cycle among ``polyjobs/*.py``, type-only imports included (a cycle makes a module's
+    meaning depend on import order, and hides which layer is below which)."""
+    graph: dict[str, set[str]] = {}
+    for path in sorted((ROOT / "polyjobs").glob("*.py")):
+        name = f"polyjobs.{path.stem}"
+        graph[name] = {
+            ".".join(module.split(".")[:2])
+            for _, module in imported_modules(path)
+            if module.startswith("polyjobs.")
+        } - {name}
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+
+    def visit(node: str, path: list[str]) -> list[str] | None:
+        state[node] = 1
+        for dep in sorted(graph.get(node, ())):
+            if dep not in graph:
+                continue
+            if state.get(dep) == 1:
+                return [*path[path.index(dep) :], dep]
+            if dep not in state and (found := visit(dep, [*path, dep])):
+                return found
+        state[node] = 2
+        return None
+
+    for start in graph:
+        if start not in state:
+            cycle = visit(start, [start])
+            assert cycle is None, " -> ".join(cycle)
