@@ -59,13 +59,9 @@ def _show(
 
 
 def _alert_cells(row: dict[str, Any]) -> list[str]:
-    signals = ", ".join(
-        f"{s['name']} {s['value']:g} (>= {s['threshold']:g})" for s in row["signals"]
-    )
-    delivery = row["delivery"]
-    state = str(delivery["status"])
-    if delivery["attempts"]:
-        state += f" ({delivery['attempts']} attempt(s))"
+    from polyjobs.polymarket.listing import delivery_text, signals_text
+
+    signals, state = signals_text(row["signals"]), delivery_text(row["delivery"])
     return [
         _when(row["created_at"]),
         str(row["severity"]),

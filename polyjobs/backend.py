@@ -576,6 +576,13 @@ def minute_of(t: float) -> float:
     return float(int(t // 60) * 60)
 
 
+def count_finish(row: list[float], fin: Finish, processed_on: float | None) -> None:
+    """Add a final finish to a minute's ``[completed, failed, time_sum]`` (for backends that
+    count in Python)."""
+    row[0 if fin.status == "completed" else 1] += 1
+    row[2] += max(fin.finished_on - (processed_on or fin.finished_on), 0.0)
+
+
 def metrics_of(backend: Backend) -> MetricsBackend | None:
     """The backend's metrics interface, or None when it keeps no metrics."""
     if CAP_METRICS in backend.capabilities and isinstance(backend, MetricsBackend):

@@ -49,11 +49,11 @@ async def queue_stats(backend: Backend, names: Iterable[str]) -> list[QueueStats
     """Counts, pause flag, live workers and last-minute throughput of each queue."""
     out = []
     now = time.time()
+    stored = metrics_of(backend)
     for name in names:
         queue = Queue(name, backend)
         counts = await queue.counts()
         workers = await queue.workers()
-        stored = metrics_of(backend)
         hour: dict[str, Any] = {}
         if stored is not None:
             minutes = await stored.get_metrics(name, now - 3600)

@@ -108,6 +108,19 @@ def wallet_row(wallet: WalletStats) -> dict[str, Any]:
     }
 
 
+def signals_text(signals: list[dict[str, Any]]) -> str:
+    """An alert row's signals on one line: ``large_trade 15000 (>= 10000), ...``."""
+    return ", ".join(f"{s['name']} {s['value']:g} (>= {s['threshold']:g})" for s in signals)
+
+
+def delivery_text(delivery: dict[str, Any]) -> str:
+    """An alert row's delivery state on one line: ``retry (2 attempt(s))``."""
+    state = str(delivery["status"])
+    if delivery["attempts"]:
+        state += f" ({delivery['attempts']} attempt(s))"
+    return state
+
+
 def _check(offset: int, limit: int) -> None:
     if offset < 0:
         raise InvalidArgumentError(f"offset must be >= 0, got {offset}")

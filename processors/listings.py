@@ -24,26 +24,21 @@ async def _store(settings: Mapping[str, str]) -> AsyncIterator[Store]:
 
 
 def _alert(row: Mapping[str, Any]) -> dict[str, Any]:
-    signals = ", ".join(
-        f"{s['name']} {s['value']:g} (>= {s['threshold']:g})" for s in row["signals"]
-    )
-    delivery = row["delivery"]
-    state = str(delivery["status"])
-    if delivery["attempts"]:
-        state += f" ({delivery['attempts']} attempt(s))"
+    from polyjobs.polymarket.listing import delivery_text, signals_text
+
     links = row["links"]
     return {
         "trade_time": row["trade_time"] or row["created_at"],
         "severity": row["severity"],
         "score": round(float(row["score"]), 2),
-        "signals": signals,
+        "signals": signals_text(row["signals"]),
         "wallet": row["pseudonym"] or row["wallet"],
         "wallet_link": links["wallet"],
         "market": row["title"] or row["market"],
         "market_link": links["market"],
         "trade": f"{row['side']} {row['outcome']} ${float(row['usdc'] or 0):,.2f}".strip(),
         "transaction": links["transaction"],
-        "delivery": state,
+        "delivery": delivery_text(row["delivery"]),
         "id": row["id"],
     }
 

@@ -38,7 +38,9 @@ from polyjobs.backend import (
     ScheduleRecord,
     Stalled,
     WorkerInfo,
+    count_finish,
     inclusive_range,
+    minute_of,
 )
 from polyjobs.backends.memory.flows import FlowsMixin, Graph, Hold
 from polyjobs.options import KEEP_FAILED, Keep, RateLimit
@@ -267,7 +269,7 @@ class MemoryBackend(FlowsMixin):
 
     @staticmethod
     def _count(q: _Queue, fin: Finish, processed_on: float | None) -> None:
-        minute = float(int(fin.finished_on // 60) * 60)
+        minute = minute_of(fin.finished_on)
         row = q.metrics.get(minute)
         if row is None:
             late = bool(q.metrics) and next(reversed(q.metrics)) > minute
@@ -277,12 +279,11 @@ class MemoryBackend(FlowsMixin):
             newest = next(reversed(q.metrics))
             while next(iter(q.metrics)) < newest - METRICS_KEEP:
                 q.metrics.popitem(last=False)
-        row[0 if fin.status == "completed" else 1] += 1
-        row[2] += max(fin.finished_on - (processed_on or fin.finished_on), 0.0)
+        count_finish(row, fin, processed_on)
 
     async def get_metrics(self, queue: str, since: float) -> list[MinuteMetrics]:
         q = self._queues.get(queue)
-        start = float(int(since // 60) * 60)
+        start = minute_of(since)
         if q is None:
             return []
         return [

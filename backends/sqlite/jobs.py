@@ -21,6 +21,7 @@ from polyjobs.backend import (
     JobState,
     NewJob,
     Stalled,
+    count_finish,
     minute_of,
 )
 from polyjobs.backends.sqlite import flows
@@ -364,9 +365,7 @@ def store_metrics(conn: sqlite3.Connection, queue: str, counts: dict[float, list
 
 
 def _count(counts: dict[float, list[float]], fin: Finish, processed_on: float | None) -> None:
-    row = counts.setdefault(minute_of(fin.finished_on), [0, 0, 0.0])
-    row[0 if fin.status == "completed" else 1] += 1
-    row[2] += max(fin.finished_on - (processed_on or fin.finished_on), 0.0)
+    count_finish(counts.setdefault(minute_of(fin.finished_on), [0, 0, 0.0]), fin, processed_on)
 
 
 #: The owner a job not yet started is given for the moment its cancel fails it.
