@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import select
 import time
 from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any, cast
@@ -142,22 +143,35 @@ class PostgresBackend:
         if pool is None:
             raise BackendError(f"postgresql backend {self._url.redacted} is not open")
         with self._translate():
-            async with pool.acquire() as conn:
-                try:
-                    yield conn
-                except BaseException as exc:
-                    if not isinstance(exc, asyncpg.PostgresError) or _session_lost(exc):
-                        # cut off mid-call (killed, server gone, cancelled): the session may
-                        # be half-way through a reply, so it is dropped, never reused
-                        with contextlib.suppress(asyncpg.InterfaceError):
-                            conn.terminate()  # (fails when the driver already let it go)
-                    raise
+            conn = await pool.acquire()
+            for _ in range(pool.get_max_size()):
+                if not _hung_up(conn):
+                    break
+                # the server already ended this idle session and its goodbye waits unread on
+                # the socket: let it go (the pool opens a new session for it) and take another
+                # rather than send a call bound to fail
+                conn.terminate()
+                await pool.release(conn)
+                conn = await pool.acquire()
+            try:
+                yield conn
+            except BaseException as exc:
+                if not isinstance(exc, asyncpg.PostgresError) or _session_lost(exc):
+                    # cut off mid-call (killed, server gone, cancelled): the session may
+                    # be half-way through a reply, so it is dropped, never reused
+                    with contextlib.suppress(asyncpg.InterfaceError):
+                        conn.terminate()  # (fails when the driver already let it go)
+                raise
+            finally:
+                await pool.release(conn)
 
     async def _call(self, fn: Any, *args: Any) -> Any:
         """``fn(conn, *args)`` on a pooled connection; run again when PostgreSQL aborted it to
         break a deadlock (then nothing of it was applied), or when the pooled connection
-        turned out to be dead before anything was sent on it (the server ended the idle
-        session; the driver refuses before writing, so running again cannot apply twice)."""
+        turned out to be dead before any statement ran on it: the driver refused before
+        writing, or the session ended while the driver was still preparing a statement
+        (Parse/Describe execute nothing). Running again cannot apply twice. A session lost
+        while a statement executed is not run again: it may have committed."""
         for attempt in range(DEADLOCK_RETRIES + 1):
             try:
                 async with self._conn() as conn:
@@ -166,6 +180,7 @@ class PostgresBackend:
                 if attempt == DEADLOCK_RETRIES or not (
                     isinstance(exc.__cause__, asyncpg.DeadlockDetectedError)
                     or _unsent(exc.__cause__)
+                    or _lost_while_preparing(exc.__cause__)
                 ):
                     raise
         raise AssertionError("unreachable")  # pragma: no cover
@@ -524,6 +539,33 @@ def _unsent(exc: BaseException | None) -> bool:
     """Whether ``exc`` is the driver refusing a call before sending it (safe to run again)."""
     refused = (asyncpg.InterfaceError, asyncpg.exceptions.InternalClientError)
     return isinstance(exc, refused) and any(text in str(exc) for text in UNSENT)
+
+
+def _lost_while_preparing(exc: BaseException | None) -> bool:
+    """Whether ``exc`` is the session ending while the driver prepared a statement (sent
+    Parse/Describe, waited for the description): no statement of the call had run yet."""
+    if not isinstance(exc, asyncpg.ConnectionDoesNotExistError):
+        return False
+    tb = exc.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_code.co_name == "_get_statement":
+            return True
+        tb = tb.tb_next
+    return False
+
+
+def _hung_up(conn: Any) -> bool:
+    """Whether an idle pooled connection has bytes (or end of file) waiting unread: the server
+    spoke first, which on an idle session means it is ending it."""
+    transport = getattr(conn, "_transport", None)  # asyncpg keeps the transport there
+    sock = transport.get_extra_info("socket") if transport is not None else None
+    if sock is None:
+        return False
+    try:
+        readable, _, _ = select.select([sock.fileno()], [], [], 0)
+    except (OSError, ValueError):
+        return True  # the socket is already gone
+    return bool(readable)
 
 
 def _session_lost(exc: asyncpg.PostgresError) -> bool:
