@@ -19,6 +19,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from polyjobs.backend import (
@@ -68,6 +69,87 @@ EVENTS = ("completed", "failed", "retrying", "progress", "stalled", "error", "ca
 SHUTDOWN_CALL_TIMEOUT = 2.0
 
 
+class Slots:
+    """The worker's ``concurrency`` slots.
+
+    A slot is *in use* from the moment its job starts until its result is handed to the
+    backend (the finish call that takes the result refills the slot with the next job), and
+    *reserved* while a fetch, or a finish that fetches, may fill it. The fetch loop asks for
+    :attr:`free` slots and waits (:meth:`wait`) when there are none; :meth:`notify` wakes it.
+    """
+
+    __slots__ = ("_freed", "in_use", "reserved", "size")
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.in_use = 0  # jobs running or whose result waits to be sent
+        self.reserved = 0  # held by a fetch (or a finish that fetches) in flight
+        self._freed = asyncio.Event()
+
+    @property
+    def free(self) -> int:
+        """Slots neither processing, nor waiting for their finish, nor held by a fetch."""
+        return self.size - self.in_use - self.reserved
+
+    def acquire(self, n: int = 1) -> None:
+        """``n`` jobs start (or their results wait to be sent again)."""
+        self.in_use += n
+
+    def release(self, n: int = 1) -> None:
+        """``n`` slots are given up: their results are on their way, or their jobs stopped."""
+        self.in_use -= n
+
+    def reserve(self, n: int) -> None:
+        """Hold ``n`` free slots for a call that may fill them; :meth:`unreserve` after it."""
+        self.reserved += n
+
+    def unreserve(self, n: int) -> None:
+        self.reserved -= n
+
+    def notify(self) -> None:
+        """Wake the fetch loop: slots may be free (or the worker is stopping)."""
+        self._freed.set()
+
+    async def wait(self) -> None:
+        """Wait for the next :meth:`notify`."""
+        self._freed.clear()
+        await self._freed.wait()
+
+    def __repr__(self) -> str:
+        return f"<Slots {self.in_use} in use, {self.reserved} reserved, of {self.size}>"
+
+
+@dataclass(slots=True, eq=False)
+class _Run:
+    """Everything one :meth:`Worker.run` keeps: a fresh one at the start of ``run()`` (the
+    one a worker holds before it runs is empty and never started)."""
+
+    slots: Slots
+    tg: asyncio.TaskGroup = field(default_factory=asyncio.TaskGroup)
+    started: float = 0.0
+    fetched: float = 0.0  # when a fetch (or a finish that fetches) last succeeded
+    owned: set[str] = field(default_factory=set)  # fetched, not yet acknowledged by finish
+    tasks: dict[str, asyncio.Task[None]] = field(default_factory=dict)
+    jobs: dict[str, Job] = field(default_factory=dict)  # the Job of each running task
+    cancels: dict[str, str] = field(default_factory=dict)  # job id -> reason, being cancelled
+    outbox: list[tuple[Finish, Job, Any]] = field(default_factory=list)
+    finishing: bool = False  # a finish call is in flight
+    resent: set[str] = field(default_factory=set)  # sent again after a failed call: maybe applied
+    closing: asyncio.Event = field(default_factory=asyncio.Event)  # stop taking jobs
+    force: asyncio.Event = field(default_factory=asyncio.Event)  # stop waiting for jobs
+    stop: asyncio.Event = field(default_factory=asyncio.Event)  # the loops end
+    exited: asyncio.Event = field(default_factory=asyncio.Event)  # run() has returned
+    outbox_ready: asyncio.Event = field(default_factory=asyncio.Event)
+    round_done: asyncio.Event = field(default_factory=asyncio.Event)  # a finish call ended
+    grace: float = 30.0
+    grace_over: bool = False
+    fetch_task: asyncio.Task[None] | None = None
+    finish_task: asyncio.Task[None] | None = None
+    aux_tasks: list[asyncio.Task[None]] = field(default_factory=list)  # cancelled at shutdown
+    sandbox: SandboxPool | None = None
+    threads: ThreadPoolExecutor | None = None
+
+
 class Worker:
     """Process the jobs of queue ``queue_name`` with ``processor``.
 
@@ -96,8 +178,6 @@ class Worker:
         self.processor = processor
         self._is_async = _is_coroutine_callable(processor)
         self._sandbox_ref: str | None = None
-        self._sandbox: SandboxPool | None = None
-        self._threads: ThreadPoolExecutor | None = None
         self.backend = backend
         self.options = WorkerOptions.build(options, **overrides)
         if self.options.sandbox:
@@ -111,18 +191,9 @@ class Worker:
         self.telemetry = telemetry
         self.id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:10]}"
         self._listeners: dict[str, list[Callable[..., Any]]] = {e: [] for e in EVENTS}
-        self._owned: set[str] = set()  # fetched and not yet acknowledged by finish
-        self._tasks: dict[str, asyncio.Task[None]] = {}
-        self._jobs: dict[str, Job] = {}  # the Job of each running task
-        self._cancels: dict[str, str] = {}  # job id -> reason, for jobs being cancelled
-        self._outbox: list[tuple[Finish, Job, Any]] = []
-        self._reserved = 0
-        self._finishing = False
-        self._resent: set[str] = set()  # sent again after a call failed; maybe applied
         self._last_opts: tuple[dict[str, Any], JobOptions] | None = None
         self._state = "new"
-        self._started = 0.0
-        self._fetched = 0.0  # when a fetch (or a finish that fetches) last succeeded
+        self._run = _Run(Slots(self.options.concurrency))
 
     def __repr__(self) -> str:
         return f"<Worker {self.queue} {self.id} {self._state}>"
@@ -134,12 +205,18 @@ class Worker:
     @property
     def active_jobs(self) -> int:
         """How many jobs this worker is processing right now."""
-        return len(self._tasks)
+        return len(self._run.tasks)
 
     @property
     def busy(self) -> bool:
         """Whether jobs are being processed or their results are on their way to the backend."""
-        return bool(self._tasks or self._outbox or self._finishing)
+        run = self._run
+        return bool(run.tasks or run.outbox or run.finishing)
+
+    @property
+    def slots(self) -> Slots:
+        """This worker's concurrency slots (in use, reserved, free)."""
+        return self._run.slots
 
     # -- events ----------------------------------------------------------------------------
     def on(self, event: str, callback: Callable[..., Any]) -> None:
@@ -159,7 +236,7 @@ class Worker:
             try:
                 result = callback(*args)
                 if inspect.isawaitable(result):
-                    self._tg.create_task(_guard(result, event))
+                    self._run.tg.create_task(_guard(result, event))
             except Exception:
                 log.exception("%s listener failed on queue %s", event, self.queue)
 
@@ -187,48 +264,38 @@ class Worker:
             return  # closed before it ever ran
         if self._state != "new":
             raise InvalidArgumentError(f"worker {self.id} is already running")
+        self._run = run = _Run(Slots(self.options.concurrency), started=time.time())
         self._state = "running"
-        self._started = time.time()
-        self._closing = asyncio.Event()
-        self._stop = asyncio.Event()
-        self._slot_freed = asyncio.Event()
-        self._outbox_ready = asyncio.Event()
-        self._round_done = asyncio.Event()
-        self._exited = asyncio.Event()
-        self._force = asyncio.Event()
-        self._grace = 30.0
-        self._grace_over = False
         if self._sandbox_ref is not None:
-            self._sandbox = SandboxPool(
+            run.sandbox = SandboxPool(
                 self._sandbox_ref, self.options.concurrency, self.options.sandbox_max_jobs
             )
         try:
-            async with asyncio.TaskGroup() as tg:
-                self._tg = tg
-                self._fetch_task = tg.create_task(self._fetch_loop(burst))
-                self._finish_task = tg.create_task(self._finish_loop())
+            async with run.tg as tg:
+                run.fetch_task = tg.create_task(self._fetch_loop(burst))
+                run.finish_task = tg.create_task(self._finish_loop())
                 # best-effort loops: cancelled at shutdown, so a hung backend call in one of
                 # them cannot hold close() past its bound
-                self._aux_tasks = [
+                run.aux_tasks = [
                     tg.create_task(self._lease_loop()),
                     tg.create_task(self._stalled_loop()),
                     tg.create_task(self._heartbeat_loop()),
                 ]
                 if CAP_CANCEL in self.backend.capabilities:
-                    self._aux_tasks.append(tg.create_task(self._cancel_loop()))
+                    run.aux_tasks.append(tg.create_task(self._cancel_loop()))
                 if self.options.schedule:
                     scheduler = Scheduler(self.queue, self.backend, self.options.schedule_refresh)
-                    self._aux_tasks.append(tg.create_task(scheduler.run(self._stop)))
+                    run.aux_tasks.append(tg.create_task(scheduler.run(run.stop)))
                 tg.create_task(self._shutdown_when_closing())
         finally:
-            if self._sandbox is not None:
-                await self._sandbox.close()
-            if self._threads is not None:
+            if run.sandbox is not None:
+                await run.sandbox.close()
+            if run.threads is not None:
                 # threads still running timed-out jobs cannot be stopped; don't wait for them
-                self._threads.shutdown(wait=False, cancel_futures=True)
+                run.threads.shutdown(wait=False, cancel_futures=True)
             await self._hand_back()
             self._state = "closed"
-            self._exited.set()
+            run.exited.set()
 
     async def close(self, grace: float = 30.0) -> None:
         """Stop taking jobs, wait up to ``grace`` seconds for active ones, then cancel the
@@ -236,7 +303,7 @@ class Worker:
         backend is unreachable."""
         self.request_close(grace)
         if self._state != "closed":
-            await self._exited.wait()
+            await self._run.exited.wait()
 
     def request_close(self, grace: float = 30.0) -> None:
         """Start closing without waiting; a second request with ``grace=0`` forces."""
@@ -246,45 +313,50 @@ class Worker:
         if self._state == "closed":
             return
         grace = seconds(grace, "grace")
-        if self._closing.is_set():
+        run = self._run
+        if run.closing.is_set():
             if grace == 0:
-                self._force.set()
+                run.force.set()
             return
-        self._grace = grace
-        self._closing.set()
+        run.grace = grace
+        run.closing.set()
 
     async def _shutdown_when_closing(self) -> None:
-        await self._closing.wait()
-        self._fetch_task.cancel()
-        await self._wait_for_jobs(self._grace)
-        self._grace_over = True
-        for task in self._tasks.values():
+        run = self._run
+        await run.closing.wait()
+        if run.fetch_task is not None:
+            run.fetch_task.cancel()
+        await self._wait_for_jobs(run.grace)
+        run.grace_over = True
+        for task in run.tasks.values():
             task.cancel()
-        self._outbox_ready.set()
+        run.outbox_ready.set()
         deadline = time.monotonic() + SHUTDOWN_CALL_TIMEOUT
-        while (self._outbox or self._finishing) and time.monotonic() < deadline:
-            self._round_done.clear()
+        while (run.outbox or run.finishing) and time.monotonic() < deadline:
+            run.round_done.clear()
             try:
-                await asyncio.wait_for(self._round_done.wait(), deadline - time.monotonic())
+                await asyncio.wait_for(run.round_done.wait(), deadline - time.monotonic())
             except TimeoutError:
                 break
-        self._stop.set()
-        self._outbox_ready.set()
-        self._slot_freed.set()
-        for task in self._aux_tasks:
+        run.stop.set()
+        run.outbox_ready.set()
+        run.slots.notify()
+        for task in run.aux_tasks:
             task.cancel()
-        if self._finishing:  # a finish call that outlived its deadline: the backend hangs
-            self._finish_task.cancel()
+        # a finish call that outlived its deadline: the backend hangs
+        if run.finishing and run.finish_task is not None:
+            run.finish_task.cancel()
 
     async def _wait_for_jobs(self, grace: float) -> None:
+        run = self._run
         deadline = time.monotonic() + grace
-        while self._tasks and not self._force.is_set():
+        while run.tasks and not run.force.is_set():
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return
-            force = asyncio.ensure_future(self._force.wait())
+            force = asyncio.ensure_future(run.force.wait())
             await asyncio.wait(
-                [*self._tasks.values(), force],
+                [*run.tasks.values(), force],
                 timeout=remaining,
                 return_when=asyncio.FIRST_COMPLETED,
             )
@@ -303,28 +375,26 @@ class Worker:
         for result in results:
             if isinstance(result, BaseException):
                 log.warning("worker %s: shutdown call failed: %r", self.id, result)
-        self._owned.clear()
+        self._run.owned.clear()
 
     # -- fetching --------------------------------------------------------------------------
-    def _free(self) -> int:
-        """Slots neither processing, nor waiting for their finish, nor held by a fetch. A
-        slot stays taken until its finish is sent: the finish call itself refills it."""
-        return self.options.concurrency - len(self._tasks) - len(self._outbox) - self._reserved
-
     def _start(self, records: list[JobRecord]) -> None:
+        run = self._run
         for record in records:
-            self._owned.add(record.id)
-            if self._closing.is_set():
+            run.owned.add(record.id)
+            if run.closing.is_set():
                 continue  # handed back by _hand_back
-            self._tasks[record.id] = self._tg.create_task(self._process(record))
+            run.slots.acquire()
+            run.tasks[record.id] = run.tg.create_task(self._process(record))
 
     async def _fetch_loop(self, burst: bool) -> None:
+        run = self._run
+        slots = run.slots
         failures = 0
-        while not self._closing.is_set():
-            free = self._free()
+        while not run.closing.is_set():
+            free = slots.free
             if free <= 0:
-                self._slot_freed.clear()
-                await self._slot_freed.wait()
+                await slots.wait()
                 await asyncio.sleep(0)  # let the finish loop take the slot first
                 continue
             try:
@@ -332,10 +402,10 @@ class Worker:
                 # (logged, and fetched for health) at once, not after up to `block` seconds
                 block = 0.0 if burst or failures else self.options.block
                 records = await self._fetch_reserved(free, block)
-                self._fetched = time.time()
+                run.fetched = time.time()
                 self._start(records)
                 if burst and not records and await self._burst_idle():
-                    self._closing.set()
+                    run.closing.set()
                 failures = 0
                 OUTAGES.ok("fetch")
             except Exception as exc:
@@ -345,37 +415,40 @@ class Worker:
 
     async def _fetch_reserved(self, free: int, block: float) -> list[JobRecord]:
         """Fetch up to ``free`` jobs, holding those slots so no other fetch can take them."""
-        self._reserved += free
+        slots = self._run.slots
+        slots.reserve(free)
         try:
             return await self.backend.fetch(self.queue, self.id, free, self.options.lease, block)
         finally:
-            self._reserved -= free
+            slots.unreserve(free)
 
     async def _burst_idle(self) -> bool:
         """In burst mode: True once the queue has nothing to do; otherwise wait for progress."""
-        if self._tasks or self._outbox or self._finishing:
-            self._round_done.clear()
-            await self._round_done.wait()
+        run = self._run
+        if run.tasks or run.outbox or run.finishing:
+            run.round_done.clear()
+            await run.round_done.wait()
             return False
         counts = await self.backend.counts(self.queue)
         paused = await self.backend.is_paused(self.queue)
         if counts["active"] == 0 and counts["delayed"] == 0 and (paused or counts["waiting"] == 0):
             return True
-        free = self._free()
+        free = run.slots.free
         if free > 0:
             self._start(await self._fetch_reserved(free, min(1.0, self.options.block)))
         return False
 
     async def _pause_after_failure(self, failures: int) -> None:
         try:
-            await asyncio.wait_for(self._closing.wait(), min(0.1 * 2**failures, 5.0))
+            await asyncio.wait_for(self._run.closing.wait(), min(0.1 * 2**failures, 5.0))
         except TimeoutError:
             pass
 
     # -- processing ------------------------------------------------------------------------
     async def _process(self, record: JobRecord) -> None:
+        run = self._run
         job = Job(record, self.queue, self.backend, self.context)
-        self._jobs[job.id] = job
+        run.jobs[job.id] = job
         job._loop = asyncio.get_running_loop()
         job._on_progress = self._on_progress
         job.attempts_started = record.attempts_started
@@ -398,19 +471,20 @@ class Worker:
                 fin, outcome = failure(job, opts, error), error
         except asyncio.CancelledError as exc:
             task = asyncio.current_task()
-            if task is not None and task.cancelling() and job.id in self._cancels:
+            if task is not None and task.cancelling() and job.id in run.cancels:
                 task.uncancel()  # stopped because someone cancelled the job: it fails
                 fin, outcome = self._cancelled(job, opts), exc
                 if task.cancelling():  # closing too: hand the result over, then stop
-                    self._jobs.pop(job.id, None)
-                    self._tasks.pop(job.id, None)
-                    self._outbox.append((fin, job, outcome))
-                    self._outbox_ready.set()
+                    run.jobs.pop(job.id, None)
+                    run.tasks.pop(job.id, None)
+                    run.outbox.append((fin, job, outcome))
+                    run.outbox_ready.set()
                     raise
             elif task is not None and task.cancelling():
-                self._jobs.pop(job.id, None)
-                self._tasks.pop(job.id, None)
-                self._slot_freed.set()
+                run.jobs.pop(job.id, None)
+                run.tasks.pop(job.id, None)
+                run.slots.release()
+                run.slots.notify()
                 raise  # the worker cancelled this job (close after the grace period)
             else:
                 # raised by the processor itself (e.g. leaked by a library): a failure like any
@@ -419,14 +493,14 @@ class Worker:
             fin, outcome = await self._held_back(job, opts, exc), exc
         except Exception as exc:
             fin, outcome = failure(job, opts, exc), exc
-        if job.id in self._cancels:
+        if job.id in run.cancels:
             # however it ended once told (a thread processor that saw job.cancelled, an async
             # one that swallowed the CancelledError): it fails with the reason, no retry
             fin = self._cancelled(job, opts)
-        self._jobs.pop(job.id, None)
-        self._tasks.pop(job.id, None)
-        self._outbox.append((fin, job, outcome))
-        self._outbox_ready.set()
+        run.jobs.pop(job.id, None)
+        run.tasks.pop(job.id, None)
+        run.outbox.append((fin, job, outcome))  # the slot stays in use until it is sent
+        run.outbox_ready.set()
 
     async def _held_back(self, job: Job, opts: JobOptions, exc: RateLimitError) -> Finish:
         """:meth:`_rate_limited`, unless the job is cancelled meanwhile: then it fails."""
@@ -434,14 +508,14 @@ class Worker:
             return await self._rate_limited(job, opts, exc)
         except asyncio.CancelledError:
             task = asyncio.current_task()
-            if task is None or job.id not in self._cancels or task.cancelling() > 1:
+            if task is None or job.id not in self._run.cancels or task.cancelling() > 1:
                 raise
             task.uncancel()
             return self._cancelled(job, opts)
 
     def _cancelled(self, job: Job, opts: JobOptions) -> Finish:
         """A cancelled job fails with the canceller's reason, without retry."""
-        reason = self._cancels.get(job.id) or "cancelled"
+        reason = self._run.cancels.get(job.id) or "cancelled"
         return Finish(
             job.id,
             "failed",
@@ -475,18 +549,19 @@ class Worker:
     async def _invoke(self, job: Job) -> Any:
         if self._is_async:
             return await self.processor(job)
-        if self._sandbox is not None:
-            return await self._sandbox.run(job)
-        if self._threads is None:
-            self._threads = ThreadPoolExecutor(
+        run = self._run
+        if run.sandbox is not None:
+            return await run.sandbox.run(job)
+        if run.threads is None:
+            run.threads = ThreadPoolExecutor(
                 self.options.concurrency, thread_name_prefix=f"polyjobs-{self.queue}"
             )
         loop = asyncio.get_running_loop()
         if self.telemetry is not None:  # the thread runs inside the job's span
-            run = contextvars.copy_context().run
-            result = await loop.run_in_executor(self._threads, run, self.processor, job)
+            in_context = contextvars.copy_context().run
+            result = await loop.run_in_executor(run.threads, in_context, self.processor, job)
         else:
-            result = await loop.run_in_executor(self._threads, self.processor, job)
+            result = await loop.run_in_executor(run.threads, self.processor, job)
         if inspect.isawaitable(result):
             result = await result
         return result
@@ -510,17 +585,20 @@ class Worker:
 
     # -- finishing -------------------------------------------------------------------------
     async def _finish_loop(self) -> None:
+        run = self._run
+        slots = run.slots
         failures = 0
-        while not self._stop.is_set():
-            if not self._outbox:
-                self._outbox_ready.clear()
-                await self._outbox_ready.wait()
+        while not run.stop.is_set():
+            if not run.outbox:
+                run.outbox_ready.clear()
+                await run.outbox_ready.wait()
                 continue
-            batch, self._outbox = self._outbox, []
-            held = max(self._free(), 0)  # the batch's slots and any free ones
-            fetch = 0 if self._closing.is_set() else held
-            self._reserved += held
-            self._finishing = True
+            batch, run.outbox = run.outbox, []
+            slots.release(len(batch))
+            held = max(slots.free, 0)  # the batch's slots and any free ones
+            fetch = 0 if run.closing.is_set() else held
+            slots.reserve(held)
+            run.finishing = True
             try:
                 result = await self.backend.finish(
                     self.queue, self.id, [fin for fin, _, _ in batch], fetch, self.options.lease
@@ -528,35 +606,37 @@ class Worker:
                 failures = 0
                 OUTAGES.ok("finish")
                 if fetch > 0:
-                    self._fetched = time.time()
+                    run.fetched = time.time()
             except Exception as exc:
                 failures += 1
-                self._outbox[:0] = batch
-                self._resent.update(fin.job_id for fin, _, _ in batch)
+                run.outbox[:0] = batch
+                slots.acquire(len(batch))
+                run.resent.update(fin.job_id for fin, _, _ in batch)
                 self._failed(exc, "finish")
                 await self._pause_after_failure(failures)
-                if self._grace_over and failures > 2:
+                if run.grace_over and failures > 2:
                     break
                 continue
             finally:
-                self._reserved -= held
-                self._finishing = False
+                slots.unreserve(held)
+                run.finishing = False
             lost = set(result.lost)
-            if lost & self._resent:
+            if lost & run.resent:
                 lost -= await applied_before(
-                    self.backend, self.queue, [fin for fin, _, _ in batch], lost & self._resent
+                    self.backend, self.queue, [fin for fin, _, _ in batch], lost & run.resent
                 )
-            self._resent.difference_update(fin.job_id for fin, _, _ in batch)
+            run.resent.difference_update(fin.job_id for fin, _, _ in batch)
             self._announce(batch, lost)
             self._start(result.jobs)
-            self._round_done.set()
-            self._slot_freed.set()
-        self._round_done.set()
+            run.round_done.set()
+            slots.notify()
+        run.round_done.set()
 
     def _announce(self, batch: list[tuple[Finish, Job, Any]], lost: set[str]) -> None:
+        run = self._run
         for fin, job, outcome in batch:
-            self._owned.discard(fin.job_id)
-            cancelled = self._cancels.pop(fin.job_id, None)
+            run.owned.discard(fin.job_id)
+            cancelled = run.cancels.pop(fin.job_id, None)
             if fin.job_id in lost:
                 self._error(
                     RuntimeError(f"job {fin.job_id} was no longer owned (lease expired)"),
@@ -589,14 +669,15 @@ class Worker:
     async def _sleep(self, delay: float) -> bool:
         """Sleep ``delay`` seconds; False when the worker is stopping."""
         try:
-            await asyncio.wait_for(self._stop.wait(), delay)
+            await asyncio.wait_for(self._run.stop.wait(), delay)
             return False
         except TimeoutError:
             return True
 
     async def _lease_loop(self) -> None:
+        run = self._run
         while await self._sleep(self.options.lease / 3):
-            owned = list(self._owned)
+            owned = list(run.owned)
             if not owned:
                 continue
             try:
@@ -606,7 +687,7 @@ class Worker:
                 continue
             OUTAGES.ok("lease renewal")
             for job_id in lost:
-                if job_id in self._owned and job_id in self._tasks:
+                if job_id in run.owned and job_id in run.tasks:
                     self._error(RuntimeError(f"lease of job {job_id} lost"), "lease lost")
 
     async def _cancel_loop(self) -> None:
@@ -614,8 +695,9 @@ class Worker:
         an async or sandboxed job's task is cancelled (a sandbox child is killed with it); a
         thread job sees ``job.cancelled`` set (a thread cannot be interrupted)."""
         backend = canceller(self.backend)
+        run = self._run
         while await self._sleep(self.options.cancel_interval):
-            running = [i for i in self._tasks if i not in self._cancels]
+            running = [i for i in run.tasks if i not in run.cancels]
             if not running:
                 continue
             try:
@@ -625,14 +707,14 @@ class Worker:
                 continue
             OUTAGES.ok("cancel check")
             for job_id, reason in found.items():
-                job, task = self._jobs.get(job_id), self._tasks.get(job_id)
-                if job is None or task is None or job_id in self._cancels:
+                job, task = run.jobs.get(job_id), run.tasks.get(job_id)
+                if job is None or task is None or job_id in run.cancels:
                     continue
-                self._cancels[job_id] = reason
+                run.cancels[job_id] = reason
                 job.cancel_reason = reason
                 job.cancelled = True
                 log.info("job %s of queue %s cancelled: %s", job_id, self.queue, reason)
-                if self._is_async or self._sandbox is not None:
+                if self._is_async or run.sandbox is not None:
                     task.cancel()
 
     async def _stalled_loop(self) -> None:
@@ -652,9 +734,10 @@ class Worker:
     def _fetch_health(self) -> float:
         """When the fetch loop last succeeded; now while every slot is busy (there is nothing
         to fetch for, which is not a failure)."""
-        if self._free() + self._reserved <= 0 and not self._closing.is_set():
+        run = self._run
+        if run.slots.in_use >= run.slots.size and not run.closing.is_set():
             return time.time()
-        return self._fetched
+        return run.fetched
 
     async def _heartbeat_loop(self) -> None:
         interval = self.options.heartbeat_interval
@@ -665,8 +748,8 @@ class Worker:
                 host=socket.gethostname(),
                 pid=os.getpid(),
                 concurrency=self.options.concurrency,
-                started=self._started,
-                active=len(self._tasks),
+                started=self._run.started,
+                active=len(self._run.tasks),
                 fetched=self._fetch_health(),
             )
             try:

@@ -1,0 +1,154 @@
+"""A worker's concurrency slots (memory backend): a slot is in use from a job's start until
+its result is sent, never more than ``concurrency`` at once, and every slot is given back
+however the job ended (completed, failed, timed out, cancelled at close, a failed finish call).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from polyjobs import Job, Queue, Worker, open_backend
+from polyjobs.backend import Backend
+from polyjobs.worker import Slots
+
+
+async def _until(check: Any, what: str, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, what
+        await asyncio.sleep(0.01)
+
+
+def _all_given_back(worker: Worker) -> None:
+    slots = worker.slots
+    assert (slots.in_use, slots.reserved, slots.free) == (0, 0, slots.size), slots
+
+
+async def test_slot_arithmetic_and_wake_up() -> None:
+    slots = Slots(4)
+    assert (slots.free, slots.in_use, slots.reserved) == (4, 0, 0)
+    slots.acquire()
+    slots.acquire(2)
+    slots.reserve(1)
+    assert (slots.free, slots.in_use, slots.reserved) == (0, 3, 1)
+    slots.release(2)
+    slots.unreserve(1)
+    assert (slots.free, slots.in_use) == (3, 1)
+    waiter = asyncio.create_task(slots.wait())
+    await asyncio.sleep(0.01)
+    assert not waiter.done()
+    slots.notify()
+    await asyncio.wait_for(waiter, 1)
+
+
+async def test_no_more_jobs_run_than_slots_and_all_come_back() -> None:
+    async with open_backend("memory://") as backend:
+        queue = Queue("slots-busy", backend)
+        for i in range(7):
+            await queue.add("j", i)
+        gate = asyncio.Event()
+        running = 0
+        most = 0
+
+        async def held(job: Job) -> int:
+            nonlocal running, most
+            running += 1
+            most = max(most, running)
+            await gate.wait()
+            running -= 1
+            return int(job.data)
+
+        worker = Worker(queue.name, held, backend, concurrency=3, block=0.1, schedule=False)
+        assert worker.slots.free == 3  # before it runs: an empty set of slots
+        task = asyncio.create_task(worker.run(burst=True))
+        await _until(lambda: worker.active_jobs == 3, "three jobs should start")
+        await asyncio.sleep(0.1)  # the fetch loop had time to take more: it must not
+        assert (worker.slots.in_use, worker.slots.free, worker.active_jobs) == (3, 0, 3)
+        assert (await queue.counts())["active"] == 3
+        gate.set()
+        await asyncio.wait_for(task, 10)
+        assert most == 3
+        assert (await queue.counts())["completed"] == 7
+        _all_given_back(worker)
+
+
+async def test_failed_and_timed_out_jobs_give_their_slots_back() -> None:
+    async with open_backend("memory://") as backend:
+        queue = Queue("slots-outcomes", backend)
+        for kind in ("ok", "fail", "slow", "ok", "fail", "slow"):
+            await queue.add(kind, kind, timeout=0.05)
+
+        async def mixed(job: Job) -> str:
+            if job.data == "fail":
+                raise ValueError("no")
+            if job.data == "slow":
+                await asyncio.sleep(5)
+            return "done"
+
+        worker = Worker(queue.name, mixed, backend, concurrency=2, block=0.1, schedule=False)
+        await asyncio.wait_for(worker.run(burst=True), 10)
+        counts = await queue.counts()
+        assert (counts["completed"], counts["failed"]) == (2, 4)
+        _all_given_back(worker)
+
+
+async def test_jobs_cancelled_at_close_give_their_slots_back() -> None:
+    async with open_backend("memory://") as backend:
+        queue = Queue("slots-close", backend)
+        for i in range(3):
+            await queue.add("j", i)
+
+        async def forever(job: Job) -> None:
+            await asyncio.sleep(60)
+
+        worker = Worker(queue.name, forever, backend, concurrency=2, block=0.1, schedule=False)
+        task = asyncio.create_task(worker.run())
+        await _until(lambda: worker.active_jobs == 2, "two jobs should start")
+        await worker.close(grace=0.05)
+        await task
+        _all_given_back(worker)
+        assert (await queue.counts())["waiting"] == 3  # handed back, none left active
+
+
+class _FinishFailsOnce:
+    """The memory backend, except that its first finish call fails before reaching it."""
+
+    def __init__(self, backend: Backend) -> None:
+        self._backend = backend
+        self.failed = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._backend, name)
+
+    async def finish(self, *args: Any, **kwargs: Any) -> Any:
+        if not self.failed:
+            self.failed += 1
+            raise ConnectionError("finish refused once")
+        return await self._backend.finish(*args, **kwargs)
+
+
+async def test_a_failed_finish_keeps_the_slots_until_it_is_sent_again() -> None:
+    async with open_backend("memory://") as backend:
+        queue = Queue("slots-finish-fails", backend)
+        for i in range(6):
+            await queue.add("j", i)
+        running = 0
+        most = 0
+
+        async def quick(job: Job) -> int:
+            nonlocal running, most
+            running += 1
+            most = max(most, running)
+            await asyncio.sleep(0.01)
+            running -= 1
+            return int(job.data)
+
+        flaky = _FinishFailsOnce(backend)
+        worker = Worker(queue.name, quick, flaky, concurrency=2, block=0.1, schedule=False)
+        await asyncio.wait_for(worker.run(burst=True), 10)
+        assert flaky.failed == 1
+        assert most <= 2
+        assert (await queue.counts())["completed"] == 6
+        _all_given_back(worker)
