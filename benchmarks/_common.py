@@ -149,6 +149,24 @@ def peers_python() -> Path:
     return PEERS_VENV / "bin" / "python"
 
 
+def ensure_venv(venv: Path, requirements: Path, log: Any) -> str | None:
+    """Create ``venv`` with the pinned ``requirements`` when missing or outdated; an error text
+    (the peers then fail visibly) or None."""
+    digest = hashlib.sha256(requirements.read_bytes()).hexdigest()
+    marker = venv / ".requirements.sha256"
+    python = venv / "bin" / "python"
+    if python.exists() and marker.exists() and marker.read_text() == digest:
+        return None
+    log(f"creating {venv} (pip install -r {requirements.name}) ...")
+    if not python.exists():
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    pip = [str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check"]
+    if subprocess.run([*pip, "-r", str(requirements)]).returncode != 0:
+        return "pip install failed"
+    marker.write_text(digest)
+    return None
+
+
 def ensure_peer_venv(log: Any) -> list[str]:
     """Create benchmarks/.peers and install the pinned peers when missing or outdated.
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import hashlib
 import json
 import os
 import shutil
@@ -37,6 +36,7 @@ from _common import (
     NODE_DIR,
     PEERS_DIR,
     PeerProcess,
+    ensure_venv,
     export_revision,
     project_python,
 )
@@ -157,19 +157,7 @@ class Cluster:
 # -- environments ----------------------------------------------------------------------------
 def ensure_pg_venv() -> str | None:
     """Create benchmarks/.peers-postgres with the pinned peers; an error text or None."""
-    digest = hashlib.sha256(PG_REQUIREMENTS.read_bytes()).hexdigest()
-    marker = PG_VENV / ".requirements.sha256"
-    python = PG_VENV / "bin" / "python"
-    if python.exists() and marker.exists() and marker.read_text() == digest:
-        return None
-    log(f"creating {PG_VENV} (pip install -r {PG_REQUIREMENTS.name}) ...")
-    if not python.exists():
-        subprocess.run([sys.executable, "-m", "venv", str(PG_VENV)], check=True)
-    pip = [str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check"]
-    if subprocess.run([*pip, "-r", str(PG_REQUIREMENTS)]).returncode != 0:
-        return "pip install failed"
-    marker.write_text(digest)
-    return None
+    return ensure_venv(PG_VENV, PG_REQUIREMENTS, log)
 
 
 def ensure_node_pg() -> str | None:

@@ -1,0 +1,274 @@
+"""polyjobs' embedded SQLite backend against the SQLite-backed Python queues, side by side, in
+one run.
+
+    python benchmarks/sqlite.py                  # N = 10,000: polyjobs, Huey, persist-queue
+    python benchmarks/sqlite.py --n 2000 --only polyjobs,huey
+    python benchmarks/sqlite.py --polyjobs-rev HEAD
+
+Every library gets a fresh database file (in one temporary directory) before every step and
+runs in its own subprocesses with the driver protocol of ``run.py`` (``peers/_bench.py``):
+enqueue one by one, bulk where the library has it, process at concurrency 10 and 100 (a worker
+draining N jobs added beforehand), and the pick-up latency of jobs added from another process
+at a steady rate to an idle worker. Creates ``benchmarks/.peers-sqlite`` (the peers, pinned in
+``peers/requirements-sqlite.txt``) when missing. Prints the tables and writes
+``results/sqlite-<date>.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import shutil
+import sqlite3
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import HERE, PEERS_DIR, PeerProcess, ensure_venv, export_revision, project_python
+from run import TIMES, fmt, ratio, table
+
+SQLITE_VENV = HERE / ".peers-sqlite"
+SQLITE_REQUIREMENTS = PEERS_DIR / "requirements-sqlite.txt"
+
+METRICS = [
+    ("enqueue_single", "enqueue 1-by-1", "jobs/s", True),
+    ("enqueue_bulk", "enqueue bulk", "jobs/s", True),
+    ("process_c10", "process c=10", "jobs/s", True),
+    ("process_c100", "process c=100", "jobs/s", True),
+    ("latency_p50", "pick-up p50", "ms", False),
+    ("latency_p99", "pick-up p99", "ms", False),
+    ("rss_mb", "RSS c=10", "MB", False),
+]
+
+
+def log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+@dataclass(frozen=True)
+class Peer:
+    name: str
+    kind: str  # "project" (polyjobs' venv) or "sqlite" (benchmarks/.peers-sqlite)
+    script: str
+    env: dict[str, str] = field(default_factory=dict)
+
+    def argv(self) -> list[str]:
+        python = project_python() if self.kind == "project" else str(SQLITE_VENV / "bin" / "python")
+        return [python, str(PEERS_DIR / self.script)]
+
+
+PEERS = [
+    Peer("polyjobs", "project", "peer_polyjobs.py"),
+    Peer("huey", "sqlite", "peer_huey_sqlite.py"),
+    Peer("persist-queue", "sqlite", "peer_persistqueue.py"),
+]
+
+
+@dataclass
+class Bench:
+    folder: Path
+    n: int
+    latency_n: int
+    rate: float
+    batch: int
+    timeout: float
+
+    def fresh(self, peer: Peer) -> str:
+        """A URL of a database file no step has used."""
+        for old in self.folder.glob(f"{peer.name}*"):
+            if old.is_dir():
+                shutil.rmtree(old)
+            else:
+                old.unlink()
+        return f"sqlite:///{self.folder / (peer.name + '.db')}"
+
+    def spawn(self, peer: Peer, url: str, mode: str, n: int, c: int = 10) -> PeerProcess:
+        argv = [*peer.argv(), mode, "--url", url, "--n", str(n), "--concurrency", str(c)]
+        argv += ["--rate", str(self.rate), "--batch", str(self.batch)]
+        env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1", **peer.env}
+        return PeerProcess(argv, env).start()
+
+    def once(self, peer: Peer, url: str, mode: str, n: int, c: int = 10) -> dict[str, Any]:
+        proc = self.spawn(peer, url, mode, n, c)
+        try:
+            out: dict[str, Any] = json.loads(
+                proc.expect("RESULT ", time.monotonic() + self.timeout)
+            )
+            return out
+        finally:
+            proc.close()
+
+    def enqueue(self, peer: Peer, mode: str) -> float | str:
+        result = self.once(peer, self.fresh(peer), mode, self.n)
+        if "unsupported" in result:
+            return f"n/a: {result['unsupported']}"
+        return self.n / float(result["elapsed"])
+
+    def process(self, peer: Peer, c: int) -> dict[str, float]:
+        url = self.fresh(peer)
+        self.once(peer, url, "fill", self.n)
+        result = self.once(peer, url, "work", self.n, c)
+        span = float(result["span"])
+        return {
+            "throughput": (result["count"] - 1) / span if span > 0 else 0.0,
+            "rss_mb": float(result["rss_mb"]),
+        }
+
+    def latency(self, peer: Peer) -> dict[str, float]:
+        url = self.fresh(peer)
+        worker = self.spawn(peer, url, "work", self.latency_n, 10)
+        try:
+            deadline = time.monotonic() + self.timeout
+            worker.expect("READY", deadline)
+            time.sleep(1.5)  # let the worker settle into its idle wait
+            self.once(peer, url, "produce", self.latency_n)
+            result = json.loads(worker.expect("RESULT ", deadline))
+        finally:
+            worker.close()
+        ms = sorted(1000 * x for x in result["latencies"])
+        return {
+            "latency_p50": statistics.median(ms),
+            "latency_p99": ms[min(len(ms) - 1, round(0.99 * len(ms)) - 1)],
+        }
+
+
+def run_peer(bench: Bench, peer: Peer, broken: str | None) -> dict[str, Any]:
+    if broken:
+        return {key: f"error: {broken}" for key, *_ in METRICS}
+    row: dict[str, Any] = {}
+
+    def attempt(keys: list[str], step: Any) -> None:
+        started = time.monotonic()
+        try:
+            row.update(step())
+        except Exception as exc:  # a peer's failure is a table cell, never a crash
+            for key in keys:
+                row.setdefault(key, f"error: {exc or type(exc).__name__}")
+        log(f"  {peer.name}: {', '.join(keys)} ({time.monotonic() - started:.1f}s)")
+
+    attempt(["enqueue_single"], lambda: {"enqueue_single": bench.enqueue(peer, "enqueue-single")})
+    attempt(["enqueue_bulk"], lambda: {"enqueue_bulk": bench.enqueue(peer, "enqueue-bulk")})
+
+    def c10() -> dict[str, Any]:
+        got = bench.process(peer, 10)
+        return {"process_c10": got["throughput"], "rss_mb": got["rss_mb"]}
+
+    attempt(["process_c10", "rss_mb"], c10)
+    attempt(["process_c100"], lambda: {"process_c100": bench.process(peer, 100)["throughput"]})
+    attempt(["latency_p50", "latency_p99"], lambda: bench.latency(peer))
+    return row
+
+
+def render(results: dict[str, dict[str, Any]], meta: dict[str, Any]) -> str:
+    names = list(results)
+    headers = ["library"] + [f"{t} ({u})" for _, t, u, _ in METRICS]
+    values = [[n] + [fmt(results[n].get(k, "error"), u) for k, _, u, _ in METRICS] for n in names]
+    out = [
+        f"polyjobs SQLite benchmark {meta['date']} — N={meta['n']:,} no-op jobs, pick-up "
+        f"latency {meta['latency_n']:,} jobs at {meta['rate']:.0f}/s from another process, bulk "
+        f"batches of {meta['batch']}",
+        f"machine: {meta['cores']} cores, load {' '.join(f'{x:.2f}' for x in meta['load'])} at "
+        f"start, {' '.join(f'{x:.2f}' for x in meta['load_end'])} at the end; Python "
+        f"{meta['python']}; SQLite {meta['sqlite']}",
+        f"polyjobs from: {meta['source']}",
+        "Shared machine: compare the ratios (measured side by side), not absolute numbers.",
+        "",
+        table(headers, values),
+    ]
+    if "polyjobs" in results:
+        ours = results["polyjobs"]
+        rows = [
+            [f"polyjobs/{n}"]
+            + [ratio(ours.get(k), results[n].get(k), hb) for k, _, _, hb in METRICS]
+            for n in names
+            if n != "polyjobs"
+        ]
+        out += [
+            "",
+            f"polyjobs relative to each library (>1{TIMES} means polyjobs is better):",
+            "",
+            table(["ratio"] + [t for _, t, _, _ in METRICS], rows),
+        ]
+    notes = sorted(
+        {f"- {n}, {k}: {v}" for n, r in results.items() for k, v in r.items() if isinstance(v, str)}
+    )
+    if notes:
+        out += ["", "Notes (n/a = not measured, error = failed):", *notes]
+    return "\n".join(out)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--n", type=int, default=10_000)
+    parser.add_argument("--latency-jobs", type=int, default=2000)
+    parser.add_argument("--rate", type=float, default=200.0)
+    parser.add_argument("--batch", type=int, default=500)
+    parser.add_argument("--timeout", type=float, default=300.0)
+    parser.add_argument("--only", default="")
+    parser.add_argument("--polyjobs-rev", default="")
+    args = parser.parse_args()
+    peers = PEERS
+    if args.only:
+        wanted = [w.strip() for w in args.only.split(",") if w.strip()]
+        known = {p.name: p for p in PEERS}
+        unknown = [w for w in wanted if w not in known]
+        if unknown:
+            sys.exit(f"unknown libraries {unknown}; known: {', '.join(known)}")
+        peers = [known[w] for w in wanted]
+    source, src = "working tree", ""
+    if args.polyjobs_rev:
+        src, commit = export_revision(args.polyjobs_rev)
+        source = f"{args.polyjobs_rev} = {commit}"
+        peers = [
+            Peer(p.name, p.kind, p.script, {**p.env, "POLYJOBS_BENCH_SRC": src})
+            if p.kind == "project"
+            else p
+            for p in peers
+        ]
+    venv_error = None
+    if any(p.kind == "sqlite" for p in peers):
+        venv_error = ensure_venv(SQLITE_VENV, SQLITE_REQUIREMENTS, log)
+    folder = Path(tempfile.mkdtemp(prefix="polyjobs-bench-sqlite-"))
+    try:
+        bench = Bench(folder, args.n, args.latency_jobs, args.rate, args.batch, args.timeout)
+        meta: dict[str, Any] = {
+            "date": dt.datetime.now().isoformat(timespec="seconds"),
+            "n": args.n,
+            "latency_n": args.latency_jobs,
+            "rate": args.rate,
+            "batch": args.batch,
+            "cores": os.cpu_count(),
+            "load": os.getloadavg(),
+            "python": sys.version.split()[0],
+            "sqlite": sqlite3.sqlite_version,
+            "source": source,
+        }
+        results: dict[str, dict[str, Any]] = {}
+        for peer in peers:
+            log(f"{peer.name} ...")
+            broken = venv_error if peer.kind == "sqlite" else None
+            results[peer.name] = run_peer(bench, peer, broken)
+        meta["load_end"] = os.getloadavg()
+        text = render(results, meta)
+        print(text)
+        stamp = dt.datetime.now().strftime("%Y-%m-%d-%H%M%S")
+        path = HERE / "results" / f"sqlite-{stamp}.json"
+        path.parent.mkdir(exist_ok=True)
+        path.write_text(json.dumps({"meta": meta, "results": results, "table": text}, indent=1))
+        log(f"wrote {path.relative_to(HERE.parent)}")
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+        if src:
+            shutil.rmtree(src, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
