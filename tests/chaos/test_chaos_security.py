@@ -28,7 +28,7 @@ from tests.chaos.chaos_support import MAIN_REDIS, POLYJOBS
 
 PICKLERS = {"pickle", "cPickle", "_pickle", "pickletools", "dill", "cloudpickle", "shelve"}
 PICKLERS |= {"jsonpickle", "joblib", "copyreg"}
-SUBPACKAGES = ("backends", "cli", "processors", "polymarket")
+SUBPACKAGES = ("backends", "cli", "board", "processors", "polymarket")
 
 
 # -- pickle ----------------------------------------------------------------------------------

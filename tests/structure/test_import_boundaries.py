@@ -35,7 +35,7 @@ RULES = [
     ("backends", ["backends/**/*.py"], (CLI, BOARD, *APPLICATION)),
     ("processors", ["processors/*.py"], (BACKENDS, BOARD)),
     ("polymarket", ["polymarket/*.py"], (BACKENDS, BOARD, CLI, PROCESSORS)),
-    ("board", ["polyjobs/board/**/*.py"], (BACKENDS, CLI, *APPLICATION)),
+    ("board", ["board/**/*.py"], (BACKENDS, CLI, *APPLICATION)),
 ]
 
 
