@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import sys
 from collections.abc import Sequence
 from typing import Annotated, Any
@@ -9,18 +10,61 @@ from typing import Annotated, Any
 import typer
 from typer.core import TyperGroup
 
-from polyjobs.cli.admin import queue_app
-from polyjobs.cli.board import board
-from polyjobs.cli.config_cmd import backends, config
 from polyjobs.cli.console import Console
-from polyjobs.cli.detector import alerts, wallets
-from polyjobs.cli.enqueue import enqueue
-from polyjobs.cli.health import health
-from polyjobs.cli.inspect import jobs_app, stats
-from polyjobs.cli.migrate import migrate
-from polyjobs.cli.replay import replay
-from polyjobs.cli.schedule import schedule_app
-from polyjobs.cli.start import start, stop
+
+#: The commands, in ``--help`` order, as ``module:attribute`` (a function, or a Typer app for a
+#: group of sub-commands): a command's module is imported when the command runs (or when
+#: ``--help`` lists it), so ``polyjobs enqueue`` does not import what ``polyjobs board`` needs.
+COMMANDS: dict[str, str] = {
+    "start": "polyjobs.cli.start:start",
+    "stop": "polyjobs.cli.start:stop",
+    "stats": "polyjobs.cli.inspect:stats",
+    "health": "polyjobs.cli.health:health",
+    "enqueue": "polyjobs.cli.enqueue:enqueue",
+    "config": "polyjobs.cli.config_cmd:config",
+    "backends": "polyjobs.cli.config_cmd:backends",
+    "board": "polyjobs.cli.board:board",
+    "migrate": "polyjobs.cli.migrate:migrate",
+    "alerts": "polyjobs.cli.detector:alerts",
+    "wallets": "polyjobs.cli.detector:wallets",
+    "replay": "polyjobs.cli.replay:replay",
+    "jobs": "polyjobs.cli.inspect:jobs_app",
+    "schedule": "polyjobs.cli.schedule:schedule_app",
+    "queue": "polyjobs.cli.admin:queue_app",
+}
+
+
+def load_command(name: str, target: str) -> Any:
+    """The click command ``name`` from ``module:attribute``: a Typer app becomes a group, a
+    function a command, a click command is taken as it is."""
+    module, _, attribute = target.partition(":")
+    found = getattr(importlib.import_module(module), attribute)
+    if isinstance(found, typer.Typer):
+        group = typer.main.get_group(found)
+        group.name = name
+        return group
+    if callable(found) and not hasattr(found, "make_context"):
+        single = typer.Typer(add_completion=False)
+        single.command(name=name)(found)
+        return typer.main.get_command(single)
+    return found
+
+
+def listed_command(name: str, target: str) -> Any:
+    """What ``polyjobs --help`` lists for ``name``: a command holding only its help text (the
+    module is imported, its parameters are not built), or the command itself when its help
+    is not found that way."""
+    import inspect
+
+    from typer.core import TyperCommand
+
+    module, _, attribute = target.partition(":")
+    found = getattr(importlib.import_module(module), attribute)
+    if isinstance(found, typer.Typer) and isinstance(found.info.help, str):
+        return TyperGroup(name=name, help=inspect.cleandoc(found.info.help))
+    if inspect.isfunction(found):
+        return TyperCommand(name=name, help=inspect.getdoc(found))
+    return load_command(name, target)
 
 
 def _click_class(name: str) -> type[Exception]:
@@ -40,7 +84,46 @@ def _message(exc: Exception) -> str:
 
 
 class OneLineErrors(TyperGroup):
-    """Usage errors as one line and a pointer to ``--help`` (instead of a box)."""
+    """Usage errors as one line and a pointer to ``--help`` (instead of a box); the commands
+    of :data:`COMMANDS`, each loaded when it is first asked for."""
+
+    def list_commands(self, ctx: Any) -> list[str]:
+        return [*COMMANDS, *(n for n in super().list_commands(ctx) if n not in COMMANDS)]
+
+    listing = False
+
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
+        command = super().get_command(ctx, cmd_name)
+        if command is None and cmd_name in COMMANDS:
+            if self.listing:
+                return listed_command(cmd_name, COMMANDS[cmd_name])
+            command = load_command(cmd_name, COMMANDS[cmd_name])
+            self.commands[cmd_name] = command
+        return command
+
+    def format_help(self, ctx: Any, formatter: Any) -> None:
+        self.listing = True
+        try:
+            super().format_help(ctx, formatter)
+        finally:
+            self.listing = False
+
+    def resolve_command(self, ctx: Any, args: list[str]) -> Any:
+        try:
+            return super().resolve_command(ctx, args)
+        except UsageError as exc:  # a typo: suggest from every command, loaded or not
+            import difflib
+
+            message = str(getattr(exc, "message", ""))
+            if args and "Did you mean" not in message:
+                close = difflib.get_close_matches(args[0], self.list_commands(ctx))
+                if close:
+                    setattr(  # noqa: B010
+                        exc,
+                        "message",
+                        f"{message.rstrip('.')}. Did you mean {', '.join(map(repr, close))}?",
+                    )
+            raise
 
     def main(  # type: ignore[override]
         self,
@@ -101,23 +184,6 @@ def root(
     ] = False,
 ) -> None:
     """Run and inspect polyjobs job queues."""
-
-
-app.command()(start)
-app.command()(stop)
-app.command()(stats)
-app.command()(health)
-app.command()(enqueue)
-app.command()(config)
-app.command()(backends)
-app.command()(board)
-app.command()(migrate)
-app.command()(alerts)
-app.command()(wallets)
-app.command()(replay)
-app.add_typer(jobs_app, name="jobs")
-app.add_typer(schedule_app, name="schedule")
-app.add_typer(queue_app, name="queue")
 
 
 def main() -> None:

@@ -246,12 +246,13 @@ def _not_served(resolved: Settings, path: Path, *, stale: bool = False) -> Confi
 async def open_session(resolved: Settings, host: PluginHost, mode: Mode) -> AsyncIterator[Session]:
     """Open the backend of ``resolved`` for one command (see the module docstring)."""
     from polyjobs.backend import CAP_SHARED, LocalFileBackend, StorageCreatingBackend
-    from polyjobs.serve import socket_path, socket_url
 
     url = resolved.backend_url
     backend = host.make_backend(url)
     location = describe_location(url, backend)
     if CAP_SHARED not in backend.capabilities:
+        from polyjobs.serve import socket_path, socket_url
+
         sock = socket_path(resolved.home_dir)
         if not sock.exists():
             raise _not_served(resolved, sock)
@@ -270,6 +271,8 @@ async def open_session(resolved: Settings, host: PluginHost, mode: Mode) -> Asyn
     except BackendUnavailableError as exc:
         if CAP_SHARED in host.make_backend(url).capabilities:
             raise
+        from polyjobs.serve import socket_path
+
         raise _not_served(resolved, socket_path(resolved.home_dir), stale=True) from exc
     try:
         yield Session(resolved, host, backend, host.queue_specs(), location)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -22,7 +22,9 @@ from polyjobs.cli.common import (
 )
 from polyjobs.cli.console import Console
 from polyjobs.errors import InvalidArgumentError, JobFailedError
-from polyjobs.flow import FlowProducer, JobNode
+
+if TYPE_CHECKING:
+    from polyjobs.flow import JobNode
 
 
 def read_data(data: str | None) -> Any:
@@ -120,6 +122,8 @@ def enqueue(
 async def _add_flow(s: Session, queue: str, path: Path) -> list[JobNode]:
     """The flow in ``path``: ``queue`` is the top nodes' queue when they name none; short queue
     names are resolved like the command's argument."""
+    from polyjobs.flow import FlowProducer
+
     try:
         nodes = json.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:

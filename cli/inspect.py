@@ -20,7 +20,6 @@ from polyjobs.cli.common import (
 from polyjobs.cli.console import Column, Console, fit_table, fits
 from polyjobs.clock import local_time
 from polyjobs.errors import JobNotFoundError
-from polyjobs.flow import family
 from polyjobs.redact import redact_value
 
 if TYPE_CHECKING:
@@ -270,6 +269,8 @@ def jobs_show(
     console = Console(json_mode=as_json)
 
     async def go() -> None:
+        from polyjobs.flow import family
+
         async with session(backend, app=app) as s:
             q = await s.known_queue(queue)
             job = await q.require_job(job_id)

@@ -23,14 +23,14 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from croniter import CroniterError, croniter
-
 from polyjobs.backend import NewJob, ScheduleRecord
 from polyjobs.errors import InvalidArgumentError
 from polyjobs.options import JobOptions
 from polyjobs.outage import OUTAGES
 
 if TYPE_CHECKING:
+    from croniter import croniter
+
     from polyjobs.backend import Backend
 
 log = logging.getLogger(__name__)
@@ -105,6 +105,8 @@ def _seconds_first(cron: str) -> bool:
 
 
 def _croniter(cron: str, start: datetime) -> croniter:
+    from croniter import croniter  # imported with the first cron pattern, not by every command
+
     return croniter(cron, start, second_at_beginning=_seconds_first(cron))
 
 
@@ -116,6 +118,8 @@ def _check_cron(cron: str) -> None:
             f"invalid cron pattern {cron!r}: 5 fields (minute hour day month weekday), or 6 "
             f"with seconds first, got {fields}"
         )
+    from croniter import CroniterError, croniter
+
     if not croniter.is_valid(cron, second_at_beginning=_seconds_first(cron)):
         raise InvalidArgumentError(f"invalid cron pattern {cron!r}")
     try:

@@ -29,6 +29,13 @@ if TYPE_CHECKING:
     )
     from polyjobs.spec import QueueSpec
 
+#: The resources' names in ``job.context`` (opened by :mod:`polyjobs.processors.resources`).
+CONFIG = "polymarket_config"
+STORE = "store"
+GAMMA = "gamma"
+ALERT_SINK = "alert_sink"
+TRADE_SOURCE = "trade_source"
+
 #: The variables the detector reads besides ``POLYJOBS_*``: its store, its webhook, and the
 #: BullMQ version's names (``BULLMQ_WHALE_UPDATE_BATCH_SIZE`` and the queue settings below,
 #: honoured next to ``POLYJOBS_<QUEUE>_<FIELD>``, which wins; queues by short name).

@@ -8,20 +8,20 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from polyjobs.errors import InvalidArgumentError, UnrecoverableError
-from polyjobs.job import Job
 from polyjobs.options import Backoff, RateLimit
-from polyjobs.polymarket.alerts import AlertDelivery
-from polyjobs.polymarket.analysis import AnalysisPipeline
-from polyjobs.polymarket.anomaly import AnomalyDetector, BatchResult
-from polyjobs.polymarket.config import DomainConfig
-from polyjobs.polymarket.ingest import poll_once
-from polyjobs.polymarket.models import Alert, Trade
-from polyjobs.polymarket.whales import WhaleDetector
-from polyjobs.processors.resources import ALERT_SINK, CONFIG, GAMMA, STORE, TRADE_SOURCE
-from polyjobs.runtime import QueueSpec, Retention, ScheduleSpec
+from polyjobs.processors import ALERT_SINK, CONFIG, GAMMA, STORE, TRADE_SOURCE
+from polyjobs.spec import QueueSpec, Retention, ScheduleSpec
+
+if TYPE_CHECKING:
+    from polyjobs.job import Job
+    from polyjobs.polymarket.config import DomainConfig
+    from polyjobs.polymarket.models import Alert, Trade
+
+# The domain (httpx, the store, the detectors) is imported by the job functions when they
+# first run: a command that only needs the queue specs (stats, enqueue) does not load it.
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +52,8 @@ async def update_whales(job: Job) -> dict[str, Any]:
     """Recompute wallet statistics (``{"batchSize": n, "full": bool}``, both optional)."""
     data = _data(job)  # checked by the queue's validate (at add, and by the Runtime)
     config = _config(job)
+    from polyjobs.polymarket.whales import WhaleDetector
+
     batch_size = int(data.get("batchSize") or config.whale_batch_size)
     await job.log(f"Starting whale updates (batch: {batch_size})")
     await job.update_progress(0)
@@ -81,6 +83,8 @@ async def check_anomalies(job: Job) -> dict[str, Any]:
 
     Returns the counts of :class:`~polyjobs.polymarket.anomaly.BatchResult` and ``remaining``,
     the unchecked trades left for the next jobs."""
+    from polyjobs.polymarket.anomaly import AnomalyDetector, BatchResult
+
     config = _config(job)
     store = job.context[STORE]
     limits = config.anomaly
@@ -128,6 +132,9 @@ def _check_analysis_data(data: Any) -> None:
 async def analyse_transaction(job: Job) -> dict[str, Any]:
     """Analyse one trade: ``{"transactionId": <tradeKey>}`` (checked by the queue's
     validate, at add and by the Runtime)."""
+    from polyjobs.polymarket.analysis import AnalysisPipeline
+    from polyjobs.polymarket.anomaly import AnomalyDetector
+
     trade_key = str(_data(job)["transactionId"])
     store = job.context[STORE]
     detector = AnomalyDetector(store, _config(job).anomaly, enqueue_alert=_alert_enqueuer(job))
@@ -160,6 +167,8 @@ def _check_alert_data(data: Any) -> None:
 async def deliver_alert(job: Job) -> dict[str, Any]:
     """Deliver one stored alert: ``{"alertId": <id>}`` (checked by the queue's validate, at
     add and by the Runtime). Never posts an alert twice."""
+    from polyjobs.polymarket.alerts import AlertDelivery
+
     delivery = AlertDelivery(
         job.context[STORE], job.context[ALERT_SINK], lease=_config(job).alert_lease
     )
@@ -175,6 +184,8 @@ def analysis_job_id(trade_key: str) -> str:
 async def ingest_trades(job: Job) -> dict[str, Any]:
     """Read new trades from the source (Data API or replay) since the stored watermark, store
     them, and send the large ones straight to the analysis queue."""
+    from polyjobs.polymarket.ingest import poll_once
+
     config = _config(job)
     analysis = job.context.queue(ANALYSIS.name)
 

@@ -19,16 +19,21 @@ from polyjobs.polymarket.gamma import GammaClient
 from polyjobs.polymarket.ingest import DataApiSource, TradeSource
 from polyjobs.polymarket.replay import ReplaySource
 from polyjobs.polymarket.store import Store, open_store
+from polyjobs.processors import ALERT_SINK, CONFIG, GAMMA, STORE, TRADE_SOURCE
 
 if TYPE_CHECKING:
     from polyjobs.hookspecs import ResourceFactory
     from polyjobs.runtime import RuntimeContext
 
-CONFIG = "polymarket_config"
-STORE = "store"
-GAMMA = "gamma"
-ALERT_SINK = "alert_sink"
-TRADE_SOURCE = "trade_source"
+__all__ = [
+    "ALERT_SINK",
+    "CONFIG",
+    "GAMMA",
+    "STORE",
+    "TRADE_SOURCE",
+    "resource_factories",
+]
+
 USER_AGENT = "polyjobs (+https://github.com/polyjobs)"
 
 
