@@ -58,6 +58,7 @@ from polyjobs.backend import (
 )
 from polyjobs.backends.redis import connection
 from polyjobs.backends.redis.keys import CONTROL_KEEP, QueueKeys, control_key, registry_key
+from polyjobs.backends.redis.multiplex import Multiplexed
 from polyjobs.backends.redis.records import (
     FIELDS,
     NOT_A_HASH,
@@ -158,6 +159,7 @@ class RedisBackend:
         self._client: connection.Client | None = None
         self._raw: connection.Client | None = None
         self._scripts: Scripts | None = None
+        self._lean: Multiplexed | None = None
         self._keys: dict[str, tuple[QueueKeys, list[str]]] = {}
         self._rid_prefix = uuid.uuid4().hex[:10] + ":"
         self._rid_seq = itertools.count()
@@ -180,12 +182,17 @@ class RedisBackend:
             ) from None
         self._client = client
         self._raw = connection.make_client(self._url, blocking=True)
-        # scripts bound their own time, so they use the client without socket timeouts
-        self._scripts = Scripts(self._raw)
+        # scripts go over one multiplexed connection where it can serve the URL; otherwise
+        # they bound their own time on the client without socket timeouts
+        self._lean = connection.make_multiplexed(self._url)
+        self._scripts = Scripts(self._raw, self._lean)
 
     async def close(self) -> None:
         clients = [c for c in (self._client, self._raw) if c is not None]
-        self._client = self._raw = self._scripts = None
+        lean = self._lean
+        self._client = self._raw = self._scripts = self._lean = None
+        if lean is not None:
+            await lean.close()
         for client in clients:
             await self._close_client(client)
 

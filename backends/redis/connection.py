@@ -2,7 +2,9 @@
 
 Two clients per backend: one for ordinary commands (with socket timeouts), and one without
 socket timeouts for the calls that bound their own time: scripts and blocking pops
-(``BZPOPMIN`` on a queue's wake-up key). A blocking call that is cancelled or fails drops its
+(``BZPOPMIN`` on a queue's wake-up key). Where it can serve the URL, scripts go over one
+:class:`~polyjobs.backends.redis.multiplex.Multiplexed` connection instead
+(:func:`make_multiplexed`). A blocking call that is cancelled or fails drops its
 connection instead of returning it to the pool, so a half-read reply can never reach the next
 caller. With ``?cluster=true`` the clients are Redis Cluster clients and each call goes to the
 node that owns the queue's hash slot. redis-py's own retries are off: a script that may have run
@@ -34,7 +36,9 @@ from redis.exceptions import (
 )
 from redis.maint_notifications import MaintNotificationsConfig
 
+from polyjobs.backends.redis import multiplex
 from polyjobs.backends.redis.keys import DEFAULT_PREFIX
+from polyjobs.backends.redis.multiplex import Multiplexed
 from polyjobs.errors import BackendError, InvalidArgumentError
 from polyjobs.redact import redact_text, redact_url
 
@@ -116,6 +120,16 @@ def make_client(url: RedisUrl, *, blocking: bool) -> Client:
         return cluster
     client: Redis = Redis.from_pool(_Pool.from_url(url.url, **options))
     return client
+
+
+def make_multiplexed(url: RedisUrl) -> Multiplexed | None:
+    """One multiplexed connection for the backend's scripts, where it can serve ``url``: not
+    on a cluster (calls go to the node of their slot), not over TLS, and only with hiredis."""
+    if url.cluster or urlsplit(url.url).scheme == "rediss" or not multiplex.available():
+        return None
+    return Multiplexed(
+        url.url, client_name="polyjobs", timeout=COMMAND_TIMEOUT, connect_timeout=CONNECT_TIMEOUT
+    )
 
 
 class _Pool(ConnectionPool):

@@ -20,6 +20,7 @@ from redis.exceptions import NoScriptError
 from polyjobs.backend import METRICS_KEEP
 from polyjobs.backends.redis.connection import COMMAND_TIMEOUT, Client, connection_for
 from polyjobs.backends.redis.keys import EVENTS_MAXLEN, JOB_TAG, LOG_TAG, SCRIPT_KEYS
+from polyjobs.backends.redis.multiplex import Multiplexed
 from polyjobs.backends.redis.records import FIELDS, MISSING, NOT_A_HASH
 
 hiredis: Any
@@ -100,12 +101,16 @@ class Scripts:
     ``NOSCRIPT`` (a restarted or failed-over server) a script is loaded again and the call
     repeated on the same connection.
 
-    Calls bypass redis-py's command layer (one pooled connection, the command packed by
-    hiredis when installed, no per-call retry or instrumentation): scripts are the hot path.
+    Scripts are the hot path. With a :class:`~polyjobs.backends.redis.multiplex.Multiplexed`
+    connection (``lean``), every call goes over it, many in flight at once; otherwise (Redis
+    Cluster, TLS, no hiredis) each call bypasses redis-py's command layer on one pooled
+    connection (the command packed by hiredis when installed, no per-call retry or
+    instrumentation).
     """
 
-    def __init__(self, client: Client) -> None:
+    def __init__(self, client: Client, lean: Multiplexed | None = None) -> None:
         self._client = client
+        self._lean = lean
         self._sources = {name: source(name) for name in NAMES}
         self.shas = {
             name: hashlib.sha1(text.encode()).hexdigest() for name, text in self._sources.items()
@@ -116,6 +121,13 @@ class Scripts:
         (connection lost, timeout, cancellation) drop the connection and raise."""
         sha = self.shas[name]
         command = ("EVALSHA", sha, len(keys), *keys, *args)
+        lean = self._lean
+        if lean is not None:
+            try:
+                return await lean.call(*command)
+            except NoScriptError:
+                load = ("SCRIPT", "LOAD", self._sources[name])
+                return (await lean.call_many(load, command))[1]
         async with connection_for(self._client, keys[0]) as conn:
             async with asyncio.timeout(COMMAND_TIMEOUT):
                 await conn.send_packed_command(_pack(conn, command), check_health=False)

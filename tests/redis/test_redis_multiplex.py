@@ -1,0 +1,164 @@
+"""The multiplexed connection that carries the Redis backend's scripts: many calls in flight on
+one connection, each getting its own reply; cancelled, timed-out and cut-off calls; error
+replies as redis-py's exceptions; database selection."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Callable
+
+import pytest
+import pytest_asyncio
+from redis.exceptions import ConnectionError, NoScriptError, ResponseError, TimeoutError
+
+from polyjobs import Queue
+from polyjobs.backends.redis import RedisBackend
+from polyjobs.backends.redis.multiplex import Multiplexed, available
+from polyjobs.backends.redis.testing import RedisServer
+from tests.redis.conftest import URL
+
+pytestmark = pytest.mark.skipif(not available(), reason="the multiplexed connection needs hiredis")
+
+
+NAME = f"pjmux{uuid.uuid4().hex[:8]}"
+
+
+@pytest_asyncio.fixture
+async def conn() -> AsyncIterator[Multiplexed]:
+    m = Multiplexed(URL, client_name=NAME)
+    try:
+        yield m
+    finally:
+        await m.close()
+
+
+def _key() -> str:
+    return f"pjmux:{uuid.uuid4().hex}"
+
+
+async def test_concurrent_calls_share_one_connection_and_get_their_own_replies(
+    conn: Multiplexed,
+) -> None:
+    key = _key()
+    try:
+        replies = await asyncio.gather(*(conn.call("INCRBY", key, i) for i in range(1, 201)))
+        # each INCRBY ran once, in the order written: the running sums come back in order
+        assert replies == [i * (i + 1) // 2 for i in range(1, 201)]
+        listing = await conn.call("CLIENT", "LIST")
+        assert len([c for c in listing.splitlines() if f" name={NAME} " in c]) == 1
+    finally:
+        await conn.call("DEL", key)
+
+
+async def test_error_replies_raise_redis_py_exceptions_and_leave_the_others_alone(
+    conn: Multiplexed,
+) -> None:
+    key = _key()
+    try:
+        replies: list[object] = await asyncio.gather(
+            conn.call("SET", key, "x"),
+            conn.call("EVALSHA", "0" * 40, 0),
+            conn.call("INCR", key),
+            conn.call("GET", key),
+            return_exceptions=True,
+        )
+        ok, missing, wrong, after = replies
+        assert ok == "OK" and after == "x"
+        assert isinstance(missing, NoScriptError)
+        assert isinstance(wrong, ResponseError) and "not an integer" in str(wrong)
+    finally:
+        await conn.call("DEL", key)
+
+
+async def test_a_cancelled_call_does_not_shift_the_replies_of_the_next_ones(
+    conn: Multiplexed,
+) -> None:
+    key = _key()
+    try:
+        waiting = asyncio.create_task(conn.call("BLPOP", key, "0.3"))
+        await asyncio.sleep(0.05)
+        waiting.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+        # the BLPOP's late reply (nil) is read and dropped; this call gets its own
+        assert await conn.call("ECHO", "mine") == "mine"
+    finally:
+        await conn.call("DEL", key)
+
+
+async def test_a_call_without_a_reply_in_time_fails_and_the_next_one_reconnects() -> None:
+    m = Multiplexed(URL, timeout=0.2)
+    try:
+        first = await m.call("CLIENT", "ID")
+        blocked = asyncio.create_task(m.call("BLPOP", _key(), "2"))
+        await asyncio.sleep(0.01)
+        behind = asyncio.create_task(m.call("ECHO", "behind"))  # its reply would come after
+        for call in (blocked, behind):
+            with pytest.raises(TimeoutError):
+                await call
+        assert await m.call("CLIENT", "ID") != first  # a fresh connection
+    finally:
+        await m.close()
+
+
+async def test_calls_in_flight_fail_when_the_connection_is_cut_and_the_next_reconnects(
+    conn: Multiplexed,
+) -> None:
+    own = await conn.call("CLIENT", "ID")
+    blocked = asyncio.create_task(conn.call("BLPOP", _key(), "5"))
+    await asyncio.sleep(0.05)
+    other = Multiplexed(URL)
+    try:
+        assert await other.call("CLIENT", "KILL", "ID", own) == 1
+    finally:
+        await other.close()
+    with pytest.raises(ConnectionError):
+        await asyncio.wait_for(blocked, 2)
+    assert await conn.call("CLIENT", "ID") != own
+
+
+async def test_an_idle_connection_the_server_closed_is_replaced_before_writing(
+    conn: Multiplexed,
+) -> None:
+    own = await conn.call("CLIENT", "ID")
+    other = Multiplexed(URL)
+    try:
+        await other.call("CLIENT", "KILL", "ID", own)
+    finally:
+        await other.close()
+    # no pause: the event loop has not seen the end of file yet; the call must not be lost
+    assert await conn.call("ECHO", "after") == "after"
+
+
+async def test_a_refused_connection_fails_at_once() -> None:
+    m = Multiplexed("redis://127.0.0.1:1/0")
+    with pytest.raises(ConnectionError, match=r"127\.0\.0\.1:1\b"):
+        await asyncio.wait_for(m.call("PING"), 2)
+    await m.close()
+
+
+async def test_the_database_of_the_url_is_selected() -> None:
+    m = Multiplexed(URL.rsplit("/", 1)[0] + "/5")
+    try:
+        assert " db=5 " in await m.call("CLIENT", "INFO")
+    finally:
+        await m.close()
+
+
+async def test_a_backends_concurrent_adds_use_one_connection_for_their_scripts(
+    redis_server: Callable[..., RedisServer],
+) -> None:
+    server = redis_server()
+    backend = RedisBackend(server.url)
+    await backend.open()
+    try:
+        queue = Queue("mux", backend)
+        jobs = await asyncio.gather(*(queue.add("x", {"i": i}) for i in range(100)))
+        assert len({j.id for j in jobs}) == 100
+        assert (await queue.counts())["waiting"] == 100
+        clients = await backend.redis.client_list()
+        # the pooled client opened one connection per concurrent add
+        assert len([c for c in clients if c["cmd"] == "evalsha"]) == 1, clients
+    finally:
+        await backend.close()
