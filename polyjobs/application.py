@@ -93,6 +93,8 @@ class App:
         validate: Callable[[Any], None] | None = None,
         sandbox: bool = False,
         global_concurrency: int | None = None,
+        group_concurrency: int | None = None,
+        group_rate_limit: RateLimit | str | None = None,
     ) -> Callable[[F], F]:
         """Declare a queue whose processor is the decorated function.
 
@@ -129,6 +131,10 @@ class App:
                     rate_limit=None if rate_limit is None else RateLimit.parse(rate_limit),
                     sandbox=sandbox,
                     global_concurrency=global_concurrency,
+                    group_concurrency=group_concurrency,
+                    group_rate_limit=None
+                    if group_rate_limit is None
+                    else RateLimit.parse(group_rate_limit),
                 )
             )
             return processor

@@ -48,6 +48,7 @@ CAP_DEDUP = "dedup"  # NewJob.dedup windows, get/remove_deduplication
 CAP_METRICS = "metrics"  # per-minute completed/failed counts kept by finish, get_metrics
 CAP_GLOBAL_CONCURRENCY = "global-concurrency"  # a cap on a queue's active jobs, fleet-wide
 CAP_CANCEL = "cancel"  # cancel / cancel_requests: end a job that has not started, stop one that has
+CAP_GROUPS = "groups"  # NewJob.group: fair turns between groups, per-group limits and holds
 
 
 @dataclass(slots=True)
@@ -93,6 +94,7 @@ class NewJob:
     priority: int = 0
     lifo: bool = False
     dedup: Deduplication | None = None  # only for backends with CAP_DEDUP
+    group: str | None = None  # only for backends with CAP_GROUPS (also in opts["group"])
 
 
 @dataclass(frozen=True, slots=True)
@@ -360,6 +362,43 @@ class ConcurrencyBackend(Protocol):
     async def get_global_concurrency(self, queue: str) -> int | None: ...
 
 
+@runtime_checkable
+class GroupBackend(Protocol):
+    """What a backend that declares :data:`CAP_GROUPS` adds to :class:`Backend`.
+
+    A job added with :attr:`NewJob.group` belongs to that group for its whole life (its
+    ``opts["group"]`` says which). ``fetch`` and the fetch part of ``finish`` take waiting
+    jobs group by group in turns: the ready groups form a ring, least recently served
+    first (a group never served, or whose last turn was longest ago, comes first; ties by
+    name, the jobs without a group first); each turn takes the group's first job by
+    priority and order, then the group goes to the end of the ring. The jobs without a
+    group together take turns as one member of the ring. So a group holding far more jobs
+    than the others delays each of theirs by at most one of its own per round.
+
+    A group is skipped (not ready) while it is held (:meth:`hold_group`), while it has
+    ``group_concurrency`` active jobs (a job whose worker died counts until the stall sweep
+    moves it), and while its ``group_rate_limit`` window is full; the other groups go on.
+    All of it is enforced atomically, across every worker, process and machine, together
+    with the queue's own pause, hold, rate limit and global concurrency cap. A fetch that
+    finds only held or full groups waits and looks again when the first hold ends, or soon
+    after a job of the queue ends.
+    """
+
+    async def set_group_concurrency(self, queue: str, limit: int | None) -> None:
+        """At most ``limit`` active jobs per group of ``queue`` (None: no cap)."""
+
+    async def get_group_concurrency(self, queue: str) -> int | None: ...
+
+    async def set_group_rate_limit(self, queue: str, limit: RateLimit | None) -> None:
+        """At most ``limit.max`` starts of each group in any ``limit.duration`` seconds."""
+
+    async def get_group_rate_limit(self, queue: str) -> RateLimit | None: ...
+
+    async def hold_group(self, queue: str, group: str, until: float) -> None:
+        """Start no job of ``group`` before ``until`` (a processor's push-back for that group
+        alone); a later hold extends, an earlier one changes nothing."""
+
+
 #: What :meth:`CancelBackend.cancel` did: the job ``failed`` at once (it had not started), or it
 #: is active and its owner is ``requested`` to stop it.
 CancelOutcome = Literal["failed", "requested"]
@@ -422,6 +461,16 @@ def concurrency_of(backend: Backend) -> ConcurrencyBackend:
     ):
         raise ConfigError(
             f"the backend {redact_url(backend.url)} does not support global concurrency"
+        )
+    return backend
+
+
+def groups_of(backend: Backend) -> GroupBackend:
+    """The backend's group interface, or ``ConfigError`` naming the backend."""
+    if CAP_GROUPS not in backend.capabilities or not isinstance(backend, GroupBackend):
+        raise ConfigError(
+            f"the backend {redact_url(backend.url)} does not support job groups "
+            "(memory, SQLite and Redis do)"
         )
     return backend
 

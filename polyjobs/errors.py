@@ -18,6 +18,7 @@ secret (URLs are redacted before they reach a message)::
         ├── UnrecoverableError    fail now, no further attempts
         ├── RetryAfter            retry after the given delay (e.g. an HTTP 429 ``retry_after``)
         ├── RateLimitError        hold the whole queue for a while; this job waits, no attempt
+        │   └── GroupRateLimitError   hold only this job's group (``Queue.add(group=...)``)
         └── JobTimeoutError       the job ran past its timeout (raised by the worker)
 """
 
@@ -107,6 +108,23 @@ class RateLimitError(ProcessorSignal):
             raise InvalidArgumentError(f"RateLimitError needs a delay >= 0, got {secs}")
         super().__init__(reason or f"queue rate-limited for {secs:g}s")
         self.seconds = secs
+
+
+class GroupRateLimitError(RateLimitError):
+    """Raise from a processor when the remote side rate-limits only what this job's group
+    stands for (e.g. a Discord 429 for one webhook, the jobs grouped by webhook): no job of
+    that group starts for ``seconds``, on any worker; the queue's other groups go on, and
+    this job goes back to waiting without counting an attempt.
+
+    Needs a backend with the ``groups`` capability and a job added with a ``group``;
+    elsewhere (a job without a group) it holds the whole queue, as ``RateLimitError`` does.
+    """
+
+    def __init__(self, seconds: float | timedelta, reason: str = "") -> None:
+        secs = seconds.total_seconds() if isinstance(seconds, timedelta) else float(seconds)
+        if secs < 0:
+            raise InvalidArgumentError(f"GroupRateLimitError needs a delay >= 0, got {secs}")
+        super().__init__(secs, reason or f"group rate-limited for {secs:g}s")
 
 
 class JobTimeoutError(ProcessorSignal, TimeoutError):

@@ -93,6 +93,11 @@ class Job:
             self._options = JobOptions.from_json(self._opts)
         return self._options
 
+    @property
+    def group(self) -> str | None:
+        """The job's group (``Queue.add(..., group=...)``), or None."""
+        return self.options.group
+
     def to_dict(self) -> dict[str, Any]:
         """Every stored field, as JSON-ready values (what ``jobs show --json`` prints)."""
         return {

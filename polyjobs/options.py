@@ -363,10 +363,13 @@ class JobOptions:
     remove_on_fail: Keep = KEEP_FAILED
     deduplication: Deduplication | None = None
     failure_policy: FailurePolicy = "wait"  # for a flow's child: see POLICY_OPTIONS
+    group: str | None = None  # its group (fair turns, per-group limits): see Queue.add
 
     def __post_init__(self) -> None:
         if self.job_id is not None:
             check_job_id(self.job_id)
+        if self.group is not None:
+            check_group(self.group)
         _bounded_int(self.priority, "priority", 0, MAX_PRIORITY)
         _bounded_int(self.attempts, "attempts", 1, MAX_ATTEMPTS)
         if not 0.0 <= self.delay <= MAX_DELAY:
@@ -392,6 +395,7 @@ class JobOptions:
             "remove_on_complete",
             "remove_on_fail",
             "deduplication",
+            "group",
             *POLICY_OPTIONS,
         }
     )
@@ -427,6 +431,8 @@ class JobOptions:
             extra["deduplication"] = self.deduplication.to_json()
         if self.failure_policy != "wait":
             extra["failure_policy"] = self.failure_policy
+        if self.group is not None:
+            extra["group"] = self.group
         return {
             "job_id": self.job_id,
             "delay": self.delay,
@@ -463,6 +469,7 @@ class JobOptions:
             remove_on_fail=Keep.from_json(opts.get("remove_on_fail"), KEEP_FAILED),
             deduplication=Deduplication.parse(opts.get("deduplication")),
             failure_policy=opts.get("failure_policy") or "wait",
+            group=_stored_group(opts.get("group")),
         )
 
 
@@ -490,6 +497,8 @@ def _parse_option(key: str, value: Any, base: JobOptions) -> Any:
         return Keep.parse(value, base.remove_on_complete)
     if key == "deduplication":
         return Deduplication.parse(value)
+    if key == "group":
+        return None if value is None else check_group(value)
     return Keep.parse(value, base.remove_on_fail)
 
 
@@ -505,3 +514,30 @@ def check_job_id(job_id: Any) -> str:
             "without spaces or control characters"
         )
     return job_id
+
+
+#: The longest group name (``Queue.add(..., group=...)``).
+MAX_GROUP_LENGTH = 256
+
+
+def check_group(group: Any) -> str:
+    """A group is a non-empty string of at most 256 printable, non-space characters (an
+    integer is taken as its decimal text)."""
+    if isinstance(group, int) and not isinstance(group, bool):
+        group = str(group)
+    if not isinstance(group, str) or not group:
+        raise InvalidArgumentError(f"group must be a non-empty string, got {_short(group)}")
+    if len(group) > MAX_GROUP_LENGTH or not _JOB_ID_RE.match(group):
+        raise InvalidArgumentError(
+            f"group {group[:40]!r} must be at most {MAX_GROUP_LENGTH} characters "
+            "without spaces or control characters"
+        )
+    return group
+
+
+def _stored_group(value: Any) -> str | None:
+    """A stored job's group (None for a record without one, or with one not valid today)."""
+    try:
+        return None if value is None else check_group(value)
+    except InvalidArgumentError:
+        return None

@@ -14,6 +14,7 @@ from polyjobs.backend import (
     CAP_DEDUP,
     CAP_FLOWS,
     CAP_GLOBAL_CONCURRENCY,
+    CAP_GROUPS,
     CAP_RATE_LIMIT,
     STATES,
     AddResult,
@@ -24,11 +25,20 @@ from polyjobs.backend import (
     canceller,
     concurrency_of,
     deduplicator,
+    groups_of,
     rate_limiter,
 )
 from polyjobs.errors import InvalidArgumentError, JobNotFoundError
 from polyjobs.job import Job
-from polyjobs.options import Duration, JobOptions, RateLimit, check_job_id, seconds
+from polyjobs.options import (
+    MAX_DELAY,
+    Duration,
+    JobOptions,
+    RateLimit,
+    check_group,
+    check_job_id,
+    seconds,
+)
 from polyjobs.scheduling import MISSED_POLICIES, Cadence
 from polyjobs.telemetry import TRACE_KEY
 
@@ -45,16 +55,14 @@ QUEUE_EVENTS = ("deduplicated",)
 MAX_GLOBAL_CONCURRENCY = 1_000_000
 
 
-def check_global_concurrency(limit: object) -> int | None:
-    """A valid global concurrency cap (a positive integer) or None; else one clear error."""
+def check_global_concurrency(limit: object, what: str = "global concurrency") -> int | None:
+    """A valid concurrency cap (a positive integer) or None; else one clear error."""
     if limit is None:
         return None
     if isinstance(limit, bool) or not isinstance(limit, int):
-        raise InvalidArgumentError(f"global concurrency must be an integer, got {limit!r}")
+        raise InvalidArgumentError(f"{what} must be an integer, got {limit!r}")
     if not 1 <= limit <= MAX_GLOBAL_CONCURRENCY:
-        raise InvalidArgumentError(
-            f"global concurrency must be 1..{MAX_GLOBAL_CONCURRENCY}, got {limit}"
-        )
+        raise InvalidArgumentError(f"{what} must be 1..{MAX_GLOBAL_CONCURRENCY}, got {limit}")
     return limit
 
 
@@ -153,6 +161,8 @@ class Queue:
             self.validate(data)
         if opts.deduplication is not None:
             deduplicator(self.backend)  # ConfigError on a backend without windows
+        if opts.group is not None:
+            groups_of(self.backend)  # ConfigError on a backend without groups: never ignored
         new = NewJob(
             name=name,
             data_json=data_json,
@@ -163,6 +173,7 @@ class Queue:
             priority=opts.priority,
             lifo=opts.lifo,
             dedup=opts.deduplication,
+            group=opts.group,
         )
         return new, opts
 
@@ -196,7 +207,12 @@ class Queue:
     # -- adding ----------------------------------------------------------------------------
     async def add(self, name: str, data: Any = None, **options: Any) -> Job:
         """Add one job. Options: ``job_id``, ``delay``, ``priority``, ``lifo``, ``attempts``,
-        ``backoff``, ``timeout``, ``remove_on_complete``, ``remove_on_fail``.
+        ``backoff``, ``timeout``, ``remove_on_complete``, ``remove_on_fail``, ``group``.
+
+        ``group`` (e.g. ``"wallet-0xabc"``, on backends with the ``groups`` capability)
+        puts the job in a group: groups take turns (one with many jobs does not hold back
+        the others), each may be capped (``set_group_concurrency``, ``set_group_rate_limit``)
+        and held alone (``GroupRateLimitError``); priorities order the jobs within a group.
 
         With a ``job_id`` that already exists, nothing is added and the existing job is
         returned.
@@ -395,6 +411,38 @@ class Queue:
             return None
         return await concurrency_of(self.backend).get_global_concurrency(self.name)
 
+    # -- groups ----------------------------------------------------------------------------
+    async def set_group_concurrency(self, limit: int | None) -> None:
+        """Let at most ``limit`` jobs of each group run at once, across every worker,
+        process and machine (None removes the cap; 1 runs each group's jobs one at a time).
+        """
+        await groups_of(self.backend).set_group_concurrency(
+            self.name, check_global_concurrency(limit, "group concurrency")
+        )
+
+    async def group_concurrency(self) -> int | None:
+        """The per-group cap on running jobs, or None (also on backends without groups)."""
+        if CAP_GROUPS not in self.backend.capabilities:
+            return None
+        return await groups_of(self.backend).get_group_concurrency(self.name)
+
+    async def set_group_rate_limit(self, limit: RateLimit | str | None) -> None:
+        """Allow each group at most ``max`` job starts per ``duration`` (e.g. ``"5/2s"``),
+        across every worker; None removes the limit."""
+        parsed = None if limit is None else RateLimit.parse(limit)
+        await groups_of(self.backend).set_group_rate_limit(self.name, parsed)
+
+    async def group_rate_limit(self) -> RateLimit | None:
+        """The per-group rate limit, or None (also on backends without groups)."""
+        if CAP_GROUPS not in self.backend.capabilities:
+            return None
+        return await groups_of(self.backend).get_group_rate_limit(self.name)
+
+    async def hold_group(self, group: str, seconds_: Duration) -> None:
+        """Start no job of ``group`` for ``seconds_`` (what ``GroupRateLimitError`` does)."""
+        secs = seconds(seconds_, "hold", MAX_DELAY)
+        await groups_of(self.backend).hold_group(self.name, check_group(group), time.time() + secs)
+
     async def rate_limit(self) -> RateLimit | None:
         """The queue's rate limit, or None (also on backends without rate limits)."""
         if CAP_RATE_LIMIT not in self.backend.capabilities:
@@ -431,6 +479,8 @@ class Queue:
         if opts.deduplication is not None:
             # each slot's job is added under the window (e.g. no pile-up behind a slow run)
             deduplicator(self.backend)  # ConfigError on a backend without windows
+        if opts.group is not None:
+            groups_of(self.backend)  # ConfigError on a backend without groups
         now = time.time()
         record = ScheduleRecord(
             key=key,

@@ -18,7 +18,7 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from contextlib import AbstractAsyncContextManager
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
@@ -27,6 +27,7 @@ from polyjobs.backend import (
     CAP_CONTROL,
     CAP_DEDUP,
     CAP_GLOBAL_CONCURRENCY,
+    CAP_GROUPS,
     CAP_RATE_LIMIT,
     controller,
 )
@@ -183,6 +184,50 @@ class Runtime:
     def queue(self, name: str) -> Queue:
         return self.queues[name]
 
+    async def _apply_limits(self, queue: Queue, spec: QueueSpec) -> None:
+        """Set the spec's fleet-wide limits on its queue (a warning for each the backend
+        cannot enforce: they are never dropped silently)."""
+        caps = self.backend.capabilities
+        limits: list[tuple[str, Any, str, Callable[[], Awaitable[None]]]] = [
+            (
+                "global concurrency",
+                spec.global_concurrency,
+                CAP_GLOBAL_CONCURRENCY,
+                lambda: queue.set_global_concurrency(spec.global_concurrency),
+            ),
+            (
+                "rate limit",
+                spec.rate_limit,
+                CAP_RATE_LIMIT,
+                lambda: queue.set_rate_limit(spec.rate_limit),
+            ),
+            (
+                "group concurrency",
+                spec.group_concurrency,
+                CAP_GROUPS,
+                lambda: queue.set_group_concurrency(spec.group_concurrency),
+            ),
+            (
+                "group rate limit",
+                spec.group_rate_limit,
+                CAP_GROUPS,
+                lambda: queue.set_group_rate_limit(spec.group_rate_limit),
+            ),
+        ]
+        for what, value, cap, apply in limits:
+            if value is None:
+                continue
+            if cap in caps:
+                await apply()
+            else:
+                log.warning(
+                    "queue %s: %s %s NOT enforced: backend %s has none",
+                    queue.name,
+                    what,
+                    value,
+                    redact_url(self.backend.url),
+                )
+
     async def start(self, burst: bool = False) -> None:
         """Upsert the schedules, then start one worker per queue (as background tasks).
 
@@ -198,27 +243,7 @@ class Runtime:
         if self.schedule:
             await self.upsert_schedules()
         for name, spec in self.specs.items():
-            if spec.global_concurrency is not None:
-                if CAP_GLOBAL_CONCURRENCY in self.backend.capabilities:
-                    await self.queues[name].set_global_concurrency(spec.global_concurrency)
-                else:
-                    log.warning(
-                        "queue %s: global concurrency %s NOT enforced: backend %s has none",
-                        name,
-                        spec.global_concurrency,
-                        redact_url(self.backend.url),
-                    )
-            if spec.rate_limit is None:
-                continue
-            if CAP_RATE_LIMIT in self.backend.capabilities:
-                await self.queues[name].set_rate_limit(spec.rate_limit)
-            else:
-                log.warning(
-                    "queue %s: rate limit %s NOT enforced: backend %s has no rate limits",
-                    name,
-                    spec.rate_limit,
-                    redact_url(self.backend.url),
-                )
+            await self._apply_limits(self.queues[name], spec)
         for name, spec in self.specs.items():
             options = replace(
                 self.worker_options,

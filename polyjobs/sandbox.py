@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from polyjobs import codec
 from polyjobs.errors import (
+    GroupRateLimitError,
     InvalidArgumentError,
     PolyjobsError,
     RateLimitError,
@@ -222,4 +223,6 @@ def _error_from(message: dict[str, Any]) -> BaseException:
         return RetryAfter(float(message.get("seconds") or 0.0), text)
     if kind == "rate_limit":
         return RateLimitError(float(message.get("seconds") or 0.0), text)
+    if kind == "group_rate_limit":
+        return GroupRateLimitError(float(message.get("seconds") or 0.0), text)
     return SandboxError(f"{message.get('type', 'Error')}: {text}", stack)

@@ -16,7 +16,7 @@ import traceback
 from typing import IO, Any
 
 from polyjobs import codec
-from polyjobs.errors import RateLimitError, RetryAfter, UnrecoverableError
+from polyjobs.errors import GroupRateLimitError, RateLimitError, RetryAfter, UnrecoverableError
 
 
 class SandboxJob:
@@ -70,6 +70,8 @@ def _error(exc: BaseException) -> dict[str, Any]:
         message["kind"] = "unrecoverable"
     elif isinstance(exc, RetryAfter | RateLimitError):
         message["kind"] = "retry_after" if isinstance(exc, RetryAfter) else "rate_limit"
+        if isinstance(exc, GroupRateLimitError):
+            message["kind"] = "group_rate_limit"
         message["seconds"] = exc.seconds
     return message
 

@@ -162,6 +162,7 @@ def slot_jobs(schedule: ScheduleRecord, slots: list[float], now: float) -> list[
             priority=opts.priority,
             lifo=opts.lifo,
             dedup=opts.deduplication,
+            group=opts.group,
         )
         for slot in slots
     ]

@@ -68,6 +68,8 @@ class QueueSpec:
     ``rate_limit`` is applied to the queue when a Runtime starts (across every worker), and
     so is ``global_concurrency`` (at most that many of its jobs running at once, across every
     worker and machine; ``concurrency`` is per worker).
+    ``group_concurrency`` and ``group_rate_limit`` cap each group of the queue's jobs
+    (``Queue.add(..., group=...)``) the same way, per group, also from when a Runtime starts.
     ``sandbox`` runs a plain processor in child processes (hard timeouts, crash isolation).
     """
 
@@ -85,10 +87,13 @@ class QueueSpec:
     rate_limit: RateLimit | None = None
     sandbox: bool = False
     global_concurrency: int | None = None
+    group_concurrency: int | None = None
+    group_rate_limit: RateLimit | None = None
 
     def __post_init__(self) -> None:
         check_queue_name(self.name)
         check_global_concurrency(self.global_concurrency)
+        check_global_concurrency(self.group_concurrency, "group concurrency")
         WorkerOptions(concurrency=self.concurrency)  # validates
         self.job_options()
 

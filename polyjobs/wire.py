@@ -32,6 +32,7 @@ PROTOCOLS: tuple[type, ...] = (
     contract.MetricsBackend,
     contract.CancelBackend,
     contract.ConcurrencyBackend,
+    contract.GroupBackend,
 )
 #: Methods that are the caller's own business, never sent.
 LOCAL_ONLY = frozenset({"open", "close"})

@@ -24,14 +24,17 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from polyjobs.backend import (
     CAP_CANCEL,
+    CAP_GROUPS,
     CAP_RATE_LIMIT,
     Finish,
     JobRecord,
     WorkerInfo,
     canceller,
+    groups_of,
     rate_limiter,
 )
 from polyjobs.errors import (
+    GroupRateLimitError,
     InvalidArgumentError,
     JobTimeoutError,
     RateLimitError,
@@ -567,7 +570,11 @@ class Worker:
         return result
 
     async def _rate_limited(self, job: Job, opts: JobOptions, exc: RateLimitError) -> Finish:
-        """Hold the whole queue, then put this job back without counting an attempt."""
+        """Hold the whole queue (only the job's group for a ``GroupRateLimitError`` on a job
+        with a group), then put this job back without counting an attempt."""
+        group = opts.group if isinstance(exc, GroupRateLimitError) else None
+        if group is not None and CAP_GROUPS in self.backend.capabilities:
+            return await self._group_held(job, group, exc)
         if CAP_RATE_LIMIT not in self.backend.capabilities:
             return failure(job, opts, RetryAfter(exc.seconds, str(exc)))
         now = time.time()
@@ -577,6 +584,18 @@ class Worker:
             self._error(hold_error, "rate-limit hold failed")
         else:
             self._hook("held", job.id, {"until": now + exc.seconds, "seconds": exc.seconds})
+        return Finish(job.id, "retry", job.attempts_made, now, None, str(exc), None, retry_at=now)
+
+    async def _group_held(self, job: Job, group: str, exc: RateLimitError) -> Finish:
+        """Hold the job's group alone, then put the job back without counting an attempt."""
+        now = time.time()
+        try:
+            await groups_of(self.backend).hold_group(self.queue, group, now + exc.seconds)
+        except Exception as hold_error:
+            self._error(hold_error, "group hold failed")
+        else:
+            held = {"until": now + exc.seconds, "seconds": exc.seconds, "group": group}
+            self._hook("held", job.id, held)
         return Finish(job.id, "retry", job.attempts_made, now, None, str(exc), None, retry_at=now)
 
     def _on_progress(self, job: Job, progress: Any) -> None:

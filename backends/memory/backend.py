@@ -22,6 +22,7 @@ from polyjobs.backend import (
     CAP_FLOWS,
     CAP_FLOWS_ACROSS_QUEUES,
     CAP_GLOBAL_CONCURRENCY,
+    CAP_GROUPS,
     CAP_METRICS,
     CAP_RATE_LIMIT,
     METRICS_KEEP,
@@ -46,6 +47,17 @@ from polyjobs.backends.memory.flows import FlowsMixin, Graph, Hold
 from polyjobs.options import KEEP_FAILED, Keep, RateLimit
 
 STALLED_REASON = "job stalled more than allowable limit"
+
+
+@dataclass
+class _Group:
+    """One group of a queue's jobs (see GroupBackend)."""
+
+    waiting: list[tuple[int, int, str]] = field(default_factory=list)  # (priority, seq, id)
+    served: int = 0  # the queue sequence of its last turn (0: never served)
+    held_until: float = 0.0
+    active: int = 0
+    starts: deque[float] = field(default_factory=deque)  # recent starts, for its rate limit
 
 
 @dataclass
@@ -76,6 +88,11 @@ class _Queue:
     metrics: OrderedDict[float, list[float]] = field(default_factory=OrderedDict)
     cancels: dict[str, str] = field(default_factory=dict)  # job id -> its cancel request
     concurrency: int | None = None  # fleet-wide cap on active jobs
+    groups: dict[str, _Group] = field(default_factory=dict)  # only groups in use
+    ungrouped_served: int = 0  # the last turn of the jobs without a group
+    active_group: dict[str, str] = field(default_factory=dict)  # active job id -> its group
+    group_concurrency: int | None = None
+    group_limit: RateLimit | None = None
 
 
 #: The owner a job not yet started is given for the moment its cancel fails it.
@@ -95,6 +112,7 @@ class MemoryBackend(FlowsMixin):
             CAP_METRICS,
             CAP_CANCEL,
             CAP_GLOBAL_CONCURRENCY,
+            CAP_GROUPS,
         }
     )
     CONTROL_KEEP = 100
@@ -128,7 +146,14 @@ class MemoryBackend(FlowsMixin):
         seq = -seq if front else seq
         job.state = "waiting"
         q.waiting_seq[job.id] = seq
-        heapq.heappush(q.waiting, (job.priority, seq, job.id))
+        group = job.opts.get("group")
+        if isinstance(group, str):
+            g = q.groups.get(group)
+            if g is None:
+                g = q.groups[group] = _Group()
+            heapq.heappush(g.waiting, (job.priority, seq, job.id))
+        else:
+            heapq.heappush(q.waiting, (job.priority, seq, job.id))
 
     def _to_delayed(self, q: _Queue, job: JobRecord) -> None:
         seq = self._next_seq(q)
@@ -141,6 +166,7 @@ class MemoryBackend(FlowsMixin):
         q.waiting_seq.pop(job.id, None)
         q.delayed_seq.pop(job.id, None)
         q.active.pop(job.id, None)
+        self._left_active(q, job.id)
         q.waiting_children.pop(job.id, None)
         q.completed.pop(job.id, None)
         q.failed.pop(job.id, None)
@@ -196,23 +222,127 @@ class MemoryBackend(FlowsMixin):
             limit = min(limit, allowance)
         if q.concurrency is not None:
             limit = min(limit, q.concurrency - len(q.active))
+        if q.groups:
+            return [] if q.paused else self._take_grouped(q, token, limit, lease, now)
         taken: list[JobRecord] = []
         while not q.paused and len(taken) < limit and q.waiting:
-            _, seq, job_id = heapq.heappop(q.waiting)
-            if q.waiting_seq.get(job_id) != seq:
-                continue
-            del q.waiting_seq[job_id]
-            job = q.jobs[job_id]
-            job.state = "active"
-            job.worker = token
-            job.lease_until = now + lease
-            job.processed_on = now
-            job.attempts_started += 1
-            q.active[job_id] = None
-            taken.append(replace(job))
-            if q.limit is not None:
-                q.starts.append(now)
+            job_id = self._pop(q, q.waiting)
+            if job_id is not None:
+                taken.append(self._start(q, job_id, token, lease, now))
         return taken
+
+    def _pop(self, q: _Queue, heap: list[tuple[int, int, str]]) -> str | None:
+        """The id of the first waiting job of a heap (None when the top entry was stale)."""
+        _, seq, job_id = heapq.heappop(heap)
+        if q.waiting_seq.get(job_id) != seq:
+            return None
+        del q.waiting_seq[job_id]
+        return job_id
+
+    def _start(self, q: _Queue, job_id: str, token: str, lease: float, now: float) -> JobRecord:
+        job = q.jobs[job_id]
+        job.state = "active"
+        job.worker = token
+        job.lease_until = now + lease
+        job.processed_on = now
+        job.attempts_started += 1
+        q.active[job_id] = None
+        if q.limit is not None:
+            q.starts.append(now)
+        return replace(job)
+
+    # -- groups ----------------------------------------------------------------------------
+    def _first(self, q: _Queue, heap: list[tuple[int, int, str]]) -> bool:
+        """Drop stale entries from the top of a heap; True when a waiting job is left."""
+        while heap and q.waiting_seq.get(heap[0][2]) != heap[0][1]:
+            heapq.heappop(heap)
+        return bool(heap)
+
+    def _group_wait(self, q: _Queue, g: _Group, now: float) -> float | None:
+        """None when the group may start a job now; else when it may (inf: when one of its
+        active jobs ends)."""
+        if g.held_until > now:
+            return g.held_until
+        if q.group_concurrency is not None and g.active >= q.group_concurrency:
+            return float("inf")
+        limit = q.group_limit
+        if limit is not None:
+            while g.starts and g.starts[0] <= now - limit.duration:
+                g.starts.popleft()
+            if len(g.starts) >= limit.max:
+                return g.starts[len(g.starts) - limit.max] + limit.duration
+        return None
+
+    def _ring(self, q: _Queue, now: float) -> list[tuple[int, str, str | None]]:
+        """The ready members of the ring: (last turn, name, group), least recently served
+        first; groups no longer in use are forgotten on the way."""
+        ring: list[tuple[int, str, str | None]] = []
+        if self._first(q, q.waiting):
+            ring.append((q.ungrouped_served, "", None))
+        for name, g in list(q.groups.items()):
+            if not self._first(q, g.waiting):
+                if not g.active and g.held_until <= now and not g.starts:
+                    del q.groups[name]
+                continue
+            if self._group_wait(q, g, now) is None:
+                ring.append((g.served, name, name))
+        ring.sort()
+        return ring
+
+    def _take_grouped(
+        self, q: _Queue, token: str, limit: int, lease: float, now: float
+    ) -> list[JobRecord]:
+        """Take up to ``limit`` jobs, one per ready group in turn (see GroupBackend)."""
+        taken: list[JobRecord] = []
+        ring = self._ring(q, now) if limit > 0 else []
+        while ring and len(taken) < limit:
+            later: list[tuple[int, str, str | None]] = []
+            for entry in ring:
+                if len(taken) >= limit:
+                    later.append(entry)
+                    continue
+                group = entry[2]
+                g = None if group is None else q.groups[group]
+                heap = q.waiting if g is None else g.waiting
+                if not self._first(q, heap):
+                    continue
+                job_id = self._pop(q, heap)
+                assert job_id is not None
+                taken.append(self._start(q, job_id, token, lease, now))
+                served = self._next_seq(q)
+                if g is None:
+                    q.ungrouped_served = served
+                else:
+                    assert group is not None
+                    g.served = served
+                    g.active += 1
+                    q.active_group[job_id] = group
+                    if q.group_limit is not None:
+                        g.starts.append(now)
+                    if self._group_wait(q, g, now) is not None:
+                        continue
+                if self._first(q, heap):
+                    later.append((served, entry[1], group))
+            ring = later
+        return taken
+
+    def _left_active(self, q: _Queue, job_id: str) -> None:
+        """A job that was active is no longer: its group has one slot more."""
+        group = q.active_group.pop(job_id, None)
+        if group is not None:
+            g = q.groups.get(group)
+            if g is not None:
+                g.active -= 1
+
+    def _groups_free_at(self, q: _Queue, now: float) -> float | None:
+        """When a held or rate-limited group with waiting jobs may next start one."""
+        first = None
+        for g in q.groups.values():
+            if self._first(q, g.waiting):
+                at = self._group_wait(q, g, now)
+                if at is not None and at != float("inf") and (first is None or at < first):
+                    first = at
+        return first
 
     def _notify(self, q: _Queue) -> None:
         """Wake every fetch waiting on this queue (each makes a new event for its next wait)."""
@@ -297,6 +427,7 @@ class MemoryBackend(FlowsMixin):
         if job is None or job.state != "active" or job.worker != token:
             return False
         q.active.pop(job.id, None)
+        self._left_active(q, job.id)
         job.worker = None
         job.lease_until = None
         job.attempts_made = fin.attempts_made
@@ -354,7 +485,10 @@ class MemoryBackend(FlowsMixin):
         while True:
             timeout = deadline - time.monotonic()
             now = time.time()
-            for due in (self._next_due(q), self._limiter_frees_at(q, now)):
+            looks = [self._next_due(q), self._limiter_frees_at(q, now)]
+            if q.groups:
+                looks.append(self._groups_free_at(q, now))
+            for due in looks:
                 if due is not None and not q.paused:
                     timeout = min(timeout, due - now)
             if timeout > 0:
@@ -387,8 +521,9 @@ class MemoryBackend(FlowsMixin):
     ) -> FinishResult:
         q = self._q(queue)
         lost = [fin.job_id for fin in finishes if not self._finish_one(q, token, fin)]
-        if q.concurrency is not None or any(fin.status == "retry" for fin in finishes):
-            self._notify(q)  # (under a global cap every end frees a slot others may wait for)
+        capped = q.concurrency is not None or q.group_concurrency is not None
+        if capped or any(fin.status == "retry" for fin in finishes):
+            self._notify(q)  # (under a cap every end frees a slot others may wait for)
         jobs = self._take(q, token, fetch, lease) if fetch > 0 else []
         return FinishResult(lost, jobs)
 
@@ -401,6 +536,7 @@ class MemoryBackend(FlowsMixin):
             if job is None or job.state != "active" or job.worker != token:
                 continue
             q.active.pop(job_id, None)
+            self._left_active(q, job_id)
             job.worker = None
             job.lease_until = None
             self._to_waiting(q, job, front=True)
@@ -418,6 +554,7 @@ class MemoryBackend(FlowsMixin):
             if job.lease_until is None or job.lease_until > now:
                 continue
             q.active.pop(job_id)
+            self._left_active(q, job_id)
             job.worker = None
             job.lease_until = None
             job.stalls += 1
@@ -466,7 +603,10 @@ class MemoryBackend(FlowsMixin):
 
     def _ids_in(self, q: _Queue, state: JobState) -> list[str]:
         if state == "waiting":
-            entries = sorted((p, s, i) for p, s, i in q.waiting if q.waiting_seq.get(i) == s)
+            heaps = [q.waiting, *(g.waiting for g in q.groups.values())]
+            entries = sorted(
+                (p, s, i) for heap in heaps for p, s, i in heap if q.waiting_seq.get(i) == s
+            )
             return [i for _, _, i in entries]
         if state == "delayed":
             return [i for _, s, i in sorted(q.delayed) if q.delayed_seq.get(i) == s]
@@ -607,6 +747,29 @@ class MemoryBackend(FlowsMixin):
 
     async def get_global_concurrency(self, queue: str) -> int | None:
         return self._q(queue).concurrency
+
+    async def set_group_concurrency(self, queue: str, limit: int | None) -> None:
+        q = self._q(queue)
+        q.group_concurrency = limit
+        self._notify(q)
+
+    async def get_group_concurrency(self, queue: str) -> int | None:
+        return self._q(queue).group_concurrency
+
+    async def set_group_rate_limit(self, queue: str, limit: RateLimit | None) -> None:
+        q = self._q(queue)
+        q.group_limit = limit
+        self._notify(q)
+
+    async def get_group_rate_limit(self, queue: str) -> RateLimit | None:
+        return self._q(queue).group_limit
+
+    async def hold_group(self, queue: str, group: str, until: float) -> None:
+        q = self._q(queue)
+        g = q.groups.get(group)
+        if g is None:
+            g = q.groups[group] = _Group()
+        g.held_until = max(g.held_until, until)
 
     async def set_rate_limit(self, queue: str, limit: RateLimit | None) -> None:
         q = self._q(queue)

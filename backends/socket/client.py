@@ -297,6 +297,24 @@ class SocketBackend:
         limit: int | None = await self._typed("get_global_concurrency", queue)
         return limit
 
+    # -- groups (when the served backend has them) -------------------------------------------
+    async def set_group_concurrency(self, queue: str, limit: int | None) -> None:
+        await self._call("set_group_concurrency", queue, limit)
+
+    async def get_group_concurrency(self, queue: str) -> int | None:
+        limit: int | None = await self._typed("get_group_concurrency", queue)
+        return limit
+
+    async def set_group_rate_limit(self, queue: str, limit: RateLimit | None) -> None:
+        await self._call("set_group_rate_limit", queue, limit)
+
+    async def get_group_rate_limit(self, queue: str) -> RateLimit | None:
+        limit: RateLimit | None = await self._typed("get_group_rate_limit", queue)
+        return limit
+
+    async def hold_group(self, queue: str, group: str, until: float) -> None:
+        await self._call("hold_group", queue, group, until)
+
     # -- cancelling (when the served backend can) -------------------------------------------
     async def cancel(
         self, queue: str, job_id: str, reason: str, now: float

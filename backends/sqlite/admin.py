@@ -215,7 +215,17 @@ def get_metrics(conn: sqlite3.Connection, queue: str, since: float) -> list[Minu
 def obliterate(conn: sqlite3.Connection, queue: str, woken: set[str]) -> None:
     gone = conn.execute("DELETE FROM jobs WHERE queue = ? RETURNING id, state", (queue,))
     flows.forget(conn, queue, [(r[0], r[1]) for r in gone.fetchall()], woken)
-    tables = ("schedules", "workers", "queue_meta", "rate_starts", "dedup", "job_deps", "metrics")
+    tables = (
+        "schedules",
+        "workers",
+        "queue_meta",
+        "rate_starts",
+        "dedup",
+        "job_deps",
+        "metrics",
+        "job_groups",
+        "group_starts",
+    )
     for table in tables:
         conn.execute(f"DELETE FROM {table} WHERE queue = ?", (queue,))
     conn.execute("DELETE FROM job_logs WHERE queue = ?", (queue,))
@@ -235,6 +245,46 @@ def set_rate_limit(conn: sqlite3.Connection, queue: str, limit: RateLimit | None
 def set_global_concurrency(conn: sqlite3.Connection, queue: str, limit: int | None) -> None:
     meta(conn, queue)
     conn.execute("UPDATE queue_meta SET concurrency = ? WHERE queue = ?", (limit, queue))
+
+
+def set_group_concurrency(conn: sqlite3.Connection, queue: str, limit: int | None) -> None:
+    meta(conn, queue)
+    conn.execute("UPDATE queue_meta SET group_concurrency = ? WHERE queue = ?", (limit, queue))
+
+
+def get_group_concurrency(conn: sqlite3.Connection, queue: str) -> int | None:
+    row = conn.execute(
+        "SELECT group_concurrency FROM queue_meta WHERE queue = ?", (queue,)
+    ).fetchone()
+    return None if row is None or row[0] is None else int(row[0])
+
+
+def set_group_rate_limit(conn: sqlite3.Connection, queue: str, limit: RateLimit | None) -> None:
+    meta(conn, queue)
+    conn.execute(
+        "UPDATE queue_meta SET group_rate_max = ?, group_rate_duration = ? WHERE queue = ?",
+        (None, None, queue) if limit is None else (limit.max, limit.duration, queue),
+    )
+    if limit is None:
+        conn.execute("DELETE FROM group_starts WHERE queue = ?", (queue,))
+
+
+def get_group_rate_limit(conn: sqlite3.Connection, queue: str) -> RateLimit | None:
+    row = conn.execute(
+        "SELECT group_rate_max, group_rate_duration FROM queue_meta WHERE queue = ? "
+        "AND group_rate_max IS NOT NULL",
+        (queue,),
+    ).fetchone()
+    return None if row is None else RateLimit(int(row[0]), float(row[1]))
+
+
+def hold_group(conn: sqlite3.Connection, queue: str, group: str, until: float) -> None:
+    meta(conn, queue)
+    conn.execute(
+        "INSERT INTO job_groups (queue, grp, held_until) VALUES (?, ?, ?) "
+        "ON CONFLICT (queue, grp) DO UPDATE SET held_until = max(held_until, excluded.held_until)",
+        (queue, group, until),
+    )
 
 
 def get_global_concurrency(conn: sqlite3.Connection, queue: str) -> int | None:

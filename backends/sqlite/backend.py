@@ -28,6 +28,7 @@ from polyjobs.backend import (
     CAP_FLOWS,
     CAP_FLOWS_ACROSS_QUEUES,
     CAP_GLOBAL_CONCURRENCY,
+    CAP_GROUPS,
     CAP_METRICS,
     CAP_RATE_LIMIT,
     CAP_SHARED,
@@ -99,6 +100,7 @@ class SqliteBackend:
             CAP_METRICS,
             CAP_CANCEL,
             CAP_GLOBAL_CONCURRENCY,
+            CAP_GROUPS,
         }
     )
 
@@ -355,6 +357,24 @@ class SqliteBackend:
     async def set_global_concurrency(self, queue: str, limit: int | None) -> None:
         await self._db.write(admin.set_global_concurrency, queue, limit)
         self._wake(queue)
+
+    async def set_group_concurrency(self, queue: str, limit: int | None) -> None:
+        await self._db.write(admin.set_group_concurrency, queue, limit)
+        self._wake(queue)
+
+    async def get_group_concurrency(self, queue: str) -> int | None:
+        limit: int | None = await self._db.read(admin.get_group_concurrency, queue)
+        return limit
+
+    async def set_group_rate_limit(self, queue: str, limit: RateLimit | None) -> None:
+        await self._db.write(admin.set_group_rate_limit, queue, limit)
+        self._wake(queue)
+
+    async def get_group_rate_limit(self, queue: str) -> RateLimit | None:
+        return await self._db.read(admin.get_group_rate_limit, queue)
+
+    async def hold_group(self, queue: str, group: str, until: float) -> None:
+        await self._db.write(admin.hold_group, queue, group, until)
 
     async def get_global_concurrency(self, queue: str) -> int | None:
         limit: int | None = await self._db.read(admin.get_global_concurrency, queue)

@@ -409,6 +409,7 @@ def window_ends(conn: sqlite3.Connection, queue: str, job_id: str, now: float) -
             run_at=now + k["delay"],
             priority=k["priority"],
             lifo=k["lifo"],
+            group=k["opts"].get("group"),
         )
         (result,) = jobs.add(conn, queue, [fresh], now)
         conn.execute(

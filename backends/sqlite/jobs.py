@@ -64,7 +64,7 @@ def record(row: sqlite3.Row) -> JobRecord:
 def meta(conn: sqlite3.Connection, queue: str) -> sqlite3.Row:
     conn.execute("INSERT OR IGNORE INTO queue_meta (queue) VALUES (?)", (queue,))
     row: sqlite3.Row = conn.execute(
-        "SELECT paused, next_id, seq FROM queue_meta WHERE queue = ?", (queue,)
+        "SELECT paused, next_id, seq, has_groups FROM queue_meta WHERE queue = ?", (queue,)
     ).fetchone()
     return row
 
@@ -95,7 +95,11 @@ def add(
 ) -> list[AddResult]:
     """Add jobs (``parent``: in ``waiting-children``, for :func:`flows.add_flow`), honouring
     their deduplication windows."""
-    next_id = int(meta(conn, queue)["next_id"])
+    row = meta(conn, queue)
+    next_id, grouped = int(row["next_id"]), bool(row["has_groups"])
+    if not grouped and any(new.group is not None for new in jobs):
+        start_groups(conn, queue)
+        grouped = True
     seq = take_seqs(conn, queue, len(jobs)) if jobs else 0
     results: list[AddResult] = []
     rows: list[tuple[Any, ...]] = []
@@ -126,6 +130,7 @@ def add(
             state, score, order = "waiting", float(new.priority), -seq if new.lifo else seq
         seq += 1
         batch.add(job_id)
+        grp = _group_of(conn, queue, new) if grouped else None
         rows.append(
             (
                 queue,
@@ -141,6 +146,7 @@ def add(
                 new.priority,
                 new.opts.get("failure_policy"),
                 delay,
+                grp,
             )
         )
         results.append(AddResult(job_id, True))
@@ -156,9 +162,25 @@ def add(
 def _insert(conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> None:
     conn.executemany(
         "INSERT INTO jobs (queue, id, name, data, opts, state, score, seq, timestamp, run_at, "
-        "priority, policy, parent_delay) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "priority, policy, parent_delay, grp) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         rows,
     )
+
+
+def _group_of(conn: sqlite3.Connection, queue: str, new: NewJob) -> str:
+    """The stored group of a new job of a queue with groups (its ring member known)."""
+    if new.group is None:
+        return ""
+    conn.execute("INSERT OR IGNORE INTO job_groups (queue, grp) VALUES (?, ?)", (queue, new.group))
+    return new.group
+
+
+def start_groups(conn: sqlite3.Connection, queue: str) -> None:
+    """The queue's first grouped job: from now on every job of it has a group, ``''`` for the
+    jobs without one (they take turns as one member of the ring)."""
+    conn.execute("UPDATE queue_meta SET has_groups = 1 WHERE queue = ?", (queue,))
+    conn.execute("UPDATE jobs SET grp = '' WHERE queue = ? AND grp IS NULL", (queue,))
+    conn.execute("INSERT OR IGNORE INTO job_groups (queue, grp) VALUES (?, '')", (queue,))
 
 
 def _exists(conn: sqlite3.Connection, queue: str, job_id: str) -> bool:
@@ -170,8 +192,11 @@ def _exists(conn: sqlite3.Connection, queue: str, job_id: str) -> bool:
 def ready(conn: sqlite3.Connection, queue: str, now: float) -> tuple[bool, float | None]:
     """A read-only look, outside a transaction: can a job start now, and if not, when should
     a waiting fetch look again (the next delayed job, or the rate limiter letting one start)?"""
-    if is_paused(conn, queue):
+    paused, grouped = _flags(conn, queue)
+    if paused:
         return False, None
+    if grouped:
+        return _ready_grouped(conn, queue, now)
     waiting = conn.execute(
         "SELECT 1 FROM jobs WHERE queue = ? AND state = 'waiting' LIMIT 1", (queue,)
     ).fetchone()
@@ -187,6 +212,94 @@ def ready(conn: sqlite3.Connection, queue: str, now: float) -> tuple[bool, float
 
 #: Seconds after which a fetch that found the global concurrency cap full looks again.
 CAP_LOOK_AGAIN = 0.25
+
+
+def _flags(conn: sqlite3.Connection, queue: str) -> tuple[bool, bool]:
+    """Whether the queue is paused, and whether it has ever had a grouped job."""
+    row = conn.execute(
+        "SELECT paused, has_groups FROM queue_meta WHERE queue = ?", (queue,)
+    ).fetchone()
+    return (False, False) if row is None else (bool(row[0]), bool(row[1]))
+
+
+def _ready_grouped(conn: sqlite3.Connection, queue: str, now: float) -> tuple[bool, float | None]:
+    """:func:`ready` for a queue with groups: work only when some group may start a job."""
+    due = conn.execute(
+        "SELECT min(score) FROM jobs WHERE queue = ? AND state = 'delayed'", (queue,)
+    ).fetchone()[0]
+    if due is not None and due <= now:
+        return True, due
+    allowed, frees_at = allowance(conn, queue, now)
+    ring, group_free_at = group_ring(conn, queue, now)
+    if allowed == 0:
+        return False, frees_at if ring else due
+    if ring:
+        return True, due
+    looks = [t for t in (due, group_free_at) if t is not None]
+    return False, min(looks) if looks else None
+
+
+def group_ring(
+    conn: sqlite3.Connection, queue: str, now: float
+) -> tuple[list[tuple[int, str, int | None]], float | None]:
+    """The ring of groups that may start a job now, least recently served first, as
+    (last turn, group, how many more may start now or None), and when a held, full or
+    rate-limited group with waiting jobs may next start one."""
+    limits = conn.execute(
+        "SELECT group_concurrency, group_rate_max, group_rate_duration FROM queue_meta "
+        "WHERE queue = ?",
+        (queue,),
+    ).fetchone()
+    cap, rate_max, rate_dur = limits[0], limits[1], limits[2]
+    rows = conn.execute(
+        "SELECT g.grp, g.served, g.held_until FROM job_groups AS g WHERE g.queue = ? AND "
+        "EXISTS (SELECT 1 FROM jobs AS j WHERE j.queue = g.queue AND j.grp = g.grp "
+        "AND j.state = 'waiting')",
+        (queue,),
+    ).fetchall()
+    active: dict[str, int] = {}
+    if cap is not None:
+        active = dict(
+            conn.execute(
+                "SELECT grp, count(*) FROM jobs WHERE queue = ? AND state = 'active' "
+                "AND grp IS NOT NULL GROUP BY grp",
+                (queue,),
+            ).fetchall()
+        )
+    started: dict[str, int] = {}
+    if rate_max is not None:
+        started = dict(
+            conn.execute(
+                "SELECT grp, count(*) FROM group_starts WHERE queue = ? AND at > ? GROUP BY grp",
+                (queue, now - rate_dur),
+            ).fetchall()
+        )
+    ring: list[tuple[int, str, int | None]] = []
+    free_at: float | None = None
+    for grp, served, held_until in rows:
+        wait, left = None, None
+        if grp and held_until > now:
+            wait = float(held_until)
+        elif grp and cap is not None and active.get(grp, 0) >= cap:
+            wait = now + CAP_LOOK_AGAIN  # a slot frees when one of its jobs ends
+        elif grp and rate_max is not None and started.get(grp, 0) >= rate_max:
+            oldest = conn.execute(
+                "SELECT at FROM group_starts WHERE queue = ? AND grp = ? AND at > ? "
+                "ORDER BY at LIMIT 1 OFFSET ?",
+                (queue, grp, now - rate_dur, started[grp] - rate_max),
+            ).fetchone()[0]
+            wait = float(oldest) + rate_dur
+        if wait is not None:
+            free_at = wait if free_at is None else min(free_at, wait)
+            continue
+        if grp and cap is not None:
+            left = cap - active.get(grp, 0)
+        if grp and rate_max is not None:
+            more = rate_max - started.get(grp, 0)
+            left = more if left is None else min(left, more)
+        ring.append((int(served), grp, left))
+    ring.sort()
+    return ring, free_at
 
 
 def allowance(conn: sqlite3.Connection, queue: str, now: float) -> tuple[int | None, float | None]:
@@ -270,17 +383,24 @@ def take(
     """Promote due delayed jobs, then move up to ``limit`` waiting jobs to ``active``."""
     now = time.time()
     promote_due(conn, queue, now)
-    if limit <= 0 or is_paused(conn, queue):
+    if limit <= 0:
+        return []
+    paused, grouped = _flags(conn, queue)
+    if paused:
         return []
     allowed, _ = allowance(conn, queue, now)
     if allowed is not None:
         limit = min(limit, allowed)
         if limit <= 0:
             return []
-    picked = conn.execute(
-        "SELECT rowid FROM jobs WHERE queue = ? AND state = 'waiting' ORDER BY score, seq LIMIT ?",
-        (queue, limit),
-    ).fetchall()
+    if grouped:
+        picked = _pick_grouped(conn, queue, limit, now)
+    else:
+        picked = conn.execute(
+            "SELECT rowid FROM jobs WHERE queue = ? AND state = 'waiting' "
+            "ORDER BY score, seq LIMIT ?",
+            (queue, limit),
+        ).fetchall()
     if not picked:
         return []
     first = take_seqs(conn, queue, len(picked))
@@ -295,6 +415,63 @@ def take(
     rows.sort(key=lambda r: int(r["s"]))
     _count_starts(conn, queue, len(rows), now)
     return [record(r) for r in rows]
+
+
+def _pick_grouped(conn: sqlite3.Connection, queue: str, limit: int, now: float) -> list[tuple[int]]:
+    """The rowids of up to ``limit`` waiting jobs, one per ready group in turn (see
+    GroupBackend); records each group's turn and, under a group rate limit, its starts."""
+    ring, _ = group_ring(conn, queue, now)
+    firsts: dict[str, list[int]] = {}
+    picked: list[tuple[int]] = []
+    turns: list[str] = []
+    while ring and len(picked) < limit:
+        later: list[tuple[int, str, int | None]] = []
+        for entry in ring:
+            served, grp, left = entry
+            if len(picked) >= limit:
+                later.append(entry)
+                continue
+            ids = firsts.get(grp)
+            if ids is None:
+                want = limit if left is None else min(left, limit)
+                ids = firsts[grp] = [
+                    r[0]
+                    for r in conn.execute(
+                        "SELECT rowid FROM jobs WHERE queue = ? AND grp = ? AND state = 'waiting'"
+                        " ORDER BY score, seq LIMIT ?",
+                        (queue, grp, want),
+                    )
+                ]
+                ids.reverse()
+            if not ids:
+                continue
+            picked.append((ids.pop(),))
+            turns.append(grp)
+            left = None if left is None else left - 1
+            if ids and (left is None or left > 0):
+                later.append((served, grp, left))
+        ring = later
+    if turns:
+        first = take_seqs(conn, queue, len(turns))
+        last = {grp: first + i for i, grp in enumerate(turns)}
+        conn.executemany(
+            "UPDATE job_groups SET served = ? WHERE queue = ? AND grp = ?",
+            [(served, queue, grp) for grp, served in last.items()],
+        )
+        rate = conn.execute(
+            "SELECT group_rate_duration FROM queue_meta WHERE queue = ? "
+            "AND group_rate_max IS NOT NULL",
+            (queue,),
+        ).fetchone()
+        if rate is not None:
+            conn.execute(
+                "DELETE FROM group_starts WHERE queue = ? AND at <= ?", (queue, now - rate[0])
+            )
+            conn.executemany(
+                "INSERT INTO group_starts (queue, grp, at) VALUES (?, ?, ?)",
+                [(queue, grp, now) for grp in turns if grp],
+            )
+    return picked
 
 
 def extend(

@@ -26,11 +26,18 @@ holding it, until ``expires`` (NULL: until the job ends), with the kept ``next``
 Metrics: ``metrics`` holds a queue's counted minutes (see ``MetricsBackend``).
 ``jobs.cancel_reason`` is an active job's cancel request; ``queue_meta.concurrency`` the queue's
 fleet-wide cap on active jobs (NULL: none).
+
+Groups (schema 8): ``jobs.grp`` is a job's group. It stays NULL in a queue that never had a
+grouped job (``queue_meta.has_groups`` 0), so such queues take jobs as before; the first
+grouped add sets ``has_groups`` and gives the queue's other jobs ``''`` (the jobs without a
+group, one member of the ring). ``job_groups`` holds each group's last turn (``served``, a
+queue sequence) and hold; ``group_starts`` the recent starts per group (group rate limit);
+``queue_meta.group_concurrency``, ``group_rate_max``/``group_rate_duration`` the limits.
 """
 
 from __future__ import annotations
 
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 APPLICATION_ID = 0x706A6221  # "pjb!"
 
 MIGRATIONS: dict[int, tuple[str, ...]] = {
@@ -183,6 +190,25 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
         "ALTER TABLE jobs ADD COLUMN cancel_reason TEXT",
         "ALTER TABLE queue_meta ADD COLUMN concurrency INTEGER",
     ),
+    8: (
+        "ALTER TABLE jobs ADD COLUMN grp TEXT",
+        "CREATE INDEX jobs_by_group ON jobs (queue, grp, state, score, seq) WHERE grp IS NOT NULL",
+        "ALTER TABLE queue_meta ADD COLUMN has_groups INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE queue_meta ADD COLUMN group_concurrency INTEGER",
+        "ALTER TABLE queue_meta ADD COLUMN group_rate_max INTEGER",
+        "ALTER TABLE queue_meta ADD COLUMN group_rate_duration REAL",
+        """
+        CREATE TABLE job_groups (
+            queue      TEXT NOT NULL,
+            grp        TEXT NOT NULL,
+            served     INTEGER NOT NULL DEFAULT 0,
+            held_until REAL NOT NULL DEFAULT 0,
+            PRIMARY KEY (queue, grp)
+        ) WITHOUT ROWID
+        """,
+        "CREATE TABLE group_starts (queue TEXT NOT NULL, grp TEXT NOT NULL, at REAL NOT NULL)",
+        "CREATE INDEX group_starts_by_group ON group_starts (queue, grp, at)",
+    ),
 }
 
 #: Tables a polyjobs file may hold; a version-0 file with any other table is not ours.
@@ -198,6 +224,8 @@ OWN_TABLES = frozenset(
         "job_deps",
         "dedup",
         "metrics",
+        "job_groups",
+        "group_starts",
     }
 )
 

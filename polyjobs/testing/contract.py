@@ -69,6 +69,9 @@ What it covers, one module each under :mod:`polyjobs.testing`:
   keep-last-if-active windows, ``remove_deduplication_key``, the ``deduplicated`` event.
 * ``suite_metrics`` (capability ``metrics``): per-minute completed/failed counts and processing
   time kept by ``finish``, kept 24 h, forgotten by ``obliterate``.
+* ``suite_groups`` (capability ``groups``): groups take turns (one with many jobs does not
+  hold the others back), priorities order each group, group concurrency across workers and
+  after a stall, group rate limits, held groups and ``GroupRateLimitError``.
 """
 
 from __future__ import annotations
@@ -84,6 +87,7 @@ from polyjobs.testing.suite_concurrency import ConcurrencyContract
 from polyjobs.testing.suite_control import ControlContract
 from polyjobs.testing.suite_dedup import DedupContract
 from polyjobs.testing.suite_flows import FlowsContract
+from polyjobs.testing.suite_groups import GroupsContract
 from polyjobs.testing.suite_metrics import MetricsContract
 from polyjobs.testing.suite_ratelimit import RateLimitContract
 from polyjobs.testing.suite_retries import RetriesContract
@@ -108,6 +112,7 @@ class BackendContract(
     MetricsContract,
     CancelContract,
     ConcurrencyContract,
+    GroupsContract,
 ):
     """Subclass with ``url = "<scheme>://..."`` (name the subclass ``Test...``)."""
 

@@ -39,3 +39,15 @@ def raises(job: Any) -> None:
     if job.data.get("unrecoverable"):
         raise UnrecoverableError("no point retrying")
     raise ValueError(f"bad input {job.data.get('n')}")
+
+
+def webhook_429(job: Any) -> str:
+    """A Discord 429 for one webhook on the first run of a job whose ``limited`` names a file
+    that does not exist yet (the first run makes it)."""
+    from polyjobs import GroupRateLimitError
+
+    mark = job.data.get("limited")
+    if mark and not os.path.exists(mark):
+        open(mark, "w").close()
+        raise GroupRateLimitError(0.7, "429 for this webhook")
+    return f"sent {job.data['n']}"

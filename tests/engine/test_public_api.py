@@ -18,6 +18,7 @@ PINNED = {
     "Deduplication",
     "Dependencies",
     "FlowProducer",
+    "GroupRateLimitError",
     "InvalidArgumentError",
     "Job",
     "JobFailedError",

@@ -1,0 +1,260 @@
+"""Contract: job groups (``groups``): groups take turns, priorities order each group, and
+each group may be capped (concurrency, rate limit) and held alone, whoever fetches."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections import defaultdict
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import pytest
+
+from polyjobs.backend import CAP_GROUPS, CAP_SHARED, Backend, Finish, JobRecord, NewJob
+from polyjobs.errors import GroupRateLimitError, InvalidArgumentError
+from polyjobs.job import Job
+from polyjobs.options import RateLimit
+from polyjobs.queue import Queue
+from polyjobs.testing.support import WAIT, ContractBase
+
+
+def _new(group: str | None, data: Any, priority: int = 0) -> NewJob:
+    opts: dict[str, Any] = {} if group is None else {"group": group}
+    return NewJob("j", json.dumps(data), opts, time.time(), priority=priority, group=group)
+
+
+def _done(job_id: str) -> Finish:
+    return Finish(job_id, "completed", 1, time.time(), returnvalue_json="null")
+
+
+def _data(jobs: list[JobRecord]) -> list[Any]:
+    return [j.data for j in jobs]
+
+
+async def _one_by_one(backend: Backend, queue: str, n: int) -> list[Any]:
+    taken = []
+    for _ in range(n):
+        got = await backend.fetch(queue, "w", 1, 30, 0)
+        assert len(got) == 1
+        taken.append(got[0].data)
+    return taken
+
+
+class GroupsContract(ContractBase):
+    @asynccontextmanager
+    async def _second(self, backend: Backend) -> AsyncIterator[Backend]:
+        """Another connection to the same storage when the backend is shared."""
+        if CAP_SHARED not in backend.capabilities:
+            yield backend
+            return
+        async with self.open_other() as other:
+            yield other
+
+    async def test_groups_take_turns(self, backend: Backend, queue: Queue) -> None:
+        self.require(backend, CAP_GROUPS)
+        # the big group first: it must not hold the small ones back
+        jobs = [_new("a", f"a{i}") for i in range(1, 7)]
+        jobs += [_new("b", f"b{i}") for i in range(1, 3)]
+        jobs += [_new("c", f"c{i}") for i in range(1, 3)]
+        await backend.add(queue.name, jobs)
+        assert (await queue.counts())["waiting"] == 10
+        assert await _one_by_one(backend, queue.name, 4) == ["a1", "b1", "c1", "a2"]
+        # one fetch of several goes on with the same turns
+        got = await backend.fetch(queue.name, "w", 4, 30, 0)
+        assert _data(got) == ["b2", "c2", "a3", "a4"]
+        assert _data(await backend.fetch(queue.name, "w", 9, 30, 0)) == ["a5", "a6"]
+        assert await backend.fetch(queue.name, "w", 9, 30, 0) == []
+        assert all(j.opts.get("group") == j.data[0] for j in got)
+
+    async def test_jobs_without_a_group_take_turns_as_one_member(
+        self, backend: Backend, queue: Queue
+    ) -> None:
+        self.require(backend, CAP_GROUPS)
+        await backend.add(queue.name, [_new(None, f"u{i}") for i in range(1, 4)])
+        await backend.add(queue.name, [_new("a", f"a{i}") for i in range(1, 4)])
+        await backend.add(queue.name, [_new("b", "b1")])
+        got = await backend.fetch(queue.name, "w", 7, 30, 0)
+        assert _data(got) == ["u1", "a1", "b1", "u2", "a2", "u3", "a3"]
+
+    async def test_priorities_order_each_group(self, backend: Backend, queue: Queue) -> None:
+        self.require(backend, CAP_GROUPS)
+        await queue.add("j", "a-low", group="a", priority=5)
+        await queue.add("j", "a-mid", group="a", priority=2)
+        await queue.add("j", "b-first", group="b", priority=9)
+        await queue.add("j", "a-top", group="a", priority=1)
+        await queue.add("j", "a-top-lifo", group="a", priority=1, lifo=True)
+        got = await backend.fetch(queue.name, "w", 5, 30, 0)
+        assert _data(got) == ["a-top-lifo", "b-first", "a-top", "a-mid", "a-low"]
+        job = await queue.get_job(got[0].id)
+        assert job is not None and job.group == "a"
+
+    async def test_grouped_jobs_are_counted_listed_removed_and_drained(
+        self, backend: Backend, queue: Queue
+    ) -> None:
+        self.require(backend, CAP_GROUPS)
+        plain = await queue.add("j", "u")
+        first = await queue.add("j", "a1", group="a")
+        await queue.add("j", "a2", group="a")
+        await queue.add("j", "b1", group="b", delay=0.2)
+        counts = await queue.counts()
+        assert (counts["waiting"], counts["delayed"]) == (3, 1)
+        listed = await queue.jobs("waiting")
+        assert sorted(j.data for j in listed) == ["a1", "a2", "u"]
+        assert {j.id: j.group for j in listed}[first.id] == "a"
+        assert await queue.remove(first.id)
+        assert (await queue.counts())["waiting"] == 2
+        await asyncio.sleep(0.3)  # b1 falls due: promoted into its group
+        got = await backend.fetch(queue.name, "w", 9, 30, 0)
+        assert sorted(_data(got)) == ["a2", "b1", "u"]
+        assert plain.id in [j.id for j in got]
+        await queue.add_bulk([("j", f"x{i}", {"group": f"g{i % 3}"}) for i in range(6)])
+        assert await queue.drain() == 6
+        assert (await queue.counts())["waiting"] == 0
+        assert await backend.fetch(queue.name, "w", 9, 30, 0) == []
+        await queue.add("j", "again", group="g1")
+        assert _data(await backend.fetch(queue.name, "w", 9, 30, 0)) == ["again"]
+
+    async def test_group_concurrency_caps_every_group_across_workers(
+        self, backend: Backend, queue: Queue
+    ) -> None:
+        self.require(backend, CAP_GROUPS)
+        assert await queue.group_concurrency() is None
+        await queue.set_group_concurrency(1)
+        assert await queue.group_concurrency() == 1
+        await backend.add(queue.name, [_new("a", f"a{i}") for i in range(1, 4)])
+        await backend.add(queue.name, [_new("b", f"b{i}") for i in range(1, 3)])
+        await backend.add(queue.name, [_new(None, "u1")])
+        first = await backend.fetch(queue.name, "w1", 9, 30, 0)
+        assert sorted(_data(first)) == ["a1", "b1", "u1"]
+        async with self._second(backend) as other:
+            assert await other.fetch(queue.name, "w2", 9, 30, 0) == []
+            a1 = next(j for j in first if j.data == "a1")
+            done = await backend.finish(queue.name, "w1", [_done(a1.id)], 9, 30)
+            assert _data(done.jobs) == ["a2"]
+            # a blocked fetch of another worker wakes when a group's slot frees
+            waiting = asyncio.create_task(other.fetch(queue.name, "w2", 9, 30, 8.0))
+            await asyncio.sleep(0.2)
+            assert not waiting.done()
+            b1 = next(j for j in first if j.data == "b1")
+            started = time.monotonic()
+            await backend.finish(queue.name, "w1", [_done(b1.id)], 0, 30)
+            got = await asyncio.wait_for(waiting, WAIT)
+            assert _data(got) == ["b2"] and time.monotonic() - started < 6
+        await queue.set_group_concurrency(None)
+        assert _data(await backend.fetch(queue.name, "w1", 9, 30, 0)) == ["a3"]
+
+    async def test_a_stalled_or_released_job_gives_its_group_slot_back(
+        self, backend: Backend, queue: Queue
+    ) -> None:
+        self.require(backend, CAP_GROUPS)
+        await queue.set_group_concurrency(1)
+        await backend.add(queue.name, [_new("a", f"a{i}") for i in range(1, 3)])
+        held = await backend.fetch(queue.name, "dead", 9, 0.2, 0)
+        assert _data(held) == ["a1"]
+        assert await backend.fetch(queue.name, "w", 9, 30, 0) == []
+        await asyncio.sleep(0.3)  # the lease of the dead worker runs out
+        stalled = await backend.recover_stalled(queue.name, 5)
+        assert [s.job_id for s in stalled] == [held[0].id]
+        again = await backend.fetch(queue.name, "w", 9, 30, 0)
+        assert len(again) == 1 and again[0].opts["group"] == "a"
+        assert await backend.release(queue.name, "w", None) == [again[0].id]
+        assert _data(await backend.fetch(queue.name, "w", 9, 30, 0)) == [again[0].data]
+
+    async def test_a_held_group_waits_alone(self, backend: Backend, queue: Queue) -> None:
+        self.require(backend, CAP_GROUPS)
+        await queue.hold_group("a", 0.6)
+        await backend.add(queue.name, [_new("a", "a1"), _new("b", "b1"), _new(None, "u1")])
+        assert sorted(_data(await backend.fetch(queue.name, "w", 9, 30, 0))) == ["b1", "u1"]
+        started = time.monotonic()
+        got = await backend.fetch(queue.name, "w", 9, 30, 5.0)  # wakes when the hold ends
+        assert _data(got) == ["a1"]
+        assert 0.3 <= time.monotonic() - started < 4
+
+    async def test_group_rate_limit_counts_each_group(self, backend: Backend, queue: Queue) -> None:
+        self.require(backend, CAP_GROUPS)
+        await queue.set_group_rate_limit("2/1s")
+        assert await queue.group_rate_limit() == RateLimit(2, 1.0)
+        await backend.add(queue.name, [_new("a", f"a{i}") for i in range(1, 5)])
+        await backend.add(queue.name, [_new("b", "b1")])
+        first = await backend.fetch(queue.name, "w", 9, 30, 0)
+        assert sorted(_data(first)) == ["a1", "a2", "b1"]
+        assert await backend.fetch(queue.name, "w", 9, 30, 0) == []
+        started = time.monotonic()
+        got = await backend.fetch(queue.name, "w", 9, 30, 5.0)
+        assert _data(got) == ["a3", "a4"]
+        assert 0.5 <= time.monotonic() - started < 4
+        await queue.set_group_rate_limit(None)
+        assert await queue.group_rate_limit() is None
+
+    async def test_group_rate_limit_error_holds_only_that_group(
+        self, backend: Backend, queue: Queue
+    ) -> None:
+        self.require(backend, CAP_GROUPS)
+        started: dict[str, list[float]] = defaultdict(list)
+
+        async def discord(job: Job) -> Any:
+            started[job.data].append(time.monotonic())
+            if job.data == "a1" and len(started["a1"]) == 1:
+                raise GroupRateLimitError(0.8, "429 for webhook a")
+            return job.data
+
+        await queue.add("j", "a1", group="a")
+        await queue.add("j", "a2", group="a")
+        t0 = time.monotonic()
+        for i in range(1, 4):
+            await queue.add("j", f"b{i}", group="b")
+        await self.burst(queue, discord, concurrency=1)
+        counts = await queue.counts()
+        assert counts["completed"] == 5 and counts["failed"] == 0
+        # the other group ran at once; the held one only once its hold was over
+        assert all(started[f"b{i}"][0] - t0 < 0.6 for i in range(1, 4))
+        assert started["a1"][1] - started["a1"][0] >= 0.7
+        assert started["a2"][0] - started["a1"][0] >= 0.7
+        a1 = await queue.jobs("completed")
+        assert {j.data: j.attempts_made for j in a1}["a1"] == 1  # the hold is no attempt
+
+    async def test_workers_together_keep_the_group_cap(
+        self, backend: Backend, queue: Queue
+    ) -> None:
+        self.require(backend, CAP_GROUPS)
+        await queue.set_group_concurrency(1)
+        running: dict[str, int] = defaultdict(int)
+        peak: dict[str, int] = defaultdict(int)
+
+        async def slow(job: Job) -> Any:
+            group = job.group or ""
+            running[group] += 1
+            peak[group] = max(peak[group], running[group])
+            try:
+                await asyncio.sleep(0.05)
+            finally:
+                running[group] -= 1
+            return job.data
+
+        await queue.add_bulk([("j", i, {"group": f"g{i % 3}"}) for i in range(9)])
+        async with self._second(backend) as other:
+            one = self.make_worker(queue, slow, concurrency=4)
+            two = self.make_worker(Queue(queue.name, other), slow, concurrency=4)
+            await asyncio.wait_for(asyncio.gather(self.run_burst(one), self.run_burst(two)), 30)
+        assert (await queue.counts())["completed"] == 9
+        assert dict(peak) == {"g0": 1, "g1": 1, "g2": 1}
+
+    async def test_group_settings_are_checked(self, backend: Backend, queue: Queue) -> None:
+        self.require(backend, CAP_GROUPS)
+        for bad in ("", "two words", "x" * 257, "bell\x07", 1.5):
+            with pytest.raises(InvalidArgumentError, match="group"):
+                await queue.add("j", 1, group=bad)
+        for limit in (0, -1, 1.5, True):
+            with pytest.raises(InvalidArgumentError, match="group concurrency"):
+                await queue.set_group_concurrency(limit)  # type: ignore[arg-type]
+        with pytest.raises(InvalidArgumentError):
+            await queue.set_group_rate_limit("0/1s")
+        with pytest.raises(InvalidArgumentError):
+            await queue.hold_group("", 1)
+        assert (await queue.counts())["waiting"] == 0
+        assert await queue.group_concurrency() is None
+        job = await queue.add("j", 1, group=7)
+        assert job.group == "7"
