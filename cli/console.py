@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
-import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
@@ -33,23 +33,22 @@ def _escape(char: str) -> str:
     return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
 
 
+# What visible() escapes, as one pattern: text with none of it (nearly every line) is returned
+# as it is after one scan in C. Surrogates are the characters of Unicode category "Cs".
+_HIDDEN = "".join(f"\\u{c:04x}" for c in sorted(_INVISIBLE))
+_ESCAPED = re.compile(f"[\\x00-\\x1f\\x7f-\\x9f{_HIDDEN}\\ud800-\\udfff]")
+_ESCAPED_MULTILINE = re.compile(f"[\\x00-\\x08\\x0b-\\x1f\\x7f-\\x9f{_HIDDEN}\\ud800-\\udfff]")
+
+
 def visible(text: Any, *, multiline: bool = False) -> str:
     """``text`` with every control character shown as an escape (``\\x1b``, ``\\x07``,
     ``\\u202e``...), so that nothing a job or a backend holds can move the cursor, change
     colours or reorder what is shown. Newlines and tabs are kept when ``multiline``."""
-    text = "" if text is None else str(text)
-    out = []
-    for char in text:
-        code = ord(char)
-        if multiline and char in "\n\t":
-            out.append(char)
-        elif code < 0x20 or 0x7F <= code < 0xA0 or code in _INVISIBLE:
-            out.append(_escape(char))
-        elif unicodedata.category(char) == "Cs":  # lone surrogates from undecodable bytes
-            out.append(_escape(char))
-        else:
-            out.append(char)
-    return "".join(out)
+    value = "" if text is None else str(text)
+    pattern = _ESCAPED_MULTILINE if multiline else _ESCAPED
+    if pattern.search(value) is None:
+        return value
+    return pattern.sub(lambda found: _escape(found.group(0)), value)
 
 
 def shown(value: Any, *, multiline: bool = False) -> str:
@@ -139,13 +138,30 @@ class Console:
         shown_on = self.live_console or target
         shown_on.print(Text(text, style=style or ""), soft_wrap=True)
 
+    def _plain(self, stream: Literal["out", "err"], text: str) -> None:
+        """Unstyled text and a newline, as rich would print it (no wrapping), written straight
+        to the stream: ``polyjobs start`` prints a line per job, and rich's
+        rendering of each cost about as much as running a no-op job. Through rich when a live
+        display owns the terminal (the line goes above it), when recording, and for a tab (which
+        rich expands by cells)."""
+        if self.live_console is not None or self._record or "\t" in text:
+            self._print(self.out if stream == "out" else self.err, text)
+            return
+        if stream == "err":
+            sys.stdout.flush()  # what was printed before stays before
+            target = sys.stderr
+        else:
+            target = sys.stdout
+        target.write(text + "\n")
+        target.flush()
+
     def line(self, text: str) -> None:
         """A line on stdout: text, never markup; control characters made visible."""
-        self._print(self.out, shown(text, multiline=True))
+        self._plain("out", shown(text, multiline=True))
 
     def note(self, text: str) -> None:
         """A diagnostic line on stderr."""
-        self._print(self.err, shown(text, multiline=True))
+        self._plain("err", shown(text, multiline=True))
 
     def error(self, text: str) -> None:
         """One line on stderr: ``error: ...`` (a newline inside is shown as ``\\n``)."""
