@@ -93,6 +93,27 @@ class MetricsContract(ContractBase):
         # the minute holding ``since`` is included, whatever second of it ``since`` is
         assert len(await metrics.get_metrics(queue.name, minute_of(hour_ago) + 59)) == 2
 
+    async def test_one_finish_counts_each_minute_of_its_jobs(
+        self, backend: Backend, queue: Queue
+    ) -> None:
+        metrics = self.metrics(backend)
+        now = time.time()
+        hour_ago = now - 3600
+        ids = [f"b{i}-{time.time_ns()}" for i in range(5)]
+        await backend.add(queue.name, [_new(job_id) for job_id in ids])
+        assert len(await backend.fetch(queue.name, "tok", 5, 30.0, 0)) == 5
+        batch = [
+            Finish(ids[0], "completed", 1, hour_ago),
+            Finish(ids[1], "failed", 1, now),
+            Finish(ids[2], "completed", 1, now),
+            Finish(ids[3], "retry", 1, now),  # not an end: not counted
+            Finish(ids[4], "failed", 1, hour_ago),
+        ]
+        assert (await backend.finish(queue.name, "tok", batch, 0, 30.0)).lost == []
+        minutes = await metrics.get_metrics(queue.name, now - 7200)
+        by_minute = {m.minute: (m.completed, m.failed) for m in minutes}
+        assert by_minute == {minute_of(hour_ago): (1, 1), minute_of(now): (1, 1)}
+
     async def test_minutes_older_than_the_keep_are_forgotten(
         self, backend: Backend, queue: Queue
     ) -> None:

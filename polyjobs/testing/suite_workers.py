@@ -14,6 +14,7 @@ import pytest
 from polyjobs.backend import Backend, Finish, WorkerInfo
 from polyjobs.errors import BackendError
 from polyjobs.job import Job
+from polyjobs.options import Keep
 from polyjobs.queue import Queue
 from polyjobs.testing.faults import (
     CountingBackend,
@@ -422,6 +423,36 @@ class WorkersContract(ContractBase):
         result = await backend.finish(queue.name, "owner", [fin], 0, 5.0)
         assert result.lost == []
         assert await self.state_of(queue, job.id) == "completed"
+
+    async def test_one_finish_ends_a_mixed_batch(self, queue: Queue, backend: Backend) -> None:
+        """One finish call holding every kind of end, each applied as if it came alone."""
+        jobs = await queue.add_bulk([("x", i) for i in range(6)])
+        ids = [j.id for j in jobs]
+        assert [r.id for r in await backend.fetch(queue.name, "tok", 4, 5.0, 0)] == ids[:4]
+        assert [r.id for r in await backend.fetch(queue.name, "other", 1, 5.0, 0)] == [ids[4]]
+        now = time.time()
+        batch = [
+            Finish(ids[0], "completed", 1, now, returnvalue_json='"done"'),
+            Finish(ids[1], "failed", 1, now, failed_reason="bad", stacktrace="trace"),
+            Finish(ids[2], "retry", 1, now, failed_reason="again", retry_at=now + 60),
+            Finish(ids[3], "completed", 1, now, returnvalue_json="1", keep=Keep(count=0)),
+            Finish(ids[4], "completed", 1, now, returnvalue_json="2"),  # owned by "other"
+            Finish(ids[0], "completed", 1, now, returnvalue_json='"twice"'),  # already ended
+        ]
+        result = await backend.finish(queue.name, "tok", batch, 3, 5.0)
+        assert sorted(result.lost) == sorted([ids[4], ids[0]])
+        assert [r.id for r in result.jobs] == [ids[5]]
+        done = await backend.get_job(queue.name, ids[0])
+        assert done is not None and done.state == "completed" and done.returnvalue == "done"
+        assert done.worker is None and done.finished_on == now
+        failed = await backend.get_job(queue.name, ids[1])
+        assert failed is not None and failed.state == "failed"
+        assert (failed.failed_reason, failed.stacktrace) == ("bad", "trace")
+        retried = await backend.get_job(queue.name, ids[2])
+        assert retried is not None and retried.state == "delayed"
+        assert await backend.get_job(queue.name, ids[3]) is None
+        assert await self.state_of(queue, ids[4]) == "active"
+        assert [j.id for j in await queue.jobs("completed")] == [ids[0]]
 
     async def test_finish_fetches_the_next_jobs(self, queue: Queue, backend: Backend) -> None:
         first = await queue.add("x", 1)
