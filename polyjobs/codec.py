@@ -8,13 +8,16 @@ from typing import Any
 from polyjobs.errors import InvalidArgumentError
 
 DEFAULT_MAX_PAYLOAD = 512 * 1024
+#: ``json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)``, without
+#: building an encoder per call
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 
 def encode(value: Any, what: str, max_bytes: int | None = None) -> str:
     """Encode ``value`` as compact JSON; reject NaN/Infinity, non-JSON types, text that is not
     valid Unicode (lone surrogates) and, with ``max_bytes``, more UTF-8 bytes than that."""
     try:
-        text = json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+        text = _ENCODER.encode(value)
     except (TypeError, ValueError) as exc:
         raise InvalidArgumentError(f"{what} is not JSON: {exc}") from None
     except RecursionError:

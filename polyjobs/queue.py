@@ -225,7 +225,7 @@ class Queue:
         now = time.time()
         new_jobs = []
         for item in jobs:
-            if isinstance(item, Mapping):
+            if type(item) is not tuple and isinstance(item, Mapping):  # (tuples: no ABC check)
                 unknown = set(item) - {"name", "data", "options"}
                 if unknown:
                     raise InvalidArgumentError(f"unknown keys in bulk job: {sorted(unknown)}")

@@ -10,6 +10,27 @@ from asyncpg import Record
 
 from polyjobs.backend import Finish, FlowNode, JobRecord, NewJob, ScheduleRecord, WorkerInfo
 
+try:
+    import orjson
+
+    def loads(text: str) -> Any:
+        """JSON of engine-made values (options); users' payloads go through ``json``, which
+        keeps integers of any size (orjson turns those beyond 64 bits into floats)."""
+        return orjson.loads(text)
+
+    def dumps(value: Any) -> str:
+        """Compact JSON of engine-made values (options): plain JSON types only."""
+        return orjson.dumps(value).decode()
+
+except ImportError:  # pragma: no cover - orjson is an optional speed-up
+
+    def loads(text: str) -> Any:
+        return json.loads(text)
+
+    def dumps(value: Any) -> str:
+        return json.dumps(value, separators=(",", ":"))
+
+
 SCHEDULE_COLUMNS = "key, name, data, opts, next_run, every, cron, tz, missed, grace, created"
 WORKER_COLUMNS = "id, queue, host, pid, concurrency, started, last_seen, active, fetched"
 
@@ -23,7 +44,7 @@ def job(row: Record) -> JobRecord:
         id=row["id"],
         name=row["name"],
         data=json.loads(row["data"]),
-        opts=json.loads(row["opts"]),
+        opts=loads(row["opts"]),
         state=row["state"],
         timestamp=row["timestamp"],
         run_at=row["run_at"],
@@ -73,12 +94,20 @@ def worker(row: Record) -> WorkerInfo:
 
 
 def add_args(jobs: Sequence[NewJob]) -> list[list[Any]]:
-    """The eight array arguments of ``pj_add`` after (queue, now, channel)."""
+    """The eight array arguments of ``pj_add`` after (queue, now, channel). The jobs of a
+    bulk add mostly share one options object (the queue's defaults): it is encoded once."""
+    texts: dict[int, str] = {}
+    opts = []
+    for j in jobs:
+        text = texts.get(id(j.opts))
+        if text is None:
+            text = texts[id(j.opts)] = dumps(j.opts)
+        opts.append(text)
     return [
         [j.job_id for j in jobs],
         [j.name for j in jobs],
         [j.data_json for j in jobs],
-        [json.dumps(j.opts, separators=(",", ":")) for j in jobs],
+        opts,
         [j.timestamp for j in jobs],
         [j.run_at for j in jobs],
         [j.priority for j in jobs],
