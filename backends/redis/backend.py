@@ -35,6 +35,7 @@ from polyjobs.backend import (
     CAP_FLOWS,
     CAP_FLOWS_ACROSS_QUEUES,
     CAP_GLOBAL_CONCURRENCY,
+    CAP_GROUPS,
     CAP_METRICS,
     CAP_RATE_LIMIT,
     CAP_SHARED,
@@ -144,6 +145,7 @@ class RedisBackend:
             CAP_METRICS,
             CAP_CANCEL,
             CAP_GLOBAL_CONCURRENCY,
+            CAP_GROUPS,
         }
     )
 
@@ -275,6 +277,7 @@ class RedisBackend:
             args: list[str] = [_t(time.time()), str(len(chunk))]
             for new in chunk:
                 args.extend(_job_args(new))
+                args.append(new.group or "")
                 args.extend(_dedup_args(new))
             reply = await self._run("add", queue, args)
             await self._register(queue, reply[0])
@@ -288,6 +291,10 @@ class RedisBackend:
     async def add_flow(self, nodes: Sequence[FlowNode]) -> list[AddResult]:
         if not nodes:
             return []
+        if any(node.job is not None and node.job.group is not None for node in nodes):
+            raise InvalidArgumentError(
+                "on Redis a flow's jobs take no group yet: add grouped jobs with Queue.add"
+            )
         queues = {node.queue for node in nodes}
         if len(queues) > 1 and CAP_FLOWS_ACROSS_QUEUES not in self.capabilities:
             raise InvalidArgumentError(
@@ -616,6 +623,31 @@ class RedisBackend:
             value = await self.redis.hget(self._qk(queue)[0].key("meta"), "gc")
         return None if value is None else int(value)
 
+    # -- groups ----------------------------------------------------------------------------
+    async def set_group_concurrency(self, queue: str, limit: int | None) -> None:
+        args = ["gcc", "" if limit is None else int(limit)]
+        await self._register(queue, await self._run("limit", queue, args))
+
+    async def get_group_concurrency(self, queue: str) -> int | None:
+        with self._errors:
+            value = await self.redis.hget(self._qk(queue)[0].key("meta"), "gcc")
+        return None if value is None else int(value)
+
+    async def set_group_rate_limit(self, queue: str, limit: RateLimit | None) -> None:
+        args = ["grl", ""] if limit is None else ["grl", limit.max, _t(limit.duration)]
+        await self._register(queue, await self._run("limit", queue, args))
+
+    async def get_group_rate_limit(self, queue: str) -> RateLimit | None:
+        with self._errors:
+            count, duration = await self.redis.hmget(self._qk(queue)[0].key("meta"), "grm", "grd")
+        if count is None or duration is None:
+            return None
+        return RateLimit(int(count), float(duration))
+
+    async def hold_group(self, queue: str, group: str, until: float) -> None:
+        args = ["ghold", group, _t(until)]
+        await self._register(queue, await self._run("limit", queue, args))
+
     async def hold(self, queue: str, until: float) -> None:
         await self._register(queue, await self._run("limit", queue, ["hold", _t(until)]))
 
@@ -665,6 +697,7 @@ class RedisBackend:
         args = ["advance", key, _t(expected_next), _t(next_run), _t(time.time()), len(jobs)]
         for new in jobs:
             args.extend(_job_args(new))
+            args.append(new.group or "")
         return bool(await self._run("schedule", queue, args))
 
     # -- worker registry -------------------------------------------------------------------

@@ -15,7 +15,7 @@ if ARGV[2] == 'requests' then
 end
 local id, reason, now = ARGV[3], ARGV[4], ARGV[5]
 NOW = now
-local cur = job_fields(id, 'st', 'wm')
+local cur = job_fields(id, 'st', 'wm', 'g')
 if not cur or not cur[1] then
   return false
 end
@@ -27,7 +27,7 @@ end
 if cur[1] ~= 'waiting' and cur[1] ~= 'delayed' then
   return false
 end
-unlink(id, cur[1], cur[2])
+unlink(id, cur[1], cur[2], cur[3])
 redis.call('HSET', jk(id), 'st', 'failed', 'fr', reason, 'fo', now, 'tk', '', 'lu', '')
 redis.call('HDEL', jk(id), 'tr')
 redis.call('ZADD', K_failed, us(now), id)

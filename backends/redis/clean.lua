@@ -28,6 +28,11 @@ if state == 'waiting-children' then
   end
 elseif state == 'waiting' then
   members = redis.call('ZREVRANGE', K_wait, 0, -1)
+  for _, g in ipairs(redis.call('HKEYS', ARGV[1] .. 'gsv')) do
+    for _, m in ipairs(redis.call('ZREVRANGE', ARGV[1] .. 'gw:' .. g, 0, -1)) do
+      members[#members + 1] = m
+    end
+  end
 else
   members = redis.call('ZREVRANGE', K_delayed, 0, -1)
 end

@@ -95,12 +95,62 @@ local function wid(member)
   return string.sub(member, 15)
 end
 
-local function to_waiting(id, prio, front)
+-- Job groups (see GroupBackend). A grouped job's hash holds g, its group (never ''), and only
+-- its group's set holds it while it waits (wait holds the jobs without a group). Keys, under
+-- the queue's prefix: gw:<group> ZSET its waiting jobs (as wait); gring ZSET the groups that
+-- may be ready (score: their last turn, a queue sequence; a group is dropped when found empty,
+-- held or full, and put back when that ends); gsv HASH group -> last turn, for every group
+-- with waiting or active jobs; gact HASH group -> its active jobs; ghold ZSET group -> held
+-- until (a hold, or its rate limit's window); gst:<group> ZSET its recent starts. Meta: gon
+-- (the queue has had grouped jobs), gwn (grouped jobs waiting), gus (last turn of the jobs
+-- without a group), gcc (group concurrency), grm and grd (group rate limit).
+local function gkey(name)
+  return ARGV[1] .. name
+end
+
+-- Put group g back in the ring, at its last turn, if it has waiting jobs.
+local function group_back(g)
+  if redis.call('EXISTS', gkey('gw:') .. g) == 1 then
+    redis.call('ZADD', gkey('gring'), 'NX', redis.call('HGET', gkey('gsv'), g) or 0, g)
+  end
+end
+
+local function group_wait(g, prio, m)
+  redis.call('ZADD', gkey('gw:') .. g, prio, m)
+  redis.call('HINCRBY', K_meta, 'gwn', 1)
+  local sv = redis.call('HGET', gkey('gsv'), g)
+  if not sv then
+    sv = 0
+    redis.call('HSET', gkey('gsv'), g, 0)
+  end
+  redis.call('ZADD', gkey('gring'), 'NX', sv, g)
+end
+
+-- A job of group g (false: none) is no longer active: its group has a slot more.
+local function group_left(g)
+  if g then
+    if redis.call('HINCRBY', gkey('gact'), g, -1) <= 0 then
+      redis.call('HDEL', gkey('gact'), g)
+    end
+    group_back(g)
+  end
+end
+
+-- Jobs waiting in the queue, grouped or not.
+local function waiting_count()
+  return redis.call('ZCARD', K_wait) + (tonumber(redis.call('HGET', K_meta, 'gwn')) or 0)
+end
+
+local function to_waiting(id, prio, front, g)
   local m = wmember(id, front)
   if not tonumber(prio) then
     prio = 0 -- none, or a corrupted field ZADD would refuse half-way through a script
   end
-  redis.call('ZADD', K_wait, prio, m)
+  if g then
+    group_wait(g, prio, m)
+  else
+    redis.call('ZADD', K_wait, prio, m)
+  end
   redis.call('HSET', jk(id), 'st', 'waiting', 'wm', m)
 end
 
@@ -118,9 +168,13 @@ local function to_delayed(id, run_at)
 end
 
 -- Take a job out of the state set that holds it (by its stored state).
-local function unlink(id, st, wm)
+local function unlink(id, st, wm, g)
   if st == 'waiting' then
-    if wm then
+    if wm and g then
+      if redis.call('ZREM', gkey('gw:') .. g, wm) == 1 then
+        redis.call('HINCRBY', K_meta, 'gwn', -1)
+      end
+    elseif wm then
       redis.call('ZREM', K_wait, wm)
     end
   elseif st == 'delayed' then
@@ -139,14 +193,14 @@ local function unlink(id, st, wm)
 end
 
 local function delete_job(id)
-  local cur = job_fields(id, 'st', 'wm')
+  local cur = job_fields(id, 'st', 'wm', 'g')
   if not cur then
     -- a key of another type: its state is unknown; the sets a take or sweep put it in
     redis.call('ZREM', K_active, id)
     redis.call('ZREM', K_completed, id)
     redis.call('ZREM', K_failed, id)
   elseif cur[1] then
-    unlink(id, cur[1], cur[2])
+    unlink(id, cur[1], cur[2], cur[3])
   end
   if FORGET then
     FORGET(ARGV[1], id)
@@ -196,9 +250,9 @@ local function promote_due(now)
   end
   for _, m in ipairs(due) do
     local id = wid(m)
-    local cur = job_fields(id, 'st', 'p')
+    local cur = job_fields(id, 'st', 'p', 'g')
     if cur and cur[1] then
-      to_waiting(id, cur[2], false)
+      to_waiting(id, cur[2], false, cur[3])
     else
       fail_broken(id, cur, now)
     end
@@ -246,6 +300,164 @@ local function allowance(m, now, limit)
   return 0, num(tonumber(oldest[2]) + dur)
 end
 
+-- Start the job of waiting member wm (already out of its set) for token; append it to out.
+-- Returns whether it started (a broken record fails instead).
+local function start_job(out, member, token, now, lease_until, rid)
+  local id = wid(member)
+  local vals = job_fields(id, unpack(FIELDS))
+  if vals and vals[F['st']] then
+    local started = (tonumber(vals[F['as']]) or 0) + 1
+    redis.call('HSET', jk(id), 'st', 'active', 'tk', token, 'lu', lease_until, 'po', now,
+      'as', started, 'rq', rid)
+    redis.call('ZADD', K_active, us(lease_until), id)
+    vals[F['st']] = 'active'
+    vals[F['tk']] = token
+    vals[F['lu']] = lease_until
+    vals[F['po']] = now
+    vals[F['as']] = tostring(started)
+    emit(out, id, vals)
+    return true
+  end
+  fail_broken(id, vals, now)
+  return false
+end
+
+-- Whether group g may start a job now under its hold, the group concurrency cap (gm[1]) and
+-- the group rate limit (gm[2] starts in gm[3] seconds); a full window holds it until a start
+-- leaves it.
+local function group_ready(g, now, gm)
+  local held = redis.call('ZSCORE', gkey('ghold'), g)
+  if held then
+    if tonumber(held) > tonumber(now) then
+      return false
+    end
+    redis.call('ZREM', gkey('ghold'), g)
+  end
+  if gm[1] and (tonumber(redis.call('HGET', gkey('gact'), g)) or 0) >= tonumber(gm[1]) then
+    return false
+  end
+  if gm[2] then
+    local key, dur = gkey('gst:') .. g, tonumber(gm[3])
+    redis.call('ZREMRANGEBYSCORE', key, '-inf', num(tonumber(now) - dur))
+    local n = redis.call('ZCARD', key) - tonumber(gm[2])
+    if n >= 0 then
+      local oldest = redis.call('ZRANGE', key, n, n, 'WITHSCORES')
+      redis.call('ZADD', gkey('ghold'), num(tonumber(oldest[2]) + dur), g)
+      return false
+    end
+  end
+  return true
+end
+
+-- take for a queue with groups: one job per ready group in turn, least recently served first
+-- (the jobs without a group are one member, their last turn in gus). m: the meta values.
+local function take_grouped(token, limit, now, lease_until, rid, m)
+  local out = {}
+  local frees_at, capped = false, false
+  local due = redis.call('ZRANGEBYSCORE', gkey('ghold'), '-inf', now, 'LIMIT', 0, 1000)
+  for _, g in ipairs(due) do
+    redis.call('ZREM', gkey('ghold'), g)
+    group_back(g)
+  end
+  if m[5] then
+    local free = tonumber(m[5]) - redis.call('ZCARD', K_active)
+    if free <= 0 then
+      if waiting_count() == 0 then
+        return out, false, true
+      end
+      return out, num(tonumber(now) + CAP_LOOK_AGAIN), true
+    end
+    if free < limit then
+      limit, capped = free, true
+    end
+  end
+  if m[2] or m[4] then
+    local wanted = limit
+    limit, frees_at = allowance(m, now, limit)
+    if limit <= 0 then
+      if waiting_count() == 0 then
+        frees_at = false
+      end
+      return out, frees_at, true
+    end
+    capped = capped or limit < wanted
+  end
+  local gm = redis.call('HMGET', K_meta, 'gcc', 'grm', 'grd', 'gus')
+  local gus = tonumber(gm[4]) or 0
+  local plain = redis.call('ZCARD', K_wait) > 0
+  local ring, sv = gkey('gring'), gkey('gsv')
+  local n, starts = 0, {}
+  while n < limit do
+    local head = redis.call('ZRANGE', ring, 0, 0, 'WITHSCORES')
+    local g = head[1]
+    if not g and not plain then
+      break
+    end
+    if plain and (not g or gus <= tonumber(head[2])) then
+      local popped = redis.call('ZPOPMIN', K_wait, 1)
+      if #popped == 0 then
+        plain = false
+      else
+        if start_job(out, popped[1], token, now, lease_until, rid) then
+          n = n + 1
+        end
+        gus = redis.call('HINCRBY', K_meta, 'seq', 1)
+        plain = redis.call('ZCARD', K_wait) > 0
+      end
+    else
+      local set = gkey('gw:') .. g
+      local popped = false
+      if group_ready(g, now, gm) then
+        popped = redis.call('ZPOPMIN', set, 1)
+        if #popped == 0 then
+          popped = false
+        end
+      end
+      if not popped then
+        redis.call('ZREM', ring, g)
+        if redis.call('EXISTS', set) == 0 and not redis.call('HGET', gkey('gact'), g) then
+          redis.call('HDEL', sv, g)
+        end
+      else
+        redis.call('HINCRBY', K_meta, 'gwn', -1)
+        if start_job(out, popped[1], token, now, lease_until, rid) then
+          n = n + 1
+          redis.call('HINCRBY', gkey('gact'), g, 1)
+          if gm[2] then
+            starts[#starts + 1] = g
+          end
+        end
+        local s = redis.call('HINCRBY', K_meta, 'seq', 1)
+        redis.call('ZADD', ring, s, g)
+        redis.call('HSET', sv, g, s)
+        if gm[2] then
+          local key = gkey('gst:') .. g
+          redis.call('ZADD', key, now, rid .. ':' .. n)
+          redis.call('PEXPIRE', key, math.ceil(tonumber(gm[3]) * 1000) + 1000)
+        end
+      end
+    end
+  end
+  redis.call('HSET', K_meta, 'gus', gus)
+  if m[2] and n > 0 then
+    local marks = {}
+    for i = 1, n do
+      marks[#marks + 1] = now
+      marks[#marks + 1] = rid .. ':' .. i
+    end
+    redis.call('ZADD', K_limiter, unpack(marks))
+  end
+  if n == 0 and (tonumber(redis.call('HGET', K_meta, 'gwn')) or 0) > 0 then
+    -- only held, full or rate-limited groups wait: look again when the first hold ends
+    local first = redis.call('ZRANGE', gkey('ghold'), 0, 0, 'WITHSCORES')
+    if first[2] and (not frees_at or tonumber(first[2]) < tonumber(frees_at)) then
+      frees_at = first[2]
+    end
+    capped = true
+  end
+  return out, frees_at, capped
+end
+
 -- Promote due delayed jobs, then move up to limit waiting jobs to active, owned by token until
 -- lease_until and tagged with the request id rid, as many as the hold and the rate limit let
 -- start now. Returns id + FIELDS for each job taken; when the limiter held every waiting job
@@ -256,9 +468,12 @@ local function take(token, limit, now, lease_until, rid)
   if limit <= 0 then
     return out, false, false
   end
-  local m = redis.call('HMGET', K_meta, 'paused', 'rlm', 'rld', 'hold', 'gc')
+  local m = redis.call('HMGET', K_meta, 'paused', 'rlm', 'rld', 'hold', 'gc', 'gon')
   if m[1] then
     return out, false, false
+  end
+  if m[6] then
+    return take_grouped(token, limit, now, lease_until, rid, m)
   end
   local frees_at, capped = false, false
   if m[5] then
@@ -324,7 +539,7 @@ end
 -- next blocked worker (each add wakes one; finish-and-fetch calls never need to). Not when the
 -- rate limiter capped this take (capped): the next one would only find the window full.
 local function pass_wake_on(taken, capped)
-  if taken > 0 and not capped and redis.call('ZCARD', K_wait) > 0 then
+  if taken > 0 and not capped and waiting_count() > 0 then
     wake()
   end
 end
@@ -340,11 +555,12 @@ local function recover(token, first, last)
     lost[ARGV[i]] = true
   end
   for _, id in ipairs(redis.call('ZRANGE', K_active, 0, -1)) do
-    local cur = job_fields(id, 'tk', 'rq', 'p')
+    local cur = job_fields(id, 'tk', 'rq', 'p', 'g')
     if cur and cur[1] == token and cur[2] and lost[cur[2]] then
       redis.call('ZREM', K_active, id)
       redis.call('HSET', jk(id), 'tk', '', 'lu', '')
-      to_waiting(id, cur[3], true)
+      group_left(cur[4])
+      to_waiting(id, cur[3], true, cur[4])
       WAKE_PENDING = true
     end
   end
@@ -366,7 +582,7 @@ end
 
 -- Add one job unless its id exists; '' as id assigns the next number. Returns id, added.
 -- The caller runs flush_wake() after its last add_job.
-local function add_job(id, name, data, opts, ts, run_at, prio, lifo, now)
+local function add_job(id, name, data, opts, ts, run_at, prio, lifo, now, g)
   if id == '' then
     repeat
       id = tostring(redis.call('HINCRBY', K_meta, 'id', 1))
@@ -375,11 +591,23 @@ local function add_job(id, name, data, opts, ts, run_at, prio, lifo, now)
     return id, 0
   end
   local key = jk(id)
+  if g and g ~= '' then
+    redis.call('HSET', key, 'g', g)
+    redis.call('HSET', K_meta, 'gon', 1)
+  else
+    g = false
+  end
   if tonumber(run_at) > tonumber(now) then
     redis.call('HSET', key, 'n', name, 'd', data, 'o', opts, 'ts', ts, 'ra', run_at, 'p', prio,
       'am', 0, 'as', 0, 'sc', 0, 'st', 'delayed')
     to_delayed(id, run_at)
     event('added', id, 'name', name, 'state', 'delayed')
+  elseif g then
+    redis.call('HSET', key, 'n', name, 'd', data, 'o', opts, 'ts', ts, 'ra', run_at, 'p', prio,
+      'am', 0, 'as', 0, 'sc', 0)
+    to_waiting(id, prio, lifo == '1', g)
+    WAKE_PENDING = true
+    event('added', id, 'name', name, 'state', 'waiting')
   else
     local m = wmember(id, lifo == '1')
     redis.call('HSET', key, 'n', name, 'd', data, 'o', opts, 'ts', ts, 'ra', run_at, 'p', prio,

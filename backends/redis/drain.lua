@@ -11,6 +11,23 @@ if #members > 0 then
   redis.call('ZREM', K_wait, unpack(members))
 end
 removed = #members
+if removed < chunk and redis.call('HEXISTS', K_meta, 'gon') == 1 then
+  for _, g in ipairs(redis.call('HKEYS', ARGV[1] .. 'gsv')) do
+    if removed >= chunk then
+      break
+    end
+    local set = ARGV[1] .. 'gw:' .. g
+    local grouped = redis.call('ZRANGE', set, 0, chunk - removed - 1)
+    if #grouped > 0 then
+      redis.call('ZREM', set, unpack(grouped))
+      redis.call('HINCRBY', K_meta, 'gwn', -#grouped)
+      for _, m in ipairs(grouped) do
+        gone[#gone + 1] = wid(m)
+      end
+      removed = removed + #grouped
+    end
+  end
+end
 if ARGV[2] == '1' and removed < chunk then
   local ids = redis.call('ZRANGE', K_delayed, 0, chunk - removed - 1)
   for _, m in ipairs(ids) do

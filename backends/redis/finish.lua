@@ -9,16 +9,21 @@ local m = tonumber(ARGV[7])
 recover(token, 8, 7 + m)
 local lost = {}
 local trims = {}
+local grouped = false
 local base = 9 + m
 for i = 0, tonumber(ARGV[8 + m]) - 1 do
   local b = base + i * 10
   local id, status, am, fon = ARGV[b], ARGV[b + 1], ARGV[b + 2], ARGV[b + 3]
   local key = jk(id)
-  local cur = job_fields(id, 'st', 'tk', 'p', 'po')
+  local cur = job_fields(id, 'st', 'tk', 'p', 'po', 'g')
   if not cur or cur[1] ~= 'active' or cur[2] ~= token then
     lost[#lost + 1] = id
   else
     redis.call('ZREM', K_active, id)
+    if cur[5] then
+      group_left(cur[5])
+      grouped = true
+    end
     if status == 'retry' then
       local retry_at = ARGV[b + 7]
       redis.call('HSET', key, 'am', am, 'fr', ARGV[b + 5], 'tr', ARGV[b + 6], 'ra', retry_at,
@@ -26,7 +31,7 @@ for i = 0, tonumber(ARGV[8 + m]) - 1 do
       if tonumber(retry_at) > tonumber(fon) then
         to_delayed(id, retry_at)
       else
-        to_waiting(id, cur[3], false)
+        to_waiting(id, cur[3], false, cur[5])
         wake()
       end
       event('retrying', id, 'failed_reason', ARGV[b + 5], 'retry_at', retry_at)
@@ -71,6 +76,8 @@ for _, t in pairs(trims) do
 end
 if #lost < tonumber(ARGV[8 + m]) and redis.call('HEXISTS', K_meta, 'gc') == 1 then
   wake() -- under a global concurrency cap an end frees a slot a blocked fetch may take
+elseif grouped and redis.call('HEXISTS', K_meta, 'gcc') == 1 then
+  wake() -- and under a group concurrency cap, a slot of its group
 end
 store_metrics()
 local jobs = {}

@@ -297,7 +297,7 @@ local function job_ended(id, status, value, now)
       local k = cjson.decode(kept)
       local run_at = num(tonumber(now) + k['delay'])
       local new_id = add_job('', k['name'], k['data'], k['opts'], now, run_at, k['priority'],
-        k['lifo'], now)
+        k['lifo'], now, k['group'] or '')
       redis.call('HSET', jk(new_id), 'de', cur[2])
       redis.call('HSET', ARGV[1] .. 'de:' .. cur[2], 'j', new_id)
       redis.call('HDEL', ARGV[1] .. 'de:' .. cur[2], 'n')
@@ -313,7 +313,7 @@ FORGET = forget
 local function deduplicate(d, job, now)
   local wkey = ARGV[1] .. 'de:' .. d[1]
   local w = redis.call('HMGET', wkey, 'j', 'x')
-  local cur = w[1] and job_fields(w[1], 'st', 'wm', 'p')
+  local cur = w[1] and job_fields(w[1], 'st', 'wm', 'p', 'g')
   local expired = w[2] and w[2] ~= '' and tonumber(w[2]) <= tonumber(now)
   if not w[1] or not cur or not cur[1] or expired then
     if w[1] then
@@ -324,7 +324,7 @@ local function deduplicate(d, job, now)
   local holder, st = w[1], cur[1]
   if d[5] == '1' and st == 'active' then
     local kept = cjson.encode({name = job[2], data = job[3], opts = job[4], priority = job[7],
-      lifo = job[8], delay = math.max(tonumber(job[6]) - tonumber(job[5]), 0)})
+      lifo = job[8], delay = math.max(tonumber(job[6]) - tonumber(job[5]), 0), group = job[9]})
     redis.call('HSET', wkey, 'n', kept, 'x', '')
     redis.call('PERSIST', wkey)
     return holder, 'kept-next'
@@ -334,13 +334,20 @@ local function deduplicate(d, job, now)
     redis.call('PEXPIRE', wkey, math.ceil(tonumber(d[2]) * 1000) + 60000)
   end
   if d[4] == '1' and (st == 'waiting' or st == 'delayed') then
-    unlink(holder, st, cur[2])
+    unlink(holder, st, cur[2], cur[4])
     redis.call('HSET', jk(holder), 'n', job[2], 'd', job[3], 'o', job[4], 'ra', job[6],
       'p', job[7])
+    local g = job[9] ~= '' and job[9] or false
+    if g then
+      redis.call('HSET', jk(holder), 'g', g)
+      redis.call('HSET', K_meta, 'gon', 1)
+    else
+      redis.call('HDEL', jk(holder), 'g')
+    end
     if tonumber(job[6]) > tonumber(now) then
       to_delayed(holder, job[6])
     else
-      to_waiting(holder, job[7], job[8] == '1')
+      to_waiting(holder, job[7], job[8] == '1', g)
       WAKE_PENDING = true
     end
     return holder, 'replaced'

@@ -10,7 +10,8 @@ Cluster slot::
     <prefix>:{<queue>}:failed      ZSET  job id -> finish time
     <prefix>:{<queue>}:meta        HASH  paused flag, id and order counters, registration flag,
                                          rate limit (rlm max, rld duration), hold-until (hold),
-                                         global concurrency cap (gc)
+                                         global concurrency cap (gc), groups: gon, gwn
+                                         (grouped jobs waiting), gus, gcc, grm/grd
     <prefix>:{<queue>}:limiter     ZSET  recent job starts (score = start time), only while a
                                          rate limit is set; trimmed to its window
     <prefix>:{<queue>}:marker      ZSET  wake-up key blocked fetches pop (BZPOPMIN)
@@ -30,6 +31,13 @@ Cluster slot::
     <prefix>:{<queue>}:de:<dedup>  HASH  a deduplication window: holder j, end x, kept next n
     <prefix>:{<queue>}:metrics     HASH  stored metrics: c:<minute>, f:<minute>, t:<minute>
                                          (completed, failed, processing seconds), newest
+    <prefix>:{<queue>}:gw:<group>  ZSET  waiting jobs of one group (as wait; wait then holds
+                                         only the jobs without a group)
+    <prefix>:{<queue>}:gring       ZSET  groups that may be ready -> their last turn
+    <prefix>:{<queue>}:gsv         HASH  group -> its last turn (groups with waiting/active jobs)
+    <prefix>:{<queue>}:gact        HASH  group -> its active jobs
+    <prefix>:{<queue>}:ghold       ZSET  held groups -> until (a hold or a full rate window)
+    <prefix>:{<queue>}:gst:<group> ZSET  recent starts of a group (group rate limit; expires)
     <prefix>:queues                SET   names of known queues (outside the hash tag)
     <prefix>:control               ZSET  control messages (score = time), the last CONTROL_KEEP
 

@@ -2,7 +2,40 @@
 -- by due time, active all of them (the caller orders them by start), finished newest first.
 local state, start, stop = ARGV[2], ARGV[3], ARGV[4]
 local ids
-if state == 'waiting' then
+if state == 'waiting' and redis.call('HEXISTS', K_meta, 'gon') == 1 then
+  -- with groups: the jobs without a group, then each group's (groups by name), each in its
+  -- own order (which job of which group comes next depends on the turns)
+  local sets, sizes, total = {K_wait}, {}, 0
+  local groups = redis.call('HKEYS', ARGV[1] .. 'gsv')
+  table.sort(groups)
+  for _, g in ipairs(groups) do
+    sets[#sets + 1] = ARGV[1] .. 'gw:' .. g
+  end
+  for i, set in ipairs(sets) do
+    sizes[i] = redis.call('ZCARD', set)
+    total = total + sizes[i]
+  end
+  local a, z = tonumber(start), tonumber(stop)
+  if a < 0 then
+    a = math.max(total + a, 0)
+  end
+  if z < 0 then
+    z = total + z
+  end
+  ids = {}
+  local offset = 0
+  for i, set in ipairs(sets) do
+    if offset > z then
+      break
+    end
+    if z - offset >= 0 and a - offset < sizes[i] then
+      for _, m in ipairs(redis.call('ZRANGE', set, math.max(a - offset, 0), z - offset)) do
+        ids[#ids + 1] = wid(m)
+      end
+    end
+    offset = offset + sizes[i]
+  end
+elseif state == 'waiting' then
   ids = redis.call('ZRANGE', K_wait, start, stop)
   for i = 1, #ids do
     ids[i] = wid(ids[i])

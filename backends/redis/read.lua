@@ -6,7 +6,7 @@
 local what = ARGV[2]
 if what == 'counts' then
   return {
-    redis.call('ZCARD', K_wait),
+    waiting_count(),
     redis.call('ZCARD', K_active),
     redis.call('ZCARD', K_delayed),
     redis.call('ZCARD', K_wc),

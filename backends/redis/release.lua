@@ -10,11 +10,12 @@ else
 end
 local released = {}
 for _, id in ipairs(ids) do
-  local cur = job_fields(id, 'st', 'tk', 'p')
+  local cur = job_fields(id, 'st', 'tk', 'p', 'g')
   if cur and cur[1] == 'active' and cur[2] == token then
     redis.call('ZREM', K_active, id)
     redis.call('HSET', jk(id), 'tk', '', 'lu', '')
-    to_waiting(id, cur[3], true)
+    group_left(cur[4])
+    to_waiting(id, cur[3], true, cur[4])
     released[#released + 1] = id
   end
 end

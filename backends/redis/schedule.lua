@@ -25,9 +25,9 @@ end
 redis.call('HSET', K_sched_next, key, ARGV[5])
 local now = ARGV[6]
 for i = 0, tonumber(ARGV[7]) - 1 do
-  local b = 8 + i * 8
+  local b = 8 + i * 9
   add_job(ARGV[b], ARGV[b + 1], ARGV[b + 2], ARGV[b + 3], ARGV[b + 4], ARGV[b + 5],
-    ARGV[b + 6], ARGV[b + 7], now)
+    ARGV[b + 6], ARGV[b + 7], now, ARGV[b + 8])
 end
 flush_wake()
 return 1

@@ -7,8 +7,11 @@ local out = {}
 for _, id in ipairs(expired) do
   local key = jk(id)
   redis.call('ZREM', K_active, id)
-  local cur = job_fields(id, 'st', 'sc')
+  local cur = job_fields(id, 'st', 'sc', 'g')
   local stalls = false
+  if cur then
+    group_left(cur[3])
+  end
   if cur and cur[1] then
     if cur[2] and not string.match(cur[2], '^%d+$') then
       redis.call('HSET', key, 'sc', 0) -- corrupted: count again (HINCRBY would fail)
@@ -38,7 +41,7 @@ for _, id in ipairs(expired) do
     out[#out + 1] = 1
   else
     redis.call('HSET', key, 'tk', '', 'lu', '')
-    to_waiting(id, redis.call('HGET', key, 'p'), false)
+    to_waiting(id, redis.call('HGET', key, 'p'), false, cur[3])
     event('stalled', id, 'failed', '0')
     out[#out + 1] = id
     out[#out + 1] = 0

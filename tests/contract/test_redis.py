@@ -24,6 +24,7 @@ from polyjobs.testing.suite_concurrency import ConcurrencyContract
 from polyjobs.testing.suite_control import ControlContract
 from polyjobs.testing.suite_dedup import DedupContract
 from polyjobs.testing.suite_flows import FlowsContract
+from polyjobs.testing.suite_groups import GroupsContract
 from polyjobs.testing.suite_ratelimit import RateLimitContract
 
 URL = os.environ.get("POLYJOBS_TEST_REDIS_URL", "redis://127.0.0.1:6379/0?prefix=pjtest")
@@ -83,6 +84,10 @@ class TestRedisClusterFlows(_OnCluster, FlowsContract, DedupContract):
 
 class TestRedisClusterCancel(_OnCluster, CancelContract, ConcurrencyContract):
     """A cancel (and its flows' settling) and the concurrency cap stay in the queue's slot."""
+
+
+class TestRedisClusterGroups(_OnCluster, GroupsContract):
+    """Every key of a queue's groups carries the queue's hash tag: one slot."""
 
 
 class TestRedisClusterTaggedFlows(FlowsContract):

@@ -22,6 +22,7 @@ from polyjobs.backend import (
     CAP_FLOWS,
     CAP_FLOWS_ACROSS_QUEUES,
     CAP_GLOBAL_CONCURRENCY,
+    CAP_GROUPS,
     CAP_METRICS,
     CAP_RATE_LIMIT,
     CAP_SHARED,
@@ -117,6 +118,7 @@ def test_plugin_registers_the_redis_schemes() -> None:
         CAP_METRICS,
         CAP_CANCEL,
         CAP_GLOBAL_CONCURRENCY,
+        CAP_GROUPS,
     }
     assert RedisBackend(URL).capabilities == frozenset({*base, CAP_FLOWS_ACROSS_QUEUES})
     cluster = "redis://127.0.0.1:7000/0?cluster=true"
