@@ -162,6 +162,7 @@ class RedisBackend:
         self._raw: connection.Client | None = None
         self._scripts: Scripts | None = None
         self._lean: Multiplexed | None = None
+        self._blocking: connection.BlockingCalls | None = None
         self._keys: dict[str, tuple[QueueKeys, list[str]]] = {}
         self._rid_prefix = uuid.uuid4().hex[:10] + ":"
         self._rid_seq = itertools.count()
@@ -188,13 +189,16 @@ class RedisBackend:
         # they bound their own time on the client without socket timeouts
         self._lean = connection.make_multiplexed(self._url)
         self._scripts = Scripts(self._raw, self._lean)
+        self._blocking = connection.BlockingCalls(self._url, self._raw)
 
     async def close(self) -> None:
         clients = [c for c in (self._client, self._raw) if c is not None]
-        lean = self._lean
-        self._client = self._raw = self._scripts = self._lean = None
+        lean, blocking = self._lean, self._blocking
+        self._client = self._raw = self._scripts = self._lean = self._blocking = None
         if lean is not None:
             await lean.close()
+        if blocking is not None:
+            await blocking.close()
         for client in clients:
             await self._close_client(client)
 
@@ -385,14 +389,12 @@ class RedisBackend:
             if due is not None:
                 timeout = min(timeout, due - time.time())
             if timeout > 0:
-                if self._raw is None:
+                if self._blocking is None:
                     raise BackendError(f"redis backend {self._url.redacted} is not open")
                 # whole milliseconds, rounded up: waking a hair early would cost one more look
                 wait = math.ceil(timeout * 1000) / 1000
                 with self._errors:
-                    await connection.blocking_call(
-                        self._raw, marker, wait, "BZPOPMIN", marker, f"{wait:.3f}"
-                    )
+                    await self._blocking.call(marker, wait, "BZPOPMIN", marker, f"{wait:.3f}")
             jobs, due = await self._take(queue, token, limit, lease)
             if jobs or time.monotonic() >= deadline:
                 return jobs
@@ -472,10 +474,10 @@ class RedisBackend:
         if block > 0:
             command += ["BLOCK", str(max(1, round(block * 1000)))]
         command += ["STREAMS", stream, after]
-        if self._raw is None:
+        if self._blocking is None:
             raise BackendError(f"redis backend {self._url.redacted} is not open")
         with self._errors:
-            reply = await connection.blocking_call(self._raw, stream, block, *command)
+            reply = await self._blocking.call(stream, block, *command)
         if not reply:
             return []
         # RESP3 answers a map {stream: entries}, RESP2 a list [[stream, entries]]

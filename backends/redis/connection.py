@@ -237,3 +237,47 @@ async def blocking_call(client: Client, key: str, timeout: float, *command: str)
     async with connection_for(client, key) as conn, asyncio.timeout(timeout + BLOCK_MARGIN):
         await conn.send_command(*command)
         return await conn.read_response()
+
+
+class BlockingCalls:
+    """Blocking commands (``BZPOPMIN``, ``XREAD BLOCK``) of one backend: each on a connection of
+    its own for the time it blocks. Where :func:`make_multiplexed` serves the URL, these are
+    :class:`~polyjobs.backends.redis.multiplex.Multiplexed` connections kept idle between
+    calls (no pool checkout, stream reader or command packing in Python between a wake-up and
+    the caller); otherwise the pooled ``client`` (see :func:`blocking_call`). A call that does
+    not end normally (cancelled, timed out, failed) drops its connection."""
+
+    def __init__(self, url: RedisUrl, client: Client) -> None:
+        self._url = url
+        self._client = client
+        self._lean = make_multiplexed(url) is not None
+        self._idle: list[Multiplexed] = []
+        self._closed = False
+
+    async def call(self, key: str, timeout: float, *command: str) -> Any:
+        if not self._lean:
+            return await blocking_call(self._client, key, timeout, *command)
+        conn = self._idle.pop() if self._idle else self._new()
+        done = False
+        try:
+            async with asyncio.timeout(timeout + BLOCK_MARGIN):
+                reply = await conn.call(*command)
+            done = True
+            return reply
+        finally:
+            if done and not self._closed:
+                self._idle.append(conn)
+            else:
+                await conn.close()
+
+    def _new(self) -> Multiplexed:
+        # no timer of its own: the call's own timeout bounds it
+        return Multiplexed(
+            self._url.url, client_name="polyjobs", timeout=None, connect_timeout=CONNECT_TIMEOUT
+        )
+
+    async def close(self) -> None:
+        self._closed = True
+        idle, self._idle = self._idle, []
+        for conn in idle:
+            await conn.close()

@@ -16,8 +16,8 @@ Behaviour kept from the pooled client:
 * a connection lost with calls in flight fails exactly those calls (``ConnectionError``), and the
   next call connects again; a refused or unreachable server fails at once or after
   ``connect_timeout``;
-* a call with no reply after ``timeout`` seconds fails (``TimeoutError``) with every call behind
-  it, and the connection is dropped;
+* a call with no reply after ``timeout`` seconds (unless ``None``) fails (``TimeoutError``)
+  with every call behind it, and the connection is dropped;
 * a cancelled caller does not disturb the others: its reply is read and dropped;
 * error replies raise redis-py's exception classes (``NoScriptError``, ``OutOfMemoryError``,
   ``ResponseError``, ...), so callers and error translation treat both clients alike.
@@ -139,7 +139,7 @@ class Multiplexed:
         url: str,
         *,
         client_name: str = "polyjobs",
-        timeout: float = 15.0,
+        timeout: float | None = 15.0,
         connect_timeout: float = 5.0,
     ) -> None:
         options = parse_url(url)
@@ -202,7 +202,7 @@ class Multiplexed:
             if not protocol.pending:
                 loop.call_soon(protocol.flush)
             protocol.pending.extend(packed)
-        if self._watchdog is None:
+        if self._watchdog is None and self.timeout is not None:
             self._watchdog = loop.call_at(now + self.timeout, self._check)
         return futures
 
@@ -217,6 +217,7 @@ class Multiplexed:
         protocol = self._protocol
         if protocol is None or protocol.lost is not None or not protocol.waiters:
             return
+        assert self.timeout is not None
         loop = asyncio.get_running_loop()
         due = protocol.waiters[0][1] + self.timeout
         if loop.time() >= due:

@@ -13,7 +13,7 @@ import pytest_asyncio
 from redis.exceptions import ConnectionError, NoScriptError, ResponseError, TimeoutError
 
 from polyjobs import Queue
-from polyjobs.backends.redis import RedisBackend
+from polyjobs.backends.redis import RedisBackend, connection
 from polyjobs.backends.redis.multiplex import Multiplexed, available
 from polyjobs.backends.redis.testing import RedisServer
 from tests.redis.conftest import URL
@@ -162,3 +162,32 @@ async def test_a_backends_concurrent_adds_use_one_connection_for_their_scripts(
         assert len([c for c in clients if c["cmd"] == "evalsha"]) == 1, clients
     finally:
         await backend.close()
+
+
+async def test_blocking_calls_reuse_a_connection_and_drop_a_cancelled_ones() -> None:
+    url = connection.RedisUrl.parse(URL)
+    raw = connection.make_client(url, blocking=True)
+    calls = connection.BlockingCalls(url, raw)
+    key = _key()
+    try:
+        await raw.zadd(key, {"a": 1, "b": 2})
+        assert await calls.call(key, 1.0, "BZPOPMIN", key, "1") == [key, "a", "1"]
+        first = await calls.call(key, 1.0, "CLIENT", "ID")
+        assert await calls.call(key, 1.0, "BZPOPMIN", key, "1") == [key, "b", "2"]
+        assert await calls.call(key, 1.0, "CLIENT", "ID") == first  # kept between calls
+        waiting = asyncio.create_task(calls.call(key, 5.0, "BZPOPMIN", key, "5"))
+        await asyncio.sleep(0.05)
+        waiting.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+        # the cancelled wait's connection is gone, not handed to the next caller
+        assert await calls.call(key, 1.0, "CLIENT", "ID") != first
+        for _ in range(50):
+            if not any(c["id"] == str(first) for c in await raw.client_list()):
+                break
+            await asyncio.sleep(0.02)
+        assert not any(c["id"] == str(first) for c in await raw.client_list())
+    finally:
+        await raw.delete(key)
+        await calls.close()
+        await raw.aclose()
