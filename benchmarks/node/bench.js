@@ -38,6 +38,18 @@ async function main() {
     for (let i = 0; i < n; i++) await queue.add('noop', data());
     return finish({ elapsed: (performance.now() - start) / 1000 });
   }
+  if (args.mode === 'enqueue-inflight') {
+    let left = n;
+    const adder = async () => {
+      while (left > 0) {
+        left -= 1;
+        await queue.add('noop', data());
+      }
+    };
+    const start = performance.now();
+    await Promise.all(Array.from({ length: 50 }, adder));
+    return finish({ elapsed: (performance.now() - start) / 1000 });
+  }
   if (args.mode === 'enqueue-bulk' || args.mode === 'fill') {
     const start = performance.now();
     for (let done = 0; done < n; done += args.batch) {

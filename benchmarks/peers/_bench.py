@@ -5,6 +5,8 @@ A peer script is run by ``benchmarks/run.py`` as ``<python> peers/<lib>.py MODE 
 ``RESULT {json}`` line at the end. Modes:
 
 * ``enqueue-single`` / ``enqueue-bulk``: add N no-op jobs, timed (``elapsed`` seconds).
+* ``enqueue-inflight``: add N no-op jobs with single adds, 50 awaited at a time (50 loops each
+  awaiting one add after another), timed; a library with a blocking API reports it unsupported.
 * ``fill``: add N no-op jobs as fast as the library allows, untimed (before a processing run).
 * ``work``: one worker at concurrency C until N jobs have run; reports the first and last
   completion times, pick-up latencies and the process RSS at the end.
@@ -29,7 +31,8 @@ from typing import Any
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser()
     parser.add_argument(
-        "mode", choices=["enqueue-single", "enqueue-bulk", "fill", "work", "produce"]
+        "mode",
+        choices=["enqueue-single", "enqueue-inflight", "enqueue-bulk", "fill", "work", "produce"],
     )
     parser.add_argument("--url", required=True)
     parser.add_argument("--n", type=int, required=True)
@@ -94,6 +97,7 @@ class Recorder:
 
 
 REC = Recorder()
+INFLIGHT = 50  # adds in flight in enqueue-inflight
 _PROFILE: dict[str, Any] = {}
 
 
@@ -177,6 +181,22 @@ def done_exits(concurrency: int) -> Callable[[], None]:
     return lambda: finish(REC.result(concurrency))
 
 
+async def _inflight(n: int, add_one: Callable[[], Any]) -> float:
+    """Seconds to add n jobs from INFLIGHT loops, each awaiting one add after another."""
+    import asyncio
+
+    left = [n]
+
+    async def adder() -> None:
+        while left[0] > 0:
+            left[0] -= 1
+            await add_one()
+
+    start = time.perf_counter()
+    await asyncio.gather(*(adder() for _ in range(INFLIGHT)))
+    return time.perf_counter() - start
+
+
 async def drive_async(
     args: argparse.Namespace,
     add_one: Callable[[], Any],
@@ -194,6 +214,8 @@ async def drive_async(
         for _ in range(n):
             await add_one()
         finish({"elapsed": time.perf_counter() - start})
+    if args.mode == "enqueue-inflight":
+        finish({"elapsed": await _inflight(n, add_one)})
     if args.mode == "enqueue-bulk" or args.mode == "fill":
         if add_many is None:
             if args.mode == "enqueue-bulk":
@@ -229,6 +251,8 @@ def drive_sync(
     n = args.n
     if args.mode == "enqueue-single":
         finish({"elapsed": timed(lambda: [add_one() for _ in range(n)])})
+    if args.mode == "enqueue-inflight":
+        finish({"unsupported": "blocking API: one add in flight per thread"})
     if args.mode in ("enqueue-bulk", "fill"):
         if add_many is None:
             if args.mode == "enqueue-bulk":
