@@ -53,7 +53,7 @@ async def add(
     conn: Conn, queue: str, now: float, channel: str, jobs: Sequence[NewJob]
 ) -> list[Any]:
     return await conn.fetch(
-        "SELECT * FROM pj_add($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+        "SELECT * FROM pj_add_jobs($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
         queue,
         now,
         channel,

@@ -93,21 +93,27 @@ def worker(row: Record) -> WorkerInfo:
     )
 
 
-def add_args(jobs: Sequence[NewJob]) -> list[list[Any]]:
-    """The eight array arguments of ``pj_add`` after (queue, now, channel). The jobs of a
-    bulk add mostly share one options object (the queue's defaults): it is encoded once."""
-    texts: dict[int, str] = {}
-    opts = []
+def add_args(jobs: Sequence[NewJob]) -> list[Any]:
+    """The nine arguments of ``pj_add_jobs`` after (queue, now, channel): the ids (``None``
+    when every one is automatic), names, payloads, the distinct option texts and each job's
+    position among them (1-based), times, priorities and lifo flags. The jobs of a bulk add
+    mostly share one options object (the queue's defaults): it is encoded and sent once."""
+    texts: dict[int, int] = {}
+    distinct: list[str] = []
+    positions = []
     for j in jobs:
-        text = texts.get(id(j.opts))
-        if text is None:
-            text = texts[id(j.opts)] = dumps(j.opts)
-        opts.append(text)
+        at = texts.get(id(j.opts))
+        if at is None:
+            distinct.append(dumps(j.opts))
+            at = texts[id(j.opts)] = len(distinct)
+        positions.append(at)
+    ids = [j.job_id for j in jobs]
     return [
-        [j.job_id for j in jobs],
+        None if all(i is None for i in ids) else ids,
         [j.name for j in jobs],
         [j.data_json for j in jobs],
-        opts,
+        distinct,
+        positions,
         [j.timestamp for j in jobs],
         [j.run_at for j in jobs],
         [j.priority for j in jobs],

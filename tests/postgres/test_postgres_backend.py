@@ -233,3 +233,35 @@ def test_migrate_on_a_backend_without_a_schema_says_so() -> None:
         [POLYJOBS, "migrate", "--backend", "memory://"], capture_output=True, text=True, timeout=60
     )
     assert done.returncode == 0 and "has no schema to migrate" in done.stdout
+
+
+async def test_a_bulk_add_sends_shared_options_once_and_keeps_each_jobs_own(
+    pg_url: str,
+) -> None:
+    async with open_backend(pg_url) as backend:
+        queue = Queue("bulk", backend, default_options={"attempts": 2})
+        jobs = await queue.add_bulk(
+            [
+                ("a", 1),
+                ("b", 2, {"priority": 5}),
+                ("c", 3),
+                ("d", 4, {"job_id": "named", "attempts": 7}),
+                ("e", 5),
+            ]
+        )
+        assert [j.id for j in jobs][3] == "named"
+        stored = [await backend.get_job("bulk", j.id) for j in jobs]
+        assert [(r.name, r.opts["attempts"], r.priority) for r in stored if r] == [
+            ("a", 2, 0),
+            ("b", 2, 5),
+            ("c", 2, 0),
+            ("d", 7, 0),
+            ("e", 2, 0),
+        ]
+        fetched = await backend.fetch("bulk", "tok", 5, 30.0, 0)
+        assert [r.name for r in fetched] == ["a", "c", "d", "e", "b"]
+        # a batch of automatic ids only, larger than one options text
+        more = await queue.add_bulk([("m", i, {"priority": i % 2}) for i in range(6)])
+        assert len({j.id for j in more}) == 6
+        fetched = await backend.fetch("bulk", "tok", 6, 30.0, 0)
+        assert [r.data for r in fetched] == [0, 2, 4, 1, 3, 5]
