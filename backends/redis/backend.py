@@ -20,7 +20,7 @@ import logging
 import math
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import asdict, replace
 from typing import Any
 
@@ -125,6 +125,37 @@ def _pairs(fields: list[str]) -> dict[str, str]:
     return {fields[i]: fields[i + 1] for i in range(0, len(fields), 2)}
 
 
+class _AddBatch:
+    """Single adds to one queue made in the same turn of the event loop, sent as one call."""
+
+    __slots__ = ("done", "jobs", "skipped", "task")
+
+    def __init__(self) -> None:
+        self.jobs: list[NewJob] = []
+        self.done: asyncio.Future[list[AddResult]] = asyncio.get_running_loop().create_future()
+        self.skipped = 0  # leading jobs not sent (their add was cancelled before the call)
+        self.task: asyncio.Future[list[AddResult]] | None = None
+
+    def send(self, call: Coroutine[Any, Any, list[AddResult]], skipped: int = 0) -> None:
+        """Run ``call`` (the add of ``jobs[skipped:]``) in a task of its own, which no caller's
+        cancellation stops, and hand its outcome to every caller."""
+        self.skipped = skipped
+        self.task = asyncio.ensure_future(call)
+        self.task.add_done_callback(self._settle)
+
+    def _settle(self, task: asyncio.Future[list[AddResult]]) -> None:
+        if task.cancelled():
+            self.done.cancel()
+        elif (exc := task.exception()) is not None:
+            self.done.set_exception(exc)
+            self.done.exception()  # retrieved, even when every caller was cancelled
+        else:
+            self.done.set_result(task.result())
+
+    async def result(self, index: int) -> AddResult:
+        return (await asyncio.shield(self.done))[index - self.skipped]
+
+
 class RedisBackend:
     """Jobs in Redis: shared by any number of processes and machines, durable as Redis is.
 
@@ -167,6 +198,8 @@ class RedisBackend:
         self._rid_prefix = uuid.uuid4().hex[:10] + ":"
         self._rid_seq = itertools.count()
         self._unanswered: dict[tuple[str, str], list[str]] = {}
+        self._adding: dict[str, _AddBatch] = {}  # queue -> single adds of this loop turn
+        self._adds_in_flight: dict[str, int] = {}  # queue -> add script calls awaiting replies
 
     def __repr__(self) -> str:
         return f"<RedisBackend {self._url.redacted}>"
@@ -275,6 +308,48 @@ class RedisBackend:
 
     # -- producers -------------------------------------------------------------------------
     async def add(self, queue: str, jobs: Sequence[NewJob]) -> list[AddResult]:
+        """Add jobs in order. Single adds to one queue made in the same turn of the event loop
+        (concurrent producers: ``gather`` of ``Queue.add``) while another add to it is in
+        flight go to Redis as one script call, in the order they were made, exactly as if they
+        had been made one after another; an add with none in flight goes at once. An error
+        reply fails every add of the call (the add script stops only on server-wide errors,
+        e.g. out of memory)."""
+        batch = self._adding.get(queue)
+        if len(jobs) != 1 or (batch is None and not self._adds_in_flight.get(queue)):
+            return await self._add(queue, jobs)
+        if batch is not None:  # another add of this turn leads: join its call
+            index = len(batch.jobs)
+            batch.jobs.append(jobs[0])
+            return [await batch.result(index)]
+        batch = self._adding[queue] = _AddBatch()
+        batch.jobs.append(jobs[0])
+        try:
+            await asyncio.sleep(0)  # the adds made in this turn of the loop join
+        except asyncio.CancelledError:
+            # this add is not sent; the ones that joined still are
+            del self._adding[queue]
+            if len(batch.jobs) > 1:
+                batch.send(self._add(queue, batch.jobs[1:]), skipped=1)
+            raise
+        del self._adding[queue]
+        if len(batch.jobs) == 1:
+            return await self._add(queue, batch.jobs)
+        batch.send(self._add(queue, batch.jobs))
+        return [await batch.result(0)]
+
+    async def _add(self, queue: str, jobs: Sequence[NewJob]) -> list[AddResult]:
+        flights = self._adds_in_flight
+        flights[queue] = flights.get(queue, 0) + 1
+        try:
+            return await self._add_now(queue, jobs)
+        finally:
+            left = flights[queue] - 1
+            if left:
+                flights[queue] = left
+            else:
+                del flights[queue]
+
+    async def _add_now(self, queue: str, jobs: Sequence[NewJob]) -> list[AddResult]:
         results: list[AddResult] = []
         for start in range(0, len(jobs), CHUNK):
             chunk = jobs[start : start + CHUNK]

@@ -191,3 +191,65 @@ async def test_blocking_calls_reuse_a_connection_and_drop_a_cancelled_ones() -> 
         await raw.delete(key)
         await calls.close()
         await raw.aclose()
+
+
+async def test_concurrent_single_adds_share_script_calls_and_keep_their_order(
+    redis_server: Callable[..., RedisServer],
+) -> None:
+    server = redis_server()
+    backend = RedisBackend(server.url)
+    await backend.open()
+    try:
+        queue = Queue("batched", backend)
+        await queue.add("warm", {})
+        before = await _script_calls(backend)
+        jobs = await asyncio.gather(*(queue.add("x", {"i": i}) for i in range(100)))
+        calls = await _script_calls(backend) - before - 1  # the INFO read itself
+        assert calls < 20, calls  # one script call per add before
+        # made in order, so numbered and queued in order, like sequential adds
+        ids = [int(j.id) for j in jobs]
+        assert ids == sorted(ids) and len(set(ids)) == 100
+        waiting = await backend.list_jobs("batched", "waiting", 0, -1)
+        assert [r.data for r in waiting][1:] == [{"i": i} for i in range(100)]
+        # adds of one call behave as one after another: the same job id twice, one window twice
+        same = await asyncio.gather(
+            queue.add("warm", {}),  # one in flight, so the next ones are batched
+            queue.add("y", {"n": 1}, job_id="same"),
+            queue.add("y", {"n": 2}, job_id="same"),
+            queue.add("z", {"n": 1}, deduplication={"id": "w"}),
+            queue.add("z", {"n": 2}, deduplication={"id": "w"}),
+        )
+        assert same[1].id == same[2].id == "same" and same[2].data == {"n": 1}
+        assert same[3].id == same[4].id and same[4].data == {"n": 1}
+        assert (await queue.counts())["waiting"] == 1 + 100 + 1 + 1 + 1
+    finally:
+        await backend.close()
+
+
+async def test_a_cancelled_add_of_a_batch_is_not_sent_and_the_others_are(
+    redis_server: Callable[..., RedisServer],
+) -> None:
+    server = redis_server()
+    backend = RedisBackend(server.url)
+    await backend.open()
+    try:
+        queue = Queue("cancelled", backend)
+        first = asyncio.create_task(queue.add("first", {}))
+        await asyncio.sleep(0)  # in flight now: the next adds of this turn are batched
+        leader = asyncio.create_task(queue.add("leader", {}))
+        followers = [asyncio.create_task(queue.add("follower", {"i": i})) for i in range(3)]
+        await asyncio.sleep(0)  # every add has started; the leader waits for the turn's end
+        leader.cancel()
+        done = await asyncio.gather(first, *followers)
+        with pytest.raises(asyncio.CancelledError):
+            await leader
+        assert [j.name for j in done] == ["first", "follower", "follower", "follower"]
+        waiting = await backend.list_jobs("cancelled", "waiting", 0, -1)
+        assert [r.name for r in waiting] == ["first", "follower", "follower", "follower"]
+    finally:
+        await backend.close()
+
+
+async def _script_calls(backend: RedisBackend) -> int:
+    stats = await backend.redis.info("commandstats")
+    return int(stats.get("cmdstat_evalsha", {}).get("calls", 0))
