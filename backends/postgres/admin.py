@@ -133,7 +133,7 @@ async def take(
     conn: Conn, queue: str, token: str, limit: int, now: float, until: float, want_next: bool
 ) -> list[Any]:
     return await conn.fetch(
-        "SELECT * FROM pj_take($1, $2, $3, $4, $5, $6)", queue, token, limit, now, until, want_next
+        "SELECT * FROM pj_fetch($1, $2, $3, $4, $5, $6)", queue, token, limit, now, until, want_next
     )
 
 

@@ -265,3 +265,36 @@ async def test_a_bulk_add_sends_shared_options_once_and_keeps_each_jobs_own(
         assert len({j.id for j in more}) == 6
         fetched = await backend.fetch("bulk", "tok", 6, 30.0, 0)
         assert [r.data for r in fetched] == [0, 2, 4, 1, 3, 5]
+
+
+async def test_a_fetch_commits_without_waiting_for_the_flush_and_a_finish_waits(
+    pg_url: str,
+) -> None:
+    async with open_backend(pg_url) as backend:
+        await backend.add("q", [NewJob("x", "1", {}, time.time())])
+    parsed = PostgresUrl.parse(pg_url)
+    conn = await asyncpg.connect(parsed.dsn, server_settings={"search_path": parsed.schema})
+    try:
+        now = time.time()
+        async with conn.transaction():
+            rows = await conn.fetch(
+                "SELECT * FROM pj_fetch('q', 'tok', 1, $1, $2, false)", now, now + 30
+            )
+            assert [r["name"] for r in rows] == ["x"]
+            assert await conn.fetchval("SHOW synchronous_commit") == "off"
+        assert await conn.fetchval("SHOW synchronous_commit") == "on"  # its transaction only
+        async with conn.transaction():
+            await conn.fetch(
+                "SELECT * FROM pj_finish('q', 'tok', $1, $2, 1, 'ch', $3, '{completed}', '{1}',"
+                " $4, '{null}', '{NULL}', '{NULL}', '{0}', '{NULL}', '{NULL}')",
+                now,
+                now + 30,
+                [rows[0]["id"]],
+                [now],
+            )
+            assert await conn.fetchval("SHOW synchronous_commit") == "on"
+    finally:
+        await conn.close()
+    async with open_backend(pg_url) as backend:
+        done = await backend.get_job("q", rows[0]["id"])
+        assert done is not None and done.state == "completed"
