@@ -126,34 +126,50 @@ def _pairs(fields: list[str]) -> dict[str, str]:
 
 
 class _AddBatch:
-    """Single adds to one queue made in the same turn of the event loop, sent as one call."""
+    """Single adds to one queue made in the same turn of the event loop, sent as one call:
+    ``jobs[0]`` is the add that leads (and sends), each later one has a future of its own (so
+    that cancelling one cancels no other)."""
 
-    __slots__ = ("done", "jobs", "skipped", "task")
+    __slots__ = ("jobs", "sent", "task", "waiters")
 
-    def __init__(self) -> None:
-        self.jobs: list[NewJob] = []
-        self.done: asyncio.Future[list[AddResult]] = asyncio.get_running_loop().create_future()
-        self.skipped = 0  # leading jobs not sent (their add was cancelled before the call)
+    def __init__(self, job: NewJob) -> None:
+        self.jobs: list[NewJob] = [job]
+        self.waiters: list[asyncio.Future[AddResult]] = []  # of jobs[1:]
+        self.sent: list[int] = []  # indexes into jobs of the adds sent, in order
         self.task: asyncio.Future[list[AddResult]] | None = None
 
-    def send(self, call: Coroutine[Any, Any, list[AddResult]], skipped: int = 0) -> None:
-        """Run ``call`` (the add of ``jobs[skipped:]``) in a task of its own, which no caller's
-        cancellation stops, and hand its outcome to every caller."""
-        self.skipped = skipped
-        self.task = asyncio.ensure_future(call)
-        self.task.add_done_callback(self._settle)
+    def join(self, job: NewJob) -> asyncio.Future[AddResult]:
+        self.jobs.append(job)
+        waiter: asyncio.Future[AddResult] = asyncio.get_running_loop().create_future()
+        self.waiters.append(waiter)
+        return waiter
+
+    def send(
+        self, add: Callable[[list[NewJob]], Coroutine[Any, Any, list[AddResult]]], leader: bool
+    ) -> asyncio.Future[list[AddResult]] | None:
+        """Add the jobs whose adds were not cancelled meanwhile (the leader's only when
+        ``leader``), in a task of its own which no caller's cancellation stops, and hand each
+        joined add its outcome. None when there is nothing to send."""
+        first = [0] if leader else []
+        self.sent = first + [i for i, w in enumerate(self.waiters, 1) if not w.done()]
+        if not self.sent:
+            return None
+        self.task = task = asyncio.ensure_future(add([self.jobs[i] for i in self.sent]))
+        task.add_done_callback(self._settle)
+        return task
 
     def _settle(self, task: asyncio.Future[list[AddResult]]) -> None:
-        if task.cancelled():
-            self.done.cancel()
-        elif (exc := task.exception()) is not None:
-            self.done.set_exception(exc)
-            self.done.exception()  # retrieved, even when every caller was cancelled
-        else:
-            self.done.set_result(task.result())
-
-    async def result(self, index: int) -> AddResult:
-        return (await asyncio.shield(self.done))[index - self.skipped]
+        failed = task.cancelled() or task.exception() is not None
+        for k, i in enumerate(self.sent):
+            if i == 0 or self.waiters[i - 1].done():  # the leader's own, or cancelled since
+                continue
+            waiter = self.waiters[i - 1]
+            if not failed:
+                waiter.set_result(task.result()[k])
+            elif task.cancelled():
+                waiter.cancel()
+            else:
+                waiter.set_exception(task.exception())  # type: ignore[arg-type]
 
 
 class RedisBackend:
@@ -313,29 +329,29 @@ class RedisBackend:
         flight go to Redis as one script call, in the order they were made, exactly as if they
         had been made one after another; an add with none in flight goes at once. An error
         reply fails every add of the call (the add script stops only on server-wide errors,
-        e.g. out of memory)."""
+        e.g. out of memory). An add cancelled before the call is sent is left out of it."""
         batch = self._adding.get(queue)
         if len(jobs) != 1 or (batch is None and not self._adds_in_flight.get(queue)):
             return await self._add(queue, jobs)
         if batch is not None:  # another add of this turn leads: join its call
-            index = len(batch.jobs)
-            batch.jobs.append(jobs[0])
-            return [await batch.result(index)]
-        batch = self._adding[queue] = _AddBatch()
-        batch.jobs.append(jobs[0])
+            return [await batch.join(jobs[0])]
+        batch = self._adding[queue] = _AddBatch(jobs[0])
+
+        async def add(chunk: list[NewJob]) -> list[AddResult]:
+            return await self._add(queue, chunk)
+
         try:
             await asyncio.sleep(0)  # the adds made in this turn of the loop join
         except asyncio.CancelledError:
-            # this add is not sent; the ones that joined still are
             del self._adding[queue]
-            if len(batch.jobs) > 1:
-                batch.send(self._add(queue, batch.jobs[1:]), skipped=1)
+            batch.send(add, leader=False)  # this add is not sent; the ones that joined are
             raise
         del self._adding[queue]
-        if len(batch.jobs) == 1:
+        if not batch.waiters:
             return await self._add(queue, batch.jobs)
-        batch.send(self._add(queue, batch.jobs))
-        return [await batch.result(0)]
+        task = batch.send(add, leader=True)
+        assert task is not None
+        return [(await asyncio.shield(task))[0]]
 
     async def _add(self, queue: str, jobs: Sequence[NewJob]) -> list[AddResult]:
         flights = self._adds_in_flight
