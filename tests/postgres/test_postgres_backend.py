@@ -298,3 +298,26 @@ async def test_a_fetch_commits_without_waiting_for_the_flush_and_a_finish_waits(
     async with open_backend(pg_url) as backend:
         done = await backend.get_job("q", rows[0]["id"])
         assert done is not None and done.state == "completed"
+
+
+async def test_automatic_ids_the_sequence_reaches_taken_by_hand_are_skipped(
+    pg_url: str,
+) -> None:
+    async with open_backend(pg_url) as backend:
+        queue = Queue("ids", backend)
+        first = await queue.add_bulk([("a", 0), ("a", 1)])
+        last = max(int(j.id) for j in first)
+        # jobs named with the ids the sequence gives next
+        taken = [str(last + 1), str(last + 3)]
+        for job_id in taken:
+            await queue.add("named", job_id, job_id=job_id)
+        added = await queue.add_bulk([("b", i) for i in range(4)])
+        assert [j.data for j in added] == [0, 1, 2, 3]
+        assert len({j.id for j in added}) == 4 and not {j.id for j in added} & set(taken)
+        stored = [await backend.get_job("ids", j.id) for j in added]
+        assert [(r.name, r.data) for r in stored if r] == [("b", i) for i in range(4)]
+        for job_id in taken:
+            kept = await backend.get_job("ids", job_id)
+            assert kept is not None and (kept.name, kept.data) == ("named", job_id)
+        fetched = await backend.fetch("ids", "tok", 10, 30.0, 0)
+        assert [r.name for r in fetched] == ["a", "a", "named", "named", "b", "b", "b", "b"]
