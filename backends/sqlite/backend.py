@@ -49,7 +49,7 @@ from polyjobs.backend import (
     WorkerInfo,
 )
 from polyjobs.backends.sqlite import admin, control, flows, jobs
-from polyjobs.backends.sqlite.database import Database
+from polyjobs.backends.sqlite.database import SHORT_JOBS, Database
 from polyjobs.backends.sqlite.wakeup import MAX_POLL, MIN_POLL, FileSignal, Waiter
 from polyjobs.errors import InvalidArgumentError
 from polyjobs.options import RateLimit
@@ -142,7 +142,8 @@ class SqliteBackend:
 
     # -- producers -------------------------------------------------------------------------
     async def add(self, queue: str, jobs_: Sequence[NewJob]) -> list[AddResult]:
-        results = await self._db.write(jobs.add, queue, jobs_, time.time())
+        write = self._db.write_short if len(jobs_) <= SHORT_JOBS else self._db.write
+        results = await write(jobs.add, queue, jobs_, time.time())
         if any(r.added for r in results):
             self._wake(queue)
         return results
@@ -222,7 +223,8 @@ class SqliteBackend:
         self, queue: str, token: str, finishes: Sequence[Finish], fetch: int, lease: float
     ) -> FinishResult:
         woken: set[str] = set()
-        lost, taken = await self._db.write(jobs.finish, queue, token, finishes, fetch, lease, woken)
+        write = self._db.write_short if len(finishes) + fetch <= SHORT_JOBS else self._db.write
+        lost, taken = await write(jobs.finish, queue, token, finishes, fetch, lease, woken)
         if any(fin.status == "retry" for fin in finishes):
             woken.add(queue)
         self._wake_all(woken)

@@ -1,10 +1,19 @@
 """One SQLite file, one connection, one dedicated thread.
 
-Every SQLite call of a backend object runs on its own single thread, so the event loop never
+The SQLite calls of a backend object run on its own single thread, so the event loop never
 blocks on the file and the transactions of one object are serial. A state transition is one
 ``BEGIN IMMEDIATE`` transaction (the write lock is taken up front, so WAL readers never have
 to be upgraded and fail with ``SQLITE_BUSY_SNAPSHOT``); a busy file is waited for by SQLite's
 busy handler and, past it, retried until :data:`LOCK_PATIENCE` runs out.
+
+A write known to be short (:meth:`Database.write_short`: one add, a worker's finish of a few
+jobs) skips the hand-over to the thread when it can start at once: while nothing of this
+object is queued or running on the thread, it runs on the calling (event loop) thread with a
+busy timeout of zero, and a file another connection holds locked sends it to the thread, where
+it waits as any other call. Nothing slow is left on the loop: SQLite's own WAL checkpoints
+(which ``fsync``) are off on this connection and run on the thread instead, every
+:data:`CHECKPOINT_CHANGES` changed rows; with ``synchronous=full`` or ``extra`` a commit
+itself syncs, so every call takes the thread.
 
 Opening checks the file before anything is written: a file that is not SQLite, is truncated,
 belongs to another application or comes from a newer schema raises
@@ -15,12 +24,13 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
-from typing import Concatenate, ParamSpec, TypeVar
+from queue import SimpleQueue
+from typing import Concatenate, ParamSpec, TypeVar, cast
 from urllib.parse import quote
 
 from polyjobs.backends.sqlite.schema import (
@@ -34,6 +44,8 @@ from polyjobs.errors import BackendError, BackendUnavailableError
 P = ParamSpec("P")
 T = TypeVar("T")
 Op = Callable[Concatenate[sqlite3.Connection, P], T]
+#: A call for the database thread and the future its caller waits on; None stops the thread.
+_Item = tuple[Callable[[], object], "asyncio.Future[object]"] | None
 
 BUSY_TIMEOUT_MS = 5000
 LOCK_PATIENCE = 30.0
@@ -42,6 +54,13 @@ LOCK_PATIENCE = 30.0
 QUICK_CHECK_MAX_BYTES = 64 * 1024 * 1024
 #: A checkpointed WAL is cut back to this size, so a burst does not leave a huge -wal behind.
 WAL_SIZE_LIMIT = 64 * 1024 * 1024
+#: SQLite's own default: the commit that finds the WAL past this many pages checkpoints it.
+WAL_AUTOCHECKPOINT = 1000
+#: Short writes run on the loop in a row before one goes to the thread, where the WAL is
+#: checkpointed if it is due (a single add writes a handful of pages).
+SHORT_ROUND = 100
+#: A call carrying at most this many jobs (an add, a worker's finish and fetch) is a short write.
+SHORT_JOBS = 8
 HEADER = b"SQLite format 3\x00"
 MOVE_ASIDE = "move it aside (or restore a backup) and start again, or use another file"
 
@@ -52,12 +71,28 @@ class Database:
     def __init__(self, path: Path, synchronous: str = "NORMAL") -> None:
         self.path = path
         self.synchronous = synchronous
-        self._executor: ThreadPoolExecutor | None = None
         self._conn: sqlite3.Connection | None = None
+        self._inbox: SimpleQueue[_Item] | None = None
+        #: Held by whichever thread is using the connection (the database thread, or the
+        #: event loop's for a short write); the loop only ever tries it without waiting.
+        self._lock = threading.Lock()
+        #: Calls handed to the thread (counted by the callers' thread) and calls the thread
+        #: has finished or dropped (counted by the thread): equal when nothing is in flight.
+        self._sent = 0
+        self._done = 0
+        #: Whether the connection is set up for short writes on the loop (no busy wait, no
+        #: automatic checkpoint) rather than for the thread; switched under ``_lock``.
+        self._on_loop = False
+        self._short_commits = 0
+        self._short_allowed = synchronous in ("OFF", "NORMAL")
 
     # -- lifecycle -------------------------------------------------------------------------
     async def open(self) -> None:
-        self._executor = ThreadPoolExecutor(1, thread_name_prefix=f"polyjobs-sqlite:{self.path}")
+        inbox: SimpleQueue[_Item] = SimpleQueue()
+        self._inbox = inbox
+        threading.Thread(
+            target=self._serve, args=(inbox,), name=f"polyjobs-sqlite:{self.path}", daemon=True
+        ).start()
         try:
             await self._call(self._open_sync)
         except BaseException:
@@ -65,13 +100,14 @@ class Database:
             raise
 
     async def close(self) -> None:
-        executor, self._executor = self._executor, None
-        if executor is None:
+        inbox = self._inbox
+        if inbox is None:
             return
         try:
-            await asyncio.get_running_loop().run_in_executor(executor, self._close_sync)
+            await self._call(self._close_sync)
         finally:
-            executor.shutdown(wait=False)
+            self._inbox = None
+            inbox.put(None)
 
     def _close_sync(self) -> None:
         conn, self._conn = self._conn, None
@@ -91,20 +127,104 @@ class Database:
         """
         return await self._call(self._guarded, _bind(fn, *args, **kwargs), True)
 
+    async def write_short(self, fn: Op[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """:meth:`write` for a transaction known to take well under a millisecond.
+
+        When nothing of this object is in flight on the database thread and the file's write
+        lock is free, it runs right here, on the event loop's thread, without the hand-over;
+        otherwise (or every :data:`SHORT_ROUND` of them, so that the WAL is checkpointed) it
+        runs as :meth:`write` does. ``fn`` may run more than once.
+        """
+        call = _bind(fn, *args, **kwargs)
+        await asyncio.sleep(0)  # as after a hand-over: the loop's other tasks get their turn
+        if self._inbox is not None and self._done >= self._sent and self._short_allowed:
+            if self._lock.acquire(blocking=False):
+                try:
+                    done, result = self._write_here(call)
+                finally:
+                    self._lock.release()
+                if done:
+                    return cast("T", result)
+        return await self._call(self._guarded, call, True)
+
+    def _write_here(self, fn: Callable[[sqlite3.Connection], T]) -> tuple[bool, T | None]:
+        """``(True, result)`` once ``fn`` has committed, ``(False, None)`` if another
+        connection holds the write lock (or a checkpoint is due): nothing was done."""
+        conn = self._conn
+        if conn is None or self._short_commits >= SHORT_ROUND:
+            return False, None
+        try:
+            if not self._on_loop:
+                conn.execute("PRAGMA busy_timeout = 0")
+                conn.execute("PRAGMA wal_autocheckpoint = 0")
+                self._on_loop = True
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                result = fn(conn)
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+        except sqlite3.DatabaseError as exc:
+            if isinstance(exc, sqlite3.OperationalError) and _is_busy(exc):
+                return False, None
+            raise self._error(exc) from exc
+        self._short_commits += 1
+        return True, result
+
     async def _call(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
-        if self._executor is None:
+        inbox = self._inbox
+        if inbox is None:
             raise BackendError(f"SQLite backend for {self.path} is not open")
-        call = partial(fn, *args, **kwargs)
-        return await asyncio.get_running_loop().run_in_executor(self._executor, call)
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._sent += 1
+        inbox.put((partial(fn, *args, **kwargs), cast("asyncio.Future[object]", future)))
+        return await future
+
+    def _serve(self, inbox: SimpleQueue[_Item]) -> None:
+        """The database thread: run the calls in the order they came, hand each outcome back
+        to the loop that is waiting for it."""
+        while (item := inbox.get()) is not None:
+            call, future = item
+            if future.cancelled():  # its caller stopped waiting before it started
+                self._done += 1
+                continue
+            result: object = None
+            error: BaseException | None = None
+            try:
+                with self._lock:
+                    self._for_thread()
+                    result = call()
+            except BaseException as exc:  # handed to the caller, as an executor would
+                error = exc
+            self._done += 1
+            try:
+                future.get_loop().call_soon_threadsafe(_settle, future, result, error)
+            except RuntimeError:  # that loop is closed: nobody is waiting any more
+                pass
+
+    def _for_thread(self) -> None:
+        """Give the connection back its busy wait and automatic checkpoints (SQLite runs one
+        at the commit that finds the WAL past :data:`WAL_AUTOCHECKPOINT` pages)."""
+        conn = self._conn
+        if conn is not None and self._on_loop:
+            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            conn.execute(f"PRAGMA wal_autocheckpoint = {WAL_AUTOCHECKPOINT}")
+            self._on_loop = False
 
     def _guarded(self, fn: Callable[[sqlite3.Connection], T], transaction: bool) -> T:
         conn = self._conn
         if conn is None:
             raise BackendError(f"SQLite backend for {self.path} is closed")
         try:
-            return _transaction(conn, fn) if transaction else fn(conn)
+            if not transaction:
+                return fn(conn)
+            result = _transaction(conn, fn)
         except sqlite3.DatabaseError as exc:
             raise self._error(exc) from exc
+        self._short_commits = 0  # this commit checkpointed the WAL if it was due
+        return result
 
     def _error(self, exc: sqlite3.DatabaseError) -> BackendError:
         detail = _one_line(exc)
@@ -140,7 +260,12 @@ class Database:
     def _connect(self) -> sqlite3.Connection:
         path = self.path
         try:
-            conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
+            conn = sqlite3.connect(
+                path,
+                timeout=BUSY_TIMEOUT_MS / 1000,
+                isolation_level=None,
+                check_same_thread=False,  # short writes run on the loop (under _lock)
+            )
         except sqlite3.Error as exc:
             raise _unopenable(path, exc) from exc
         try:
@@ -155,6 +280,15 @@ class Database:
             raise
         conn.row_factory = sqlite3.Row
         return conn
+
+
+def _settle(future: asyncio.Future[object], result: object, error: BaseException | None) -> None:
+    if future.cancelled():
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(result)
 
 
 def _bind(fn: Op[P, T], *args: P.args, **kwargs: P.kwargs) -> Callable[[sqlite3.Connection], T]:
@@ -302,6 +436,7 @@ def _prepare(conn: sqlite3.Connection, path: Path, synchronous: str) -> None:
         raise BackendUnavailableError(f"SQLite file {path} cannot use WAL mode (got {mode!r})")
     conn.execute(f"PRAGMA synchronous = {synchronous}")
     conn.execute(f"PRAGMA journal_size_limit = {WAL_SIZE_LIMIT}")
+    conn.execute(f"PRAGMA wal_autocheckpoint = {WAL_AUTOCHECKPOINT}")
     _transaction(conn, partial(_migrate, path=path))
 
 

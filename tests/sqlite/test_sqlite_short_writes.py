@@ -1,0 +1,174 @@
+"""Short writes (one add, a worker's finish of a few jobs) run on the event loop's thread while
+the file is free, and on the database thread otherwise, without ever stalling the loop."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+import time
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+from polyjobs import Queue, open_backend
+from polyjobs.backend import Finish
+from polyjobs.backends.sqlite import database
+from polyjobs.backends.sqlite.database import BUSY_TIMEOUT_MS, Database
+
+
+@pytest.fixture
+async def db(tmp_path: Path) -> AsyncIterator[Database]:
+    db = Database(tmp_path / "jobs.db")
+    await db.open()
+    try:
+        yield db
+    finally:
+        await db.close()
+
+
+def _here(conn: sqlite3.Connection, seen: list[int]) -> int:
+    """A transaction body that records the thread it ran on."""
+    seen.append(threading.get_ident())
+    return int(conn.execute("SELECT count(*) FROM jobs").fetchone()[0])
+
+
+@contextmanager
+def _write_lock_held(path: Path) -> Iterator[threading.Event]:
+    """Another connection holds the file's write lock until the yielded event is set."""
+    locked, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        conn = sqlite3.connect(path, isolation_level=None)
+        conn.execute("BEGIN IMMEDIATE")
+        locked.set()
+        release.wait(20)
+        conn.execute("ROLLBACK")
+        conn.close()
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    try:
+        assert locked.wait(10)
+        yield release
+    finally:
+        release.set()
+        holder.join(10)
+
+
+async def _ticks_while(task: asyncio.Task[object], seconds: float) -> float:
+    """Let ``task`` wait for ``seconds`` while a ticker runs; the longest gap between ticks."""
+    longest, last = 0.0, time.monotonic()
+    end = last + seconds
+    while time.monotonic() < end:
+        await asyncio.sleep(0.01)
+        now = time.monotonic()
+        longest, last = max(longest, now - last), now
+    assert not task.done()  # still waiting for the lock
+    return longest
+
+
+async def test_a_short_write_on_a_free_file_runs_on_the_loop_thread(db: Database) -> None:
+    seen: list[int] = []
+    assert await db.write_short(_here, seen) == 0
+    assert seen == [threading.get_ident()]
+    await db.write(_here, seen)  # a plain write still goes to the database thread
+    assert seen[1] != threading.get_ident()
+
+
+async def test_a_locked_file_sends_the_short_write_to_the_thread_and_the_loop_runs_on(
+    db: Database,
+) -> None:
+    seen: list[int] = []
+    with _write_lock_held(db.path) as release:
+        write = asyncio.create_task(db.write_short(_here, seen))
+        # SQLite's busy handler would hold the loop for BUSY_TIMEOUT_MS if it waited here
+        longest = await _ticks_while(write, 1.0)
+        assert longest < BUSY_TIMEOUT_MS / 1000 / 10
+        release.set()
+        assert await asyncio.wait_for(write, 10) == 0
+    assert seen and threading.get_ident() not in seen  # it ran on the database thread only
+    # the thread is idle again: the next short write is back on the loop
+    await db.write_short(_here, seen)
+    assert seen[-1] == threading.get_ident()
+
+
+async def test_a_write_dropped_before_it_ran_leaves_short_writes_on_the_loop(
+    db: Database,
+) -> None:
+    seen: list[int] = []
+    with _write_lock_held(db.path) as release:
+        first = asyncio.create_task(db.write_short(_here, seen))
+        await asyncio.sleep(0.05)
+        second = asyncio.create_task(db.write_short(_here, seen))  # queued behind the first
+        await asyncio.sleep(0.05)
+        second.cancel()
+        release.set()
+        await asyncio.wait_for(first, 10)
+        with pytest.raises(asyncio.CancelledError):
+            await second
+    ran = len(seen)
+    await db.write_short(_here, seen)
+    assert ran == 1 and seen[-1] == threading.get_ident()
+
+
+async def test_full_synchronous_commits_never_run_on_the_loop(tmp_path: Path) -> None:
+    db = Database(tmp_path / "jobs.db", synchronous="FULL")  # every commit syncs the file
+    await db.open()
+    try:
+        seen: list[int] = []
+        await db.write_short(_here, seen)
+        assert seen and threading.get_ident() not in seen
+    finally:
+        await db.close()
+
+
+async def test_the_wal_is_checkpointed_off_the_loop_during_a_run_of_short_writes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(database, "SHORT_ROUND", 10)
+    monkeypatch.setattr(database, "WAL_AUTOCHECKPOINT", 20)
+    path = tmp_path / "jobs.db"
+    async with open_backend(f"sqlite:///{path}") as backend:
+        queue = Queue("q", backend)
+        for n in range(600):  # about 4 WAL pages each: 2,400 pages (10 MB) if never checkpointed
+            await queue.add("x", {"n": n})
+        wal = Path(f"{path}-wal").stat().st_size
+        assert wal < 1024 * 1024, wal
+        assert (await backend.counts("q"))["waiting"] == 600
+
+
+async def test_a_locked_file_during_add_and_finish_keeps_the_loop_running(tmp_path: Path) -> None:
+    path = tmp_path / "jobs.db"
+    async with open_backend(f"sqlite:///{path}") as backend:
+        queue = Queue("q", backend)
+        await queue.add("x", job_id="first")
+        await queue.add("x", job_id="second")
+        [job] = await backend.fetch("q", "w", 1, 30.0, 0)
+        with _write_lock_held(path) as release:
+            add = asyncio.create_task(queue.add("x", job_id="late"))
+            finish = asyncio.create_task(
+                backend.finish(
+                    "q", "w", [Finish(job.id, "completed", 1, time.time(), "1")], 1, 30.0
+                )
+            )
+            longest = await _ticks_while(asyncio.ensure_future(asyncio.gather(add, finish)), 1.0)
+            assert longest < BUSY_TIMEOUT_MS / 1000 / 10
+            release.set()
+            added = await asyncio.wait_for(add, 10)
+            finished = await asyncio.wait_for(finish, 10)
+        assert added.id == "late"
+        assert finished.lost == [] and [j.id for j in finished.jobs] == ["second"]
+        assert (await backend.counts("q"))["completed"] == 1
+
+
+async def test_concurrent_single_and_bulk_adds_all_land_once(tmp_path: Path) -> None:
+    async with open_backend(f"sqlite:///{tmp_path / 'jobs.db'}") as backend:
+        queue = Queue("q", backend)
+        bulk = asyncio.create_task(queue.add_bulk([("x", {"n": n}) for n in range(2000)]))
+        singles = await asyncio.gather(*(queue.add("x", {"n": n}) for n in range(2000, 2100)))
+        ids = [job.id for job in await bulk] + [job.id for job in singles]
+        assert len(set(ids)) == 2100
+        assert (await backend.counts("q"))["waiting"] == 2100
