@@ -26,6 +26,7 @@ import asyncio
 import sqlite3
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
@@ -90,9 +91,15 @@ class Database:
     async def open(self) -> None:
         inbox: SimpleQueue[_Item] = SimpleQueue()
         self._inbox = inbox
+        # the thread holds the object weakly between calls, so one dropped without close()
+        # (its connection closed by the collector) lets its thread end too
         threading.Thread(
-            target=self._serve, args=(inbox,), name=f"polyjobs-sqlite:{self.path}", daemon=True
+            target=_serve,
+            args=(inbox, weakref.ref(self)),
+            name=f"polyjobs-sqlite:{self.path}",
+            daemon=True,
         ).start()
+        weakref.finalize(self, inbox.put, None)
         try:
             await self._call(self._open_sync)
         except BaseException:
@@ -182,27 +189,16 @@ class Database:
         inbox.put((partial(fn, *args, **kwargs), cast("asyncio.Future[object]", future)))
         return await future
 
-    def _serve(self, inbox: SimpleQueue[_Item]) -> None:
-        """The database thread: run the calls in the order they came, hand each outcome back
-        to the loop that is waiting for it."""
-        while (item := inbox.get()) is not None:
-            call, future = item
-            if future.cancelled():  # its caller stopped waiting before it started
-                self._done += 1
-                continue
-            result: object = None
-            error: BaseException | None = None
-            try:
-                with self._lock:
-                    self._for_thread()
-                    result = call()
-            except BaseException as exc:  # handed to the caller, as an executor would
-                error = exc
+    def _run(self, call: Callable[[], object]) -> tuple[object, BaseException | None]:
+        """One call on the database thread: ``(result, None)`` or ``(None, error)``."""
+        try:
+            with self._lock:
+                self._for_thread()
+                return call(), None
+        except BaseException as exc:  # handed to the caller, as an executor would
+            return None, exc
+        finally:
             self._done += 1
-            try:
-                future.get_loop().call_soon_threadsafe(_settle, future, result, error)
-            except RuntimeError:  # that loop is closed: nobody is waiting any more
-                pass
 
     def _for_thread(self) -> None:
         """Give the connection back its busy wait and automatic checkpoints (SQLite runs one
@@ -280,6 +276,28 @@ class Database:
             raise
         conn.row_factory = sqlite3.Row
         return conn
+
+
+def _serve(inbox: SimpleQueue[_Item], database: weakref.ref[Database]) -> None:
+    """The database thread: run the calls in the order they came, hand each outcome back to
+    the loop that is waiting for it. Between calls it holds nothing of the database object."""
+    while (item := inbox.get()) is not None:
+        db = database()
+        if db is None:
+            return
+        _serve_one(db, *item)
+        del item, db
+
+
+def _serve_one(db: Database, call: Callable[[], object], future: asyncio.Future[object]) -> None:
+    if future.cancelled():  # its caller stopped waiting before it started
+        db._done += 1
+        return
+    result, error = db._run(call)
+    try:
+        future.get_loop().call_soon_threadsafe(_settle, future, result, error)
+    except RuntimeError:  # that loop is closed: nobody is waiting any more
+        pass
 
 
 def _settle(future: asyncio.Future[object], result: object, error: BaseException | None) -> None:

@@ -1,7 +1,8 @@
 """Job transitions on one SQLite connection: each function is the body of one transaction.
 
-The functions here run on the database thread inside ``BEGIN IMMEDIATE`` (see
-:meth:`Database.write`); they only read and write the database, so a busy file can rerun them.
+The functions here run inside ``BEGIN IMMEDIATE`` on the database thread, or on the event
+loop's thread for a short write (see :class:`Database`); they only read and write the database,
+so a busy file can rerun them.
 """
 
 from __future__ import annotations
