@@ -1,4 +1,4 @@
-"""``polyjobs queue pause|resume|drain|clean|limit|global-concurrency|obliterate``."""
+"""``polyjobs queue pause|resume|drain|clean|limit|global-concurrency|group-limit|obliterate``."""
 
 from __future__ import annotations
 
@@ -124,6 +124,45 @@ def global_concurrency(
                 ) from None
             await q.set_global_concurrency(n)
         return f"global concurrency of {q.name}: {await q.global_concurrency() or 'none'}"
+
+    on_queue(queue, backend, act, app=app)
+
+
+@queue_app.command("group-limit")
+def group_limit(
+    queue: QueueArg,
+    concurrency: Annotated[
+        str | None,
+        typer.Option(help="At most N jobs of each group running at once, or off."),
+    ] = None,
+    rate: Annotated[
+        str | None,
+        typer.Option(help="At most MAX starts of each group per DURATION (5/2s), or off."),
+    ] = None,
+    backend: BackendOption = None,
+    app: AppOption = None,
+) -> None:
+    """Cap each group of a queue's jobs across every worker and machine (until the next
+    `polyjobs start` applies the configured limits); with no option, show them."""
+
+    async def act(q: Queue) -> str:
+        if concurrency is not None:
+            if concurrency.lower() in ("off", "none"):
+                await q.set_group_concurrency(None)
+            else:
+                try:
+                    n = int(concurrency)
+                except ValueError:
+                    raise InvalidArgumentError(
+                        f"group concurrency must be an integer or off, got {concurrency!r}"
+                    ) from None
+                await q.set_group_concurrency(n)
+        if rate is not None:
+            await q.set_group_rate_limit(None if rate.lower() in ("off", "none") else rate)
+        return (
+            f"group limits of {q.name}: concurrency {await q.group_concurrency() or 'none'}, "
+            f"rate {await q.group_rate_limit() or 'none'}"
+        )
 
     on_queue(queue, backend, act, app=app)
 

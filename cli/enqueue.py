@@ -59,6 +59,9 @@ def enqueue(
     priority: Annotated[int | None, typer.Option(help="0 first, then 1, 2, ...")] = None,
     job_id: Annotated[str | None, typer.Option("--job-id", help="Custom id (dedupes).")] = None,
     attempts: Annotated[int | None, typer.Option(help="Attempts before failing.")] = None,
+    group: Annotated[
+        str | None, typer.Option(help="The job's group (fair turns, per-group limits).")
+    ] = None,
     flow: Annotated[
         Path | None,
         typer.Option(help="Add the flow (a node or a list of nodes) in this JSON file instead."),
@@ -91,7 +94,12 @@ def enqueue(
         options: dict[str, Any] = {}
         if delay is not None:
             options["delay"] = duration(delay, "--delay")
-        for key, value in (("priority", priority), ("job_id", job_id), ("attempts", attempts)):
+        for key, value in (
+            ("priority", priority),
+            ("job_id", job_id),
+            ("attempts", attempts),
+            ("group", group),
+        ):
             if value is not None:
                 options[key] = value
         wait_for = duration(timeout, "--timeout") or 0.0

@@ -1,0 +1,152 @@
+"""Fairness of job groups: do 50 small groups keep their pick-up latency while one group holds
+a backlog of 10,000 jobs?
+
+    .venv/bin/python benchmarks/groups.py [--redis-url redis://127.0.0.1:6379/0] [--only sqlite]
+
+For each backend (Redis, SQLite in a temporary file), three runs of the same arrivals: 50
+groups x 20 jobs (1,000 "small" jobs, round-robin over the groups) added one by one at a
+steady 200 jobs/s by this process, while one worker process (concurrency 10, each job an
+``asyncio.sleep`` of 5 ms, so about 2,000 jobs/s at most) runs the queue:
+
+* ``alone``: only the small jobs;
+* ``big group``: 10,000 jobs of one more group are waiting when the small ones start to come;
+* ``no groups``: the same backlog and arrivals with no group at all (plain FIFO), to show what
+  groups change.
+
+Latency is ``processed_on - timestamp`` of each small job (both stamped by the backend's
+caller on this machine). ``left`` is how many backlog jobs were still waiting when the last
+small job started: above 0 means the backlog was there the whole time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from polyjobs import Job, Queue, Worker, open_backend
+
+Q = "bench-groups"
+SMALL_GROUPS, PER_GROUP, BIG = 50, 20, 10_000
+RATE = 200.0
+JOB_SECONDS = 0.005
+CONCURRENCY = 10
+
+
+async def _sleep(job: Job) -> Any:
+    await asyncio.sleep(JOB_SECONDS)
+    return None
+
+
+async def _child_worker(url: str) -> None:
+    async with open_backend(url) as backend:
+        worker = Worker(Q, _sleep, backend, concurrency=CONCURRENCY, schedule=False)
+        task = asyncio.create_task(worker.run())
+        print("ready", flush=True)
+        await asyncio.to_thread(sys.stdin.read)  # until the parent closes our stdin
+        await worker.close()
+        await task
+
+
+def _pct(values: list[float], q: float) -> float:
+    values = sorted(values)
+    return values[min(len(values) - 1, int(len(values) * q))] * 1000
+
+
+async def scenario(url: str, big: bool, grouped: bool) -> dict[str, float]:
+    async with open_backend(url) as backend:
+        await backend.obliterate(Q)
+        queue = Queue(Q, backend)
+        if big:
+            opts: dict[str, Any] = {"remove_on_complete": True}
+            if grouped:
+                opts["group"] = "big"
+            for first in range(0, BIG, 1000):
+                await queue.add_bulk([("big", i, opts) for i in range(first, first + 1000)])
+        child = subprocess.Popen(
+            [sys.executable, __file__, "--child-worker", url],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            assert child.stdout is not None and child.stdin is not None
+            assert child.stdout.readline().strip() == "ready"
+            start = time.perf_counter()
+            n = SMALL_GROUPS * PER_GROUP
+            for i in range(n):
+                await asyncio.sleep(max(0.0, start + i / RATE - time.perf_counter()))
+                opts = {"remove_on_complete": False}
+                if grouped:
+                    opts["group"] = f"small-{i % SMALL_GROUPS}"
+                await queue.add("small", i, **opts)
+            deadline = time.monotonic() + 120
+            while (await queue.counts())["completed"] < n:
+                if time.monotonic() > deadline:
+                    raise SystemExit("the small jobs did not all run within 120 s")
+                await asyncio.sleep(0.05)
+            left = (await queue.counts())["waiting"]
+        finally:
+            if child.stdin is not None:
+                child.stdin.close()
+            child.wait(timeout=60)
+        done = await queue.jobs("completed")
+        latencies = [(j.processed_on or 0.0) - j.timestamp for j in done if j.name == "small"]
+        await backend.obliterate(Q)
+    return {
+        "p50": _pct(latencies, 0.50),
+        "p99": _pct(latencies, 0.99),
+        "max": _pct(latencies, 1.0),
+        "left": float(left),
+        "n": float(len(latencies)),
+    }
+
+
+async def main(redis_url: str, only: set[str]) -> None:
+    print(
+        f"{SMALL_GROUPS} groups x {PER_GROUP} jobs at {RATE:.0f}/s; backlog {BIG:,} jobs; "
+        f"worker c={CONCURRENCY}, {JOB_SECONDS * 1000:.0f} ms per job"
+    )
+    print(f"{'backend':>8} {'run':>10} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} {'left':>6}")
+    with tempfile.TemporaryDirectory() as tmp:
+        urls = {
+            "redis": f"{redis_url.rstrip('/')}?prefix=bench-groups"
+            if "?" not in redis_url
+            else f"{redis_url}&prefix=bench-groups",
+            "sqlite": f"sqlite:///{Path(tmp) / 'groups.db'}",
+        }
+        for name, url in urls.items():
+            if only and name not in only:
+                continue
+            alone = None
+            for label, big, grouped in (
+                ("alone", False, True),
+                ("big group", True, True),
+                ("no groups", True, False),
+            ):
+                r = await scenario(url, big, grouped)
+                if alone is None:
+                    alone = r
+                ratio = r["p99"] / alone["p99"] if alone["p99"] else float("nan")
+                print(
+                    f"{name:>8} {label:>10} {r['p50']:8.1f} {r['p99']:8.1f} {r['max']:8.1f} "
+                    f"{r['left']:6.0f}   p99 x{ratio:.1f} of alone",
+                    flush=True,
+                )
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
+    parser.add_argument("--only", default="", help="comma-separated: redis,sqlite")
+    parser.add_argument("--child-worker", metavar="URL")
+    args = parser.parse_args()
+    if args.child_worker:
+        asyncio.run(_child_worker(args.child_worker))
+    else:
+        asyncio.run(main(args.redis_url, {s for s in args.only.split(",") if s}))
