@@ -219,6 +219,14 @@ class Runtime:
                 continue
             if cap in caps:
                 await apply()
+            elif cap == CAP_GROUPS:  # no job can have a group there: nothing to limit
+                log.info(
+                    "queue %s: %s %s unused: backend %s has no job groups",
+                    queue.name,
+                    what,
+                    value,
+                    redact_url(self.backend.url),
+                )
             else:
                 log.warning(
                     "queue %s: %s %s NOT enforced: backend %s has none",

@@ -23,7 +23,7 @@ from urllib.parse import quote
 
 import httpx
 
-from polyjobs.errors import RateLimitError, RetryAfter, UnrecoverableError
+from polyjobs.errors import GroupRateLimitError, RateLimitError, RetryAfter, UnrecoverableError
 from polyjobs.polymarket.http_errors import describe_http_error
 from polyjobs.polymarket.models import Alert
 from polyjobs.polymarket.store import Store
@@ -422,7 +422,10 @@ class AlertDelivery:
         Raises:
             UnrecoverableError: unknown alert, an alert that failed for good, a payload Discord
                 rejects, or a webhook that is gone (it is not called again).
-            RetryAfter: Discord rate limited us, or another attempt holds the alert.
+            GroupRateLimitError: this webhook is rate limited (a 429, or its bucket is
+                empty): the alerts of this webhook wait, no attempt counted (the alerts jobs are
+                grouped by webhook; a job without a group holds the whole queue).
+            RetryAfter: another attempt holds the alert.
             RateLimitError: Discord rate limited us globally: the whole queue waits.
             DeliveryError: a transient failure (the job retries with backoff).
         """
@@ -447,7 +450,8 @@ class AlertDelivery:
             await self._finish(claimed, attempt, "retry", str(exc), retry_in=exc.retry_after)
             if exc.whole_sink:  # hold the whole alerts queue, on every worker
                 raise RateLimitError(exc.retry_after, f"alert {alert_id}: {exc}") from None
-            raise RetryAfter(exc.retry_after, f"alert {alert_id}: {exc}") from None
+            # only this webhook's channel: its group waits, other webhooks' alerts go on
+            raise GroupRateLimitError(exc.retry_after, f"alert {alert_id}: {exc}") from None
         except PermanentDeliveryError as exc:
             await self._finish(claimed, attempt, "failed", str(exc))
             if exc.disable:

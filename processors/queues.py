@@ -10,8 +10,9 @@ import logging
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from polyjobs.backend import CAP_GROUPS
 from polyjobs.errors import InvalidArgumentError, UnrecoverableError
-from polyjobs.options import Backoff, RateLimit
+from polyjobs.options import Backoff, RateLimit, check_group
 from polyjobs.processors import ALERT_SINK, CONFIG, GAMMA, STORE, TRADE_SOURCE
 from polyjobs.spec import QueueSpec, Retention, ScheduleSpec
 
@@ -19,6 +20,7 @@ if TYPE_CHECKING:
     from polyjobs.job import Job
     from polyjobs.polymarket.config import DomainConfig
     from polyjobs.polymarket.models import Alert, Trade
+    from polyjobs.queue import Queue
 
 # The domain (httpx, the store, the detectors) is imported by the job functions when they
 # first run: a command that only needs the queue specs (stats, enqueue) does not load it.
@@ -65,10 +67,29 @@ async def update_whales(job: Job) -> dict[str, Any]:
     return result.to_json()
 
 
+def grouped(queue: Queue, group: str) -> dict[str, str]:
+    """``{"group": group}`` on a backend with job groups, else nothing (a backend without
+    groups refuses a grouped job; there the jobs share the queue as before); nothing too
+    for a name no group may have (odd upstream data never stops the job that enqueues)."""
+    if CAP_GROUPS not in queue.backend.capabilities:
+        return {}
+    try:
+        return {"group": check_group(group)}
+    except InvalidArgumentError:
+        return {}
+
+
 # -- anomaly-batch ---------------------------------------------------------------------------
 def _alert_enqueuer(job: Job) -> Any:
+    # alerts are grouped by where they go (the sink's key, never a secret): one webhook's
+    # 429 holds only its own alerts (GroupRateLimitError), never another channel's
+    sink_key = str(job.context[ALERT_SINK].key)
+
     async def enqueue(alert: Alert) -> None:
-        await job.context.queue(ALERTS.name).add("deliver", {"alertId": alert.id}, job_id=alert.id)
+        alerts = job.context.queue(ALERTS.name)
+        await alerts.add(
+            "deliver", {"alertId": alert.id}, job_id=alert.id, **grouped(alerts, sink_key)
+        )
 
     return enqueue
 
@@ -190,11 +211,14 @@ async def ingest_trades(job: Job) -> dict[str, Any]:
     analysis = job.context.queue(ANALYSIS.name)
 
     async def enqueue(trade: Trade) -> None:
+        # grouped by wallet: a bot's burst of trades takes turns with every other wallet
+        # instead of delaying their analysis, and one wallet's trades run one at a time
         await analysis.add(
             "analyse",
             {"transactionId": trade.trade_key},
             job_id=analysis_job_id(trade.trade_key),
             priority=1,
+            **grouped(analysis, f"wallet-{trade.proxy_wallet}"),
         )
 
     result = await poll_once(
@@ -254,6 +278,7 @@ ANALYSIS = QueueSpec(
     retention=_RETENTION,
     description='analyse one transaction on demand ({"transactionId": ...})',
     validate=_check_analysis_data,
+    group_concurrency=1,  # one trade of a wallet at a time (jobs grouped by wallet)
 )
 ALERTS = QueueSpec(
     name="polymarket-alerts",

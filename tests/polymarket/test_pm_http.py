@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from polyjobs.errors import RateLimitError, RetryAfter, UnrecoverableError
+from polyjobs.errors import GroupRateLimitError, RateLimitError, UnrecoverableError
 from polyjobs.polymarket.alerts import (
     EMBED_TOTAL_MAX,
     AlertDelivery,
@@ -107,16 +107,16 @@ async def test_sent_once_with_wait_true_and_no_mentions(
     assert stored.discord_message_id == "1325712345678901234"
 
 
-async def test_429_asks_for_retry_after(server: FakeHTTPServer, store: SqliteStore) -> None:
+async def test_429_holds_the_webhooks_group(server: FakeHTTPServer, store: SqliteStore) -> None:
     server.script(HOOK, FakeResponse(429, fixture("discord_429.json"), {"Retry-After": "1"}))
     alert = await _alert(store)
     async with _hook(server) as http:
-        with pytest.raises(RetryAfter) as info:
+        with pytest.raises(GroupRateLimitError) as info:
             await _delivery(store, http).deliver(alert.id)
         assert info.value.seconds == pytest.approx(0.512)  # the body's float retry_after
         stored = await store.get_alert(alert.id)
         assert stored is not None and stored.status == "retry"
-        with pytest.raises(RetryAfter):  # within retry_after: Discord is not called again
+        with pytest.raises(GroupRateLimitError):  # within retry_after: Discord is not called
             await _delivery(store, http).deliver(alert.id)
     async with _hook(server) as http:  # e.g. the retry, in another worker process
         result = await _delivery(store, http).deliver(alert.id)
@@ -145,7 +145,7 @@ async def test_rate_limit_headers_are_followed(server: FakeHTTPServer, store: Sq
     first, second = await _alert(store, "a:1"), await _alert(store, "a:2")
     async with _hook(server) as http:
         assert (await _delivery(store, http).deliver(first.id))["status"] == "sent"
-        with pytest.raises(RetryAfter) as info:
+        with pytest.raises(GroupRateLimitError) as info:
             await _delivery(store, http).deliver(second.id)
     assert 29 < info.value.seconds <= 30
     assert len(server.received) == 1  # the empty bucket was not called

@@ -88,6 +88,10 @@ async def test_ingest_from_the_data_api_is_idempotent_and_enqueues_analysis_once
         assert sorted(j.id for j in waiting) == sorted(analysis_job_id(k) for k in big_keys)
         assert {j.data["transactionId"] for j in waiting} == big_keys
         assert all(j.priority == 1 for j in waiting)
+        wallets = {Trade.from_api(r).trade_key: Trade.from_api(r).proxy_wallet for r in big}
+        assert {j.group for j in waiting} == {
+            f"wallet-{wallets[j.data['transactionId']]}" for j in waiting
+        }  # grouped by wallet: turns between wallets, one trade of a wallet at a time
 
         starts = [int(r.query["start"][0]) for r in server.requests_to("/trades")]
         ends = [int(r.query["end"][0]) for r in server.requests_to("/trades")]

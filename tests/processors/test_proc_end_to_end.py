@@ -151,6 +151,12 @@ async def test_replayed_batch_alerts_once_each_despite_429_and_500(
     for alert_id in alert_ids:
         alert = await store.get_alert(alert_id)
         assert alert is not None and alert.status == "sent" and alert.discord_message_id == "9"
+    # grouped by webhook (its key, never its token); the 429 held the group, no attempt counted
+    delivered_jobs = await runtime.queue(ALERTS.name).jobs("completed")
+    groups = {j.group for j in delivered_jobs}
+    assert len(groups) == 1 and (groups.pop() or "").startswith("discord:")
+    assert HOOK.rsplit("/", 1)[-1] not in str([j.opts for j in delivered_jobs])
+    assert sorted(j.attempts_made for j in delivered_jobs) == [1, 2]  # the 500 counted once
 
     # the alerts job enqueued again (same job id, and under new ids): nothing is posted twice
     alerts_queue = runtime.queue(ALERTS.name)
