@@ -2,26 +2,37 @@
 a backlog of 10,000 jobs?
 
     .venv/bin/python benchmarks/groups.py [--redis-url redis://127.0.0.1:6379/0] [--only sqlite]
+        [--rounds 3]
 
-For each backend (Redis, SQLite in a temporary file), three runs of the same arrivals: 50
+For each backend (Redis, SQLite in a temporary file), four runs of the same arrivals: 50
 groups x 20 jobs (1,000 "small" jobs, round-robin over the groups) added one by one at a
 steady 200 jobs/s by this process, while one worker process (concurrency 10, each job an
 ``asyncio.sleep`` of 5 ms, so about 2,000 jobs/s at most) runs the queue:
 
 * ``alone``: only the small jobs;
 * ``big group``: 10,000 jobs of one more group are waiting when the small ones start to come;
+* ``capped``: the same, with ``group_concurrency`` 5: the big group may take only half of the
+  worker's slots, so a small group's job finds a free slot instead of waiting for one;
 * ``no groups``: the same backlog and arrivals with no group at all (plain FIFO), to show what
   groups change.
 
+Turns alone bound a small job's wait to one turn, but a worker whose every slot is busy still
+makes it wait for a slot (up to one job's 5 ms, and the worker refills its slots in batches):
+``big group`` against ``alone`` is that wait. Keeping latency needs free capacity for the
+other groups, which is what the group cap gives (``capped``).
+
 Latency is ``processed_on - timestamp`` of each small job (both stamped by the backend's
 caller on this machine). ``left`` is how many backlog jobs were still waiting when the last
-small job started: above 0 means the backlog was there the whole time.
+small job started: above 0 means the backlog was there the whole time. With ``--rounds N``
+the four runs are repeated N times, side by side, and the median of each column is printed
+last (a single p99 of 1,000 jobs moves a lot on a shared machine).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -58,10 +69,12 @@ def _pct(values: list[float], q: float) -> float:
     return values[min(len(values) - 1, int(len(values) * q))] * 1000
 
 
-async def scenario(url: str, big: bool, grouped: bool) -> dict[str, float]:
+async def scenario(url: str, big: bool, grouped: bool, cap: int | None) -> dict[str, float]:
     async with open_backend(url) as backend:
         await backend.obliterate(Q)
         queue = Queue(Q, backend)
+        if cap is not None:
+            await queue.set_group_concurrency(cap)
         if big:
             opts: dict[str, Any] = {"remove_on_complete": True}
             if grouped:
@@ -107,46 +120,62 @@ async def scenario(url: str, big: bool, grouped: bool) -> dict[str, float]:
     }
 
 
-async def main(redis_url: str, only: set[str]) -> None:
+async def main(redis_url: str, only: set[str], rounds: int) -> None:
     print(
         f"{SMALL_GROUPS} groups x {PER_GROUP} jobs at {RATE:.0f}/s; backlog {BIG:,} jobs; "
         f"worker c={CONCURRENCY}, {JOB_SECONDS * 1000:.0f} ms per job"
     )
-    print(f"{'backend':>8} {'run':>10} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} {'left':>6}")
+    header = f"{'backend':>8} {'run':>10} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} {'left':>6}"
+    print(header)
+    runs = (
+        ("alone", False, True, None),
+        ("big group", True, True, None),
+        ("capped", True, True, CONCURRENCY // 2),
+        ("no groups", True, False, None),
+    )
     with tempfile.TemporaryDirectory() as tmp:
+        sep = "&" if "?" in redis_url else "?"
         urls = {
-            "redis": f"{redis_url.rstrip('/')}?prefix=bench-groups"
-            if "?" not in redis_url
-            else f"{redis_url}&prefix=bench-groups",
+            "redis": f"{redis_url}{sep}prefix=bench-groups",
             "sqlite": f"sqlite:///{Path(tmp) / 'groups.db'}",
         }
+        results: dict[tuple[str, str], list[dict[str, float]]] = {}
         for name, url in urls.items():
             if only and name not in only:
                 continue
-            alone = None
-            for label, big, grouped in (
-                ("alone", False, True),
-                ("big group", True, True),
-                ("no groups", True, False),
-            ):
-                r = await scenario(url, big, grouped)
-                if alone is None:
-                    alone = r
-                ratio = r["p99"] / alone["p99"] if alone["p99"] else float("nan")
-                print(
-                    f"{name:>8} {label:>10} {r['p50']:8.1f} {r['p99']:8.1f} {r['max']:8.1f} "
-                    f"{r['left']:6.0f}   p99 x{ratio:.1f} of alone",
-                    flush=True,
-                )
+            for _ in range(rounds):
+                for label, big, grouped, cap in runs:
+                    r = await scenario(url, big, grouped, cap)
+                    results.setdefault((name, label), []).append(r)
+                    print(_row(name, label, r, results[(name, "alone")][-1]), flush=True)
+        if rounds > 1:
+            print(f"median of {rounds} rounds:")
+            print(header)
+            for (name, label), rs in results.items():
+                med = {k: statistics.median(r[k] for r in rs) for k in rs[0]}
+                alone = {
+                    k: statistics.median(r[k] for r in results[(name, "alone")]) for k in rs[0]
+                }
+                print(_row(name, label, med, alone))
+
+
+def _row(name: str, label: str, r: dict[str, float], alone: dict[str, float]) -> str:
+    ratio = r["p99"] / alone["p99"] if alone["p99"] else float("nan")
+    return (
+        f"{name:>8} {label:>10} {r['p50']:8.1f} {r['p99']:8.1f} {r['max']:8.1f} "
+        f"{r['left']:6.0f}   p99 x{ratio:.1f} of alone"
+    )
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
     parser.add_argument("--only", default="", help="comma-separated: redis,sqlite")
+    parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--child-worker", metavar="URL")
     args = parser.parse_args()
     if args.child_worker:
         asyncio.run(_child_worker(args.child_worker))
     else:
-        asyncio.run(main(args.redis_url, {s for s in args.only.split(",") if s}))
+        only = {s for s in args.only.split(",") if s}
+        asyncio.run(main(args.redis_url, only, max(args.rounds, 1)))
