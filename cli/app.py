@@ -15,6 +15,7 @@ from polyjobs.cli.console import Console
 #: The commands, in ``--help`` order, as ``module:attribute`` (a function, or a Typer app for a
 #: group of sub-commands): a command's module is imported when the command runs (or when
 #: ``--help`` lists it), so ``polyjobs enqueue`` does not import what ``polyjobs board`` needs.
+#: Plugins add theirs the same way (``polyjobs_cli_commands``), listed after these.
 COMMANDS: dict[str, str] = {
     "start": "polyjobs.cli.start:start",
     "stop": "polyjobs.cli.start:stop",
@@ -25,20 +26,25 @@ COMMANDS: dict[str, str] = {
     "backends": "polyjobs.cli.config_cmd:backends",
     "board": "polyjobs.cli.board:board",
     "migrate": "polyjobs.cli.migrate:migrate",
-    "alerts": "polyjobs.cli.detector:alerts",
-    "wallets": "polyjobs.cli.detector:wallets",
-    "replay": "polyjobs.cli.replay:replay",
     "jobs": "polyjobs.cli.inspect:jobs_app",
     "schedule": "polyjobs.cli.schedule:schedule_app",
     "queue": "polyjobs.cli.admin:queue_app",
 }
 
 
+def _resolve(name: str, target: str) -> Any:
+    """The object ``module:attribute`` names; a clear error when it cannot be loaded."""
+    module, _, attribute = target.partition(":")
+    try:
+        return getattr(importlib.import_module(module), attribute)
+    except (ImportError, AttributeError) as exc:
+        raise ClickException(f"cannot load the command {name!r} ({target}): {exc}") from None
+
+
 def load_command(name: str, target: str) -> Any:
     """The click command ``name`` from ``module:attribute``: a Typer app becomes a group, a
     function a command, a click command is taken as it is."""
-    module, _, attribute = target.partition(":")
-    found = getattr(importlib.import_module(module), attribute)
+    found = _resolve(name, target)
     if isinstance(found, typer.Typer):
         group = typer.main.get_group(found)
         group.name = name
@@ -50,21 +56,42 @@ def load_command(name: str, target: str) -> Any:
     return found
 
 
-def listed_command(name: str, target: str) -> Any:
-    """What ``polyjobs --help`` lists for ``name``: a command holding only its help text (the
-    module is imported, its parameters are not built), or the command itself when its help
-    is not found that way."""
+def listed_command(name: str, target: str, panel: str | None = None) -> Any:
+    """What ``polyjobs --help`` lists for ``name`` (in ``panel``, when not the commands'
+    own): a command holding only its help text (the module is imported, its parameters are
+    not built), or the command itself when its help is not found that way."""
     import inspect
 
     from typer.core import TyperCommand
 
-    module, _, attribute = target.partition(":")
-    found = getattr(importlib.import_module(module), attribute)
+    found = _resolve(name, target)
     if isinstance(found, typer.Typer) and isinstance(found.info.help, str):
-        return TyperGroup(name=name, help=inspect.cleandoc(found.info.help))
+        return TyperGroup(name=name, help=inspect.cleandoc(found.info.help), rich_help_panel=panel)
     if inspect.isfunction(found):
-        return TyperCommand(name=name, help=inspect.getdoc(found))
-    return load_command(name, target)
+        return TyperCommand(name=name, help=inspect.getdoc(found), rich_help_panel=panel)
+    command = load_command(name, target)
+    command.rich_help_panel = panel
+    return command
+
+
+def plugin_commands() -> dict[str, tuple[str, str]]:
+    """The commands the installed plugins add (``polyjobs_cli_commands``): entry points and
+    ``POLYJOBS_PLUGINS``, whichever application a command then chooses with ``--app``."""
+    from polyjobs.cli.common import settings
+    from polyjobs.errors import PolyjobsError
+    from polyjobs.plugins import PluginHost
+
+    try:
+        found = PluginHost.load(modules=settings().plugins.value).cli_commands()
+    except PolyjobsError as exc:
+        raise ClickException(str(exc)) from None
+    clashing = sorted(set(found) & set(COMMANDS))
+    if clashing:
+        name = clashing[0]
+        raise ClickException(
+            f"plugin {found[name][1]!r} adds a command {name!r}, which polyjobs has already"
+        )
+    return found
 
 
 def _click_class(name: str) -> type[Exception]:
@@ -87,18 +114,32 @@ class OneLineErrors(TyperGroup):
     """Usage errors as one line and a pointer to ``--help`` (instead of a box); the commands
     of :data:`COMMANDS`, each loaded when it is first asked for."""
 
-    def list_commands(self, ctx: Any) -> list[str]:
-        return [*COMMANDS, *(n for n in super().list_commands(ctx) if n not in COMMANDS)]
-
     listing = False
+    plugins: dict[str, tuple[str, str]] | None = None
+
+    def _plugins(self) -> dict[str, tuple[str, str]]:
+        if self.plugins is None:
+            self.plugins = plugin_commands()
+        return self.plugins
+
+    def list_commands(self, ctx: Any) -> list[str]:
+        return [*COMMANDS, *self._plugins()]
 
     def get_command(self, ctx: Any, cmd_name: str) -> Any:
         command = super().get_command(ctx, cmd_name)
-        if command is None and cmd_name in COMMANDS:
-            if self.listing:
-                return listed_command(cmd_name, COMMANDS[cmd_name])
-            command = load_command(cmd_name, COMMANDS[cmd_name])
-            self.commands[cmd_name] = command
+        if command is not None:
+            return command
+        if cmd_name in COMMANDS:
+            target, panel = COMMANDS[cmd_name], None
+        elif cmd_name in self._plugins():
+            target, owner = self._plugins()[cmd_name]
+            panel = f"Commands of {owner}"
+        else:
+            return None
+        if self.listing:
+            return listed_command(cmd_name, target, panel)
+        command = load_command(cmd_name, target)
+        self.commands[cmd_name] = command
         return command
 
     def format_help(self, ctx: Any, formatter: Any) -> None:

@@ -154,3 +154,18 @@ def polyjobs_listings() -> Sequence[Listing]:
     :mod:`polyjobs.listings`); the board shows each as a page and as JSON. Keys must be unique
     across the loaded plugins."""
     raise NotImplementedError
+
+
+@hookspec
+def polyjobs_cli_commands() -> Mapping[str, str]:
+    """Return the commands this plugin adds to the ``polyjobs`` command line, as
+    ``{name: "module:attribute"}``: the attribute is a function (Typer makes it a command, its
+    parameters the options, its docstring the help), a ``typer.Typer`` (a group of
+    sub-commands) or a click command.
+
+    Nothing is imported to answer this hook: the module is imported when the command runs,
+    or when ``polyjobs --help`` lists it (to read its help), so keep the module light and
+    import what the command needs inside it. Names are lowercase letters, digits and ``-``;
+    a name the command line already has, or one that two plugins give, is an error.
+    """
+    raise NotImplementedError

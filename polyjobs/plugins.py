@@ -36,6 +36,8 @@ BUILTIN_BACKENDS = (
 BUILTIN_PLUGINS = BUILTIN_BACKENDS
 ENTRY_POINT_GROUP = "polyjobs"
 LISTING_KEY = re.compile(r"[a-z0-9][a-z0-9-]{0,39}")
+COMMAND_NAME = re.compile(r"[a-z][a-z0-9-]{0,39}")
+COMMAND_TARGET = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*")
 
 
 class PluginHost:
@@ -179,6 +181,25 @@ class PluginHost:
                         f"{owners[listing.key]!r} and {owner!r}"
                     )
                 found[listing.key], owners[listing.key] = listing, owner
+        return found
+
+    def cli_commands(self) -> dict[str, tuple[str, str]]:
+        """The contributed command-line commands, ``{name: ("module:attribute", plugin)}``;
+        a bad name or reference, or a name given twice, raises ``PluginError``."""
+        found: dict[str, tuple[str, str]] = {}
+        for owner, impl in self._contributors(self.pm.hook.polyjobs_cli_commands):
+            for name, target in cast("Mapping[str, str]", impl.function()).items():
+                if not isinstance(name, str) or not COMMAND_NAME.fullmatch(name):
+                    raise PluginError(f"command {name!r} of {owner!r}: use a-z, 0-9, -")
+                if not isinstance(target, str) or not COMMAND_TARGET.fullmatch(target):
+                    raise PluginError(
+                        f"command {name!r} of {owner!r}: {target!r} is not 'module:attribute'"
+                    )
+                if name in found:
+                    raise PluginError(
+                        f"command {name!r} is contributed by both {found[name][1]!r} and {owner!r}"
+                    )
+                found[name] = (target, owner)
         return found
 
     def setting_names(self) -> hookspecs.SettingNames:

@@ -23,13 +23,15 @@ import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from polyjobs.errors import ConfigError, InvalidArgumentError
 from polyjobs.hookspecs import SettingNames
 from polyjobs.options import RateLimit, seconds
 from polyjobs.redact import is_secret_key
-from polyjobs.spec import QueueSpec, ScheduleSpec
+
+if TYPE_CHECKING:
+    from polyjobs.spec import QueueSpec, ScheduleSpec
 
 DEFAULT_HOME = ".polyjobs"
 DEFAULT_DB = "polyjobs.db"
@@ -262,6 +264,8 @@ def _with_overrides(spec: QueueSpec, changes: Mapping[str, Any]) -> QueueSpec:
     if "every" in changes:
         if spec.schedule is None or spec.schedule.every is None:
             raise ConfigError(f"{what} has no 'every' schedule to change")
+        from polyjobs.spec import ScheduleSpec  # with a queue to change, not by every command
+
         every = seconds(changes["every"], f"{what} every")
         fields_["schedule"] = ScheduleSpec(**{**_schedule_fields(spec.schedule), "every": every})
     try:

@@ -6,7 +6,9 @@ alerts, ingest); ``polyjobs_resources`` the store, the Gamma client, the alert s
 domain config that processors reach as ``job.context[...]``; ``polyjobs_setting_names`` the
 environment variables it reads (the BullMQ version's names included);
 ``polyjobs_demo`` what ``polyjobs start --demo`` runs (:mod:`polyjobs.processors.demo`);
-``polyjobs_listings`` the board's alerts and wallets pages (:mod:`polyjobs.processors.listings`).
+``polyjobs_listings`` the board's alerts and wallets pages (:mod:`polyjobs.processors.listings`);
+``polyjobs_cli_commands`` the commands ``polyjobs alerts``, ``polyjobs wallets`` and
+``polyjobs replay`` (:mod:`polyjobs.processors.commands`, imported when one runs).
 """
 
 from __future__ import annotations
@@ -91,3 +93,12 @@ def polyjobs_demo() -> Demo:
     from polyjobs.processors import demo
 
     return demo
+
+
+@hookimpl
+def polyjobs_cli_commands() -> Mapping[str, str]:
+    return {
+        "alerts": "polyjobs.processors.commands:alerts",
+        "wallets": "polyjobs.processors.commands:wallets",
+        "replay": "polyjobs.processors.commands:replay",
+    }

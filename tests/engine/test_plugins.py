@@ -89,3 +89,15 @@ def test_example_plugin_installs_and_provides_a_queue_and_a_backend(tmp_path: Pa
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["example", "EchoMemoryBackend", "HELLO"]
+    # its command: listed by --help under the plugin's name, and run
+    polyjobs = str(Path(sys.executable).parent / "polyjobs")
+    listed = subprocess.run(
+        [polyjobs, "--help"], env={**env, "COLUMNS": "100"}, capture_output=True, text=True
+    )
+    assert listed.returncode == 0, listed.stderr
+    panel = listed.stdout[listed.stdout.index("Commands of example") :]
+    assert "shout" in panel and "upper-cased" in panel
+    shouted = subprocess.run(
+        [polyjobs, "shout", "hi there", "--times", "2"], env=env, capture_output=True, text=True
+    )
+    assert (shouted.returncode, shouted.stdout) == (0, "HI THERE\nHI THERE\n"), shouted.stderr

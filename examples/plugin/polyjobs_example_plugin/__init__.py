@@ -1,4 +1,5 @@
-"""An example polyjobs plugin: the queue ``example-echo`` and the backend scheme ``echo-memory``.
+"""An example polyjobs plugin: the queue ``example-echo``, the backend scheme ``echo-memory``
+and the command ``polyjobs shout``.
 
 Installed, it is found through the ``polyjobs`` entry-point group; nothing else is needed.
 """
@@ -34,3 +35,8 @@ def polyjobs_queue_specs() -> Sequence[QueueSpec]:
 @hookimpl
 def polyjobs_backend_factories() -> Mapping[str, BackendFactory]:
     return {"echo-memory": EchoMemoryBackend}
+
+
+@hookimpl
+def polyjobs_cli_commands() -> Mapping[str, str]:
+    return {"shout": "polyjobs_example_plugin.commands:shout"}

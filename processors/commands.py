@@ -1,21 +1,28 @@
-"""``polyjobs alerts`` and ``polyjobs wallets``: what the detector found, from its store."""
+"""The detector's commands, added to ``polyjobs`` through ``polyjobs_cli_commands`` (see
+:mod:`polyjobs.processors`): ``polyjobs alerts`` and ``polyjobs wallets`` (what the detector
+found, from its store) and ``polyjobs replay FILE`` (the whole pipeline once over a file of
+trades, then a summary).
+
+``polyjobs --help`` imports this module to list them: the domain (the store, httpx) and rich's
+tables are imported when a command runs.
+"""
 
 from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.table import Table
-from rich.text import Text
 
 from polyjobs.cli.common import run, settings
 from polyjobs.cli.console import Console
+from polyjobs.cli.logs import Events, configure_logging
 from polyjobs.redact import redact_text
 
-if TYPE_CHECKING:  # the domain is imported when a listing runs, not by every command
+if TYPE_CHECKING:
     from polyjobs.polymarket.listing import Page
     from polyjobs.polymarket.store import Store
 
@@ -43,6 +50,9 @@ def _show(
     console: Console, page: Page, what: str, columns: Sequence[str], rows: list[list[str]]
 ) -> None:
     """A table whose cells are plain text (titles and names are never read as markup)."""
+    from rich.table import Table
+    from rich.text import Text
+
     if not page.items:
         console.line(
             f"no {what}" if page.total == 0 else f"no {what} on this page ({page.total} in all)"
@@ -140,5 +150,40 @@ def wallets(
         )
         what = "whales" if whales else "wallets"
         _show(console, found, what, columns, [_wallet_cells(r) for r in found.items])
+
+    run(go, console)
+
+
+def replay(
+    file: Annotated[Path, typer.Argument(help="A JSONL file of Data API trade rows.")],
+    since: Annotated[
+        str | None,
+        typer.Option(help="Only trades at or after this time (2026-01-04[T12:30] UTC, epoch s)."),
+    ] = None,
+    until: Annotated[str | None, typer.Option(help="Only trades before this time.")] = None,
+    store: Annotated[
+        str | None,
+        typer.Option(help="Keep the trades and alerts in this store (default: a temporary one)."),
+    ] = None,
+) -> None:
+    """Ingest FILE once and run analysis, anomaly batches, the whale update and alert delivery
+    until everything is done (alerts go to Discord if configured, else the console)."""
+    console = Console()
+
+    async def go() -> None:
+        from polyjobs.processors.replay import ReplayRequest, parse_time, run_replay
+
+        request = ReplayRequest(
+            file,
+            since=None if since is None else parse_time(since, "--since"),
+            until=None if until is None else parse_time(until, "--until"),
+            store_url=store,
+        )
+        resolved = settings()
+        values = {"POLYJOBS_HOME": str(resolved.home_dir), **resolved.plain_values()}
+        configure_logging(Events(console, "text"))  # alerts on stdout, other records on stderr
+        summary = await run_replay(request, values, report=console.note)
+        for line in summary.lines():
+            console.line(line)
 
     run(go, console)
