@@ -276,7 +276,8 @@ def render(results: dict[str, dict[str, Any]], facts: dict[str, Any], meta: dict
         f"machine: {facts['cpu']}, {facts['cores']} cores, "
         f"load {' '.join(f'{x:.2f}' for x in facts['loadavg_at_start'])}, "
         f"Python {facts['python']}, Redis {facts['redis']} ({meta['redis']}), Node {facts['node']}",
-        f"polyjobs from: {meta.get('polyjobs_source', 'working tree')}",
+        f"polyjobs from: {meta.get('polyjobs_source', 'working tree')}"
+        + (f"; medians of {meta['rounds']} rounds" if meta.get("rounds") else ""),
         "Shared machine: compare the ratios (measured side by side), not absolute numbers.",
         "",
         table(headers, values),
@@ -304,6 +305,54 @@ def render(results: dict[str, dict[str, Any]], facts: dict[str, Any], meta: dict
     if notes:
         out += ["", "Notes (n/a = not measured, error = failed):", *notes]
     return "\n".join(out)
+
+
+def run_round(
+    bench: Bench, peers: list[Peer], broken: dict[str, str | None], k: int, of: int
+) -> dict[str, dict[str, Any]]:
+    """Every library once, in order (round ``k`` of ``of``)."""
+    results: dict[str, dict[str, Any]] = {}
+    for peer in peers:
+        log(f"{peer.name} ..." + (f" (round {k + 1} of {of})" if of > 1 else ""))
+        results[peer.name] = run_peer(bench, peer, broken.get(peer.name))
+    return results
+
+
+def medians(rounds: list[dict[str, dict[str, Any]]]) -> dict[str, dict[str, Any]]:
+    """Per library and metric, the median of the rounds that measured it (the first round's
+    text, e.g. ``n/a: ...``, when none did)."""
+    out: dict[str, dict[str, Any]] = {}
+    for name in rounds[0]:
+        row: dict[str, Any] = {}
+        for key in {k for r in rounds for k in r[name]}:
+            values = [r[name].get(key) for r in rounds]
+            numbers = [v for v in values if isinstance(v, int | float)]
+            row[key] = statistics.median(numbers) if numbers else values[0]
+        out[name] = row
+    return out
+
+
+def per_round(rounds: list[dict[str, dict[str, Any]]]) -> str:
+    """The baseline's ratio to each library in every round, and their median (with K rounds):
+    on a shared machine the spread says more than any one number."""
+    if len(rounds) < 2 or BASELINE not in rounds[0]:
+        return ""
+    rows = []
+    for name in [n for n in rounds[0] if n != BASELINE]:
+        for key, title, _, better in METRICS:
+            cells = [ratio(r[BASELINE].get(key), r[name].get(key), better) for r in rounds]
+            found = [float(c.rstrip(TIMES)) for c in cells if c != "-"]
+            middle = f"{statistics.median(found):.2f}{TIMES}" if found else "-"
+            rows.append([f"{BASELINE}/{name}", title, " / ".join(cells), middle])
+    return "\n".join(
+        [
+            "",
+            "",
+            f"Every round ({len(rounds)}; the tables above show medians of the values):",
+            "",
+            table(["ratio", "column", "rounds", "median"], rows),
+        ]
+    )
 
 
 def targets(results: dict[str, dict[str, Any]]) -> list[str]:
@@ -380,7 +429,16 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--profile", type=int, default=0, metavar="C", help="only profile polyjobs at concurrency C"
     )
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        metavar="K",
+        help="K rounds of every library in turn; the tables show medians, the ratios per round",
+    )
     args = parser.parse_args()
+    if args.repeat < 1:
+        sys.exit("--repeat must be at least 1")
     args.n = args.n or (2000 if args.quick else 10_000)
     args.latency_jobs = args.latency_jobs or (1000 if args.quick else 2000)
     args.timeout = args.timeout or (90.0 if args.quick else 240.0)
@@ -442,18 +500,17 @@ def main() -> None:
             "polyjobs_source": source,
             "versions": library_versions(),
         }
-        results: dict[str, dict[str, Any]] = {}
-        for peer in peers:
-            log(f"{peer.name} ...")
-            results[peer.name] = run_peer(bench, peer, broken.get(peer.name))
-        text = render(results, facts, meta)
+        rounds = [run_round(bench, peers, broken, k, args.repeat) for k in range(args.repeat)]
+        results = medians(rounds)
+        if args.repeat > 1:
+            meta["rounds"] = args.repeat
+        text = render(results, facts, meta) + per_round(rounds)
         print(text)
         path = results_dir / f"{stamp}.json"
-        path.write_text(
-            json.dumps(
-                {"meta": meta, "machine": facts, "results": results, "table": text}, indent=1
-            )
-        )
+        saved: dict[str, Any] = {"meta": meta, "machine": facts, "results": results}
+        if args.repeat > 1:
+            saved["rounds"] = rounds
+        path.write_text(json.dumps({**saved, "table": text}, indent=1))
         log(f"wrote {path.relative_to(HERE.parent)}")
     finally:
         redis.close()
