@@ -32,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import select
 from collections import deque
+from time import monotonic
 from typing import Any
 
 from redis._parsers.base import BaseParser
@@ -63,9 +64,14 @@ class _Protocol(asyncio.Protocol):
         self.transport: Any = None  # asyncio's or uvloop's (not an asyncio.Transport subclass)
         self.lost: BaseException | None = None
         self.pending: list[bytes] = []  # written at the end of this loop turn
+        self.poller: Any = None  # polls the socket for an end of file the loop has not seen
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            self.poller = select.poll()
+            self.poller.register(sock.fileno(), select.POLLIN)
 
     def data_received(self, data: bytes) -> None:
         reader = self.reader
@@ -120,14 +126,9 @@ class _Protocol(asyncio.Protocol):
         end of file (or a stray reply), which the event loop may not have seen yet."""
         if self.lost is not None:
             return True
-        if self.waiters or self.transport is None:
+        if self.waiters or self.poller is None:
             return False
-        sock = self.transport.get_extra_info("socket")
-        if sock is None:  # pragma: no cover - every socket transport has one
-            return False
-        poller = select.poll()
-        poller.register(sock.fileno(), select.POLLIN)
-        return bool(poller.poll(0))
+        return bool(self.poller.poll(0))
 
 
 class Multiplexed:
@@ -167,7 +168,22 @@ class Multiplexed:
         protocol = self._protocol
         if protocol is None or protocol.lost is not None or protocol.idle_and_closed():
             protocol = await self._connected()
-        return await self._send(protocol, [hiredis.pack_command(command)])
+        # _queue for one command, inline: this is the hot path
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        waiters = protocol.waiters
+        now = monotonic()
+        waiters.append((future, now))
+        data = hiredis.pack_command(command)
+        if len(waiters) == 1:
+            protocol.transport.write(data)
+        else:
+            if not protocol.pending:
+                loop.call_soon(protocol.flush)
+            protocol.pending.append(data)
+        if self._watchdog is None and self.timeout is not None:
+            self._watchdog = loop.call_later(self.timeout, self._check)
+        return await future
 
     async def call_many(self, *commands: tuple[Any, ...]) -> list[Any]:
         """Send several commands in one write; their replies in order. Every command runs
@@ -189,7 +205,7 @@ class Multiplexed:
 
     def _queue(self, protocol: _Protocol, packed: list[bytes]) -> list[asyncio.Future[Any]]:
         loop = asyncio.get_running_loop()
-        now = loop.time()
+        now = monotonic()
         futures = []
         for _ in packed:
             future = loop.create_future()
@@ -203,11 +219,8 @@ class Multiplexed:
                 loop.call_soon(protocol.flush)
             protocol.pending.extend(packed)
         if self._watchdog is None and self.timeout is not None:
-            self._watchdog = loop.call_at(now + self.timeout, self._check)
+            self._watchdog = loop.call_later(self.timeout, self._check)
         return futures
-
-    async def _send(self, protocol: _Protocol, packed: list[bytes]) -> Any:
-        return await self._queue(protocol, packed)[0]
 
     def _check(self) -> None:
         """When the oldest call in flight has had ``timeout`` seconds, fail it and every call
@@ -220,11 +233,11 @@ class Multiplexed:
         assert self.timeout is not None
         loop = asyncio.get_running_loop()
         due = protocol.waiters[0][1] + self.timeout
-        if loop.time() >= due:
+        if monotonic() >= due:
             protocol._abort(TimeoutError(f"Timeout reading from {self._where()}"))
             self._protocol = None
             return
-        self._watchdog = loop.call_at(due, self._check)
+        self._watchdog = loop.call_later(due - monotonic(), self._check)
 
     # -- connecting ----------------------------------------------------------------------
     def _where(self) -> str:
