@@ -3,6 +3,7 @@
     python benchmarks/postgres.py                 # N = 10,000, four libraries
     python benchmarks/postgres.py --n 2000 --only polyjobs,pgqueuer
     python benchmarks/postgres.py --polyjobs-rev HEAD
+    python benchmarks/postgres.py --baseline feec48b   # also that revision, as polyjobs@<rev>
 
 Starts a private PostgreSQL cluster on a free port (``initdb`` + ``pg_ctl`` from the installed
 server, default settings: fsync and ``synchronous_commit`` on), gives every library a fresh
@@ -184,7 +185,7 @@ class Bench:
     timeout: float
 
     def db(self, peer: Peer) -> str:
-        return "bench_" + peer.name.replace("-", "_")
+        return "bench_" + "".join(c if c.isalnum() else "_" for c in peer.name)
 
     def spawn(self, peer: Peer, url: str, mode: str, n: int, c: int = 10) -> PeerProcess:
         argv = [*peer.argv(), mode, "--url", url, "--n", str(n), "--concurrency", str(c)]
@@ -312,6 +313,12 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=300.0)
     parser.add_argument("--only", default="")
     parser.add_argument("--polyjobs-rev", default="")
+    parser.add_argument(
+        "--baseline",
+        default="",
+        help="also measure polyjobs as committed at this revision (a row polyjobs@<rev>, right "
+        "after polyjobs), for before/after ratios from one run",
+    )
     args = parser.parse_args()
     peers = PEERS
     if args.only:
@@ -331,6 +338,13 @@ def main() -> None:
             else p
             for p in peers
         ]
+    baseline_src = ""
+    if args.baseline:
+        baseline_src, base_commit = export_revision(args.baseline)
+        env = {"POLYJOBS_BENCH_SRC": baseline_src}
+        base = Peer(f"polyjobs@{base_commit}", "project", "peer_polyjobs.py", env)
+        at = next((i + 1 for i, p in enumerate(peers) if p.name == "polyjobs"), 0)
+        peers = [*peers[:at], base, *peers[at:]]
     broken: dict[str, str | None] = {}
     if any(p.kind == "pg" for p in peers):
         error = ensure_pg_venv()
@@ -369,8 +383,9 @@ def main() -> None:
         log(f"wrote {path.relative_to(HERE.parent)}")
     finally:
         cluster.stop()
-        if src:
-            shutil.rmtree(src, ignore_errors=True)
+        for tree in (src, baseline_src):
+            if tree:
+                shutil.rmtree(tree, ignore_errors=True)
 
 
 if __name__ == "__main__":
