@@ -19,11 +19,14 @@ OpenTelemetry's messaging conventions (``messaging.system`` = ``polyjobs``,
 from __future__ import annotations
 
 import asyncio
+import random
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from typing import TYPE_CHECKING, Any
 
+from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
+from opentelemetry.context import Context
 from opentelemetry.propagators.textmap import TextMapPropagator
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
@@ -45,6 +48,25 @@ class _Added:
     def added(self, ids: Sequence[str]) -> None:
         if self.count == 1 and ids:
             self.span.set_attribute("messaging.message.id", ids[0])
+
+
+class _Unsampled:
+    """A run the sampler drops: no span is started, ended or exported; the current span is a
+    non-recording one in the trace of the job's add (as the SDK makes for a dropped span), so
+    what the processor adds stays in that unsampled trace."""
+
+    __slots__ = ("context", "token")
+
+    def __init__(self, context: Context) -> None:
+        self.context = context
+        self.token: object = None
+
+    def __enter__(self) -> Span:
+        self.token = otel_context.attach(self.context)
+        return trace.get_current_span(self.context)
+
+    def __exit__(self, *exc: object) -> None:
+        otel_context.detach(self.token)  # type: ignore[arg-type]
 
 
 class OtelTelemetry:
@@ -83,8 +105,7 @@ class OtelTelemetry:
             self._propagator().inject(carrier)
             yield _Added(span, checked_carrier(carrier), len(jobs))
 
-    @contextmanager
-    def processing(self, queue: str, job: Job) -> Iterator[Span]:
+    def processing(self, queue: str, job: Job) -> AbstractContextManager[object]:
         carrier = job.opts.get(TRACE_KEY)
         # only the job says what its run continues: a job added untraced starts a trace
         parent = self._propagator().extract(carrier if isinstance(carrier, Mapping) else {})
@@ -97,8 +118,39 @@ class OtelTelemetry:
             "polyjobs.job.name": job.name,
             "polyjobs.job.attempt": job.attempts_made + 1,
         }
+        name = f"process {queue}"
+        # The sampler's decision first: a run it drops (say, the job's add was not sampled and
+        # the sampler follows the parent, as the usual ParentBased one does) makes no span.
+        sampler = getattr(self.tracer, "sampler", None)  # the SDK's tracer; else no shortcut
+        if sampler is not None:
+            context = trace.get_current_span(parent).get_span_context()
+            if context.is_valid:
+                result = sampler.should_sample(
+                    parent, context.trace_id, name, SpanKind.CONSUMER, attributes
+                )
+                if not result.decision.is_recording():
+                    # the span context the SDK gives a dropped span: a new span id, the
+                    # parent's flags less "sampled", the sampler's trace state
+                    span = trace.NonRecordingSpan(
+                        trace.SpanContext(
+                            context.trace_id,
+                            random.getrandbits(64) or 1,
+                            is_remote=False,
+                            trace_flags=trace.TraceFlags(
+                                context.trace_flags & ~trace.TraceFlags.SAMPLED
+                            ),
+                            trace_state=result.trace_state,
+                        )
+                    )
+                    return _Unsampled(trace.set_span_in_context(span, parent))
+        return self._processing_span(name, parent, attributes)
+
+    @contextmanager
+    def _processing_span(
+        self, name: str, parent: Context, attributes: dict[str, Any]
+    ) -> Iterator[Span]:
         with self.tracer.start_as_current_span(
-            f"process {queue}", context=parent, kind=SpanKind.CONSUMER, attributes=attributes
+            name, context=parent, kind=SpanKind.CONSUMER, attributes=attributes
         ) as span:
             try:
                 yield span

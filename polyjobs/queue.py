@@ -276,7 +276,15 @@ class Queue:
         with self.telemetry.adding(self.name, new_jobs) as scope:
             if scope.carrier:
                 carrier = dict(scope.carrier)
-                new_jobs = [replace(j, opts={**j.opts, TRACE_KEY: carrier}) for j in new_jobs]
+                # the jobs of a bulk add mostly share one options object: one copy with the
+                # carrier for all of them (backends never change a job's options in place)
+                traced: dict[int, dict[str, Any]] = {}
+                new_jobs = list(new_jobs)
+                for i, j in enumerate(new_jobs):
+                    opts = traced.get(id(j.opts))
+                    if opts is None:
+                        opts = traced[id(j.opts)] = {**j.opts, TRACE_KEY: carrier}
+                    new_jobs[i] = replace(j, opts=opts)
             results = await self.backend.add(self.name, new_jobs)
             scope.added([r.id for r in results])
         return new_jobs, results

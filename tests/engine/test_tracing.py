@@ -9,12 +9,15 @@ import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
+from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ParentBased, TraceIdRatioBased
 from opentelemetry.trace import SpanKind, StatusCode
 
 from polyjobs import Job, Queue, QueueSpec, Runtime, Worker, open_backend
@@ -177,3 +180,71 @@ async def test_without_telemetry_nothing_is_added_to_the_job() -> None:
         job = await Queue("t-plain", backend).add("x", {})
         stored = await backend.get_job("t-plain", job.id)
     assert stored is not None and TRACE_KEY not in stored.opts
+
+
+async def test_a_run_whose_add_was_not_sampled_starts_no_span(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider(sampler=ParentBased(ALWAYS_OFF))  # every new trace dropped
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    telemetry = OtelTelemetry(tracer_provider=provider)
+    started: list[str] = []
+    start = telemetry.tracer.start_as_current_span
+
+    def counting(name: str, *args: Any, **kwargs: Any) -> Any:
+        started.append(name)
+        return start(name, *args, **kwargs)
+
+    monkeypatch.setattr(telemetry.tracer, "start_as_current_span", counting)
+    seen: list[trace.SpanContext] = []
+
+    async def work(job: Job) -> None:
+        seen.append(trace.get_current_span().get_span_context())
+        if job.name == "first":
+            await job.context.add("second", {})
+
+    async with open_backend("memory://") as backend:
+        queue = Queue("t-unsampled", backend, telemetry=telemetry)
+        first = await queue.add("first", {})
+        worker = Worker("t-unsampled", work, backend, telemetry=telemetry, context=queue)
+        await worker.run(burst=True)
+        stored = await backend.get_job("t-unsampled", first.id)
+        jobs = await queue.jobs("completed")
+    provider.shutdown()
+    # the adds asked the tracer (their decision travels in the job), the runs did not
+    assert started == ["send t-unsampled", "send t-unsampled"]
+    assert exporter.get_finished_spans() == ()
+    assert stored is not None
+    traceparent = stored.opts[TRACE_KEY]["traceparent"]
+    trace_id = int(traceparent.split("-")[1], 16)
+    assert int(traceparent.split("-")[3], 16) & 1 == 0  # not sampled
+    # each run is in its add's trace, under a non-recording span, and so is what it adds
+    assert len(seen) == 2 and all(c.trace_id == trace_id for c in seen)
+    assert all(c.is_valid and not c.trace_flags.sampled for c in seen)
+    second = next(j for j in jobs if j.name == "second")
+    assert second.opts[TRACE_KEY]["traceparent"].split("-")[1] == f"{trace_id:032x}"
+
+
+async def test_a_sampled_add_still_gets_its_run_span_under_a_ratio_sampler() -> None:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider(sampler=ParentBased(TraceIdRatioBased(0.5)))
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    telemetry = OtelTelemetry(tracer_provider=provider)
+    async with open_backend("memory://") as backend:
+        queue = Queue("t-ratio", backend, telemetry=telemetry)
+        for _ in range(40):
+            await queue.add("x", {})
+        await Worker("t-ratio", noop_async, backend, telemetry=telemetry).run(burst=True)
+    provider.shutdown()
+    finished = exporter.get_finished_spans()
+    sends = {s.context.span_id for s in finished if s.name == "send t-ratio"}
+    runs = [s for s in finished if s.name == "process t-ratio"]
+    assert 0 < len(sends) < 40  # some traces sampled, some not
+    # exactly the sampled adds have a run span, each under its own add
+    assert sorted(r.parent.span_id for r in runs if r.parent) == sorted(sends)
+    assert len(runs) == len(sends)
+
+
+async def noop_async(job: Job) -> None:
+    return None
