@@ -19,12 +19,16 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
-from urllib.parse import quote
 
 import httpx
 
 from polyjobs.errors import GroupRateLimitError, RateLimitError, RetryAfter, UnrecoverableError
 from polyjobs.polymarket.http_errors import describe_http_error
+from polyjobs.polymarket.links import (
+    market_url,
+    transaction_url,
+    wallet_url,
+)
 from polyjobs.polymarket.models import Alert
 from polyjobs.polymarket.store import Store
 from polyjobs.redact import redact_text, redact_url
@@ -82,33 +86,7 @@ def _money(value: float) -> str:
     return f"${value:,.2f}"
 
 
-POLYMARKET_URL = "https://polymarket.com"
-POLYGONSCAN_TX_URL = "https://polygonscan.com/tx/"
-_TX_HASH = re.compile(r"^0x[0-9a-fA-F]{64}$")
-_WALLET = re.compile(r"^0x[0-9a-fA-F]{40}$")
 _MARKDOWN = re.compile(r"([\\`*_~|>\[\]])|^([#-])", re.M)
-
-
-def market_url(summary: Mapping[str, Any]) -> str | None:
-    """The market's page on Polymarket from its event and market slugs (None: no slug). The
-    slugs are percent-encoded, so whatever they hold stays inside the link's path."""
-    event = quote(str(summary.get("eventSlug") or "").strip(), safe="")
-    market = quote(str(summary.get("slug") or "").strip(), safe="")
-    if event and market:
-        return f"{POLYMARKET_URL}/event/{event}/{market}"
-    if event:
-        return f"{POLYMARKET_URL}/event/{event}"
-    return f"{POLYMARKET_URL}/market/{market}" if market else None
-
-
-def transaction_url(tx_hash: str) -> str | None:
-    """The transaction on Polygonscan (None: not a transaction hash)."""
-    return POLYGONSCAN_TX_URL + tx_hash.lower() if _TX_HASH.match(tx_hash or "") else None
-
-
-def wallet_url(wallet: str) -> str | None:
-    """The wallet's Polymarket profile (None: not an address)."""
-    return f"{POLYMARKET_URL}/profile/{wallet.lower()}" if _WALLET.match(wallet) else None
 
 
 def trade_time(summary: Mapping[str, Any]) -> str:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from polyjobs.errors import InvalidArgumentError
-from polyjobs.polymarket.alerts import market_url, transaction_url
+from polyjobs.polymarket.links import market_url, transaction_url
 from polyjobs.redact import redact_text
 
 if TYPE_CHECKING:

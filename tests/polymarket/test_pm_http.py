@@ -20,14 +20,13 @@ from polyjobs.polymarket.alerts import (
     DeliveryError,
     DiscordWebhook,
     build_payload,
-    market_url,
     render_text,
-    transaction_url,
 )
 from polyjobs.polymarket.analysis import AnalysisPipeline
 from polyjobs.polymarket.anomaly import AnomalyDetector, alert_summary
 from polyjobs.polymarket.config import AnomalyThresholds
 from polyjobs.polymarket.gamma import GammaClient, GammaError
+from polyjobs.polymarket.links import market_url, transaction_url
 from polyjobs.polymarket.listing import alert_row
 from polyjobs.polymarket.models import Alert, Signal
 from polyjobs.polymarket.sqlite_store import SqliteStore
