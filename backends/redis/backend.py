@@ -386,10 +386,6 @@ class RedisBackend:
     async def add_flow(self, nodes: Sequence[FlowNode]) -> list[AddResult]:
         if not nodes:
             return []
-        if any(node.job is not None and node.job.group is not None for node in nodes):
-            raise InvalidArgumentError(
-                "on Redis a flow's jobs take no group yet: add grouped jobs with Queue.add"
-            )
         queues = {node.queue for node in nodes}
         if len(queues) > 1 and CAP_FLOWS_ACROSS_QUEUES not in self.capabilities:
             raise InvalidArgumentError(
@@ -401,9 +397,9 @@ class RedisBackend:
             new = node.job
             policy = "" if node.policy == "wait" else node.policy
             if new is None:
-                args += [node.queue, "0", node.job_id or "", "", "", "", "", "", "", "", policy]
+                args += [node.queue, "0", node.job_id or "", "", "", "", "", "", "", "", policy, ""]
             else:
-                args += [node.queue, "1", *_job_args(new), policy]
+                args += [node.queue, "1", *_job_args(new), policy, new.group or ""]
             args += [len(node.children), *(i + 1 for i in node.children)]
         reply = await self._run("flow", nodes[0].queue, args)
         if reply[0] == "err":

@@ -115,15 +115,21 @@ local function group_back(g)
   end
 end
 
-local function group_wait(g, prio, m)
-  redis.call('ZADD', gkey('gw:') .. g, prio, m)
-  redis.call('HINCRBY', K_meta, 'gwn', 1)
-  local sv = redis.call('HGET', gkey('gsv'), g)
+-- Put waiting member m of group g in its group's set, in the queue whose key prefix is base
+-- (a flow's jobs may live in other queues).
+local function group_wait_at(base, g, prio, m)
+  redis.call('ZADD', base .. 'gw:' .. g, prio, m)
+  redis.call('HINCRBY', base .. 'meta', 'gwn', 1)
+  local sv = redis.call('HGET', base .. 'gsv', g)
   if not sv then
     sv = 0
-    redis.call('HSET', gkey('gsv'), g, 0)
+    redis.call('HSET', base .. 'gsv', g, 0)
   end
-  redis.call('ZADD', gkey('gring'), 'NX', sv, g)
+  redis.call('ZADD', base .. 'gring', 'NX', sv, g)
+end
+
+local function group_wait(g, prio, m)
+  group_wait_at(ARGV[1], g, prio, m)
 end
 
 -- A job of group g (false: none) is no longer active: its group has a slot more.

@@ -1,6 +1,6 @@
 -- ARGV: qp, now, n, then n nodes, each: queue, has_job ('1'/'0'), id ('' to number it), name,
---   data, opts, ts, run_at, priority, lifo, policy ('' for wait), k, then k child indexes
---   (1-based, of earlier nodes: children come before their parents).
+--   data, opts, ts, run_at, priority, lifo, policy ('' for wait), group ('' for none), k, then
+--   k child indexes (1-based, of earlier nodes: children come before their parents).
 -- Adds every node and edge, or nothing: returns {'err', message} when a reference names a
 -- missing job or an existing job is given children; else {'ok', {id, added, ...}, {queues
 -- registered just now}}.
@@ -9,11 +9,11 @@ local n = tonumber(ARGV[3])
 local nodes = {}
 local b = 4
 for i = 1, n do
-  local k = tonumber(ARGV[b + 11])
+  local k = tonumber(ARGV[b + 12])
   local node = {queue = ARGV[b], has_job = ARGV[b + 1] == '1', id = ARGV[b + 2], at = b,
     kids = {}}
   for j = 1, k do
-    node.kids[j] = tonumber(ARGV[b + 11 + j])
+    node.kids[j] = tonumber(ARGV[b + 12 + j])
   end
   node.base = base_of(node.queue)
   node.exists = node.id ~= '' and redis.call('EXISTS', node.base .. 'j:' .. node.id) == 1
@@ -25,7 +25,7 @@ for i = 1, n do
       ' already exists: a flow cannot give it children'}
   end
   nodes[i] = node
-  b = b + 12 + k
+  b = b + 13 + k
 end
 
 local registered, results, seen = {}, {}, {}
@@ -56,6 +56,11 @@ local function store(node)
   if ARGV[a + 10] ~= '' then
     redis.call('HSET', key, 'fp', ARGV[a + 10])
   end
+  local g = ARGV[a + 11] ~= '' and ARGV[a + 11] or false
+  if g then
+    redis.call('HSET', key, 'g', g)
+    redis.call('HSET', base .. 'meta', 'gon', 1)
+  end
   local state
   if #node.kids > 0 then
     state = 'waiting-children'
@@ -77,7 +82,11 @@ local function store(node)
       else
         m = string.format('1%013x', s) .. id
       end
-      redis.call('ZADD', base .. 'wait', prio, m)
+      if g then
+        group_wait_at(base, g, prio, m)
+      else
+        redis.call('ZADD', base .. 'wait', prio, m)
+      end
       redis.call('HSET', key, 'st', state, 'wm', m)
     end
     redis.call('ZADD', base .. 'marker', 0, WAKE_MEMBER)

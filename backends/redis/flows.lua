@@ -54,7 +54,7 @@ end
 -- Move a parent out of waiting-children: to delayed when it has a delay, else to waiting.
 local function release(ref, now)
   local key, q, id = rjk(ref)
-  local cur = redis.pcall('HMGET', key, 'st', 'p', 'pd')
+  local cur = redis.pcall('HMGET', key, 'st', 'p', 'pd', 'g')
   if cur['err'] or cur[1] ~= 'waiting-children' then
     return
   end
@@ -67,6 +67,9 @@ local function release(ref, now)
     local due = num(tonumber(now) + delay)
     redis.call('ZADD', base .. 'delayed', due, m)
     redis.call('HSET', key, 'st', 'delayed', 'wm', m, 'ra', due)
+  elseif cur[4] then
+    group_wait_at(base, cur[4], tonumber(cur[2]) or 0, m)
+    redis.call('HSET', key, 'st', 'waiting', 'wm', m)
   else
     redis.call('ZADD', base .. 'wait', tonumber(cur[2]) or 0, m)
     redis.call('HSET', key, 'st', 'waiting', 'wm', m)

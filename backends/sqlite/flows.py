@@ -364,6 +364,7 @@ def deduplicate(conn: sqlite3.Connection, queue: str, new: NewJob, now: float) -
                 holder,
             ),
         )
+        jobs.regroup(conn, queue, holder, new)
         return AddResult(holder, False, "replaced")
     return AddResult(holder, False, "ignored")
 

@@ -176,6 +176,18 @@ def _group_of(conn: sqlite3.Connection, queue: str, new: NewJob) -> str:
     return new.group
 
 
+def regroup(conn: sqlite3.Connection, queue: str, job_id: str, new: NewJob) -> None:
+    """A job that took a new add's place (a deduplication ``replace``) takes its group too."""
+    if not meta(conn, queue)["has_groups"]:
+        if new.group is None:
+            return
+        start_groups(conn, queue)
+    conn.execute(
+        "UPDATE jobs SET grp = ? WHERE queue = ? AND id = ?",
+        (_group_of(conn, queue, new), queue, job_id),
+    )
+
+
 def start_groups(conn: sqlite3.Connection, queue: str) -> None:
     """The queue's first grouped job: from now on every job of it has a group, ``''`` for the
     jobs without one (they take turns as one member of the ring)."""

@@ -13,8 +13,18 @@ from typing import Any
 
 import pytest
 
-from polyjobs.backend import CAP_GROUPS, CAP_SHARED, Backend, Finish, JobRecord, NewJob
+from polyjobs.backend import (
+    CAP_DEDUP,
+    CAP_FLOWS,
+    CAP_GROUPS,
+    CAP_SHARED,
+    Backend,
+    Finish,
+    JobRecord,
+    NewJob,
+)
 from polyjobs.errors import GroupRateLimitError, InvalidArgumentError
+from polyjobs.flow import FlowProducer
 from polyjobs.job import Job
 from polyjobs.options import RateLimit
 from polyjobs.queue import Queue
@@ -241,6 +251,35 @@ class GroupsContract(ContractBase):
             await asyncio.wait_for(asyncio.gather(self.run_burst(one), self.run_burst(two)), 30)
         assert (await queue.counts())["completed"] == 9
         assert dict(peak) == {"g0": 1, "g1": 1, "g2": 1}
+
+    async def test_a_flows_jobs_keep_their_groups(self, backend: Backend, queue: Queue) -> None:
+        self.require(backend, CAP_GROUPS)
+        self.require(backend, CAP_FLOWS)
+        child = {"name": "child", "queue": queue.name, "opts": {"group": "b"}}
+        flow = {"name": "parent", "queue": queue.name, "opts": {"group": "a"}}
+        await FlowProducer(backend).add({**flow, "children": [child]})
+        await queue.hold_group("a", 30)
+        taken = await backend.fetch(queue.name, "w", 9, 30, 0)
+        assert [j.opts["group"] for j in taken] == ["b"]
+        await backend.finish(queue.name, "w", [_done(taken[0].id)], 9, 30)
+        # the parent is released into its own group, which is held
+        assert (await queue.counts())["waiting"] == 1
+        assert await backend.fetch(queue.name, "w", 9, 30, 0) == []
+        await queue.add("j", "b-next", group="b")
+        assert _data(await backend.fetch(queue.name, "w", 9, 30, 0)) == ["b-next"]
+
+    async def test_a_replacing_add_moves_the_job_to_its_group(
+        self, backend: Backend, queue: Queue
+    ) -> None:
+        self.require(backend, CAP_GROUPS)
+        self.require(backend, CAP_DEDUP)
+        window = {"id": "k", "replace": True}
+        first = await queue.add("j", "old", group="a", deduplication=window)
+        again = await queue.add("j", "new", group="b", deduplication=window)
+        assert again.id == first.id
+        await queue.hold_group("a", 30)
+        taken = await backend.fetch(queue.name, "w", 9, 30, 0)
+        assert [(j.data, j.opts["group"]) for j in taken] == [("new", "b")]
 
     async def test_group_settings_are_checked(self, backend: Backend, queue: Queue) -> None:
         self.require(backend, CAP_GROUPS)

@@ -1,11 +1,12 @@
-"""Job groups on Redis beyond the contract suite: key layout, obliteration, and the flows
-that do not take groups yet."""
+"""Job groups on Redis beyond the contract suite: key layout, obliteration, flows across
+queues."""
 
 from __future__ import annotations
 
-import pytest
+import time
 
-from polyjobs import InvalidArgumentError, Queue
+from polyjobs import Queue
+from polyjobs.backend import Finish
 from polyjobs.backends.redis import RedisBackend
 from polyjobs.flow import FlowProducer
 
@@ -33,14 +34,19 @@ async def test_group_keys_share_the_queue_tag_and_go_with_it(
     assert not [k async for k in backend.redis.scan_iter(match=f"{prefix}:*")]
 
 
-async def test_a_flow_with_a_grouped_job_is_refused(backend: RedisBackend) -> None:
-    flows = FlowProducer(backend)
-    with pytest.raises(InvalidArgumentError, match="no group"):
-        await flows.add(
-            {
-                "name": "parent",
-                "queue": "f",
-                "children": [{"name": "child", "queue": "f", "opts": {"group": "a"}}],
-            }
-        )
-    assert await backend.queues() == []
+async def test_a_flow_puts_grouped_jobs_of_other_queues_in_their_groups(
+    backend: RedisBackend, prefix: str
+) -> None:
+    child = {"name": "c", "queue": "flow-c", "opts": {"group": "x"}}
+    await FlowProducer(backend).add(
+        {"name": "p", "queue": "flow-p", "opts": {"group": "y"}, "children": [child]}
+    )
+    assert await backend.redis.exists(f"{prefix}:{{flow-c}}:gw:x") == 1
+    assert (await Queue("flow-c", backend).counts())["waiting"] == 1
+    taken = await backend.fetch("flow-c", "w", 9, 30, 0)
+    assert [j.opts["group"] for j in taken] == ["x"]
+    await backend.finish("flow-c", "w", [Finish(taken[0].id, "completed", 1, time.time())], 0, 30)
+    # the parent, released by the child's finish in the other queue, waits in its own group
+    assert await backend.redis.exists(f"{prefix}:{{flow-p}}:gw:y") == 1
+    parent = await backend.fetch("flow-p", "w", 9, 30, 0)
+    assert [j.opts["group"] for j in parent] == ["y"]
