@@ -137,6 +137,10 @@ local function group_left(g)
   if g then
     if redis.call('HINCRBY', gkey('gact'), g, -1) <= 0 then
       redis.call('HDEL', gkey('gact'), g)
+      if redis.call('EXISTS', gkey('gw:') .. g) == 0 then
+        redis.call('HDEL', gkey('gsv'), g) -- nothing of it is left: forget it
+        return
+      end
     end
     group_back(g)
   end

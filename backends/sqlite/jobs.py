@@ -430,6 +430,21 @@ def take(
     return [record(r) for r in rows]
 
 
+#: Every so many turns a take forgets the groups none of whose jobs is left (their rows would
+#: otherwise make every take's ring longer, one per group ever seen).
+PRUNE_EVERY = 256
+
+
+def _prune_groups(conn: sqlite3.Connection, queue: str, now: float) -> None:
+    """Forget the groups of ``queue`` with no job left in any state and no hold (a job that
+    exists keeps its group's row, so whatever brings it back to waiting finds the row)."""
+    conn.execute(
+        "DELETE FROM job_groups AS g WHERE g.queue = ? AND g.grp != '' AND g.held_until <= ? "
+        "AND NOT EXISTS (SELECT 1 FROM jobs AS j WHERE j.queue = g.queue AND j.grp = g.grp)",
+        (queue, now),
+    )
+
+
 def _pick_grouped(conn: sqlite3.Connection, queue: str, limit: int, now: float) -> list[tuple[int]]:
     """The rowids of up to ``limit`` waiting jobs, one per ready group in turn (see
     GroupBackend); records each group's turn and, under a group rate limit, its starts."""
@@ -466,6 +481,8 @@ def _pick_grouped(conn: sqlite3.Connection, queue: str, limit: int, now: float) 
         ring = later
     if turns:
         first = take_seqs(conn, queue, len(turns))
+        if first // PRUNE_EVERY != (first + len(turns)) // PRUNE_EVERY:
+            _prune_groups(conn, queue, now)
         last = {grp: first + i for i, grp in enumerate(turns)}
         conn.executemany(
             "UPDATE job_groups SET served = ? WHERE queue = ? AND grp = ?",

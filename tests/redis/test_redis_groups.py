@@ -50,3 +50,17 @@ async def test_a_flow_puts_grouped_jobs_of_other_queues_in_their_groups(
     assert await backend.redis.exists(f"{prefix}:{{flow-p}}:gw:y") == 1
     parent = await backend.fetch("flow-p", "w", 9, 30, 0)
     assert [j.opts["group"] for j in parent] == ["y"]
+
+
+async def test_a_group_with_nothing_left_is_forgotten(backend: RedisBackend, prefix: str) -> None:
+    queue = Queue("forget", backend)
+    await queue.add_bulk([("j", i, {"group": f"wallet-{i}"}) for i in range(50)])
+    gsv = f"{prefix}:{{forget}}:gsv"
+    assert await backend.redis.hlen(gsv) == 50
+    taken = await backend.fetch("forget", "w", 50, 30, 0)
+    assert len(taken) == 50
+    now = time.time()
+    await backend.finish("forget", "w", [Finish(j.id, "completed", 1, now) for j in taken], 0, 30)
+    assert await backend.redis.hlen(gsv) == 0  # so listing or draining never walks them
+    await queue.add("j", "back", group="wallet-3")
+    assert [j.data for j in await backend.fetch("forget", "w", 9, 30, 0)] == ["back"]
