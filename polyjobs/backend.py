@@ -244,8 +244,10 @@ class Backend(Protocol):
         """Log lines ``start..end`` inclusive (negative indexes count from the end)."""
 
     async def list_jobs(self, queue: str, state: JobState, start: int, end: int) -> list[JobRecord]:
-        """Jobs in ``state``, ``start..end`` inclusive: waiting in fetch order, delayed by due
-        time, active by start time, completed and failed newest first."""
+        """Jobs in ``state``, ``start..end`` inclusive: waiting in fetch order (with job
+        groups: each group's in its order; which group comes next depends on the turns, so
+        the order across groups is the backend's own), delayed by due time, active by start
+        time, completed and failed newest first."""
 
     async def counts(self, queue: str) -> dict[str, int]:
         """Exact number of jobs in each of :data:`BASE_STATES` (and ``waiting-children`` with
