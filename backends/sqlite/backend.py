@@ -150,15 +150,19 @@ class SqliteBackend:
 
     # -- workers ---------------------------------------------------------------------------
     async def _take(self, queue: str, token: str, limit: int, lease: float) -> list[JobRecord]:
-        ready, _ = await self._db.read(jobs.ready, queue, time.time())
+        ready, _ = await self._db.read_short(jobs.ready, queue, time.time())
         if not ready:
             return []
-        return await self._db.write(jobs.take, queue, token, limit, lease)
+        return await self._take_now(queue, token, limit, lease)
+
+    async def _take_now(self, queue: str, token: str, limit: int, lease: float) -> list[JobRecord]:
+        write = self._db.write_short if limit <= SHORT_JOBS else self._db.write
+        return await write(jobs.take, queue, token, limit, lease)
 
     async def fetch(
         self, queue: str, token: str, limit: int, lease: float, block: float
     ) -> list[JobRecord]:
-        found = await self._take(queue, token, limit, lease)
+        found = await self._take_now(queue, token, limit, lease)
         if found or block <= 0:
             return found
         signal = self._signal
@@ -185,13 +189,13 @@ class SqliteBackend:
         ``waiter`` is always registered before the look, so no wake-up falls in between."""
         deadline = time.monotonic() + block
         poll, look = MIN_POLL, True
-        version = await self._db.read(_data_version)
+        version = await self._db.read_short(_data_version)
         due: float | None = None
         while not self._closed:
             if look:
-                ready, due = await self._db.read(jobs.ready, queue, time.time())
+                ready, due = await self._db.read_short(jobs.ready, queue, time.time())
                 if ready:
-                    found = await self._db.write(jobs.take, queue, token, limit, lease)
+                    found = await self._take_now(queue, token, limit, lease)
                     if found:
                         return found
                     due = None  # another fetch was quicker: wait for the next change
@@ -206,7 +210,7 @@ class SqliteBackend:
                 waiter[0] = signal.register(queue)
                 poll, look = MIN_POLL, True
                 continue
-            current = await self._db.read(_data_version)
+            current = await self._db.read_short(_data_version)
             look = current != version or (due is not None and due <= time.time())
             poll = MIN_POLL if current != version else min(poll * 2, MAX_POLL)
             version = current

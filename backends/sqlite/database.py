@@ -60,8 +60,12 @@ WAL_AUTOCHECKPOINT = 1000
 #: Short writes run on the loop in a row before one goes to the thread, where the WAL is
 #: checkpointed if it is due (a single add writes a handful of pages).
 SHORT_ROUND = 100
+#: The longest a short call may hold the event loop before it is interrupted and sent to the
+#: thread; SQLite checks it every :data:`PROGRESS_STEPS` virtual machine instructions.
+SHORT_BUDGET = 0.005
+PROGRESS_STEPS = 1000
 #: A call carrying at most this many jobs (an add, a worker's finish and fetch) is a short write.
-SHORT_JOBS = 8
+SHORT_JOBS = 16
 HEADER = b"SQLite format 3\x00"
 MOVE_ASIDE = "move it aside (or restore a backup) and start again, or use another file"
 
@@ -85,6 +89,7 @@ class Database:
         #: automatic checkpoint) rather than for the thread; switched under ``_lock``.
         self._on_loop = False
         self._short_commits = 0
+        self._deadline = 0.0
         self._short_allowed = synchronous in ("OFF", "NORMAL")
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -134,37 +139,52 @@ class Database:
         """
         return await self._call(self._guarded, _bind(fn, *args, **kwargs), True)
 
+    async def read_short(self, fn: Op[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """:meth:`read` for a read known to be short (a fetch's look for work): run on the
+        event loop's thread under the same conditions as :meth:`write_short`."""
+        return await self._short(_bind(fn, *args, **kwargs), False)
+
     async def write_short(self, fn: Op[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
-        """:meth:`write` for a transaction known to take well under a millisecond.
+        """:meth:`write` for a transaction known to be short (an add, a finish of a few jobs).
 
         When nothing of this object is in flight on the database thread and the file's write
         lock is free, it runs right here, on the event loop's thread, without the hand-over;
         otherwise (or every :data:`SHORT_ROUND` of them, so that the WAL is checkpointed) it
-        runs as :meth:`write` does. ``fn`` may run more than once.
+        runs as :meth:`write` does. A run here that takes longer than :data:`SHORT_BUDGET`
+        (a fetch that finds thousands of delayed jobs due, say) is interrupted, rolled back and
+        run on the thread. ``fn`` may run more than once.
         """
-        call = _bind(fn, *args, **kwargs)
+        return await self._short(_bind(fn, *args, **kwargs), True)
+
+    async def _short(self, call: Callable[[sqlite3.Connection], T], transaction: bool) -> T:
         await asyncio.sleep(0)  # as after a hand-over: the loop's other tasks get their turn
         if self._inbox is not None and self._done >= self._sent and self._short_allowed:
             if self._lock.acquire(blocking=False):
                 try:
-                    done, result = self._write_here(call)
+                    done, result = self._here(call, transaction)
                 finally:
                     self._lock.release()
                 if done:
                     return cast("T", result)
-        return await self._call(self._guarded, call, True)
+        return await self._call(self._guarded, call, transaction)
 
-    def _write_here(self, fn: Callable[[sqlite3.Connection], T]) -> tuple[bool, T | None]:
-        """``(True, result)`` once ``fn`` has committed, ``(False, None)`` if another
-        connection holds the write lock (or a checkpoint is due): nothing was done."""
+    def _here(
+        self, fn: Callable[[sqlite3.Connection], T], transaction: bool
+    ) -> tuple[bool, T | None]:
+        """``(True, result)`` once ``fn`` has run (and committed); ``(False, None)`` if another
+        connection holds the lock, the budget ran out or a checkpoint is due: nothing done."""
         conn = self._conn
-        if conn is None or self._short_commits >= SHORT_ROUND:
+        if conn is None or (transaction and self._short_commits >= SHORT_ROUND):
             return False, None
         try:
             if not self._on_loop:
                 conn.execute("PRAGMA busy_timeout = 0")
                 conn.execute("PRAGMA wal_autocheckpoint = 0")
+                conn.set_progress_handler(self._over_budget, PROGRESS_STEPS)
                 self._on_loop = True
+            self._deadline = time.perf_counter() + SHORT_BUDGET
+            if not transaction:
+                return True, fn(conn)
             conn.execute("BEGIN IMMEDIATE")
             try:
                 result = fn(conn)
@@ -174,11 +194,15 @@ class Database:
                     conn.execute("ROLLBACK")
                 raise
         except sqlite3.DatabaseError as exc:
-            if isinstance(exc, sqlite3.OperationalError) and _is_busy(exc):
+            if isinstance(exc, sqlite3.OperationalError) and (_is_busy(exc) or _is_interrupt(exc)):
                 return False, None
             raise self._error(exc) from exc
         self._short_commits += 1
         return True, result
+
+    def _over_budget(self) -> bool:
+        """SQLite's progress handler while the connection serves the loop: True interrupts."""
+        return time.perf_counter() > self._deadline
 
     async def _call(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         inbox = self._inbox
@@ -205,6 +229,7 @@ class Database:
         at the commit that finds the WAL past :data:`WAL_AUTOCHECKPOINT` pages)."""
         conn = self._conn
         if conn is not None and self._on_loop:
+            conn.set_progress_handler(None, 0)
             conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
             conn.execute(f"PRAGMA wal_autocheckpoint = {WAL_AUTOCHECKPOINT}")
             self._on_loop = False
@@ -348,6 +373,13 @@ def _is_busy(exc: sqlite3.Error) -> bool:
         return (code & 0xFF) in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
     text = str(exc)
     return "locked" in text or "busy" in text
+
+
+def _is_interrupt(exc: sqlite3.Error) -> bool:
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is not None:
+        return bool((code & 0xFF) == sqlite3.SQLITE_INTERRUPT)
+    return "interrupted" in str(exc)
 
 
 def _unopenable(path: Path, exc: sqlite3.Error) -> BackendUnavailableError:

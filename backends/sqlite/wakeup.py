@@ -14,7 +14,7 @@ import asyncio
 import threading
 from typing import ClassVar
 
-MIN_POLL = 0.005
+MIN_POLL = 0.001
 MAX_POLL = 0.1
 
 #: A fetch's registered event, in a list so that it can swap in a fresh one after a wake-up

@@ -4,6 +4,7 @@ the file is free, and on the database thread otherwise, without ever stalling th
 from __future__ import annotations
 
 import asyncio
+import itertools
 import sqlite3
 import threading
 import time
@@ -172,3 +173,47 @@ async def test_concurrent_single_and_bulk_adds_all_land_once(tmp_path: Path) -> 
         ids = [job.id for job in await bulk] + [job.id for job in singles]
         assert len(set(ids)) == 2100
         assert (await backend.counts("q"))["waiting"] == 2100
+
+
+def _count_to(conn: sqlite3.Connection, n: int, seen: list[int]) -> int:
+    """A transaction body far longer than a short write may hold the loop."""
+    seen.append(threading.get_ident())
+    return int(
+        conn.execute(
+            "WITH RECURSIVE r(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM r WHERE i < ?) "
+            "SELECT count(*) FROM r",
+            (n,),
+        ).fetchone()[0]
+    )
+
+
+async def test_a_short_write_that_runs_long_is_interrupted_and_finished_on_the_thread(
+    db: Database,
+) -> None:
+    seen: list[int] = []
+    ticks: list[float] = []
+
+    async def tick() -> None:
+        while True:
+            ticks.append(time.monotonic())
+            await asyncio.sleep(0.005)
+
+    ticker = asyncio.create_task(tick())
+    await asyncio.sleep(0.02)
+    start = time.monotonic()
+    assert await db.write_short(_count_to, 1_000_000, seen) == 1_000_000
+    took = time.monotonic() - start
+    ticker.cancel()
+    # started on the loop, given up there after SHORT_BUDGET, then run whole on the thread
+    assert seen[0] == threading.get_ident() and seen[-1] != threading.get_ident()
+    longest = max(b - a for a, b in itertools.pairwise(ticks))
+    assert took > 0.2 and longest < took / 2, (took, longest)
+
+
+async def test_a_short_read_runs_on_the_loop_even_while_another_connection_writes(
+    db: Database,
+) -> None:
+    seen: list[int] = []
+    with _write_lock_held(db.path):  # WAL: readers never wait for the writer
+        assert await db.read_short(_here, seen) == 0
+    assert seen == [threading.get_ident()]
