@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from polyjobs.backend import (
+    CAP_CANCEL,
     CAP_DEDUP,
     CAP_FLOWS,
     CAP_GROUPS,
@@ -126,6 +127,36 @@ class GroupsContract(ContractBase):
         assert await backend.fetch(queue.name, "w", 9, 30, 0) == []
         await queue.add("j", "again", group="g1")
         assert _data(await backend.fetch(queue.name, "w", 9, 30, 0)) == ["again"]
+
+    async def test_every_way_back_to_waiting_keeps_the_group(
+        self, backend: Backend, queue: Queue
+    ) -> None:
+        self.require(backend, CAP_GROUPS)
+        await queue.hold_group("held", 60)
+        later = await queue.add("j", "promoted", group="held", delay=60)
+        assert await queue.promote(later.id)
+        waiting = await queue.add("j", "waiting", group="held")
+        await queue.hold_group("held", 0)  # an earlier end changes nothing: still held
+        assert await backend.fetch(queue.name, "w", 9, 30, 0) == []
+        assert (await queue.counts())["waiting"] == 2
+        # a failed job retried comes back in its group
+        await queue.add("j", "free", group="other")
+        taken = await backend.fetch(queue.name, "w", 9, 30, 0)
+        assert _data(taken) == ["free"]
+        fin = Finish(taken[0].id, "failed", 1, time.time(), failed_reason="x")
+        await backend.finish(queue.name, "w", [fin], 0, 30)
+        assert await queue.retry(taken[0].id)
+        assert _data(await backend.fetch(queue.name, "w", 9, 30, 0)) == ["free"]
+        # leaving waiting otherwise: cancel, clean
+        if CAP_CANCEL in backend.capabilities:
+            assert await queue.cancel(waiting.id) == "failed"
+            assert (await queue.counts())["waiting"] == 1
+        left = (await queue.counts())["waiting"]
+        assert left >= 1 and len(await queue.clean("waiting", 0)) == left
+        assert (await queue.counts())["waiting"] == 0
+        await queue.add("j", "after", group="held")
+        assert await backend.fetch(queue.name, "w", 9, 30, 0) == []  # still held
+        assert (await queue.counts())["waiting"] == 1
 
     async def test_group_concurrency_caps_every_group_across_workers(
         self, backend: Backend, queue: Queue
