@@ -9,6 +9,9 @@ drops the spans (what an application pays; exporting over the network is the SDK
 the usual production setting: the other runs get non-recording spans).
 Jobs are added in bulk (500 per call; traced: one ``send`` span per call and the trace context
 in every job), then one worker processes them all (traced: one ``process`` span per job).
+Besides the rates it reports the process's CPU time per processed job (all threads, the span
+exporter's included): on a shared, loaded machine the rates of 1-second runs swing by tens of
+percent between rounds, the CPU per job much less.
 """
 
 from __future__ import annotations
@@ -48,8 +51,8 @@ async def _noop(job: Any) -> None:
 
 async def one_round(
     backend: RedisBackend, jobs: int, concurrency: int, telemetry: Telemetry | None
-) -> tuple[float, float]:
-    """(bulk add jobs/s, processing jobs/s)."""
+) -> tuple[float, float, float]:
+    """(bulk add jobs/s, processing jobs/s, this process's CPU µs per processed job)."""
     await backend.obliterate(QUEUE)
     queue = Queue(QUEUE, backend, telemetry=telemetry)
     start = time.perf_counter()
@@ -59,12 +62,13 @@ async def one_round(
     worker = Worker(
         QUEUE, _noop, backend, concurrency=concurrency, schedule=False, telemetry=telemetry
     )
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     await worker.run(burst=True)
     rate = jobs / (time.perf_counter() - start)
+    cpu_us = 1e6 * (time.process_time() - cpu) / jobs  # all threads: the span exporter's too
     counts = await backend.counts(QUEUE)
     assert counts["completed"] + counts["failed"] >= min(jobs, 100), counts
-    return add_rate, rate
+    return add_rate, rate, cpu_us
 
 
 async def run(url: str, jobs: int, concurrency: int, rounds: int) -> None:
@@ -80,7 +84,7 @@ async def run(url: str, jobs: int, concurrency: int, rounds: int) -> None:
         "otel": OtelTelemetry(tracer_provider=provider),
         "otel-1%": OtelTelemetry(tracer_provider=sampled),
     }
-    results: dict[str, list[tuple[float, float]]] = {mode: [] for mode in modes}
+    results: dict[str, list[tuple[float, float, float]]] = {mode: [] for mode in modes}
     try:
         await one_round(backend, min(jobs, 2000), concurrency, None)  # warm-up
         for _ in range(rounds):
@@ -92,17 +96,24 @@ async def run(url: str, jobs: int, concurrency: int, rounds: int) -> None:
         provider.shutdown()
         sampled.shutdown()
     for mode, rows in results.items():
-        adds = ", ".join(f"{a:,.0f}" for a, _ in rows)
-        procs = ", ".join(f"{p:,.0f}" for _, p in rows)
-        print(f"{mode:>7}: add_bulk {adds} jobs/s; process c={concurrency} {procs} jobs/s")
+        adds = ", ".join(f"{a:,.0f}" for a, _, _ in rows)
+        procs = ", ".join(f"{p:,.0f}" for _, p, _ in rows)
+        cpus = ", ".join(f"{c:.0f}" for _, _, c in rows)
+        print(
+            f"{mode:>7}: add_bulk {adds} jobs/s; process c={concurrency} {procs} jobs/s; "
+            f"worker CPU {cpus} us/job"
+        )
     for mode in ("otel", "otel-1%"):
         pairs = list(zip(results["off"], results[mode], strict=True))
         ratio = [t[1] / o[1] for o, t in pairs]
         add_ratio = [t[0] / o[0] for o, t in pairs]
+        cpu_ratio = [o[2] / t[2] for o, t in pairs]
+        extra = statistics.median(t[2] - o[2] for o, t in pairs)
         print(
             f"{mode}/off: process {statistics.median(ratio):.3f} (rounds: "
             + ", ".join(f"{r:.3f}" for r in ratio)
-            + f"); add_bulk {statistics.median(add_ratio):.3f}"
+            + f"); add_bulk {statistics.median(add_ratio):.3f}; worker CPU per job off/{mode} "
+            f"{statistics.median(cpu_ratio):.3f} (+{extra:.0f} us/job)"
         )
     print(f"spans exported: {exporter.spans:,}")
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import re
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from typing import TYPE_CHECKING, Any
@@ -48,6 +49,27 @@ class _Added:
     def added(self, ids: Sequence[str]) -> None:
         if self.count == 1 and ids:
             self.span.set_attribute("messaging.message.id", ids[0])
+
+
+#: The SDK's built-in samplers, whose decision for a span with a valid parent depends only on
+#: the parent's span context (its flags, whether it is remote, its trace id).
+_BY_PARENT = re.compile(
+    r"(ParentBased|TraceIdRatioBased|AlwaysOnSampler|AlwaysOffSampler|root|remoteParentSampled"
+    r"|remoteParentNotSampled|localParentSampled|localParentNotSampled|[{}:,.\d e+-])*"
+)
+_by_parent: dict[int, tuple[object, bool]] = {}
+
+
+def _decides_by_parent(sampler: Any) -> bool:
+    """Whether ``sampler`` is made of the SDK's built-in samplers only (by its description),
+    so that runs with the same parent get the same decision."""
+    known = _by_parent.get(id(sampler))
+    if known is None or known[0] is not sampler:
+        module = type(sampler).__module__
+        description = str(getattr(sampler, "get_description", lambda: "")())
+        fits = module.startswith("opentelemetry.sdk.") and bool(_BY_PARENT.fullmatch(description))
+        known = _by_parent[id(sampler)] = (sampler, fits)
+    return known[1]
 
 
 class _Unsampled:
@@ -82,6 +104,12 @@ class OtelTelemetry:
 
         self.tracer = trace.get_tracer("polyjobs", __version__, tracer_provider=tracer_provider)
         self.propagator = propagator
+        #: the last carrier a run extracted, the context and propagator it was extracted with,
+        #: and the result: the jobs of one bulk add carry the same carrier, parsed once
+        self._extracted: tuple[Mapping[str, Any], Context, TextMapPropagator, Context] | None
+        self._extracted = None
+        #: the parent of the last run the sampler dropped, and the context that run made current
+        self._dropped: tuple[Context, Context] | None = None
 
     def _propagator(self) -> TextMapPropagator:
         return self.propagator or propagate.get_global_textmap()
@@ -108,7 +136,12 @@ class OtelTelemetry:
     def processing(self, queue: str, job: Job) -> AbstractContextManager[object]:
         carrier = job.opts.get(TRACE_KEY)
         # only the job says what its run continues: a job added untraced starts a trace
-        parent = self._propagator().extract(carrier if isinstance(carrier, Mapping) else {})
+        if type(carrier) is not dict and not isinstance(carrier, Mapping):
+            carrier = {}
+        parent = self._extract(carrier)
+        dropped = self._dropped
+        if dropped is not None and dropped[0] is parent:
+            return _Unsampled(dropped[1])  # a sibling of the last run dropped: same decision
         attributes: dict[str, Any] = {
             "messaging.system": SYSTEM,
             "messaging.operation.type": "process",
@@ -119,12 +152,13 @@ class OtelTelemetry:
             "polyjobs.job.attempt": job.attempts_made + 1,
         }
         name = f"process {queue}"
-        # The sampler's decision first: a run it drops (say, the job's add was not sampled and
-        # the sampler follows the parent, as the usual ParentBased one does) makes no span.
+        # The sampler's decision first when the job's add was not sampled: a run it drops (as
+        # the usual ParentBased sampler does) makes no span. (A sampled parent goes straight
+        # to the tracer, which asks the sampler itself.)
         sampler = getattr(self.tracer, "sampler", None)  # the SDK's tracer; else no shortcut
         if sampler is not None:
             context = trace.get_current_span(parent).get_span_context()
-            if context.is_valid:
+            if context.is_valid and not context.trace_flags.sampled:
                 result = sampler.should_sample(
                     parent, context.trace_id, name, SpanKind.CONSUMER, attributes
                 )
@@ -142,8 +176,22 @@ class OtelTelemetry:
                             trace_state=result.trace_state,
                         )
                     )
-                    return _Unsampled(trace.set_span_in_context(span, parent))
+                    current = trace.set_span_in_context(span, parent)
+                    if _decides_by_parent(sampler):
+                        # the runs of the other jobs of the same add (same carrier, so the
+                        # same parent object) get the same decision: this one, reused
+                        self._dropped = (parent, current)
+                    return _Unsampled(current)
         return self._processing_span(name, parent, attributes)
+
+    def _extract(self, carrier: Mapping[str, Any]) -> Context:
+        current, propagator = otel_context.get_current(), self._propagator()
+        last = self._extracted
+        if last and last[1] is current and last[2] is propagator and last[0] == carrier:
+            return last[3]
+        parent = propagator.extract(carrier)
+        self._extracted = (dict(carrier), current, propagator, parent)
+        return parent
 
     @contextmanager
     def _processing_span(

@@ -248,3 +248,28 @@ async def test_a_sampled_add_still_gets_its_run_span_under_a_ratio_sampler() -> 
 
 async def noop_async(job: Job) -> None:
     return None
+
+
+async def test_the_unsampled_runs_of_one_bulk_add_stay_in_its_trace() -> None:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider(sampler=ParentBased(TraceIdRatioBased(0.0)))
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    telemetry = OtelTelemetry(tracer_provider=provider)
+    seen: list[tuple[str, trace.SpanContext]] = []
+
+    async def work(job: Job) -> None:
+        seen.append(
+            (job.opts[TRACE_KEY]["traceparent"], trace.get_current_span().get_span_context())
+        )
+
+    async with open_backend("memory://") as backend:
+        queue = Queue("t-siblings", backend, telemetry=telemetry)
+        await queue.add_bulk([("a", i) for i in range(3)])
+        await queue.add_bulk([("b", i) for i in range(3)])
+        await Worker("t-siblings", work, backend, telemetry=telemetry).run(burst=True)
+    provider.shutdown()
+    assert exporter.get_finished_spans() == ()
+    assert len(seen) == 6 and len({parent for parent, _ in seen}) == 2  # two adds
+    for traceparent, context in seen:
+        assert f"{context.trace_id:032x}" == traceparent.split("-")[1]
+        assert context.is_valid and not context.trace_flags.sampled
