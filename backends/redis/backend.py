@@ -628,7 +628,18 @@ class RedisBackend:
             async with self.redis.pipeline(transaction=False) as pipe:
                 for name in names:
                     qk = self._qk(name)[0]
-                    sets = ("wait", "delayed", "active", "wc", "completed", "failed", "sched")
+                    # gsv: the groups with waiting or active jobs (held ones too); a grouped
+                    # job waits in its group's set, in no wait list
+                    sets = (
+                        "wait",
+                        "gsv",
+                        "delayed",
+                        "active",
+                        "wc",
+                        "completed",
+                        "failed",
+                        "sched",
+                    )
                     pipe.exists(*(qk.key(s) for s in (*sets, "workers")))
                     pipe.hexists(qk.key("meta"), "paused")
                 replies = await pipe.execute()

@@ -128,6 +128,15 @@ class GroupsContract(ContractBase):
         await queue.add("j", "again", group="g1")
         assert _data(await backend.fetch(queue.name, "w", 9, 30, 0)) == ["again"]
 
+    async def test_a_queue_of_grouped_jobs_only_is_listed(
+        self, backend: Backend, queue: Queue
+    ) -> None:
+        self.require(backend, CAP_GROUPS)
+        await queue.hold_group("a", 60)  # a held group is out of the turns, not of the queue
+        await queue.add("j", "a1", group="a")
+        assert queue.name in await backend.queues()
+        assert (await queue.counts())["waiting"] == 1
+
     async def test_every_way_back_to_waiting_keeps_the_group(
         self, backend: Backend, queue: Queue
     ) -> None:
