@@ -6,14 +6,16 @@ blocks on the file and the transactions of one object are serial. A state transi
 to be upgraded and fail with ``SQLITE_BUSY_SNAPSHOT``); a busy file is waited for by SQLite's
 busy handler and, past it, retried until :data:`LOCK_PATIENCE` runs out.
 
-A write known to be short (:meth:`Database.write_short`: one add, a worker's finish of a few
-jobs) skips the hand-over to the thread when it can start at once: while nothing of this
-object is queued or running on the thread, it runs on the calling (event loop) thread with a
-busy timeout of zero, and a file another connection holds locked sends it to the thread, where
-it waits as any other call. Nothing slow is left on the loop: SQLite's own WAL checkpoints
-(which ``fsync``) are off on this connection and run on the thread instead, every
-:data:`CHECKPOINT_CHANGES` changed rows; with ``synchronous=full`` or ``extra`` a commit
-itself syncs, so every call takes the thread.
+A call known to be short (:meth:`Database.write_short`, :meth:`Database.read_short`: an add,
+a worker's finish or take of a few jobs, a fetch's look for work) skips the hand-over to the
+thread when it can start at once: while nothing of this object is queued or running on the
+thread, it runs on the calling (event loop) thread with a busy timeout of zero, and a file
+another connection holds locked sends it to the thread, where it waits as any other call.
+Nothing slow is left on the loop: a call there past :data:`SHORT_BUDGET` is interrupted, rolled
+back and run on the thread; SQLite's automatic WAL checkpoint (an ``fsync``) is off while the
+connection serves the loop, and every :data:`SHORT_ROUND` short writes one goes to the thread,
+whose commit checkpoints when due; with ``synchronous=full`` or ``extra`` every commit syncs,
+so every call takes the thread.
 
 Opening checks the file before anything is written: a file that is not SQLite, is truncated,
 belongs to another application or comes from a newer schema raises
@@ -23,6 +25,7 @@ belongs to another application or comes from a newer schema raises
 from __future__ import annotations
 
 import asyncio
+import math
 import sqlite3
 import threading
 import time
@@ -190,6 +193,7 @@ class Database:
                 result = fn(conn)
                 conn.execute("COMMIT")
             except BaseException:
+                self._deadline = math.inf  # the rollback itself is never interrupted
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
                 raise
