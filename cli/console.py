@@ -148,12 +148,30 @@ class Console:
             self._print(self.out if stream == "out" else self.err, text)
             return
         if stream == "err":
-            sys.stdout.flush()  # what was printed before stays before
-            target = sys.stderr
-        else:
-            target = sys.stdout
-        target.write(text + "\n")
-        target.flush()
+            try:
+                sys.stdout.flush()  # what was printed before stays before
+            except BrokenPipeError:
+                self._gone("out")
+        target = sys.stderr if stream == "err" else sys.stdout
+        try:
+            target.write(text + "\n")
+            target.flush()
+        except BrokenPipeError:  # the reader is gone (`polyjobs start | head`)
+            self._gone(stream)
+
+    def _gone(self, stream: Literal["out", "err"]) -> None:
+        """A stream whose reader is gone: later writes to it go nowhere (its descriptor now
+        points at the null device, so neither a line nor the flush at exit fails) and the work
+        goes on; stdout's loss is said once, on stderr."""
+        gone = sys.stdout if stream == "out" else sys.stderr
+        try:
+            null = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(null, gone.fileno())
+            os.close(null)
+        except (OSError, ValueError):  # no descriptor (a test's capture): nothing to keep
+            return
+        if stream == "out":
+            self._plain("err", "polyjobs: standard output is closed; nothing more is printed there")
 
     def line(self, text: str) -> None:
         """A line on stdout: text, never markup; control characters made visible."""
@@ -169,8 +187,11 @@ class Console:
 
     def raw_line(self, text: str) -> None:
         """One line written to stdout as is (a JSON log record: never wrapped or styled)."""
-        sys.stdout.write(text + "\n")
-        sys.stdout.flush()
+        try:
+            sys.stdout.write(text + "\n")
+            sys.stdout.flush()
+        except BrokenPipeError:
+            self._gone("out")
 
     def json(self, data: Any) -> None:
         text = json.dumps(redact_value(data), default=str, indent=2)

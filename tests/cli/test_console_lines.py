@@ -88,3 +88,31 @@ def test_visible_escapes_exactly_the_hidden_characters() -> None:
     assert visible("\n\t") == "\\x0a\\x09"
     kept = "plain ascii ~ é ß 日本語 😀 \u00a0 \u2028 [x]"
     assert visible(kept) == kept
+
+
+def test_lines_to_a_closed_pipe_are_dropped_once_said_and_the_work_goes_on() -> None:
+    """``polyjobs start | head -1``: once stdout's reader is gone, one note on stderr, no
+    traceback per line, and the process carries on (and exits normally)."""
+    import subprocess
+    import sys
+
+    script = (
+        "import os\n"
+        "from polyjobs.cli.console import Console\n"
+        "read, write = os.pipe()\n"
+        "os.close(read)\n"
+        "os.dup2(write, 1)\n"
+        "c = Console()\n"
+        "for i in range(3):\n"
+        "    c.line(f'line {i}')\n"
+        "c.raw_line('{}')\n"
+        "c.note('still working')\n"
+        "print('printed at exit')\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=30
+    )
+    assert (done.returncode, done.stderr) == (
+        0,
+        "polyjobs: standard output is closed; nothing more is printed there\nstill working\n",
+    )
