@@ -53,6 +53,10 @@ def load_command(name: str, target: str) -> Any:
         single = typer.Typer(add_completion=False)
         single.command(name=name)(found)
         return typer.main.get_command(single)
+    if not hasattr(found, "make_context"):
+        raise ClickException(
+            f"the command {name!r} ({target}) is not a function, a Typer app or a click command"
+        )
     return found
 
 

@@ -98,6 +98,7 @@ def test_bad_commands_of_plugins_are_refused(plugins: list[dict[str, str]], erro
         ('{"start": "command_plugin_commands:hello"}', "adds a command 'start', which polyjobs"),
         ('{"nothing": "command_plugin_commands:missing"}', "cannot load the command 'nothing'"),
         ('{"nowhere": "no_such_module_here:f"}', "No module named 'no_such_module_here'"),
+        ('{"text": "command_plugin:__doc__"}', "is not a function, a Typer app or a click"),
     ],
 )
 def test_a_plugin_command_that_cannot_be_used_is_one_line(
