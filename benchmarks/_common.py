@@ -69,6 +69,11 @@ class Resp:
         pairs = (line.split(":", 1) for line in text.splitlines() if ":" in line)
         return {key: value for key, value in pairs}
 
+    def cpu_seconds(self) -> float:
+        """CPU seconds the server has used (user + system, all its threads)."""
+        info = self.info("cpu")
+        return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+
     def total_calls(self) -> int:
         """Commands the server has executed, including those called inside Lua scripts."""
         total = 0

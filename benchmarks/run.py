@@ -88,6 +88,8 @@ METRICS = [
     ("process_c100", "process c=100", "jobs/s", True),
     ("latency_p50", "pick-up p50", "ms", False),
     ("latency_p99", "pick-up p99", "ms", False),
+    ("add_cpu", "CPU/add 1-by-1", "µs", False),
+    ("job_cpu", "CPU/job c=10", "µs", False),
     ("rss_mb", "RSS c=10", "MB", False),
     ("cmds_per_job", "cmds/job c=10", "", False),
 ]
@@ -150,25 +152,42 @@ class Bench:
 
 # -- scenarios (each returns {metric: value}; PeerError marks them failed) ------------------
 def enqueue(bench: Bench, peer: Peer, mode: str) -> float | str:
+    return enqueue_cpu(bench, peer, mode)[0]
+
+
+def enqueue_cpu(bench: Bench, peer: Peer, mode: str) -> tuple[float | str, float | str]:
+    """Jobs/s, and CPU µs per add: the producer's own (what it reports for the timed adds)
+    plus Redis' (the server's CPU over the step). CPU does not count time spent waiting for
+    a core, so it is steadier than the rate on a busy machine."""
     bench.flush(peer)
+    before = bench.redis.cpu_seconds()
     result = bench.once(peer, mode, bench.n)
+    server = bench.redis.cpu_seconds() - before
     if "unsupported" in result:
-        return f"n/a: {result['unsupported']}"
-    return bench.n / result["elapsed"]
+        return f"n/a: {result['unsupported']}", "n/a"
+    cpu = "n/a: not reported" if "cpu" not in result else 1e6 * (result["cpu"] + server) / bench.n
+    return bench.n / result["elapsed"], cpu
 
 
 def process(bench: Bench, peer: Peer, concurrency: int) -> dict[str, Any]:
     bench.flush(peer)
     bench.once(peer, "fill", bench.n)
     before = bench.redis.total_calls()
+    server = bench.redis.cpu_seconds()
     result = bench.once(peer, "work", bench.n, concurrency)
-    calls = bench.redis.total_calls() - before - 1  # minus the first INFO
+    server = bench.redis.cpu_seconds() - server
+    calls = bench.redis.total_calls() - before - 2  # minus the first INFOs
     if "unsupported" in result:
         return {"throughput": f"n/a: {result['unsupported']}"}
+    cpu: float | str = "n/a: not reported"
+    if "cpu_span" in result and result["count"] > 1:
+        # the worker's CPU between its first and last job, plus Redis' over the whole run
+        cpu = 1e6 * (result["cpu_span"] / (result["count"] - 1) + server / bench.n)
     return {
         "throughput": (result["count"] - 1) / result["span"] if result["span"] > 0 else 0.0,
         "rss_mb": result["rss_mb"],
         "cmds_per_job": calls / bench.n,
+        "job_cpu": cpu,
     }
 
 
@@ -206,25 +225,31 @@ def run_peer(bench: Bench, peer: Peer, broken: str | None) -> dict[str, Any]:
                 row.setdefault(key, f"error: {exc or type(exc).__name__}")
         log(f"  {peer.name}: {', '.join(keys)} ({time.monotonic() - started:.1f}s)")
 
-    attempt(["enqueue_single"], lambda: {"enqueue_single": enqueue(bench, peer, "enqueue-single")})
+    def single() -> dict[str, Any]:
+        rate, cpu = enqueue_cpu(bench, peer, "enqueue-single")
+        return {"enqueue_single": rate, "add_cpu": cpu}
+
+    attempt(["enqueue_single", "add_cpu"], single)
     attempt(
         ["enqueue_inflight"],
         lambda: {"enqueue_inflight": enqueue(bench, peer, "enqueue-inflight")},
     )
     attempt(["enqueue_bulk"], lambda: {"enqueue_bulk": enqueue(bench, peer, "enqueue-bulk")})
-    # RSS and commands per job come from the c=10 run (c=1 for a library without concurrency)
+    # RSS, commands and CPU per job come from the c=10 run (c=1 for a library without
+    # concurrency)
     footprint_at = min(10, peer.max_concurrency)
+    footprint = ["rss_mb", "cmds_per_job", "job_cpu"]
     for c in (1, 10, 100):
         if c > peer.max_concurrency:
             row[f"process_c{c}"] = "n/a: no concurrency inside one worker process"
             continue
-        keys = [f"process_c{c}"] + (["rss_mb", "cmds_per_job"] if c == footprint_at else [])
+        keys = [f"process_c{c}"] + (footprint if c == footprint_at else [])
 
         def step(c: int = c) -> dict[str, Any]:
             got = process(bench, peer, c)
             out = {f"process_c{c}": got["throughput"]}
             if c == footprint_at and "rss_mb" in got:
-                out |= {"rss_mb": got["rss_mb"], "cmds_per_job": got["cmds_per_job"]}
+                out |= {key: got[key] for key in footprint}
             return out
 
         attempt(keys, step)

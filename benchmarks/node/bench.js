@@ -25,6 +25,12 @@ const wallNow = () => (performance.timeOrigin + performance.now()) / 1000;
 const data = () => ({ t: wallNow() });
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
+// process CPU seconds (user + system, all threads) since `since`
+function cpuSeconds(since) {
+  const used = process.cpuUsage(since);
+  return (used.user + used.system) / 1e6;
+}
+
 function finish(result) {
   process.stdout.write('RESULT ' + JSON.stringify(result) + '\n', () => process.exit(0));
 }
@@ -35,8 +41,9 @@ async function main() {
   const { n } = args;
   if (args.mode === 'enqueue-single') {
     const start = performance.now();
+    const cpu = process.cpuUsage();
     for (let i = 0; i < n; i++) await queue.add('noop', data());
-    return finish({ elapsed: (performance.now() - start) / 1000 });
+    return finish({ elapsed: (performance.now() - start) / 1000, cpu: cpuSeconds(cpu) });
   }
   if (args.mode === 'enqueue-inflight') {
     let left = n;
@@ -70,6 +77,7 @@ async function main() {
   // work
   let count = 0;
   let first = 0;
+  let cpuFirst = null;
   const latencies = [];
   const worker = new Worker(
     QUEUE,
@@ -77,13 +85,17 @@ async function main() {
       const now = wallNow();
       const mono = performance.now();
       count += 1;
-      if (count === 1) first = mono;
+      if (count === 1) {
+        first = mono;
+        cpuFirst = process.cpuUsage();
+      }
       latencies.push(now - job.data.t);
       if (count === n) {
         finish({
           count,
           concurrency: args.concurrency,
           span: (mono - first) / 1000,
+          cpu_span: cpuSeconds(cpuFirst),
           rss_mb: process.memoryUsage().rss / 1048576,
           latencies,
         });

@@ -4,12 +4,14 @@ A peer script is run by ``benchmarks/run.py`` as ``<python> peers/<lib>.py MODE 
 [--concurrency C] [--rate R] [--batch B]`` and prints ``READY`` once its worker listens and one
 ``RESULT {json}`` line at the end. Modes:
 
-* ``enqueue-single`` / ``enqueue-bulk``: add N no-op jobs, timed (``elapsed`` seconds).
+* ``enqueue-single`` / ``enqueue-bulk``: add N no-op jobs, timed (``elapsed`` seconds; single
+  adds also report the process's CPU seconds, ``cpu``).
 * ``enqueue-inflight``: add N no-op jobs with single adds, 50 awaited at a time (50 loops each
   awaiting one add after another), timed; a library with a blocking API reports it unsupported.
 * ``fill``: add N no-op jobs as fast as the library allows, untimed (before a processing run).
 * ``work``: one worker at concurrency C until N jobs have run; reports the first and last
-  completion times, pick-up latencies and the process RSS at the end.
+  completion times, the process CPU seconds between them, pick-up latencies and the process RSS
+  at the end.
 * ``produce``: add N jobs at R jobs/s, each carrying its enqueue wall-clock time ``t``.
 
 Every job's data is ``{"t": <time.time() at enqueue>}``; the no-op processor calls
@@ -65,6 +67,8 @@ class Recorder:
         self.count = 0
         self.first = 0.0
         self.last = 0.0
+        self.cpu_first = 0.0  # process CPU seconds (all threads) at the first and last hit
+        self.cpu_last = 0.0
         self.latencies: list[float] = []
         self.on_done: Callable[[], None] = lambda: None
         self._lock = threading.Lock()
@@ -80,10 +84,12 @@ class Recorder:
             self.count += 1
             if self.count == 1:
                 self.first = mono
+                self.cpu_first = time.process_time()
             if isinstance(data, dict) and "t" in data:
                 self.latencies.append(now - float(data["t"]))
             if self.count == self.n:
                 self.last = mono
+                self.cpu_last = time.process_time()
                 self.on_done()
 
     def result(self, concurrency: int) -> dict[str, Any]:
@@ -91,6 +97,7 @@ class Recorder:
             "count": self.count,
             "concurrency": concurrency,
             "span": self.last - self.first,
+            "cpu_span": self.cpu_last - self.cpu_first,
             "rss_mb": rss_mb(),
             "latencies": self.latencies,
         }
@@ -210,10 +217,10 @@ async def drive_async(
 
     n = args.n
     if args.mode == "enqueue-single":
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         for _ in range(n):
             await add_one()
-        finish({"elapsed": time.perf_counter() - start})
+        finish({"elapsed": time.perf_counter() - start, "cpu": time.process_time() - cpu})
     if args.mode == "enqueue-inflight":
         finish({"elapsed": await _inflight(n, add_one)})
     if args.mode == "enqueue-bulk" or args.mode == "fill":
@@ -250,7 +257,9 @@ def drive_sync(
     """Run one mode for a library with a blocking API; ``run_worker(c)`` blocks forever."""
     n = args.n
     if args.mode == "enqueue-single":
-        finish({"elapsed": timed(lambda: [add_one() for _ in range(n)])})
+        cpu = time.process_time()
+        elapsed = timed(lambda: [add_one() for _ in range(n)])
+        finish({"elapsed": elapsed, "cpu": time.process_time() - cpu})
     if args.mode == "enqueue-inflight":
         finish({"unsupported": "blocking API: one add in flight per thread"})
     if args.mode in ("enqueue-bulk", "fill"):
