@@ -191,6 +191,9 @@ class Database:
             conn.execute("BEGIN IMMEDIATE")
             try:
                 result = fn(conn)
+                # never interrupted: SQLite may call the progress handler after a COMMIT has
+                # committed, and an 'interrupted' there would run fn again on the thread
+                self._deadline = math.inf
                 conn.execute("COMMIT")
             except BaseException:
                 self._deadline = math.inf  # the rollback itself is never interrupted

@@ -217,3 +217,60 @@ async def test_a_short_read_runs_on_the_loop_even_while_another_connection_write
     with _write_lock_held(db.path):  # WAL: readers never wait for the writer
         assert await db.read_short(_here, seen) == 0
     assert seen == [threading.get_ident()]
+
+
+def _insert_then_dawdle(conn: sqlite3.Connection, fail: bool, seen: list[int]) -> None:
+    """Insert a row, then spend the rest of the loop's budget in Python (no SQLite step
+    runs meanwhile), so that only the COMMIT or ROLLBACK that follows finds it spent."""
+    seen.append(threading.get_ident())
+    conn.execute("INSERT INTO review_rows (x) VALUES (1)")
+    time.sleep(database.SHORT_BUDGET * 2)
+    if fail:
+        raise ValueError("the transaction body failed")
+
+
+def _rows(conn: sqlite3.Connection) -> int:
+    return int(conn.execute("SELECT count(*) FROM review_rows").fetchone()[0])
+
+
+async def _with_table(db: Database) -> None:
+    await db.write(lambda conn: conn.execute("CREATE TABLE review_rows (x)"))
+
+
+async def test_a_commit_past_the_budget_is_not_undone_and_run_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # SQLite may call the progress handler once more after a COMMIT has committed (when the
+    # statement's steps reach the next multiple); with 3 steps that is every COMMIT. An
+    # 'interrupted' there must not send the transaction to the thread to run a second time.
+    monkeypatch.setattr(database, "PROGRESS_STEPS", 3)
+    db = Database(tmp_path / "jobs.db")
+    await db.open()
+    try:
+        await _with_table(db)
+        seen: list[int] = []
+        await db.write_short(_insert_then_dawdle, False, seen)
+        assert await db.read(_rows) == 1
+        assert seen == [threading.get_ident()]
+    finally:
+        await db.close()
+
+
+async def test_a_rollback_past_the_budget_is_not_interrupted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # with 2 steps the progress handler runs before ROLLBACK has rolled back: interrupted
+    # there, the transaction stayed open and every later call failed ('cannot start a
+    # transaction within a transaction'), the file's write lock held
+    monkeypatch.setattr(database, "PROGRESS_STEPS", 2)
+    db = Database(tmp_path / "jobs.db")
+    await db.open()
+    try:
+        await _with_table(db)
+        with pytest.raises(ValueError, match="body failed"):
+            await db.write_short(_insert_then_dawdle, True, [])
+        assert await db.read(_rows) == 0
+        await db.write(lambda conn: conn.execute("INSERT INTO review_rows (x) VALUES (2)"))
+        assert await db.read(_rows) == 1
+    finally:
+        await db.close()
