@@ -121,13 +121,22 @@ class OneLineErrors(TyperGroup):
     listing = False
     plugins: dict[str, tuple[str, str]] | None = None
 
-    def _plugins(self) -> dict[str, tuple[str, str]]:
+    def _plugins(self, *, tolerant: bool = False) -> dict[str, tuple[str, str]]:
+        """The plugins' commands. ``tolerant`` (listing them, suggesting a name): when they
+        cannot be found (a broken polyjobs.toml, a plugin that fails), say why on stderr and
+        go on with the command line's own, which never need the plugins."""
         if self.plugins is None:
-            self.plugins = plugin_commands()
+            try:
+                self.plugins = plugin_commands()
+            except ClickException as exc:
+                if not tolerant:
+                    raise
+                Console().note(f"polyjobs: {_message(exc)}; plugins' commands are not listed")
+                self.plugins = {}
         return self.plugins
 
     def list_commands(self, ctx: Any) -> list[str]:
-        return [*COMMANDS, *self._plugins()]
+        return [*COMMANDS, *self._plugins(tolerant=True)]
 
     def get_command(self, ctx: Any, cmd_name: str) -> Any:
         command = super().get_command(ctx, cmd_name)
@@ -141,7 +150,11 @@ class OneLineErrors(TyperGroup):
         else:
             return None
         if self.listing:
-            return listed_command(cmd_name, target, panel)
+            try:
+                return listed_command(cmd_name, target, panel)
+            except ClickException as exc:  # a plugin's: say why it is not listed, list the rest
+                Console().note(f"polyjobs: {_message(exc)}; not listed")
+                return None
         command = load_command(cmd_name, target)
         self.commands[cmd_name] = command
         return command

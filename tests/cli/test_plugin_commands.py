@@ -118,12 +118,32 @@ def test_a_plugin_command_that_cannot_be_used_is_one_line(
     monkeypatch.delitem(sys.modules, "odd_plugin", raising=False)
     env = {**cli_env, "POLYJOBS_PLUGINS": "odd_plugin"}
     name = commands.split('"')[1]
-    # listing them, or running one (the command line's own "start" is not the plugin's)
-    for args in (["--help"], [name] if name != "start" else ["strat"]):
-        result = cli(env, *args)
-        assert result.exit_code == 1, result.output
-        assert result.stderr.startswith("error: ") and error in result.stderr, result.stderr
-        assert len(result.stderr.strip().splitlines()) == 1
+    # running one (the command line's own "start" is not the plugin's): one error line
+    result = cli(env, name if name != "start" else "strat")
+    assert result.exit_code == 1, result.output
+    assert result.stderr.startswith("error: ") and error in result.stderr, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    # listing them: the command line's own, and one line on why the plugins' are not there
+    listed = cli(env, "--help")
+    assert listed.exit_code == 0, listed.output
+    assert "enqueue" in listed.stdout and "Commands of odd_plugin" not in listed.stdout
+    assert listed.stderr.startswith("polyjobs: ") and error in listed.stderr, listed.stderr
+    assert listed.stderr.strip().endswith("not listed")
+    assert len(listed.stderr.strip().splitlines()) == 1
     # the command line's own commands still run, "start" included
     assert cli(env, "backends", "--json").exit_code == 0
     assert "Run workers" in cli(env, "start", "--help").stdout
+
+
+@pytest.mark.parametrize("cli_env", ["sqlite"], indirect=True)
+def test_help_with_a_broken_config_file_lists_the_command_lines_own(
+    cli_env: dict[str, str], tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "polyjobs.toml").write_text("plugins = [\n", encoding="utf-8")
+    listed = cli(cli_env, "--help")
+    assert listed.exit_code == 0, listed.output
+    assert "enqueue" in listed.stdout and "queue" in listed.stdout
+    assert "polyjobs.toml" in listed.stderr and len(listed.stderr.strip().splitlines()) == 1
+    broken = cli(cli_env, "alerts")
+    assert broken.exit_code == 1 and broken.stderr.startswith("error: cannot read")
