@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from polyjobs.cli.common import run, settings
-from polyjobs.cli.console import Console
+from polyjobs.cli.console import Console, visible
 from polyjobs.cli.logs import Events, configure_logging
 from polyjobs.redact import redact_text
 
@@ -49,7 +49,8 @@ def _when(ts: float | None) -> str:
 def _show(
     console: Console, page: Page, what: str, columns: Sequence[str], rows: list[list[str]]
 ) -> None:
-    """A table whose cells are plain text (titles and names are never read as markup)."""
+    """A table whose cells are plain text (titles and names are never read as markup, and
+    their control characters are shown escaped)."""
     from rich.table import Table
     from rich.text import Text
 
@@ -62,7 +63,7 @@ def _show(
     for column in columns:
         table.add_column(column)
     for row in rows:
-        table.add_row(*(Text(redact_text(cell)) for cell in row))
+        table.add_row(*(Text(visible(redact_text(cell))) for cell in row))
     console.print(table)
     last = page.offset + len(page.items)
     console.note(f"{what} {page.offset + 1}-{last} of {page.total}")
