@@ -102,6 +102,19 @@ def limit(
     on_queue(queue, backend, act, app=app)
 
 
+def _cap(spec: str, what: str) -> int | None:
+    """A concurrency cap given on the command line: a positive integer, or off (None)."""
+    from polyjobs.queue import check_global_concurrency
+
+    if spec.lower() in ("off", "none"):
+        return None
+    try:
+        n = int(spec)
+    except ValueError:
+        raise InvalidArgumentError(f"{what} must be an integer or off, got {spec!r}") from None
+    return check_global_concurrency(n, what)
+
+
 @queue_app.command("global-concurrency")
 def global_concurrency(
     queue: QueueArg,
@@ -113,16 +126,7 @@ def global_concurrency(
     next `polyjobs start` applies the configured cap)."""
 
     async def act(q: Queue) -> str:
-        if spec.lower() in ("off", "none"):
-            await q.set_global_concurrency(None)
-        else:
-            try:
-                n = int(spec)
-            except ValueError:
-                raise InvalidArgumentError(
-                    f"global concurrency must be an integer or off, got {spec!r}"
-                ) from None
-            await q.set_global_concurrency(n)
+        await q.set_global_concurrency(_cap(spec, "global concurrency"))
         return f"global concurrency of {q.name}: {await q.global_concurrency() or 'none'}"
 
     on_queue(queue, backend, act, app=app)
@@ -146,19 +150,17 @@ def group_limit(
     `polyjobs start` applies the configured limits); with no option, show them."""
 
     async def act(q: Queue) -> str:
+        from polyjobs.options import RateLimit
+
+        # both checked before either is set: a refused option changes nothing
+        cap = None if concurrency is None else _cap(concurrency, "group concurrency")
+        limit: RateLimit | None = None
+        if rate is not None and rate.lower() not in ("off", "none"):
+            limit = RateLimit.parse(rate)
         if concurrency is not None:
-            if concurrency.lower() in ("off", "none"):
-                await q.set_group_concurrency(None)
-            else:
-                try:
-                    n = int(concurrency)
-                except ValueError:
-                    raise InvalidArgumentError(
-                        f"group concurrency must be an integer or off, got {concurrency!r}"
-                    ) from None
-                await q.set_group_concurrency(n)
+            await q.set_group_concurrency(cap)
         if rate is not None:
-            await q.set_group_rate_limit(None if rate.lower() in ("off", "none") else rate)
+            await q.set_group_rate_limit(limit)
         return (
             f"group limits of {q.name}: concurrency {await q.group_concurrency() or 'none'}, "
             f"rate {await q.group_rate_limit() or 'none'}"

@@ -33,5 +33,9 @@ def test_group_limit_sets_shows_and_clears(cli_env: dict[str, str]) -> None:
     for args in (["--concurrency", "many"], ["--concurrency", "0"], ["--rate", "fast"]):
         refused = cli("queue", "group-limit", "echo", *args)
         assert refused.exit_code == 1 and len(refused.stderr.strip().splitlines()) == 1
+    # a refused option changes nothing, not even the other, valid, one
+    refused = cli("queue", "group-limit", "echo", "--concurrency", "2", "--rate", "fast")
+    assert refused.exit_code == 1 and "5/2s" in refused.stderr
+    assert "concurrency none, rate none" in cli("queue", "group-limit", "echo").stdout
     bad_group = cli("enqueue", "echo", "--data", "{}", "--group", "two words")
     assert bad_group.exit_code == 1 and "group" in bad_group.stderr
