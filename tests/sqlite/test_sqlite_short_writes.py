@@ -9,7 +9,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
-from contextlib import contextmanager
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 
 import pytest
@@ -233,8 +233,20 @@ def _rows(conn: sqlite3.Connection) -> int:
     return int(conn.execute("SELECT count(*) FROM review_rows").fetchone()[0])
 
 
-async def _with_table(db: Database) -> None:
-    await db.write(lambda conn: conn.execute("CREATE TABLE review_rows (x)"))
+@asynccontextmanager
+async def _db_stepping(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, steps: int
+) -> AsyncIterator[Database]:
+    """A database whose loop calls meet the progress handler every ``steps`` SQLite steps,
+    with a table of rows of its own."""
+    monkeypatch.setattr(database, "PROGRESS_STEPS", steps)
+    db = Database(tmp_path / "jobs.db")
+    await db.open()
+    try:
+        await db.write(lambda conn: conn.execute("CREATE TABLE review_rows (x)"))
+        yield db
+    finally:
+        await db.close()
 
 
 async def test_a_commit_past_the_budget_is_not_undone_and_run_again(
@@ -243,17 +255,11 @@ async def test_a_commit_past_the_budget_is_not_undone_and_run_again(
     # SQLite may call the progress handler once more after a COMMIT has committed (when the
     # statement's steps reach the next multiple); with 3 steps that is every COMMIT. An
     # 'interrupted' there must not send the transaction to the thread to run a second time.
-    monkeypatch.setattr(database, "PROGRESS_STEPS", 3)
-    db = Database(tmp_path / "jobs.db")
-    await db.open()
-    try:
-        await _with_table(db)
+    async with _db_stepping(tmp_path, monkeypatch, 3) as db:
         seen: list[int] = []
         await db.write_short(_insert_then_dawdle, False, seen)
         assert await db.read(_rows) == 1
         assert seen == [threading.get_ident()]
-    finally:
-        await db.close()
 
 
 async def test_a_rollback_past_the_budget_is_not_interrupted(
@@ -262,15 +268,9 @@ async def test_a_rollback_past_the_budget_is_not_interrupted(
     # with 2 steps the progress handler runs before ROLLBACK has rolled back: interrupted
     # there, the transaction stayed open and every later call failed ('cannot start a
     # transaction within a transaction'), the file's write lock held
-    monkeypatch.setattr(database, "PROGRESS_STEPS", 2)
-    db = Database(tmp_path / "jobs.db")
-    await db.open()
-    try:
-        await _with_table(db)
+    async with _db_stepping(tmp_path, monkeypatch, 2) as db:
         with pytest.raises(ValueError, match="body failed"):
             await db.write_short(_insert_then_dawdle, True, [])
         assert await db.read(_rows) == 0
         await db.write(lambda conn: conn.execute("INSERT INTO review_rows (x) VALUES (2)"))
         assert await db.read(_rows) == 1
-    finally:
-        await db.close()
