@@ -519,7 +519,7 @@ async def obliterate(conn: Conn, queue: str) -> None:
     async with conn.transaction():
         # deleting the jobs settles their flows and windows (the jobs_unlinked trigger)
         tables = ("job_logs", "jobs", "schedules", "workers", "rate_starts", "queues", "dedup")
-        for table in (*tables, "job_deps", "metrics"):
+        for table in (*tables, "job_deps", "metrics", "job_groups", "group_starts"):
             await conn.execute(f"DELETE FROM {table} WHERE queue = $1", queue)
 
 
@@ -553,6 +553,62 @@ async def hold(conn: Conn, queue: str, until: float) -> None:
         "INSERT INTO queues (queue, hold_until) VALUES ($1, $2) ON CONFLICT (queue) "
         "DO UPDATE SET hold_until = greatest(queues.hold_until, EXCLUDED.hold_until)",
         queue,
+        until,
+    )
+
+
+# -- groups ------------------------------------------------------------------------------------
+async def set_group_concurrency(conn: Conn, queue: str, limit: int | None, channel: str) -> None:
+    async with conn.transaction():
+        await conn.execute(
+            "INSERT INTO queues (queue, group_concurrency) VALUES ($1, $2) ON CONFLICT (queue) "
+            "DO UPDATE SET group_concurrency = EXCLUDED.group_concurrency",
+            queue,
+            limit,
+        )
+        await conn.execute("SELECT pg_notify($1, $2)", channel, queue)
+
+
+async def get_group_concurrency(conn: Conn, queue: str) -> int | None:
+    found = await conn.fetchval("SELECT group_concurrency FROM queues WHERE queue = $1", queue)
+    return None if found is None else int(found)
+
+
+async def set_group_rate_limit(
+    conn: Conn, queue: str, limit: RateLimit | None, channel: str
+) -> None:
+    rate_max, duration = (None, None) if limit is None else (limit.max, limit.duration)
+    async with conn.transaction():
+        await conn.execute(
+            "INSERT INTO queues (queue, group_rate_max, group_rate_duration) VALUES ($1, $2, $3) "
+            "ON CONFLICT (queue) DO UPDATE SET group_rate_max = EXCLUDED.group_rate_max, "
+            "group_rate_duration = EXCLUDED.group_rate_duration",
+            queue,
+            rate_max,
+            duration,
+        )
+        if limit is None:
+            await conn.execute("DELETE FROM group_starts WHERE queue = $1", queue)
+        await conn.execute("SELECT pg_notify($1, $2)", channel, queue)
+
+
+async def get_group_rate_limit(conn: Conn, queue: str) -> RateLimit | None:
+    row = await conn.fetchrow(
+        "SELECT group_rate_max, group_rate_duration FROM queues WHERE queue = $1 "
+        "AND group_rate_max IS NOT NULL",
+        queue,
+    )
+    return None if row is None else RateLimit(int(row[0]), float(row[1]))
+
+
+async def hold_group(conn: Conn, queue: str, group: str, until: float) -> None:
+    """A hold is only ever moved later."""
+    await conn.execute(
+        "INSERT INTO job_groups (queue, grp, held_until) VALUES ($1, $2, $3) "
+        "ON CONFLICT (queue, grp) "
+        "DO UPDATE SET held_until = greatest(job_groups.held_until, EXCLUDED.held_until)",
+        queue,
+        group,
         until,
     )
 

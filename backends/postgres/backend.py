@@ -30,6 +30,7 @@ from polyjobs.backend import (
     CAP_FLOWS,
     CAP_FLOWS_ACROSS_QUEUES,
     CAP_GLOBAL_CONCURRENCY,
+    CAP_GROUPS,
     CAP_METRICS,
     CAP_RATE_LIMIT,
     CAP_SHARED,
@@ -97,6 +98,7 @@ class PostgresBackend:
             CAP_FLOWS_ACROSS_QUEUES,
             CAP_DEDUP,
             CAP_METRICS,
+            CAP_GROUPS,
         }
     )
 
@@ -440,6 +442,24 @@ class PostgresBackend:
 
     async def hold(self, queue: str, until: float) -> None:
         await self._call(admin.hold, queue, until)
+
+    # -- groups ----------------------------------------------------------------------------
+    async def set_group_concurrency(self, queue: str, limit: int | None) -> None:
+        await self._call(admin.set_group_concurrency, queue, limit, self._channel)
+
+    async def get_group_concurrency(self, queue: str) -> int | None:
+        limit: int | None = await self._call(admin.get_group_concurrency, queue)
+        return limit
+
+    async def set_group_rate_limit(self, queue: str, limit: RateLimit | None) -> None:
+        await self._call(admin.set_group_rate_limit, queue, limit, self._channel)
+
+    async def get_group_rate_limit(self, queue: str) -> RateLimit | None:
+        found: RateLimit | None = await self._call(admin.get_group_rate_limit, queue)
+        return found
+
+    async def hold_group(self, queue: str, group: str, until: float) -> None:
+        await self._call(admin.hold_group, queue, group, until)
 
     # -- control ---------------------------------------------------------------------------
     async def send_control(self, command: str, payload_json: str) -> ControlMessage:

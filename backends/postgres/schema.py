@@ -23,7 +23,7 @@ from polyjobs.errors import BackendUnavailableError
 if TYPE_CHECKING:
     import asyncpg
 
-SCHEMA_VERSION = 13
+SCHEMA_VERSION = 14
 
 #: Tables of a polyjobs schema; a schema without ``schema_version`` that holds any other table
 #: belongs to another application.
@@ -40,6 +40,8 @@ OWN_TABLES = frozenset(
         "job_deps",
         "dedup",
         "metrics",
+        "job_groups",
+        "group_starts",
     }
 )
 

@@ -18,17 +18,22 @@ from typing import Any
 import pytest
 
 from polyjobs import Job, Queue, Worker, open_backend
+from polyjobs.backends.postgres.testing import fresh_schema, require_postgres, server_url
 from tests.chaos.chaos_support import MAIN_REDIS
 
 WORKER = str(Path(__file__).with_name("grouped_worker.py"))
 
 
-@pytest.fixture(params=["redis", "sqlite"])
+@pytest.fixture(params=["redis", "sqlite", "postgres"])
 def url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     if request.param == "redis":
         yield f"{MAIN_REDIS}?prefix=groupfault-{uuid.uuid4().hex[:8]}"
-    else:
+    elif request.param == "sqlite":
         yield f"sqlite:///{tmp_path}/grouped.db"
+    else:
+        require_postgres(server_url())
+        with fresh_schema(server_url(), "pjgroup") as pg:
+            yield pg
 
 
 async def _run(url: str) -> None:
