@@ -29,15 +29,16 @@ async def _noop(job: Job) -> Any:
     return None
 
 
-async def enqueue_single(url: str, n: int) -> float:
+async def enqueue_single(url: str, n: int) -> tuple[float, float]:
+    """Jobs per second, and CPU seconds per job of this process (its database thread too)."""
     async with open_backend(url) as backend:
         queue = Queue(Q, backend)
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         for i in range(n):
             await queue.add("job", {"i": i})
-        elapsed = time.perf_counter() - start
+        elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
         await backend.obliterate(Q)
-    return n / elapsed
+    return n / elapsed, cpu / n
 
 
 async def enqueue_bulk(url: str, n: int, size: int = 1000) -> float:
@@ -50,19 +51,20 @@ async def enqueue_bulk(url: str, n: int, size: int = 1000) -> float:
     return n / elapsed
 
 
-async def process(url: str, n: int, concurrency: int) -> float:
-    """Jobs per second for a worker draining ``n`` queued jobs (left by ``enqueue_bulk``)."""
+async def process(url: str, n: int, concurrency: int) -> tuple[float, float]:
+    """Jobs per second for a worker draining ``n`` queued jobs (left by ``enqueue_bulk``), and
+    CPU seconds per job."""
     async with open_backend(url) as backend:
         counts = await backend.counts(Q)
         assert counts["waiting"] >= n, counts
         worker = Worker(Q, _noop, backend, concurrency=concurrency, schedule=False)
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         await worker.run(burst=True)
-        elapsed = time.perf_counter() - start
+        elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
         done = (await backend.counts(Q))["waiting"]
         assert done == 0, done
         await backend.obliterate(Q)
-    return counts["waiting"] / elapsed
+    return counts["waiting"] / elapsed, cpu / counts["waiting"]
 
 
 async def _add_spaced(url: str, samples: int) -> list[float]:
@@ -138,12 +140,12 @@ async def main(jobs: int, synchronous: str, samples: int) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         url = f"sqlite:///{Path(tmp) / 'bench.db'}?synchronous={synchronous}"
         print(f"SQLite backend, synchronous={synchronous}, {jobs} jobs")
-        single = await enqueue_single(url, min(jobs, 2000))
-        print(f"enqueue, one add per job      {single:10,.0f} jobs/s")
+        single, cpu = await enqueue_single(url, min(jobs, 2000))
+        print(f"enqueue, one add per job      {single:10,.0f} jobs/s   {cpu * 1e6:5.0f} us CPU/job")
         bulk = await enqueue_bulk(url, jobs)
         print(f"enqueue, add_bulk of 1000     {bulk:10,.0f} jobs/s")
-        rate = await process(url, jobs, concurrency=10)
-        print(f"process, concurrency 10       {rate:10,.0f} jobs/s")
+        rate, cpu = await process(url, jobs, concurrency=10)
+        print(f"process, concurrency 10       {rate:10,.0f} jobs/s   {cpu * 1e6:5.0f} us CPU/job")
         print(f"pick-up, same process         {_ms(await latency_same_process(url, samples))}")
         print(f"pick-up, other process        {_ms(await latency_other_process(url, samples))}")
 
