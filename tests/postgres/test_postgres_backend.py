@@ -321,3 +321,27 @@ async def test_automatic_ids_the_sequence_reaches_taken_by_hand_are_skipped(
             assert kept is not None and (kept.name, kept.data) == ("named", job_id)
         fetched = await backend.fetch("ids", "tok", 10, 30.0, 0)
         assert [r.name for r in fetched] == ["a", "a", "named", "named", "b", "b", "b", "b"]
+
+
+async def test_a_single_add_whose_automatic_id_was_taken_by_hand_gets_the_next(
+    pg_url: str,
+) -> None:
+    async with open_backend(pg_url) as backend:
+        queue = Queue("one", backend)
+        first = await queue.add("a", 0)
+        await queue.add("named", "mine", job_id=str(int(first.id) + 1))
+        second = await queue.add("b", 1, delay=60)
+        third = await queue.add("c", 2, lifo=True)
+        assert second.id not in {first.id, str(int(first.id) + 1)}
+        stored = await backend.get_job("one", second.id)
+        assert stored is not None and (stored.name, stored.data, stored.state) == (
+            "b",
+            1,
+            "delayed",
+        )
+        named = await backend.get_job("one", str(int(first.id) + 1))
+        assert named is not None and named.data == "mine"
+        again = await queue.add("x", 3, job_id=str(int(first.id) + 1))  # exists: not added
+        assert again.id == str(int(first.id) + 1) and again.data == "mine"
+        fetched = await backend.fetch("one", "tok", 5, 30.0, 0)
+        assert [r.id for r in fetched] == [third.id, first.id, str(int(first.id) + 1)]
