@@ -88,7 +88,7 @@ class RetryAfter(ProcessorSignal):
 
     def __init__(self, seconds: float | timedelta, reason: str = "") -> None:
         secs = seconds.total_seconds() if isinstance(seconds, timedelta) else float(seconds)
-        if secs < 0:
+        if not secs >= 0:  # NaN too
             raise InvalidArgumentError(f"RetryAfter needs a delay >= 0, got {secs}")
         super().__init__(reason or f"retry requested after {secs:g}s")
         self.seconds = secs
@@ -104,7 +104,7 @@ class RateLimitError(ProcessorSignal):
 
     def __init__(self, seconds: float | timedelta, reason: str = "") -> None:
         secs = seconds.total_seconds() if isinstance(seconds, timedelta) else float(seconds)
-        if secs < 0:
+        if not secs >= 0:  # NaN too
             raise InvalidArgumentError(f"RateLimitError needs a delay >= 0, got {secs}")
         super().__init__(reason or f"queue rate-limited for {secs:g}s")
         self.seconds = secs
@@ -122,7 +122,7 @@ class GroupRateLimitError(RateLimitError):
 
     def __init__(self, seconds: float | timedelta, reason: str = "") -> None:
         secs = seconds.total_seconds() if isinstance(seconds, timedelta) else float(seconds)
-        if secs < 0:
+        if not secs >= 0:  # NaN too
             raise InvalidArgumentError(f"GroupRateLimitError needs a delay >= 0, got {secs}")
         super().__init__(secs, reason or f"group rate-limited for {secs:g}s")
 

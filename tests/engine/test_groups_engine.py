@@ -90,3 +90,25 @@ async def test_a_sandboxed_group_rate_limit_error_holds_only_its_group(
     first_b = min(done[j.id].processed_on or 0 for j in others)
     assert first_b - started < 0.6
     assert (done[later.id].processed_on or 0) - started >= 0.6
+
+
+@pytest.mark.parametrize("signal", [GroupRateLimitError, RateLimitError])
+async def test_a_rate_limit_of_nan_seconds_fails_the_job_instead_of_looping(
+    backend: Backend, signal: type[RateLimitError]
+) -> None:
+    # NaN passed the 'delay >= 0' check: the hold could not be stored, the job went back
+    # without counting an attempt and ran again at once, some 2,000 times a second
+    queue = Queue("nan-hold", backend)
+    await queue.add("j", 1, group="g", attempts=2)
+    runs = 0
+
+    async def proc(job: Job) -> None:
+        nonlocal runs
+        runs += 1
+        raise signal(float("nan"))
+
+    worker = Worker(queue.name, proc, backend, concurrency=1, block=0.05, schedule=False)
+    await asyncio.wait_for(worker.run(burst=True), 10)
+    assert runs == 2
+    failed = await queue.jobs("failed")
+    assert len(failed) == 1 and "nan" in (failed[0].failed_reason or "")
