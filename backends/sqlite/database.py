@@ -266,7 +266,8 @@ class Database:
                 f"cannot write SQLite file {self.path} ({detail}); "
                 "make the file and its directory writable"
             )
-        if isinstance(exc, sqlite3.OperationalError):
+        if isinstance(exc, sqlite3.OperationalError | sqlite3.IntegrityError):
+            # a constraint refusing a write is no damage: the file must not be moved aside
             return BackendError(f"SQLite file {self.path}: {detail}")
         return BackendError(f"SQLite file {self.path} is damaged ({detail}); {MOVE_ASIDE}")
 

@@ -18,6 +18,7 @@ from polyjobs import Queue, open_backend
 from polyjobs.backend import Finish
 from polyjobs.backends.sqlite import database
 from polyjobs.backends.sqlite.database import BUSY_TIMEOUT_MS, Database
+from polyjobs.errors import BackendError
 
 
 @pytest.fixture
@@ -280,3 +281,17 @@ async def test_a_rollback_past_the_budget_is_not_interrupted(
         assert await db.read(_rows) == 0
         await db.write(lambda conn: conn.execute("INSERT INTO review_rows (x) VALUES (2)"))
         assert await db.read(_rows) == 1
+
+
+def _null_into_not_null(conn: sqlite3.Connection) -> None:
+    conn.execute("INSERT INTO jobs (queue) VALUES (NULL)")
+
+
+async def test_a_refused_write_is_not_called_damage(db: Database) -> None:
+    # an IntegrityError is a write the schema refused: telling the user to move a healthy
+    # file aside would lose their jobs
+    for write in (db.write, db.write_short):
+        with pytest.raises(BackendError) as caught:
+            await write(_null_into_not_null)
+        assert "NOT NULL constraint failed" in str(caught.value)
+        assert "damaged" not in str(caught.value) and "move it aside" not in str(caught.value)
