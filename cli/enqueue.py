@@ -79,6 +79,22 @@ def enqueue(
 
     async def go() -> None:
         if flow is not None:
+            given = {
+                "--data": data,
+                "--name": name,
+                "--delay": delay,
+                "--priority": priority,
+                "--job-id": job_id,
+                "--attempts": attempts,
+                "--group": group,
+                "--wait": wait or None,
+            }
+            ignored = [option for option, value in given.items() if value is not None]
+            if ignored:
+                raise InvalidArgumentError(
+                    f"{', '.join(ignored)} cannot go with --flow: a flow's jobs take their "
+                    "data and options from its file"
+                )
             async with session(backend, mode="create", app=app) as s:
                 top_queue = await s.known_queue(queue, create=create, offer_create=True)
                 tops = await _add_flow(s, top_queue.name, flow)

@@ -64,3 +64,18 @@ def test_bad_flow_files_are_one_line_errors(cli_env: dict[str, str], tmp_path: P
     # nothing of a refused flow was stored: not its queue, not its children
     assert "unknown queue 'reports'" in cli("jobs", "list", "reports").stderr
     assert cli_json("jobs", "list", "echo") == []
+
+
+def test_job_options_beside_flow_are_refused_not_ignored(
+    cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    path = tmp_path / "flow.json"
+    child = {"name": "c", "queue": "echo", "data": {"text": "x"}}
+    path.write_text(json.dumps({"name": "p", "children": [child]}))
+    for extra in (["--group", "g"], ["--priority", "1"], ["--delay", "1m"], ["--wait"]):
+        result = cli("enqueue", "reports", "--flow", str(path), "--create", *extra)
+        assert result.exit_code == 1, result.output
+        assert extra[0] in result.stderr and result.stderr.count("\n") == 1, result.stderr
+    # nothing was added: the flow's queue (on SQLite, even the file) was never made
+    listed = cli("jobs", "list", "reports").stderr
+    assert "unknown queue 'reports'" in listed or "no polyjobs database" in listed, listed
