@@ -502,18 +502,24 @@ def _parse_option(key: str, value: Any, base: JobOptions) -> Any:
     return Keep.parse(value, base.remove_on_fail)
 
 
-def check_job_id(job_id: Any) -> str:
-    """A job id is a non-empty string of at most 256 printable, non-space characters."""
-    if isinstance(job_id, int) and not isinstance(job_id, bool):
-        job_id = str(job_id)
-    if not isinstance(job_id, str) or not job_id:
-        raise InvalidArgumentError(f"job id must be a non-empty string, got {job_id!r}")
-    if len(job_id) > MAX_JOB_ID_LENGTH or not _JOB_ID_RE.match(job_id):
+def _check_name(value: Any, what: str, most: int) -> str:
+    """A non-empty string of at most ``most`` printable, non-space characters (an integer is
+    taken as its decimal text)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    if not isinstance(value, str) or not value:
+        raise InvalidArgumentError(f"{what} must be a non-empty string, got {_short(value)}")
+    if len(value) > most or not _JOB_ID_RE.match(value):
         raise InvalidArgumentError(
-            f"job id {job_id[:40]!r} must be at most {MAX_JOB_ID_LENGTH} characters "
+            f"{what} {value[:40]!r} must be at most {most} characters "
             "without spaces or control characters"
         )
-    return job_id
+    return value
+
+
+def check_job_id(job_id: Any) -> str:
+    """A job id is a non-empty string of at most 256 printable, non-space characters."""
+    return _check_name(job_id, "job id", MAX_JOB_ID_LENGTH)
 
 
 #: The longest group name (``Queue.add(..., group=...)``).
@@ -523,16 +529,7 @@ MAX_GROUP_LENGTH = 256
 def check_group(group: Any) -> str:
     """A group is a non-empty string of at most 256 printable, non-space characters (an
     integer is taken as its decimal text)."""
-    if isinstance(group, int) and not isinstance(group, bool):
-        group = str(group)
-    if not isinstance(group, str) or not group:
-        raise InvalidArgumentError(f"group must be a non-empty string, got {_short(group)}")
-    if len(group) > MAX_GROUP_LENGTH or not _JOB_ID_RE.match(group):
-        raise InvalidArgumentError(
-            f"group {group[:40]!r} must be at most {MAX_GROUP_LENGTH} characters "
-            "without spaces or control characters"
-        )
-    return group
+    return _check_name(group, "group", MAX_GROUP_LENGTH)
 
 
 def _stored_group(value: Any) -> str | None:
