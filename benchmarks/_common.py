@@ -5,12 +5,14 @@ harness runs under any Python 3.11+."""
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import platform
 import queue
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -331,3 +333,98 @@ class PeerProcess:
         self.kill()
         if self.stderr_path:
             Path(self.stderr_path).unlink(missing_ok=True)
+
+
+# -- one database-backed peer at a time (benchmarks/sqlite.py, benchmarks/postgres.py) --------
+@dataclass
+class StoreBench:
+    """The scenarios of a benchmark whose peers each get a fresh database (:meth:`fresh`):
+    enqueue 1-by-1 and in bulk, process at c=10 and c=100, pick-up latency from another
+    process. The peers are scripts under ``peers/`` run with ``peer.argv()``."""
+
+    n: int
+    latency_n: int
+    rate: float
+    batch: int
+    timeout: float
+
+    def fresh(self, peer: Any) -> str:
+        """The URL of a database no step has used."""
+        raise NotImplementedError
+
+    def spawn(self, peer: Any, url: str, mode: str, n: int, c: int = 10) -> PeerProcess:
+        argv = [*peer.argv(), mode, "--url", url, "--n", str(n), "--concurrency", str(c)]
+        argv += ["--rate", str(self.rate), "--batch", str(self.batch)]
+        env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1", **peer.env}
+        return PeerProcess(argv, env).start()
+
+    def once(self, peer: Any, url: str, mode: str, n: int, c: int = 10) -> dict[str, Any]:
+        proc = self.spawn(peer, url, mode, n, c)
+        try:
+            out: dict[str, Any] = json.loads(
+                proc.expect("RESULT ", time.monotonic() + self.timeout)
+            )
+            return out
+        finally:
+            proc.close()
+
+    def enqueue(self, peer: Any, mode: str) -> float | str:
+        result = self.once(peer, self.fresh(peer), mode, self.n)
+        if "unsupported" in result:
+            return f"n/a: {result['unsupported']}"
+        return self.n / float(result["elapsed"])
+
+    def process(self, peer: Any, c: int) -> dict[str, float]:
+        url = self.fresh(peer)
+        self.once(peer, url, "fill", self.n)
+        result = self.once(peer, url, "work", self.n, c)
+        span = float(result["span"])
+        return {
+            "throughput": (result["count"] - 1) / span if span > 0 else 0.0,
+            "rss_mb": float(result["rss_mb"]),
+        }
+
+    def latency(self, peer: Any) -> dict[str, float]:
+        url = self.fresh(peer)
+        worker = self.spawn(peer, url, "work", self.latency_n, 10)
+        try:
+            deadline = time.monotonic() + self.timeout
+            worker.expect("READY", deadline)
+            time.sleep(1.5)  # let the worker settle into its idle wait
+            self.once(peer, url, "produce", self.latency_n)
+            result = json.loads(worker.expect("RESULT ", deadline))
+        finally:
+            worker.close()
+        ms = sorted(1000 * x for x in result["latencies"])
+        return {
+            "latency_p50": statistics.median(ms),
+            "latency_p99": ms[min(len(ms) - 1, round(0.99 * len(ms)) - 1)],
+        }
+
+    def measure(self, peer: Any, log: Any) -> dict[str, Any]:
+        """Every scenario for ``peer``: a row of the table (a scenario that fails is a cell
+        saying why, never a crash)."""
+        row: dict[str, Any] = {}
+
+        def attempt(keys: list[str], step: Any) -> None:
+            started = time.monotonic()
+            try:
+                row.update(step())
+            except Exception as exc:  # a peer's failure is a table cell, never a crash
+                for key in keys:
+                    row.setdefault(key, f"error: {exc or type(exc).__name__}")
+            log(f"  {peer.name}: {', '.join(keys)} ({time.monotonic() - started:.1f}s)")
+
+        attempt(
+            ["enqueue_single"], lambda: {"enqueue_single": self.enqueue(peer, "enqueue-single")}
+        )
+        attempt(["enqueue_bulk"], lambda: {"enqueue_bulk": self.enqueue(peer, "enqueue-bulk")})
+
+        def c10() -> dict[str, Any]:
+            got = self.process(peer, 10)
+            return {"process_c10": got["throughput"], "rss_mb": got["rss_mb"]}
+
+        attempt(["process_c10", "rss_mb"], c10)
+        attempt(["process_c100"], lambda: {"process_c100": self.process(peer, 100)["throughput"]})
+        attempt(["latency_p50", "latency_p99"], lambda: self.latency(peer))
+        return row

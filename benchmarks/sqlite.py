@@ -22,7 +22,6 @@ import json
 import os
 import shutil
 import sqlite3
-import statistics
 import sys
 import tempfile
 import time
@@ -32,7 +31,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import HERE, PEERS_DIR, PeerProcess, ensure_venv, export_revision, project_python
+from _common import HERE, PEERS_DIR, StoreBench, ensure_venv, export_revision, project_python
 from run import TIMES, fmt, ratio, table
 
 SQLITE_VENV = HERE / ".peers-sqlite"
@@ -73,13 +72,8 @@ PEERS = [
 
 
 @dataclass
-class Bench:
-    folder: Path
-    n: int
-    latency_n: int
-    rate: float
-    batch: int
-    timeout: float
+class Bench(StoreBench):
+    folder: Path = Path()
 
     def fresh(self, peer: Peer) -> str:
         """A URL of a database file no step has used."""
@@ -90,81 +84,11 @@ class Bench:
                 old.unlink()
         return f"sqlite:///{self.folder / (peer.name + '.db')}"
 
-    def spawn(self, peer: Peer, url: str, mode: str, n: int, c: int = 10) -> PeerProcess:
-        argv = [*peer.argv(), mode, "--url", url, "--n", str(n), "--concurrency", str(c)]
-        argv += ["--rate", str(self.rate), "--batch", str(self.batch)]
-        env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1", **peer.env}
-        return PeerProcess(argv, env).start()
-
-    def once(self, peer: Peer, url: str, mode: str, n: int, c: int = 10) -> dict[str, Any]:
-        proc = self.spawn(peer, url, mode, n, c)
-        try:
-            out: dict[str, Any] = json.loads(
-                proc.expect("RESULT ", time.monotonic() + self.timeout)
-            )
-            return out
-        finally:
-            proc.close()
-
-    def enqueue(self, peer: Peer, mode: str) -> float | str:
-        result = self.once(peer, self.fresh(peer), mode, self.n)
-        if "unsupported" in result:
-            return f"n/a: {result['unsupported']}"
-        return self.n / float(result["elapsed"])
-
-    def process(self, peer: Peer, c: int) -> dict[str, float]:
-        url = self.fresh(peer)
-        self.once(peer, url, "fill", self.n)
-        result = self.once(peer, url, "work", self.n, c)
-        span = float(result["span"])
-        return {
-            "throughput": (result["count"] - 1) / span if span > 0 else 0.0,
-            "rss_mb": float(result["rss_mb"]),
-        }
-
-    def latency(self, peer: Peer) -> dict[str, float]:
-        url = self.fresh(peer)
-        worker = self.spawn(peer, url, "work", self.latency_n, 10)
-        try:
-            deadline = time.monotonic() + self.timeout
-            worker.expect("READY", deadline)
-            time.sleep(1.5)  # let the worker settle into its idle wait
-            self.once(peer, url, "produce", self.latency_n)
-            result = json.loads(worker.expect("RESULT ", deadline))
-        finally:
-            worker.close()
-        ms = sorted(1000 * x for x in result["latencies"])
-        return {
-            "latency_p50": statistics.median(ms),
-            "latency_p99": ms[min(len(ms) - 1, round(0.99 * len(ms)) - 1)],
-        }
-
 
 def run_peer(bench: Bench, peer: Peer, broken: str | None) -> dict[str, Any]:
     if broken:
         return {key: f"error: {broken}" for key, *_ in METRICS}
-    row: dict[str, Any] = {}
-
-    def attempt(keys: list[str], step: Any) -> None:
-        started = time.monotonic()
-        try:
-            row.update(step())
-        except Exception as exc:  # a peer's failure is a table cell, never a crash
-            for key in keys:
-                row.setdefault(key, f"error: {exc or type(exc).__name__}")
-        log(f"  {peer.name}: {', '.join(keys)} ({time.monotonic() - started:.1f}s)")
-
-    attempt(["enqueue_single"], lambda: {"enqueue_single": bench.enqueue(peer, "enqueue-single")})
-    attempt(["enqueue_bulk"], lambda: {"enqueue_bulk": bench.enqueue(peer, "enqueue-bulk")})
-
-    def c10() -> dict[str, Any]:
-        got = bench.process(peer, 10)
-        return {"process_c10": got["throughput"], "rss_mb": got["rss_mb"]}
-
-    attempt(["process_c10", "rss_mb"], c10)
-    attempt(["process_c100"], lambda: {"process_c100": bench.process(peer, 100)["throughput"]})
-    attempt(["latency_p50", "latency_p99"], lambda: bench.latency(peer))
-    return row
+    return bench.measure(peer, log)
 
 
 def render(results: dict[str, dict[str, Any]], meta: dict[str, Any]) -> str:
@@ -238,7 +162,7 @@ def main() -> None:
         venv_error = ensure_venv(SQLITE_VENV, SQLITE_REQUIREMENTS, log)
     folder = Path(tempfile.mkdtemp(prefix="polyjobs-bench-sqlite-"))
     try:
-        bench = Bench(folder, args.n, args.latency_jobs, args.rate, args.batch, args.timeout)
+        bench = Bench(args.n, args.latency_jobs, args.rate, args.batch, args.timeout, folder=folder)
         meta: dict[str, Any] = {
             "date": dt.datetime.now().isoformat(timespec="seconds"),
             "n": args.n,
