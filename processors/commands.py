@@ -10,7 +10,7 @@ tables are imported when a command runs.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -69,6 +69,27 @@ def _show(
     console.note(f"{what} {page.offset + 1}-{last} of {page.total}")
 
 
+def _listing(
+    as_json: bool,
+    fetch: Callable[[Store], Awaitable[Page]],
+    what: str,
+    columns: Sequence[str],
+    cells: Callable[[dict[str, Any]], list[str]],
+) -> None:
+    """One page of a listing from the store: JSON, or a table of plain-text cells."""
+    console = Console(json_mode=as_json)
+
+    async def go() -> None:
+        async with _store() as store:
+            found = await fetch(store)
+        if as_json:
+            console.json(found.to_json())
+            return
+        _show(console, found, what, columns, [cells(r) for r in found.items])
+
+    run(go, console)
+
+
 def _alert_cells(row: dict[str, Any]) -> list[str]:
     from polyjobs.polymarket.listing import delivery_text, signals_text
 
@@ -91,20 +112,14 @@ def alerts(
     as_json: JsonOption = False,
 ) -> None:
     """The detector's alerts, newest first: severity, signals, wallet, market, delivery."""
-    console = Console(json_mode=as_json)
 
-    async def go() -> None:
+    async def fetch(store: Store) -> Page:
         from polyjobs.polymarket.listing import alerts_page
 
-        async with _store() as store:
-            found = await alerts_page(store, (page - 1) * limit, limit)
-        if as_json:
-            console.json(found.to_json())
-            return
-        columns = ("created", "severity", "score", "signals", "wallet", "market", "delivery", "id")
-        _show(console, found, "alerts", columns, [_alert_cells(r) for r in found.items])
+        return await alerts_page(store, (page - 1) * limit, limit)
 
-    run(go, console)
+    columns = ("created", "severity", "score", "signals", "wallet", "market", "delivery", "id")
+    _listing(as_json, fetch, "alerts", columns, _alert_cells)
 
 
 def _wallet_cells(row: dict[str, Any]) -> list[str]:
@@ -129,30 +144,14 @@ def wallets(
     as_json: JsonOption = False,
 ) -> None:
     """Wallets by total volume, largest first: whale flags and reasons, volumes, last trade."""
-    console = Console(json_mode=as_json)
 
-    async def go() -> None:
+    async def fetch(store: Store) -> Page:
         from polyjobs.polymarket.listing import wallets_page
 
-        async with _store() as store:
-            found = await wallets_page(store, (page - 1) * limit, limit, whales)
-        if as_json:
-            console.json(found.to_json())
-            return
-        columns = (
-            "address",
-            "name",
-            "whale",
-            "reasons",
-            "volume",
-            "30 days",
-            "trades",
-            "last trade",
-        )
-        what = "whales" if whales else "wallets"
-        _show(console, found, what, columns, [_wallet_cells(r) for r in found.items])
+        return await wallets_page(store, (page - 1) * limit, limit, whales)
 
-    run(go, console)
+    columns = ("address", "name", "whale", "reasons", "volume", "30 days", "trades", "last trade")
+    _listing(as_json, fetch, "whales" if whales else "wallets", columns, _wallet_cells)
 
 
 def replay(
