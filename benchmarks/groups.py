@@ -2,9 +2,10 @@
 a backlog of 10,000 jobs?
 
     .venv/bin/python benchmarks/groups.py [--redis-url redis://127.0.0.1:6379/0] [--only sqlite]
-        [--rounds 3]
+        [--postgres-url postgresql://postgres@127.0.0.1:5432/test] [--rounds 3]
 
-For each backend (Redis, SQLite in a temporary file), four runs of the same arrivals: 50
+For each backend (Redis, SQLite in a temporary file, PostgreSQL in schema ``bench_groups``
+when ``--postgres-url`` is given), four runs of the same arrivals: 50
 groups x 20 jobs (1,000 "small" jobs, round-robin over the groups) added one by one at a
 steady 200 jobs/s by this process, while one worker process (concurrency 10, each job an
 ``asyncio.sleep`` of 5 ms, so about 2,000 jobs/s at most) runs the queue:
@@ -120,7 +121,7 @@ async def scenario(url: str, big: bool, grouped: bool, cap: int | None) -> dict[
     }
 
 
-async def main(redis_url: str, only: set[str], rounds: int) -> None:
+async def main(redis_url: str, postgres_url: str, only: set[str], rounds: int) -> None:
     print(
         f"{SMALL_GROUPS} groups x {PER_GROUP} jobs at {RATE:.0f}/s; backlog {BIG:,} jobs; "
         f"worker c={CONCURRENCY}, {JOB_SECONDS * 1000:.0f} ms per job"
@@ -139,6 +140,9 @@ async def main(redis_url: str, only: set[str], rounds: int) -> None:
             "redis": f"{redis_url}{sep}prefix=bench-groups",
             "sqlite": f"sqlite:///{Path(tmp) / 'groups.db'}",
         }
+        if postgres_url:
+            sep = "&" if "?" in postgres_url else "?"
+            urls["postgres"] = f"{postgres_url}{sep}schema=bench_groups"
         results: dict[tuple[str, str], list[dict[str, float]]] = {}
         for name, url in urls.items():
             if only and name not in only:
@@ -170,7 +174,8 @@ def _row(name: str, label: str, r: dict[str, float], alone: dict[str, float]) ->
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
-    parser.add_argument("--only", default="", help="comma-separated: redis,sqlite")
+    parser.add_argument("--postgres-url", default="", help="also PostgreSQL (schema bench_groups)")
+    parser.add_argument("--only", default="", help="comma-separated: redis,sqlite,postgres")
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--child-worker", metavar="URL")
     args = parser.parse_args()
@@ -178,4 +183,4 @@ if __name__ == "__main__":
         asyncio.run(_child_worker(args.child_worker))
     else:
         only = {s for s in args.only.split(",") if s}
-        asyncio.run(main(args.redis_url, only, max(args.rounds, 1)))
+        asyncio.run(main(args.redis_url, args.postgres_url, only, max(args.rounds, 1)))
