@@ -581,11 +581,12 @@ def _hung_up(conn: Any) -> bool:
     sock = transport.get_extra_info("socket") if transport is not None else None
     if sock is None:
         return False
-    try:
-        readable, _, _ = select.select([sock.fileno()], [], [], 0)
-    except (OSError, ValueError):
+    fd = sock.fileno()
+    if fd < 0:
         return True  # the socket is already gone
-    return bool(readable)
+    poller = select.poll()  # (select.select cannot watch a descriptor past 1023)
+    poller.register(fd, select.POLLIN)
+    return bool(poller.poll(0))
 
 
 def _session_lost(exc: asyncpg.PostgresError) -> bool:

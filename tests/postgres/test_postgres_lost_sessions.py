@@ -10,6 +10,8 @@ server's goodbye when the next call takes the connection.
 from __future__ import annotations
 
 import asyncio
+import os
+import resource
 import threading
 import time
 from collections.abc import AsyncIterator
@@ -162,3 +164,36 @@ async def test_an_idle_session_the_server_ended_is_replaced_before_the_next_call
         second = await queue.add("second", {"n": 2})
         assert (await queue.get_job(second.id)) is not None
     assert await _waiting(pg_url, "idle") == 2
+
+
+async def test_a_healthy_session_is_kept_in_a_process_with_many_open_files(
+    pg_url: str,
+) -> None:
+    """Its socket's descriptor past 1023 (the limit of ``select.select``) is no reason to
+    drop a pooled session: every call of a run of adds uses the same server process."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < 1200:
+        pytest.skip(f"this process may open only {hard} files")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 1200), hard))
+    held = [os.open(os.devnull, os.O_RDONLY) for _ in range(1100)]
+    parsed = PostgresUrl.parse(pg_url)
+    try:
+        async with open_backend(pg_url) as backend:
+            queue = Queue("many-files", backend, default_options=KEEP)
+            pids: set[int] = set()
+            conn = await asyncpg.connect(parsed.dsn)
+            try:
+                for i in range(20):
+                    await queue.add("job", {"n": i})
+                    rows = await conn.fetch(
+                        "SELECT pid FROM pg_stat_activity WHERE application_name = $1",
+                        f"polyjobs:{parsed.schema}"[:63],
+                    )
+                    pids |= {row["pid"] for row in rows}
+            finally:
+                await conn.close()
+        assert len(pids) == 1, f"{len(pids)} server sessions for 20 sequential adds"
+    finally:
+        for fd in held:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
