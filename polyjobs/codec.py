@@ -22,10 +22,13 @@ def encode(value: Any, what: str, max_bytes: int | None = None) -> str:
         raise InvalidArgumentError(f"{what} is not JSON: {exc}") from None
     except RecursionError:
         raise InvalidArgumentError(f"{what} is not JSON: nested too deeply") from None
-    try:
-        size = len(text.encode("utf-8"))
-    except UnicodeEncodeError:
-        raise InvalidArgumentError(f"{what} holds text that is not valid Unicode") from None
+    if text.isascii():  # a flag of the string, no copy: one byte per character
+        size = len(text)
+    else:
+        try:
+            size = len(text.encode("utf-8"))
+        except UnicodeEncodeError:
+            raise InvalidArgumentError(f"{what} holds text that is not valid Unicode") from None
     if max_bytes is not None and size > max_bytes:
         raise InvalidArgumentError(
             f"{what} is {size} bytes of JSON, over the limit of {max_bytes} bytes"
