@@ -12,7 +12,6 @@ from polyjobs.errors import ConfigError
 if TYPE_CHECKING:
     from polyjobs.backend import Backend
     from polyjobs.prometheus import JobMetrics
-    from polyjobs.runtime import Runtime
     from polyjobs.telemetry import Telemetry
 
 MISSING_EXTRA = "--metrics-port needs prometheus-client: pip install 'polyjobs[metrics]'"
@@ -50,13 +49,19 @@ def metrics_plugin() -> JobMetrics:
 
 
 async def start_metrics(
-    console: Console, backend: Backend, runtime: Runtime, jobs: JobMetrics, host: str, port: int
+    console: Console,
+    backend: Backend,
+    queues: list[str],
+    jobs: JobMetrics | None,
+    host: str,
+    port: int,
 ) -> asyncio.Task[None]:
-    """Serve the runtime's queues' metrics (as a task; cancel it to stop)."""
+    """Serve the metrics of ``queues`` (as a task; cancel it to stop): the backend's gauges,
+    and what ``jobs`` counted in this process when given."""
     from polyjobs.prometheus import MetricsExporter, bind
 
     async def names() -> list[str]:
-        return list(runtime.specs)
+        return list(queues)
 
     sock = bind(host, port)
     exporter = MetricsExporter(backend, names, jobs)

@@ -8,7 +8,8 @@ event loop, nothing pickled. The parent
   and opens the backend once before the children start (a SQLite file or a PostgreSQL schema is
   created or migrated once, not by N processes racing);
 - prints each child's output line by line prefixed with ``[worker I]`` (JSON lines pass through
-  as they are, each already a whole object), and one line per child start and exit;
+  as they are, each already a whole object), and one line per child start and exit; on a
+  terminal these print above the parent's live view (:mod:`polyjobs.cli.parent`);
 - restarts a child that exits without being asked to, after 0.5 s doubling up to 30 s; the delay
   starts again from 0.5 s once a child has run 60 s. A child that fails within its first two
   seconds on its first start (a configuration error: its own line says which) ends the whole;
@@ -72,7 +73,18 @@ class Slot:
     delay: float = 0.0
     next_start: float = 0.0
     done: bool = False
+    last_exit: str = ""
     pumps: list[threading.Thread] = field(default_factory=list)
+
+    def state(self, stopping: bool, now: float) -> str:
+        """What the live view says of this slot."""
+        if self.proc is not None:
+            return "stopping" if stopping else "up"
+        if self.done or stopping:
+            return f"exited ({self.last_exit})" if self.last_exit else "exited"
+        if not self.starts:
+            return "starting"
+        return f"restarting in {max(self.next_start - now, 0.0):.1f}s ({self.last_exit})"
 
 
 class Supervisor:
@@ -116,6 +128,9 @@ class Supervisor:
             if not writing:
                 continue  # keep draining: a child must never block on a full pipe
             try:
+                if self.console.live_console is not None:  # above the live view, as text
+                    self.console.note((prefix + line).decode(errors="replace").rstrip("\n"))
+                    continue
                 with self.out_lock:
                     out.buffer.write(
                         prefix + line if line.endswith(b"\n") else prefix + line + b"\n"
@@ -156,6 +171,7 @@ class Supervisor:
         ran = time.monotonic() - slot.started
         slot.proc = None
         how = f"signal {-code}" if code < 0 else f"code {code}"
+        slot.last_exit = how
         if self.signals or (self.burst and code == 0):
             slot.done = True
             self.say(f"polyjobs: worker {slot.index} (pid {proc.pid}) exited ({how})")

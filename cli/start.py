@@ -19,6 +19,7 @@ from polyjobs.cli.common import (
     BackendOption,
     configured,
     describe_location,
+    describe_os_error,
     duration,
     parse_pairs,
     plugin_host,
@@ -32,7 +33,9 @@ from polyjobs.errors import ConfigError, PolyjobsError
 
 if TYPE_CHECKING:
     from polyjobs.backend import Backend
+    from polyjobs.cli.parent import ParentServing
     from polyjobs.hookspecs import Demo
+    from polyjobs.plugins import PluginHost
     from polyjobs.runtime import QueueSpec, Runtime
     from polyjobs.settings import Settings
 
@@ -111,6 +114,7 @@ def start(
     ] = 1,
 ) -> None:
     """Run workers for the registered queues in the foreground until SIGINT/SIGTERM."""
+    from polyjobs.cli.parent import ParentServing
     from polyjobs.cli.processes import supervised_slot, watch_parent
 
     console = Console()
@@ -122,18 +126,33 @@ def start(
         args = ["start", *_child_args(queue, concurrency, backend, app, grace, log_format)]
         args += [f for f, on in (("--no-schedule", no_schedule), ("--burst", burst)) if on]
         args += ["--otel"] if otel else []
+        if metrics_port is not None:  # each worker serves its own counters on the next ports
+            if metrics_port and metrics_port + processes > 65535:
+                console.error(
+                    f"--metrics-port {metrics_port} with --processes {processes}: the workers'"
+                    f" ports {metrics_port + 1}..{metrics_port + processes} pass 65535"
+                )
+                raise typer.Exit(2)
+            args += ["--metrics-host", metrics_host, "--metrics-port", str(metrics_port)]
         refused = [f for f, on in (("--demo", demo), ("--board", board)) if on]
         refused += ["--metrics-port"] if metrics_port is not None else []
         if refused:
             console.error(f"--processes does not combine with {', '.join(refused)} yet")
             raise typer.Exit(2)
-        resolved = run(
+        shared = run(
             lambda: _shared_backend(backend, app, grace, queue or [], concurrency or []), console
         )
-        assert resolved is not None
-        raise typer.Exit(
-            _supervise(console, args, processes, resolved, burst, log_format == "json")
+        assert shared is not None
+        serving = ParentServing(
+            live=console.is_terminal and log_format == "text",
+            board=(board_host, board_port) if board else None,
+            metrics=None if metrics_port is None else (metrics_host, metrics_port),
         )
+        raise typer.Exit(
+            _supervise(console, args, processes, shared, burst, log_format == "json", serving)
+        )
+    if slot is not None and metrics_port:
+        metrics_port += slot  # the parent serves the port given, worker I the I-th after it
     if slot is not None:
         watch_parent()
     events = Events(console, "json" if log_format == "json" else "text")
@@ -183,9 +202,10 @@ async def _shared_backend(
     grace: str | None,
     names: list[str],
     concurrency: list[str],
-) -> Settings:
-    """The settings of a supervising ``start``, once its backend is known to be one processes
-    share and has been opened once (creating or migrating its storage before the children)."""
+) -> tuple[Settings, PluginHost, list[QueueSpec]]:
+    """The settings, plugins and queues of a supervising ``start``, once its backend is known to
+    be one processes share and has been opened once (creating or migrating its storage before
+    the children)."""
     from polyjobs.backend import CAP_SHARED
     from polyjobs.plugins import open_backend
     from polyjobs.redact import redact_url
@@ -200,7 +220,8 @@ async def _shared_backend(
     registered = host.queue_specs()
     if not registered:
         raise ConfigError("no queues are registered: name your application with --app")
-    specs_by_name(registered, names)  # an unknown name: one line here, not one per worker
+    # an unknown name: one line here, not one per worker
+    specs = specs_by_name(registered, names) if names else list(registered.values())
     url = resolved.backend_url
     if CAP_SHARED not in host.make_backend(url).capabilities:
         raise ConfigError(
@@ -209,26 +230,49 @@ async def _shared_backend(
         )
     async with open_backend(url, host):
         pass
-    return resolved
+    return resolved, host, specs
 
 
 def _supervise(
-    console: Console, args: list[str], count: int, resolved: Settings, burst: bool, json_lines: bool
+    console: Console,
+    args: list[str],
+    count: int,
+    shared: tuple[Settings, PluginHost, list[QueueSpec]],
+    burst: bool,
+    json_lines: bool,
+    serving: ParentServing,
 ) -> int:
-    """Claim the pid file and supervise ``count`` children (in the main thread: signals)."""
+    """Claim the pid file, start what the parent serves, and supervise ``count`` children (in
+    the main thread: signals)."""
+    from polyjobs.cli.parent import ParentServices
     from polyjobs.cli.processes import Supervisor
     from polyjobs.redact import redact_url
 
+    resolved, host, specs = shared
     try:
         pidfile.write(resolved.home_dir, redact_url(resolved.backend_url))
     except PolyjobsError as exc:
         console.error(str(exc))
         return 1
+    services = ParentServices(console, resolved, host, specs, serving) if serving else None
     try:
         grace = float(resolved.grace.value)
-        return Supervisor(
+        supervisor = Supervisor(
             console, args, count, burst=burst, grace=grace, json_lines=json_lines
-        ).run()
+        )
+        if services is not None:
+            try:
+                services.start(supervisor)
+            except (PolyjobsError, OSError) as exc:
+                console.error(
+                    str(exc) if isinstance(exc, PolyjobsError) else describe_os_error(exc)
+                )
+                return 1
+        try:
+            return supervisor.run()
+        finally:
+            if services is not None:
+                services.stop()
     finally:
         pidfile.remove(resolved.home_dir)
 
@@ -411,7 +455,9 @@ async def _serve_and_run(
             )
         if serving.metrics is not None:
             tasks.append(
-                await start_metrics(console, backend, runtime, serving.counted, *serving.metrics)
+                await start_metrics(
+                    console, backend, list(runtime.specs), serving.counted, *serving.metrics
+                )
             )
         events.note(
             f"polyjobs: backend {describe_location(resolved.backend_url, backend)} "

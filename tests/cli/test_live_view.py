@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import pty
+import re
 import select
 import signal
 import subprocess
@@ -155,3 +156,22 @@ def test_start_under_a_terminal_keeps_the_view_whole(cli_env: dict[str, str]) ->
     assert logs, "\n".join(lines)  # the log lines printed above the view, whole
     assert all("WARNING" in line for line in logs)
     assert any(line.startswith("stopping: ") and "Ctrl-C again to force" in line for line in lines)
+
+
+def test_the_parent_view_says_which_worker_is_restarting() -> None:
+    from polyjobs.cli.console import Console
+    from polyjobs.cli.parent import render_parent
+    from polyjobs.cli.processes import Supervisor
+    from polyjobs.stats import QueueStats
+
+    supervisor = Supervisor(Console(), [], 2, burst=False, grace=1.0, json_lines=False)
+    crashed = supervisor.slots[0]
+    crashed.starts, crashed.last_exit, crashed.next_start = 3, "signal 9", 101.5
+    stats = [QueueStats("test-slow", 4, 2, 0, 7, 1, False, 2, 5, 1, False)]
+    lines = screen_of(render_parent(stats, {}, supervisor, 80, 24, now=100.0))
+    assert re.search(r"^1\s+restarting in 1\.5s \(signal 9\)\s+2$", "\n".join(lines), re.M), lines
+    assert re.search(r"^2\s+starting\s+0$", "\n".join(lines), re.M), lines
+    assert "throughput, last minute: test-slow 5 done 1 failed" in lines, lines
+    assert [row.split() for row in lines if row.startswith("test-slow ")] == [
+        ["test-slow", "4", "2", "0", "7", "1"]
+    ]

@@ -137,3 +137,85 @@ def test_memory_backend_and_unknown_queue_are_refused_in_one_line(cli_env: dict[
     done = polyjobs(cli_env, "start", "-P", "2", "-q", "nosuchqueue")  # checked before any worker
     assert done.returncode == 1 and done.stdout == "", done.stdout
     assert done.stderr.count("\n") == 1 and "unknown queue 'nosuchqueue'" in done.stderr
+
+
+def _screen_lines(screen: Any) -> list[str]:
+    history = ["".join(ch.data for ch in line.values()) for line in screen.history.top]
+    return [line.rstrip() for line in history + screen.display]
+
+
+def test_on_a_terminal_the_parent_shows_one_live_view(cli_env: dict[str, str]) -> None:
+    """A real `start -P 2 --burst` under a pseudo-terminal, read back through a terminal
+    emulator: one view (the queues' counts from the backend, one row per worker) redrawn in
+    place, not the workers' streams; every job ran once."""
+    import fcntl
+    import pty
+    import struct
+    import termios
+
+    import pyte
+
+    from tests.cli.test_live_view import read_until
+
+    add_jobs(cli_env, "test-slow", [{"seconds": 0.3} for _ in range(12)])
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 100, 0, 0))
+    env = {**os.environ, **cli_env, "TERM": "xterm-256color"}
+    env.pop("COLUMNS", None)
+    env.pop("LINES", None)
+    args = ("-P", "2", "--burst", "-q", "slow", "-c", "slow=2", "--no-schedule")
+    proc = subprocess.Popen(
+        [POLYJOBS, "start", *args], env=env, stdin=slave, stdout=slave, stderr=slave
+    )
+    os.close(slave)
+    out = bytearray()
+    screen = pyte.HistoryScreen(100, 30, history=2000)
+    stream = pyte.ByteStream(screen)
+    seen_up: list[str] = []
+    try:
+        deadline = time.monotonic() + 30
+        while proc.poll() is None and time.monotonic() < deadline:
+            before = len(out)
+            read_until(master, out, b"\x00never", 0.2)
+            stream.feed(bytes(out[before:]))
+            up = [line for line in screen.display if re.match(r"\s*\d\s+\d+\s+up\s+0\s*$", line)]
+            if len(up) == 2:
+                seen_up = up  # both workers' rows, while they ran
+        assert proc.wait(timeout=30) == 0, out.decode(errors="replace")
+        before = len(out)
+        read_until(master, out, b"\x00never", 0.5)
+        stream.feed(bytes(out[before:]))
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(5)
+        os.close(master)
+    lines = _screen_lines(screen)
+    text = "\n".join(lines)
+    assert len(seen_up) == 2, text
+    pids = {int(slot): int(pid) for slot, pid in STARTED.findall(text)}
+    assert set(pids) == {1, 2}, text
+    for slot, pid in pids.items():
+        assert any(re.match(rf"\s*{slot}\s+{pid}\s+up\s+0", row) for row in seen_up), seen_up
+    # one view, redrawn in place: its headers once each, whatever was drawn meanwhile
+    assert [line.split() for line in lines if line.lstrip().startswith("queue ")] == [
+        ["queue", "waiting", "active", "delayed", "completed", "failed", "paused"]
+    ], text
+    assert sum(line.lstrip().startswith("worker ") for line in lines) == 1, text
+    row = next(line.split() for line in lines if line.lstrip().startswith("test-slow "))
+    assert row[1:6] == ["0", "0", "0", "12", "0"], text  # the backend's counts, at the end
+    assert re.search(r"throughput, last minute: slow 12 done", text), text
+    for slot in (1, 2):
+        assert re.search(rf"^\s*{slot}\s+exited \(code 0\)\s+0\s*$", text, re.M), text
+    assert "[worker 1] polyjobs: stopped" in text  # the workers' own lines, above the view
+    assert sum("[worker " in line for line in lines) == 4, text  # started, stopped: no job lines
+    ran = _attempts(cli_env, "test-slow")
+    assert len(ran) == 12 and set(ran) == {1}, ran  # every job ran once
+
+
+def _attempts(env: dict[str, str], queue: str) -> list[int]:
+    async def attempts() -> list[int]:
+        async with open_backend(backend_url(env)) as backend:
+            return [j.attempts_made for j in await Queue(queue, backend).jobs("completed", 0, -1)]
+
+    return asyncio.run(attempts())
