@@ -134,10 +134,8 @@ def start(
                 )
                 raise typer.Exit(2)
             args += ["--metrics-host", metrics_host, "--metrics-port", str(metrics_port)]
-        refused = [f for f, on in (("--demo", demo), ("--board", board)) if on]
-        refused += ["--metrics-port"] if metrics_port is not None else []
-        if refused:
-            console.error(f"--processes does not combine with {', '.join(refused)} yet")
+        if demo:
+            console.error("--processes does not combine with --demo yet")
             raise typer.Exit(2)
         shared = run(
             lambda: _shared_backend(backend, app, grace, queue or [], concurrency or []), console

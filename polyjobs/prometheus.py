@@ -4,8 +4,10 @@ Two sources, one exposition (names and the mapping to BullMQ's are in docs/metri
 
 - what the backend holds now, read at every scrape (gauges, the same wherever they are read):
   ``polyjobs_jobs{queue,state}``, ``polyjobs_queue_paused{queue}``,
-  ``polyjobs_workers_online{queue}``, ``polyjobs_oldest_waiting_job_age_seconds{queue}`` and
-  ``polyjobs_backend_up`` (0 when the last read failed);
+  ``polyjobs_workers_online{queue}``, ``polyjobs_oldest_waiting_job_age_seconds{queue}``,
+  ``polyjobs_backend_up`` (0 when the last read failed) and, from the per-minute metrics the
+  backend keeps (whichever process ran the jobs), ``polyjobs_jobs_finished_last_minute`` and
+  ``polyjobs_jobs_finished_last_hour`` (``{queue,state}``, state completed or failed);
 - what this process's workers did (:class:`JobMetrics`, a plugin fed by ``polyjobs_job_event``):
   ``polyjobs_jobs_completed_total``, ``polyjobs_jobs_failed_total``,
   ``polyjobs_jobs_retried_total``, ``polyjobs_rate_limit_holds_total`` (counters, ``{queue}``)
@@ -83,6 +85,10 @@ class QueueSnapshot:
     paused: bool
     workers: int
     oldest_waiting_age: float  # seconds the job next in line has waited; 0 when none waits
+    #: from the per-minute metrics the backend keeps (every process's finishes; None on a
+    #: backend without them): {"completed": n, "failed": n} in the last minute and hour
+    last_minute: Mapping[str, int] | None = None
+    last_hour: Mapping[str, int] | None = None
 
 
 async def read_queues(backend: Backend, names: Iterable[str]) -> list[QueueSnapshot]:
@@ -92,12 +98,26 @@ async def read_queues(backend: Backend, names: Iterable[str]) -> list[QueueSnaps
     priority and no LIFO jobs it is the one that has waited longest. It waits since it was
     added, or since its delay ran out.
     """
+    from polyjobs.backend import metrics_of
+    from polyjobs.stats import _last_hour, _last_minute
+
     out = []
+    stored = metrics_of(backend)
     for name in names:
         counts = await backend.counts(name)
         head = await backend.list_jobs(name, "waiting", 0, 0) if counts["waiting"] else []
         now = time.time()
         age = max(now - max(head[0].timestamp, head[0].run_at), 0.0) if head else 0.0
+        minute = hour = None
+        if stored is not None:
+            minutes = await stored.get_metrics(name, now - 3600)
+            done, failed = _last_minute(minutes, now)
+            minute = {"completed": done, "failed": failed}
+            in_hour = _last_hour(minutes, now)
+            hour = {
+                "completed": in_hour["completed_last_hour"],
+                "failed": in_hour["failed_last_hour"],
+            }
         out.append(
             QueueSnapshot(
                 queue=name,
@@ -105,6 +125,8 @@ async def read_queues(backend: Backend, names: Iterable[str]) -> list[QueueSnaps
                 paused=await backend.is_paused(name),
                 workers=len(await backend.list_workers(name)),
                 oldest_waiting_age=age,
+                last_minute=minute,
+                last_hour=hour,
             )
         )
     return out
@@ -124,13 +146,27 @@ def queue_families(snapshots: Sequence[QueueSnapshot]) -> list[Metric]:
         "Seconds the job next in line has been waiting (0: none waits).",
         labels=["queue"],
     )
+    minute = GaugeMetricFamily(
+        "polyjobs_jobs_finished_last_minute",
+        "Jobs that ended in the last 60 s, by any process (the backend's stored metrics).",
+        labels=["queue", "state"],
+    )
+    hour = GaugeMetricFamily(
+        "polyjobs_jobs_finished_last_hour",
+        "Jobs that ended in the last hour, by any process (the backend's stored metrics).",
+        labels=["queue", "state"],
+    )
     for s in snapshots:
         for state in STATES:
             jobs.add_metric([s.queue, state], s.counts.get(state, 0))
         paused.add_metric([s.queue], 1.0 if s.paused else 0.0)
         workers.add_metric([s.queue], s.workers)
         oldest.add_metric([s.queue], s.oldest_waiting_age)
-    return [jobs, paused, workers, oldest]
+        for family, stored in ((minute, s.last_minute), (hour, s.last_hour)):
+            for ended, n in (stored or {}).items():
+                family.add_metric([s.queue, ended], n)
+    stored_families = [minute, hour] if any(s.last_minute is not None for s in snapshots) else []
+    return [jobs, paused, workers, oldest, *stored_families]
 
 
 # -- what this process did --------------------------------------------------------------------

@@ -137,6 +137,9 @@ def test_memory_backend_and_unknown_queue_are_refused_in_one_line(cli_env: dict[
     done = polyjobs(cli_env, "start", "-P", "2", "-q", "nosuchqueue")  # checked before any worker
     assert done.returncode == 1 and done.stdout == "", done.stdout
     assert done.stderr.count("\n") == 1 and "unknown queue 'nosuchqueue'" in done.stderr
+    done = polyjobs(cli_env, "start", "-P", "3", "--metrics-port", "65533")
+    assert done.returncode == 2 and done.stdout == "", done.stdout
+    assert done.stderr.count("\n") == 1 and "65534..65536 pass 65535" in done.stderr
 
 
 def _screen_lines(screen: Any) -> list[str]:
@@ -219,3 +222,99 @@ def _attempts(env: dict[str, str], queue: str) -> list[int]:
             return [j.attempts_made for j in await Queue(queue, backend).jobs("completed", 0, -1)]
 
     return asyncio.run(attempts())
+
+
+def _free_ports(count: int) -> int:
+    """A port p such that p..p+count-1 are free now."""
+    import socket
+
+    for _ in range(50):
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            first = int(probe.getsockname()[1])
+        if first + count > 65535:
+            continue
+        socks = []
+        try:
+            for port in range(first, first + count):
+                sock = socket.socket()
+                socks.append(sock)
+                sock.bind(("127.0.0.1", port))
+            return first
+        except OSError:
+            continue
+        finally:
+            for sock in socks:
+                sock.close()
+    raise AssertionError("no free run of ports")
+
+
+def test_the_parent_serves_the_board_and_the_backend_metrics_and_each_worker_its_own(
+    cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    """`-P 2 --board --metrics-port P`: the parent serves the board and the backend's gauges
+    on P (and no per-process counter, which would be one process's share); worker I serves its
+    own counters on P+I; together they count every job once."""
+    import httpx
+
+    from tests.cli.test_start_metrics import scrape, wait_for
+
+    pytest.importorskip("starlette")
+    add_jobs(cli_env, "test-slow", [{"seconds": 0.4} for _ in range(10)])
+    port = _free_ports(3)
+    out = tmp_path / "out.txt"
+    parent = _spawn(
+        cli_env,
+        out,
+        *("-P", "2", "-q", "slow", "-c", "slow=2", "--no-schedule"),
+        *("--board", "--board-port", "0", "--metrics-port", str(port)),
+    )
+    try:
+        board = _wait_for(
+            lambda: re.search(r"^polyjobs board on (http://\S+)/admin/", _text(out), re.M)
+        )
+        parent_url = f"http://127.0.0.1:{port}/metrics"
+        assert f"polyjobs metrics on {parent_url}" in _text(out)
+        workers = _wait_for(
+            lambda: (
+                len(
+                    found := re.findall(
+                        r"^\[worker (\d)\] polyjobs metrics on (\S+)$", _text(out), re.M
+                    )
+                )
+                == 2
+                and dict(found)
+            )
+        )
+        assert workers == {str(i): f"http://127.0.0.1:{port + i}/metrics" for i in (1, 2)}
+        online = ("polyjobs_workers_online", (("queue", "test-slow"),))
+        during = wait_for(parent_url, lambda m: m.get(online) == 2)
+        assert during[online] == 2 and during[("polyjobs_backend_up", ())] == 1
+        page = httpx.get(f"{board.group(1)}/admin/queues", timeout=10)
+        assert page.status_code == 200 and "test-slow" in page.text
+        rows = httpx.get(f"{board.group(1)}/api/queues", timeout=10).json()["queues"]
+        assert {r["queue"] for r in rows} >= {"test-slow"}
+        _wait_for(lambda: _counts(cli_env, "test-slow")["completed"] == 10)
+        done = ("polyjobs_jobs_completed_total", (("queue", "test-slow"),))
+        per_worker = [scrape(url).get(done, 0.0) for url in workers.values()]
+        assert sum(per_worker) == 10, per_worker  # each job counted once, where it ran
+        after = scrape(parent_url)
+        assert after[("polyjobs_jobs", (("queue", "test-slow"), ("state", "completed")))] == 10
+        finished = (
+            "polyjobs_jobs_finished_last_minute",
+            (("queue", "test-slow"), ("state", "completed")),
+        )
+        assert after[finished] == 10  # both workers' finishes, from the backend's stored metrics
+        assert not [key for key in after if key[0].startswith("polyjobs_jobs_completed")], after
+        assert not [key for key in after if key[0].startswith("polyjobs_job_processing")]
+        parent.send_signal(signal.SIGTERM)
+        assert parent.wait(timeout=20) == 0, _text(out)
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(parent_url, timeout=2)
+
+
+def _text(out: Path) -> str:
+    return out.read_text()
