@@ -48,53 +48,10 @@ ORDER = {
 }
 
 
-#: One job (``Queue.add``): what ``pj_add_jobs`` does for a batch of one, as one plain statement
-#: (no PL/pgSQL call, no arrays; about 7 % less time per add, measured interleaved). Its rows
-#: are ``pj_add_jobs``'s: (job_id, auto, added); the queue's row is made when missing, and a
-#: job added is announced.
-ADD_ONE = """/* polyjobs add one */
-WITH jid AS (SELECT coalesce($4::text, nextval('pj_job_ids')::text) AS id),
-ins AS (
-    INSERT INTO jobs (queue, id, name, data, opts, state, score, seq, "timestamp", run_at,
-                      priority)
-    SELECT $1, jid.id, $5, $6, $7,
-           CASE WHEN $9::float8 > $2::float8 THEN 'delayed' ELSE 'waiting' END,
-           CASE WHEN $9::float8 > $2::float8 THEN $9::float8 ELSE $10::int::float8 END,
-           CASE WHEN $9::float8 <= $2::float8 AND $11::bool THEN -nextval('pj_seq')
-                ELSE nextval('pj_seq') END,
-           $8, $9, $10
-    FROM jid
-    ON CONFLICT DO NOTHING
-    RETURNING id
-), made AS (
-    INSERT INTO queues (queue) SELECT $1 WHERE NOT EXISTS (SELECT 1 FROM queues WHERE queue = $1)
-    ON CONFLICT DO NOTHING
-)
-SELECT jid.id AS job_id, $4::text IS NULL AS auto, ins.id IS NOT NULL AS added,
-       CASE WHEN ins.id IS NOT NULL THEN pg_notify($3, $1) END AS announced
-FROM jid LEFT JOIN ins ON true"""
-
-
 # -- hot paths: one call of a schema function each ---------------------------------------------
 async def add(
     conn: Conn, queue: str, now: float, channel: str, jobs: Sequence[NewJob]
 ) -> list[Any]:
-    if len(jobs) == 1:
-        j = jobs[0]
-        return await conn.fetch(
-            ADD_ONE,
-            queue,
-            now,
-            channel,
-            j.job_id,
-            j.name,
-            j.data_json,
-            records.dumps(j.opts),
-            j.timestamp,
-            j.run_at,
-            j.priority,
-            j.lifo,
-        )
     return await conn.fetch(
         "SELECT * FROM pj_add_jobs($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
         queue,
