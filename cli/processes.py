@@ -37,6 +37,8 @@ from polyjobs.cli.console import Console
 
 #: Set in a child's environment to its slot number (1..N); the child then runs one worker.
 SUPERVISED = "POLYJOBS_SUPERVISED_WORKER"
+#: Set by a supervising ``start --demo`` to where it prepared the demo (JSON), for its workers.
+SUPERVISED_DEMO = "POLYJOBS_SUPERVISED_DEMO"
 FIRST_DELAY = 0.5
 MAX_DELAY = 30.0
 RESET_AFTER = 60.0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import shutil
 import signal
 import socket
 import time
@@ -32,9 +33,11 @@ from polyjobs.cli.logs import Events, configure_logging
 from polyjobs.errors import ConfigError, PolyjobsError
 
 if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable
+
     from polyjobs.backend import Backend
     from polyjobs.cli.parent import ParentServing
-    from polyjobs.hookspecs import Demo
+    from polyjobs.hookspecs import Demo, DemoSetup
     from polyjobs.plugins import PluginHost
     from polyjobs.runtime import QueueSpec, Runtime
     from polyjobs.settings import Settings
@@ -134,21 +137,38 @@ def start(
                 )
                 raise typer.Exit(2)
             args += ["--metrics-host", metrics_host, "--metrics-port", str(metrics_port)]
+        setup = None
         if demo:
-            console.error("--processes does not combine with --demo yet")
-            raise typer.Exit(2)
-        shared = run(
-            lambda: _shared_backend(backend, app, grace, queue or [], concurrency or []), console
-        )
-        assert shared is not None
-        serving = ParentServing(
-            live=console.is_terminal and log_format == "text",
-            board=(board_host, board_port) if board else None,
-            metrics=None if metrics_port is None else (metrics_host, metrics_port),
-        )
-        raise typer.Exit(
-            _supervise(console, args, processes, shared, burst, log_format == "json", serving)
-        )
+            if burst:
+                console.error(
+                    "--processes does not combine with --demo --burst: the burst demo drives its"
+                    " queues step by step from one process (a job, its result, the next) and"
+                    " reports when they are idle"
+                )
+                raise typer.Exit(2)
+            setup = run(lambda: _prepare_demo(backend, app), console)
+            assert setup is not None
+            args.append("--demo")
+        try:
+            shared = run(
+                lambda: _shared_backend(
+                    backend, app, grace, queue or [], concurrency or [], setup, console
+                ),
+                console,
+            )
+            assert shared is not None
+            serving = ParentServing(
+                live=console.is_terminal and log_format == "text",
+                board=(board_host, board_port) if board else None,
+                metrics=None if metrics_port is None else (metrics_host, metrics_port),
+            )
+            code = _supervise(
+                console, args, processes, shared, burst, log_format == "json", serving
+            )
+        finally:
+            if setup is not None:
+                shutil.rmtree(setup[1].home, ignore_errors=True)
+        raise typer.Exit(code)
     if slot is not None and metrics_port:
         metrics_port += slot  # the parent serves the port given, worker I the I-th after it
     if slot is not None:
@@ -200,6 +220,8 @@ async def _shared_backend(
     grace: str | None,
     names: list[str],
     concurrency: list[str],
+    demo: tuple[Demo, DemoSetup] | None = None,
+    console: Console | None = None,
 ) -> tuple[Settings, PluginHost, list[QueueSpec]]:
     """The settings, plugins and queues of a supervising ``start``, once its backend is known to
     be one processes share and has been opened once (creating or migrating its storage before
@@ -209,8 +231,12 @@ async def _shared_backend(
     from polyjobs.redact import redact_url
     from polyjobs.runtime import specs_by_name
 
+    flags: dict[str, Any] = {"backend": backend_url}
+    if demo is not None:
+        setup = demo[1]
+        flags.update(backend=setup.backend_url, home=str(setup.home), settings=dict(setup.settings))
     resolved, host = configured(
-        backend=backend_url,
+        **flags,
         app=app,
         grace=duration(grace, "--grace"),
         concurrency=parse_pairs(concurrency, "--concurrency"),
@@ -226,9 +252,40 @@ async def _shared_backend(
             f"--processes needs a backend that processes share (SQLite, Redis, PostgreSQL); "
             f"{redact_url(url)} lives inside one process"
         )
-    async with open_backend(url, host):
-        pass
+    async with open_backend(url, host) as opened:
+        if demo is not None:
+            from polyjobs.queue import Queue
+
+            report = console.note if console is not None else None
+            await demo[0].seed_demo(lambda name: Queue(name, opened), report)  # type: ignore[attr-defined]
     return resolved, host, specs
+
+
+async def _prepare_demo(backend_url: str | None, app: str | None) -> tuple[Demo, DemoSetup]:
+    """A supervising ``start --demo``: the demo prepared once, for every worker (they read
+    where it is from :data:`~polyjobs.cli.processes.SUPERVISED_DEMO`)."""
+    import json
+
+    from polyjobs.cli.processes import SUPERVISED_DEMO
+
+    if backend_url is not None:
+        raise ConfigError("--demo runs on its own embedded backend; leave out --backend")
+    demo_mode = plugin_host(settings(app=app)).demo()
+    if not callable(getattr(demo_mode, "seed_demo", None)):
+        raise ConfigError(
+            "this application's demo runs in one process (it has no seed_demo): leave out"
+            " --processes"
+        )
+    setup = demo_mode.prepare_demo(burst=False)
+    os.environ[SUPERVISED_DEMO] = json.dumps(
+        {
+            "home": str(setup.home),
+            "backend_url": setup.backend_url,
+            "settings": dict(setup.settings),
+        }
+    )
+    Console().note(f"polyjobs demo: state in {setup.home} (removed on exit)")
+    return demo_mode, setup
 
 
 def _supervise(
@@ -290,7 +347,6 @@ async def _start(
     metrics: tuple[str, int] | None = None,
     otel: bool = False,
 ) -> None:
-    import shutil
 
     if demo and backend_url is not None:
         raise ConfigError("--demo runs on its own embedded backend; leave out --backend")
@@ -300,7 +356,13 @@ async def _start(
         "grace": duration(grace, "--grace"),
     }
     demo_mode = plugin_host(settings(app=app)).demo() if demo else None
-    setup = demo_mode.prepare_demo(burst=burst) if demo_mode is not None else None
+    prepared = _supervised_demo() if demo_mode is not None else None
+    if demo_mode is not None and prepared is not None:  # the parent prepared it and seeded it
+        demo_mode = _SeededDemo(demo_mode)
+        flags.update(prepared)
+        setup = None
+    else:
+        setup = demo_mode.prepare_demo(burst=burst) if demo_mode is not None else None
     if setup is not None:
         events.note(f"polyjobs demo: state in {setup.home} (removed on exit)")
         flags.update(backend=setup.backend_url, home=str(setup.home), settings=dict(setup.settings))
@@ -311,6 +373,48 @@ async def _start(
     finally:
         if setup is not None:
             shutil.rmtree(setup.home, ignore_errors=True)
+
+
+def _supervised_demo() -> dict[str, Any] | None:
+    """In a worker of ``start -P N --demo``: the flags pointing at the demo its parent
+    prepared (None elsewhere)."""
+    import json
+
+    from polyjobs.cli.processes import SUPERVISED_DEMO, supervised_slot
+
+    given = os.environ.get(SUPERVISED_DEMO)
+    if supervised_slot() is None or not given:
+        return None
+    found = json.loads(given)
+    return {
+        "backend": str(found["backend_url"]),
+        "home": str(found["home"]),
+        "settings": {str(k): str(v) for k, v in found["settings"].items()},
+    }
+
+
+class _SeededDemo:
+    """A supervised worker's demo: its parent prepared and seeded it, the worker runs the
+    queues as the demo shapes them."""
+
+    def __init__(self, demo: Demo) -> None:
+        self.demo = demo
+
+    def prepare_demo(self, *, burst: bool = False) -> DemoSetup:
+        return self.demo.prepare_demo(burst=burst)
+
+    def demo_specs(self, specs: Iterable[QueueSpec]) -> list[QueueSpec]:
+        return self.demo.demo_specs(specs)
+
+    async def run_demo(
+        self,
+        runtime: Runtime,
+        *,
+        burst: bool = False,
+        grace: float = 30.0,
+        report: Callable[[str], None] | None = None,
+    ) -> None:
+        await runtime.run(burst=burst, grace=grace)
 
 
 async def _start_with(

@@ -143,7 +143,10 @@ def polyjobs_demo() -> Demo | None:
     """Return the application's demo (an object or module with the :class:`Demo` methods).
 
     ``polyjobs start --demo`` prepares it in a temporary state directory, runs the
-    application's queues through it, and removes the directory on exit.
+    application's queues through it, and removes the directory on exit. A demo that also has
+    ``async seed_demo(queue, report)`` (add the jobs it starts with: ``queue(name)`` is a queue
+    to add to) runs with ``--processes N`` too: prepared and seeded once by the supervising
+    process, its queues run by the N workers (not with ``--burst``).
     """
     raise NotImplementedError
 

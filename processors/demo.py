@@ -91,11 +91,7 @@ async def run_demo(
     :func:`prepare_demo`); return a summary (``burst``: when every queue is idle)."""
     say = report or (lambda _text: None)
     if not burst:
-        await runtime.context.queue(INGEST.name).add("demo-start", None)
-        await runtime.context.queue(WHALE_UPDATES.name).add(
-            "demo-start", None, job_id="demo-whale-updates", delay=WHALE_DELAY
-        )
-        say(f"demo: replaying at {DEMO_SPEED:g}x; alerts print below; Ctrl-C stops")
+        await seed_demo(runtime.context.queue, say)
         await runtime.run(grace=grace)
         return {}
     started = time.monotonic()
@@ -117,6 +113,20 @@ async def run_demo(
     )
     say("demo: completed jobs per queue: " + ", ".join(f"{n} {c}" for n, c in completed.items()))
     return summary
+
+
+async def seed_demo(
+    queue: Callable[[str], Any], report: Callable[[str], None] | None = None
+) -> None:
+    """The jobs the demo starts with (not ``burst``): one ingest job now, one whale-updates job
+    :data:`WHALE_DELAY` later; ``queue(name)`` is a queue to add to. ``polyjobs start -P N
+    --demo`` calls it once, in the supervising process; the worker processes run the queues."""
+    await queue(INGEST.name).add("demo-start", None)
+    await queue(WHALE_UPDATES.name).add(
+        "demo-start", None, job_id="demo-whale-updates", delay=WHALE_DELAY
+    )
+    if report is not None:
+        report(f"demo: replaying at {DEMO_SPEED:g}x; alerts print below; Ctrl-C stops")
 
 
 async def _burst(runtime: Runtime, say: Callable[[str], None]) -> dict[str, Any]:

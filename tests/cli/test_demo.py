@@ -78,3 +78,55 @@ def test_demo_refuses_another_backend(tmp_path: Path) -> None:
     assert done.returncode == 1
     assert "error: --demo runs on its own embedded backend" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_demo_with_processes_is_prepared_once_and_run_by_the_workers(tmp_path: Path) -> None:
+    """`start -P 2 --demo`: the parent prepares and seeds the demo once, the workers run its
+    queues (the alerts come from them), one SIGTERM stops all and the state dir is removed;
+    with --burst it is refused in one line."""
+    import signal
+    import time
+
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("POLYJOBS_", "BULLMQ_")) and k not in CLEARED
+    }
+    refused = subprocess.run(
+        [POLYJOBS, "start", "-P", "2", "--demo", "--burst"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert refused.returncode == 2 and refused.stdout == ""
+    assert refused.stderr.count("\n") == 1 and "--demo --burst" in refused.stderr
+    out, err = tmp_path / "out.txt", tmp_path / "err.txt"
+    with out.open("wb") as sink, err.open("wb") as errors:
+        proc = subprocess.Popen(
+            [POLYJOBS, "start", "-P", "2", "--demo"],
+            cwd=tmp_path,
+            env=env,
+            stdout=sink,
+            stderr=errors,
+        )
+    try:
+        deadline = time.monotonic() + 40
+        while not re.search(r"^\[worker [12]\] \[alert [0-9a-f]+\]", out.read_text(), re.M):
+            assert time.monotonic() < deadline and proc.poll() is None, err.read_text()
+            time.sleep(0.1)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=40) == 0, err.read_text()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(5)
+    text = err.read_text()
+    assert text.count("demo: replaying at") == 1, text  # seeded once, by the parent
+    assert text.count("polyjobs demo: state in") == 1, text
+    for slot in (1, 2):
+        assert f"[worker {slot}] polyjobs: stopped" in text, text
+    home = re.search(r"polyjobs demo: state in (\S+)", text)
+    assert home is not None and not Path(home.group(1)).exists()
+    assert "Traceback" not in text
