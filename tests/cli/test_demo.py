@@ -82,8 +82,8 @@ def test_demo_refuses_another_backend(tmp_path: Path) -> None:
 
 def test_demo_with_processes_is_prepared_once_and_run_by_the_workers(tmp_path: Path) -> None:
     """`start -P 2 --demo`: the parent prepares and seeds the demo once, the workers run its
-    queues (the alerts come from them), one SIGTERM stops all and the state dir is removed;
-    with --burst it is refused in one line."""
+    queues as the demo shapes them, one SIGTERM stops all and the state dir is removed; with
+    --burst it is refused in one line."""
     import signal
     import time
 
@@ -113,7 +113,12 @@ def test_demo_with_processes_is_prepared_once_and_run_by_the_workers(tmp_path: P
         )
     try:
         deadline = time.monotonic() + 40
-        while not re.search(r"^\[worker [12]\] \[alert [0-9a-f]+\]", out.read_text(), re.M):
+        while not (found := re.search(r"state in (\S+)", err.read_text())):
+            assert time.monotonic() < deadline and proc.poll() is None, err.read_text()
+            time.sleep(0.05)
+        url = f"sqlite:///{found.group(1)}/polyjobs.db"
+        # the seeded ingest job and the demo's own 2-second schedule, run by the workers
+        while _completed(url, "polymarket-ingest") < 2:
             assert time.monotonic() < deadline and proc.poll() is None, err.read_text()
             time.sleep(0.1)
         proc.send_signal(signal.SIGTERM)
@@ -130,3 +135,15 @@ def test_demo_with_processes_is_prepared_once_and_run_by_the_workers(tmp_path: P
     home = re.search(r"polyjobs demo: state in (\S+)", text)
     assert home is not None and not Path(home.group(1)).exists()
     assert "Traceback" not in text
+
+
+def _completed(url: str, queue: str) -> int:
+    import asyncio
+
+    from polyjobs import Queue, open_backend
+
+    async def count() -> int:
+        async with open_backend(url) as backend:
+            return int((await Queue(queue, backend).counts())["completed"])
+
+    return asyncio.run(count())
