@@ -1,6 +1,6 @@
 """Job groups on PostgreSQL beyond the contract suite: what is stored (a queue without groups
-stores none), several sessions taking at once, the start of a queue's groups racing its
-other adds, forgotten groups, obliterate."""
+stores none; every way of adding a job stores its group), several sessions taking at once, the
+start of a queue's groups racing its other adds, forgotten groups, obliterate."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ import asyncpg
 from polyjobs import Queue, open_backend
 from polyjobs.backend import CAP_GROUPS, Backend, Finish, NewJob
 from polyjobs.backends.postgres.url import PostgresUrl
+from polyjobs.flow import FlowProducer
 from polyjobs.options import Keep
 
 
@@ -132,3 +133,37 @@ async def test_obliterate_leaves_no_group_rows(pg_url: str) -> None:
         await backend.obliterate("q")
         for table in ("job_groups", "group_starts", "jobs", "queues"):
             assert await sql.fetchval(f"SELECT count(*) FROM {table}") == 0
+
+
+async def test_every_way_a_job_is_added_stores_its_group(pg_url: str) -> None:
+    """Single and bulk adds, a deduplicated add, the add kept while its window's job runs
+    (added when that job ends) and a flow's nodes: each row has its group, none is NULL."""
+    async with open_backend(pg_url) as backend, _sql(pg_url) as sql:
+        queue = Queue("q", backend)
+        await queue.add("j", "single", group="a")
+        await queue.add_bulk([("j", "bulk", {"group": "b"}), ("j", "plain", {})])
+        window = {"id": "k", "keep_last_if_active": True}
+        first = await queue.add("j", "windowed", group="c", deduplication=window)
+        taken = {j.data: j for j in await backend.fetch("q", "w", 9, 30, 0)}
+        assert set(taken) == {"single", "bulk", "plain", "windowed"}
+        kept = await queue.add("j", "kept", group="d", deduplication=window)
+        assert kept.id == first.id  # absorbed: kept until the windowed job ends
+        await FlowProducer(backend).add(
+            {
+                "name": "parent",
+                "queue": "q",
+                "opts": {"group": "e"},
+                "children": [{"name": "child", "queue": "q", "opts": {"group": "f"}}],
+            }
+        )
+        end = Finish(taken["windowed"].id, "completed", 1, time.time(), returnvalue_json="null")
+        await backend.finish("q", "w", [end], 0, 30)
+        rows = await sql.fetch("SELECT name, data, grp FROM jobs ORDER BY seq")
+        stored = {
+            (r["name"], json.loads(r["data"]) if r["name"] == "j" else None): r["grp"] for r in rows
+        }
+        assert stored[("j", "single")] == "a" and stored[("j", "bulk")] == "b"
+        assert stored[("j", "plain")] == "" and stored[("j", "kept")] == "d"
+        assert stored[("parent", None)] == "e" and stored[("child", None)] == "f"
+        groups = await sql.fetch("SELECT grp FROM job_groups ORDER BY grp")
+        assert {r["grp"] for r in groups} >= {"", "a", "b", "c", "d", "e", "f"}
