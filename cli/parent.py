@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import threading
 import time
 from collections.abc import Mapping
@@ -25,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from polyjobs.cli.console import Column, Console, fit_table
 from polyjobs.cli.live import REFRESH, JobFeed, render_view
+from polyjobs.redact import redact_text
 
 if TYPE_CHECKING:
     from rich.console import RenderableType
@@ -34,6 +36,8 @@ if TYPE_CHECKING:
     from polyjobs.runtime import QueueSpec
     from polyjobs.settings import Settings
     from polyjobs.stats import QueueStats
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,15 +76,17 @@ def render_parent(
         for s in stats
     }
     stopping = bool(supervisor.signals)
-    rows = [
-        [
-            str(slot.index),
-            str(slot.proc.pid) if slot.proc is not None else "",
-            slot.state(stopping, now),
-            str(max(slot.starts - 1, 0)),
-        ]
-        for slot in supervisor.slots
-    ]
+    rows = []
+    for slot in supervisor.slots:
+        proc = slot.proc  # once: the supervisor's thread may reap it meanwhile
+        rows.append(
+            [
+                str(slot.index),
+                str(proc.pid) if proc is not None else "",
+                slot.state(stopping, now),
+                str(max(slot.starts - 1, 0)),
+            ]
+        )
     cols = [
         Column("worker", "key"),
         Column("pid", "num"),
@@ -196,16 +202,20 @@ class ParentServices:
         last: list[QueueStats] = []
 
         async def draw() -> None:
+            """A failed read keeps the last numbers; a failed redraw never stops the view."""
             nonlocal last
-            with contextlib.suppress(Exception):  # a failed read keeps the last numbers
-                last = await queue_stats(backend, names)
             assert self.supervisor is not None
-            live.update(
-                render_parent(
+            try:
+                last = await queue_stats(backend, names)
+            except Exception as exc:
+                log.debug("parent view: reading the backend failed: %s", redact_text(str(exc)))
+            try:
+                view = render_parent(
                     last, shorts, self.supervisor, out.width, out.height, time.monotonic()
-                ),
-                refresh=True,
-            )
+                )
+                live.update(view, refresh=True)
+            except Exception as exc:
+                log.debug("parent view: redraw failed: %s", exc)
 
         with live:
             self.console.live_console = out

@@ -112,7 +112,7 @@ def start(
             max=256,
             envvar="POLYJOBS_PROCESSES",
             help="Run N worker processes (each one runs these queues on this backend), "
-            "supervised by this one: crashed ones restarted, one stop for all.",
+            "supervised by this one: crashed ones restarted, one stop for all, one live view.",
         ),
     ] = 1,
 ) -> None:
