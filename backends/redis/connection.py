@@ -252,12 +252,16 @@ class BlockingCalls:
         self._client = client
         self._lean = make_multiplexed(url) is not None
         self._idle: list[Multiplexed] = []
+        self._busy: set[Multiplexed] = set()
         self._closed = False
 
     async def call(self, key: str, timeout: float, *command: str) -> Any:
         if not self._lean:
             return await blocking_call(self._client, key, timeout, *command)
+        if self._closed:
+            raise ConnectionError("the backend's connections are closed")
         conn = self._idle.pop() if self._idle else self._new()
+        self._busy.add(conn)
         done = False
         try:
             async with asyncio.timeout(timeout + BLOCK_MARGIN):
@@ -265,6 +269,7 @@ class BlockingCalls:
             done = True
             return reply
         finally:
+            self._busy.discard(conn)
             if done and not self._closed:
                 self._idle.append(conn)
             else:
@@ -277,7 +282,10 @@ class BlockingCalls:
         )
 
     async def close(self) -> None:
+        """Close every connection, the waiting ones too: their calls fail at once
+        (``ConnectionError``), as when the pooled client is closed."""
         self._closed = True
-        idle, self._idle = self._idle, []
-        for conn in idle:
+        conns = [*self._idle, *self._busy]
+        self._idle = []
+        for conn in conns:
             await conn.close()

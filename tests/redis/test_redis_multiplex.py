@@ -5,6 +5,7 @@ replies as redis-py's exceptions; database selection."""
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 
@@ -16,6 +17,7 @@ from polyjobs import Queue
 from polyjobs.backends.redis import RedisBackend, connection
 from polyjobs.backends.redis.multiplex import Multiplexed, available
 from polyjobs.backends.redis.testing import RedisServer
+from polyjobs.errors import BackendError
 from tests.redis.conftest import URL
 
 pytestmark = pytest.mark.skipif(not available(), reason="the multiplexed connection needs hiredis")
@@ -255,3 +257,15 @@ async def test_a_cancelled_add_of_a_batch_is_not_sent_and_the_others_are(
 async def _script_calls(backend: RedisBackend) -> int:
     stats = await backend.redis.info("commandstats")
     return int(stats.get("cmdstat_evalsha", {}).get("calls", 0))
+
+
+async def test_closing_the_backend_ends_a_blocked_fetch_at_once() -> None:
+    backend = RedisBackend(f"{URL}?prefix=pjt{uuid.uuid4().hex[:8]}")
+    await backend.open()
+    fetch = asyncio.create_task(backend.fetch("idle", "w", 1, 30.0, 10.0))
+    await asyncio.sleep(0.1)  # blocked on the queue's wake-up key now
+    started = time.monotonic()
+    await backend.close()
+    with pytest.raises(BackendError):
+        await asyncio.wait_for(fetch, 2)
+    assert time.monotonic() - started < 1.0
