@@ -256,8 +256,15 @@ async def _shared_backend(
         if demo is not None:
             from polyjobs.queue import Queue
 
+            # the queues as a worker's runtime has them: the spec's job options and validation
+            known = {s.name: s for s in demo[0].demo_specs(registered.values())}
+
+            def queue(name: str) -> Queue:
+                spec = known.get(name)
+                return spec.make_queue(opened) if spec is not None else Queue(name, opened)
+
             report = console.note if console is not None else None
-            await demo[0].seed_demo(lambda name: Queue(name, opened), report)  # type: ignore[attr-defined]
+            await demo[0].seed_demo(queue, report)  # type: ignore[attr-defined]
     return resolved, host, specs
 
 

@@ -4,11 +4,15 @@ the temporary state directory is gone afterwards."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 from polyjobs.polymarket.synthetic import generate
 from polyjobs.processors import QUEUE_SPECS
@@ -147,3 +151,36 @@ def _completed(url: str, queue: str) -> int:
             return int((await Queue(queue, backend).counts())["completed"])
 
     return asyncio.run(count())
+
+
+def test_the_jobs_a_supervising_demo_seeds_have_their_queues_options(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`start -P N --demo` seeds the demo in the parent: its first jobs get their queues'
+    options (attempts, backoff, timeout, retention) as they do when one process runs the demo,
+    not a bare queue's defaults (one attempt: a passing failure would end them for good)."""
+    from polyjobs import Queue, open_backend
+    from polyjobs.cli.start import _shared_backend
+    from polyjobs.processors import demo
+    from polyjobs.processors.queues import INGEST, WHALE_UPDATES
+
+    for key in list(os.environ):
+        if key.startswith(("POLYJOBS_", "BULLMQ_")) or key in CLEARED:
+            monkeypatch.delenv(key)
+    monkeypatch.chdir(tmp_path)
+    setup = demo.prepare_demo(home=tmp_path / "demo")
+    asyncio.run(_shared_backend(None, None, None, [], [], (demo, setup)))
+
+    async def seeded() -> dict[str, dict[str, Any]]:
+        async with open_backend(setup.backend_url) as backend:
+            ingest = await Queue(INGEST.name, backend).jobs("waiting", 0, -1)
+            whale = await Queue(WHALE_UPDATES.name, backend).jobs("delayed", 0, -1)
+            return {j.queue_name: j.options.to_json() for j in [*ingest, *whale]}
+
+    found = asyncio.run(seeded())
+    assert set(found) == {INGEST.name, WHALE_UPDATES.name}
+    for spec in (INGEST, WHALE_UPDATES):
+        given = spec.job_options().to_json()
+        keys = ("attempts", "backoff", "timeout", "remove_on_complete", "remove_on_fail")
+        expected = {k: given.get(k) for k in keys}
+        assert {k: found[spec.name].get(k) for k in keys} == expected, spec.name
