@@ -80,6 +80,30 @@ class GroupsContract(ContractBase):
         assert await backend.fetch(queue.name, "w", 9, 30, 0) == []
         assert all(j.opts.get("group") == j.data[0] for j in got)
 
+    async def test_a_refilling_finish_serves_the_other_groups_before_the_busy_one(
+        self, backend: Backend, queue: Queue
+    ) -> None:
+        # a busy worker takes only in the finish calls that hand its results back: the jobs
+        # of groups that arrived meanwhile come before a second job of the group served last
+        self.require(backend, CAP_GROUPS)
+        await backend.add(queue.name, [_new("big", f"big{i}") for i in range(1, 9)])
+        await backend.add(queue.name, [_new("s", "s1")])
+        first = await backend.fetch(queue.name, "w", 3, 30, 0)
+        assert _data(first) == ["big1", "s1", "big2"]
+        # s1 still runs (its group keeps its turn, older than big's); t was never served
+        await backend.add(queue.name, [_new("s", "s2"), _new("t", "t1")])
+        done = [_done(first[0].id), _done(first[2].id)]
+        result = await backend.finish(queue.name, "w", done, 3, 30)
+        assert result.lost == []
+        assert _data(result.jobs) == ["t1", "s2", "big3"]
+        # with every group but big empty, the refill is big's jobs only
+        done = [_done(j.id) for j in result.jobs] + [_done(first[1].id)]
+        result = await backend.finish(queue.name, "w", done, 2, 30)
+        assert _data(result.jobs) == ["big4", "big5"]
+        await backend.add(queue.name, [_new("s", "s3")])
+        result = await backend.finish(queue.name, "w", [_done(result.jobs[0].id)], 2, 30)
+        assert _data(result.jobs) == ["s3", "big6"]
+
     async def test_jobs_without_a_group_take_turns_as_one_member(
         self, backend: Backend, queue: Queue
     ) -> None:
