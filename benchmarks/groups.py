@@ -2,7 +2,7 @@
 a backlog of 10,000 jobs?
 
     .venv/bin/python benchmarks/groups.py [--redis-url redis://127.0.0.1:6379/0] [--only sqlite]
-        [--postgres-url postgresql://postgres@127.0.0.1:5432/test] [--rounds 3]
+        [--postgres-url postgresql://postgres@127.0.0.1:5432/test] [--rounds 3] [--spread 0.5]
 
 For each backend (Redis, SQLite in a temporary file, PostgreSQL in schema ``bench_groups``
 when ``--postgres-url`` is given), four runs of the same arrivals: 50
@@ -22,6 +22,12 @@ makes it wait for a slot (up to one job's 5 ms, and the worker refills its slots
 ``big group`` against ``alone`` is that wait. Keeping latency needs free capacity for the
 other groups, which is what the group cap gives (``capped``).
 
+With every job exactly 5 ms, the ten jobs one take starts end together and are finished and
+replaced by one call: the worker takes every ~6.5 ms, ten at a time, and a small job waits for
+the next of those takes (benchmarks/README.md, "where a small group's wait goes").
+``--spread S`` makes each job's sleep uniform in ``5 ms x [1 - S, 1 + S]`` (same mean), as
+real jobs vary: the slots drift apart and the worker takes a job or two every millisecond.
+
 Latency is ``processed_on - timestamp`` of each small job (both stamped by the backend's
 caller on this machine). ``left`` is how many backlog jobs were still waiting when the last
 small job started: above 0 means the backlog was there the whole time. With ``--rounds N``
@@ -33,6 +39,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import random
 import statistics
 import subprocess
 import sys
@@ -50,12 +57,11 @@ JOB_SECONDS = 0.005
 CONCURRENCY = 10
 
 
-async def _sleep(job: Job) -> Any:
-    await asyncio.sleep(JOB_SECONDS)
-    return None
+async def _child_worker(url: str, spread: float) -> None:
+    async def _sleep(job: Job) -> Any:
+        await asyncio.sleep(JOB_SECONDS * (1 + spread * (2 * random.random() - 1)))
+        return None
 
-
-async def _child_worker(url: str) -> None:
     async with open_backend(url) as backend:
         worker = Worker(Q, _sleep, backend, concurrency=CONCURRENCY, schedule=False)
         task = asyncio.create_task(worker.run())
@@ -70,7 +76,9 @@ def _pct(values: list[float], q: float) -> float:
     return values[min(len(values) - 1, int(len(values) * q))] * 1000
 
 
-async def scenario(url: str, big: bool, grouped: bool, cap: int | None) -> dict[str, float]:
+async def scenario(
+    url: str, big: bool, grouped: bool, cap: int | None, spread: float
+) -> dict[str, float]:
     async with open_backend(url) as backend:
         await backend.obliterate(Q)
         queue = Queue(Q, backend)
@@ -83,7 +91,7 @@ async def scenario(url: str, big: bool, grouped: bool, cap: int | None) -> dict[
             for first in range(0, BIG, 1000):
                 await queue.add_bulk([("big", i, opts) for i in range(first, first + 1000)])
         child = subprocess.Popen(
-            [sys.executable, __file__, "--child-worker", url],
+            [sys.executable, __file__, "--child-worker", url, "--spread", str(spread)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
@@ -121,10 +129,16 @@ async def scenario(url: str, big: bool, grouped: bool, cap: int | None) -> dict[
     }
 
 
-async def main(redis_url: str, postgres_url: str, only: set[str], rounds: int) -> None:
+async def main(
+    redis_url: str, postgres_url: str, only: set[str], rounds: int, spread: float
+) -> None:
+    each = f"{JOB_SECONDS * 1000:.0f} ms per job"
+    if spread:
+        low, high = JOB_SECONDS * (1 - spread) * 1000, JOB_SECONDS * (1 + spread) * 1000
+        each = f"{low:g}-{high:g} ms per job (uniform)"
     print(
         f"{SMALL_GROUPS} groups x {PER_GROUP} jobs at {RATE:.0f}/s; backlog {BIG:,} jobs; "
-        f"worker c={CONCURRENCY}, {JOB_SECONDS * 1000:.0f} ms per job"
+        f"worker c={CONCURRENCY}, {each}"
     )
     header = f"{'backend':>8} {'run':>10} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} {'left':>6}"
     print(header)
@@ -149,7 +163,7 @@ async def main(redis_url: str, postgres_url: str, only: set[str], rounds: int) -
                 continue
             for _ in range(rounds):
                 for label, big, grouped, cap in runs:
-                    r = await scenario(url, big, grouped, cap)
+                    r = await scenario(url, big, grouped, cap, spread)
                     results.setdefault((name, label), []).append(r)
                     print(_row(name, label, r, results[(name, "alone")][-1]), flush=True)
         if rounds > 1:
@@ -177,10 +191,18 @@ if __name__ == "__main__":
     parser.add_argument("--postgres-url", default="", help="also PostgreSQL (schema bench_groups)")
     parser.add_argument("--only", default="", help="comma-separated: redis,sqlite,postgres")
     parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument(
+        "--spread",
+        type=float,
+        default=0.0,
+        help="each job sleeps 5 ms x uniform(1 - S, 1 + S), S in [0, 1) (default 0: 5 ms)",
+    )
     parser.add_argument("--child-worker", metavar="URL")
     args = parser.parse_args()
+    if not 0.0 <= args.spread < 1.0:
+        parser.error(f"--spread must be at least 0 and below 1, not {args.spread}")
     if args.child_worker:
-        asyncio.run(_child_worker(args.child_worker))
+        asyncio.run(_child_worker(args.child_worker, args.spread))
     else:
         only = {s for s in args.only.split(",") if s}
-        asyncio.run(main(args.redis_url, args.postgres_url, only, max(args.rounds, 1)))
+        asyncio.run(main(args.redis_url, args.postgres_url, only, max(args.rounds, 1), args.spread))
