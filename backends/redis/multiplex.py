@@ -256,6 +256,9 @@ class Multiplexed:
             connecting = self._connecting
             try:
                 protocol = await self._connect()
+                if self._closed:  # closed while it was being made: not to be used
+                    protocol._abort(ConnectionError(f"connection to {self._where()} closed"))
+                    raise ConnectionError(f"connection to {self._where()} is closed")
             except BaseException as exc:
                 self._connecting = None
                 connecting.set_exception(exc)

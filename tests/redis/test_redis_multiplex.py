@@ -269,3 +269,21 @@ async def test_closing_the_backend_ends_a_blocked_fetch_at_once() -> None:
     with pytest.raises(BackendError):
         await asyncio.wait_for(fetch, 2)
     assert time.monotonic() - started < 1.0
+
+
+async def test_closing_while_the_connection_is_being_made_fails_the_call_at_once() -> None:
+    """A close that comes while a call's connection is still being made (connect, AUTH,
+    SELECT, CLIENT SETNAME): the connection made is not used (a blocking call sent on it
+    would wait out its block time after the close, its socket open), the call fails."""
+    m = Multiplexed(URL, client_name=NAME)
+    for turns in range(1, 8):  # close at each step of the connection's making
+        blocked = asyncio.create_task(m.call("BLPOP", _key(), "3"))
+        for _ in range(turns):
+            await asyncio.sleep(0)
+        await m.close()
+        started = time.monotonic()
+        with pytest.raises(ConnectionError):
+            await asyncio.wait_for(blocked, 2)
+        assert time.monotonic() - started < 1.0
+        m = Multiplexed(URL, client_name=NAME)
+    await m.close()
