@@ -284,8 +284,9 @@ class Multiplexed:
             raise ConnectionError(f"Error connecting to {self._where()}. {exc}") from None
         hello: list[tuple[Any, ...]] = []
         if self._password is not None:
-            user = () if self._username is None else (self._username,)
-            hello.append(("AUTH", *user, self._password))
+            # a password alone is the default user's (AUTH with both, as redis-py's HELLO
+            # sends it): the one-argument AUTH is refused where the default user has none
+            hello.append(("AUTH", self._username or "default", self._password))
         if self._db:
             hello.append(("SELECT", self._db))
         if self._client_name:

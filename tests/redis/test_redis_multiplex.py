@@ -287,3 +287,25 @@ async def test_closing_while_the_connection_is_being_made_fails_the_call_at_once
         assert time.monotonic() - started < 1.0
         m = Multiplexed(URL, client_name=NAME)
     await m.close()
+
+
+async def test_a_password_without_a_user_name_authenticates_as_the_pooled_client_does() -> None:
+    """``redis://:PASSWORD@host``: the password is the default user's, as redis-py's pooled
+    client sends it (``HELLO 3 AUTH default PASSWORD``). On a server whose default user needs
+    no password that is accepted; the one-argument ``AUTH PASSWORD`` was refused there, so the
+    backend opened (its pooled client's check passed) and then every script call failed."""
+    if "@" in URL.split("//", 1)[1]:
+        pytest.skip("the test server's URL has its own credentials")
+    server_url = URL.replace("redis://", "redis://:any-password@", 1)
+    m = Multiplexed(server_url, client_name=NAME)
+    try:
+        assert await m.call("PING") == "PONG"
+    finally:
+        await m.close()
+    backend = RedisBackend(f"{server_url}?prefix=pjt{uuid.uuid4().hex[:8]}")
+    await backend.open()
+    try:
+        added = await Queue("auth", backend).add("job", {"n": 1})
+        assert (await Queue("auth", backend).counts())["waiting"] == 1, added
+    finally:
+        await backend.close()
