@@ -472,7 +472,7 @@ def groups_of(backend: Backend) -> GroupBackend:
     if CAP_GROUPS not in backend.capabilities or not isinstance(backend, GroupBackend):
         raise ConfigError(
             f"the backend {redact_url(backend.url)} does not support job groups "
-            "(memory, SQLite and Redis do)"
+            "(memory, SQLite, Redis and PostgreSQL do)"
         )
     return backend
 

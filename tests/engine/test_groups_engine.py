@@ -112,3 +112,33 @@ async def test_a_rate_limit_of_nan_seconds_fails_the_job_instead_of_looping(
     assert runs == 2
     failed = await queue.jobs("failed")
     assert len(failed) == 1 and "nan" in (failed[0].failed_reason or "")
+
+
+def test_the_no_groups_error_names_every_shipped_backend_with_groups() -> None:
+    """`groups_of` on a backend without groups says which backends have them: every backend
+    polyjobs ships that has them is named (PostgreSQL was left out after it gained them)."""
+    from dataclasses import dataclass
+
+    from polyjobs.backend import CAP_GROUPS, groups_of
+    from polyjobs.backends.memory.backend import MemoryBackend
+    from polyjobs.backends.postgres.backend import PostgresBackend
+    from polyjobs.backends.redis.backend import RedisBackend
+    from polyjobs.backends.sqlite.backend import SqliteBackend
+    from polyjobs.errors import ConfigError
+
+    @dataclass
+    class Plain:
+        url: str = "custom://queues"
+        capabilities: frozenset[str] = frozenset()
+
+    with pytest.raises(ConfigError) as refused:
+        groups_of(Plain())  # type: ignore[arg-type]
+    message = str(refused.value)
+    shipped: dict[str, Any] = {
+        "memory": MemoryBackend,
+        "SQLite": SqliteBackend,
+        "Redis": RedisBackend,
+        "PostgreSQL": PostgresBackend,
+    }
+    for name, cls in shipped.items():
+        assert (name in message) == (CAP_GROUPS in cls.capabilities), (name, message)
