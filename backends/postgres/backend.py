@@ -17,7 +17,7 @@ import asyncio
 import contextlib
 import select
 import time
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any, cast
 
 import asyncpg
@@ -106,7 +106,10 @@ class PostgresBackend:
         self.url = url
         self._url = PostgresUrl.parse(url)
         self.schema = self._url.schema
-        self._pool: asyncpg.Pool | None = None
+        #: at most ``?pool=`` sessions in calls at once; None while the backend is closed
+        self._slots: asyncio.Semaphore | None = None
+        #: idle sessions, the most recently used last
+        self._idle: list[asyncpg.Connection] = []
         self._waker: Waker | None = None
         self._channel = self._url.channel
         #: False: ``open()`` neither creates nor migrates the schema (``StorageCreatingBackend``)
@@ -137,79 +140,92 @@ class PostgresBackend:
         try:
             yield
         except DRIVER_ERRORS as exc:
-            raise BackendError(f"postgresql {self._url.redacted}: {one_line(exc)}") from exc
+            raise BackendError(self._failed(exc)) from exc
 
-    @contextlib.asynccontextmanager
-    async def _conn(self) -> AsyncIterator[asyncpg.pool.PoolConnectionProxy]:
-        pool = self._pool
-        if pool is None:
-            raise BackendError(f"postgresql backend {self._url.redacted} is not open")
-        with self._translate():
-            conn = await pool.acquire()
-            for _ in range(pool.get_max_size()):
-                if not _hung_up(conn):
-                    break
-                # the server already ended this idle session and its goodbye waits unread on
-                # the socket: let it go (the pool opens a new session for it) and take another
-                # rather than send a call bound to fail
-                conn.terminate()
-                await pool.release(conn)
-                conn = await pool.acquire()
-            try:
-                yield conn
-            except BaseException as exc:
-                if not isinstance(exc, asyncpg.PostgresError) or _session_lost(exc):
-                    # cut off mid-call (killed, server gone, cancelled): the session may
-                    # be half-way through a reply, so it is dropped, never reused
-                    with contextlib.suppress(asyncpg.InterfaceError):
-                        conn.terminate()  # (fails when the driver already let it go)
-                raise
-            finally:
-                await pool.release(conn)
+    def _failed(self, exc: BaseException) -> str:
+        return f"postgresql {self._url.redacted}: {one_line(exc)}"
+
+    def _take_idle(self) -> asyncpg.Connection | None:
+        """The most recently used idle session that is still alive, or None. A session whose
+        server already ended it (its goodbye waits unread on the socket) is dropped here
+        rather than sent a call bound to fail."""
+        idle = self._idle
+        while idle:
+            conn = idle.pop()
+            if not conn.is_closed() and not _hung_up(conn):
+                return conn
+            conn.terminate()
+        return None
+
+    def _give_back(self, conn: asyncpg.Connection, slots: asyncio.Semaphore) -> None:
+        """Keep a session whose call ended cleanly for the next call; one of a closed (or
+        reopened) backend, or one left inside a transaction, is dropped."""
+        if self._slots is slots and not conn.is_closed() and not conn.is_in_transaction():
+            self._idle.append(conn)
+        else:
+            conn.terminate()
 
     async def _call(self, fn: Any, *args: Any) -> Any:
-        """``fn(conn, *args)`` on a pooled connection; run again when PostgreSQL aborted it to
-        break a deadlock (then nothing of it was applied), or when the pooled connection
-        turned out to be dead before any statement ran on it: the driver refused before
-        writing, or the session ended while the driver was still preparing a statement
-        (Parse/Describe execute nothing). Running again cannot apply twice. A session lost
-        while a statement executed is not run again: it may have committed."""
-        for attempt in range(DEADLOCK_RETRIES + 1):
+        """``fn(conn, *args)`` on one of the backend's sessions (at most ``?pool=`` at once;
+        the idle ones are kept last-in first-out); run again when PostgreSQL aborted it to
+        break a deadlock (then nothing of it was applied), or when the session turned out to
+        be dead before any statement ran on it: the driver refused before writing, or the
+        session ended while the driver was still preparing a statement (Parse/Describe
+        execute nothing). Running again cannot apply twice. A session lost while a statement
+        executed is not run again: it may have committed.
+
+        A call that fails other than with an error PostgreSQL reported on a live session
+        (killed, server gone, timed out, cancelled) terminates its session: it may be
+        half-way through a reply, so it is never reused. Nothing here awaits between the end
+        of the call and the session's return, so a cancellation cannot strand one."""
+        slots = self._slots
+        if slots is None:
+            raise BackendError(f"postgresql backend {self._url.redacted} is not open")
+        attempt = 0
+        while True:
+            await slots.acquire()
             try:
-                async with self._conn() as conn:
-                    return await fn(conn, *args)
-            except BackendError as exc:
-                if attempt == DEADLOCK_RETRIES or not (
-                    isinstance(exc.__cause__, asyncpg.DeadlockDetectedError)
-                    or _unsent(exc.__cause__)
-                    or _lost_while_preparing(exc.__cause__)
-                ):
+                conn = self._take_idle()
+                if conn is None:
+                    conn = await self.connect()
+                try:
+                    result = await fn(conn, *args)
+                except BaseException as exc:
+                    if isinstance(exc, asyncpg.PostgresError) and not _session_lost(exc):
+                        self._give_back(conn, slots)
+                    else:
+                        with contextlib.suppress(asyncpg.InterfaceError):
+                            conn.terminate()  # (fails when the driver already let it go)
                     raise
-        raise AssertionError("unreachable")  # pragma: no cover
+                self._give_back(conn, slots)
+                return result
+            except DRIVER_ERRORS as exc:
+                if attempt == DEADLOCK_RETRIES or not (
+                    isinstance(exc, asyncpg.DeadlockDetectedError)
+                    or _unsent(exc)
+                    or _lost_while_preparing(exc)
+                ):
+                    raise BackendError(self._failed(exc)) from exc
+                attempt += 1
+            finally:
+                slots.release()
 
     # -- lifecycle -------------------------------------------------------------------------
     async def open(self) -> None:
-        if self._pool is not None:
+        if self._slots is not None:
             return
         try:
-            pool = await asyncpg.create_pool(
-                self._url.dsn,
-                min_size=1,
-                max_size=self._url.pool,
-                reset=_keep_session,
-                **self._connect_options(),
-            )
+            conn = await self.connect()
         except DRIVER_ERRORS as exc:
             raise self._unavailable(exc) from None
-        assert pool is not None
         try:
             with self._translate():
-                async with pool.acquire() as conn:
-                    await self._prepare_schema(conn)
+                await self._prepare_schema(conn)
         except BaseException:
-            pool.terminate()
+            conn.terminate()
             raise
-        self._pool = pool
+        self._idle = [conn]
+        self._slots = asyncio.Semaphore(self._url.pool)
         self._waker = Waker(self.connect, self._channel, self._url.redacted)
 
     def _unavailable(self, exc: BaseException) -> BackendUnavailableError:
@@ -256,15 +272,15 @@ class PostgresBackend:
             await _close_quietly(conn)
 
     async def close(self) -> None:
+        """Close the waker and the idle sessions; a session still in a call is dropped when
+        that call ends."""
         waker, self._waker = self._waker, None
-        pool, self._pool = self._pool, None
+        self._slots = None
+        idle, self._idle = self._idle, []
         if waker is not None:
             await waker.close()
-        if pool is not None:
-            try:
-                await asyncio.wait_for(pool.close(), CLOSE_TIMEOUT)
-            except (Exception, TimeoutError):
-                pool.terminate()
+        if idle:
+            await asyncio.gather(*(_close_quietly(conn) for conn in idle))
 
     # -- producers -------------------------------------------------------------------------
     async def add(self, queue: str, jobs: Sequence[NewJob]) -> list[AddResult]:
@@ -541,17 +557,9 @@ class PostgresBackend:
         return found
 
 
-async def _keep_session(_conn: Any) -> None:
-    """What the pool does to a connection handed back: nothing more than the driver's own
-    rollback of an unfinished transaction. asyncpg's default reset (``RESET ALL``,
-    ``UNLISTEN *``, ...) is one more round trip per call, and nothing here changes session
-    state: transactions are closed by their context, and a call cut off mid-way drops its
-    connection (see ``_conn``)."""
-
-
 #: What asyncpg says, before it writes anything, on a connection it cannot use: one whose
 #: session the server ended while it sat idle in the pool, or whose protocol is still busy
-#: with a call that was cut off (the connection is then dropped, see ``_conn``).
+#: with a call that was cut off (the connection is then dropped, see ``_call``).
 UNSENT = ("another operation", "connection is closed")
 
 
@@ -575,7 +583,7 @@ def _lost_while_preparing(exc: BaseException | None) -> bool:
 
 
 def _hung_up(conn: Any) -> bool:
-    """Whether an idle pooled connection has bytes (or end of file) waiting unread: the server
+    """Whether an idle connection has bytes (or end of file) waiting unread: the server
     spoke first, which on an idle session means it is ending it."""
     transport = getattr(conn, "_transport", None)  # asyncpg keeps the transport there
     sock = transport.get_extra_info("socket") if transport is not None else None

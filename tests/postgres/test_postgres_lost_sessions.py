@@ -15,12 +15,14 @@ import resource
 import threading
 import time
 from collections.abc import AsyncIterator
+from typing import cast
 from urllib.parse import urlsplit
 
 import asyncpg
 import pytest
 
 from polyjobs import Queue, open_backend
+from polyjobs.backends.postgres.backend import PostgresBackend
 from polyjobs.backends.postgres.url import PostgresUrl
 from polyjobs.errors import BackendError
 
@@ -197,3 +199,44 @@ async def test_a_healthy_session_is_kept_in_a_process_with_many_open_files(
         for fd in held:
             os.close(fd)
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+async def _pid_after(conn: asyncpg.Connection, pause: float) -> int:
+    pid = int(await conn.fetchval("SELECT pg_backend_pid()"))
+    await conn.execute(f"SELECT pg_sleep({pause})")
+    return pid
+
+
+async def test_a_cancelled_call_drops_its_session_and_the_next_call_gets_a_fresh_one(
+    pg_url: str,
+) -> None:
+    """With one session allowed, a call cancelled while the server runs its statement gives
+    its slot back at once, and its session (which may be half-way through a reply) is never
+    handed to the next call."""
+    sep = "&" if "?" in pg_url else "?"
+    async with open_backend(f"{pg_url}{sep}pool=1") as backend:
+        pg = cast(PostgresBackend, backend)
+        first = int(await pg._call(_pid_after, 0.0))
+        slow = asyncio.create_task(pg._call(_pid_after, 5.0))
+        await asyncio.sleep(0.3)
+        slow.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await slow
+        started = time.monotonic()
+        after = int(await pg._call(_pid_after, 0.0))
+        assert time.monotonic() - started < 2.0
+        assert after != first
+        queue = Queue("after-cancel", backend, default_options=KEEP)
+        job = await queue.add("job", {"n": 1})
+        assert (await queue.get_job(job.id)) is not None
+
+
+async def test_concurrent_calls_use_at_most_the_pool_size_in_sessions(pg_url: str) -> None:
+    sep = "&" if "?" in pg_url else "?"
+    async with open_backend(f"{pg_url}{sep}pool=2") as backend:
+        pg = cast(PostgresBackend, backend)
+        pids = await asyncio.gather(*(pg._call(_pid_after, 0.05) for _ in range(10)))
+        assert len(set(pids)) == 2, pids
+        # sequential calls afterwards reuse the most recent idle session
+        again = {await pg._call(_pid_after, 0.0) for _ in range(5)}
+        assert len(again) == 1 and again <= set(pids)
