@@ -90,6 +90,10 @@ class PluginHost:
                 module = importlib.import_module(name)
             except ImportError as exc:
                 raise PluginError(f"cannot load plugin module {name!r}: {exc}") from None
+            except Exception as exc:  # the module itself failed: say what and where, in one line
+                raise PluginError(
+                    f"cannot load plugin module {name!r}: {type(exc).__name__}: {exc}{_where(exc)}"
+                ) from None
             if not pm.is_registered(module):
                 pm.register(module, name=name)
             installed.discard(str(pm.get_name(module)))
@@ -281,3 +285,14 @@ async def open_backend(url: str, plugins: PluginHost | None = None) -> AsyncIter
         yield backend
     finally:
         await backend.close()
+
+
+def _where(exc: BaseException) -> str:
+    """`` (at FILE:LINE)``: the last frame of ``exc``'s traceback (a syntax error names its
+    own place in its message)."""
+    import traceback
+
+    if isinstance(exc, SyntaxError):
+        return ""
+    frames = traceback.extract_tb(exc.__traceback__)
+    return f" (at {frames[-1].filename}:{frames[-1].lineno})" if frames else ""

@@ -147,3 +147,39 @@ def test_help_with_a_broken_config_file_lists_the_command_lines_own(
     assert "polyjobs.toml" in listed.stderr and len(listed.stderr.strip().splitlines()) == 1
     broken = cli(cli_env, "alerts")
     assert broken.exit_code == 1 and broken.stderr.startswith("error: cannot read")
+
+
+@pytest.mark.parametrize("cli_env", ["sqlite"], indirect=True)
+@pytest.mark.parametrize(
+    ("source", "error"),
+    [
+        ('raise RuntimeError("no token configured")\n', "RuntimeError: no token configured"),
+        ("def broken(:\n", "SyntaxError: "),
+    ],
+)
+def test_a_plugin_module_that_fails_at_import_is_one_line(
+    cli_env: dict[str, str],
+    tmp_path: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    source: str,
+    error: str,
+) -> None:
+    """A plugin module that raises while it is imported (not an ImportError): `--help` lists
+    the command line's own and says why in one line, any command fails in one line naming the
+    module and where it failed (was: a traceback from --help, 'unexpected RuntimeError' from the
+    others)."""
+    (tmp_path / "boom_plugin.py").write_text(source, encoding="utf-8")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "boom_plugin", raising=False)
+    env = {**cli_env, "POLYJOBS_PLUGINS": "boom_plugin"}
+    listed = cli(env, "--help")
+    assert listed.exit_code == 0 and listed.exception is None, listed.exception
+    assert "enqueue" in listed.stdout
+    assert "boom_plugin" in listed.stderr and error in listed.stderr, listed.stderr
+    assert len(listed.stderr.strip().splitlines()) == 1
+    ran = cli(env, "stats")
+    assert ran.exit_code == 1, ran.output
+    assert not isinstance(ran.exception, RuntimeError | SyntaxError), ran.exception
+    assert ran.stderr.startswith("error: cannot load plugin module 'boom_plugin'"), ran.stderr
+    assert error in ran.stderr and "boom_plugin.py" in ran.stderr, ran.stderr
+    assert len(ran.stderr.strip().splitlines()) == 1
