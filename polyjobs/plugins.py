@@ -83,17 +83,10 @@ class PluginHost:
                 continue
             pm.register(module, name=name)
         if entry_points:
-            pm.load_setuptools_entrypoints(ENTRY_POINT_GROUP)
+            _load_installed(pm)
         installed = {name for name, _ in pm.list_name_plugin()}
         for name in modules:
-            try:
-                module = importlib.import_module(name)
-            except ImportError as exc:
-                raise PluginError(f"cannot load plugin module {name!r}: {exc}") from None
-            except Exception as exc:  # the module itself failed: say what and where, in one line
-                raise PluginError(
-                    f"cannot load plugin module {name!r}: {type(exc).__name__}: {exc}{_where(exc)}"
-                ) from None
+            module = _import_plugin(name)
             if not pm.is_registered(module):
                 pm.register(module, name=name)
             installed.discard(str(pm.get_name(module)))
@@ -296,3 +289,28 @@ def _where(exc: BaseException) -> str:
         return ""
     frames = traceback.extract_tb(exc.__traceback__)
     return f" (at {frames[-1].filename}:{frames[-1].lineno})" if frames else ""
+
+
+def _import_plugin(name: str) -> Any:
+    """The plugin module ``name``; ``PluginError`` in one line when it cannot be imported or
+    fails while it is (what and where)."""
+    try:
+        return importlib.import_module(name)
+    except ImportError as exc:
+        raise PluginError(f"cannot load plugin module {name!r}: {exc}") from None
+    except Exception as exc:
+        raise PluginError(
+            f"cannot load plugin module {name!r}: {type(exc).__name__}: {exc}{_where(exc)}"
+        ) from None
+
+
+def _load_installed(pm: pluggy.PluginManager) -> None:
+    """Register the plugins installed under the polyjobs entry points; ``PluginError`` in one
+    line when one fails to load."""
+    try:
+        pm.load_setuptools_entrypoints(ENTRY_POINT_GROUP)
+    except Exception as exc:
+        raise PluginError(
+            f"cannot load the plugins installed for polyjobs (entry points "
+            f"{ENTRY_POINT_GROUP!r}): {type(exc).__name__}: {exc}{_where(exc)}"
+        ) from None

@@ -183,3 +183,28 @@ def test_a_plugin_module_that_fails_at_import_is_one_line(
     assert ran.stderr.startswith("error: cannot load plugin module 'boom_plugin'"), ran.stderr
     assert error in ran.stderr and "boom_plugin.py" in ran.stderr, ran.stderr
     assert len(ran.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("cli_env", ["sqlite"], indirect=True)
+def test_an_installed_plugin_that_fails_at_import_is_one_line(
+    cli_env: dict[str, str], tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A package installed with a ``polyjobs`` entry point whose module raises on import:
+    `--help` lists the command line's own and says why in one line, a command fails in one
+    line (was: a traceback from --help, 'unexpected RuntimeError' from the others)."""
+    (tmp_path / "boom_installed.py").write_text('raise RuntimeError("half installed")\n')
+    info = tmp_path / "boom_installed-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: boom-installed\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text("[polyjobs]\nboom = boom_installed\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "boom_installed", raising=False)
+    listed = cli(cli_env, "--help")
+    assert listed.exit_code == 0 and listed.exception is None, listed.exception
+    assert "enqueue" in listed.stdout
+    assert "RuntimeError: half installed" in listed.stderr, listed.stderr
+    assert len(listed.stderr.strip().splitlines()) == 1
+    ran = cli(cli_env, "stats")
+    assert ran.exit_code == 1, ran.output
+    assert ran.stderr.startswith("error: cannot load the plugins installed"), ran.stderr
+    assert "boom_installed.py" in ran.stderr and len(ran.stderr.strip().splitlines()) == 1
