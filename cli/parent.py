@@ -87,6 +87,17 @@ def render_parent(
                 str(max(slot.starts - 1, 0)),
             ]
         )
+    # the rows that fit under the counts (a terminal shorter than every worker's row would
+    # crop the last ones, a restarting one among them): those not up first, then a summary
+    room = max(height - len(stats) - 9, 2)
+    if len(rows) > room:
+        up = "stopping" if stopping else "up"
+        shown_rows = sorted(sorted(range(len(rows)), key=lambda i: rows[i][2] == up)[: room - 1])
+        hidden = {row[2] for i, row in enumerate(rows) if i not in shown_rows}
+        more = f"{len(rows) - len(shown_rows)} more" + (
+            f" {hidden.pop()}" if len(hidden) == 1 else ""
+        )
+        rows = [rows[i] for i in shown_rows] + [["…", "", more, ""]]
     cols = [
         Column("worker", "key"),
         Column("pid", "num"),

@@ -175,3 +175,29 @@ def test_the_parent_view_says_which_worker_is_restarting() -> None:
     assert [row.split() for row in lines if row.startswith("test-slow ")] == [
         ["test-slow", "4", "2", "0", "7", "1"]
     ]
+
+
+def test_the_parent_view_fits_many_workers_and_shows_the_restarting_ones() -> None:
+    """More workers than the terminal has lines: the view stays within the terminal (the live
+    display crops what passes its bottom) and the workers not up are among the rows shown; the
+    others are summed up in one row."""
+    from polyjobs.cli.console import Console
+    from polyjobs.cli.parent import render_parent
+    from polyjobs.cli.processes import Supervisor
+    from polyjobs.stats import QueueStats
+
+    supervisor = Supervisor(Console(), [], 40, burst=False, grace=1.0, json_lines=False)
+    proc = subprocess.Popen(["true"])  # only its pid is read
+    for slot in supervisor.slots:
+        slot.starts, slot.proc = 1, proc
+    crashed = supervisor.slots[37]
+    crashed.proc, crashed.starts, crashed.last_exit, crashed.next_start = None, 2, "code 1", 101.0
+    try:
+        stats = [QueueStats(f"q{i}", 4, 2, 0, 7, 1, False, 2, 5, 1, False) for i in range(3)]
+        lines = screen_of(render_parent(stats, {}, supervisor, 80, 24, now=100.0), 80, 24)
+        text = "\n".join(lines)
+        assert len(lines) <= 24, text
+        assert re.search(r"^38\s+restarting in 1\.0s \(code 1\)\s+1$", text, re.M), text
+        assert re.search(r"^…\s+\d+ more up", text, re.M), text
+    finally:
+        proc.wait()
