@@ -8,7 +8,9 @@ back as the same float.
 Fetching never polls: when nothing is ready, :meth:`fetch` blocks on the queue's wake-up key
 (``BZPOPMIN``) with a timeout of ``min(block, next delayed job due, rate limiter frees)``, and
 tries once more when woken. Producers, retries, resume, release, stall recovery and rate-limit
-changes push to that key.
+changes push to that key. Over a multiplexed connection (not Redis Cluster, TLS or without
+hiredis) the wait and that fetch are sent together, and the fetch runs in Redis as soon as the
+wait ends, on the server's clock: a woken worker has its job in one round trip.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from dataclasses import asdict, replace
 from typing import Any
 
 from redis.asyncio import Redis
-from redis.exceptions import ResponseError
+from redis.exceptions import NoScriptError, ResponseError
 
 from polyjobs.backend import (
     CAP_CANCEL,
@@ -286,6 +288,7 @@ class RedisBackend:
         queue: str,
         token: str,
         build: Callable[[str, list[str]], list[Any]],
+        run: Callable[[str, str, Sequence[Any]], Coroutine[Any, Any, Any]] | None = None,
     ) -> Any:
         """Run a script that takes jobs, under a fresh request id. When its reply may be lost
         (connection lost, timeout, cancelled), the request id is kept and the next such call
@@ -295,7 +298,7 @@ class RedisBackend:
         owner = (queue, token)
         unanswered = list(self._unanswered.get(owner, ()))
         try:
-            reply = await self._run(name, queue, build(rid, unanswered))
+            reply = await (run or self._run)(name, queue, build(rid, unanswered))
         except BackendError as exc:
             if not isinstance(exc.__cause__, ResponseError):
                 self._reply_lost(owner, rid)
@@ -442,6 +445,57 @@ class RedisBackend:
             token,
             lambda rid, lost: [token, limit, _t(now), _t(now + lease), rid, *lost],
         )
+        return await self._fetched(queue, token, reply)
+
+    async def _wait_then_take(
+        self, queue: str, token: str, limit: int, lease: float, marker: str, wait: float
+    ) -> tuple[list[JobRecord], float | None]:
+        """The blocking wait on ``marker`` and the fetch, sent together on one connection: Redis
+        runs the fetch as soon as the wait ends (woken or timed out), so an idle worker picks a
+        new job up in one round trip. The fetch reads the server's clock (the time the client
+        knows now would be stale by then). Its jobs are returned either way; if the call is
+        cancelled or its connection lost, they are handed back by the worker's next fetch (or
+        its release when it closes), as for any take whose reply was lost."""
+        blocking, scripts = self._blocking, self._scripts
+        if blocking is None or scripts is None:
+            raise BackendError(f"redis backend {self._url.redacted} is not open")
+        qk, keys = self._qk(queue)
+        wait_error: list[BaseException] = []
+
+        async def run(name: str, queue: str, args: Sequence[Any]) -> Any:
+            command = ("EVALSHA", scripts.shas[name], len(keys), *keys, qk.base, *args)
+            with self._errors:
+                woken, reply = await blocking.call_many(
+                    wait, ("BZPOPMIN", marker, f"{wait:.3f}"), command
+                )
+                if isinstance(woken, BaseException):
+                    wait_error.append(woken)
+                if isinstance(reply, BaseException):
+                    raise reply
+                return reply
+
+        try:
+            reply = await self._taking(
+                "fetch",
+                queue,
+                token,
+                lambda rid, lost: [token, limit, "", _t(lease), rid, *lost],
+                run,
+            )
+        except BackendError as exc:
+            if not isinstance(exc.__cause__, NoScriptError):
+                raise
+            # the fetch did not run (the server lost its scripts): the usual way loads it
+            return await self._take(queue, token, limit, lease)
+        jobs, due = await self._fetched(queue, token, reply)
+        if wait_error and not jobs:
+            with self._errors:
+                raise wait_error[0]
+        return jobs, due
+
+    async def _fetched(
+        self, queue: str, token: str, reply: Any
+    ) -> tuple[list[JobRecord], float | None]:
         due = reply[0]
         jobs, broken = taken(reply, 1)
         await self._fail_broken(queue, token, broken)
@@ -480,9 +534,14 @@ class RedisBackend:
                     raise BackendError(f"redis backend {self._url.redacted} is not open")
                 # whole milliseconds, rounded up: waking a hair early would cost one more look
                 wait = math.ceil(timeout * 1000) / 1000
-                with self._errors:
-                    await self._blocking.call(marker, wait, "BZPOPMIN", marker, f"{wait:.3f}")
-            jobs, due = await self._take(queue, token, limit, lease)
+                if self._blocking.lean:
+                    jobs, due = await self._wait_then_take(queue, token, limit, lease, marker, wait)
+                else:
+                    with self._errors:
+                        await self._blocking.call(marker, wait, "BZPOPMIN", marker, f"{wait:.3f}")
+                    jobs, due = await self._take(queue, token, limit, lease)
+            else:
+                jobs, due = await self._take(queue, token, limit, lease)
             if jobs or time.monotonic() >= deadline:
                 return jobs
 

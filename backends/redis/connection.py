@@ -255,9 +255,27 @@ class BlockingCalls:
         self._busy: set[Multiplexed] = set()
         self._closed = False
 
+    @property
+    def lean(self) -> bool:
+        """Whether calls go over multiplexed connections (and :meth:`call_many` may be used)."""
+        return self._lean
+
     async def call(self, key: str, timeout: float, *command: str) -> Any:
         if not self._lean:
             return await blocking_call(self._client, key, timeout, *command)
+        return (await self._on_connection(timeout, (command,), False))[0]
+
+    async def call_many(self, timeout: float, *commands: tuple[Any, ...]) -> list[Any]:
+        """A blocking command and the commands that run in Redis right after it ends, sent in
+        one write on one connection (only when :attr:`lean`); their replies in order, an error
+        reply in its command's place (a ``ResponseError``)."""
+        if not self._lean:
+            raise ConnectionError("pipelined blocking calls need a multiplexed connection")
+        return await self._on_connection(timeout, commands, True)
+
+    async def _on_connection(
+        self, timeout: float, commands: tuple[tuple[Any, ...], ...], many: bool
+    ) -> list[Any]:
         if self._closed:
             raise ConnectionError("the backend's connections are closed")
         conn = self._idle.pop() if self._idle else self._new()
@@ -265,9 +283,12 @@ class BlockingCalls:
         done = False
         try:
             async with asyncio.timeout(timeout + BLOCK_MARGIN):
-                reply = await conn.call(*command)
+                if many:
+                    replies = await conn.call_many(*commands, return_errors=True)
+                else:
+                    replies = [await conn.call(*commands[0])]
             done = True
-            return reply
+            return replies
         finally:
             self._busy.discard(conn)
             if done and not self._closed:

@@ -185,9 +185,10 @@ class Multiplexed:
             self._watchdog = loop.call_later(self.timeout, self._check)
         return await future
 
-    async def call_many(self, *commands: tuple[Any, ...]) -> list[Any]:
+    async def call_many(self, *commands: tuple[Any, ...], return_errors: bool = False) -> list[Any]:
         """Send several commands in one write; their replies in order. Every command runs
-        (Redis does not stop at an error), and the first error reply then raises."""
+        (Redis does not stop at an error), and the first error reply then raises, or with
+        ``return_errors`` takes its command's place in the list (as a ``ResponseError``)."""
         protocol = self._protocol
         if protocol is None or protocol.lost is not None or protocol.idle_and_closed():
             protocol = await self._connected()
@@ -199,7 +200,8 @@ class Multiplexed:
                 results.append(await future)
             except ResponseError as exc:  # the next replies still come: read them all
                 error = error or exc
-        if error is not None:
+                results.append(exc)
+        if error is not None and not return_errors:
             raise error
         return results
 

@@ -309,3 +309,60 @@ async def test_a_password_without_a_user_name_authenticates_as_the_pooled_client
         assert (await Queue("auth", backend).counts())["waiting"] == 1, added
     finally:
         await backend.close()
+
+
+async def _blocked_wait(backend: RedisBackend) -> str:
+    """The id of the connection a fetch of ``backend`` is blocked on (``BZPOPMIN``)."""
+    for _ in range(100):
+        for client in await backend.redis.client_list():
+            if client["cmd"] == "bzpopmin" and "b" in client["flags"]:
+                return str(client["id"])
+        await asyncio.sleep(0.01)
+    raise AssertionError("no fetch blocked")
+
+
+async def test_a_woken_fetch_takes_its_job_on_the_waits_connection_by_the_server_clock(
+    redis_server: Callable[..., RedisServer],
+) -> None:
+    server = redis_server()
+    backend = RedisBackend(server.url)
+    await backend.open()
+    try:
+        queue = Queue("pick", backend)
+        fetch = asyncio.create_task(backend.fetch("pick", "w", 1, 30.0, 5.0))
+        waiting_on = await _blocked_wait(backend)
+        before = time.time()
+        added = await queue.add("x", {})
+        jobs = await asyncio.wait_for(fetch, 2)
+        assert [j.id for j in jobs] == [added.id]
+        # the fetch ran on the wait's own connection, right after the wake-up (one round
+        # trip), and stamped the job with the server's clock, not a time taken before the wait
+        clients = {c["id"]: c for c in await backend.redis.client_list()}
+        assert clients[waiting_on]["cmd"] == "evalsha", clients[waiting_on]
+        assert jobs[0].processed_on is not None
+        assert before - 0.05 <= jobs[0].processed_on <= time.time() + 0.05
+        # its lease runs from then too: renewing it works, the job is this worker's
+        assert await backend.extend("pick", "w", [added.id], 30.0) == []
+    finally:
+        await backend.close()
+
+
+async def test_a_cancelled_blocked_fetch_takes_nothing_added_afterwards(
+    redis_server: Callable[..., RedisServer],
+) -> None:
+    server = redis_server()
+    backend = RedisBackend(server.url)
+    await backend.open()
+    try:
+        queue = Queue("pick", backend)
+        fetch = asyncio.create_task(backend.fetch("pick", "w", 1, 30.0, 5.0))
+        await _blocked_wait(backend)
+        fetch.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await fetch
+        await queue.add("x", {})
+        await asyncio.sleep(0.1)
+        counts = await queue.counts()
+        assert (counts["waiting"], counts["active"]) == (1, 0), counts
+    finally:
+        await backend.close()
