@@ -65,6 +65,8 @@ from polyjobs.redact import redact_text
 CONNECT_TIMEOUT = 5.0
 COMMAND_TIMEOUT = 30.0
 CLOSE_TIMEOUT = 2.0
+#: An idle session unused for this long (seconds) is closed when a later call ends.
+IDLE_LIFETIME = 300.0
 CONTROL_KEEP = 100
 #: A transaction PostgreSQL aborted to break a deadlock did nothing; it is run again.
 DEADLOCK_RETRIES = 3
@@ -108,8 +110,9 @@ class PostgresBackend:
         self.schema = self._url.schema
         #: at most ``?pool=`` sessions in calls at once; None while the backend is closed
         self._slots: asyncio.Semaphore | None = None
-        #: idle sessions, the most recently used last
-        self._idle: list[asyncpg.Connection] = []
+        #: idle sessions with the time each was given back, the most recently used last
+        self._idle: list[tuple[asyncpg.Connection, float]] = []
+        self._closing: set[asyncio.Task[None]] = set()
         self._waker: Waker | None = None
         self._channel = self._url.channel
         #: False: ``open()`` neither creates nor migrates the schema (``StorageCreatingBackend``)
@@ -151,7 +154,7 @@ class PostgresBackend:
         rather than sent a call bound to fail."""
         idle = self._idle
         while idle:
-            conn = idle.pop()
+            conn = idle.pop()[0]
             if not conn.is_closed() and not _hung_up(conn):
                 return conn
             conn.terminate()
@@ -159,11 +162,19 @@ class PostgresBackend:
 
     def _give_back(self, conn: asyncpg.Connection, slots: asyncio.Semaphore) -> None:
         """Keep a session whose call ended cleanly for the next call; one of a closed (or
-        reopened) backend, or one left inside a transaction, is dropped."""
-        if self._slots is slots and not conn.is_closed() and not conn.is_in_transaction():
-            self._idle.append(conn)
-        else:
+        reopened) backend, or one left inside a transaction, is dropped. The least recently
+        used idle session is closed once it has waited ``IDLE_LIFETIME``: the sessions opened
+        for a burst of calls do not stay open for ever."""
+        if self._slots is not slots or conn.is_closed() or conn.is_in_transaction():
             conn.terminate()
+            return
+        idle = self._idle
+        now = time.monotonic()
+        idle.append((conn, now))
+        if now - idle[0][1] > IDLE_LIFETIME:
+            task = asyncio.get_running_loop().create_task(_close_quietly(idle.pop(0)[0]))
+            self._closing.add(task)
+            task.add_done_callback(self._closing.discard)
 
     async def _call(self, fn: Any, *args: Any) -> Any:
         """``fn(conn, *args)`` on one of the backend's sessions (at most ``?pool=`` at once;
@@ -224,7 +235,7 @@ class PostgresBackend:
         except BaseException:
             conn.terminate()
             raise
-        self._idle = [conn]
+        self._idle = [(conn, time.monotonic())]
         self._slots = asyncio.Semaphore(self._url.pool)
         self._waker = Waker(self.connect, self._channel, self._url.redacted)
 
@@ -279,8 +290,9 @@ class PostgresBackend:
         idle, self._idle = self._idle, []
         if waker is not None:
             await waker.close()
-        if idle:
-            await asyncio.gather(*(_close_quietly(conn) for conn in idle))
+        closing = [_close_quietly(conn) for conn, _ in idle]
+        if closing or self._closing:
+            await asyncio.gather(*closing, *self._closing)
 
     # -- producers -------------------------------------------------------------------------
     async def add(self, queue: str, jobs: Sequence[NewJob]) -> list[AddResult]:

@@ -22,6 +22,7 @@ import asyncpg
 import pytest
 
 from polyjobs import Queue, open_backend
+from polyjobs.backends.postgres import backend as backend_module
 from polyjobs.backends.postgres.backend import PostgresBackend
 from polyjobs.backends.postgres.url import PostgresUrl
 from polyjobs.errors import BackendError
@@ -240,3 +241,43 @@ async def test_concurrent_calls_use_at_most_the_pool_size_in_sessions(pg_url: st
         # sequential calls afterwards reuse the most recent idle session
         again = {await pg._call(_pid_after, 0.0) for _ in range(5)}
         assert len(again) == 1 and again <= set(pids)
+
+
+async def test_sessions_opened_for_a_burst_are_closed_once_idle_past_their_lifetime(
+    pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(backend_module, "IDLE_LIFETIME", 0.3)
+    parsed = PostgresUrl.parse(pg_url)
+    sep = "&" if "?" in pg_url else "?"
+    watcher = await asyncpg.connect(parsed.dsn)
+
+    async def sessions() -> int:
+        return int(
+            await watcher.fetchval(
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1",
+                f"polyjobs:{parsed.schema}"[:63],
+            )
+        )
+
+    async def settled(want: int) -> int:
+        """The count once it is ``want`` (a closed session's server process exits soon after)."""
+        for _ in range(40):
+            if (found := await sessions()) == want:
+                return found
+            await asyncio.sleep(0.05)
+        return found
+
+    try:
+        async with open_backend(f"{pg_url}{sep}pool=3") as backend:
+            pg = cast(PostgresBackend, backend)
+            await asyncio.gather(*(pg._call(_pid_after, 0.1) for _ in range(3)))
+            assert await sessions() == 3
+            await asyncio.sleep(0.5)
+            # each call ends by closing the least recently used session past its lifetime
+            for _ in range(3):
+                await pg._call(_pid_after, 0.0)
+                await asyncio.sleep(0.05)
+            assert await settled(1) == 1
+        assert await settled(0) == 0
+    finally:
+        await watcher.close()
