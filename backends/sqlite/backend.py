@@ -50,7 +50,7 @@ from polyjobs.backend import (
 )
 from polyjobs.backends.sqlite import admin, control, flows, jobs
 from polyjobs.backends.sqlite.database import SHORT_JOBS, Database
-from polyjobs.backends.sqlite.wakeup import MAX_POLL, MIN_POLL, FileSignal, Waiter
+from polyjobs.backends.sqlite.wakeup import MAX_POLL, MIN_POLL, POLL_GROWTH, FileSignal, Waiter
 from polyjobs.errors import InvalidArgumentError
 from polyjobs.options import RateLimit
 
@@ -212,7 +212,7 @@ class SqliteBackend:
                 continue
             current = await self._db.read_short(_data_version)
             look = current != version or (due is not None and due <= time.time())
-            poll = MIN_POLL if current != version else min(poll * 2, MAX_POLL)
+            poll = MIN_POLL if current != version else min(poll * POLL_GROWTH, MAX_POLL)
             version = current
         return []
 

@@ -16,6 +16,11 @@ from typing import ClassVar
 
 MIN_POLL = 0.001
 MAX_POLL = 0.1
+#: How much a quiet poll's interval grows: gently, so that jobs arriving every few milliseconds
+#: from another process are seen within about a millisecond (doubling, a job 5 ms after the
+#: last was seen only at the 7 ms look), while an idle fetch still reaches MAX_POLL within a
+#: second (~20 looks)
+POLL_GROWTH = 1.25
 
 #: A fetch's registered event, in a list so that it can swap in a fresh one after a wake-up
 Waiter = list[asyncio.Event]
