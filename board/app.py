@@ -29,11 +29,11 @@ from polyjobs.board.security import Security, SecurityMiddleware
 from polyjobs.board.service import BoardService
 from polyjobs.errors import (
     BackendError,
-    ConfigError,
     InvalidArgumentError,
     JobNotFoundError,
     PolyjobsError,
 )
+from polyjobs.listen import listening_socket
 from polyjobs.redact import redact_text, redact_url
 
 if TYPE_CHECKING:
@@ -142,21 +142,7 @@ class _Server(uvicorn.Server):
 
 def bind_socket(host: str, port: int) -> socket.socket:
     """A listening socket on ``host:port`` (port 0: any free port); ``ConfigError`` if taken."""
-    try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
-        family, kind, proto, _, address = infos[0]
-        sock = socket.socket(family, kind, proto)
-    except OSError as exc:
-        raise ConfigError(f"cannot serve the board on {host}:{port}: {exc}") from None
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(address)
-        sock.listen(128)
-        sock.setblocking(False)
-    except OSError as exc:
-        sock.close()
-        raise ConfigError(f"cannot serve the board on {host}:{port}: {exc.strerror}") from None
-    return sock
+    return listening_socket(host, port, "the board")
 
 
 async def serve_board(

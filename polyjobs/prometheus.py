@@ -39,8 +39,8 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from polyjobs.backend import STATES
-from polyjobs.errors import ConfigError
 from polyjobs.hookspecs import hookimpl
+from polyjobs.listen import listening_socket
 from polyjobs.redact import redact_text
 
 if TYPE_CHECKING:
@@ -338,18 +338,4 @@ async def _respond(writer: asyncio.StreamWriter, status: int, body: bytes, kind:
 
 def bind(host: str, port: int) -> socket.socket:
     """A listening socket on ``host:port`` (0: any free port); ``ConfigError`` when taken."""
-    try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
-        family, kind, proto, _, address = infos[0]
-        sock = socket.socket(family, kind, proto)
-    except OSError as exc:
-        raise ConfigError(f"cannot serve metrics on {host}:{port}: {exc}") from None
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(address)
-        sock.listen(64)
-        sock.setblocking(False)
-    except OSError as exc:
-        sock.close()
-        raise ConfigError(f"cannot serve metrics on {host}:{port}: {exc.strerror}") from None
-    return sock
+    return listening_socket(host, port, "metrics", backlog=64)
