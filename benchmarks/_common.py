@@ -335,6 +335,19 @@ class PeerProcess:
             Path(self.stderr_path).unlink(missing_ok=True)
 
 
+#: The columns of the embedded/SQL store benchmarks (sqlite.py, postgres.py): key, title, unit,
+#: whether higher is better.
+STORE_METRICS = [
+    ("enqueue_single", "enqueue 1-by-1", "jobs/s", True),
+    ("enqueue_bulk", "enqueue bulk", "jobs/s", True),
+    ("process_c10", "process c=10", "jobs/s", True),
+    ("process_c100", "process c=100", "jobs/s", True),
+    ("latency_p50", "pick-up p50", "ms", False),
+    ("latency_p99", "pick-up p99", "ms", False),
+    ("rss_mb", "RSS c=10", "MB", False),
+]
+
+
 # -- one database-backed peer at a time (benchmarks/sqlite.py, benchmarks/postgres.py) --------
 @dataclass
 class StoreBench:

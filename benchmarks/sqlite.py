@@ -24,32 +24,27 @@ import shutil
 import sqlite3
 import sys
 import tempfile
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import HERE, PEERS_DIR, StoreBench, ensure_venv, export_revision, project_python
-from run import TIMES, fmt, ratio, table
+from _common import (
+    HERE,
+    PEERS_DIR,
+    StoreBench,
+    ensure_venv,
+    export_revision,
+    project_python,
+)
+from _common import (
+    STORE_METRICS as METRICS,
+)
+from run import TIMES, fmt, log, ratio, table
 
 SQLITE_VENV = HERE / ".peers-sqlite"
 SQLITE_REQUIREMENTS = PEERS_DIR / "requirements-sqlite.txt"
-
-METRICS = [
-    ("enqueue_single", "enqueue 1-by-1", "jobs/s", True),
-    ("enqueue_bulk", "enqueue bulk", "jobs/s", True),
-    ("process_c10", "process c=10", "jobs/s", True),
-    ("process_c100", "process c=100", "jobs/s", True),
-    ("latency_p50", "pick-up p50", "ms", False),
-    ("latency_p99", "pick-up p99", "ms", False),
-    ("rss_mb", "RSS c=10", "MB", False),
-]
-
-
-def log(message: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
 @dataclass(frozen=True)
