@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from polyjobs.backend import CAP_CANCEL, CAP_SHARED, Backend, canceller
+from polyjobs.backend import CAP_CANCEL, Backend, canceller
 from polyjobs.job import Job
 from polyjobs.queue import Queue
 from polyjobs.testing.support import ContractBase, Recorder, wait_until
@@ -19,11 +19,8 @@ class CancelContract(ContractBase):
     @asynccontextmanager
     async def _canceller(self, backend: Backend, queue: Queue) -> AsyncIterator[Queue]:
         """The queue as another process sees it, when the backend is shared."""
-        if CAP_SHARED not in backend.capabilities:
-            yield queue
-            return
-        async with self.open_other() as other:
-            yield Queue(queue.name, other)
+        async with self.other_connection(backend) as other:
+            yield queue if other is backend else Queue(queue.name, other)
 
     async def test_a_job_not_started_fails_at_once(self, backend: Backend, queue: Queue) -> None:
         self.require(backend, CAP_CANCEL)

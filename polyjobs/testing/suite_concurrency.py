@@ -6,13 +6,11 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
 
-from polyjobs.backend import CAP_GLOBAL_CONCURRENCY, CAP_SHARED, Backend, Finish, NewJob
+from polyjobs.backend import CAP_GLOBAL_CONCURRENCY, Backend, Finish, NewJob
 from polyjobs.errors import InvalidArgumentError
 from polyjobs.job import Job
 from polyjobs.queue import Queue
@@ -29,15 +27,6 @@ def _done(job_id: str) -> Finish:
 
 
 class ConcurrencyContract(ContractBase):
-    @asynccontextmanager
-    async def _second(self, backend: Backend) -> AsyncIterator[Backend]:
-        """Another connection to the same storage when the backend is shared."""
-        if CAP_SHARED not in backend.capabilities:
-            yield backend
-            return
-        async with self.open_other() as other:
-            yield other
-
     async def test_fetch_and_finish_never_exceed_the_cap(
         self, backend: Backend, queue: Queue
     ) -> None:
@@ -46,7 +35,7 @@ class ConcurrencyContract(ContractBase):
         await queue.set_global_concurrency(2)
         assert await queue.global_concurrency() == 2
         await backend.add(queue.name, _new(6))
-        async with self._second(backend) as other:
+        async with self.other_connection(backend) as other:
             first = await backend.fetch(queue.name, "w1", 5, 30, 0)
             assert len(first) == 2
             assert await other.fetch(queue.name, "w2", 5, 30, 0) == []
@@ -89,7 +78,7 @@ class ConcurrencyContract(ContractBase):
             return job.data
 
         await queue.add_bulk([("j", i) for i in range(8)])
-        async with self._second(backend) as other:
+        async with self.other_connection(backend) as other:
             one = self.make_worker(queue, slow, concurrency=3)
             two = self.make_worker(Queue(queue.name, other), slow, concurrency=3)
             await asyncio.wait_for(asyncio.gather(self.run_burst(one), self.run_burst(two)), 30)

@@ -7,8 +7,6 @@ import asyncio
 import json
 import time
 from collections import defaultdict
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
@@ -18,7 +16,6 @@ from polyjobs.backend import (
     CAP_DEDUP,
     CAP_FLOWS,
     CAP_GROUPS,
-    CAP_SHARED,
     Backend,
     Finish,
     JobRecord,
@@ -55,15 +52,6 @@ async def _one_by_one(backend: Backend, queue: str, n: int) -> list[Any]:
 
 
 class GroupsContract(ContractBase):
-    @asynccontextmanager
-    async def _second(self, backend: Backend) -> AsyncIterator[Backend]:
-        """Another connection to the same storage when the backend is shared."""
-        if CAP_SHARED not in backend.capabilities:
-            yield backend
-            return
-        async with self.open_other() as other:
-            yield other
-
     async def test_groups_take_turns(self, backend: Backend, queue: Queue) -> None:
         self.require(backend, CAP_GROUPS)
         # the big group first: it must not hold the small ones back
@@ -203,7 +191,7 @@ class GroupsContract(ContractBase):
         await backend.add(queue.name, [_new(None, "u1")])
         first = await backend.fetch(queue.name, "w1", 9, 30, 0)
         assert sorted(_data(first)) == ["a1", "b1", "u1"]
-        async with self._second(backend) as other:
+        async with self.other_connection(backend) as other:
             assert await other.fetch(queue.name, "w2", 9, 30, 0) == []
             a1 = next(j for j in first if j.data == "a1")
             done = await backend.finish(queue.name, "w1", [_done(a1.id)], 9, 30)
@@ -313,7 +301,7 @@ class GroupsContract(ContractBase):
             return job.data
 
         await queue.add_bulk([("j", i, {"group": f"g{i % 3}"}) for i in range(9)])
-        async with self._second(backend) as other:
+        async with self.other_connection(backend) as other:
             one = self.make_worker(queue, slow, concurrency=4)
             two = self.make_worker(Queue(queue.name, other), slow, concurrency=4)
             await asyncio.wait_for(asyncio.gather(self.run_burst(one), self.run_burst(two)), 30)

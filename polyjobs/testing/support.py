@@ -16,7 +16,7 @@ from uuid import uuid4
 import pytest
 import pytest_asyncio
 
-from polyjobs.backend import Backend
+from polyjobs.backend import CAP_SHARED, Backend
 from polyjobs.job import Job
 from polyjobs.plugins import open_backend
 from polyjobs.queue import Queue
@@ -129,6 +129,16 @@ class ContractBase:
     def open_other(self) -> AbstractAsyncContextManager[Backend]:
         """A second connection to the storage of ``backend`` (capability ``shared``)."""
         return open_backend(self.url)
+
+    @asynccontextmanager
+    async def other_connection(self, backend: Backend) -> AsyncIterator[Backend]:
+        """Another connection to ``backend``'s storage, as another process would have, when
+        the backend is shared; ``backend`` itself otherwise."""
+        if CAP_SHARED not in backend.capabilities:
+            yield backend
+            return
+        async with self.open_other() as other:
+            yield other
 
     # -- helpers ---------------------------------------------------------------------------
     @staticmethod
