@@ -42,7 +42,7 @@ from _common import (
 from _common import (
     STORE_METRICS as METRICS,
 )
-from run import TIMES, fmt, log, ratio, table
+from run import log, result_tables
 
 PG_VENV = HERE / ".peers-postgres"
 PG_REQUIREMENTS = PEERS_DIR / "requirements-postgres.txt"
@@ -185,9 +185,6 @@ def run_peer(bench: Bench, peer: Peer, broken: str | None) -> dict[str, Any]:
 
 
 def render(results: dict[str, dict[str, Any]], meta: dict[str, Any]) -> str:
-    names = list(results)
-    headers = ["library"] + [f"{t} ({u})" for _, t, u, _ in METRICS]
-    values = [[n] + [fmt(results[n].get(k, "error"), u) for k, _, u, _ in METRICS] for n in names]
     out = [
         f"polyjobs PostgreSQL benchmark {meta['date']} — N={meta['n']:,} no-op jobs, pick-up "
         f"latency {meta['latency_n']:,} jobs at {meta['rate']:.0f}/s, bulk batches of "
@@ -198,27 +195,8 @@ def render(results: dict[str, dict[str, Any]], meta: dict[str, Any]) -> str:
         f"polyjobs from: {meta['source']}",
         "Shared machine: compare the ratios (measured side by side), not absolute numbers.",
         "",
-        table(headers, values),
+        *result_tables(results, METRICS),
     ]
-    if "polyjobs" in results:
-        ours = results["polyjobs"]
-        rows = [
-            [f"polyjobs/{n}"]
-            + [ratio(ours.get(k), results[n].get(k), hb) for k, _, _, hb in METRICS]
-            for n in names
-            if n != "polyjobs"
-        ]
-        out += [
-            "",
-            f"polyjobs relative to each library (>1{TIMES} means polyjobs is better):",
-            "",
-            table(["ratio"] + [t for _, t, _, _ in METRICS], rows),
-        ]
-    notes = sorted(
-        {f"- {n}, {k}: {v}" for n in names for k, v in results[n].items() if isinstance(v, str)}
-    )
-    if notes:
-        out += ["", "Notes (n/a = not measured, error = failed):", *notes]
     return "\n".join(out)
 
 

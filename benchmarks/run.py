@@ -289,6 +289,36 @@ def table(headers: list[str], rows: list[list[str]]) -> str:
     return "\n".join([line(headers), sep, *(line(r) for r in rows)])
 
 
+def result_tables(results: dict[str, dict[str, Any]], metrics: list[Any]) -> list[str]:
+    """The results as lines: one table of every library's values, one of polyjobs' ratio to
+    each other library (when polyjobs ran), and the notes of the cells that are not numbers.
+    ``metrics``: (key, title, unit, higher is better) per column."""
+    names = list(results)
+    headers = ["library"] + [f"{t} ({u})" for _, t, u, _ in metrics]
+    values = [[n] + [fmt(results[n].get(k, "error"), u) for k, _, u, _ in metrics] for n in names]
+    out = [table(headers, values)]
+    if "polyjobs" in results:
+        ours = results["polyjobs"]
+        rows = [
+            [f"polyjobs/{n}"]
+            + [ratio(ours.get(k), results[n].get(k), hb) for k, _, _, hb in metrics]
+            for n in names
+            if n != "polyjobs"
+        ]
+        out += [
+            "",
+            f"polyjobs relative to each library (>1{TIMES} means polyjobs is better):",
+            "",
+            table(["ratio"] + [t for _, t, _, _ in metrics], rows),
+        ]
+    notes = sorted(
+        {f"- {n}, {k}: {v}" for n, r in results.items() for k, v in r.items() if isinstance(v, str)}
+    )
+    if notes:
+        out += ["", "Notes (n/a = not measured, error = failed):", *notes]
+    return out
+
+
 def render(results: dict[str, dict[str, Any]], facts: dict[str, Any], meta: dict[str, Any]) -> str:
     names = list(results)
     headers = ["library"] + [
