@@ -51,7 +51,7 @@ from polyjobs.backend import (
 from polyjobs.backends.sqlite import admin, control, flows, jobs
 from polyjobs.backends.sqlite.database import SHORT_JOBS, Database
 from polyjobs.backends.sqlite.wakeup import MAX_POLL, MIN_POLL, POLL_GROWTH, FileSignal, Waiter
-from polyjobs.errors import InvalidArgumentError
+from polyjobs.errors import BackendError, InvalidArgumentError
 from polyjobs.options import RateLimit
 
 SYNCHRONOUS = ("off", "normal", "full", "extra")
@@ -171,6 +171,10 @@ class SqliteBackend:
         waiter = [signal.register(queue)]
         try:
             return await self._wait_and_take(signal, waiter, queue, token, limit, lease, block)
+        except BackendError:
+            if self._closed:  # closed while a look was on its way: a close ends a waiting fetch
+                return []
+            raise
         finally:
             signal.unregister(queue, waiter[0])
 

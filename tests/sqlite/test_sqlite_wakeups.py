@@ -17,6 +17,7 @@ import pytest
 
 from polyjobs import Queue
 from polyjobs.backends.sqlite import SqliteBackend
+from polyjobs.backends.sqlite import backend as sqlite_backend
 from polyjobs.backends.sqlite.wakeup import FileSignal
 
 Q = "wake"
@@ -106,6 +107,26 @@ async def test_close_ends_a_waiting_fetch(url: str) -> None:
     await backend.close()
     ids, waited = await fetch
     assert ids == [] and waited < 3
+
+
+async def test_close_during_a_waiting_fetchs_look_ends_it(
+    url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A close that lands while the waiting fetch is between its wait and its next look (the
+    look then meets a closed database) ends the fetch with nothing, as a close during the wait
+    does, instead of raising."""
+    backend = await _opened(url)
+    waits = 0
+
+    async def close_instead_of_waiting(event: asyncio.Event, timeout: float) -> bool:
+        nonlocal waits
+        waits += 1
+        await backend.close()
+        return False  # the wait "timed out": the fetch goes on to read data_version
+
+    monkeypatch.setattr(sqlite_backend, "_wait", close_instead_of_waiting)
+    ids, waited = await _timed_fetch(backend)
+    assert waits == 1 and ids == [] and waited < 3
 
 
 async def test_fetch_wakes_on_its_own_queue_only(url: str) -> None:
