@@ -19,7 +19,7 @@ from polyjobs.backend import CAP_SHARED, Backend, NewJob, ScheduleRecord
 from polyjobs.job import Job
 from polyjobs.queue import Queue
 from polyjobs.scheduling import slot_job_id
-from polyjobs.testing.support import ContractBase, Recorder, wait_until
+from polyjobs.testing.support import ContractBase, LoopStalls, Recorder, wait_until
 
 HOUR = 3600.0
 
@@ -40,7 +40,9 @@ class SchedulesContract(ContractBase):
             runs.add(job.id)
 
         began = time.monotonic()
+        stalls = LoopStalls()
         async with AsyncExitStack() as stack:
+            await stack.enter_async_context(stalls.watching())
             for i in range(3):
                 backend = queue.backend
                 if i and CAP_SHARED in backend.capabilities:
@@ -52,7 +54,9 @@ class SchedulesContract(ContractBase):
             await runs.wait_for(count)
         assert payloads == {("tick", '{"k": 1}')}, "scheduled jobs lost their name or data"
         assert min(lateness) >= 0, f"a slot's job was made before the slot: {lateness}"
-        assert max(lateness) < 1.0, f"a slot's job was made far too late: {lateness}"
+        # "Soon" is within a second, plus any time the machine did not run this process at all.
+        late = 1.0 + stalls.longest
+        assert max(lateness) < late, f"a slot's job was made far too late: {lateness} (> {late})"
         return time.monotonic() - began
 
     async def test_every_gives_one_job_per_slot_with_three_schedulers(self, queue: Queue) -> None:

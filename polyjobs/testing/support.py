@@ -87,6 +87,31 @@ def _in_loop(loop: asyncio.AbstractEventLoop) -> bool:
         return False
 
 
+class LoopStalls:
+    """The longest time this event loop was held up beyond a 10 ms tick while watched: a
+    machine too loaded to run the process for a while (or a blocking call) shows here, so a
+    bound on lateness can allow for the stall it saw and nothing more."""
+
+    TICK = 0.01
+
+    def __init__(self) -> None:
+        self.longest = 0.0
+
+    @asynccontextmanager
+    async def watching(self) -> AsyncIterator[LoopStalls]:
+        async def tick() -> None:
+            while True:
+                before = time.monotonic()
+                await asyncio.sleep(self.TICK)
+                self.longest = max(self.longest, time.monotonic() - before - self.TICK)
+
+        task = asyncio.create_task(tick())
+        try:
+            yield self
+        finally:
+            task.cancel()
+
+
 async def wait_until(
     predicate: Callable[[], Awaitable[bool]], timeout: float = WAIT, what: str = "condition"
 ) -> None:
