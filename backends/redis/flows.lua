@@ -47,10 +47,6 @@ local function flows_here()
   return FLOWS_HERE
 end
 
-local function mark_flows(meta)
-  redis.call('HSET', meta, 'fl', 1)
-end
-
 -- Move a parent out of waiting-children: to delayed when it has a delay, else to waiting.
 local function release(ref, now)
   local key, q, id = rjk(ref)

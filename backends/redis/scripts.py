@@ -1,15 +1,19 @@
 """The Lua scripts of the Redis backend: one atomic script per transition.
 
-Each ``<name>.lua`` (beside this module) runs after a generated header (the fixed keys named from
-:mod:`polyjobs.backends.redis.keys`, the job fields from :mod:`polyjobs.backends.redis.records`)
-and ``common.lua``, except the :data:`GLOBAL` ones, which touch no queue. Scripts are registered
-once per client and called by SHA; redis-py loads a script again on ``NOSCRIPT`` (e.g. after a
-server restart).
+Each ``<name>.lua`` (beside this module) runs after its prelude, except the :data:`GLOBAL` ones,
+which touch no queue. The prelude is what the script needs of a generated header (the fixed keys
+named from :mod:`polyjobs.backends.redis.keys`, the job fields from
+:mod:`polyjobs.backends.redis.records`), ``common.lua`` and ``flows.lua``: their top-level
+definitions that the script refers to, directly or through other definitions, in their order
+(:mod:`polyjobs.backends.redis.prelude`). Redis runs a script's whole text on every call, so a
+helper it never uses would cost a closure per call. Scripts are registered once per client and
+called by SHA; a script is loaded again on ``NOSCRIPT`` (e.g. after a server restart).
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 from collections.abc import Sequence
 from importlib import resources
@@ -21,6 +25,7 @@ from polyjobs.backend import METRICS_KEEP
 from polyjobs.backends.redis.connection import COMMAND_TIMEOUT, Client, connection_for
 from polyjobs.backends.redis.keys import EVENTS_MAXLEN, JOB_TAG, LOG_TAG, SCRIPT_KEYS
 from polyjobs.backends.redis.multiplex import Multiplexed
+from polyjobs.backends.redis.prelude import Unit, names_used, needed, split
 from polyjobs.backends.redis.records import FIELDS, MISSING, NOT_A_HASH
 
 hiredis: Any
@@ -86,14 +91,31 @@ def _header() -> str:
     return "\n".join(lines) + "\n"
 
 
+def full_prelude() -> str:
+    """The header, ``common.lua`` and ``flows.lua``: what a script may use."""
+    return _header() + read("common.lua") + "\n" + read("flows.lua") + "\n"
+
+
+@functools.cache
+def _prelude_units() -> tuple[Unit, ...]:
+    return split(full_prelude())
+
+
 def source(name: str) -> str:
-    """The full text of script ``name`` as sent to Redis."""
-    folder = resources.files("polyjobs.backends.redis")
+    """The full text of script ``name`` as sent to Redis: its prelude (the units of
+    :func:`full_prelude` it needs, see :func:`~polyjobs.backends.redis.prelude.needed`), then
+    its own text."""
     shebang = f"#!lua flags={FLAGS[name]}\n" if name in FLAGS else ""
+    body = read(f"{name}.lua")
     if name in GLOBAL:
-        return shebang + (folder / f"{name}.lua").read_text()
-    common = (folder / "common.lua").read_text() + "\n" + (folder / "flows.lua").read_text()
-    return shebang + _header() + common + "\n" + (folder / f"{name}.lua").read_text()
+        return shebang + body
+    units = needed(_prelude_units(), names_used(body))
+    return shebang + "".join(unit.text for unit in units) + "\n" + body
+
+
+def read(file: str) -> str:
+    """The text of ``file`` beside this module."""
+    return (resources.files("polyjobs.backends.redis") / file).read_text()
 
 
 class Scripts:

@@ -1,0 +1,201 @@
+"""Cut the Lua prelude of the Redis scripts to what one script needs.
+
+Redis runs a script's whole text on every call (``EVALSHA`` caches the compiled chunk, not its
+results), so every ``local function`` of the prelude is a closure made again on every call, used
+or not. :func:`split` cuts a prelude into its top-level statements (units); :func:`needed` keeps,
+in their order, those a script's text refers to, directly or through other kept units.
+
+The prelude's layout this relies on (checked: :func:`split` raises ``ValueError`` otherwise):
+each top-level statement starts at the start of a line, after a line that does not leave an
+expression open (``a =``, ``x ..``, ``(`` ...). Only the tokens matter: names in strings and
+comments are not references.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Unit:
+    """One top-level statement of a prelude, with the comment lines right above it."""
+
+    text: str
+    #: Names it declares (``local function f``, ``local a, b = ...``, ``local a``) or assigns
+    #: (``a = ...``: the value of a name declared earlier, e.g. a forward declaration).
+    defines: frozenset[str]
+    #: Names it refers to (itself included).
+    uses: frozenset[str]
+    #: Kept whatever a script uses: a statement that defines nothing, or a definition whose
+    #: value calls Redis (it runs for its effect).
+    always: bool
+
+
+def needed(units: Sequence[Unit], names: Iterable[str]) -> list[Unit]:
+    """The units code that refers to ``names`` needs, in their order: every unit that declares
+    or assigns a needed name, the names those units use being needed in turn, and the
+    ``always`` ones. A unit left out declares and assigns only names that nothing kept refers
+    to, so every kept reference means what it means in the whole prelude; the order is kept, so
+    forward declarations (``local f`` ... ``f = function``) and hooks (``HOOK = f``) work as in
+    the whole text."""
+    definers: dict[str, list[int]] = {}
+    for i, unit in enumerate(units):
+        for name in unit.defines:
+            definers.setdefault(name, []).append(i)
+    keep = {i for i, unit in enumerate(units) if unit.always}
+    todo = list(names)
+    for i in keep:
+        todo.extend(units[i].uses)
+    seen: set[str] = set()
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        for i in definers.get(name, ()):
+            if i not in keep:
+                keep.add(i)
+                todo.extend(units[i].uses)
+    return [units[i] for i in sorted(keep)]
+
+
+def names_used(text: str) -> frozenset[str]:
+    """The names Lua ``text`` refers to: not keywords, not fields (after ``.`` or ``:``)."""
+    return _names(_tokens(text))
+
+
+def split(text: str) -> tuple[Unit, ...]:
+    """``text`` cut into its top-level statements; their texts put together are ``text``."""
+    tokens = _tokens(text)
+    starts: list[int] = []
+    depth = 0  # open blocks and brackets
+    for i, token in enumerate(tokens):
+        at_line_start = token.start == 0 or text[token.start - 1] == "\n"
+        if depth == 0 and at_line_start and (i == 0 or tokens[i - 1].text not in _GOES_ON):
+            starts.append(i)
+        elif depth == 0 and token.is_name("local"):
+            raise ValueError(f"Lua prelude: a top-level local in mid-line: {token}")
+        if token.is_name("function", "if", "do", "repeat") or token.is_symbol("(", "{", "["):
+            depth += 1
+        elif token.is_name("end", "until") or token.is_symbol(")", "}", "]"):
+            depth -= 1
+    if depth != 0 or not starts:
+        raise ValueError("Lua prelude: unbalanced blocks or brackets, or empty")
+    bounds = [0] + [_comments_above(text, tokens[i].start) for i in starts[1:]] + [len(text)]
+    ends = [*starts[1:], len(tokens)]
+    return tuple(
+        _unit(text[begin:stop], tokens[first:last])
+        for first, last, begin, stop in zip(starts, ends, bounds[:-1], bounds[1:], strict=True)
+    )
+
+
+_TOKEN = re.compile(
+    r"""(?P<space>\s+)
+    |(?P<long>(?:--)?\[(?P<eq>=*)\[.*?\](?P=eq)\])
+    |(?P<comment>--[^\n]*)
+    |(?P<string>'(?:\\.|[^'\\\n])*'|"(?:\\.|[^"\\\n])*")
+    |(?P<name>[A-Za-z_][A-Za-z0-9_]*)
+    |(?P<number>0[xX][0-9a-fA-F]+|(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?)
+    |(?P<symbol>\.\.\.|\.\.|==|~=|<=|>=|[-+*/%^\#<>=(){}\[\];:,.])""",
+    re.VERBOSE | re.DOTALL,
+)
+_KEYWORDS = frozenset(
+    "and break do else elseif end false for function if in local nil not or repeat return then"
+    " true until while".split()
+)
+#: Tokens after which an expression goes on: a line after one continues the statement.
+_GOES_ON = frozenset("= , .. + - * / % ^ == ~= < <= > >= and or not # local return".split())
+
+
+@dataclass(frozen=True)
+class _Token:
+    kind: str  # 'name' (keywords too), 'symbol', 'string', 'number'
+    text: str
+    start: int
+
+    def is_name(self, *words: str) -> bool:
+        return self.kind == "name" and self.text in words
+
+    def is_symbol(self, *symbols: str) -> bool:
+        return self.kind == "symbol" and self.text in symbols
+
+
+def _tokens(text: str) -> list[_Token]:
+    """The Lua tokens of ``text``, without spaces and comments."""
+    out: list[_Token] = []
+    at = 0
+    while at < len(text):
+        match = _TOKEN.match(text, at)
+        if match is None:
+            raise ValueError(f"Lua prelude: cannot read {text[at : at + 20]!r}")
+        kind = match.lastgroup or ""
+        if kind == "long":
+            kind = "comment" if match.group().startswith("--") else "string"
+        if kind not in ("space", "comment"):
+            out.append(_Token(kind, match.group(), at))
+        at = match.end()
+    return out
+
+
+def _names(tokens: Sequence[_Token]) -> frozenset[str]:
+    return frozenset(
+        token.text
+        for i, token in enumerate(tokens)
+        if token.kind == "name"
+        and token.text not in _KEYWORDS
+        and (i == 0 or not tokens[i - 1].is_symbol(".", ":"))
+    )
+
+
+def _comments_above(text: str, at: int) -> int:
+    """Where the comment lines right above the line of offset ``at`` begin."""
+    start = text.rfind("\n", 0, at) + 1
+    while start > 0:
+        above = text.rfind("\n", 0, start - 1) + 1
+        if not text[above:start].lstrip().startswith("--"):
+            break
+        start = above
+    return start
+
+
+def _unit(text: str, tokens: Sequence[_Token]) -> Unit:
+    uses = _names(tokens)
+    if len(tokens) > 2 and tokens[0].is_name("local") and tokens[1].is_name("function"):
+        return Unit(text, frozenset({tokens[2].text}), uses, always=False)
+    local = tokens[0].is_name("local")
+    names = _name_list(tokens[1:] if local else tokens)
+    after = len(names) * 2 - (0 if local else 1)  # the token after the names
+    if names and (local or (after < len(tokens) and tokens[after].is_symbol("="))):
+        return Unit(text, frozenset(names), uses, always="redis" in _names_run(tokens))
+    return Unit(text, frozenset(), uses, always=True)
+
+
+def _name_list(tokens: Sequence[_Token]) -> list[str]:
+    """The names ``a, b, c`` at the start of ``tokens``."""
+    names = []
+    for i, token in enumerate(tokens):
+        if i % 2 == 1:
+            if not token.is_symbol(","):
+                break
+        elif token.kind == "name" and token.text not in _KEYWORDS:
+            names.append(token.text)
+        else:
+            break
+    return names
+
+
+def _names_run(tokens: Sequence[_Token]) -> frozenset[str]:
+    """The names ``tokens`` refer to outside the bodies of the functions they define: what runs
+    when the statement does."""
+    outside: list[_Token] = []
+    depth = 0  # blocks open inside a function body (0: not in one)
+    for token in tokens:
+        if token.is_name("function") or (depth and token.is_name("if", "do", "repeat")):
+            depth += 1
+        elif depth and token.is_name("end", "until"):
+            depth -= 1
+        elif not depth:
+            outside.append(token)
+    return _names(outside)

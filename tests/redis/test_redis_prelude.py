@@ -1,0 +1,204 @@
+"""Each script is sent with only the prelude it needs (issue 21): the helpers of ``common.lua``
+and ``flows.lua`` it refers to, directly or through other helpers, and no others.
+
+The oracle is Redis' own Lua compiler: a name that no kept ``local`` declares compiles to a
+global access (``GETGLOBAL``/``SETGLOBAL``), which the tests read from ``string.dump`` of the
+script compiled by the server."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+import pytest_asyncio
+import redis.asyncio as aioredis
+
+from polyjobs.backends.redis import scripts
+from polyjobs.backends.redis.prelude import Unit, names_used, needed, split
+from tests.redis.conftest import URL
+
+QUEUE_SCRIPTS = [name for name in scripts.NAMES if name not in scripts.GLOBAL]
+WHOLE = split(scripts.full_prelude())
+DEFINED = frozenset().union(*(unit.defines for unit in WHOLE))
+
+
+@pytest_asyncio.fixture
+async def client() -> AsyncIterator[aioredis.Redis]:
+    c = aioredis.Redis.from_url(URL)
+    try:
+        yield c
+    finally:
+        await c.aclose()
+
+
+async def _globals(client: aioredis.Redis, text: str) -> set[str]:
+    """The globals Lua ``text`` reads or writes, as the server compiles it."""
+    if text.startswith("#!"):
+        text = text.split("\n", 1)[1]  # the flags line is EVAL's, not Lua's
+    dump = await client.eval("return string.dump(assert(loadstring(ARGV[1])))", 0, text)
+    return _Chunk(bytes(dump)).globals()
+
+
+class _Chunk:
+    """Just enough of a Lua 5.1 chunk (``string.dump``) to list its global accesses."""
+
+    GETGLOBAL, SETGLOBAL = 5, 7
+
+    def __init__(self, data: bytes) -> None:
+        assert data[:5] == b"\x1bLua\x51", data[:5]
+        self.data = data
+        self.order: str = "little" if data[6] == 1 else "big"
+        self.int_size, self.size_t, self.instruction, self.number = data[7:11]
+        self.at = 12
+        self.found: set[str] = set()
+
+    def globals(self) -> set[str]:
+        self._function()
+        assert self.at == len(self.data)
+        return self.found
+
+    def _int(self, size: int) -> int:
+        value = int.from_bytes(self.data[self.at : self.at + size], self.order)  # type: ignore[arg-type]
+        self.at += size
+        return value
+
+    def _string(self) -> str:
+        size = self._int(self.size_t)
+        text = self.data[self.at : self.at + size - 1].decode() if size else ""
+        self.at += size
+        return text
+
+    def _function(self) -> None:
+        self._string()  # source
+        self.at += 2 * self.int_size + 4  # lines, upvalues, parameters, vararg, stack size
+        code = [self._int(self.instruction) for _ in range(self._int(self.int_size))]
+        constants: list[str | None] = []
+        for _ in range(self._int(self.int_size)):
+            kind = self.data[self.at]
+            self.at += 1
+            if kind == 4:
+                constants.append(self._string())
+            else:
+                self.at += {0: 0, 1: 1, 3: self.number}[kind]
+                constants.append(None)
+        for op in code:
+            if (op & 0x3F) in (self.GETGLOBAL, self.SETGLOBAL):
+                name = constants[op >> 14]
+                assert name is not None
+                self.found.add(name)
+        for _ in range(self._int(self.int_size)):
+            self._function()
+        lines = self._int(self.int_size)
+        self.at += lines * self.int_size  # line numbers
+        for _ in range(self._int(self.int_size)):
+            self._string()
+            self.at += 2 * self.int_size  # a local's name, scope
+        for _ in range(self._int(self.int_size)):
+            self._string()  # upvalue names
+
+
+def _kept(name: str) -> list[Unit]:
+    return needed(WHOLE, names_used(scripts.read(f"{name}.lua")))
+
+
+@pytest.mark.parametrize("name", scripts.NAMES)
+async def test_every_script_loads_and_refers_to_nothing_left_out(
+    client: aioredis.Redis, name: str
+) -> None:
+    text = scripts.source(name)
+    sha = await client.script_load(text)
+    assert (sha.decode() if isinstance(sha, bytes) else sha) == scripts.Scripts(client).shas[name]
+    used = await _globals(client, text)
+    assert not used & DEFINED, f"{name} refers to helpers it was sent without"
+    if name not in scripts.GLOBAL:
+        whole = await _globals(client, scripts.full_prelude() + "\n" + scripts.read(f"{name}.lua"))
+        assert used <= whole  # the same builtins (redis, cjson, string, ...) as with everything
+        assert "redis" in used
+
+
+async def test_the_oracle_sees_a_helper_left_out(client: aioredis.Redis) -> None:
+    units = [unit for unit in _kept("add") if "wmember" not in unit.defines]
+    text = "".join(unit.text for unit in units) + "\n" + scripts.read("add.lua")
+    assert "wmember" in await _globals(client, text)
+
+
+@pytest.mark.parametrize("name", QUEUE_SCRIPTS)
+def test_every_kept_unit_is_referred_to(name: str) -> None:
+    kept = _kept(name)
+    for unit in kept:
+        if unit.always:
+            continue
+        users = names_used(scripts.read(f"{name}.lua")).union(
+            *(other.uses for other in kept if other is not unit)
+        )
+        assert unit.defines & users, f"{name} was sent {sorted(unit.defines)}, which it never uses"
+
+
+def test_helpers_used_only_through_others_are_kept_and_unused_ones_are_not() -> None:
+    fetch = names_used(scripts.read("fetch.lua"))
+    assert {"allowance", "group_ready", "start_job"}.isdisjoint(fetch)  # only through take
+    assert {"allowance", "group_ready", "start_job", "F"} <= _defined(_kept("fetch"))
+    add = _defined(_kept("add"))
+    assert {"add_job", "wmember", "deduplicate", "unlink", "hold"} <= add
+    assert not {"take", "take_grouped", "store_metrics", "forget", "F", "FIELDS"} & add
+    assert len(_kept("add")) < len(WHOLE) / 2
+    # a queue that deletes jobs settles their flows: delete_job -> FORGET = forget -> flows
+    assert {"FORGET", "forget", "cascade", "retain_in"} <= _defined(_kept("remove"))
+    assert scripts.source("control") == scripts.read("control.lua")  # no prelude at all
+
+
+def _defined(units: list[Unit]) -> set[str]:
+    return set().union(*(unit.defines for unit in units))
+
+
+SAMPLE = """\
+local A = KEYS[1]
+local later
+local function used(x)
+  return later(x) .. A
+end
+
+-- unused names one_in_a_comment; a comment is not a reference
+local function one_in_a_comment()
+  return 'used helper later'
+end
+local function helper() return 1 end
+later = function(x)
+  return helper() + x
+end
+local HOOK = nil
+local function hooked() return 2 end
+HOOK = hooked
+local long = [[
+local function fake() end
+]]
+local total = 1 +
+2
+local side = redis.call('GET', A)
+"""
+
+
+def test_split_and_needed_on_a_sample() -> None:
+    units = split(SAMPLE)
+    assert "".join(unit.text for unit in units) == SAMPLE
+    assert [sorted(unit.defines) for unit in units] == [
+        ["A"], ["later"], ["used"], ["one_in_a_comment"], ["helper"], ["later"], ["HOOK"],
+        ["hooked"], ["HOOK"], ["long"], ["total"], ["side"],
+    ]  # fmt: skip
+    assert units[3].text.startswith("-- unused names")  # the comment goes with its unit
+    assert [unit.always for unit in units].count(True) == 1  # side: it calls Redis
+
+    kept = needed(units, names_used("return used(1) -- HOOK, hooked"))
+    assert [sorted(u.defines)[0] for u in kept] == ["A", "later", "used", "helper", "later", "side"]
+    kept = needed(units, names_used("return HOOK()"))
+    assert [sorted(u.defines)[0] for u in kept] == ["A", "HOOK", "hooked", "HOOK", "side"]
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["local a = 1 local b = 2\n", "local function f()\n", "local a = 'x\n"],
+    ids=["two locals on a line", "unbalanced", "unreadable"],
+)
+def test_a_prelude_it_cannot_cut_safely_is_refused(text: str) -> None:
+    with pytest.raises(ValueError, match="Lua prelude"):
+        split(text)
