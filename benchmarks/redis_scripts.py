@@ -56,21 +56,64 @@ def function_library() -> str:
     )
 
 
-def add_args() -> list[str]:
+TOKEN = "bench-token"
+
+
+def add_args(count: int = 1) -> list[str]:
     now = f"{time.time():.6f}"
-    job = ["", "noop", '{"i":1}', "{}", now, now, "0", "0", ""]
-    return [PREFIX, now, "1", *job, "", "", "0", "0", "0"]
+    job = ["", "noop", '{"i":1}', "{}", now, now, "0", "0", "", "", "", "0", "0", "0"]
+    return [PREFIX, now, str(count), *job * count]
 
 
-def per_call(redis: Resp, command: list[str], calls: int, stat: str) -> float:
-    redis.call("CONFIG", "RESETSTAT")
-    packed = b"".join(_pack(command) for _ in range(BATCH))
-    for _ in range(calls // BATCH):
-        redis.sock.sendall(packed)
-        for _ in range(BATCH):
-            redis._read()
-    info = redis.info("commandstats")[f"cmdstat_{stat}"]
-    return float(info.split("usec_per_call=", 1)[1].split(",", 1)[0])
+def finish_args(job_id: int) -> list[str]:
+    """Complete job ``job_id`` (default retention: the newest 100) and take the next one."""
+    now = f"{time.time():.6f}"
+    lease = f"{time.time() + 3600:.6f}"
+    done = [str(job_id), "completed", "1", now, "null", "", "", "", "100", ""]
+    return [PREFIX, TOKEN, "1", now, lease, f"r{job_id}", "0", "1", *done]
+
+
+class Bench:
+    """The variants, each a list of commands, run on one private server."""
+
+    def __init__(self, redis: Resp, calls: int) -> None:
+        self.redis, self.calls = redis, calls
+        self.variants: dict[str, tuple[list[str], str, str]] = {}  # label -> sha, argv kind
+
+    def script(self, label: str, text: str, kind: str = "probe") -> None:
+        sha = self.redis.call("SCRIPT", "LOAD", text)
+        assert sha == hashlib.sha1(text.encode()).hexdigest()
+        self.variants[label] = (["EVALSHA", sha, str(len(KEYS))], kind, "evalsha")
+
+    def commands(self, label: str) -> list[list[str]]:
+        """The calls to time; jobs for a finish+fetch are added (and the first one taken) here."""
+        head, kind, _ = self.variants[label]
+        self.redis.call("FLUSHDB")
+        if kind == "add":
+            return [[*head, *KEYS, *add_args()]] * self.calls
+        if kind == "finish":
+            for _ in range(0, self.calls + 1, 500):
+                self._eval("add", add_args(500))
+            now, lease = f"{time.time():.6f}", f"{time.time() + 3600:.6f}"
+            self._eval("fetch", [PREFIX, TOKEN, "1", now, lease, "r0"])
+            return [[*head, *KEYS, *finish_args(i)] for i in range(1, self.calls + 1)]
+        return [[*head, *KEYS, PREFIX]] * self.calls
+
+    def _eval(self, name: str, argv: list[str]) -> None:
+        self.redis.call("EVAL", scripts.source(name), str(len(KEYS)), *KEYS, *argv)
+
+    def per_call(self, label: str) -> float:
+        """Redis' µs per call of the variant (INFO commandstats ``usec_per_call``)."""
+        commands = self.commands(label)
+        self.redis.call("CONFIG", "RESETSTAT")
+        for at in range(0, len(commands), BATCH):
+            batch = commands[at : at + BATCH]
+            self.redis.sock.sendall(b"".join(_pack(command) for command in batch))
+            for _ in batch:
+                self.redis._read()
+        stat = self.variants[label][2]
+        info = self.redis.info("commandstats")[f"cmdstat_{stat}"]
+        return float(info.split("usec_per_call=", 1)[1].split(",", 1)[0])
 
 
 def _pack(args: list[str]) -> bytes:
@@ -90,18 +133,13 @@ def main() -> None:
     url = server.start()
     try:
         redis = Resp("127.0.0.1", int(url.rsplit(":", 1)[1]))
+        bench = Bench(redis, args.calls)
         whole = scripts.full_prelude()
-        variants: dict[str, tuple[list[str], str]] = {}
-
-        def script(label: str, text: str, argv: list[str]) -> None:
-            sha = redis.call("SCRIPT", "LOAD", text)
-            assert sha == hashlib.sha1(text.encode()).hexdigest()
-            variants[label] = (["EVALSHA", sha, str(len(KEYS)), *KEYS, *argv], "evalsha")
-
-        script("return 1", "return 1", [PREFIX])
+        bench.script("return 1", "return 1")
         redis.call("FUNCTION", "LOAD", "REPLACE", function_library())
-        variants["FCALL, whole prelude loaded once"] = (
-            ["FCALL", "probe", str(len(KEYS)), *KEYS, PREFIX],
+        bench.variants["FCALL, whole prelude loaded once"] = (
+            ["FCALL", "probe", str(len(KEYS))],
+            "probe",
             "fcall",
         )
         for name in scripts.NAMES:
@@ -110,17 +148,19 @@ def main() -> None:
             kept = scripts.source(name).rsplit(scripts.read(f"{name}.lua"), 1)[0]
             if kept.startswith("#!"):  # the flags line: measured without, as the whole one
                 kept = kept.split("\n", 1)[1]
-            script(f"{name}: whole prelude", whole + "\nreturn 1", [PREFIX])
-            script(f"{name}: pruned prelude", kept + "return 1", [PREFIX])
-        body = scripts.read("add.lua")
-        script("add (real, 1 job): whole prelude", whole + "\n" + body, add_args())
-        script("add (real, 1 job): pruned prelude", scripts.source("add"), add_args())
-        results: dict[str, list[float]] = {label: [] for label in variants}
+            bench.script(f"{name}: whole prelude", whole + "\nreturn 1")
+            bench.script(f"{name}: pruned prelude", kept + "return 1")
+        for name, kind, label in (
+            ("add", "add", "add 1 job"),
+            ("finish", "finish", "finish+fetch 1 job"),
+        ):
+            body = scripts.read(f"{name}.lua")
+            bench.script(f"{label} (real): whole prelude", whole + "\n" + body, kind)
+            bench.script(f"{label} (real): pruned prelude", scripts.source(name), kind)
+        results: dict[str, list[float]] = {label: [] for label in bench.variants}
         for _ in range(args.rounds):
-            for label, (command, stat) in variants.items():
-                results[label].append(per_call(redis, command, args.calls, stat))
-                if label.startswith("add"):
-                    redis.call("FLUSHDB")
+            for label in bench.variants:
+                results[label].append(bench.per_call(label))
         width = max(map(len, results))
         print(f"{'variant':<{width}}  µs/call median  (rounds)")
         for label, values in results.items():
