@@ -235,7 +235,10 @@ class Worker:
         self._listeners[event].append(callback)
 
     def _emit(self, event: str, *args: Any) -> None:
-        for callback in self._listeners[event]:
+        callbacks = self._listeners[event]
+        if not callbacks:
+            return
+        for callback in callbacks:
             try:
                 result = callback(*args)
                 if inspect.isawaitable(result):
@@ -406,7 +409,10 @@ class Worker:
                 block = 0.0 if burst or failures else self.options.block
                 records = await self._fetch_reserved(free, block)
                 run.fetched = time.time()
-                self._start(records)
+                if records:
+                    self._start(records)
+                    # the jobs start before the next fetch is built and sent
+                    await asyncio.sleep(0)
                 if burst and not records and await self._burst_idle():
                     run.closing.set()
                 failures = 0
@@ -543,7 +549,14 @@ class Worker:
         self._last_opts = (stored, opts)
         return opts
 
-    async def _call(self, job: Job) -> Any:
+    def _call(self, job: Job) -> Awaitable[Any]:
+        """The processor's run of ``job``; an async processor's own coroutine when there is
+        no span to open (no wrapper coroutine per job on the hot path)."""
+        if self._is_async and self.telemetry is None:
+            return self.processor(job)  # type: ignore[no-any-return]
+        return self._traced(job)
+
+    async def _traced(self, job: Job) -> Any:
         if self.telemetry is None:
             return await self._invoke(job)
         with self.telemetry.processing(self.queue, job):
@@ -648,7 +661,12 @@ class Worker:
             self._announce(batch, lost)
             self._start(result.jobs)
             run.round_done.set()
-            slots.notify()
+            if slots.free > 0:
+                slots.notify()  # only then has the fetch loop something to fetch for
+            if result.jobs:
+                # jobs that end at once are in the outbox after one turn: the next call goes
+                # out then, without a wake-up of this loop in between
+                await asyncio.sleep(0)
         run.round_done.set()
 
     def _announce(self, batch: list[tuple[Finish, Job, Any]], lost: set[str]) -> None:
