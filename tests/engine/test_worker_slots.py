@@ -152,3 +152,68 @@ async def test_a_failed_finish_keeps_the_slots_until_it_is_sent_again() -> None:
         assert most <= 2
         assert (await queue.counts())["completed"] == 6
         _all_given_back(worker)
+
+
+class _Recorded:
+    """The memory backend, recording every fetch and finish call in ``events`` when made."""
+
+    def __init__(self, backend: Backend, events: list[str]) -> None:
+        self._backend = backend
+        self.events = events
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._backend, name)
+
+    async def fetch(self, *args: Any, **kwargs: Any) -> Any:
+        self.events.append("fetch")
+        return await self._backend.fetch(*args, **kwargs)
+
+    async def finish(self, queue: str, token: str, finishes: Any, fetch: int, lease: float) -> Any:
+        self.events.append(f"finish {len(finishes)}, fetch {fetch}")
+        return await self._backend.finish(queue, token, finishes, fetch, lease)
+
+
+async def test_fetched_jobs_start_before_the_next_fetch_goes_out() -> None:
+    async with open_backend("memory://") as backend:
+        queue = Queue("slots-start-first", backend)
+        await queue.add("j", 1)
+        events: list[str] = []
+        started = asyncio.Event()
+
+        async def held(job: Job) -> None:
+            events.append("start")
+            started.set()
+            await asyncio.sleep(60)
+
+        recorded = _Recorded(backend, events)
+        worker = Worker(queue.name, held, recorded, concurrency=2, block=0.05, schedule=False)
+        task = asyncio.create_task(worker.run())
+        await asyncio.wait_for(started.wait(), 10)
+        await _until(lambda: events.count("fetch") >= 2, "the worker should fetch again")
+        await worker.close(grace=0)
+        await task
+        # the job taken by the first fetch ran before the fetch for the free slot was made
+        assert events[:3] == ["fetch", "start", "fetch"], events
+        _all_given_back(worker)
+
+
+async def test_jobs_that_end_at_once_go_back_in_one_finish_that_refills_every_slot() -> None:
+    async with open_backend("memory://") as backend:
+        queue = Queue("slots-one-round", backend)
+        for i in range(9):
+            await queue.add("j", i)
+        events: list[str] = []
+
+        async def quick(job: Job) -> int:
+            return int(job.data)
+
+        recorded = _Recorded(backend, events)
+        worker = Worker(queue.name, quick, recorded, concurrency=3, block=0.05, schedule=False)
+        await asyncio.wait_for(worker.run(burst=True), 10)
+        finishes = [e for e in events if e.startswith("finish")]
+        # three rounds of three: each finish hands back the jobs of the last one and takes the
+        # next three, the fetch loop staying out of it while no slot is free
+        assert finishes[:3] == ["finish 3, fetch 3"] * 3, events
+        assert events[0] == "fetch" and events.count("fetch") <= 2, events
+        assert (await queue.counts())["completed"] == 9
+        _all_given_back(worker)
