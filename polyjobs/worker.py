@@ -657,7 +657,8 @@ class Worker:
                 lost -= await applied_before(
                     self.backend, self.queue, [fin for fin, _, _ in batch], lost & run.resent
                 )
-            run.resent.difference_update(fin.job_id for fin, _, _ in batch)
+            if run.resent:
+                run.resent.difference_update(fin.job_id for fin, _, _ in batch)
             self._announce(batch, lost)
             self._start(result.jobs)
             run.round_done.set()

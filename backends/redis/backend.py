@@ -498,14 +498,13 @@ class RedisBackend:
     ) -> tuple[list[JobRecord], float | None]:
         due = reply[0]
         jobs, broken = taken(reply, 1)
-        await self._fail_broken(queue, token, broken)
+        if broken:
+            await self._fail_broken(queue, token, broken)
         return jobs, (None if due is None else float(due))
 
     async def _fail_broken(self, queue: str, token: str, broken: list[tuple[str, str]]) -> None:
         """Fail jobs just taken whose records cannot be decoded, with the reason, instead of
         running them (best-effort: if this fails, their leases expire and the sweep retries)."""
-        if not broken:
-            return
         now = time.time()
         count, cutoff = _keep_args(KEEP_FAILED, now)
         args: list[Any] = [token, 0, _t(now), _t(now), "", 0, len(broken)]
@@ -580,7 +579,8 @@ class RedisBackend:
             lambda rid, gone: [*head, rid, len(gone), *gone, len(finishes), *args],
         )
         taken_jobs, broken = taken(jobs)
-        await self._fail_broken(queue, token, broken)
+        if broken:
+            await self._fail_broken(queue, token, broken)
         return FinishResult(list(lost), taken_jobs)
 
     async def release(self, queue: str, token: str, job_ids: Sequence[str] | None) -> list[str]:
