@@ -414,30 +414,34 @@ class StoreBench:
             "latency_p99": ms[min(len(ms) - 1, round(0.99 * len(ms)) - 1)],
         }
 
-    def measure(self, peer: Any, log: Any) -> dict[str, Any]:
-        """Every scenario for ``peer``: a row of the table (a scenario that fails is a cell
-        saying why, never a crash)."""
-        row: dict[str, Any] = {}
-
-        def attempt(keys: list[str], step: Any) -> None:
-            started = time.monotonic()
-            try:
-                row.update(step())
-            except Exception as exc:  # a peer's failure is a table cell, never a crash
-                for key in keys:
-                    row.setdefault(key, f"error: {exc or type(exc).__name__}")
-            log(f"  {peer.name}: {', '.join(keys)} ({time.monotonic() - started:.1f}s)")
-
-        attempt(
-            ["enqueue_single"], lambda: {"enqueue_single": self.enqueue(peer, "enqueue-single")}
-        )
-        attempt(["enqueue_bulk"], lambda: {"enqueue_bulk": self.enqueue(peer, "enqueue-bulk")})
+    def steps(self, peer: Any) -> list[tuple[list[str], Any]]:
+        """The scenarios for ``peer`` in order: (the columns a step fills, the step)."""
 
         def c10() -> dict[str, Any]:
             got = self.process(peer, 10)
             return {"process_c10": got["throughput"], "rss_mb": got["rss_mb"]}
 
-        attempt(["process_c10", "rss_mb"], c10)
-        attempt(["process_c100"], lambda: {"process_c100": self.process(peer, 100)["throughput"]})
-        attempt(["latency_p50", "latency_p99"], lambda: self.latency(peer))
+        return [
+            (["enqueue_single"], lambda: {"enqueue_single": self.enqueue(peer, "enqueue-single")}),
+            (["enqueue_bulk"], lambda: {"enqueue_bulk": self.enqueue(peer, "enqueue-bulk")}),
+            (["process_c10", "rss_mb"], c10),
+            (["process_c100"], lambda: {"process_c100": self.process(peer, 100)["throughput"]}),
+            (["latency_p50", "latency_p99"], lambda: self.latency(peer)),
+        ]
+
+    def attempt(self, peer: Any, keys: list[str], step: Any, log: Any) -> dict[str, Any]:
+        """One step's cells (a step that fails is a cell saying why, never a crash)."""
+        started = time.monotonic()
+        try:
+            cells: dict[str, Any] = step()
+        except Exception as exc:  # a peer's failure is a table cell, never a crash
+            cells = {key: f"error: {exc or type(exc).__name__}" for key in keys}
+        log(f"  {peer.name}: {', '.join(keys)} ({time.monotonic() - started:.1f}s)")
+        return cells
+
+    def measure(self, peer: Any, log: Any) -> dict[str, Any]:
+        """Every scenario for ``peer``, one after another: a row of the table."""
+        row: dict[str, Any] = {}
+        for keys, step in self.steps(peer):
+            row.update(self.attempt(peer, keys, step, log))
         return row

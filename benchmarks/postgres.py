@@ -4,13 +4,18 @@
     python benchmarks/postgres.py --n 2000 --only polyjobs,pgqueuer
     python benchmarks/postgres.py --polyjobs-rev HEAD
     python benchmarks/postgres.py --baseline feec48b   # also that revision, as polyjobs@<rev>
+    python benchmarks/postgres.py --only polyjobs,pgqueuer --n 5000 --baseline main --repeat 5
 
 Starts a private PostgreSQL cluster on a free port (``initdb`` + ``pg_ctl`` from the installed
 server, default settings: fsync and ``synchronous_commit`` on), gives every library a fresh
 database before every step, and runs each in its own subprocesses with the same driver protocol
-as ``run.py`` (``peers/_bench.py``). Creates ``benchmarks/.peers-postgres`` (pgqueuer,
-Procrastinate; pinned in ``peers/requirements-postgres.txt``) and ``node/node_modules`` (BullMQ
-and ``pg``) when missing. Prints the tables and writes ``results/postgres-<date>.json``.
+as ``run.py`` (``peers/_bench.py``). The libraries take turns step by step (every library's
+single adds, then every library's bulk adds, ...), the first of each step moving by one place
+every round; with ``--repeat K`` the tables show each value's median over the K rounds and the
+ratios of every round, and how many rounds polyjobs was ahead on every column. Creates
+``benchmarks/.peers-postgres`` (pgqueuer, Procrastinate; pinned in
+``peers/requirements-postgres.txt``) and ``node/node_modules`` (BullMQ and ``pg``) when missing.
+Prints the tables and writes ``results/postgres-<date>.json``.
 """
 
 from __future__ import annotations
@@ -42,7 +47,7 @@ from _common import (
 from _common import (
     STORE_METRICS as METRICS,
 )
-from run import log, result_tables
+from run import TIMES, log, medians, per_round, ratio, result_tables
 
 PG_VENV = HERE / ".peers-postgres"
 PG_REQUIREMENTS = PEERS_DIR / "requirements-postgres.txt"
@@ -175,13 +180,47 @@ class Bench(StoreBench):
         return self.cluster.fresh(self.db(peer))
 
 
-def run_peer(bench: Bench, peer: Peer, broken: str | None) -> dict[str, Any]:
-    if broken:
-        return {key: f"error: {broken}" for key, *_ in METRICS}
-    row = bench.measure(peer, log)
-    assert bench.cluster is not None
-    bench.cluster.sql("postgres", f"DROP DATABASE IF EXISTS {bench.db(peer)} WITH (FORCE)")
-    return row
+def run_round(
+    bench: Bench, peers: list[Peer], broken: dict[str, str | None], k: int, of: int
+) -> dict[str, dict[str, Any]]:
+    """Round ``k`` of ``of``: each step for every library in turn, starting ``k`` places
+    further down the list, so no library always meets the machine first (or last)."""
+    order = peers[k % len(peers) :] + peers[: k % len(peers)]
+    results: dict[str, dict[str, Any]] = {p.name: {} for p in peers}
+    steps = {p.name: bench.steps(p) for p in order}
+    for index in range(len(steps[order[0].name])):
+        for peer in order:
+            keys, step = steps[peer.name][index]
+            reason = broken.get(peer.name)
+            if reason:
+                results[peer.name].update({key: f"error: {reason}" for key in keys})
+                continue
+            log(f"{peer.name}: {', '.join(keys)}" + (f" (round {k + 1} of {of})" if of > 1 else ""))
+            results[peer.name].update(bench.attempt(peer, keys, step, log))
+    return results
+
+
+def ahead_counts(rounds: list[dict[str, dict[str, Any]]]) -> str:
+    """For each other library, in how many rounds polyjobs was ahead (ratio > 1) on every
+    column both measured, and which columns it was behind in the others."""
+    if "polyjobs" not in rounds[0]:
+        return ""
+    lines = ["", "Rounds with polyjobs ahead on every column:", ""]
+    for name in [n for n in rounds[0] if n != "polyjobs"]:
+        behind: list[str] = []
+        clean = 0
+        for k, r in enumerate(rounds, 1):
+            lost = []
+            for key, title, _, better in METRICS:
+                cell = ratio(r["polyjobs"].get(key), r[name].get(key), better)
+                if cell != "-" and float(cell.rstrip(TIMES)) <= 1.0:
+                    lost.append(f"{title} {cell}")
+            clean += not lost
+            if lost:
+                behind.append(f"round {k}: {', '.join(lost)}")
+        detail = f" (behind in {'; '.join(behind)})" if behind else ""
+        lines.append(f"- polyjobs/{name}: {clean} of {len(rounds)}{detail}")
+    return "\n".join(lines)
 
 
 def render(results: dict[str, dict[str, Any]], meta: dict[str, Any]) -> str:
@@ -192,7 +231,8 @@ def render(results: dict[str, dict[str, Any]], meta: dict[str, Any]) -> str:
         f"machine: {meta['cores']} cores, load {' '.join(f'{x:.2f}' for x in meta['load'])} at "
         f"start, {' '.join(f'{x:.2f}' for x in meta['load_end'])} at the end; Python "
         f"{meta['python']}; PostgreSQL {meta['postgres']} (private cluster, default settings)",
-        f"polyjobs from: {meta['source']}",
+        f"polyjobs from: {meta['source']}"
+        + (f"; medians of {meta['rounds']} interleaved rounds" if meta.get("rounds") else ""),
         "Shared machine: compare the ratios (measured side by side), not absolute numbers.",
         "",
         *result_tables(results, METRICS),
@@ -200,7 +240,7 @@ def render(results: dict[str, dict[str, Any]], meta: dict[str, Any]) -> str:
     return "\n".join(out)
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--n", type=int, default=10_000)
     parser.add_argument("--latency-jobs", type=int, default=2000)
@@ -208,6 +248,13 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=500)
     parser.add_argument("--timeout", type=float, default=300.0)
     parser.add_argument("--only", default="")
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        metavar="K",
+        help="K rounds, the libraries taking turns step by step; medians and per-round ratios",
+    )
     parser.add_argument("--polyjobs-rev", default="")
     parser.add_argument(
         "--baseline",
@@ -216,6 +263,13 @@ def main() -> None:
         "after polyjobs), for before/after ratios from one run",
     )
     args = parser.parse_args()
+    if args.repeat < 1:
+        sys.exit("--repeat must be at least 1")
+    return args
+
+
+def main() -> None:
+    args = parse_args()
     peers = PEERS
     if args.only:
         wanted = [w.strip() for w in args.only.split(",") if w.strip()]
@@ -267,17 +321,18 @@ def main() -> None:
             "postgres": cluster.version,
             "source": source,
         }
-        results: dict[str, dict[str, Any]] = {}
-        for peer in peers:
-            log(f"{peer.name} ...")
-            results[peer.name] = run_peer(bench, peer, broken.get(peer.name))
+        rounds = [run_round(bench, peers, broken, k, args.repeat) for k in range(args.repeat)]
+        results = medians(rounds)
+        if args.repeat > 1:
+            meta["rounds"] = args.repeat
         meta["load_end"] = os.getloadavg()
-        text = render(results, meta)
+        text = render(results, meta) + per_round(rounds, METRICS) + "\n" + ahead_counts(rounds)
         print(text)
         stamp = dt.datetime.now().strftime("%Y-%m-%d-%H%M%S")
         path = HERE / "results" / f"postgres-{stamp}.json"
         path.parent.mkdir(exist_ok=True)
-        path.write_text(json.dumps({"meta": meta, "results": results, "table": text}, indent=1))
+        saved = {"meta": meta, "results": results, "rounds": rounds, "table": text}
+        path.write_text(json.dumps(saved, indent=1))
         log(f"wrote {path.relative_to(HERE.parent)}")
     finally:
         cluster.stop()

@@ -387,14 +387,15 @@ def medians(rounds: list[dict[str, dict[str, Any]]]) -> dict[str, dict[str, Any]
     return out
 
 
-def per_round(rounds: list[dict[str, dict[str, Any]]]) -> str:
+def per_round(rounds: list[dict[str, dict[str, Any]]], metrics: list[Any] | None = None) -> str:
     """The baseline's ratio to each library in every round, and their median (with K rounds):
-    on a shared machine the spread says more than any one number."""
+    on a shared machine the spread says more than any one number. ``metrics``: the columns
+    (this benchmark's by default)."""
     if len(rounds) < 2 or BASELINE not in rounds[0]:
         return ""
     rows = []
     for name in [n for n in rounds[0] if n != BASELINE]:
-        for key, title, _, better in METRICS:
+        for key, title, _, better in METRICS if metrics is None else metrics:
             cells = [ratio(r[BASELINE].get(key), r[name].get(key), better) for r in rounds]
             found = [float(c.rstrip(TIMES)) for c in cells if c != "-"]
             middle = f"{statistics.median(found):.2f}{TIMES}" if found else "-"
