@@ -49,16 +49,40 @@ ORDER = {
 
 
 # -- hot paths: one call of a schema function each ---------------------------------------------
+ADD_ONE = "SELECT * FROM pj_add_one($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
+ADD_BATCH = "SELECT * FROM pj_add_batch($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
+
+
 async def add(
     conn: Conn, queue: str, now: float, channel: str, jobs: Sequence[NewJob]
-) -> list[Any]:
-    return await conn.fetch(
-        "SELECT * FROM pj_add_jobs($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
-        queue,
-        now,
-        channel,
-        *records.add_args(jobs),
-    )
+) -> list[tuple[str, bool, bool]]:
+    """Add jobs in one call: (id, whether it was automatic, whether it was added) per job, in
+    order. One job goes through ``pj_add_one`` (plain arguments, a taken automatic id replaced
+    in the call), more through ``pj_add_batch``."""
+    if len(jobs) == 1:
+        j = jobs[0]
+        row = await conn.fetchrow(
+            ADD_ONE,
+            queue,
+            now,
+            channel,
+            j.job_id,
+            j.name,
+            j.data_json,
+            records.dumps(j.opts),
+            j.timestamp,
+            j.run_at,
+            j.priority,
+            j.lifo,
+        )
+        assert row is not None
+        return [(row[0], j.job_id is None, row[1])]
+    row = await conn.fetchrow(ADD_BATCH, queue, now, channel, *records.add_args(jobs))
+    assert row is not None
+    ids, autos, addeds = row
+    if autos is None:  # every id automatic, every job added
+        return [(job_id, True, True) for job_id in ids]
+    return list(zip(ids, autos, addeds, strict=True))
 
 
 async def add_jobs(
@@ -94,11 +118,11 @@ async def _add_plain(
     while todo:
         rows = await add(conn, queue, now, channel, [jobs[i] for i in todo])
         retry = []
-        for index, row in zip(todo, rows, strict=True):
-            if row["auto"] and not row["added"]:
+        for index, (job_id, auto, added) in zip(todo, rows, strict=True):
+            if auto and not added:
                 retry.append(index)  # the automatic id was taken: another one
             else:
-                results[index] = AddResult(row["job_id"], row["added"])
+                results[index] = AddResult(job_id, added)
         todo = retry
     return [r for r in results if r is not None]
 

@@ -94,10 +94,12 @@ def worker(row: Record) -> WorkerInfo:
 
 
 def add_args(jobs: Sequence[NewJob]) -> list[Any]:
-    """The nine arguments of ``pj_add_jobs`` after (queue, now, channel): the ids (``None``
+    """The nine arguments of ``pj_add_batch`` after (queue, now, channel): the ids (``None``
     when every one is automatic), names, payloads, the distinct option texts and each job's
     position among them (1-based), times, priorities and lifo flags. The jobs of a bulk add
-    mostly share one options object (the queue's defaults): it is encoded and sent once."""
+    mostly share one options object (the queue's defaults): it is encoded and sent once; so is
+    a name, position, time, priority or flag every job has (a list of one, see
+    ``pj_batch_rows``)."""
     texts: dict[int, int] = {}
     distinct: list[str] = []
     positions = []
@@ -110,15 +112,21 @@ def add_args(jobs: Sequence[NewJob]) -> list[Any]:
     ids = [j.job_id for j in jobs]
     return [
         None if all(i is None for i in ids) else ids,
-        [j.name for j in jobs],
+        _shared([j.name for j in jobs]),
         [j.data_json for j in jobs],
         distinct,
-        positions,
-        [j.timestamp for j in jobs],
-        [j.run_at for j in jobs],
-        [j.priority for j in jobs],
-        [j.lifo for j in jobs],
+        _shared(positions),
+        _shared([j.timestamp for j in jobs]),
+        _shared([j.run_at for j in jobs]),
+        _shared([j.priority for j in jobs]),
+        _shared([j.lifo for j in jobs]),
     ]
+
+
+def _shared(values: list[Any]) -> list[Any]:
+    """``values``, or its first element alone when every element equals it."""
+    first = values[0]
+    return [first] if values.count(first) == len(values) else values
 
 
 def finish_args(finishes: Sequence[Finish]) -> list[list[Any]]:

@@ -9,13 +9,14 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import pytest
 
 from polyjobs import Queue, open_backend
 from polyjobs.backend import NewJob
-from polyjobs.backends.postgres import make_backend, schema
+from polyjobs.backends.postgres import make_backend, records, schema
 from polyjobs.backends.postgres.backend import PostgresBackend
 from polyjobs.backends.postgres.url import PostgresUrl
 from polyjobs.errors import BackendUnavailableError, ConfigError, InvalidArgumentError
@@ -265,6 +266,45 @@ async def test_a_bulk_add_sends_shared_options_once_and_keeps_each_jobs_own(
         assert len({j.id for j in more}) == 6
         fetched = await backend.fetch("bulk", "tok", 6, 30.0, 0)
         assert [r.data for r in fetched] == [0, 2, 4, 1, 3, 5]
+
+
+async def test_what_every_job_of_a_batch_shares_is_sent_once_and_given_to_each(
+    pg_url: str,
+) -> None:
+    now = time.time()
+    three: dict[str, Any] = {"attempts": 3}
+    same = [
+        NewJob("s", str(i), three, now, run_at=now + 60, priority=4, lifo=True) for i in range(3)
+    ]
+    args = records.add_args(same)
+    assert args[1] == ["s"] and len(args[2]) == 3
+    assert args[4:] == [[1], [now], [now + 60], [4], [True]]
+    plain: dict[str, Any] = {}
+    mixed = [
+        NewJob("m0", "5", plain, now),
+        NewJob("m1", "0", plain, now, priority=2),
+        NewJob("m2", "1", plain, now, lifo=True),
+        NewJob("m1", "2", plain, now, run_at=now + 60),
+        NewJob("m3", "3", {"attempts": 2}, now + 1, priority=1),
+    ]
+    assert [len(a) for a in records.add_args(mixed)[1:]] == [5, 5, 2, 5, 5, 5, 5, 5]
+    async with open_backend(pg_url) as backend:
+        ids = [r.id for r in await backend.add("q", [*same, *mixed])]
+        stored = [await backend.get_job("q", job_id) for job_id in ids]
+        assert [
+            (r.name, r.data, r.opts, r.state, r.timestamp, r.run_at, r.priority)
+            for r in stored
+            if r
+        ] == [
+            *[("s", i, three, "delayed", now, now + 60, 4) for i in range(3)],
+            ("m0", 5, {}, "waiting", now, 0.0, 0),
+            ("m1", 0, {}, "waiting", now, 0.0, 2),
+            ("m2", 1, {}, "waiting", now, 0.0, 0),
+            ("m1", 2, {}, "delayed", now, now + 60, 0),
+            ("m3", 3, {"attempts": 2}, "waiting", now + 1, 0.0, 1),
+        ]
+        fetched = await backend.fetch("q", "tok", 10, 30.0, 0)
+        assert [r.data for r in fetched] == [1, 5, 3, 0]  # by priority; lifo first in its level
 
 
 async def test_a_fetch_commits_without_waiting_for_the_flush_and_a_finish_waits(

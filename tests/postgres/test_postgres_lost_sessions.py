@@ -113,7 +113,7 @@ async def test_a_session_lost_while_the_add_is_prepared_is_run_again_once(
     async with open_backend(url) as backend:
         queue = Queue("cut", backend, default_options=KEEP)
         # the add's statement text goes by once, in the Parse message that prepares it
-        proxy.arm(b"pj_add_jobs(", "before")
+        proxy.arm(b"pj_add_one(", "before")
         job = await queue.add("first", {"n": 1})
         assert proxy.cuts == 1
         assert (await queue.get_job(job.id)) is not None
