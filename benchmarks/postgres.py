@@ -12,7 +12,9 @@ database before every step, and runs each in its own subprocesses with the same 
 as ``run.py`` (``peers/_bench.py``). The libraries take turns step by step (every library's
 single adds, then every library's bulk adds, ...), the first of each step moving by one place
 every round; with ``--repeat K`` the tables show each value's median over the K rounds and the
-ratios of every round, and how many rounds polyjobs was ahead on every column. Creates
+ratios of every round, and how many rounds polyjobs was ahead on every column. Single adds,
+which wait for one commit each and so for the shared disk, go in ``--slices`` slices (default
+10) per library, the libraries taking turns slice by slice. Creates
 ``benchmarks/.peers-postgres`` (pgqueuer, Procrastinate; pinned in
 ``peers/requirements-postgres.txt``) and ``node/node_modules`` (BullMQ and ``pg``) when missing.
 Prints the tables and writes ``results/postgres-<date>.json``.
@@ -170,6 +172,7 @@ def ensure_node_pg() -> str | None:
 @dataclass
 class Bench(StoreBench):
     cluster: Cluster | None = None
+    slices: int = 1
 
     def db(self, peer: Peer) -> str:
         return "bench_" + "".join(c if c.isalnum() else "_" for c in peer.name)
@@ -189,15 +192,53 @@ def run_round(
     results: dict[str, dict[str, Any]] = {p.name: {} for p in peers}
     steps = {p.name: bench.steps(p) for p in order}
     for index in range(len(steps[order[0].name])):
+        where = f" (round {k + 1} of {of})" if of > 1 else ""
+        if steps[order[0].name][index][0] == ["enqueue_single"] and bench.slices > 1:
+            log(f"enqueue_single, {bench.slices} slices in turn{where}")
+            for name, cell in single_in_slices(bench, order, broken).items():
+                results[name]["enqueue_single"] = cell
+            continue
         for peer in order:
             keys, step = steps[peer.name][index]
             reason = broken.get(peer.name)
             if reason:
                 results[peer.name].update({key: f"error: {reason}" for key in keys})
                 continue
-            log(f"{peer.name}: {', '.join(keys)}" + (f" (round {k + 1} of {of})" if of > 1 else ""))
+            log(f"{peer.name}: {', '.join(keys)}{where}")
             results[peer.name].update(bench.attempt(peer, keys, step, log))
     return results
+
+
+def single_in_slices(
+    bench: Bench, order: list[Peer], broken: dict[str, str | None]
+) -> dict[str, float | str]:
+    """Single adds, N in ``bench.slices`` slices per library, the libraries taking turns
+    slice by slice (each adding to its own database): N over the sum of a library's slice
+    times. A slice lasts a second or so, so the disk's swings, which last longer, meet every
+    library alike; one library's N in one go would meet them alone."""
+    size = max(1, bench.n // bench.slices)
+    urls: dict[str, str] = {}
+    spent: dict[str, float | str] = {}
+    for peer in order:
+        reason = broken.get(peer.name)
+        if reason:
+            spent[peer.name] = f"error: {reason}"
+        else:
+            urls[peer.name], spent[peer.name] = bench.fresh(peer), 0.0
+    for _ in range(bench.slices):
+        for peer in order:
+            so_far = spent[peer.name]
+            if isinstance(so_far, str):
+                continue
+            try:
+                got = bench.once(peer, urls[peer.name], "enqueue-single", size)
+                spent[peer.name] = so_far + float(got["elapsed"])
+            except Exception as exc:  # a peer's failure is a table cell, never a crash
+                spent[peer.name] = f"error: {exc or type(exc).__name__}"
+    return {
+        name: value if isinstance(value, str) else size * bench.slices / value
+        for name, value in spent.items()
+    }
 
 
 def ahead_counts(rounds: list[dict[str, dict[str, Any]]]) -> str:
@@ -233,7 +274,12 @@ def render(results: dict[str, dict[str, Any]], meta: dict[str, Any]) -> str:
         f"start, {' '.join(f'{x:.2f}' for x in meta['load_end'])} at the end; Python "
         f"{meta['python']}; PostgreSQL {meta['postgres']} (private cluster, default settings)",
         f"polyjobs from: {meta['source']}"
-        + (f"; medians of {meta['rounds']} interleaved rounds" if meta.get("rounds") else ""),
+        + (f"; medians of {meta['rounds']} interleaved rounds" if meta.get("rounds") else "")
+        + (
+            f"; single adds in {meta['slices']} slices a library, in turn"
+            if meta.get("slices", 1) > 1
+            else ""
+        ),
         "Shared machine: compare the ratios (measured side by side), not absolute numbers.",
         "",
         *result_tables(results, METRICS),
@@ -256,6 +302,14 @@ def parse_args() -> argparse.Namespace:
         metavar="K",
         help="K rounds, the libraries taking turns step by step; medians and per-round ratios",
     )
+    parser.add_argument(
+        "--slices",
+        type=int,
+        default=10,
+        metavar="S",
+        help="single adds in S slices of N/S per library, the libraries taking turns slice by "
+        "slice (1: each library's N in one go)",
+    )
     parser.add_argument("--polyjobs-rev", default="")
     parser.add_argument(
         "--baseline",
@@ -264,8 +318,8 @@ def parse_args() -> argparse.Namespace:
         "after polyjobs), for before/after ratios from one run",
     )
     args = parser.parse_args()
-    if args.repeat < 1:
-        sys.exit("--repeat must be at least 1")
+    if args.repeat < 1 or args.slices < 1:
+        sys.exit("--repeat and --slices must be at least 1")
     return args
 
 
@@ -308,7 +362,13 @@ def main() -> None:
     cluster.start()
     try:
         bench = Bench(
-            args.n, args.latency_jobs, args.rate, args.batch, args.timeout, cluster=cluster
+            args.n,
+            args.latency_jobs,
+            args.rate,
+            args.batch,
+            args.timeout,
+            cluster=cluster,
+            slices=args.slices,
         )
         meta: dict[str, Any] = {
             "date": dt.datetime.now().isoformat(timespec="seconds"),
@@ -321,6 +381,7 @@ def main() -> None:
             "python": sys.version.split()[0],
             "postgres": cluster.version,
             "source": source,
+            "slices": args.slices,
         }
         rounds = [run_round(bench, peers, broken, k, args.repeat) for k in range(args.repeat)]
         results = medians(rounds)
