@@ -1,6 +1,8 @@
 """Redis server time per script call, by prelude (issue 21): what a script's prelude costs Redis.
 
     .venv/bin/python benchmarks/redis_scripts.py [--calls 20000] [--rounds 5]
+    .venv/bin/python benchmarks/redis_scripts.py --clients [--jobs 5000] [--rounds 5]
+        [--steps adds,c1,c10]
 
 On a private redis-server (so ``INFO commandstats`` counts only these calls), for every queue
 script: ``EVALSHA`` of its prelude followed by ``return 1``, with the whole prelude (every helper
@@ -10,22 +12,30 @@ prelude; and ``FCALL`` of a Redis Function whose library defined the whole prelu
 ``FUNCTION LOAD`` and that only re-binds the per-call values (keys, prefix, state) before
 ``return 1`` (the floor of the Redis Functions design). Rounds alternate the variants; the table
 shows each variant's median µs per call (``usec_per_call``) over the rounds.
+
+``--clients``: the same two preludes through polyjobs itself, in one process, alternating in
+every round (the backend's scripts swapped between blocks): single adds one after another, then
+a worker at concurrency 1 and 10 over pre-added jobs; rates, and the server's CPU per job
+(``INFO cpu``, user + system, over the block).
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import hashlib
 import statistics
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import RedisServer, Resp
 
-from polyjobs.backends.redis import scripts
+from polyjobs import Queue, Worker
+from polyjobs.backends.redis import RedisBackend, scripts
 from polyjobs.backends.redis.keys import SCRIPT_KEYS
 
 PREFIX = "bench:{q}:"
@@ -124,14 +134,97 @@ def _pack(args: list[str]) -> bytes:
     return b"".join(parts)
 
 
+async def _noop(job: Any) -> None:
+    return None
+
+
+async def clients(url: str, jobs: int, rounds: int, steps: list[str]) -> None:
+    """Single adds and processing through polyjobs, whole vs pruned preludes, alternating."""
+    backend = RedisBackend(f"{url}/0?prefix=ab")
+    await backend.open()
+    server = Resp("127.0.0.1", int(url.rsplit(":", 1)[1]))
+    whole = scripts.full_prelude()
+    variants: dict[str, dict[str, str]] = {
+        "whole": {name: _whole_source(name, whole) for name in scripts.NAMES},
+        "pruned": {name: scripts.source(name) for name in scripts.NAMES},
+    }
+    results: dict[tuple[str, str], list[float]] = {}
+    queue = Queue("ab", backend)
+    try:
+        for r in range(rounds):
+            for variant in sorted(variants, reverse=r % 2 == 1):
+                calls = backend._scripts
+                assert calls is not None
+                for name, text in variants[variant].items():
+                    calls._sources[name] = text
+                    calls.shas[name] = hashlib.sha1(text.encode()).hexdigest()
+                await backend.obliterate("ab")
+                if "adds" in steps:
+                    cpu, start = server.cpu_seconds(), time.perf_counter()
+                    for i in range(jobs):
+                        await queue.add("noop", {"i": i})
+                    _record(results, variant, "single adds", jobs, start, cpu, server)
+                for concurrency in [int(step[1:]) for step in steps if step.startswith("c")]:
+                    await backend.obliterate("ab")
+                    for base in range(0, jobs, 500):
+                        await queue.add_bulk(
+                            [("noop", {"i": i}, {}) for i in range(base, base + 500)]
+                        )
+                    worker = Worker("ab", _noop, backend, concurrency=concurrency, schedule=False)
+                    cpu, start = server.cpu_seconds(), time.perf_counter()
+                    await worker.run(burst=True)
+                    _record(results, variant, f"process c={concurrency}", jobs, start, cpu, server)
+    finally:
+        await backend.obliterate("ab")
+        await backend.close()
+        server.close()
+    print(f"{'step':<12} {'prelude':<7}  jobs/s median (rounds)  |  server CPU µs/job median")
+    for (variant, step), values in sorted(results.items(), key=lambda kv: (kv[0][1], kv[0][0])):
+        rates, cpus = values[0::2], values[1::2]
+        print(
+            f"{step:<12} {variant:<7}  {statistics.median(rates):8,.0f} "
+            f"({' '.join(f'{v:,.0f}' for v in rates)})  |  {statistics.median(cpus):6.1f} "
+            f"({' '.join(f'{v:.1f}' for v in cpus)})"
+        )
+
+
+def _whole_source(name: str, whole: str) -> str:
+    """Script ``name`` with the whole prelude, as sent before issue 21's pruning."""
+    text = scripts.source(name)
+    shebang = text.split("\n", 1)[0] + "\n" if text.startswith("#!") else ""
+    if name in scripts.GLOBAL:
+        return text
+    return shebang + whole + "\n" + scripts.read(f"{name}.lua")
+
+
+def _record(
+    results: dict[tuple[str, str], list[float]],
+    variant: str,
+    step: str,
+    jobs: int,
+    start: float,
+    cpu: float,
+    server: Resp,
+) -> None:
+    elapsed = time.perf_counter() - start
+    used = server.cpu_seconds() - cpu
+    results.setdefault((variant, step), []).extend([jobs / elapsed, used / jobs * 1e6])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--calls", type=int, default=20_000)
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--clients", action="store_true", help="through polyjobs, see above")
+    parser.add_argument("--jobs", type=int, default=5_000, help="per step, with --clients")
+    parser.add_argument("--steps", default="adds,c1,c10", help="with --clients: adds, cN")
     args = parser.parse_args()
     server = RedisServer()
     url = server.start()
     try:
+        if args.clients:
+            asyncio.run(clients(url, args.jobs, args.rounds, args.steps.split(",")))
+            return
         redis = Resp("127.0.0.1", int(url.rsplit(":", 1)[1]))
         bench = Bench(redis, args.calls)
         whole = scripts.full_prelude()
