@@ -66,10 +66,24 @@ def _float(value: str | None) -> float | None:
     return float(value) if value else None
 
 
+# what json.loads ends in (set by JSONDecoder.__init__, not in the type stubs)
+_scan: Callable[[str, int], tuple[Any, int]] = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
+
+
 def payload(value: str | None) -> Any:
     """A user's JSON (data, progress, returnvalue) by the standard library, which keeps integers
-    of any size as memory and SQLite do: orjson turns integers beyond 64 bits into floats."""
-    return json.loads(value) if value else None
+    of any size as memory and SQLite do: orjson turns integers beyond 64 bits into floats.
+
+    The decoder's scanner is called directly (one C call, what ``json.loads`` ends in); text it
+    does not take whole (leading or trailing whitespace, invalid JSON) goes through ``json.loads``,
+    which returns the same value or raises its usual error."""
+    if not value:
+        return None
+    try:
+        found, end = _scan(value, 0)
+    except StopIteration:
+        return json.loads(value)
+    return found if end == len(value) else json.loads(value)
 
 
 def _opts(value: str | None) -> dict[str, Any]:

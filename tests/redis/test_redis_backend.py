@@ -5,6 +5,7 @@ reloading. Tests that count commands or need a socket file run on their own redi
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import shutil
 import time
@@ -31,7 +32,7 @@ from polyjobs.backend import (
 from polyjobs.backends.redis import RedisBackend
 from polyjobs.backends.redis.connection import RedisUrl
 from polyjobs.backends.redis.keys import EVENTS_MAXLEN, JOB_TAG, LOG_TAG, SCRIPT_KEYS, QueueKeys
-from polyjobs.backends.redis.records import MISSING, NOT_A_HASH
+from polyjobs.backends.redis.records import MISSING, NOT_A_HASH, payload
 from polyjobs.backends.redis.testing import (
     RedisClusterServers,
     RedisServer,
@@ -315,6 +316,26 @@ async def test_integers_beyond_64_bits_survive_data_progress_and_returnvalue(
     assert job.data == big and job.progress == big and job.returnvalue == big
     (listed,) = await queue.jobs("completed")
     assert listed.returnvalue == big
+
+
+def test_payloads_decode_exactly_as_the_standard_library_does() -> None:
+    texts = [
+        '{"t":1732930000.123456}',
+        "[18446744073709551616, -9223372036854775809, 1e400, NaN, -Infinity]",
+        '"\\ud800 lone surrogate"',
+        ' {"a": 1}',  # leading whitespace
+        '{"a": 1} \n',  # trailing whitespace
+        "null",
+        "0",
+        '{"deep": ' * 50 + "1" + "}" * 50,
+    ]
+    for text in texts:
+        found, expected = payload(text), json.loads(text)
+        assert repr(found) == repr(expected), text
+    for bad in ["{not json", '{"a": 1} x', "[1,", "'single'"]:
+        with pytest.raises(ValueError):
+            payload(bad)
+    assert payload("") is None and payload(None) is None
 
 
 # -- blocking fetch --------------------------------------------------------------------------
