@@ -107,13 +107,14 @@ class Cluster:
             sys.exit(f"{Path(argv[0]).name} failed: {done.stderr.strip()[-300:]}")
         return done.stdout
 
-    def start(self) -> None:
+    def start(self, *settings: str) -> None:
+        """Start the server; ``settings`` are extra ``name=value`` server settings."""
         if self.as_postgres:
             shutil.chown(self.dir, "postgres", "postgres")
         data = str(self.dir / "data")
         self._run(_tool("initdb"), "-D", data, "-U", "postgres", "--auth=trust", "-E", "UTF8")
         options = f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.dir} "
-        options += "-c max_connections=300"
+        options += "-c max_connections=300" + "".join(f" -c {x}" for x in settings)
         log_file = str(self.dir / "server.log")
         self._run(_tool("pg_ctl"), "-D", data, "-o", options, "-l", log_file, "-w", "start")
         self.version = self.sql("postgres", "SHOW server_version").strip()
