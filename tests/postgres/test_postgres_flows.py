@@ -99,3 +99,54 @@ async def test_a_flow_linking_an_already_failed_child_applies_its_policy(pg_url:
         assert [(str(ref), state) for ref, state in deps.pending.items()] == [
             ("q:lenient", "failed")
         ]
+
+
+async def test_one_finish_of_many_children_settles_each_parent_once_with_every_outcome(
+    pg_url: str,
+) -> None:
+    """A finish whose batch holds several children of the same parents (completed, failed
+    with a policy) and a job holding a window settles them together: every edge gets its value
+    or reason, each parent is released once nothing is pending, and the window is freed."""
+    async with open_backend(pg_url) as backend:
+        flows = FlowProducer(backend)
+        queue = Queue("q", backend)
+        soft = {"ignore_dependency_on_failure": True}
+        children = [{"name": "c", "queue": "q", "data": i} for i in range(4)]
+        first = await flows.add(
+            {
+                "name": "p1",
+                "queue": "p",
+                "children": [*children, {"name": "c", "queue": "q", "data": 4, "opts": soft}],
+            }
+        )
+        two = [{"name": "c", "queue": "q", "data": i} for i in (5, 6)]
+        second = await flows.add({"name": "p2", "queue": "p", "children": two})
+        one = [{"name": "c", "queue": "q", "data": 7}]
+        waiting = await flows.add({"name": "p3", "queue": "p", "children": one})
+        holder = await queue.add("w", 8, deduplication={"id": "w"})
+        assert await queue.deduplication_job_id("w") == holder.id
+        taken = await backend.fetch("q", "tok", 9, 30.0, 0)
+        assert len(taken) == 9
+        now = time.time()
+        ends = [
+            Finish(j.id, "failed", 1, now, failed_reason="soft no")
+            if j.data == 4
+            else Finish(j.id, "completed", 1, now, str(j.data))
+            for j in taken
+            if j.data != 7
+        ]
+        result = await backend.finish("q", "tok", ends, 0, 30.0)
+        assert result.lost == []
+        for flow, values, ignored in [(first, [0, 1, 2, 3], 1), (second, [5, 6], 0)]:
+            parent = await backend.get_job("p", flow.job.id)
+            assert parent is not None and parent.state == "waiting"
+            deps = await flows_of(backend).get_dependencies("p", flow.job.id)
+            assert sorted(deps.processed.values()) == values
+            assert deps.pending == {} and len(deps.ignored) == ignored
+        assert list(
+            (await flows_of(backend).get_dependencies("p", first.job.id)).ignored.values()
+        ) == ["soft no"]
+        assert await queue.deduplication_job_id("w") is None
+        third = await backend.get_job("p", waiting.job.id)
+        assert third is not None and third.state == "waiting-children"
+        assert len(await backend.fetch("p", "tok", 5, 30.0, 0)) == 2  # each released once
