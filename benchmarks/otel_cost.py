@@ -1,17 +1,24 @@
-"""What OpenTelemetry tracing costs a Redis worker: no-op jobs at concurrency 100, with and
-without ``OtelTelemetry``, in alternating rounds (compare the ratio, not absolute rates).
+"""What OpenTelemetry tracing costs a Redis worker: jobs at concurrency 100, with and without
+``OtelTelemetry``, in interleaved rounds (compare the ratios, not absolute rates).
 
-    .venv/bin/python benchmarks/otel_cost.py [--jobs 10000] [--rounds 3]
+    .venv/bin/python benchmarks/otel_cost.py [--jobs 20000] [--rounds 11] [--bulk 100]
+        [--work-ms 0] [--modes off,otel-1%,otel]
 
 The traced runs use the OpenTelemetry SDK with a ``BatchSpanProcessor`` and an exporter that
 drops the spans (what an application pays; exporting over the network is the SDK's own thread):
 ``otel`` records every trace, ``otel-1%`` samples 1 % of them (``ParentBased(TraceIdRatioBased)``,
 the usual production setting: the other runs get non-recording spans).
-Jobs are added in bulk (500 per call; traced: one ``send`` span per call and the trace context
-in every job), then one worker processes them all (traced: one ``process`` span per job).
-Besides the rates it reports the process's CPU time per processed job (all threads, the span
-exporter's included): on a shared, loaded machine the rates of 1-second runs swing by tens of
-percent between rounds, the CPU per job much less.
+Jobs are added in bulk (``--bulk`` per call; traced: one ``send`` span per call and the trace
+context in every job), then one worker processes them all (traced: one ``process`` span per
+sampled job). A trace is one add call, so 1 % of the calls are sampled and a round's sampled
+jobs come in lumps of ``--bulk``: the count is printed per round (it is random, as in
+production). Jobs are no-ops, or burn ``--work-ms`` of CPU each.
+
+Each round runs every mode once, in an order rotated from round to round. Per traced mode it
+prints the ratio of its throughput to the untraced one of the same round, as the median over
+the rounds with the quartiles and the extremes, and the process's CPU time per processed job
+(all threads, the span exporter's included), which swings much less than the rates on a shared,
+loaded machine.
 """
 
 from __future__ import annotations
@@ -22,111 +29,164 @@ import statistics
 import time
 import uuid
 from collections.abc import Sequence
-from typing import Any
 
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
-from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
+from opentelemetry.sdk.trace.sampling import ParentBased, Sampler, TraceIdRatioBased
 
-from polyjobs import Queue, Worker
+from polyjobs import Job, Queue, Worker
 from polyjobs.backends.redis import RedisBackend
 from polyjobs.otel import OtelTelemetry
 from polyjobs.telemetry import Telemetry
 
 QUEUE = "bench-otel"
+MODES = {"off": None, "otel": None, "otel-1%": ParentBased(TraceIdRatioBased(0.01))}
 
 
-class Dropping(SpanExporter):
+class Counting(SpanExporter):
+    """Drops the spans, counting the job runs'."""
+
     def __init__(self) -> None:
-        self.spans = 0
+        self.runs = 0
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-        self.spans += len(spans)
+        self.runs += sum(span.name.startswith("process ") for span in spans)
         return SpanExportResult.SUCCESS
 
 
-async def _noop(job: Any) -> None:
-    return None
+def _burn(loops: int) -> int:
+    total = 0
+    for i in range(loops):
+        total += i
+    return total
+
+
+def loops_per_ms() -> int:
+    """How many ``_burn`` loops take a millisecond of CPU here (the median of a few tries)."""
+    tries = []
+    for _ in range(7):
+        start = time.process_time()
+        _burn(200_000)
+        tries.append(200_000 / (1000 * (time.process_time() - start)))
+    return int(statistics.median(tries))
+
+
+class Mode:
+    def __init__(self, name: str, sampler: Sampler | None) -> None:
+        self.name = name
+        self.exporter = Counting()
+        self.provider: TracerProvider | None = None
+        self.telemetry: Telemetry | None = None
+        if name != "off":
+            self.provider = TracerProvider(sampler=sampler) if sampler else TracerProvider()
+            self.provider.add_span_processor(
+                BatchSpanProcessor(self.exporter, max_queue_size=100_000)
+            )
+            self.telemetry = OtelTelemetry(tracer_provider=self.provider)
+        #: per round: (bulk add jobs/s, process jobs/s, CPU µs per processed job, sampled runs)
+        self.rounds: list[tuple[float, float, float, int]] = []
 
 
 async def one_round(
-    backend: RedisBackend, jobs: int, concurrency: int, telemetry: Telemetry | None
-) -> tuple[float, float, float]:
-    """(bulk add jobs/s, processing jobs/s, this process's CPU µs per processed job)."""
+    backend: RedisBackend, mode: Mode, jobs: int, bulk: int, concurrency: int, loops: int
+) -> None:
     await backend.obliterate(QUEUE)
-    queue = Queue(QUEUE, backend, telemetry=telemetry)
+    exported = mode.exporter.runs
+    queue = Queue(QUEUE, backend, telemetry=mode.telemetry)
     start = time.perf_counter()
-    for base in range(0, jobs, 500):
-        await queue.add_bulk([("noop", {"i": i}) for i in range(base, min(base + 500, jobs))])
+    for base in range(0, jobs, bulk):
+        await queue.add_bulk([("job", {"i": i}) for i in range(base, min(base + bulk, jobs))])
     add_rate = jobs / (time.perf_counter() - start)
+
+    async def work(job: Job) -> None:
+        if loops:
+            _burn(loops)
+
     worker = Worker(
-        QUEUE, _noop, backend, concurrency=concurrency, schedule=False, telemetry=telemetry
+        QUEUE, work, backend, concurrency=concurrency, schedule=False, telemetry=mode.telemetry
     )
     start, cpu = time.perf_counter(), time.process_time()
     await worker.run(burst=True)
     rate = jobs / (time.perf_counter() - start)
     cpu_us = 1e6 * (time.process_time() - cpu) / jobs  # all threads: the span exporter's too
     counts = await backend.counts(QUEUE)
-    assert counts["completed"] + counts["failed"] >= min(jobs, 100), counts
-    return add_rate, rate, cpu_us
+    assert counts["failed"] == counts["waiting"] == counts["active"] == 0, counts
+    if mode.provider is not None:
+        mode.provider.force_flush()
+    mode.rounds.append((add_rate, rate, cpu_us, mode.exporter.runs - exported))
 
 
-async def run(url: str, jobs: int, concurrency: int, rounds: int) -> None:
-    backend = RedisBackend(url)
+def spread(values: Sequence[float], form: str = ".3f") -> str:
+    """The median [quartiles; extremes] of ``values``."""
+    q1, median, q3 = statistics.quantiles(values, n=4, method="inclusive")
+    low, high = min(values), max(values)
+    return f"{median:{form}} [quartiles {q1:{form}} to {q3:{form}}; {low:{form}} to {high:{form}}]"
+
+
+def report(modes: list[Mode], concurrency: int) -> None:
+    for mode in modes:
+        rows = mode.rounds
+        procs = ", ".join(f"{p:,.0f}" for _, p, _, _ in rows)
+        cpus = ", ".join(f"{c:.1f}" for _, _, c, _ in rows)
+        print(f"{mode.name:>7}: process c={concurrency} {procs} jobs/s; worker CPU {cpus} us/job")
+        if mode.provider is not None:
+            print(f"{'':>9}sampled runs per round: {', '.join(str(r[3]) for r in rows)}")
+    off = modes[0]
+    for mode in modes[1:]:
+        pairs = list(zip(off.rounds, mode.rounds, strict=True))
+        ratio = [t[1] / o[1] for o, t in pairs]
+        add_ratio = [t[0] / o[0] for o, t in pairs]
+        extra = [t[2] - o[2] for o, t in pairs]
+        # the same jobs in every round: the ratio of the total times, every round weighed
+        pooled = sum(1 / o[1] for o, _ in pairs) / sum(1 / t[1] for _, t in pairs)
+        print(f"{mode.name}/off throughput: {spread(ratio)}; all rounds' time pooled {pooled:.3f}")
+        print(f"{'':>{len(mode.name) + 5}}add_bulk: {spread(add_ratio)}")
+        print(
+            f"{'':>{len(mode.name) + 5}}worker CPU +us/job: {spread(extra, '+.1f')} "
+            f"(off: {statistics.median(o[2] for o, _ in pairs):.1f} us/job)"
+        )
+
+
+async def run(args: argparse.Namespace) -> None:
+    names = args.modes.split(",")
+    unknown = [n for n in names if n not in MODES]
+    if unknown or names[0] != "off" or len(names) < 2:
+        raise SystemExit(f"--modes: 'off' first, then some of {', '.join(MODES)}; got {names}")
+    if args.rounds < 2:
+        raise SystemExit("--rounds: at least 2 (the spread needs them)")
+    modes = [Mode(name, MODES[name]) for name in names]
+    loops = loops_per_ms() * args.work_ms if args.work_ms else 0
+    backend = RedisBackend(args.url)
     await backend.open()
-    exporter = Dropping()
-    provider = TracerProvider()
-    provider.add_span_processor(BatchSpanProcessor(exporter, max_queue_size=100_000))
-    sampled = TracerProvider(sampler=ParentBased(TraceIdRatioBased(0.01)))
-    sampled.add_span_processor(BatchSpanProcessor(exporter, max_queue_size=100_000))
-    modes: dict[str, Telemetry | None] = {
-        "off": None,
-        "otel": OtelTelemetry(tracer_provider=provider),
-        "otel-1%": OtelTelemetry(tracer_provider=sampled),
-    }
-    results: dict[str, list[tuple[float, float, float]]] = {mode: [] for mode in modes}
     try:
-        await one_round(backend, min(jobs, 2000), concurrency, None)  # warm-up
-        for _ in range(rounds):
-            for mode, telemetry in modes.items():
-                results[mode].append(await one_round(backend, jobs, concurrency, telemetry))
+        warm = Mode("off", None)
+        await one_round(backend, warm, min(args.jobs, 2000), args.bulk, args.concurrency, loops)
+        for r in range(args.rounds):
+            for i in range(len(modes)):
+                mode = modes[(r + i) % len(modes)]
+                await one_round(backend, mode, args.jobs, args.bulk, args.concurrency, loops)
         await backend.obliterate(QUEUE)
     finally:
         await backend.close()
-        provider.shutdown()
-        sampled.shutdown()
-    for mode, rows in results.items():
-        adds = ", ".join(f"{a:,.0f}" for a, _, _ in rows)
-        procs = ", ".join(f"{p:,.0f}" for _, p, _ in rows)
-        cpus = ", ".join(f"{c:.0f}" for _, _, c in rows)
-        print(
-            f"{mode:>7}: add_bulk {adds} jobs/s; process c={concurrency} {procs} jobs/s; "
-            f"worker CPU {cpus} us/job"
-        )
-    for mode in ("otel", "otel-1%"):
-        pairs = list(zip(results["off"], results[mode], strict=True))
-        ratio = [t[1] / o[1] for o, t in pairs]
-        add_ratio = [t[0] / o[0] for o, t in pairs]
-        cpu_ratio = [o[2] / t[2] for o, t in pairs]
-        extra = statistics.median(t[2] - o[2] for o, t in pairs)
-        print(
-            f"{mode}/off: process {statistics.median(ratio):.3f} (rounds: "
-            + ", ".join(f"{r:.3f}" for r in ratio)
-            + f"); add_bulk {statistics.median(add_ratio):.3f}; worker CPU per job off/{mode} "
-            f"{statistics.median(cpu_ratio):.3f} (+{extra:.0f} us/job)"
-        )
-    print(f"spans exported: {exporter.spans:,}")
+        for mode in modes:
+            if mode.provider is not None:
+                mode.provider.shutdown()
+    what = f"{args.work_ms} ms of CPU" if args.work_ms else "no-op"
+    print(f"{args.jobs:,} {what} jobs per round, add_bulk of {args.bulk}, {args.rounds} rounds")
+    report(modes, args.concurrency)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser()
     prefix = f"bench-otel-{uuid.uuid4().hex[:6]}"
     parser.add_argument("--url", default=f"redis://127.0.0.1:6379/0?prefix={prefix}")
-    parser.add_argument("--jobs", type=int, default=10_000)
+    parser.add_argument("--jobs", type=int, default=20_000)
+    parser.add_argument("--bulk", type=int, default=100)
     parser.add_argument("--concurrency", type=int, default=100)
-    parser.add_argument("--rounds", type=int, default=3)
-    args = parser.parse_args()
-    asyncio.run(run(args.url, args.jobs, args.concurrency, args.rounds))
+    parser.add_argument("--rounds", type=int, default=11)
+    parser.add_argument("--work-ms", type=int, default=0)
+    parser.add_argument("--modes", default="off,otel-1%,otel")
+    asyncio.run(run(parser.parse_args(argv)))
 
 
 if __name__ == "__main__":

@@ -23,13 +23,18 @@ import random
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
+from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
 from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
+from opentelemetry.baggage.propagation import W3CBaggagePropagator
 from opentelemetry.context import Context
+from opentelemetry.context.contextvars_context import ContextVarsRuntimeContext
+from opentelemetry.propagators.composite import CompositePropagator
 from opentelemetry.propagators.textmap import TextMapPropagator
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from polyjobs.telemetry import TRACE_KEY, checked_carrier
 
@@ -72,23 +77,77 @@ def _decides_by_parent(sampler: Any) -> bool:
     return known[1]
 
 
+#: The ContextVar behind OpenTelemetry's current context (its default runtime context), set
+#: directly around an unsampled run; None with another runtime context: its attach and detach.
+_CURRENT: ContextVar[Context] | None = None
+if type(otel_context._RUNTIME_CONTEXT) is ContextVarsRuntimeContext:
+    _CURRENT = otel_context._RUNTIME_CONTEXT._current_context
+
+
 class _Unsampled:
     """A run the sampler drops: no span is started, ended or exported; the current span is a
     non-recording one in the trace of the job's add (as the SDK makes for a dropped span), so
     what the processor adds stays in that unsampled trace."""
 
-    __slots__ = ("context", "token")
+    __slots__ = ("dropped", "token")
 
-    def __init__(self, context: Context) -> None:
-        self.context = context
-        self.token: object = None
+    def __init__(self, dropped: tuple[Context, Span]) -> None:
+        self.dropped = dropped
+        self.token: Any = None
 
     def __enter__(self) -> Span:
-        self.token = otel_context.attach(self.context)
-        return trace.get_current_span(self.context)
+        if _CURRENT is None:
+            self.token = otel_context.attach(self.dropped[0])
+        else:
+            self.token = _CURRENT.set(self.dropped[0])
+        return self.dropped[1]
 
     def __exit__(self, *exc: object) -> None:
-        otel_context.detach(self.token)  # type: ignore[arg-type]
+        if _CURRENT is None:
+            otel_context.detach(self.token)
+        else:
+            _CURRENT.reset(self.token)
+
+
+#: A W3C ``traceparent`` of version 00: trace id, parent id, flags.
+_TRACEPARENT = re.compile(r"00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})")
+_W3C = (TraceContextTextMapPropagator, W3CBaggagePropagator)
+
+
+def _reads_like_w3c(propagator: TextMapPropagator) -> bool:
+    """Whether ``propagator`` extracts a carrier that holds a ``traceparent`` only exactly as
+    :func:`_parse_traceparent` does: the W3C trace-context propagator, alone or first in a
+    composite of W3C ones (the default), which starts from an empty context."""
+    if type(propagator) is TraceContextTextMapPropagator:
+        return True
+    if type(propagator) is not CompositePropagator:
+        return False
+    parts = getattr(propagator, "_propagators", None)
+    return (
+        isinstance(parts, (list, tuple))
+        and bool(parts)
+        and type(parts[0]) is TraceContextTextMapPropagator
+        and all(type(part) in _W3C for part in parts)
+    )
+
+
+def _parse_traceparent(traceparent: str) -> Context | None:
+    """The context the W3C propagator extracts from ``{"traceparent": traceparent}``, or None
+    when it is not a valid version-00 value (the propagator is asked then)."""
+    found = _TRACEPARENT.fullmatch(traceparent)
+    if found is None:
+        return None
+    trace_id, span_id = int(found[1], 16), int(found[2], 16)
+    if not trace_id or not span_id:
+        return None
+    remote = trace.SpanContext(
+        trace_id, span_id, is_remote=True, trace_flags=trace.TraceFlags(int(found[3], 16))
+    )
+    return trace.set_span_in_context(trace.NonRecordingSpan(remote), Context())
+
+
+#: How many unsampled carriers an OtelTelemetry remembers (then it starts over).
+_DROPPED_MAX = 1024
 
 
 class OtelTelemetry:
@@ -104,12 +163,10 @@ class OtelTelemetry:
 
         self.tracer = trace.get_tracer("polyjobs", __version__, tracer_provider=tracer_provider)
         self.propagator = propagator
-        #: the last carrier a run extracted, the context and propagator it was extracted with,
-        #: and the result: the jobs of one bulk add carry the same carrier, parsed once
-        self._extracted: tuple[Mapping[str, Any], Context, TextMapPropagator, Context] | None
-        self._extracted = None
-        #: the parent of the last run the sampler dropped, and the context that run made current
-        self._dropped: tuple[Context, Context] | None = None
+        #: the propagator last seen that reads a traceparent as the W3C one does (the default)
+        self._w3c: TextMapPropagator | None = None
+        #: the runs the sampler drops, by their job's traceparent: what each makes current
+        self._dropped: dict[str, tuple[Context, Span]] = {}
 
     def _propagator(self) -> TextMapPropagator:
         return self.propagator or propagate.get_global_textmap()
@@ -135,13 +192,30 @@ class OtelTelemetry:
 
     def processing(self, queue: str, job: Job) -> AbstractContextManager[object]:
         carrier = job.opts.get(TRACE_KEY)
+        # first the common case, as cheap as can be: a job whose add was not sampled, like
+        # one run before (the jobs of one bulk add share their carrier)
+        if type(carrier) is dict and len(carrier) == 1:
+            traceparent = carrier.get("traceparent")
+            propagator = self.propagator or propagate.get_global_textmap()
+            if type(traceparent) is str and propagator is self._w3c:
+                dropped = self._dropped.get(traceparent)
+                if dropped is not None:
+                    return _Unsampled(dropped)
+        return self._run_scope(queue, job, carrier)
+
+    def _run_scope(self, queue: str, job: Job, carrier: object) -> AbstractContextManager[object]:
         # only the job says what its run continues: a job added untraced starts a trace
-        if type(carrier) is not dict and not isinstance(carrier, Mapping):
+        if not isinstance(carrier, Mapping):
             carrier = {}
-        parent = self._extract(carrier)
-        dropped = self._dropped
-        if dropped is not None and dropped[0] is parent:
-            return _Unsampled(dropped[1])  # a sibling of the last run dropped: same decision
+        propagator = self._propagator()
+        if propagator is not self._w3c and _reads_like_w3c(propagator):
+            self._w3c = propagator
+        traceparent = carrier.get("traceparent") if len(carrier) == 1 else None
+        parent = None
+        if propagator is self._w3c and type(traceparent) is str:
+            parent = _parse_traceparent(traceparent)
+        if parent is None:
+            traceparent, parent = None, propagator.extract(carrier)
         attributes: dict[str, Any] = {
             "messaging.system": SYSTEM,
             "messaging.operation.type": "process",
@@ -152,46 +226,47 @@ class OtelTelemetry:
             "polyjobs.job.attempt": job.attempts_made + 1,
         }
         name = f"process {queue}"
-        # The sampler's decision first when the job's add was not sampled: a run it drops (as
-        # the usual ParentBased sampler does) makes no span. (A sampled parent goes straight
-        # to the tracer, which asks the sampler itself.)
-        sampler = getattr(self.tracer, "sampler", None)  # the SDK's tracer; else no shortcut
-        if sampler is not None:
-            context = trace.get_current_span(parent).get_span_context()
-            if context.is_valid and not context.trace_flags.sampled:
-                result = sampler.should_sample(
-                    parent, context.trace_id, name, SpanKind.CONSUMER, attributes
-                )
-                if not result.decision.is_recording():
-                    # the span context the SDK gives a dropped span: a new span id, the
-                    # parent's flags less "sampled", the sampler's trace state
-                    span = trace.NonRecordingSpan(
-                        trace.SpanContext(
-                            context.trace_id,
-                            random.getrandbits(64) or 1,
-                            is_remote=False,
-                            trace_flags=trace.TraceFlags(
-                                context.trace_flags & ~trace.TraceFlags.SAMPLED
-                            ),
-                            trace_state=result.trace_state,
-                        )
-                    )
-                    current = trace.set_span_in_context(span, parent)
-                    if _decides_by_parent(sampler):
-                        # the runs of the other jobs of the same add (same carrier, so the
-                        # same parent object) get the same decision: this one, reused
-                        self._dropped = (parent, current)
-                    return _Unsampled(current)
-        return self._processing_span(name, parent, attributes)
+        dropped = self._dropped_run(name, parent, attributes)
+        if dropped is None:
+            return self._processing_span(name, parent, attributes)
+        if traceparent is not None and _decides_by_parent(getattr(self.tracer, "sampler", None)):
+            # the runs of the other jobs with this carrier get the same decision: this one
+            if len(self._dropped) >= _DROPPED_MAX:
+                self._dropped.clear()
+            self._dropped[traceparent] = dropped
+        return _Unsampled(dropped)
 
-    def _extract(self, carrier: Mapping[str, Any]) -> Context:
-        current, propagator = otel_context.get_current(), self._propagator()
-        last = self._extracted
-        if last and last[1] is current and last[2] is propagator and last[0] == carrier:
-            return last[3]
-        parent = propagator.extract(carrier)
-        self._extracted = (dict(carrier), current, propagator, parent)
-        return parent
+    def _dropped_run(
+        self, name: str, parent: Context, attributes: dict[str, Any]
+    ) -> tuple[Context, Span] | None:
+        """When the job's add was not sampled and the sampler drops its run too (as the usual
+        ParentBased sampler does), the context the run makes current and its non-recording
+        span; else None (a sampled parent goes straight to the tracer, which asks the sampler
+        itself)."""
+        sampler = getattr(self.tracer, "sampler", None)  # the SDK's tracer; else no shortcut
+        if sampler is None:
+            return None
+        context = trace.get_current_span(parent).get_span_context()
+        if not context.is_valid or context.trace_flags.sampled:
+            return None
+        result = sampler.should_sample(
+            parent, context.trace_id, name, SpanKind.CONSUMER, attributes
+        )
+        if result.decision.is_recording():
+            return None
+        # the span context the SDK gives a dropped span: a new span id, the parent's flags
+        # less "sampled", the sampler's trace state
+        ids = getattr(self.tracer, "id_generator", None)
+        span = trace.NonRecordingSpan(
+            trace.SpanContext(
+                context.trace_id,
+                ids.generate_span_id() if ids is not None else random.getrandbits(64) or 1,
+                is_remote=False,
+                trace_flags=trace.TraceFlags(context.trace_flags & ~trace.TraceFlags.SAMPLED),
+                trace_state=result.trace_state,
+            )
+        )
+        return trace.set_span_in_context(span, parent), span
 
     @contextmanager
     def _processing_span(

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import os
+import re
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -13,16 +14,22 @@ from typing import Any
 
 import pytest
 import redis
-from opentelemetry import trace
+from hypothesis import given
+from hypothesis import strategies as st
+from opentelemetry import baggage, trace
+from opentelemetry import context as otel_context
+from opentelemetry.baggage.propagation import W3CBaggagePropagator
+from opentelemetry.propagators.composite import CompositePropagator
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ParentBased, TraceIdRatioBased
 from opentelemetry.trace import SpanKind, StatusCode
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from polyjobs import Job, Queue, QueueSpec, Runtime, Worker, open_backend
 from polyjobs.backend import Backend
-from polyjobs.otel import OtelTelemetry
+from polyjobs.otel import OtelTelemetry, _parse_traceparent
 from polyjobs.telemetry import TRACE_KEY
 
 
@@ -273,3 +280,64 @@ async def test_the_unsampled_runs_of_one_bulk_add_stay_in_its_trace() -> None:
     for traceparent, context in seen:
         assert f"{context.trace_id:032x}" == traceparent.split("-")[1]
         assert context.is_valid and not context.trace_flags.sampled
+
+
+_HEX = "0123456789abcdefABCDEF"
+
+
+def _hex(size: int) -> st.SearchStrategy[str]:
+    """Mostly valid lowercase hex of ``size``; else zeros, upper case, a digit more or less."""
+    valid = st.text(_HEX[:16], min_size=size, max_size=size)
+    return valid | valid | st.just("0" * size) | st.text(_HEX, min_size=size - 1, max_size=size + 1)
+
+
+@given(
+    version=st.sampled_from(["00", "00", "01", "ff", "0g"]),
+    trace_id=_hex(32),
+    span_id=_hex(16),
+    flags=_hex(2),
+    around=st.sampled_from(["", "", " ", "\t", "-x"]),
+)
+def test_the_quick_traceparent_reading_agrees_with_the_w3c_propagator(
+    version: str, trace_id: str, span_id: str, flags: str, around: str
+) -> None:
+    traceparent = f"{version}-{trace_id}-{span_id}-{flags}{around}"
+    sdk = trace.get_current_span(
+        TraceContextTextMapPropagator().extract({"traceparent": traceparent})
+    ).get_span_context()
+    quick = _parse_traceparent(traceparent)
+    strict = re.fullmatch("00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}", traceparent)
+    if quick is None:  # left to the propagator: what it reads is not a plain version 00
+        assert not (strict and sdk.is_valid)
+    else:
+        assert trace.get_current_span(quick).get_span_context() == sdk
+        assert sdk.is_valid and sdk.is_remote and len(quick) == 1
+
+
+async def test_unsampled_runs_keep_the_baggage_and_other_propagators_work() -> None:
+    """A carrier beyond a lone traceparent (baggage) and a propagator that is not W3C's go
+    through the propagator: the unsampled runs stay in their add's trace either way."""
+    provider = TracerProvider(sampler=ParentBased(ALWAYS_OFF))
+    seen: list[tuple[str, int, object]] = []
+
+    async def work(job: Job) -> None:
+        span = trace.get_current_span().get_span_context()
+        seen.append((job.name, span.trace_id, baggage.get_baggage("tenant")))
+
+    baggage_first = CompositePropagator([W3CBaggagePropagator(), TraceContextTextMapPropagator()])
+    for name, propagator in (("w3c", None), ("baggage-first", baggage_first)):
+        telemetry = OtelTelemetry(tracer_provider=provider, propagator=propagator)
+        async with open_backend("memory://") as backend:
+            queue = Queue("t-carrier", backend, telemetry=telemetry)
+            token = otel_context.attach(baggage.set_baggage("tenant", "acme"))
+            try:
+                await queue.add_bulk([(name, 1), (name, 2)])
+            finally:
+                otel_context.detach(token)
+            added = await queue.jobs("waiting")
+            await Worker("t-carrier", work, backend, telemetry=telemetry).run(burst=True)
+        carrier = added[0].opts[TRACE_KEY]
+        assert set(carrier) == {"traceparent", "baggage"}
+        trace_id = int(carrier["traceparent"].split("-")[1], 16)
+        assert [s for s in seen if s[0] == name] == [(name, trace_id, "acme")] * 2
+    provider.shutdown()
