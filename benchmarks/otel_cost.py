@@ -40,7 +40,11 @@ from polyjobs.otel import OtelTelemetry
 from polyjobs.telemetry import Telemetry
 
 QUEUE = "bench-otel"
-MODES = {"off": None, "otel": None, "otel-1%": ParentBased(TraceIdRatioBased(0.01))}
+ONE_PERCENT = ParentBased(TraceIdRatioBased(0.01))
+#: name: (sampler, whether the worker traces); ``carried`` traces the adds at 1 % but not the
+#: worker: what carrying the trace context in every job costs the worker by itself
+MODES = {"off": (None, False), "otel": (None, True), "otel-1%": (ONE_PERCENT, True)}
+MODES["carried"] = (ONE_PERCENT, False)
 
 
 class Counting(SpanExporter):
@@ -72,17 +76,21 @@ def loops_per_ms() -> int:
 
 
 class Mode:
-    def __init__(self, name: str, sampler: Sampler | None) -> None:
+    def __init__(
+        self, name: str, sampler: Sampler | None = None, traced_runs: bool = False
+    ) -> None:
         self.name = name
         self.exporter = Counting()
         self.provider: TracerProvider | None = None
         self.telemetry: Telemetry | None = None
+        self.run_telemetry: Telemetry | None = None
         if name != "off":
             self.provider = TracerProvider(sampler=sampler) if sampler else TracerProvider()
             self.provider.add_span_processor(
                 BatchSpanProcessor(self.exporter, max_queue_size=100_000)
             )
             self.telemetry = OtelTelemetry(tracer_provider=self.provider)
+            self.run_telemetry = self.telemetry if traced_runs else None
         #: per round: (bulk add jobs/s, process jobs/s, CPU µs per processed job, sampled runs)
         self.rounds: list[tuple[float, float, float, int]] = []
 
@@ -103,7 +111,7 @@ async def one_round(
             _burn(loops)
 
     worker = Worker(
-        QUEUE, work, backend, concurrency=concurrency, schedule=False, telemetry=mode.telemetry
+        QUEUE, work, backend, concurrency=concurrency, schedule=False, telemetry=mode.run_telemetry
     )
     start, cpu = time.perf_counter(), time.process_time()
     await worker.run(burst=True)
@@ -154,12 +162,12 @@ async def run(args: argparse.Namespace) -> None:
         raise SystemExit(f"--modes: 'off' first, then some of {', '.join(MODES)}; got {names}")
     if args.rounds < 2:
         raise SystemExit("--rounds: at least 2 (the spread needs them)")
-    modes = [Mode(name, MODES[name]) for name in names]
+    modes = [Mode(name, *MODES[name]) for name in names]
     loops = loops_per_ms() * args.work_ms if args.work_ms else 0
     backend = RedisBackend(args.url)
     await backend.open()
     try:
-        warm = Mode("off", None)
+        warm = Mode("off")
         await one_round(backend, warm, min(args.jobs, 2000), args.bulk, args.concurrency, loops)
         for r in range(args.rounds):
             for i in range(len(modes)):

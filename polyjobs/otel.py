@@ -24,7 +24,7 @@ import re
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from contextvars import ContextVar
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
@@ -43,6 +43,7 @@ if TYPE_CHECKING:
     from polyjobs.job import Job
 
 SYSTEM = "polyjobs"
+T = TypeVar("T")
 
 
 class _Added:
@@ -78,29 +79,31 @@ def _decides_by_parent(sampler: Any) -> bool:
 
 
 #: The ContextVar behind OpenTelemetry's current context (its default runtime context), set
-#: directly around an unsampled run; None with another runtime context: its attach and detach.
+#: directly around an unsampled add or run; None with another runtime context: its attach and
+#: detach.
 _CURRENT: ContextVar[Context] | None = None
 if type(otel_context._RUNTIME_CONTEXT) is ContextVarsRuntimeContext:
     _CURRENT = otel_context._RUNTIME_CONTEXT._current_context
 
 
-class _Unsampled:
-    """A run the sampler drops: no span is started, ended or exported; the current span is a
-    non-recording one in the trace of the job's add (as the SDK makes for a dropped span), so
-    what the processor adds stays in that unsampled trace."""
+class _Current(Generic[T]):
+    """A context made current for one add or run of a span the sampler drops: no span is
+    started, ended or exported; the current span is a non-recording one in the trace of the
+    parent (as the SDK makes for a dropped span), so what the code inside adds stays in that
+    unsampled trace. Its value is ``entry[1]``."""
 
-    __slots__ = ("dropped", "token")
+    __slots__ = ("entry", "token")
 
-    def __init__(self, dropped: tuple[Context, Span]) -> None:
-        self.dropped = dropped
+    def __init__(self, entry: tuple[Context, T]) -> None:
+        self.entry = entry
         self.token: Any = None
 
-    def __enter__(self) -> Span:
+    def __enter__(self) -> T:
         if _CURRENT is None:
-            self.token = otel_context.attach(self.dropped[0])
+            self.token = otel_context.attach(self.entry[0])
         else:
-            self.token = _CURRENT.set(self.dropped[0])
-        return self.dropped[1]
+            self.token = _CURRENT.set(self.entry[0])
+        return self.entry[1]
 
     def __exit__(self, *exc: object) -> None:
         if _CURRENT is None:
@@ -166,13 +169,12 @@ class OtelTelemetry:
         #: the propagator last seen that reads a traceparent as the W3C one does (the default)
         self._w3c: TextMapPropagator | None = None
         #: the runs the sampler drops, by their job's traceparent: what each makes current
-        self._dropped: dict[str, tuple[Context, Span]] = {}
+        self._unsampled: dict[str, tuple[Context, Span]] = {}
 
     def _propagator(self) -> TextMapPropagator:
         return self.propagator or propagate.get_global_textmap()
 
-    @contextmanager
-    def adding(self, queue: str, jobs: Sequence[NewJob]) -> Iterator[_Added]:
+    def adding(self, queue: str, jobs: Sequence[NewJob]) -> AbstractContextManager[_Added]:
         attributes: dict[str, Any] = {
             "messaging.system": SYSTEM,
             "messaging.operation.type": "send",
@@ -183,12 +185,25 @@ class OtelTelemetry:
             attributes["polyjobs.job.name"] = jobs[0].name
         else:
             attributes["messaging.batch.message_count"] = len(jobs)
-        with self.tracer.start_as_current_span(
-            f"send {queue}", kind=SpanKind.PRODUCER, attributes=attributes
-        ) as span:
+        name, current = f"send {queue}", otel_context.get_current()
+        dropped = self._dropped(name, SpanKind.PRODUCER, current, attributes)
+        if dropped is None:
+            span = self.tracer.start_span(name, current, SpanKind.PRODUCER, attributes)
+            if span.is_recording():
+                return self._adding_span(span, len(jobs))
+            dropped = trace.set_span_in_context(span, current), span
+        # a dropped span: what start_as_current_span does with it, less its no-op calls
+        context, span = dropped
+        carrier: dict[str, str] = {}
+        self._propagator().inject(carrier, context)
+        return _Current((context, _Added(span, checked_carrier(carrier), len(jobs))))
+
+    @contextmanager
+    def _adding_span(self, span: Span, count: int) -> Iterator[_Added]:
+        with trace.use_span(span, end_on_exit=True):
             carrier: dict[str, str] = {}
             self._propagator().inject(carrier)
-            yield _Added(span, checked_carrier(carrier), len(jobs))
+            yield _Added(span, checked_carrier(carrier), count)
 
     def processing(self, queue: str, job: Job) -> AbstractContextManager[object]:
         carrier = job.opts.get(TRACE_KEY)
@@ -198,9 +213,9 @@ class OtelTelemetry:
             traceparent = carrier.get("traceparent")
             propagator = self.propagator or propagate.get_global_textmap()
             if type(traceparent) is str and propagator is self._w3c:
-                dropped = self._dropped.get(traceparent)
+                dropped = self._unsampled.get(traceparent)
                 if dropped is not None:
-                    return _Unsampled(dropped)
+                    return _Current(dropped)
         return self._run_scope(queue, job, carrier)
 
     def _run_scope(self, queue: str, job: Job, carrier: object) -> AbstractContextManager[object]:
@@ -226,32 +241,30 @@ class OtelTelemetry:
             "polyjobs.job.attempt": job.attempts_made + 1,
         }
         name = f"process {queue}"
-        dropped = self._dropped_run(name, parent, attributes)
+        dropped = self._dropped(name, SpanKind.CONSUMER, parent, attributes)
         if dropped is None:
             return self._processing_span(name, parent, attributes)
         if traceparent is not None and _decides_by_parent(getattr(self.tracer, "sampler", None)):
             # the runs of the other jobs with this carrier get the same decision: this one
-            if len(self._dropped) >= _DROPPED_MAX:
-                self._dropped.clear()
-            self._dropped[traceparent] = dropped
-        return _Unsampled(dropped)
+            if len(self._unsampled) >= _DROPPED_MAX:
+                self._unsampled.clear()
+            self._unsampled[traceparent] = dropped
+        return _Current(dropped)
 
-    def _dropped_run(
-        self, name: str, parent: Context, attributes: dict[str, Any]
+    def _dropped(
+        self, name: str, kind: SpanKind, parent: Context, attributes: dict[str, Any]
     ) -> tuple[Context, Span] | None:
-        """When the job's add was not sampled and the sampler drops its run too (as the usual
-        ParentBased sampler does), the context the run makes current and its non-recording
-        span; else None (a sampled parent goes straight to the tracer, which asks the sampler
-        itself)."""
+        """When ``parent`` (the job's add, or the run that adds) was not sampled and the
+        sampler drops this span too (as the usual ParentBased sampler does), the context to
+        make current and its non-recording span; else None: the tracer is asked (it asks the
+        sampler itself; a new trace's id is the tracer's to choose)."""
         sampler = getattr(self.tracer, "sampler", None)  # the SDK's tracer; else no shortcut
         if sampler is None:
             return None
         context = trace.get_current_span(parent).get_span_context()
         if not context.is_valid or context.trace_flags.sampled:
             return None
-        result = sampler.should_sample(
-            parent, context.trace_id, name, SpanKind.CONSUMER, attributes
-        )
+        result = sampler.should_sample(parent, context.trace_id, name, kind, attributes)
         if result.decision.is_recording():
             return None
         # the span context the SDK gives a dropped span: a new span id, the parent's flags

@@ -197,13 +197,16 @@ async def test_a_run_whose_add_was_not_sampled_starts_no_span(
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     telemetry = OtelTelemetry(tracer_provider=provider)
     started: list[str] = []
-    start = telemetry.tracer.start_as_current_span
 
-    def counting(name: str, *args: Any, **kwargs: Any) -> Any:
-        started.append(name)
-        return start(name, *args, **kwargs)
+    def counted(start: Any) -> Any:
+        def counting(name: str, *args: Any, **kwargs: Any) -> Any:
+            started.append(name)
+            return start(name, *args, **kwargs)
 
-    monkeypatch.setattr(telemetry.tracer, "start_as_current_span", counting)
+        return counting
+
+    for method in ("start_span", "start_as_current_span"):
+        monkeypatch.setattr(telemetry.tracer, method, counted(getattr(telemetry.tracer, method)))
     seen: list[trace.SpanContext] = []
 
     async def work(job: Job) -> None:
@@ -219,8 +222,9 @@ async def test_a_run_whose_add_was_not_sampled_starts_no_span(
         stored = await backend.get_job("t-unsampled", first.id)
         jobs = await queue.jobs("completed")
     provider.shutdown()
-    # the adds asked the tracer (their decision travels in the job), the runs did not
-    assert started == ["send t-unsampled", "send t-unsampled"]
+    # the first add (a new trace) asked the tracer; its decision travels in the job, so the
+    # runs and the add inside an unsampled run asked the sampler alone
+    assert started == ["send t-unsampled"]
     assert exporter.get_finished_spans() == ()
     assert stored is not None
     traceparent = stored.opts[TRACE_KEY]["traceparent"]
