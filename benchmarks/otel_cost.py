@@ -2,12 +2,14 @@
 ``OtelTelemetry``, in interleaved rounds (compare the ratios, not absolute rates).
 
     .venv/bin/python benchmarks/otel_cost.py [--jobs 20000] [--rounds 11] [--bulk 100]
-        [--work-ms 0] [--modes off,otel-1%,otel]
+        [--work-ms 0] [--modes off,otel-1%,otel,carried]
 
 The traced runs use the OpenTelemetry SDK with a ``BatchSpanProcessor`` and an exporter that
 drops the spans (what an application pays; exporting over the network is the SDK's own thread):
 ``otel`` records every trace, ``otel-1%`` samples 1 % of them (``ParentBased(TraceIdRatioBased)``,
-the usual production setting: the other runs get non-recording spans).
+the usual production setting: the other runs get non-recording spans); ``carried`` traces the
+adds as ``otel-1%`` does but not the worker, which tells what the trace context carried in each
+job costs the worker and its backend by themselves.
 Jobs are added in bulk (``--bulk`` per call; traced: one ``send`` span per call and the trace
 context in every job), then one worker processes them all (traced: one ``process`` span per
 sampled job). A trace is one add call, so 1 % of the calls are sampled and a round's sampled
@@ -41,8 +43,7 @@ from polyjobs.telemetry import Telemetry
 
 QUEUE = "bench-otel"
 ONE_PERCENT = ParentBased(TraceIdRatioBased(0.01))
-#: name: (sampler, whether the worker traces); ``carried`` traces the adds at 1 % but not the
-#: worker: what carrying the trace context in every job costs the worker by itself
+#: name: (sampler, whether the worker traces)
 MODES = {"off": (None, False), "otel": (None, True), "otel-1%": (ONE_PERCENT, True)}
 MODES["carried"] = (ONE_PERCENT, False)
 
@@ -193,7 +194,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--concurrency", type=int, default=100)
     parser.add_argument("--rounds", type=int, default=11)
     parser.add_argument("--work-ms", type=int, default=0)
-    parser.add_argument("--modes", default="off,otel-1%,otel")
+    parser.add_argument("--modes", default="off,otel-1%,otel,carried")
     asyncio.run(run(parser.parse_args(argv)))
 
 
