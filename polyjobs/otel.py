@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import random
 import re
+import sys
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from contextvars import ContextVar
@@ -33,7 +34,7 @@ from opentelemetry.context import Context
 from opentelemetry.context.contextvars_context import ContextVarsRuntimeContext
 from opentelemetry.propagators.composite import CompositePropagator
 from opentelemetry.propagators.textmap import TextMapPropagator
-from opentelemetry.trace import Span, SpanKind, Status, StatusCode
+from opentelemetry.trace import Span, SpanKind, Status, StatusCode, TraceState
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from polyjobs.telemetry import TRACE_KEY, checked_carrier
@@ -63,19 +64,27 @@ _BY_PARENT = re.compile(
     r"(ParentBased|TraceIdRatioBased|AlwaysOnSampler|AlwaysOffSampler|root|remoteParentSampled"
     r"|remoteParentNotSampled|localParentSampled|localParentNotSampled|[{}:,.\d e+-])*"
 )
-_by_parent: dict[int, tuple[object, bool]] = {}
 
 
-def _decides_by_parent(sampler: Any) -> bool:
+def _decides_by_parent(sampler: object) -> bool:
     """Whether ``sampler`` is made of the SDK's built-in samplers only (by its description),
     so that runs with the same parent get the same decision."""
-    known = _by_parent.get(id(sampler))
-    if known is None or known[0] is not sampler:
-        module = type(sampler).__module__
-        description = str(getattr(sampler, "get_description", lambda: "")())
-        fits = module.startswith("opentelemetry.sdk.") and bool(_BY_PARENT.fullmatch(description))
-        known = _by_parent[id(sampler)] = (sampler, fits)
-    return known[1]
+    description = str(getattr(sampler, "get_description", lambda: "")())
+    return type(sampler).__module__.startswith("opentelemetry.sdk.") and bool(
+        _BY_PARENT.fullmatch(description)
+    )
+
+
+def _drops_unsampled_remote(sampler: object) -> bool:
+    """Whether ``sampler`` is the SDK's ParentBased with its default for a remote parent that
+    was not sampled (``ALWAYS_OFF``): it drops such a span whatever its trace, name and
+    attributes, and gives it the parent's trace state."""
+    sdk = sys.modules.get("opentelemetry.sdk.trace.sampling")
+    return (
+        sdk is not None
+        and type(sampler) in (sdk.ParentBased, sdk.ParentBasedTraceIdRatio)
+        and getattr(sampler, "_remote_parent_not_sampled", None) is sdk.ALWAYS_OFF
+    )
 
 
 #: The ContextVar behind OpenTelemetry's current context (its default runtime context), set
@@ -134,20 +143,29 @@ def _reads_like_w3c(propagator: TextMapPropagator) -> bool:
     )
 
 
-def _parse_traceparent(traceparent: str) -> Context | None:
-    """The context the W3C propagator extracts from ``{"traceparent": traceparent}``, or None
-    when it is not a valid version-00 value (the propagator is asked then)."""
+def _read_traceparent(traceparent: str) -> tuple[int, int, int] | None:
+    """(trace id, parent id, flags) of a valid version-00 W3C ``traceparent``, else None (the
+    propagator is asked then: it reads a few more forms, or finds nothing)."""
     found = _TRACEPARENT.fullmatch(traceparent)
     if found is None:
         return None
     trace_id, span_id = int(found[1], 16), int(found[2], 16)
     if not trace_id or not span_id:
         return None
-    remote = trace.SpanContext(
-        trace_id, span_id, is_remote=True, trace_flags=trace.TraceFlags(int(found[3], 16))
-    )
+    return trace_id, span_id, int(found[3], 16)
+
+
+def _parse_traceparent(traceparent: str) -> Context | None:
+    """The context the W3C propagator extracts from ``{"traceparent": traceparent}``, or None
+    when :func:`_read_traceparent` does not read it."""
+    read = _read_traceparent(traceparent)
+    if read is None:
+        return None
+    remote = trace.SpanContext(*read[:2], is_remote=True, trace_flags=trace.TraceFlags(read[2]))
     return trace.set_span_in_context(trace.NonRecordingSpan(remote), Context())
 
+
+_SAMPLED = trace.TraceFlags.SAMPLED
 
 #: How many unsampled carriers an OtelTelemetry remembers (then it starts over).
 _DROPPED_MAX = 1024
@@ -170,6 +188,13 @@ class OtelTelemetry:
         self._w3c: TextMapPropagator | None = None
         #: the runs the sampler drops, by their job's traceparent: what each makes current
         self._unsampled: dict[str, tuple[Context, Span]] = {}
+        # the SDK's tracer has these (its sampler cannot change); without them, no shortcut
+        self._sampler: Any = getattr(self.tracer, "sampler", None)
+        self._ids: Any = getattr(self.tracer, "id_generator", None)
+        #: whether runs with the same parent get the same decision (then they are cached)
+        self._by_parent = _decides_by_parent(self._sampler)
+        #: whether a run whose add was not sampled is dropped, known without asking
+        self._drops_unsampled = _drops_unsampled_remote(self._sampler)
 
     def _propagator(self) -> TextMapPropagator:
         return self.propagator or propagate.get_global_textmap()
@@ -228,6 +253,10 @@ class OtelTelemetry:
         traceparent = carrier.get("traceparent") if len(carrier) == 1 else None
         parent = None
         if propagator is self._w3c and type(traceparent) is str:
+            read = _read_traceparent(traceparent)
+            if read is not None and self._drops_unsampled and not read[2] & _SAMPLED:
+                # the usual sampler drops it for sure: no parent context, no sampler call
+                return self._cached(traceparent, self._dropped_span(Context(), read[0], read[2]))
             parent = _parse_traceparent(traceparent)
         if parent is None:
             traceparent, parent = None, propagator.extract(carrier)
@@ -244,11 +273,15 @@ class OtelTelemetry:
         dropped = self._dropped(name, SpanKind.CONSUMER, parent, attributes)
         if dropped is None:
             return self._processing_span(name, parent, attributes)
-        if traceparent is not None and _decides_by_parent(getattr(self.tracer, "sampler", None)):
-            # the runs of the other jobs with this carrier get the same decision: this one
-            if len(self._unsampled) >= _DROPPED_MAX:
-                self._unsampled.clear()
-            self._unsampled[traceparent] = dropped
+        if traceparent is not None and self._by_parent:
+            return self._cached(traceparent, dropped)
+        return _Current(dropped)
+
+    def _cached(self, traceparent: str, dropped: tuple[Context, Span]) -> _Current[Span]:
+        """The run of ``dropped``, remembered for the other runs with this carrier."""
+        if len(self._unsampled) >= _DROPPED_MAX:
+            self._unsampled.clear()
+        self._unsampled[traceparent] = dropped
         return _Current(dropped)
 
     def _dropped(
@@ -258,25 +291,29 @@ class OtelTelemetry:
         sampler drops this span too (as the usual ParentBased sampler does), the context to
         make current and its non-recording span; else None: the tracer is asked (it asks the
         sampler itself; a new trace's id is the tracer's to choose)."""
-        sampler = getattr(self.tracer, "sampler", None)  # the SDK's tracer; else no shortcut
-        if sampler is None:
+        if self._sampler is None:
             return None
         context = trace.get_current_span(parent).get_span_context()
         if not context.is_valid or context.trace_flags.sampled:
             return None
-        result = sampler.should_sample(parent, context.trace_id, name, kind, attributes)
+        result = self._sampler.should_sample(parent, context.trace_id, name, kind, attributes)
         if result.decision.is_recording():
             return None
-        # the span context the SDK gives a dropped span: a new span id, the parent's flags
-        # less "sampled", the sampler's trace state
-        ids = getattr(self.tracer, "id_generator", None)
+        return self._dropped_span(parent, context.trace_id, context.trace_flags, result.trace_state)
+
+    def _dropped_span(
+        self, parent: Context, trace_id: int, flags: int, trace_state: TraceState | None = None
+    ) -> tuple[Context, Span]:
+        """The span the SDK makes when its sampler drops a child of ``parent``: a new span id,
+        the parent's flags less "sampled", the sampler's trace state; and ``parent`` with it."""
+        span_id = self._ids.generate_span_id() if self._ids else random.getrandbits(64) or 1
         span = trace.NonRecordingSpan(
             trace.SpanContext(
-                context.trace_id,
-                ids.generate_span_id() if ids is not None else random.getrandbits(64) or 1,
+                trace_id,
+                span_id,
                 is_remote=False,
-                trace_flags=trace.TraceFlags(context.trace_flags & ~trace.TraceFlags.SAMPLED),
-                trace_state=result.trace_state,
+                trace_flags=trace.TraceFlags(flags & ~_SAMPLED),
+                trace_state=trace_state,
             )
         )
         return trace.set_span_in_context(span, parent), span

@@ -23,7 +23,14 @@ from opentelemetry.propagators.composite import CompositePropagator
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ParentBased, TraceIdRatioBased
+from opentelemetry.sdk.trace.sampling import (
+    ALWAYS_OFF,
+    Decision,
+    ParentBased,
+    Sampler,
+    SamplingResult,
+    TraceIdRatioBased,
+)
 from opentelemetry.trace import SpanKind, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
@@ -261,9 +268,32 @@ async def noop_async(job: Job) -> None:
     return None
 
 
-async def test_the_unsampled_runs_of_one_bulk_add_stay_in_its_trace() -> None:
+class DropAll(Sampler):
+    """A sampler of the application's own (not the SDK's): asked every time."""
+
+    def __init__(self) -> None:
+        self.asked = 0
+
+    def should_sample(self, *args: Any, **kwargs: Any) -> SamplingResult:
+        self.asked += 1
+        return SamplingResult(Decision.DROP)
+
+    def get_description(self) -> str:
+        return "DropAll"
+
+
+@pytest.mark.parametrize(
+    "sampler",
+    [
+        ParentBased(TraceIdRatioBased(0.0)),  # the usual one: known to drop, never asked
+        ParentBased(ALWAYS_OFF, remote_parent_not_sampled=TraceIdRatioBased(0.0)),  # asked
+        DropAll(),  # asked for every run
+    ],
+    ids=["parent-based", "built-in", "own"],
+)
+async def test_the_unsampled_runs_of_one_bulk_add_stay_in_its_trace(sampler: Sampler) -> None:
     exporter = InMemorySpanExporter()
-    provider = TracerProvider(sampler=ParentBased(TraceIdRatioBased(0.0)))
+    provider = TracerProvider(sampler=sampler)
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     telemetry = OtelTelemetry(tracer_provider=provider)
     seen: list[tuple[str, trace.SpanContext]] = []
@@ -278,12 +308,23 @@ async def test_the_unsampled_runs_of_one_bulk_add_stay_in_its_trace() -> None:
         await queue.add_bulk([("a", i) for i in range(3)])
         await queue.add_bulk([("b", i) for i in range(3)])
         await Worker("t-siblings", work, backend, telemetry=telemetry).run(burst=True)
-    provider.shutdown()
     assert exporter.get_finished_spans() == ()
     assert len(seen) == 6 and len({parent for parent, _ in seen}) == 2  # two adds
+    sdk = provider.get_tracer("sdk")
     for traceparent, context in seen:
-        assert f"{context.trace_id:032x}" == traceparent.split("-")[1]
-        assert context.is_valid and not context.trace_flags.sampled
+        # what the SDK itself makes of a span it drops under that parent
+        parent = TraceContextTextMapPropagator().extract({"traceparent": traceparent})
+        made = sdk.start_span("x", parent, SpanKind.CONSUMER).get_span_context()
+        assert (context.trace_id, context.trace_flags, context.trace_state) == (
+            made.trace_id,
+            made.trace_flags,
+            made.trace_state,
+        )
+        assert context.is_valid and not context.trace_flags.sampled and not context.is_remote
+        assert context.span_id != trace.get_current_span(parent).get_span_context().span_id
+    if isinstance(sampler, DropAll):  # 2 adds, 6 runs (then the SDK's own 6 calls above)
+        assert sampler.asked == 2 + 6 + 6
+    provider.shutdown()
 
 
 _HEX = "0123456789abcdefABCDEF"
