@@ -18,7 +18,8 @@ production). Jobs are no-ops, or burn ``--work-ms`` of CPU each.
 
 Each round runs every mode once, in an order rotated from round to round. Per traced mode it
 prints the ratio of its throughput to the untraced one of the same round, as the median over
-the rounds with the quartiles and the extremes, and the process's CPU time per processed job
+the rounds with the quartiles and the extremes, and pooled (the untraced rounds' total time over
+the traced rounds': every round weighed, its sampled lumps too), and the process's CPU per job
 (all threads, the span exporter's included), which swings much less than the rates on a shared,
 loaded machine.
 """
