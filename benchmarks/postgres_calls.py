@@ -34,12 +34,14 @@ TIMES = "\u00d7"
 
 
 # -- the child: one library, making calls when told --------------------------------------------
-async def polyjobs_calls(url: str, batch: int) -> tuple[Any, Any]:
+async def polyjobs_calls(url: str, batch: int, schema: str) -> tuple[Any, Any]:
+    import asyncpg
+
     import polyjobs
     from polyjobs import Queue, open_backend
 
     print(f"polyjobs from {Path(polyjobs.__file__).parent}", file=sys.stderr)
-    context = open_backend(url)
+    context = open_backend(f"{url}?schema={schema}")
     backend = await context.__aenter__()
     queue = Queue("calls", backend, default_options={"remove_on_complete": True})
     await queue.obliterate()
@@ -50,8 +52,10 @@ async def polyjobs_calls(url: str, batch: int) -> tuple[Any, Any]:
         return await queue.add("job", {"t": time.time()})
 
     async def close() -> None:
-        await queue.obliterate()
         await context.__aexit__(None, None, None)
+        admin = await asyncpg.connect(url)
+        await admin.execute(f"DROP SCHEMA {schema} CASCADE")
+        await admin.close()
 
     return call, close
 
@@ -86,7 +90,7 @@ async def child(kind: str, url: str, batch: int, schema: str) -> None:
     if kind == "pgqueuer":
         call, close = await pgqueuer_calls(url, batch, schema)
     else:
-        call, close = await polyjobs_calls(f"{url}?schema={schema}", batch)
+        call, close = await polyjobs_calls(url, batch, schema)
     for _ in range(20):  # warm up: statements prepared, sessions open
         await call()
     print("READY", flush=True)

@@ -8,8 +8,9 @@ For single adds and for bulk adds of ``--batch``: the client's wall time per cal
 it includes the commit, which ``pg_stat_statements`` does not), the statements that took the
 server's time (top-level calls and those inside functions: ``track=all``) with their mean
 execution time and WAL bytes per call, and the WAL written per job (the server's WAL position
-before and after). The two libraries alternate round by round. pgqueuer is imported from ``benchmarks/.peers-postgres``
-(made by ``benchmarks/postgres.py``), so this runs under the project's Python.
+before and after). The two libraries alternate round by round. pgqueuer is imported from
+``benchmarks/.peers-postgres`` (made by ``benchmarks/postgres.py``), so this runs under the
+project's Python.
 """
 
 from __future__ import annotations
