@@ -101,10 +101,11 @@ def _prelude_units() -> tuple[Unit, ...]:
     return split(full_prelude())
 
 
+@functools.cache
 def source(name: str) -> str:
     """The full text of script ``name`` as sent to Redis: its prelude (the units of
     :func:`full_prelude` it needs, see :func:`~polyjobs.backends.redis.prelude.needed`), then
-    its own text."""
+    its own text. Cut once per process: every backend opened after the first reuses it."""
     shebang = f"#!lua flags={FLAGS[name]}\n" if name in FLAGS else ""
     body = read(f"{name}.lua")
     if name in GLOBAL:
