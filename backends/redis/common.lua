@@ -1,12 +1,12 @@
--- Shared prelude of the polyjobs scripts. Each script is sent with only the top-level
--- definitions of the header, this file and flows.lua that it refers to, directly or through
--- other kept ones, in this order (scripts.py, prelude.py): so start every top-level statement
--- at the start of a line, one per line. A statement that defines nothing, or whose value calls
--- Redis, is sent with every script. The generated header before this text defines the
--- fixed keys (K_wait, K_delayed, ...), JP and LP (the prefixes of job and log keys, made from
--- the queue's key prefix qp = ARGV[1]), FIELDS (the job-hash fields a script returns, in order),
--- F (field name -> position in FIELDS), and NOT_A_HASH and MISSING (failed reasons of jobs
--- whose records are unusable).
+-- Shared prelude of the polyjobs scripts. Each script is sent with only the top-level definitions
+-- of the header, this file and flows.lua that it refers to, directly or through other kept ones, in
+-- this order (scripts.py, prelude.py): so start every top-level statement at the start of a line,
+-- one per line. A statement that defines nothing, or whose value calls Redis or a helper (for its
+-- effect), is sent with every script. The generated header before this text defines the fixed keys
+-- (K_wait, K_delayed, ...), JP and LP (the prefixes of job and log keys, made from the queue's key
+-- prefix qp = ARGV[1]), FIELDS (the job-hash fields a script returns, in order), F (field name ->
+-- position in FIELDS), and NOT_A_HASH and MISSING (failed reasons of jobs whose records are
+-- unusable).
 --
 -- A job hash holds: n name, d data, o opts, st state, ts timestamp, ra run_at, p priority,
 -- am attempts made, as attempts started, sc stalls, pg progress, rv returnvalue,

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 
 @dataclass(frozen=True)
@@ -29,7 +29,7 @@ class Unit:
     #: Names it refers to (itself included).
     uses: frozenset[str]
     #: Kept whatever a script uses: a statement that defines nothing, or a definition whose
-    #: value calls Redis (it runs for its effect).
+    #: value mentions Redis or calls a helper of the prelude (it may run for its effect).
     always: bool
 
 
@@ -85,9 +85,19 @@ def split(text: str) -> tuple[Unit, ...]:
         raise ValueError("Lua prelude: unbalanced blocks or brackets, or empty")
     bounds = [0] + [_comments_above(text, tokens[i].start) for i in starts[1:]] + [len(text)]
     ends = [*starts[1:], len(tokens)]
-    return tuple(
-        _unit(text[begin:stop], tokens[first:last])
+    pieces = [
+        (text[begin:stop], tokens[first:last])
         for first, last, begin, stop in zip(starts, ends, bounds[:-1], bounds[1:], strict=True)
+    ]
+    units = [_unit(piece, piece_tokens) for piece, piece_tokens in pieces]
+    defined = frozenset().union(*(unit.defines for unit in units))
+    # a value that calls a helper may be there for the helper's effect (a registration, a
+    # write), which a script that never names the value still relies on
+    return tuple(
+        replace(unit, always=True)
+        if not unit.always and (_calls_run(piece_tokens) - unit.defines) & defined
+        else unit
+        for unit, (_, piece_tokens) in zip(units, pieces, strict=True)
     )
 
 
@@ -189,6 +199,30 @@ def _name_list(tokens: Sequence[_Token]) -> list[str]:
 def _names_run(tokens: Sequence[_Token]) -> frozenset[str]:
     """The names ``tokens`` refer to outside the bodies of the functions they define: what runs
     when the statement does."""
+    return _names(_outside_bodies(tokens))
+
+
+def _calls_run(tokens: Sequence[_Token]) -> frozenset[str]:
+    """The names whose values (or their fields) are called when the statement runs: ``f`` of
+    ``f(x)``, ``t`` of ``t.add{...}`` or ``t:m 's'``, outside the bodies of functions."""
+    outside = _outside_bodies(tokens)
+    called: set[str] = set()
+    base = ""  # the name the expression being read starts from
+    for i, token in enumerate(outside):
+        before = outside[i - 1] if i else None
+        if token.kind == "name" and token.text not in _KEYWORDS:
+            if before is None or not before.is_symbol(".", ":"):
+                base = token.text
+        elif (token.is_symbol("(", "{") or token.kind == "string") and (
+            before is not None and (before.kind == "name" or before.is_symbol(")", "]"))
+        ):
+            if base and not (before.kind == "name" and before.text in _KEYWORDS):
+                called.add(base)
+    return frozenset(called)
+
+
+def _outside_bodies(tokens: Sequence[_Token]) -> list[_Token]:
+    """``tokens`` without the bodies (and parameters) of the functions they define."""
     outside: list[_Token] = []
     depth = 0  # blocks open inside a function body (0: not in one)
     for token in tokens:
@@ -198,4 +232,4 @@ def _names_run(tokens: Sequence[_Token]) -> frozenset[str]:
             depth -= 1
         elif not depth:
             outside.append(token)
-    return _names(outside)
+    return outside

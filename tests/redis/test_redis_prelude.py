@@ -202,3 +202,40 @@ def test_split_and_needed_on_a_sample() -> None:
 def test_a_prelude_it_cannot_cut_safely_is_refused(text: str) -> None:
     with pytest.raises(ValueError, match="Lua prelude"):
         split(text)
+
+
+REGISTRY = """\
+local HANDLERS = {}
+local function register(name, f)
+  HANDLERS[name] = f
+  return true
+end
+local function ping() return 'pong' end
+local REGISTERED = register('ping', ping)
+local LOWER = string.lower('X')
+"""
+
+
+async def test_a_value_that_calls_a_helper_is_kept_for_its_effect(
+    client: aioredis.Redis,
+) -> None:
+    body = "return HANDLERS['ping']()"
+    kept = needed(split(REGISTRY), names_used(body))
+    assert {"HANDLERS", "register", "ping", "REGISTERED"} <= _defined(kept)
+    assert "LOWER" not in _defined(kept)  # a call of the standard library: no helper's effect
+    for text in (REGISTRY, "".join(unit.text for unit in kept)):
+        assert await client.eval(text + body, 0) == b"pong"
+
+
+def test_a_second_backend_reuses_the_cut_scripts(monkeypatch: pytest.MonkeyPatch) -> None:
+    first = scripts.Scripts(None)  # type: ignore[arg-type]
+    cuts: list[object] = []
+
+    def counted(*args: object) -> object:
+        cuts.append(args)
+        return needed(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(scripts, "needed", counted)
+    second = scripts.Scripts(None)  # type: ignore[arg-type]
+    assert second.shas == first.shas
+    assert cuts == []  # cut once per process, not again at every backend's open
