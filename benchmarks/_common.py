@@ -142,10 +142,17 @@ def project_python() -> str:
 
 def export_revision(rev: str) -> tuple[str, str]:
     """``git archive`` of ``rev`` into a temporary directory: (directory, commit id), so the
-    benchmark measures committed code even while the working tree is being edited."""
-    commit = subprocess.run(
-        ["git", "rev-parse", "--short", rev], cwd=REPO, capture_output=True, text=True, check=True
-    ).stdout.strip()
+    benchmark measures committed code even while the working tree is being edited. A name
+    that is no revision ends the benchmark with one line."""
+    found = subprocess.run(
+        ["git", "rev-parse", "--short", "--verify", "--end-of-options", f"{rev}^{{commit}}"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
+    if found.returncode != 0:
+        raise SystemExit(f"not a revision of this repository: {rev!r}")
+    commit = found.stdout.strip()
     target = tempfile.mkdtemp(prefix=f"polyjobs-bench-{commit}-")
     archive = subprocess.run(["git", "archive", rev], cwd=REPO, capture_output=True, check=True)
     subprocess.run(["tar", "-x", "-C", target], input=archive.stdout, check=True)
