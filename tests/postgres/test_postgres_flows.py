@@ -8,7 +8,7 @@ import time
 
 import asyncpg
 
-from polyjobs.backend import Finish, flows_of
+from polyjobs.backend import Finish, JobRecord, flows_of
 from polyjobs.backends.postgres.url import PostgresUrl
 from polyjobs.flow import FlowProducer
 from polyjobs.plugins import open_backend
@@ -150,3 +150,67 @@ async def test_one_finish_of_many_children_settles_each_parent_once_with_every_o
         third = await backend.get_job("p", waiting.job.id)
         assert third is not None and third.state == "waiting-children"
         assert len(await backend.fetch("p", "tok", 5, 30.0, 0)) == 2  # each released once
+
+
+async def test_batches_of_children_of_the_same_parents_finishing_at_once_release_each_once(
+    pg_url: str,
+) -> None:
+    """Two workers finish batches that each hold children of every parent at the same moment
+    (completed, and failed with the ignore policy): each finish settles its children's edges
+    together and then looks at each parent once, in one order, so no parent is left waiting
+    and none is released twice."""
+    soft = {"ignore_dependency_on_failure": True}
+    async with open_backend(pg_url) as one, open_backend(pg_url) as two:
+        flows = FlowProducer(one)
+        parents = [
+            await flows.add(
+                {
+                    "name": f"p{p}",
+                    "queue": "p",
+                    "children": [
+                        {"name": "c", "queue": "q", "data": 10 * p + i, "opts": soft}
+                        for i in range(8)
+                    ],
+                }
+            )
+            for p in range(4)
+        ]
+        taken = {
+            "a": await one.fetch("q", "a", 16, 30.0, 0),
+            "b": await two.fetch("q", "b", 16, 30.0, 0),
+        }
+        assert sorted(j.data for jobs in taken.values() for j in jobs) == sorted(
+            10 * p + i for p in range(4) for i in range(8)
+        )
+
+        def ends(jobs: list[JobRecord]) -> list[Finish]:
+            now = time.time()
+            return [
+                Finish(j.id, "failed", 1, now, failed_reason=str(j.data))
+                if j.data % 3 == 0
+                else Finish(j.id, "completed", 1, now, str(j.data))
+                for j in jobs
+            ]
+
+        results = await asyncio.gather(
+            *(
+                backend.finish("q", token, ends(taken[token][k : k + 4]), 0, 30.0)
+                for k in range(0, 16, 4)
+                for token, backend in (("a", one), ("b", two))
+            )
+        )
+        assert all(r.lost == [] for r in results)
+        for p, flow in enumerate(parents):
+            parent = await one.get_job("p", flow.job.id)
+            assert parent is not None and parent.state == "waiting"
+            deps = await flows_of(one).get_dependencies("p", flow.job.id)
+            datas = [10 * p + i for i in range(8)]
+            assert deps.pending == {}
+            assert sorted(deps.processed.values()) == [d for d in datas if d % 3]
+            assert sorted(deps.ignored.values()) == sorted(str(d) for d in datas if d % 3 == 0)
+        assert sorted(j.name for j in await one.fetch("p", "t", 10, 30.0, 0)) == [
+            "p0",
+            "p1",
+            "p2",
+            "p3",
+        ]
