@@ -217,11 +217,16 @@ def main() -> None:
         return
     args.turns = args.turns or (20 if args.batch else 60)
     args.block = args.block or (5 if args.batch else 25)
+    if args.batch < 0 or args.turns < 2 or args.block < 1:
+        sys.exit("--batch must be at least 0, --turns at least 2 and --block at least 1")
     tree, commit = "", ""
     if args.baseline:
         from _common import export_revision
 
-        tree, commit = export_revision(args.baseline)
+        try:
+            tree, commit = export_revision(args.baseline)
+        except subprocess.CalledProcessError:
+            sys.exit(f"not a revision of this repository: {args.baseline!r}")
     players = contenders(args, tree, commit)
     try:
         for p in players:
