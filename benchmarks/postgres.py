@@ -324,14 +324,6 @@ def parse_args() -> argparse.Namespace:
     return args
 
 
-def _export(rev: str) -> tuple[str, str]:
-    """``export_revision``, a revision git does not know one line on stderr (exit 1)."""
-    try:
-        return export_revision(rev)
-    except subprocess.CalledProcessError:
-        sys.exit(f"not a revision of this repository: {rev!r}")
-
-
 def main() -> None:
     args = parse_args()
     peers = PEERS
@@ -344,7 +336,7 @@ def main() -> None:
         peers = [known[w] for w in wanted]
     source, src = "working tree", ""
     if args.polyjobs_rev:
-        src, commit = _export(args.polyjobs_rev)
+        src, commit = export_revision(args.polyjobs_rev)
         source = f"{args.polyjobs_rev} = {commit}"
         peers = [
             Peer(p.name, p.kind, p.script, {**p.env, "POLYJOBS_BENCH_SRC": src})
@@ -354,7 +346,7 @@ def main() -> None:
         ]
     baseline_src = ""
     if args.baseline:
-        baseline_src, base_commit = _export(args.baseline)
+        baseline_src, base_commit = export_revision(args.baseline)
         env = {"POLYJOBS_BENCH_SRC": baseline_src}
         base = Peer(f"polyjobs@{base_commit}", "project", "peer_polyjobs.py", env)
         at = next((i + 1 for i, p in enumerate(peers) if p.name == "polyjobs"), 0)

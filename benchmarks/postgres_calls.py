@@ -223,10 +223,7 @@ def main() -> None:
     if args.baseline:
         from _common import export_revision
 
-        try:
-            tree, commit = export_revision(args.baseline)
-        except subprocess.CalledProcessError:
-            sys.exit(f"not a revision of this repository: {args.baseline!r}")
+        tree, commit = export_revision(args.baseline)
     players = contenders(args, tree, commit)
     try:
         for p in players:
