@@ -151,29 +151,33 @@ class Queue:
     ) -> tuple[NewJob, JobOptions]:
         if not isinstance(name, str) or not name:
             raise InvalidArgumentError(f"job name must be a non-empty string, got {name!r}")
-        try:
-            name.encode("utf-8")
-        except UnicodeEncodeError:
-            raise InvalidArgumentError("job name holds text that is not valid Unicode") from None
-        opts = JobOptions.parse(options, self.default_options)
+        if not name.isascii():  # (a flag of the string: ASCII is valid Unicode)
+            try:
+                name.encode("utf-8")
+            except UnicodeEncodeError:
+                raise InvalidArgumentError(
+                    "job name holds text that is not valid Unicode"
+                ) from None
+        opts = JobOptions.parse(options, self.default_options) if options else self.default_options
         data_json = codec.encode(data, f"data of job {name!r}", self.max_payload)
         if self.validate is not None:
             self.validate(data)
-        if opts.deduplication is not None:
+        dedup, group = opts.deduplication, opts.group
+        if dedup is not None:
             deduplicator(self.backend)  # ConfigError on a backend without windows
-        if opts.group is not None:
+        if group is not None:
             groups_of(self.backend)  # ConfigError on a backend without groups: never ignored
-        new = NewJob(
-            name=name,
-            data_json=data_json,
-            opts=self._opts_json(opts),
-            timestamp=now,
-            job_id=opts.job_id,
-            run_at=now + opts.delay,
-            priority=opts.priority,
-            lifo=opts.lifo,
-            dedup=opts.deduplication,
-            group=opts.group,
+        new = NewJob(  # positional (NewJob's order): cheaper than keywords, once per add
+            name,
+            data_json,
+            self._opts_json(opts),
+            now,
+            opts.job_id,
+            now + opts.delay,
+            opts.priority,
+            opts.lifo,
+            dedup,
+            group,
         )
         return new, opts
 
@@ -217,7 +221,14 @@ class Queue:
         With a ``job_id`` that already exists, nothing is added and the existing job is
         returned.
         """
-        return (await self._add_many([self._new_job(name, data, options, time.time())]))[0]
+        new = self._parse_job(name, data, options, time.time())[0]
+        if self.telemetry is None:
+            result = (await self.backend.add(self.name, (new,)))[0]
+        else:
+            (new,), (result,) = await self._add_traced([new])
+        if result.added and result.deduplicated is None:  # the common case, without a loop
+            return self._added_job(new, result.id)
+        return await self._job_of(new, result)
 
     async def add_bulk(self, jobs: Iterable[Mapping[str, Any] | tuple[Any, ...]]) -> list[Job]:
         """Add many jobs in one call: each a ``{"name", "data", "options"}`` mapping or a
@@ -244,18 +255,25 @@ class Queue:
             results = await self.backend.add(self.name, new_jobs)
         else:
             new_jobs, results = await self._add_traced(new_jobs)
-        jobs = []
-        for new, result in zip(new_jobs, results, strict=True):
-            found = None if result.added else await self.backend.get_job(self.name, result.id)
-            if found is not None:
-                job = self._job(found)
-            else:
-                job = self._job(_record_of(new, result.id))
-                job._defer_data(new.data_json)  # decoded only if read, not here
-            jobs.append(job)
-            if result.deduplicated is not None:
-                await self._absorbed(new, result)
-        return jobs
+        return [
+            await self._job_of(new, result) for new, result in zip(new_jobs, results, strict=True)
+        ]
+
+    def _added_job(self, new: NewJob, job_id: str) -> Job:
+        """The ``Job`` of a job just stored from ``new``, its data decoded only if read."""
+        job = Job(_record_of(new, job_id), self.name, self.backend)
+        job._defer_data(new.data_json)
+        return job
+
+    async def _job_of(self, new: NewJob, result: AddResult) -> Job:
+        """What ``add`` returns for ``new``: the job stored from it, or the one that existed
+        (same id) or absorbed it (deduplication window), read back; tells the listeners of an
+        absorbed add."""
+        found = None if result.added else await self.backend.get_job(self.name, result.id)
+        job = self._added_job(new, result.id) if found is None else self._job(found)
+        if result.deduplicated is not None:
+            await self._absorbed(new, result)
+        return job
 
     async def _absorbed(self, new: NewJob, result: AddResult) -> None:
         assert new.dedup is not None and result.deduplicated is not None
@@ -520,13 +538,13 @@ class Queue:
 
 
 def _record_of(new: NewJob, job_id: str) -> JobRecord:
-    return JobRecord(
-        id=job_id,
-        name=new.name,
-        data=None,  # the Job decodes new.data_json when it is read
-        opts=dict(new.opts),
-        state="delayed" if new.run_at > new.timestamp else "waiting",
-        timestamp=new.timestamp,
-        run_at=new.run_at,
-        priority=new.priority,
+    return JobRecord(  # positional, in JobRecord's order (once per add)
+        job_id,
+        new.name,
+        None,  # data: the Job decodes new.data_json when it is read
+        dict(new.opts),
+        "delayed" if new.run_at > new.timestamp else "waiting",
+        new.timestamp,
+        new.run_at,
+        new.priority,
     )
