@@ -61,7 +61,7 @@ from polyjobs.backend import (
 )
 from polyjobs.backends.redis import connection
 from polyjobs.backends.redis.keys import CONTROL_KEEP, QueueKeys, control_key, registry_key
-from polyjobs.backends.redis.multiplex import Multiplexed
+from polyjobs.backends.redis.multiplex import Head, Multiplexed
 from polyjobs.backends.redis.records import (
     FIELDS,
     NOT_A_HASH,
@@ -97,12 +97,15 @@ def _keep_args(keep: Keep, finished_on: float) -> tuple[str, str]:
     return count, cutoff
 
 
-def _dedup_args(new: NewJob) -> list[str]:
+_NO_DEDUP = ("", "", "0", "0", "0")
+
+
+def _dedup_args(new: NewJob) -> tuple[str, ...]:
     d = new.dedup
     if d is None:
-        return ["", "", "0", "0", "0"]
+        return _NO_DEDUP
     flags = (d.extend, d.replace, d.keep_last_if_active)
-    return [d.id, "" if d.ttl is None else _t(d.ttl), *("1" if f else "0" for f in flags)]
+    return (d.id, "" if d.ttl is None else _t(d.ttl), *("1" if f else "0" for f in flags))
 
 
 def _ref(text: str) -> JobRef:
@@ -110,17 +113,29 @@ def _ref(text: str) -> JobRef:
     return JobRef(queue, job_id)
 
 
-def _job_args(new: NewJob) -> list[str]:
-    return [
+def _job_args(new: NewJob) -> tuple[str, ...]:
+    timestamp = _t(new.timestamp)
+    return (
         new.job_id or "",
         new.name,
         new.data_json,
         dumps(new.opts),
-        _t(new.timestamp),
-        _t(new.run_at),
+        timestamp,
+        timestamp if new.run_at == new.timestamp else _t(new.run_at),  # (no delay: same text)
         str(new.priority),
         "1" if new.lifo else "0",
-    ]
+    )
+
+
+def _add_args(now: float, jobs: Sequence[NewJob]) -> list[str]:
+    """The arguments of one ``add`` script call after the queue's key prefix: the time, then
+    per job its fields, its group and its deduplication window."""
+    args = [_t(now), str(len(jobs))]
+    for new in jobs:
+        args += _job_args(new)
+        args.append(new.group or "")
+        args += _dedup_args(new)
+    return args
 
 
 def _pairs(fields: list[str]) -> dict[str, str]:
@@ -218,6 +233,7 @@ class RedisBackend:
         self._unanswered: dict[tuple[str, str], list[str]] = {}
         self._adding: dict[str, _AddBatch] = {}  # queue -> single adds of this loop turn
         self._adds_in_flight: dict[str, int] = {}  # queue -> add script calls awaiting replies
+        self._add_heads: dict[str, Head] = {}  # queue -> its add command's head, packed
 
     def __repr__(self) -> str:
         return f"<RedisBackend {self._url.redacted}>"
@@ -275,12 +291,16 @@ class RedisBackend:
             found = self._keys[queue] = (qk, qk.script_keys)
         return found
 
-    async def _run(self, name: str, queue: str, args: Sequence[Any]) -> Any:
+    def _open_scripts(self) -> Scripts:
         if self._scripts is None:
             raise BackendError(f"redis backend {self._url.redacted} is not open")
+        return self._scripts
+
+    async def _run(self, name: str, queue: str, args: Sequence[Any]) -> Any:
+        scripts = self._open_scripts()
         qk, keys = self._qk(queue)
         with self._errors:
-            return await self._scripts.call(name, keys, [qk.base, *args])
+            return await scripts.call(name, keys, [qk.base, *args])
 
     async def _taking(
         self,
@@ -360,7 +380,25 @@ class RedisBackend:
         flights = self._adds_in_flight
         flights[queue] = flights.get(queue, 0) + 1
         try:
-            return await self._add_now(queue, jobs)
+            results: list[AddResult] = []
+            for start in range(0, len(jobs), CHUNK):
+                args = _add_args(time.time(), jobs[start : start + CHUNK])
+                lean = self._lean
+                with self._errors:
+                    if lean is None:  # (not open: _run says so)
+                        reply = await self._run("add", queue, args)
+                    else:
+                        try:
+                            reply = await lean.call_after(self._add_head(queue), tuple(args))
+                        except NoScriptError:  # Redis lost it: _run's call loads it again
+                            reply = await self._run("add", queue, args)
+                if reply[0] == 1:
+                    await self._register(queue, 1)
+                results += [
+                    AddResult(reply[i], reply[i + 1] == 1, reply[i + 2] or None)
+                    for i in range(1, len(reply), 3)
+                ]
+            return results
         finally:
             left = flights[queue] - 1
             if left:
@@ -368,22 +406,15 @@ class RedisBackend:
             else:
                 del flights[queue]
 
-    async def _add_now(self, queue: str, jobs: Sequence[NewJob]) -> list[AddResult]:
-        results: list[AddResult] = []
-        for start in range(0, len(jobs), CHUNK):
-            chunk = jobs[start : start + CHUNK]
-            args: list[str] = [_t(time.time()), str(len(chunk))]
-            for new in chunk:
-                args.extend(_job_args(new))
-                args.append(new.group or "")
-                args.extend(_dedup_args(new))
-            reply = await self._run("add", queue, args)
-            await self._register(queue, reply[0])
-            results.extend(
-                AddResult(reply[i], reply[i + 1] == 1, reply[i + 2] or None)
-                for i in range(1, len(reply), 3)
-            )
-        return results
+    def _add_head(self, queue: str) -> Head:
+        """The head of ``queue``'s add command over the multiplexed connection (``EVALSHA``,
+        the script's SHA, the queue's keys and key prefix), packed once."""
+        head = self._add_heads.get(queue)
+        if head is None:
+            qk, keys = self._qk(queue)
+            sha = self._open_scripts().shas["add"]
+            head = self._add_heads[queue] = Head("EVALSHA", sha, len(keys), *keys, qk.base)
+        return head
 
     # -- flows and deduplication windows ---------------------------------------------------
     async def add_flow(self, nodes: Sequence[FlowNode]) -> list[AddResult]:

@@ -55,6 +55,23 @@ class _Failure:
         self.text = text
 
 
+class Head:
+    """The first arguments of commands sent many times (e.g. ``EVALSHA``, a script's SHA and its
+    keys), packed once: :meth:`Multiplexed.call_after` packs only the rest of each call."""
+
+    __slots__ = ("body", "count")
+
+    def __init__(self, *args: Any) -> None:
+        packed = hiredis.pack_command(args)
+        self.count = len(args)
+        self.body = packed[packed.index(b"\r\n") + 2 :]  # without the array's length
+
+    def pack(self, args: tuple[Any, ...]) -> bytes:
+        """The whole command, as ``hiredis.pack_command((*head, *args))`` packs it."""
+        rest = hiredis.pack_command(args)
+        return b"*%d\r\n%b%b" % (self.count + len(args), self.body, rest[rest.index(b"\r\n") + 2 :])
+
+
 class _Protocol(asyncio.Protocol):
     """The replies of one connection, handed to the waiting calls in order."""
 
@@ -163,18 +180,29 @@ class Multiplexed:
         return f"<Multiplexed {where} db={self._db}>"
 
     # -- calls ---------------------------------------------------------------------------
-    async def call(self, *command: Any) -> Any:
-        """Send one command and return its reply (an error reply raises)."""
+    def _live(self) -> _Protocol | None:
+        """The connection, when it can be written on now (else the caller connects)."""
         protocol = self._protocol
         if protocol is None or protocol.lost is not None or protocol.idle_and_closed():
-            protocol = await self._connected()
-        # _queue for one command, inline: this is the hot path
+            return None
+        return protocol
+
+    async def call(self, *command: Any) -> Any:
+        """Send one command and return its reply (an error reply raises)."""
+        protocol = self._live() or await self._connected()
+        return await self._send(protocol, hiredis.pack_command(command))
+
+    async def call_after(self, head: Head, args: tuple[Any, ...]) -> Any:
+        """``call(*head_arguments, *args)``, with the head packed once beforehand."""
+        protocol = self._live() or await self._connected()
+        return await self._send(protocol, head.pack(args))
+
+    def _send(self, protocol: _Protocol, data: bytes) -> asyncio.Future[Any]:
+        """:meth:`_queue` for one command, inline: this is the hot path."""
         loop = asyncio.get_running_loop()
         future = loop.create_future()
         waiters = protocol.waiters
-        now = monotonic()
-        waiters.append((future, now))
-        data = hiredis.pack_command(command)
+        waiters.append((future, monotonic()))
         if len(waiters) == 1:
             protocol.transport.write(data)
         else:
@@ -183,15 +211,13 @@ class Multiplexed:
             protocol.pending.append(data)
         if self._watchdog is None and self.timeout is not None:
             self._watchdog = loop.call_later(self.timeout, self._check)
-        return await future
+        return future
 
     async def call_many(self, *commands: tuple[Any, ...], return_errors: bool = False) -> list[Any]:
         """Send several commands in one write; their replies in order. Every command runs
         (Redis does not stop at an error), and the first error reply then raises, or with
         ``return_errors`` takes its command's place in the list (as a ``ResponseError``)."""
-        protocol = self._protocol
-        if protocol is None or protocol.lost is not None or protocol.idle_and_closed():
-            protocol = await self._connected()
+        protocol = self._live() or await self._connected()
         futures = self._queue(protocol, [hiredis.pack_command(c) for c in commands])
         results: list[Any] = []
         error: BaseException | None = None

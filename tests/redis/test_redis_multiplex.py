@@ -15,7 +15,7 @@ from redis.exceptions import ConnectionError, NoScriptError, ResponseError, Time
 
 from polyjobs import Queue
 from polyjobs.backends.redis import RedisBackend, connection
-from polyjobs.backends.redis.multiplex import Multiplexed, available
+from polyjobs.backends.redis.multiplex import Head, Multiplexed, available
 from polyjobs.backends.redis.testing import RedisServer
 from polyjobs.errors import BackendError
 from tests.redis.conftest import URL
@@ -49,6 +49,30 @@ async def test_concurrent_calls_share_one_connection_and_get_their_own_replies(
         assert replies == [i * (i + 1) // 2 for i in range(1, 201)]
         listing = await conn.call("CLIENT", "LIST")
         assert len([c for c in listing.splitlines() if f" name={NAME} " in c]) == 1
+    finally:
+        await conn.call("DEL", key)
+
+
+@pytest.mark.parametrize("rest", [(), ("f",), ("f", "é" * 3, "", "x" * 5000)])
+def test_a_packed_head_and_the_rest_are_the_whole_command_packed(rest: tuple[str, ...]) -> None:
+    import hiredis
+
+    head = ("EVALSHA", "a" * 40, 2, "k:1", "k:2", "prefix:{q}:")
+    whole = hiredis.pack_command((*head, *rest))  # type: ignore[arg-type]  # (stub: a 1-tuple)
+    assert Head(*head).pack(rest) == whole
+
+
+async def test_calls_after_a_packed_head_run_as_the_whole_command(conn: Multiplexed) -> None:
+    key = _key()
+    try:
+        hset = Head("HSET", key)
+        assert await conn.call_after(hset, ("a", "1", "b", "é")) == 2
+        replies = await asyncio.gather(
+            *(conn.call_after(hset, (f"f{i}", str(i))) for i in range(50))
+        )
+        assert replies == [1] * 50  # in flight together: each its own reply
+        assert await conn.call("HGET", key, "b") == "é"
+        assert await conn.call("HLEN", key) == 52
     finally:
         await conn.call("DEL", key)
 
