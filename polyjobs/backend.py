@@ -76,13 +76,17 @@ class JobRecord:
     lease_until: float | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class NewJob:
     """A job to add. ``job_id`` None lets the backend assign the next numeric id.
 
     ``run_at`` greater than ``timestamp`` makes the job ``delayed`` until then; ``lifo`` puts
     it first within its priority level. Priority 0 comes first, then 1, 2, ... (FIFO within a
     level).
+
+    Read-only by convention (backends and queues never change one; ``dataclasses.replace``
+    makes a changed copy), not frozen: a frozen dataclass sets each field through
+    ``object.__setattr__``, which made building it a tenth of a single add's Python.
     """
 
     name: str

@@ -394,10 +394,8 @@ class RedisBackend:
                             reply = await self._run("add", queue, args)
                 if reply[0] == 1:
                     await self._register(queue, 1)
-                results += [
-                    AddResult(reply[i], reply[i + 1] == 1, reply[i + 2] or None)
-                    for i in range(1, len(reply), 3)
-                ]
+                for i in range(1, len(reply), 3):  # (a loop: no comprehension's function)
+                    results.append(AddResult(reply[i], reply[i + 1] == 1, reply[i + 2] or None))
             return results
         finally:
             left = flights[queue] - 1
