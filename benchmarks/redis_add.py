@@ -110,14 +110,17 @@ def main() -> None:
         return
 
     sys.path.insert(0, str(HERE))
-    from _common import RedisServer, export_revision
+    from _common import PeerError, RedisServer, export_revision
 
     sides = {}
     for rev in (args.before, args.after):
         source, commit = export_revision(rev)
         sides[f"{rev} ({commit})"] = source
     server = RedisServer()
-    url = server.start() + "/0"
+    try:
+        url = server.start() + "/0"
+    except PeerError as exc:
+        raise SystemExit(str(exc)) from None
     results: dict[str, list[dict[str, float]]] = {label: [] for label in sides}
     try:
         for k in range(args.rounds):
