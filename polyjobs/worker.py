@@ -560,6 +560,8 @@ class Worker:
         if self.telemetry is None:
             return await self._invoke(job)
         with self.telemetry.processing(self.queue, job):
+            if self._is_async:  # the processor's own coroutine, no _invoke coroutine between
+                return await self.processor(job)
             return await self._invoke(job)
 
     async def _invoke(self, job: Job) -> Any:
