@@ -106,6 +106,9 @@ def make_client(url: RedisUrl, *, blocking: bool) -> Client:
     call themselves (scripts, blocking pops), which spares a timer task per write."""
     options: dict[str, Any] = {
         "decode_responses": True,
+        # bytes that are not UTF-8 (a record written by something else) decode with U+FFFD, so
+        # the record reads as corrupted instead of the reply failing on every call
+        "encoding_errors": "replace",
         "retry": Retry(NoBackoff(), 0),
         "socket_connect_timeout": CONNECT_TIMEOUT,
         "socket_timeout": None if blocking else COMMAND_TIMEOUT,

@@ -76,7 +76,7 @@ class _Protocol(asyncio.Protocol):
     """The replies of one connection, handed to the waiting calls in order."""
 
     def __init__(self) -> None:
-        self.reader = hiredis.Reader(encoding="utf-8", replyError=_Failure)
+        self.reader = hiredis.Reader(encoding="utf-8", errors="replace", replyError=_Failure)
         self.waiters: deque[tuple[asyncio.Future[Any], float]] = deque()
         self.transport: Any = None  # asyncio's or uvloop's (not an asyncio.Transport subclass)
         self.lost: BaseException | None = None

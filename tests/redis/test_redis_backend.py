@@ -297,6 +297,31 @@ async def test_undecodable_fields_fail_the_job_when_taken(backend: RedisBackend)
     assert job.failed_reason == "job record is corrupted: data is not JSON"
 
 
+async def test_a_field_that_is_not_utf8_fails_its_job_and_keeps_the_connection(
+    backend: RedisBackend,
+) -> None:
+    """Bytes that are not UTF-8 in a job's record are a corruption of that job: it is failed
+    as corrupted when taken, and the connection (shared by every call) stays up. Before, the
+    reply's decoding raised inside the connection's reader, which dropped the connection on
+    every try: the worker logged the backend as unreachable forever and the job never ran."""
+    qk = QueueKeys(backend.prefix, "utf8")
+    queue = Queue("utf8", backend)
+    await queue.add("n", {"i": 0}, job_id="bad", remove_on_fail=False)
+    await queue.add("n", {"i": 1}, job_id="good")
+    await backend.redis.hset(qk.job("bad"), "d", b"\xff\xfe")
+    ran: list[str] = []
+
+    async def work(job: Job) -> None:
+        ran.append(job.id)
+
+    worker = Worker("utf8", work, backend, schedule=False, block=0.05)
+    await asyncio.wait_for(worker.run(burst=True), 10)
+    assert ran == ["good"]
+    job = await queue.get_job("bad")
+    assert job is not None and job.state == "failed"
+    assert job.failed_reason == "job record is corrupted: data is not JSON"
+
+
 async def test_integers_beyond_64_bits_survive_data_progress_and_returnvalue(
     backend: RedisBackend,
 ) -> None:
