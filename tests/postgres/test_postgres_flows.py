@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import Any
 
 import asyncpg
+import pytest
 
 from polyjobs.backend import Finish, JobRecord, flows_of
+from polyjobs.backends.postgres import admin
 from polyjobs.backends.postgres.url import PostgresUrl
 from polyjobs.flow import FlowProducer
 from polyjobs.plugins import open_backend
@@ -214,3 +217,82 @@ async def test_batches_of_children_of_the_same_parents_finishing_at_once_release
             "p2",
             "p3",
         ]
+
+
+async def test_crossed_finishes_failing_and_completing_children_of_the_same_parents_never_deadlock(
+    pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two finishes at once: one fails (fail_parent_on_failure) the children of P2 and P3 and
+    completes those of P0 and P1, the other the reverse. A third session holds the completed
+    children's edges until both finishes wait, so both have applied their policies when they
+    come to the parents. Each locks the parents it decides about in one (queue, id) order
+    before applying any policy, so neither holds a parent the other locked first: no deadlock
+    for PostgreSQL to break (a second's stall, the finish run again), and every parent is
+    failed by its failing child."""
+    deadlocks = 0
+    real = admin.finish
+
+    async def counting(*args: Any) -> list[Any]:
+        nonlocal deadlocks
+        try:
+            return await real(*args)
+        except asyncpg.DeadlockDetectedError:
+            deadlocks += 1
+            raise
+
+    monkeypatch.setattr(admin, "finish", counting)
+    fail = {"fail_parent_on_failure": True}
+    parsed = PostgresUrl.parse(pg_url)
+    async with open_backend(pg_url) as one, open_backend(pg_url) as two:
+        parents = [
+            await FlowProducer(one).add(
+                {
+                    "name": f"p{p}",
+                    "queue": "p",
+                    "children": [
+                        {"name": "c", "queue": "q", "data": 10 * p + i, "opts": opts}
+                        for i, opts in enumerate([fail, {}])
+                    ],
+                }
+            )
+            for p in range(4)
+        ]
+        taken = {j.data: j.id for j in await one.fetch("q", "t", 8, 30.0, 0)}
+        gate = await asyncpg.connect(parsed.dsn, server_settings={"search_path": parsed.schema})
+        try:
+            async with gate.transaction():
+                await gate.execute(
+                    "SELECT 1 FROM job_deps WHERE child_queue = 'q' AND child_id = ANY($1) "
+                    "FOR UPDATE",
+                    [taken[10 * p + 1] for p in range(4)],
+                )
+                finishes = asyncio.gather(
+                    one.finish("q", "t", _crossed(taken, [2, 3], [0, 1]), 0, 30.0),
+                    two.finish("q", "t", _crossed(taken, [0, 1], [2, 3]), 0, 30.0),
+                )
+                for _ in range(100):  # until both wait (on the edges, or one on the other)
+                    waiting = await gate.fetchval(
+                        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                        "AND datname = current_database() AND pid <> pg_backend_pid()"
+                    )
+                    if waiting >= 2:
+                        break
+                    await asyncio.sleep(0.05)
+            results = await finishes
+        finally:
+            await gate.close()
+        assert [r.lost for r in results] == [[], []]
+        for flow in parents:
+            parent = await one.get_job("p", flow.job.id)
+            assert parent is not None and parent.state == "failed"
+    assert deadlocks == 0
+
+
+def _crossed(taken: dict[int, str], failing: list[int], completing: list[int]) -> list[Finish]:
+    """Ends failing child 0 of each parent in ``failing`` and completing child 1 of each in
+    ``completing`` (``taken``: job id by data, 10 * parent + child)."""
+    now = time.time()
+    return [
+        *(Finish(taken[10 * p], "failed", 1, now, failed_reason="x") for p in failing),
+        *(Finish(taken[10 * p + 1], "completed", 1, now, "1") for p in completing),
+    ]
