@@ -23,7 +23,7 @@ from polyjobs.errors import BackendUnavailableError
 if TYPE_CHECKING:
     import asyncpg
 
-SCHEMA_VERSION = 19
+SCHEMA_VERSION = 20
 
 #: Tables of a polyjobs schema; a schema without ``schema_version`` that holds any other table
 #: belongs to another application.
