@@ -140,6 +140,16 @@ def project_python() -> str:
         return str(venv) if venv.exists() else sys.executable
 
 
+def import_polyjobs_from_bench_source() -> None:
+    """In a child process of a benchmark: import polyjobs from the source tree named by
+    ``POLYJOBS_BENCH_SRC`` (an :func:`export_revision` directory), not the installed (editable)
+    one; nothing when it is not set. Call before the first ``import polyjobs``."""
+    src = os.environ.get("POLYJOBS_BENCH_SRC")
+    if src:
+        sys.meta_path[:] = [f for f in sys.meta_path if "__editable__" not in type(f).__module__]
+        sys.path.insert(0, src)
+
+
 def export_revision(rev: str) -> tuple[str, str]:
     """``git archive`` of ``rev`` into a temporary directory: (directory, commit id), so the
     benchmark measures committed code even while the working tree is being edited. A name

@@ -208,11 +208,9 @@ def main() -> None:
     parser.add_argument("--schema", default="calls", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        if os.environ.get("POLYJOBS_BENCH_SRC"):  # as peers/peer_polyjobs.py
-            sys.meta_path[:] = [
-                f for f in sys.meta_path if "__editable__" not in type(f).__module__
-            ]
-            sys.path.insert(0, os.environ["POLYJOBS_BENCH_SRC"])
+        from _common import import_polyjobs_from_bench_source
+
+        import_polyjobs_from_bench_source()
         asyncio.run(child(args.child, args.url, args.batch, args.schema))
         return
     args.turns = args.turns or (20 if args.batch else 60)

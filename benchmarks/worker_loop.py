@@ -24,7 +24,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import export_revision
+from _common import export_revision, import_polyjobs_from_bench_source
 
 
 class _Instant:
@@ -106,10 +106,7 @@ async def _measure(jobs: int, concurrency: int) -> float:
 
 
 def _child(jobs: int, concurrency: int) -> None:
-    src = os.environ.get("POLYJOBS_BENCH_SRC")
-    if src:  # import polyjobs from that tree, not the installed (editable) one
-        sys.meta_path[:] = [f for f in sys.meta_path if "__editable__" not in type(f).__module__]
-        sys.path.insert(0, src)
+    import_polyjobs_from_bench_source()
     print(asyncio.run(_measure(jobs, concurrency)))
 
 
