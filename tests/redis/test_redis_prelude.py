@@ -7,6 +7,7 @@ script compiled by the server."""
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import AsyncIterator
 
 import pytest
@@ -227,8 +228,7 @@ async def test_a_value_that_calls_a_helper_is_kept_for_its_effect(
         assert await client.eval(text + body, 0) == b"pong"
 
 
-def test_a_second_backend_reuses_the_cut_scripts(monkeypatch: pytest.MonkeyPatch) -> None:
-    first = scripts.Scripts(None)  # type: ignore[arg-type]
+def _counting_cuts(monkeypatch: pytest.MonkeyPatch) -> list[object]:
     cuts: list[object] = []
 
     def counted(*args: object) -> object:
@@ -236,6 +236,28 @@ def test_a_second_backend_reuses_the_cut_scripts(monkeypatch: pytest.MonkeyPatch
         return needed(*args)  # type: ignore[arg-type]
 
     monkeypatch.setattr(scripts, "needed", counted)
+    return cuts
+
+
+def test_a_second_backend_reuses_the_cut_scripts(monkeypatch: pytest.MonkeyPatch) -> None:
+    first = scripts.Scripts(None)  # type: ignore[arg-type]
+    shas = {name: first.shas[name] for name in scripts.NAMES}
+    cuts = _counting_cuts(monkeypatch)
     second = scripts.Scripts(None)  # type: ignore[arg-type]
-    assert second.shas == first.shas
+    assert {name: second.shas[name] for name in scripts.NAMES} == shas
     assert cuts == []  # cut once per process, not again at every backend's open
+
+
+async def test_a_backend_cuts_only_the_scripts_it_calls(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A command that only adds (``polyjobs enqueue``) cuts the add script, not all of them."""
+    from polyjobs import Queue, open_backend
+
+    scripts.source.cache_clear()
+    monkeypatch.setattr(scripts, "SHAS", scripts._Shas())
+    cuts = _counting_cuts(monkeypatch)
+    async with open_backend(URL) as backend:
+        await Queue("cut-one", backend).add("x", 1)
+        await backend.obliterate("cut-one")
+    assert "add" in scripts.SHAS and "fetch" not in scripts.SHAS and "finish" not in scripts.SHAS
+    assert len(cuts) == len(scripts.SHAS) < len(scripts.NAMES) // 2
+    assert scripts.SHAS["add"] == hashlib.sha1(scripts.source("add").encode()).hexdigest()
