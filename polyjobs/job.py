@@ -13,7 +13,7 @@ from polyjobs.errors import JobFailedError, JobNotFoundError, WaitTimeoutError
 from polyjobs.options import Duration, JobOptions, seconds
 
 if TYPE_CHECKING:
-    from polyjobs.backend import Backend, JobRecord, JobRef, JobState
+    from polyjobs.backend import Backend, JobRecord, JobRef, JobState, NewJob
 
 MAX_LOG_LINES = 1000
 FINAL_STATES = ("completed", "failed")
@@ -26,6 +26,27 @@ class Job:
     the worker (or Runtime) was given for its processors: shared clients, stores, queues.
     """
 
+    # what a job has before it ran, as class defaults: ``added`` sets only the rest
+    _data_json: str | None = None  # data not decoded yet (see ``data``)
+    _opts_shared = False  # ``_opts`` is the add's own dict: ``opts`` copies it on first read
+    _options: JobOptions | None = None
+    attempts_made = 0
+    attempts_started = 0
+    stalls = 0
+    progress: Any = None
+    returnvalue: Any = None
+    failed_reason: str | None = None
+    stacktrace: str | None = None
+    processed_on: float | None = None
+    finished_on: float | None = None
+    context: Any = None
+    _loop: asyncio.AbstractEventLoop | None = None
+    _on_progress: Callable[[Job, Any], None] | None = None
+    #: Set (with its reason in ``cancel_reason``) once someone cancelled this job while it
+    #: runs; a plain (thread) processor checks it and returns or raises early.
+    cancelled = False
+    cancel_reason: str | None = None
+
     def __init__(
         self, record: JobRecord, queue: str, backend: Backend, context: Any = None
     ) -> None:
@@ -33,15 +54,13 @@ class Job:
         self.id = record.id
         self.name = record.name
         self._data: Any = record.data
-        self._data_json: str | None = None  # data not decoded yet (see ``data``)
         self._opts: dict[str, Any] = record.opts
-        self._options: JobOptions | None = None
         self.state: JobState = record.state
         self.attempts_made = record.attempts_made
         self.attempts_started = record.attempts_started
         self.stalls = record.stalls
-        self.progress: Any = record.progress
-        self.returnvalue: Any = record.returnvalue
+        self.progress = record.progress
+        self.returnvalue = record.returnvalue
         self.failed_reason = record.failed_reason
         self.stacktrace = record.stacktrace
         self.timestamp = record.timestamp
@@ -51,12 +70,25 @@ class Job:
         self.finished_on = record.finished_on
         self.context = context
         self._backend = backend
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._on_progress: Callable[[Job, Any], None] | None = None
-        #: Set (with its reason in ``cancel_reason``) once someone cancelled this job while it
-        #: runs; a plain (thread) processor checks it and returns or raises early.
-        self.cancelled = False
-        self.cancel_reason: str | None = None
+
+    @classmethod
+    def added(
+        cls,
+        queue: str,
+        backend: Backend,
+        job_id: str,
+        new: NewJob,
+    ) -> Job:
+        """The job just stored from ``new`` (not run yet), built without a ``JobRecord``; its
+        data stays the JSON text until read, its options ``new.opts`` until read (then a copy,
+        so that changing it does not change what other adds share)."""
+        job = cls.__new__(cls)
+        job.queue_name, job.id, job.name, job._backend = queue, job_id, new.name, backend
+        job._data, job._data_json = None, new.data_json
+        job._opts, job._opts_shared = new.opts, True
+        job.timestamp, job.run_at, job.priority = new.timestamp, new.run_at, new.priority
+        job.state = "delayed" if new.run_at > new.timestamp else "waiting"
+        return job
 
     def __repr__(self) -> str:
         return f"<Job {self.queue_name}/{self.id} {self.name!r} {self.state}>"
@@ -72,19 +104,16 @@ class Job:
     def data(self, value: Any) -> None:
         self._data, self._data_json = value, None
 
-    def _defer_data(self, data_json: str) -> None:
-        """Hold the data as the JSON text just stored; ``data`` decodes it when read (a
-        fresh copy, as a worker will see it), so an add that is not read pays nothing."""
-        self._data, self._data_json = None, data_json
-
     @property
     def opts(self) -> dict[str, Any]:
         """The job's stored options, as JSON (replace it, do not change it in place)."""
+        if self._opts_shared:
+            self._opts, self._opts_shared = dict(self._opts), False
         return self._opts
 
     @opts.setter
     def opts(self, value: dict[str, Any]) -> None:
-        self._opts, self._options = value, None
+        self._opts, self._opts_shared, self._options = value, False, None
 
     @property
     def options(self) -> JobOptions:

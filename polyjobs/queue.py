@@ -143,12 +143,16 @@ class Queue:
     def _job(self, record: JobRecord) -> Job:
         return Job(record, self.name, self.backend)
 
-    def _new_job(self, name: str, data: Any, options: Mapping[str, Any], now: float) -> NewJob:
-        return self._parse_job(name, data, options, now)[0]
-
     def _parse_job(
-        self, name: str, data: Any, options: Mapping[str, Any], now: float
+        self,
+        name: str,
+        data: Any,
+        options: Mapping[str, Any],
+        now: float,
+        parsed: dict[int, tuple[Mapping[str, Any], JobOptions, dict[str, Any]]] | None = None,
     ) -> tuple[NewJob, JobOptions]:
+        """The ``NewJob`` to store and its options; with ``parsed`` (a bulk add's, by the id of
+        each options object, which it keeps alive), an options object is parsed only once."""
         if not isinstance(name, str) or not name:
             raise InvalidArgumentError(f"job name must be a non-empty string, got {name!r}")
         if not name.isascii():  # (a flag of the string: ASCII is valid Unicode)
@@ -158,7 +162,20 @@ class Queue:
                 raise InvalidArgumentError(
                     "job name holds text that is not valid Unicode"
                 ) from None
-        opts = JobOptions.parse(options, self.default_options) if options else self.default_options
+        if not options:
+            opts = self.default_options
+            opts_json = self._opts_json(opts)
+        elif parsed is None:
+            opts = JobOptions.parse(options, self.default_options)
+            opts_json = self._opts_json(opts)
+        else:
+            hit = parsed.get(id(options))
+            if hit is None:
+                opts = JobOptions.parse(options, self.default_options)
+                opts_json = self._opts_json(opts)
+                parsed[id(options)] = (options, opts, opts_json)
+            else:
+                opts, opts_json = hit[1], hit[2]
         data_json = codec.encode(data, f"data of job {name!r}", self.max_payload)
         if self.validate is not None:
             self.validate(data)
@@ -170,7 +187,7 @@ class Queue:
         new = NewJob(  # positional (NewJob's order): cheaper than keywords, once per add
             name,
             data_json,
-            self._opts_json(opts),
+            opts_json,
             now,
             opts.job_id,
             now + opts.delay,
@@ -235,6 +252,12 @@ class Queue:
         ``(name, data[, options])`` tuple. Every job is validated before any is stored."""
         now = time.time()
         new_jobs = []
+        # a list or tuple is all there before the first job is parsed: an options object found
+        # again is the same options, parsed once (a generator might change one between jobs)
+        parsed: dict[int, tuple[Mapping[str, Any], JobOptions, dict[str, Any]]] | None = (
+            {} if type(jobs) is list or type(jobs) is tuple else None
+        )
+        parse = self._parse_job
         for item in jobs:
             if type(item) is not tuple and isinstance(item, Mapping):  # (tuples: no ABC check)
                 unknown = set(item) - {"name", "data", "options"}
@@ -245,7 +268,7 @@ class Queue:
                 if not 1 <= len(item) <= 3:
                     raise InvalidArgumentError(f"bulk job must be (name, data[, options]): {item}")
                 name, data, opts = (*item, None, {})[:3]
-            new_jobs.append(self._new_job(str(name or ""), data, opts or {}, now))
+            new_jobs.append(parse(str(name or ""), data, opts or {}, now, parsed)[0])
         return await self._add_many(new_jobs)
 
     async def _add_many(self, new_jobs: list[NewJob]) -> list[Job]:
@@ -255,15 +278,18 @@ class Queue:
             results = await self.backend.add(self.name, new_jobs)
         else:
             new_jobs, results = await self._add_traced(new_jobs)
-        return [
-            await self._job_of(new, result) for new, result in zip(new_jobs, results, strict=True)
-        ]
+        jobs = []
+        added, queue, backend = Job.added, self.name, self.backend
+        for new, result in zip(new_jobs, results, strict=True):
+            if result.added and result.deduplicated is None:  # the common case: no await
+                jobs.append(added(queue, backend, result.id, new))
+            else:
+                jobs.append(await self._job_of(new, result))
+        return jobs
 
     def _added_job(self, new: NewJob, job_id: str) -> Job:
         """The ``Job`` of a job just stored from ``new``, its data decoded only if read."""
-        job = Job(_record_of(new, job_id), self.name, self.backend)
-        job._defer_data(new.data_json)
-        return job
+        return Job.added(self.name, self.backend, job_id, new)
 
     async def _job_of(self, new: NewJob, result: AddResult) -> Job:
         """What ``add`` returns for ``new``: the job stored from it, or the one that existed
@@ -535,16 +561,3 @@ class Queue:
         if job is None:
             raise JobNotFoundError(f"job {job_id} not found in queue {self.name!r}")
         return job
-
-
-def _record_of(new: NewJob, job_id: str) -> JobRecord:
-    return JobRecord(  # positional, in JobRecord's order (once per add)
-        job_id,
-        new.name,
-        None,  # data: the Job decodes new.data_json when it is read
-        dict(new.opts),
-        "delayed" if new.run_at > new.timestamp else "waiting",
-        new.timestamp,
-        new.run_at,
-        new.priority,
-    )

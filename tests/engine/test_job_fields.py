@@ -3,7 +3,10 @@ neither is worked out again on every read."""
 
 from __future__ import annotations
 
+import pytest
+
 from polyjobs import Backoff, Queue, open_backend
+from polyjobs.errors import InvalidArgumentError
 
 
 async def test_an_added_jobs_data_is_a_fresh_json_copy_decoded_when_read() -> None:
@@ -30,3 +33,43 @@ async def test_options_are_parsed_once_and_again_when_opts_are_replaced() -> Non
         assert job.options is first
         job.opts = {**job.opts, "attempts": 5}
         assert job.options.attempts == 5 and job.options is not first
+
+
+async def test_an_added_jobs_opts_are_its_own_copy_once_read() -> None:
+    async with open_backend("memory://") as backend:
+        queue = Queue("q", backend, default_options={"attempts": 2})
+        shared = {"priority": 4}
+        first, second, plain = await queue.add_bulk([("a", 1, shared), ("b", 2, shared), ("c", 3)])
+        first.opts["priority"] = 9  # (not the way to change them, but it must stay local)
+        assert second.opts["priority"] == 4 and first.opts is not second.opts
+        plain.opts["attempts"] = 7
+        again = await queue.add("d", 4)
+        assert again.opts["attempts"] == 2 == (await queue.get_job(plain.id)).opts["attempts"]
+        stored = await queue.get_job(first.id)
+        assert stored is not None and stored.opts["priority"] == 4
+        assert first.state == second.state == "waiting" and first.priority == 4
+
+
+async def test_a_bulk_adds_shared_options_object_holds_for_every_job_it_is_given_to() -> None:
+    async with open_backend("memory://") as backend:
+        queue = Queue("q", backend)
+        shared = {"priority": 3, "delay": 60}
+        jobs = await queue.add_bulk([("a", i, shared) for i in range(3)] + [("b", 0, {})])
+        assert [(j.priority, j.state) for j in jobs] == [(3, "delayed")] * 3 + [(0, "waiting")]
+
+        def reused() -> object:  # a generator may change one options object between jobs
+            opts: dict[str, int] = {}
+            for priority in (1, 2, 3):
+                opts["priority"] = priority
+                yield ("g", priority, opts)
+
+        made = await queue.add_bulk(reused())  # type: ignore[arg-type]
+        assert [j.priority for j in made] == [1, 2, 3]
+        stored = [await queue.get_job(j.id) for j in made]
+        assert [s.priority for s in stored if s is not None] == [1, 2, 3]
+        bad = {"priority": -1}
+        before = (await queue.counts())["waiting"]
+        for batch in ([("x", 1, bad)], [("x", 1, {}), ("y", 2, bad), ("z", 3, bad)]):
+            with pytest.raises(InvalidArgumentError, match="priority must be within"):
+                await queue.add_bulk(batch)
+        assert (await queue.counts())["waiting"] == before  # nothing of a bad batch stored
