@@ -149,10 +149,10 @@ class Queue:
         data: Any,
         options: Mapping[str, Any],
         now: float,
-        parsed: dict[int, tuple[Mapping[str, Any], JobOptions, dict[str, Any]]] | None = None,
+        memo: _OptionsMemo | None = None,
     ) -> tuple[NewJob, JobOptions]:
-        """The ``NewJob`` to store and its options; with ``parsed`` (a bulk add's, by the id of
-        each options object, which it keeps alive), an options object is parsed only once."""
+        """The ``NewJob`` to store and its options (with ``memo``, a bulk add's, options met
+        before are not parsed again)."""
         if not isinstance(name, str) or not name:
             raise InvalidArgumentError(f"job name must be a non-empty string, got {name!r}")
         if not name.isascii():  # (a flag of the string: ASCII is valid Unicode)
@@ -165,17 +165,11 @@ class Queue:
         if not options:
             opts = self.default_options
             opts_json = self._opts_json(opts)
-        elif parsed is None:
+        elif memo is None:
             opts = JobOptions.parse(options, self.default_options)
             opts_json = self._opts_json(opts)
         else:
-            hit = parsed.get(id(options))
-            if hit is None:
-                opts = JobOptions.parse(options, self.default_options)
-                opts_json = self._opts_json(opts)
-                parsed[id(options)] = (options, opts, opts_json)
-            else:
-                opts, opts_json = hit[1], hit[2]
+            opts, opts_json = memo.resolve(options)
         data_json = codec.encode(data, f"data of job {name!r}", self.max_payload)
         if self.validate is not None:
             self.validate(data)
@@ -252,11 +246,7 @@ class Queue:
         ``(name, data[, options])`` tuple. Every job is validated before any is stored."""
         now = time.time()
         new_jobs = []
-        # a list or tuple is all there before the first job is parsed: an options object found
-        # again is the same options, parsed once (a generator might change one between jobs)
-        parsed: dict[int, tuple[Mapping[str, Any], JobOptions, dict[str, Any]]] | None = (
-            {} if type(jobs) is list or type(jobs) is tuple else None
-        )
+        memo = _OptionsMemo(self, type(jobs) is list or type(jobs) is tuple)
         parse = self._parse_job
         for item in jobs:
             if type(item) is not tuple and isinstance(item, Mapping):  # (tuples: no ABC check)
@@ -268,7 +258,7 @@ class Queue:
                 if not 1 <= len(item) <= 3:
                     raise InvalidArgumentError(f"bulk job must be (name, data[, options]): {item}")
                 name, data, opts = (*item, None, {})[:3]
-            new_jobs.append(parse(str(name or ""), data, opts or {}, now, parsed)[0])
+            new_jobs.append(parse(str(name or ""), data, opts or {}, now, memo)[0])
         return await self._add_many(new_jobs)
 
     async def _add_many(self, new_jobs: list[NewJob]) -> list[Job]:
@@ -561,3 +551,41 @@ class Queue:
         if job is None:
             raise JobNotFoundError(f"job {job_id} not found in queue {self.name!r}")
         return job
+
+
+class _OptionsMemo:
+    """The options of one bulk add's jobs, each parsed and encoded once: found again by
+    options object (only when every job was given before the first is parsed, as in a list:
+    a generator may change one object between its jobs; the memo keeps each object alive, so
+    its id is not reused) or by content (the items and their types, when all hashable)."""
+
+    __slots__ = ("by_content", "by_object", "queue")
+
+    def __init__(self, queue: Queue, by_object: bool) -> None:
+        self.queue = queue
+        self.by_object: dict[int, tuple[Any, JobOptions, dict[str, Any]]] | None = (
+            {} if by_object else None
+        )
+        self.by_content: dict[Any, tuple[JobOptions, dict[str, Any]]] = {}
+
+    def resolve(self, options: Mapping[str, Any]) -> tuple[JobOptions, dict[str, Any]]:
+        """The parsed options and their stored JSON form."""
+        by_object = self.by_object
+        if by_object is not None:
+            seen = by_object.get(id(options))
+            if seen is not None:
+                return seen[1], seen[2]
+        key: Any = (tuple(options.items()), tuple(map(type, options.values())))
+        try:
+            found = self.by_content.get(key)
+        except TypeError:  # a value that is not hashable (a dict): parsed by object only
+            key = found = None
+        if found is None:
+            queue = self.queue
+            opts = JobOptions.parse(options, queue.default_options)
+            found = (opts, queue._opts_json(opts))
+            if key is not None:
+                self.by_content[key] = found
+        if by_object is not None:
+            by_object[id(options)] = (options, *found)
+        return found

@@ -73,3 +73,15 @@ async def test_a_bulk_adds_shared_options_object_holds_for_every_job_it_is_given
             with pytest.raises(InvalidArgumentError, match="priority must be within"):
                 await queue.add_bulk(batch)
         assert (await queue.counts())["waiting"] == before  # nothing of a bad batch stored
+
+
+async def test_equal_options_of_a_bulk_add_are_checked_with_their_types() -> None:
+    async with open_backend("memory://") as backend:
+        queue = Queue("q", backend)
+        jobs = await queue.add_bulk(
+            [("a", i, {"priority": i % 2, "delay": "1s"}) for i in range(4)]
+        )
+        assert [(j.priority, j.run_at - j.timestamp) for j in jobs] == [(0, 1.0), (1, 1.0)] * 2
+        with pytest.raises(InvalidArgumentError, match="priority must be an integer, got True"):
+            await queue.add_bulk([("a", 1, {"priority": 1}), ("b", 2, {"priority": True})])
+        assert (await queue.counts())["delayed"] == 4
