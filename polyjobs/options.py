@@ -11,8 +11,9 @@ import math
 import random
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields
 from datetime import timedelta
+from operator import attrgetter
 from typing import Any, Literal
 
 from polyjobs.errors import InvalidArgumentError
@@ -406,8 +407,8 @@ class JobOptions:
         base = defaults or cls()
         if not options:
             return base
-        unknown = set(options) - cls._KEYS
-        if unknown:
+        if not cls._KEYS.issuperset(options):
+            unknown = set(options) - cls._KEYS
             raise InvalidArgumentError(f"unknown job options: {', '.join(sorted(unknown))}")
         changes: dict[str, Any] = {}
         policies = []
@@ -422,7 +423,10 @@ class JobOptions:
             changes[key] = _parse_option(key, value, base)
         if len(policies) > 1:
             raise InvalidArgumentError(f"choose one of {', '.join(sorted(policies))}")
-        return replace(base, **changes)
+        # ``dataclasses.replace(base, **changes)``, without its Python per field
+        values = dict(zip(_JOB_OPTION_NAMES, _job_option_values(base), strict=True))
+        values.update(changes)
+        return cls(**values)
 
     def to_json(self) -> dict[str, Any]:
         """The stored form, a JSON object (the job's ``opts``)."""
@@ -471,6 +475,10 @@ class JobOptions:
             failure_policy=opts.get("failure_policy") or "wait",
             group=_stored_group(opts.get("group")),
         )
+
+
+_JOB_OPTION_NAMES = tuple(f.name for f in fields(JobOptions))
+_job_option_values = attrgetter(*_JOB_OPTION_NAMES)
 
 
 def _clamp(value: Any, low: float, high: float) -> float:
