@@ -38,27 +38,35 @@ def _dumps_of(encoder: json.JSONEncoder) -> Callable[[Any], str]:
 _dumps = _dumps_of(_ENCODER)
 
 
-def encode(value: Any, what: str, max_bytes: int | None = None) -> str:
+def encode(value: Any, what: str, max_bytes: int | None = None, of: str | None = None) -> str:
     """Encode ``value`` as compact JSON; reject NaN/Infinity, non-JSON types, text that is not
-    valid Unicode (lone surrogates) and, with ``max_bytes``, more UTF-8 bytes than that."""
+    valid Unicode (lone surrogates) and, with ``max_bytes``, more UTF-8 bytes than that. An
+    error names the value ``what``, followed by ``of`` quoted when given (``data of job
+    'name'``: the label is only made for an error)."""
     try:
         text = _dumps(value)
     except (TypeError, ValueError) as exc:
-        raise InvalidArgumentError(f"{what} is not JSON: {exc}") from None
+        raise InvalidArgumentError(f"{_label(what, of)} is not JSON: {exc}") from None
     except RecursionError:
-        raise InvalidArgumentError(f"{what} is not JSON: nested too deeply") from None
+        raise InvalidArgumentError(f"{_label(what, of)} is not JSON: nested too deeply") from None
     if text.isascii():  # a flag of the string, no copy: one byte per character
         size = len(text)
     else:
         try:
             size = len(text.encode("utf-8"))
         except UnicodeEncodeError:
-            raise InvalidArgumentError(f"{what} holds text that is not valid Unicode") from None
+            raise InvalidArgumentError(
+                f"{_label(what, of)} holds text that is not valid Unicode"
+            ) from None
     if max_bytes is not None and size > max_bytes:
         raise InvalidArgumentError(
-            f"{what} is {size} bytes of JSON, over the limit of {max_bytes} bytes"
+            f"{_label(what, of)} is {size} bytes of JSON, over the limit of {max_bytes} bytes"
         )
     return text
+
+
+def _label(what: str, of: str | None) -> str:
+    return what if of is None else f"{what} {of!r}"
 
 
 def decode(text: str | bytes | None) -> Any:

@@ -170,7 +170,7 @@ class Queue:
             opts_json = self._opts_json(opts)
         else:
             opts, opts_json = memo.resolve(options)
-        data_json = codec.encode(data, f"data of job {name!r}", self.max_payload)
+        data_json = codec.encode(data, "data of job", self.max_payload, name)
         if self.validate is not None:
             self.validate(data)
         dedup, group = opts.deduplication, opts.group
@@ -254,10 +254,14 @@ class Queue:
                 if unknown:
                     raise InvalidArgumentError(f"unknown keys in bulk job: {sorted(unknown)}")
                 name, data, opts = item.get("name"), item.get("data"), item.get("options") or {}
+            elif len(item) == 2:
+                (name, data), opts = item, None
+            elif len(item) == 3:
+                name, data, opts = item
+            elif len(item) == 1:
+                name, data, opts = item[0], None, None
             else:
-                if not 1 <= len(item) <= 3:
-                    raise InvalidArgumentError(f"bulk job must be (name, data[, options]): {item}")
-                name, data, opts = (*item, None, {})[:3]
+                raise InvalidArgumentError(f"bulk job must be (name, data[, options]): {item}")
             new_jobs.append(parse(str(name or ""), data, opts or {}, now, memo)[0])
         return await self._add_many(new_jobs)
 

@@ -85,3 +85,22 @@ async def test_equal_options_of_a_bulk_add_are_checked_with_their_types() -> Non
         with pytest.raises(InvalidArgumentError, match="priority must be an integer, got True"):
             await queue.add_bulk([("a", 1, {"priority": 1}), ("b", 2, {"priority": True})])
         assert (await queue.counts())["delayed"] == 4
+
+
+async def test_a_bulk_adds_bad_jobs_get_one_clear_error_each() -> None:
+    async with open_backend("memory://") as backend:
+        queue = Queue("q", backend, max_payload=64)
+        (one,) = await queue.add_bulk([("only-name",)])
+        assert one.name == "only-name" and one.data is None and one.opts["attempts"] == 1
+        cases = [
+            ([("a", 1), ("b", {1, 2})], "^data of job 'b' is not JSON: Object of type set"),
+            ([("é", "x" * 70)], "^data of job 'é' is 72 bytes of JSON, over the limit of 64"),
+            ([("a", 1, {}, "extra")], r"^bulk job must be \(name, data\[, options\]\)"),
+            ([()], r"^bulk job must be \(name, data\[, options\]\): \(\)"),
+            ([{"name": "a", "opts": {}}], r"^unknown keys in bulk job: \['opts'\]"),
+            ([("", 1)], "^job name must be a non-empty string"),
+        ]
+        for batch, message in cases:
+            with pytest.raises(InvalidArgumentError, match=message):
+                await queue.add_bulk(batch)  # type: ignore[arg-type]
+        assert (await queue.counts())["waiting"] == 1
