@@ -44,7 +44,8 @@ async def test_an_added_jobs_opts_are_its_own_copy_once_read() -> None:
         assert second.opts["priority"] == 4 and first.opts is not second.opts
         plain.opts["attempts"] = 7
         again = await queue.add("d", 4)
-        assert again.opts["attempts"] == 2 == (await queue.get_job(plain.id)).opts["attempts"]
+        plain_stored = await queue.require_job(plain.id)
+        assert again.opts["attempts"] == 2 == plain_stored.opts["attempts"]
         stored = await queue.get_job(first.id)
         assert stored is not None and stored.opts["priority"] == 4
         assert first.state == second.state == "waiting" and first.priority == 4
