@@ -151,8 +151,9 @@ class Queue:
         now: float,
         memo: _OptionsMemo | None = None,
     ) -> tuple[NewJob, JobOptions]:
-        """The ``NewJob`` to store and its options (with ``memo``, a bulk add's, options met
-        before are not parsed again)."""
+        """The ``NewJob`` to store and its options. With ``memo`` (a bulk add's), options met
+        before are not parsed again, and those options leave out the job's ``job_id`` (the
+        ``NewJob`` has it)."""
         if not isinstance(name, str) or not name:
             raise InvalidArgumentError(f"job name must be a non-empty string, got {name!r}")
         if not name.isascii():  # (a flag of the string: ASCII is valid Unicode)
@@ -164,12 +165,12 @@ class Queue:
                 ) from None
         if not options:
             opts = self.default_options
-            opts_json = self._opts_json(opts)
+            opts_json, job_id = self._opts_json(opts), opts.job_id
         elif memo is None:
             opts = JobOptions.parse(options, self.default_options)
-            opts_json = self._opts_json(opts)
+            opts_json, job_id = self._opts_json(opts), opts.job_id
         else:
-            opts, opts_json = memo.resolve(options)
+            opts, opts_json, job_id = memo.resolve(options)
         data_json = codec.encode(data, "data of job", self.max_payload, name)
         if self.validate is not None:
             self.validate(data)
@@ -183,7 +184,7 @@ class Queue:
             data_json,
             opts_json,
             now,
-            opts.job_id,
+            job_id,
             now + opts.delay,
             opts.priority,
             opts.lifo,
@@ -561,24 +562,47 @@ class _OptionsMemo:
     """The options of one bulk add's jobs, each parsed and encoded once: found again by
     options object (only when every job was given before the first is parsed, as in a list:
     a generator may change one object between its jobs; the memo keeps each object alive, so
-    its id is not reused) or by content (the items and their types, when all hashable)."""
+    its id is not reused) or by content (the items and their types, when all hashable). A
+    ``job_id`` is checked alone, the other options found as if they came without it."""
 
     __slots__ = ("by_content", "by_object", "queue")
 
     def __init__(self, queue: Queue, by_object: bool) -> None:
         self.queue = queue
-        self.by_object: dict[int, tuple[Any, JobOptions, dict[str, Any]]] | None = (
-            {} if by_object else None
-        )
-        self.by_content: dict[Any, tuple[JobOptions, dict[str, Any]]] = {}
+        self.by_object: dict[int, tuple[Any, _Resolved]] | None = {} if by_object else None
+        self.by_content: dict[Any, _Resolved] = {}
 
-    def resolve(self, options: Mapping[str, Any]) -> tuple[JobOptions, dict[str, Any]]:
-        """The parsed options and their stored JSON form."""
+    def resolve(self, options: Mapping[str, Any]) -> _Resolved:
+        """The options without ``job_id``, their stored JSON form (with it) and the job id."""
         by_object = self.by_object
         if by_object is not None:
             seen = by_object.get(id(options))
             if seen is not None:
-                return seen[1], seen[2]
+                return seen[1]
+        if "job_id" in options:
+            try:
+                found = self._with_job_id(options)
+            except InvalidArgumentError:
+                JobOptions.parse(options, self.queue.default_options)  # its error, as alone
+                raise
+        else:
+            found = self._by_content(options)
+        if by_object is not None:
+            by_object[id(options)] = (options, found)
+        return found
+
+    def _with_job_id(self, options: Mapping[str, Any]) -> _Resolved:
+        job_id = options["job_id"]
+        job_id = None if job_id is None else check_job_id(job_id)
+        rest = {k: v for k, v in options.items() if k != "job_id"}
+        if rest:
+            opts, rest_json, _ = self._by_content(rest)
+        else:
+            opts = self.queue.default_options
+            rest_json = self.queue._opts_json(opts)
+        return opts, {**rest_json, "job_id": job_id}, job_id  # (job_id: the first key)
+
+    def _by_content(self, options: Mapping[str, Any]) -> _Resolved:
         key: Any = (tuple(options.items()), tuple(map(type, options.values())))
         try:
             found = self.by_content.get(key)
@@ -587,9 +611,11 @@ class _OptionsMemo:
         if found is None:
             queue = self.queue
             opts = JobOptions.parse(options, queue.default_options)
-            found = (opts, queue._opts_json(opts))
+            found = (opts, queue._opts_json(opts), opts.job_id)
             if key is not None:
                 self.by_content[key] = found
-        if by_object is not None:
-            by_object[id(options)] = (options, *found)
         return found
+
+
+#: Options without their job id, their stored JSON form (with it), and the job id.
+_Resolved = tuple[JobOptions, dict[str, Any], str | None]

@@ -105,3 +105,29 @@ async def test_a_bulk_adds_bad_jobs_get_one_clear_error_each() -> None:
             with pytest.raises(InvalidArgumentError, match=message):
                 await queue.add_bulk(batch)  # type: ignore[arg-type]
         assert (await queue.counts())["waiting"] == 1
+
+
+async def test_a_bulk_adds_own_job_ids_are_stored_as_a_single_add_stores_them() -> None:
+    async with open_backend("memory://") as backend:
+        queue = Queue("q", backend, default_options={"attempts": 3})
+        opts = [{"job_id": f"j{i}", "priority": 2} for i in range(3)] + [{"job_id": 7}]
+        jobs = await queue.add_bulk([("a", i, o) for i, o in enumerate(opts)])
+        assert [j.id for j in jobs] == ["j0", "j1", "j2", "7"]
+        alone = await queue.add("a", 0, job_id="solo", priority=2)
+        for job in jobs[:3]:
+            stored = await queue.require_job(job.id)
+            assert stored.opts == job.opts == {**alone.opts, "job_id": job.id}
+            assert stored.priority == 2 and stored.options.attempts == 3
+        again = await queue.add_bulk([("b", 1, {"job_id": "j1"})])  # exists: read back
+        assert again[0].data == 1 and again[0].name == "a"
+        for bad in (
+            {"job_id": "a b"},
+            {"job_id": "ok", "priority": -1},
+            {"priority": -1, "job_id": ""},
+        ):
+            with pytest.raises(InvalidArgumentError) as in_bulk:
+                await queue.add_bulk([("c", 1, {"job_id": "fine"}), ("d", 2, bad)])
+            with pytest.raises(InvalidArgumentError) as alone_error:
+                await queue.add("d", 2, **bad)
+            assert str(in_bulk.value) == str(alone_error.value)
+        assert await queue.get_job("fine") is None
