@@ -194,7 +194,7 @@ class Worker:
         self.telemetry = telemetry
         self.id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:10]}"
         self._listeners: dict[str, list[Callable[..., Any]]] = {e: [] for e in EVENTS}
-        self._last_opts: tuple[dict[str, Any], JobOptions] | None = None
+        self._last_opts: tuple[dict[str, Any], dict[str, Any], JobOptions] | None = None
         self._state = "new"
         self._run = _Run(Slots(self.options.concurrency))
 
@@ -538,15 +538,21 @@ class Worker:
 
     def _options_of(self, record: JobRecord) -> JobOptions:
         """Parse a job's stored options; consecutive jobs usually share them, so the last
-        parse is reused when the options are equal (a dict compare is far cheaper)."""
+        parse is reused when the options are equal (a dict compare is far cheaper). The trace
+        context (:data:`TRACE_KEY`) is never part of the parse: first the options as stored
+        are compared (the jobs of one bulk add share their carrier too), then without it."""
         stored = record.opts
-        if TRACE_KEY in stored:  # one per job: never part of the comparison
-            stored = {k: v for k, v in stored.items() if k != TRACE_KEY}
         last = self._last_opts
         if last is not None and last[0] == stored:
-            return last[1]
-        opts = JobOptions.from_json(stored)
-        self._last_opts = (stored, opts)
+            return last[2]
+        bare = stored
+        if TRACE_KEY in stored:
+            bare = {} if len(stored) == 1 else {k: v for k, v in stored.items() if k != TRACE_KEY}
+        if last is not None and last[1] == bare:
+            opts = last[2]
+        else:
+            opts = JobOptions.from_json(bare)
+        self._last_opts = (stored, bare, opts)
         return opts
 
     def _call(self, job: Job) -> Awaitable[Any]:

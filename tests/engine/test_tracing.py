@@ -386,3 +386,25 @@ async def test_unsampled_runs_keep_the_baggage_and_other_propagators_work() -> N
         trace_id = int(carrier["traceparent"].split("-")[1], 16)
         assert [s for s in seen if s[0] == name] == [(name, trace_id, "acme")] * 2
     provider.shutdown()
+
+
+async def test_each_traced_job_runs_with_its_own_options(
+    backend: Backend, spans: tuple[OtelTelemetry, InMemorySpanExporter, TracerProvider]
+) -> None:
+    """The worker reuses the last job's parsed options when they are equal, with or without
+    the trace context: jobs of one add share their carrier, not always their options."""
+    telemetry = spans[0]
+
+    async def fail(job: Job) -> None:
+        raise RuntimeError("no")
+
+    queue = Queue("t-options", backend, telemetry=telemetry)
+    for _ in range(2):  # two carriers, the same options
+        await queue.add_bulk([("x", i, {"attempts": 3} if i % 2 else {}) for i in range(6)])
+    await queue.add("x", 7, attempts=3)
+    await Worker("t-options", fail, backend, telemetry=telemetry).run(burst=True)
+    failed = await queue.jobs("failed")
+    assert len(failed) == 13
+    assert all(TRACE_KEY in job.opts for job in failed)
+    assert sorted(job.attempts_made for job in failed) == [1] * 6 + [3] * 7
+    assert all(job.attempts_made == (3 if job.data % 2 else 1) for job in failed)
