@@ -121,6 +121,16 @@ class _Current(Generic[T]):
             _CURRENT.reset(self.token)
 
 
+def _run_dropped(entry: tuple[Context, T]) -> _Current[T] | None:
+    """The run of a span the sampler drops: its context made current for the rest of the
+    job's task, where the worker asks (None: nothing to close, the task's end drops it); with
+    another runtime context than the SDK's default, a scope that attaches and detaches it."""
+    if _CURRENT is None:
+        return _Current(entry)
+    _CURRENT.set(entry[0])
+    return None
+
+
 #: A W3C ``traceparent`` of version 00: trace id, parent id, flags.
 _TRACEPARENT = re.compile(r"00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})")
 _W3C = (TraceContextTextMapPropagator, W3CBaggagePropagator)
@@ -230,7 +240,7 @@ class OtelTelemetry:
             self._propagator().inject(carrier)
             yield _Added(span, checked_carrier(carrier), count)
 
-    def processing(self, queue: str, job: Job) -> AbstractContextManager[object]:
+    def processing(self, queue: str, job: Job) -> AbstractContextManager[object] | None:
         carrier = job.opts.get(TRACE_KEY)
         # first the common case, as cheap as can be: a job whose add was not sampled, like
         # one run before (the jobs of one bulk add share their carrier)
@@ -240,10 +250,12 @@ class OtelTelemetry:
             if type(traceparent) is str and propagator is self._w3c:
                 dropped = self._unsampled.get(traceparent)
                 if dropped is not None:
-                    return _Current(dropped)
+                    return _run_dropped(dropped)
         return self._run_scope(queue, job, carrier)
 
-    def _run_scope(self, queue: str, job: Job, carrier: object) -> AbstractContextManager[object]:
+    def _run_scope(
+        self, queue: str, job: Job, carrier: object
+    ) -> AbstractContextManager[object] | None:
         # only the job says what its run continues: a job added untraced starts a trace
         if not isinstance(carrier, Mapping):
             carrier = {}
@@ -275,14 +287,14 @@ class OtelTelemetry:
             return self._processing_span(name, parent, attributes)
         if traceparent is not None and self._by_parent:
             return self._cached(traceparent, dropped)
-        return _Current(dropped)
+        return _run_dropped(dropped)
 
-    def _cached(self, traceparent: str, dropped: tuple[Context, Span]) -> _Current[Span]:
+    def _cached(self, traceparent: str, dropped: tuple[Context, Span]) -> _Current[Span] | None:
         """The run of ``dropped``, remembered for the other runs with this carrier."""
         if len(self._unsampled) >= _DROPPED_MAX:
             self._unsampled.clear()
         self._unsampled[traceparent] = dropped
-        return _Current(dropped)
+        return _run_dropped(dropped)
 
     def _dropped(
         self, name: str, kind: SpanKind, parent: Context, attributes: dict[str, Any]

@@ -43,8 +43,11 @@ class Telemetry(Protocol):
     def adding(self, queue: str, jobs: Sequence[NewJob]) -> AbstractContextManager[AddScope]:
         """Around one ``add``/``add_bulk`` of ``jobs`` to ``queue``."""
 
-    def processing(self, queue: str, job: Job) -> AbstractContextManager[object]:
-        """Around one run of ``job``'s processor; exceptions pass through it."""
+    def processing(self, queue: str, job: Job) -> AbstractContextManager[object] | None:
+        """Around one run of ``job``'s processor; exceptions pass through it. The worker asks
+        in the job's own task, right before the run: None means nothing wraps the run (e.g.
+        one not traced), whose context the call may have made current for the rest of that
+        task (the run and the worker's bookkeeping of its outcome)."""
 
 
 def checked_carrier(carrier: Mapping[str, str] | None) -> dict[str, str] | None:

@@ -51,6 +51,8 @@ from polyjobs.telemetry import TRACE_KEY
 from polyjobs.worker_options import WorkerOptions
 
 if TYPE_CHECKING:
+    from contextlib import AbstractContextManager
+
     from polyjobs.backend import Backend
     from polyjobs.telemetry import Telemetry
 
@@ -556,16 +558,20 @@ class Worker:
         return opts
 
     def _call(self, job: Job) -> Awaitable[Any]:
-        """The processor's run of ``job``; an async processor's own coroutine when there is
-        no span to open (no wrapper coroutine per job on the hot path)."""
-        if self._is_async and self.telemetry is None:
+        """The processor's run of ``job``: an async processor's own coroutine unless the
+        telemetry has a span to open around it (no wrapper coroutine per job on the hot path).
+        The telemetry is asked here, in the job's own task: a run it does not trace may just
+        make its context current for the rest of the task (then it returns None)."""
+        if self.telemetry is not None:
+            scope = self.telemetry.processing(self.queue, job)
+            if scope is not None:
+                return self._traced(job, scope)
+        if self._is_async:
             return self.processor(job)  # type: ignore[no-any-return]
-        return self._traced(job)
+        return self._invoke(job)
 
-    async def _traced(self, job: Job) -> Any:
-        if self.telemetry is None:
-            return await self._invoke(job)
-        with self.telemetry.processing(self.queue, job):
+    async def _traced(self, job: Job, scope: AbstractContextManager[object]) -> Any:
+        with scope:
             if self._is_async:  # the processor's own coroutine, no _invoke coroutine between
                 return await self.processor(job)
             return await self._invoke(job)

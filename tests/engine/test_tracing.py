@@ -4,6 +4,7 @@ job, so a chain of queues is one trace on every backend (in-memory span exporter
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import itertools
 import os
 import re
@@ -408,3 +409,40 @@ async def test_each_traced_job_runs_with_its_own_options(
     assert all(TRACE_KEY in job.opts for job in failed)
     assert sorted(job.attempts_made for job in failed) == [1] * 6 + [3] * 7
     assert all(job.attempts_made == (3 if job.data % 2 else 1) for job in failed)
+
+
+@pytest.mark.parametrize("threaded", [False, True], ids=["async", "thread"])
+async def test_an_unsampled_run_s_context_stays_in_its_job(threaded: bool) -> None:
+    """A run the sampler drops makes its context current in the job's own task, with nothing
+    around the processor: the run sees it (in a thread too), the worker's events and the code
+    around the worker don't, nor does a job added untraced after it."""
+    provider = TracerProvider(sampler=ParentBased(ALWAYS_OFF))
+    telemetry = OtelTelemetry(tracer_provider=provider)
+    seen: dict[str, trace.SpanContext] = {}
+    heard: list[trace.SpanContext] = []
+
+    def work(job: Job) -> None:
+        seen[job.name] = trace.get_current_span().get_span_context()
+
+    async def work_async(job: Job) -> None:
+        work(job)
+
+    async with open_backend("memory://") as backend:
+        traced = await Queue("t-scope", backend, telemetry=telemetry).add_bulk([("a", 1)] * 2)
+        await Queue("t-scope", backend).add("untraced", {})
+        processor = work if threaded else work_async
+        worker = Worker("t-scope", processor, backend, telemetry=telemetry, concurrency=1)
+        worker.on("completed", lambda job, result: heard.append(current_context()))
+        ask = telemetry.processing
+        assert contextvars.copy_context().run(ask, "t-scope", traced[0]) is None  # no scope
+        await worker.run(burst=True)
+    provider.shutdown()
+    trace_id = int(traced[0].opts[TRACE_KEY]["traceparent"].split("-")[1], 16)
+    assert seen["a"].trace_id == trace_id and not seen["a"].trace_flags.sampled
+    assert seen["untraced"].trace_id != trace_id
+    assert len(heard) == 3 and not any(context.is_valid for context in heard)
+    assert not current_context().is_valid
+
+
+def current_context() -> trace.SpanContext:
+    return trace.get_current_span().get_span_context()
