@@ -172,22 +172,28 @@ async def test_the_database_of_the_url_is_selected() -> None:
         await m.close()
 
 
-async def test_a_backends_concurrent_adds_use_one_connection_for_their_scripts(
-    redis_server: Callable[..., RedisServer],
-) -> None:
-    server = redis_server()
-    backend = RedisBackend(server.url)
+@pytest_asyncio.fixture
+async def private_backend(redis_server: Callable[..., RedisServer]) -> AsyncIterator[RedisBackend]:
+    """A Redis backend opened on a private server of its own (its CLIENT LIST is the test's)."""
+    backend = RedisBackend(redis_server().url)
     await backend.open()
     try:
-        queue = Queue("mux", backend)
-        jobs = await asyncio.gather(*(queue.add("x", {"i": i}) for i in range(100)))
-        assert len({j.id for j in jobs}) == 100
-        assert (await queue.counts())["waiting"] == 100
-        clients = await backend.redis.client_list()
-        # the pooled client opened one connection per concurrent add
-        assert len([c for c in clients if c["cmd"] == "evalsha"]) == 1, clients
+        yield backend
     finally:
         await backend.close()
+
+
+async def test_a_backends_concurrent_adds_use_one_connection_for_their_scripts(
+    private_backend: RedisBackend,
+) -> None:
+    backend = private_backend
+    queue = Queue("mux", backend)
+    jobs = await asyncio.gather(*(queue.add("x", {"i": i}) for i in range(100)))
+    assert len({j.id for j in jobs}) == 100
+    assert (await queue.counts())["waiting"] == 100
+    clients = await backend.redis.client_list()
+    # the pooled client opened one connection per concurrent add
+    assert len([c for c in clients if c["cmd"] == "evalsha"]) == 1, clients
 
 
 async def test_blocking_calls_reuse_a_connection_and_drop_a_cancelled_ones() -> None:
@@ -220,62 +226,52 @@ async def test_blocking_calls_reuse_a_connection_and_drop_a_cancelled_ones() -> 
 
 
 async def test_concurrent_single_adds_share_script_calls_and_keep_their_order(
-    redis_server: Callable[..., RedisServer],
+    private_backend: RedisBackend,
 ) -> None:
-    server = redis_server()
-    backend = RedisBackend(server.url)
-    await backend.open()
-    try:
-        queue = Queue("batched", backend)
-        await queue.add("warm", {})
-        before = await _script_calls(backend)
-        jobs = await asyncio.gather(*(queue.add("x", {"i": i}) for i in range(100)))
-        calls = await _script_calls(backend) - before - 1  # the INFO read itself
-        assert calls < 20, calls  # one script call per add before
-        # made in order, so numbered and queued in order, like sequential adds
-        ids = [int(j.id) for j in jobs]
-        assert ids == sorted(ids) and len(set(ids)) == 100
-        waiting = await backend.list_jobs("batched", "waiting", 0, -1)
-        assert [r.data for r in waiting][1:] == [{"i": i} for i in range(100)]
-        # adds of one call behave as one after another: the same job id twice, one window twice
-        same = await asyncio.gather(
-            queue.add("warm", {}),  # one in flight, so the next ones are batched
-            queue.add("y", {"n": 1}, job_id="same"),
-            queue.add("y", {"n": 2}, job_id="same"),
-            queue.add("z", {"n": 1}, deduplication={"id": "w"}),
-            queue.add("z", {"n": 2}, deduplication={"id": "w"}),
-        )
-        assert same[1].id == same[2].id == "same" and same[2].data == {"n": 1}
-        assert same[3].id == same[4].id and same[4].data == {"n": 1}
-        assert (await queue.counts())["waiting"] == 1 + 100 + 1 + 1 + 1
-    finally:
-        await backend.close()
+    backend = private_backend
+    queue = Queue("batched", backend)
+    await queue.add("warm", {})
+    before = await _script_calls(backend)
+    jobs = await asyncio.gather(*(queue.add("x", {"i": i}) for i in range(100)))
+    calls = await _script_calls(backend) - before - 1  # the INFO read itself
+    assert calls < 20, calls  # one script call per add before
+    # made in order, so numbered and queued in order, like sequential adds
+    ids = [int(j.id) for j in jobs]
+    assert ids == sorted(ids) and len(set(ids)) == 100
+    waiting = await backend.list_jobs("batched", "waiting", 0, -1)
+    assert [r.data for r in waiting][1:] == [{"i": i} for i in range(100)]
+    # adds of one call behave as one after another: the same job id twice, one window twice
+    same = await asyncio.gather(
+        queue.add("warm", {}),  # one in flight, so the next ones are batched
+        queue.add("y", {"n": 1}, job_id="same"),
+        queue.add("y", {"n": 2}, job_id="same"),
+        queue.add("z", {"n": 1}, deduplication={"id": "w"}),
+        queue.add("z", {"n": 2}, deduplication={"id": "w"}),
+    )
+    assert same[1].id == same[2].id == "same" and same[2].data == {"n": 1}
+    assert same[3].id == same[4].id and same[4].data == {"n": 1}
+    assert (await queue.counts())["waiting"] == 1 + 100 + 1 + 1 + 1
 
 
 async def test_a_cancelled_add_of_a_batch_is_not_sent_and_the_others_are(
-    redis_server: Callable[..., RedisServer],
+    private_backend: RedisBackend,
 ) -> None:
-    server = redis_server()
-    backend = RedisBackend(server.url)
-    await backend.open()
-    try:
-        queue = Queue("cancelled", backend)
-        first = asyncio.create_task(queue.add("first", {}))
-        await asyncio.sleep(0)  # in flight now: the next adds of this turn are batched
-        leader = asyncio.create_task(queue.add("leader", {}))
-        followers = [asyncio.create_task(queue.add("follower", {"i": i})) for i in range(4)]
-        await asyncio.sleep(0)  # every add has started; the leader waits for the turn's end
-        leader.cancel()
-        followers[1].cancel()
-        done = await asyncio.gather(first, *followers[:1], *followers[2:])
-        for cancelled in (leader, followers[1]):
-            with pytest.raises(asyncio.CancelledError):
-                await cancelled
-        assert [j.data for j in done] == [{}, {"i": 0}, {"i": 2}, {"i": 3}]
-        waiting = await backend.list_jobs("cancelled", "waiting", 0, -1)
-        assert [r.data for r in waiting] == [{}, {"i": 0}, {"i": 2}, {"i": 3}]
-    finally:
-        await backend.close()
+    backend = private_backend
+    queue = Queue("cancelled", backend)
+    first = asyncio.create_task(queue.add("first", {}))
+    await asyncio.sleep(0)  # in flight now: the next adds of this turn are batched
+    leader = asyncio.create_task(queue.add("leader", {}))
+    followers = [asyncio.create_task(queue.add("follower", {"i": i})) for i in range(4)]
+    await asyncio.sleep(0)  # every add has started; the leader waits for the turn's end
+    leader.cancel()
+    followers[1].cancel()
+    done = await asyncio.gather(first, *followers[:1], *followers[2:])
+    for cancelled in (leader, followers[1]):
+        with pytest.raises(asyncio.CancelledError):
+            await cancelled
+    assert [j.data for j in done] == [{}, {"i": 0}, {"i": 2}, {"i": 3}]
+    waiting = await backend.list_jobs("cancelled", "waiting", 0, -1)
+    assert [r.data for r in waiting] == [{}, {"i": 0}, {"i": 2}, {"i": 3}]
 
 
 async def _script_calls(backend: RedisBackend) -> int:
@@ -346,47 +342,37 @@ async def _blocked_wait(backend: RedisBackend) -> str:
 
 
 async def test_a_woken_fetch_takes_its_job_on_the_waits_connection_by_the_server_clock(
-    redis_server: Callable[..., RedisServer],
+    private_backend: RedisBackend,
 ) -> None:
-    server = redis_server()
-    backend = RedisBackend(server.url)
-    await backend.open()
-    try:
-        queue = Queue("pick", backend)
-        fetch = asyncio.create_task(backend.fetch("pick", "w", 1, 30.0, 5.0))
-        waiting_on = await _blocked_wait(backend)
-        before = time.time()
-        added = await queue.add("x", {})
-        jobs = await asyncio.wait_for(fetch, 2)
-        assert [j.id for j in jobs] == [added.id]
-        # the fetch ran on the wait's own connection, right after the wake-up (one round
-        # trip), and stamped the job with the server's clock, not a time taken before the wait
-        clients = {c["id"]: c for c in await backend.redis.client_list()}
-        assert clients[waiting_on]["cmd"] == "evalsha", clients[waiting_on]
-        assert jobs[0].processed_on is not None
-        assert before - 0.05 <= jobs[0].processed_on <= time.time() + 0.05
-        # its lease runs from then too: renewing it works, the job is this worker's
-        assert await backend.extend("pick", "w", [added.id], 30.0) == []
-    finally:
-        await backend.close()
+    backend = private_backend
+    queue = Queue("pick", backend)
+    fetch = asyncio.create_task(backend.fetch("pick", "w", 1, 30.0, 5.0))
+    waiting_on = await _blocked_wait(backend)
+    before = time.time()
+    added = await queue.add("x", {})
+    jobs = await asyncio.wait_for(fetch, 2)
+    assert [j.id for j in jobs] == [added.id]
+    # the fetch ran on the wait's own connection, right after the wake-up (one round
+    # trip), and stamped the job with the server's clock, not a time taken before the wait
+    clients = {c["id"]: c for c in await backend.redis.client_list()}
+    assert clients[waiting_on]["cmd"] == "evalsha", clients[waiting_on]
+    assert jobs[0].processed_on is not None
+    assert before - 0.05 <= jobs[0].processed_on <= time.time() + 0.05
+    # its lease runs from then too: renewing it works, the job is this worker's
+    assert await backend.extend("pick", "w", [added.id], 30.0) == []
 
 
 async def test_a_cancelled_blocked_fetch_takes_nothing_added_afterwards(
-    redis_server: Callable[..., RedisServer],
+    private_backend: RedisBackend,
 ) -> None:
-    server = redis_server()
-    backend = RedisBackend(server.url)
-    await backend.open()
-    try:
-        queue = Queue("pick", backend)
-        fetch = asyncio.create_task(backend.fetch("pick", "w", 1, 30.0, 5.0))
-        await _blocked_wait(backend)
-        fetch.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await fetch
-        await queue.add("x", {})
-        await asyncio.sleep(0.1)
-        counts = await queue.counts()
-        assert (counts["waiting"], counts["active"]) == (1, 0), counts
-    finally:
-        await backend.close()
+    backend = private_backend
+    queue = Queue("pick", backend)
+    fetch = asyncio.create_task(backend.fetch("pick", "w", 1, 30.0, 5.0))
+    await _blocked_wait(backend)
+    fetch.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await fetch
+    await queue.add("x", {})
+    await asyncio.sleep(0.1)
+    counts = await queue.counts()
+    assert (counts["waiting"], counts["active"]) == (1, 0), counts
