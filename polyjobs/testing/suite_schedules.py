@@ -25,10 +25,10 @@ HOUR = 3600.0
 
 
 class SchedulesContract(ContractBase):
-    async def _three_schedulers(self, queue: Queue, runs: Recorder, count: int) -> float:
+    async def _three_schedulers(self, queue: Queue, runs: Recorder, count: int) -> None:
         """Run three workers (each with its scheduler; on separate connections when the
-        backend is ``shared``) until ``count`` runs; return the time they ran. Each job must
-        be made at or after its slot (never early) and soon after it."""
+        backend is ``shared``) until ``count`` runs. Each job must be made at or after its
+        slot (never early) and soon after it."""
         payloads: set[tuple[str, str]] = set()
         lateness: list[float] = []
 
@@ -39,7 +39,6 @@ class SchedulesContract(ContractBase):
             lateness.append(job.timestamp - slot)
             runs.add(job.id)
 
-        began = time.monotonic()
         stalls = LoopStalls()
         async with AsyncExitStack() as stack:
             await stack.enter_async_context(stalls.watching())
@@ -57,23 +56,27 @@ class SchedulesContract(ContractBase):
         # "Soon" is within a second, plus any time the machine did not run this process at all.
         late = 1.0 + stalls.longest
         assert max(lateness) < late, f"a slot's job was made far too late: {lateness} (> {late})"
-        return time.monotonic() - began
 
     async def test_every_gives_one_job_per_slot_with_three_schedulers(self, queue: Queue) -> None:
         period = 0.2
+        # Slots are counted from before the upsert: the first falls after it, and the upsert
+        # itself can take a good part of a period on a loaded machine.
+        started = time.monotonic()
         before = time.time()
         record = await queue.upsert_schedule(
             "tick", every=period, data={"k": 1}, options={"remove_on_complete": True}
         )
         assert record.every == period and record.next_run > before  # the next slot
         runs = Recorder()
-        elapsed = await self._three_schedulers(queue, runs, 5)
+        await self._three_schedulers(queue, runs, 5)
+        elapsed = time.monotonic() - started
         per_slot = Counter(runs.items)
         assert max(per_slot.values()) == 1, f"a slot ran more than once: {per_slot}"
         assert len(runs) <= elapsed / period + 2, "more jobs than slots"
         assert (await queue.counts())["completed"] == 0  # remove_on_complete=True held
 
     async def test_cron_with_seconds_and_tz_one_job_per_slot(self, queue: Queue) -> None:
+        started = time.monotonic()
         await queue.upsert_schedule(
             "sec",
             name="tick",
@@ -83,7 +86,8 @@ class SchedulesContract(ContractBase):
             options={"remove_on_complete": True},
         )
         runs = Recorder()
-        elapsed = await self._three_schedulers(queue, runs, 2)
+        await self._three_schedulers(queue, runs, 2)
+        elapsed = time.monotonic() - started
         per_slot = Counter(runs.items)
         assert max(per_slot.values()) == 1, f"a slot ran more than once: {per_slot}"
         assert len(runs) <= elapsed + 2
