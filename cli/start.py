@@ -392,12 +392,18 @@ def _supervised_demo() -> dict[str, Any] | None:
     given = os.environ.get(SUPERVISED_DEMO)
     if supervised_slot() is None or not given:
         return None
-    found = json.loads(given)
-    return {
-        "backend": str(found["backend_url"]),
-        "home": str(found["home"]),
-        "settings": {str(k): str(v) for k, v in found["settings"].items()},
-    }
+    try:
+        found = json.loads(given)
+        return {
+            "backend": str(found["backend_url"]),
+            "home": str(found["home"]),
+            "settings": {str(k): str(v) for k, v in found["settings"].items()},
+        }
+    except (ValueError, TypeError, KeyError, AttributeError):
+        raise ConfigError(
+            f"{SUPERVISED_DEMO} is not the demo a supervising `start --demo` prepared"
+            " (it is set by that command for its workers; unset it)"
+        ) from None
 
 
 class _SeededDemo:

@@ -318,3 +318,19 @@ def test_the_parent_serves_the_board_and_the_backend_metrics_and_each_worker_its
 
 def _text(out: Path) -> str:
     return out.read_text()
+
+
+@pytest.mark.parametrize(
+    "handoff",
+    ["{not json", '{"home": "/tmp"}', "[]", '{"backend_url": 1, "home": 2, "settings": 3}'],
+)
+def test_a_broken_demo_handoff_is_one_line(cli_env: dict[str, str], handoff: str) -> None:
+    """What a supervising ``start --demo`` hands its workers, when it is not that (a user's
+    own environment), is refused in one line, not a traceback."""
+    env = {**cli_env, "POLYJOBS_SUPERVISED_WORKER": "1", "POLYJOBS_SUPERVISED_DEMO": handoff}
+    done = polyjobs(env, "start", "--demo")
+    assert done.returncode == 1, done.stderr
+    assert "Traceback" not in done.stderr
+    assert (
+        done.stderr.count("\n") == 1 and "POLYJOBS_SUPERVISED_DEMO is not the demo" in done.stderr
+    )
