@@ -255,7 +255,8 @@ class AddingContract(ContractBase):
         got = await asyncio.wait_for(backend.fetch(queue.name, "tok", 1, 5.0, 0.3), 5.0)
         took = time.monotonic() - began
         assert got == []
-        assert 0.2 <= took < 2.0
+        # ended by its block, well before the lease (5 s); the bound allows a loaded machine
+        assert 0.2 <= took < 3.0
 
     async def test_fetch_wakes_when_a_delayed_job_falls_due(
         self, queue: Queue, backend: Backend
