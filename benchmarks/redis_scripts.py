@@ -118,7 +118,7 @@ class Bench:
         self.redis.call("CONFIG", "RESETSTAT")
         for at in range(0, len(commands), BATCH):
             batch = commands[at : at + BATCH]
-            self.redis.sock.sendall(b"".join(_pack(command) for command in batch))
+            self.redis.sock.sendall(b"".join(pack(command) for command in batch))
             for _ in batch:
                 self.redis._read()
         stat = self.variants[label][2]
@@ -126,7 +126,7 @@ class Bench:
         return float(info.split("usec_per_call=", 1)[1].split(",", 1)[0])
 
 
-def _pack(args: list[str]) -> bytes:
+def pack(args: list[str]) -> bytes:
     parts = [f"*{len(args)}\r\n".encode()]
     for arg in args:
         data = arg.encode()

@@ -48,13 +48,15 @@ end
 
 -- Whole microseconds (exact in a double) for the scores of the sets written on every job
 -- (active, completed, failed): small sorted sets are listpacks, and a listpack compares
--- integer scores several times faster than decimal ones.
+-- integer scores several times faster than decimal ones. As text: redis.call turns a number
+-- argument into text with '%.17g', which costs Redis several times a '%d' here (the same
+-- digits for any time before the year 5000).
 local function us(t)
-  return math.floor(tonumber(t) * 1000000)
+  return string.format('%d', math.floor(tonumber(t) * 1000000))
 end
 
 local function wake()
-  redis.call('ZADD', K_marker, 0, WAKE_MEMBER)
+  redis.call('ZADD', K_marker, '0', WAKE_MEMBER)
 end
 
 -- Append a job event (best-effort: the stream keeps about EVENTS_MAXLEN entries).
@@ -88,7 +90,7 @@ end
 -- The waiting set is scored by priority; within a priority, members sort by an order prefix:
 -- '0' + descending counter for jobs put in front (lifo, released), '1' + ascending counter.
 local function wmember(id, front)
-  local s = redis.call('HINCRBY', K_meta, 'seq', 1)
+  local s = redis.call('HINCRBY', K_meta, 'seq', '1')
   if front then
     return string.format('0%013x', LIFO_TOP - s) .. id
   end
@@ -238,7 +240,7 @@ end
 -- newest count. At most 1000 jobs per call, so a script stays short; the next call goes on.
 local function retain(set, count, cutoff)
   if cutoff then
-    local old = redis.call('ZRANGEBYSCORE', set, '-inf', '(' .. num(us(cutoff)), 'LIMIT', 0, 1000)
+    local old = redis.call('ZRANGEBYSCORE', set, '-inf', '(' .. us(cutoff), 'LIMIT', '0', '1000')
     if #old > 0 then
       redis.call('ZREM', set, unpack(old))
       delete_jobs(old)
@@ -258,7 +260,7 @@ local function retain(set, count, cutoff)
 end
 
 local function promote_due(now)
-  local due = redis.call('ZRANGEBYSCORE', K_delayed, '-inf', now, 'LIMIT', 0, 1000)
+  local due = redis.call('ZRANGEBYSCORE', K_delayed, '-inf', now, 'LIMIT', '0', '1000')
   if #due == 0 then
     return
   end
@@ -273,6 +275,10 @@ local function promote_due(now)
   end
   redis.call('ZREM', K_delayed, unpack(due))
 end
+
+-- The meta fields take reads: m[1] paused, m[2] rlm, m[3] rld, m[4] hold, m[5] gc, m[6] gon;
+-- and m[7] gcc, m[8] fl, for finish, which reads them once for its own checks and its take.
+local META_TAKE = {'paused', 'rlm', 'rld', 'hold', 'gc', 'gon', 'gcc', 'fl'}
 
 local function is_paused()
   return redis.call('HEXISTS', K_meta, 'paused') == 1
@@ -476,13 +482,14 @@ end
 -- lease_until and tagged with the request id rid, as many as the hold and the rate limit let
 -- start now. Returns id + FIELDS for each job taken; when the limiter held every waiting job
 -- back, the time it lets one start (else false); and whether the limiter capped the take.
-local function take(token, limit, now, lease_until, rid)
+-- m: the meta values META_TAKE names when the caller has just read them (else nil).
+local function take(token, limit, now, lease_until, rid, m)
   promote_due(now)
   local out = {}
   if limit <= 0 then
     return out, false, false
   end
-  local m = redis.call('HMGET', K_meta, 'paused', 'rlm', 'rld', 'hold', 'gc', 'gon')
+  m = m or redis.call('HMGET', K_meta, unpack(META_TAKE))
   if m[1] then
     return out, false, false
   end
@@ -523,7 +530,7 @@ local function take(token, limit, now, lease_until, rid)
     local vals = job_fields(id, unpack(FIELDS))
     if vals and vals[F['st']] then
       n = n + 1
-      local started = (tonumber(vals[F['as']]) or 0) + 1
+      local started = tostring((tonumber(vals[F['as']]) or 0) + 1)
       redis.call('HSET', key, 'st', 'active', 'tk', token, 'lu', lease_until, 'po', now,
         'as', started, 'rq', rid)
       redis.call('ZADD', K_active, us(lease_until), id)
@@ -531,7 +538,7 @@ local function take(token, limit, now, lease_until, rid)
       vals[F['tk']] = token
       vals[F['lu']] = lease_until
       vals[F['po']] = now
-      vals[F['as']] = tostring(started)
+      vals[F['as']] = started
       emit(out, id, vals)
     else
       fail_broken(id, vals, now)
@@ -599,7 +606,7 @@ end
 local function add_job(id, name, data, opts, ts, run_at, prio, lifo, now, g)
   if id == '' then
     repeat
-      id = tostring(redis.call('HINCRBY', K_meta, 'id', 1))
+      id = tostring(redis.call('HINCRBY', K_meta, 'id', '1'))
     until redis.call('EXISTS', jk(id)) == 0
   elseif redis.call('EXISTS', jk(id)) == 1 then
     return id, 0
@@ -645,7 +652,8 @@ end
 local METRICS = {}
 
 local function count_metric(status, fon, po)
-  local minute = math.floor(tonumber(fon) / 60) * 60
+  fon = tonumber(fon)
+  local minute = math.floor(fon / 60) * 60
   local m = METRICS[minute]
   if not m then
     m = {0, 0, 0}
@@ -657,8 +665,8 @@ local function count_metric(status, fon, po)
     m[2] = m[2] + 1
   end
   local started = tonumber(po)
-  if started and tonumber(fon) > started then
-    m[3] = m[3] + tonumber(fon) - started
+  if started and fon > started then
+    m[3] = m[3] + fon - started
   end
 end
 
@@ -669,10 +677,10 @@ local function store_metrics()
   for minute, m in pairs(METRICS) do
     local s = string.format('%d', minute)
     if m[1] > 0 then
-      redis.call('HINCRBY', key, 'c:' .. s, m[1])
+      redis.call('HINCRBY', key, 'c:' .. s, string.format('%d', m[1]))
     end
     if m[2] > 0 then
-      redis.call('HINCRBY', key, 'f:' .. s, m[2])
+      redis.call('HINCRBY', key, 'f:' .. s, string.format('%d', m[2]))
     end
     if m[3] > 0 then
       redis.call('HINCRBYFLOAT', key, 't:' .. s, string.format('%.6f', m[3]))

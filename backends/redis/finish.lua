@@ -7,11 +7,16 @@ local token = ARGV[2]
 NOW = ARGV[4]
 local m = tonumber(ARGV[7])
 recover(token, 8, 7 + m)
+-- the queue's settings, read once: nothing below changes them unless the queue has flows
+-- (ending a job may then add its window's kept job, and so a group), which reads them again
+local settings = redis.call('HMGET', K_meta, unpack(META_TAKE))
+FLOWS_HERE = settings[8] ~= false
+local n = tonumber(ARGV[8 + m])
 local lost = {}
 local trims = {}
 local grouped = false
 local base = 9 + m
-for i = 0, tonumber(ARGV[8 + m]) - 1 do
+for i = 0, n - 1 do
   local b = base + i * 10
   local id, status, am, fon = ARGV[b], ARGV[b + 1], ARGV[b + 2], ARGV[b + 3]
   local key = jk(id)
@@ -74,16 +79,19 @@ end
 for _, t in pairs(trims) do
   retain(t[1], t[2], t[3])
 end
-if #lost < tonumber(ARGV[8 + m]) and redis.call('HEXISTS', K_meta, 'gc') == 1 then
+if #lost < n and settings[5] then
   wake() -- under a global concurrency cap an end frees a slot a blocked fetch may take
-elseif grouped and redis.call('HEXISTS', K_meta, 'gcc') == 1 then
+elseif grouped and settings[7] then
   wake() -- and under a group concurrency cap, a slot of its group
 end
 store_metrics()
 local jobs = {}
 local want = tonumber(ARGV[3])
 if want > 0 then
-  jobs = take(token, want, ARGV[4], ARGV[5], ARGV[6])
+  if FLOWS_HERE then
+    settings = nil
+  end
+  jobs = take(token, want, ARGV[4], ARGV[5], ARGV[6], settings)
 end
 flush_wake()
 return {lost, jobs}

@@ -254,7 +254,7 @@ end
 retain_in = function(base, count, cutoff, now)
   local set = base .. 'failed'
   if cutoff then
-    local old = redis.call('ZRANGEBYSCORE', set, '-inf', '(' .. num(us(cutoff)), 'LIMIT', 0, 1000)
+    local old = redis.call('ZRANGEBYSCORE', set, '-inf', '(' .. us(cutoff), 'LIMIT', '0', '1000')
     if #old > 0 then
       redis.call('ZREM', set, unpack(old))
       delete_ids(base, old, now)
