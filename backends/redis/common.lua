@@ -4,9 +4,10 @@
 -- one per line. A statement that defines nothing, or whose value calls Redis or a helper (for its
 -- effect), is sent with every script. The generated header before this text defines the fixed keys
 -- (K_wait, K_delayed, ...), JP and LP (the prefixes of job and log keys, made from the queue's key
--- prefix qp = ARGV[1]), FIELDS (the job-hash fields a script returns, in order), F (field name ->
--- position in FIELDS), and NOT_A_HASH and MISSING (failed reasons of jobs whose records are
--- unusable).
+-- prefix qp = ARGV[1]), FIELDS (the job-hash fields a script returns, in order), and NOT_A_HASH
+-- and MISSING (failed reasons of jobs whose records are unusable). F['st'] (a field's position in
+-- FIELDS), unpack(FIELDS) and #FIELDS are written out as constants before a script is sent
+-- (scripts.fold): no table is built for them on every call.
 --
 -- A job hash holds: n name, d data, o opts, st state, ts timestamp, ra run_at, p priority,
 -- am attempts made, as attempts started, sc stalls, pg progress, rv returnvalue,

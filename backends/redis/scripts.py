@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import hashlib
+import re
 from collections.abc import Sequence
 from importlib import resources
 from typing import Any
@@ -87,13 +88,33 @@ def _header() -> str:
     lines.append(f"local NOT_A_HASH = '{NOT_A_HASH}'")
     lines.append(f"local MISSING = '{MISSING}'")
     lines.append("local FIELDS = {" + ", ".join(f"'{f}'" for f in FIELDS) + "}")
-    lines.append("local F = {" + ", ".join(f"['{f}'] = {i}" for i, f in enumerate(FIELDS, 1)) + "}")
     return "\n".join(lines) + "\n"
 
 
+def fold(text: str) -> str:
+    """Lua ``text`` with the job fields' positions written out: ``F['st']`` -> its position in
+    ``FIELDS``, ``unpack(FIELDS)`` -> the names, ``#FIELDS`` -> their number. Redis runs a
+    script's top level on every call, and tables built there (``FIELDS`` and a name -> position
+    table) are built on every call; constants cost nothing. A name that is not a field raises
+    ``ValueError``."""
+
+    def position(match: re.Match[str]) -> str:
+        if match.group(1) not in FIELDS:
+            raise ValueError(f"Lua script: {match.group(1)!r} is not a job field")
+        return str(FIELDS.index(match.group(1)) + 1)
+
+    text = _FIELD.sub(position, text)
+    text = text.replace("unpack(FIELDS)", ", ".join(f"'{f}'" for f in FIELDS))
+    return text.replace("#FIELDS", str(len(FIELDS)))
+
+
+_FIELD = re.compile(r"\bF\['(\w+)'\]")
+
+
 def full_prelude() -> str:
-    """The header, ``common.lua`` and ``flows.lua``: what a script may use."""
-    return _header() + read("common.lua") + "\n" + read("flows.lua") + "\n"
+    """The header, ``common.lua`` and ``flows.lua``, folded (:func:`fold`): what a script may
+    use."""
+    return fold(_header() + read("common.lua") + "\n" + read("flows.lua") + "\n")
 
 
 @functools.cache
@@ -107,7 +128,7 @@ def source(name: str) -> str:
     :func:`full_prelude` it needs, see :func:`~polyjobs.backends.redis.prelude.needed`), then
     its own text. Cut once per process: every backend opened after the first reuses it."""
     shebang = f"#!lua flags={FLAGS[name]}\n" if name in FLAGS else ""
-    body = read(f"{name}.lua")
+    body = fold(read(f"{name}.lua"))
     if name in GLOBAL:
         return shebang + body
     units = needed(_prelude_units(), names_used(body))

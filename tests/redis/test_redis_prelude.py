@@ -16,6 +16,7 @@ import redis.asyncio as aioredis
 
 from polyjobs.backends.redis import scripts
 from polyjobs.backends.redis.prelude import Unit, names_used, needed, split
+from polyjobs.backends.redis.records import FIELDS
 from tests.redis.conftest import URL
 
 QUEUE_SCRIPTS = [name for name in scripts.NAMES if name not in scripts.GLOBAL]
@@ -99,7 +100,7 @@ class _Chunk:
 
 
 def _kept(name: str) -> list[Unit]:
-    return needed(WHOLE, names_used(scripts.read(f"{name}.lua")))
+    return needed(WHOLE, names_used(scripts.fold(scripts.read(f"{name}.lua"))))
 
 
 @pytest.mark.parametrize("name", scripts.NAMES)
@@ -110,9 +111,10 @@ async def test_every_script_loads_and_refers_to_nothing_left_out(
     sha = await client.script_load(text)
     assert (sha.decode() if isinstance(sha, bytes) else sha) == scripts.Scripts(client).shas[name]
     used = await _globals(client, text)
-    assert not used & DEFINED, f"{name} refers to helpers it was sent without"
+    assert not used & (DEFINED | {"F"}), f"{name} refers to helpers it was sent without"
     if name not in scripts.GLOBAL:
-        whole = await _globals(client, scripts.full_prelude() + "\n" + scripts.read(f"{name}.lua"))
+        body = scripts.fold(scripts.read(f"{name}.lua"))
+        whole = await _globals(client, scripts.full_prelude() + "\n" + body)
         assert used <= whole  # the same builtins (redis, cjson, string, ...) as with everything
         assert "redis" in used
 
@@ -129,7 +131,7 @@ def test_every_kept_unit_is_referred_to(name: str) -> None:
     for unit in kept:
         if unit.always:
             continue
-        users = names_used(scripts.read(f"{name}.lua")).union(
+        users = names_used(scripts.fold(scripts.read(f"{name}.lua"))).union(
             *(other.uses for other in kept if other is not unit)
         )
         assert unit.defines & users, f"{name} was sent {sorted(unit.defines)}, which it never uses"
@@ -138,7 +140,10 @@ def test_every_kept_unit_is_referred_to(name: str) -> None:
 def test_helpers_used_only_through_others_are_kept_and_unused_ones_are_not() -> None:
     fetch = names_used(scripts.read("fetch.lua"))
     assert {"allowance", "group_ready", "start_job"}.isdisjoint(fetch)  # only through take
-    assert {"allowance", "group_ready", "start_job", "F"} <= _defined(_kept("fetch"))
+    assert {"allowance", "group_ready", "start_job"} <= _defined(_kept("fetch"))
+    # the job fields are constants in the text, not tables built on every call (scripts.fold)
+    assert not {"F", "FIELDS"} & _defined(_kept("fetch"))
+    assert "F['" not in scripts.source("fetch") and "'st', 'ts', 'ra'" in scripts.source("fetch")
     add = _defined(_kept("add"))
     assert {"add_job", "wmember", "deduplicate", "unlink", "hold"} <= add
     assert not {"take", "take_grouped", "store_metrics", "forget", "F", "FIELDS"} & add
@@ -146,6 +151,14 @@ def test_helpers_used_only_through_others_are_kept_and_unused_ones_are_not() -> 
     # a queue that deletes jobs settles their flows: delete_job -> FORGET = forget -> flows
     assert {"FORGET", "forget", "cascade", "retain_in"} <= _defined(_kept("remove"))
     assert scripts.source("control") == scripts.read("control.lua")  # no prelude at all
+
+
+def test_fold_writes_the_job_fields_out() -> None:
+    folded = scripts.fold("return v[F['st']], #FIELDS")
+    assert folded == f"return v[{FIELDS.index('st') + 1}], {len(FIELDS)}"
+    assert scripts.fold("f(unpack(FIELDS))").startswith("f('n', 'd', 'o', 'st',")
+    with pytest.raises(ValueError, match="'nope' is not a job field"):
+        scripts.fold("return v[F['nope']]")
 
 
 def _defined(units: list[Unit]) -> set[str]:
