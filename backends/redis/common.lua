@@ -2,8 +2,8 @@
 -- of the header, this file and flows.lua that it refers to, directly or through other kept ones, in
 -- this order (scripts.py, prelude.py): so start every top-level statement at the start of a line,
 -- one per line. A statement that defines nothing, or whose value calls Redis or a helper (for its
--- effect), is sent with every script. The generated header before this text defines the fixed keys
--- (K_wait, K_delayed, ...), JP and LP (the prefixes of job and log keys, made from the queue's key
+-- effect), is sent with every script. The fixed keys are named K_wait, K_delayed, ... (sent as
+-- KEYS[1], KEYS[2], ...: scripts.fold). The generated header before this text defines JP and LP (the prefixes of job and log keys, made from the queue's key
 -- prefix qp = ARGV[1]), FIELDS (the job-hash fields a script returns, in order), and NOT_A_HASH
 -- and MISSING (failed reasons of jobs whose records are unusable). F['st'] (a field's position in
 -- FIELDS), unpack(FIELDS) and #FIELDS are written out as constants before a script is sent

@@ -1,12 +1,13 @@
 """The Lua scripts of the Redis backend: one atomic script per transition.
 
 Each ``<name>.lua`` (beside this module) runs after its prelude, except the :data:`GLOBAL` ones,
-which touch no queue. The prelude is what the script needs of a generated header (the fixed keys
-named from :mod:`polyjobs.backends.redis.keys`, the job fields from
+which touch no queue. The prelude is what the script needs of a generated header (the key
+prefixes and constants of :mod:`polyjobs.backends.redis.keys`, the job fields from
 :mod:`polyjobs.backends.redis.records`), ``common.lua`` and ``flows.lua``: their top-level
 definitions that the script refers to, directly or through other definitions, in their order
 (:mod:`polyjobs.backends.redis.prelude`). Redis runs a script's whole text on every call, so a
-helper it never uses would cost a closure per call. Scripts are registered once per client and
+helper it never uses would cost a closure per call; the fixed keys (``K_meta``) and job-field
+positions are written out as constants (:func:`fold`). Scripts are registered once per client and
 called by SHA; a script is loaded again on ``NOSCRIPT`` (e.g. after a server restart).
 """
 
@@ -80,10 +81,10 @@ GLOBAL = frozenset({"control"})
 
 
 def _header() -> str:
-    lines = [f"local K_{name} = KEYS[{i}]" for i, name in enumerate(SCRIPT_KEYS, 1)]
-    lines.append(f"local JP = ARGV[1] .. '{JOB_TAG}'")
+    lines = [f"local JP = ARGV[1] .. '{JOB_TAG}'"]
     lines.append(f"local LP = ARGV[1] .. '{LOG_TAG}'")
-    lines.append(f"local EVENTS_MAXLEN = {EVENTS_MAXLEN}")
+    # text: Redis formats a number argument of redis.call with '%.17g', on every XADD
+    lines.append(f"local EVENTS_MAXLEN = '{EVENTS_MAXLEN}'")
     lines.append(f"local METRICS_KEEP = {int(METRICS_KEEP)}")
     lines.append(f"local NOT_A_HASH = '{NOT_A_HASH}'")
     lines.append(f"local MISSING = '{MISSING}'")
@@ -92,10 +93,13 @@ def _header() -> str:
 
 
 def fold(text: str) -> str:
-    """Lua ``text`` with the job fields' positions written out: ``F['st']`` -> its position in
-    ``FIELDS``, ``unpack(FIELDS)`` -> the names, ``#FIELDS`` -> their number. Redis runs a
-    script's top level on every call, and tables built there (``FIELDS`` and a name -> position
-    table) are built on every call; constants cost nothing. A name that is not a field raises
+    """Lua ``text`` with constants written out: ``F['st']`` -> the field's position in
+    ``FIELDS``, ``unpack(FIELDS)`` -> the names, ``#FIELDS`` -> their number, a fixed key
+    ``K_meta`` -> ``KEYS[6]`` (its place in :data:`SCRIPT_KEYS`). Redis runs a script's top
+    level on every call: tables built there (``FIELDS``, a name -> position table) are built on
+    every call, and every helper that refers to a local of the top level captures it when its
+    closure is made, a walk of the open upvalues that grows with each one; a constant, or the
+    global ``KEYS``, costs neither. A name that is not a field or a fixed key raises
     ``ValueError``."""
 
     def position(match: re.Match[str]) -> str:
@@ -103,12 +107,18 @@ def fold(text: str) -> str:
             raise ValueError(f"Lua script: {match.group(1)!r} is not a job field")
         return str(FIELDS.index(match.group(1)) + 1)
 
-    text = _FIELD.sub(position, text)
+    def key(match: re.Match[str]) -> str:
+        if match.group(1) not in SCRIPT_KEYS:
+            raise ValueError(f"Lua script: K_{match.group(1)} is not a fixed key")
+        return f"KEYS[{SCRIPT_KEYS.index(match.group(1)) + 1}]"
+
+    text = _KEY.sub(key, _FIELD.sub(position, text))
     text = text.replace("unpack(FIELDS)", ", ".join(f"'{f}'" for f in FIELDS))
     return text.replace("#FIELDS", str(len(FIELDS)))
 
 
 _FIELD = re.compile(r"\bF\['(\w+)'\]")
+_KEY = re.compile(r"\bK_(\w+)\b")
 
 
 def full_prelude() -> str:

@@ -15,6 +15,7 @@ import pytest_asyncio
 import redis.asyncio as aioredis
 
 from polyjobs.backends.redis import scripts
+from polyjobs.backends.redis.keys import SCRIPT_KEYS
 from polyjobs.backends.redis.prelude import Unit, names_used, needed, split
 from polyjobs.backends.redis.records import FIELDS
 from tests.redis.conftest import URL
@@ -112,6 +113,7 @@ async def test_every_script_loads_and_refers_to_nothing_left_out(
     assert (sha.decode() if isinstance(sha, bytes) else sha) == scripts.Scripts(client).shas[name]
     used = await _globals(client, text)
     assert not used & (DEFINED | {"F"}), f"{name} refers to helpers it was sent without"
+    assert not {g for g in used if g.startswith("K_")}, f"{name} refers to keys not written out"
     if name not in scripts.GLOBAL:
         body = scripts.fold(scripts.read(f"{name}.lua"))
         whole = await _globals(client, scripts.full_prelude() + "\n" + body)
@@ -154,11 +156,14 @@ def test_helpers_used_only_through_others_are_kept_and_unused_ones_are_not() -> 
 
 
 def test_fold_writes_the_job_fields_out() -> None:
-    folded = scripts.fold("return v[F['st']], #FIELDS")
-    assert folded == f"return v[{FIELDS.index('st') + 1}], {len(FIELDS)}"
+    folded = scripts.fold("return v[F['st']], #FIELDS, K_meta, CAP_LOOK_AGAIN")
+    meta = f"KEYS[{SCRIPT_KEYS.index('meta') + 1}]"
+    assert folded == f"return v[{FIELDS.index('st') + 1}], {len(FIELDS)}, {meta}, CAP_LOOK_AGAIN"
     assert scripts.fold("f(unpack(FIELDS))").startswith("f('n', 'd', 'o', 'st',")
     with pytest.raises(ValueError, match="'nope' is not a job field"):
         scripts.fold("return v[F['nope']]")
+    with pytest.raises(ValueError, match="K_nope is not a fixed key"):
+        scripts.fold("return K_nope")
 
 
 def _defined(units: list[Unit]) -> set[str]:
