@@ -178,7 +178,7 @@ local function to_delayed(id, run_at)
   local m = wmember(id, false)
   redis.call('ZADD', K_delayed, run_at, m)
   redis.call('HSET', jk(id), 'st', 'delayed', 'wm', m)
-  local head = redis.call('ZRANGE', K_delayed, 0, 0)
+  local head = redis.call('ZRANGE', K_delayed, '0', '0')
   if head[1] == m then
     wake()
   end
@@ -594,7 +594,7 @@ local function next_due(frees_at)
   if is_paused() then
     return false
   end
-  local head = redis.call('ZRANGE', K_delayed, 0, 0, 'WITHSCORES')
+  local head = redis.call('ZRANGE', K_delayed, '0', '0', 'WITHSCORES')
   local due = head[2] or false
   if frees_at and (not due or tonumber(frees_at) < tonumber(due)) then
     return frees_at
@@ -615,25 +615,25 @@ local function add_job(id, name, data, opts, ts, run_at, prio, lifo, now, g)
   local key = jk(id)
   if g and g ~= '' then
     redis.call('HSET', key, 'g', g)
-    redis.call('HSET', K_meta, 'gon', 1)
+    redis.call('HSET', K_meta, 'gon', '1')
   else
     g = false
   end
   if tonumber(run_at) > tonumber(now) then
     redis.call('HSET', key, 'n', name, 'd', data, 'o', opts, 'ts', ts, 'ra', run_at, 'p', prio,
-      'am', 0, 'as', 0, 'sc', 0, 'st', 'delayed')
+      'am', '0', 'as', '0', 'sc', '0', 'st', 'delayed')
     to_delayed(id, run_at)
     event('added', id, 'name', name, 'state', 'delayed')
   elseif g then
     redis.call('HSET', key, 'n', name, 'd', data, 'o', opts, 'ts', ts, 'ra', run_at, 'p', prio,
-      'am', 0, 'as', 0, 'sc', 0)
+      'am', '0', 'as', '0', 'sc', '0')
     to_waiting(id, prio, lifo == '1', g)
     WAKE_PENDING = true
     event('added', id, 'name', name, 'state', 'waiting')
   else
     local m = wmember(id, lifo == '1')
     redis.call('HSET', key, 'n', name, 'd', data, 'o', opts, 'ts', ts, 'ra', run_at, 'p', prio,
-      'am', 0, 'as', 0, 'sc', 0, 'st', 'waiting', 'wm', m)
+      'am', '0', 'as', '0', 'sc', '0', 'st', 'waiting', 'wm', m)
     redis.call('ZADD', K_wait, prio, m)
     WAKE_PENDING = true
     event('added', id, 'name', name, 'state', 'waiting')
@@ -643,7 +643,7 @@ end
 
 -- Mark the queue as known; true the first time (the caller then adds it to the registry).
 local function register()
-  return redis.call('HSETNX', K_meta, 'reg', 1)
+  return redis.call('HSETNX', K_meta, 'reg', '1')
 end
 
 -- Stored metrics (see MetricsBackend): the hash <qp>metrics holds, per minute M (its start in
