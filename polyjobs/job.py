@@ -28,7 +28,7 @@ class Job:
 
     # what a job has before it ran, as class defaults: ``added`` sets only the rest
     _data_json: str | None = None  # data not decoded yet (see ``data``)
-    _opts_shared = False  # ``_opts`` is the add's own dict: ``opts`` copies it on first read
+    _opts_shared = False  # ``_opts`` is shared (an add's, a fetch's): ``opts`` copies it when read
     _options: JobOptions | None = None
     attempts_made = 0
     attempts_started = 0
@@ -55,6 +55,7 @@ class Job:
         self.name = record.name
         self._data: Any = record.data
         self._opts: dict[str, Any] = record.opts
+        self._opts_shared = True  # a fetch's records may share one dict (copied when read)
         self.state: JobState = record.state
         self.attempts_made = record.attempts_made
         self.attempts_started = record.attempts_started

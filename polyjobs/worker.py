@@ -545,7 +545,7 @@ class Worker:
         are compared (the jobs of one bulk add share their carrier too), then without it."""
         stored = record.opts
         last = self._last_opts
-        if last is not None and last[0] == stored:
+        if last is not None and (last[0] is stored or last[0] == stored):
             return last[2]
         bare = stored
         if TRACE_KEY in stored:

@@ -113,13 +113,29 @@ def _ref(text: str) -> JobRef:
     return JobRef(queue, job_id)
 
 
+#: The options object whose text was made last, a copy of it as it was then, and its text.
+_last_opts: tuple[Any, Any, str] = (None, None, "")
+
+
+def _opts_text(opts: dict[str, Any]) -> str:
+    """``dumps(opts)``, kept for the last options object: a queue's adds share the dict of its
+    default options, so the same object, still equal to what it was, is not encoded again."""
+    global _last_opts
+    last = _last_opts
+    if opts is last[0] and opts == last[1]:
+        return last[2]
+    text = dumps(opts)
+    _last_opts = (opts, loads(text), text)
+    return text
+
+
 def _job_args(new: NewJob) -> tuple[str, ...]:
     timestamp = _t(new.timestamp)
     return (
         new.job_id or "",
         new.name,
         new.data_json,
-        dumps(new.opts),
+        _opts_text(new.opts),
         timestamp,
         timestamp if new.run_at == new.timestamp else _t(new.run_at),  # (no delay: same text)
         str(new.priority),
@@ -233,7 +249,7 @@ class RedisBackend:
         self._unanswered: dict[tuple[str, str], list[str]] = {}
         self._adding: dict[str, _AddBatch] = {}  # queue -> single adds of this loop turn
         self._adds_in_flight: dict[str, int] = {}  # queue -> add script calls awaiting replies
-        self._add_heads: dict[str, Head] = {}  # queue -> its add command's head, packed
+        self._heads: dict[tuple[str, str], Head] = {}  # (script, queue) -> see _head
 
     def __repr__(self) -> str:
         return f"<RedisBackend {self._url.redacted}>"
@@ -297,10 +313,27 @@ class RedisBackend:
         return self._scripts
 
     async def _run(self, name: str, queue: str, args: Sequence[Any]) -> Any:
-        scripts = self._open_scripts()
-        qk, keys = self._qk(queue)
+        lean = self._lean
         with self._errors:
+            if lean is not None:
+                try:
+                    return await lean.call_after(self._head(name, queue), tuple(args))
+                except NoScriptError:  # Redis lost it: the call below loads it again
+                    pass
+            scripts = self._open_scripts()
+            qk, keys = self._qk(queue)
             return await scripts.call(name, keys, [qk.base, *args])
+
+    def _head(self, name: str, queue: str) -> Head:
+        """The head of script ``name``'s command for ``queue`` over the multiplexed connection
+        (``EVALSHA``, the script's SHA, the queue's keys and key prefix), packed once: each call
+        packs only its own arguments."""
+        head = self._heads.get((name, queue))
+        if head is None:
+            qk, keys = self._qk(queue)
+            sha = self._open_scripts().shas[name]
+            head = self._heads[name, queue] = Head("EVALSHA", sha, len(keys), *keys, qk.base)
+        return head
 
     async def _taking(
         self,
@@ -384,12 +417,12 @@ class RedisBackend:
             for start in range(0, len(jobs), CHUNK):
                 args = _add_args(time.time(), jobs[start : start + CHUNK])
                 lean = self._lean
-                with self._errors:
-                    if lean is None:  # (not open: _run says so)
-                        reply = await self._run("add", queue, args)
-                    else:
+                if lean is None:  # (not open: _run says so)
+                    reply = await self._run("add", queue, args)
+                else:  # _run's call inline: one coroutine level less on every add
+                    with self._errors:
                         try:
-                            reply = await lean.call_after(self._add_head(queue), tuple(args))
+                            reply = await lean.call_after(self._head("add", queue), tuple(args))
                         except NoScriptError:  # Redis lost it: _run's call loads it again
                             reply = await self._run("add", queue, args)
                 if reply[0] == 1:
@@ -403,16 +436,6 @@ class RedisBackend:
                 flights[queue] = left
             else:
                 del flights[queue]
-
-    def _add_head(self, queue: str) -> Head:
-        """The head of ``queue``'s add command over the multiplexed connection (``EVALSHA``,
-        the script's SHA, the queue's keys and key prefix), packed once."""
-        head = self._add_heads.get(queue)
-        if head is None:
-            qk, keys = self._qk(queue)
-            sha = self._open_scripts().shas["add"]
-            head = self._add_heads[queue] = Head("EVALSHA", sha, len(keys), *keys, qk.base)
-        return head
 
     # -- flows and deduplication windows ---------------------------------------------------
     async def add_flow(self, nodes: Sequence[FlowNode]) -> list[AddResult]:
@@ -488,14 +511,13 @@ class RedisBackend:
         blocking, scripts = self._blocking, self._scripts
         if blocking is None or scripts is None:
             raise BackendError(f"redis backend {self._url.redacted} is not open")
-        qk, keys = self._qk(queue)
+        head = self._head("fetch", queue)
         wait_error: list[BaseException] = []
 
         async def run(name: str, queue: str, args: Sequence[Any]) -> Any:
-            command = ("EVALSHA", scripts.shas[name], len(keys), *keys, qk.base, *args)
             with self._errors:
                 woken, reply = await blocking.call_many(
-                    wait, ("BZPOPMIN", marker, f"{wait:.3f}"), command
+                    wait, ("BZPOPMIN", marker, f"{wait:.3f}"), head.pack(tuple(args))
                 )
                 if isinstance(woken, BaseException):
                     wait_error.append(woken)

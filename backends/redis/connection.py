@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import select
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -268,31 +268,35 @@ class BlockingCalls:
             return await blocking_call(self._client, key, timeout, *command)
         return (await self._on_connection(timeout, (command,), False))[0]
 
-    async def call_many(self, timeout: float, *commands: tuple[Any, ...]) -> list[Any]:
+    def call_many(self, timeout: float, *commands: tuple[Any, ...] | bytes) -> Awaitable[list[Any]]:
         """A blocking command and the commands that run in Redis right after it ends, sent in
         one write on one connection (only when :attr:`lean`); their replies in order, an error
         reply in its command's place (a ``ResponseError``)."""
         if not self._lean:
             raise ConnectionError("pipelined blocking calls need a multiplexed connection")
-        return await self._on_connection(timeout, commands, True)
+        return self._on_connection(timeout, commands, True)  # (no coroutine level of its own)
 
     async def _on_connection(
-        self, timeout: float, commands: tuple[tuple[Any, ...], ...], many: bool
+        self, timeout: float, commands: tuple[tuple[Any, ...] | bytes, ...], many: bool
     ) -> list[Any]:
         if self._closed:
             raise ConnectionError("the backend's connections are closed")
         conn = self._idle.pop() if self._idle else self._new()
         self._busy.add(conn)
         done = False
+        # one timer that drops the connection, which fails the call (``TimeoutError``): on a
+        # woken worker's path, cheaper than ``asyncio.timeout`` (its object, task
+        # cancellation and state); the connection is made within its own connect timeout
+        timer = asyncio.get_running_loop().call_later(timeout + BLOCK_MARGIN, conn.expire)
         try:
-            async with asyncio.timeout(timeout + BLOCK_MARGIN):
-                if many:
-                    replies = await conn.call_many(*commands, return_errors=True)
-                else:
-                    replies = [await conn.call(*commands[0])]
+            if many:
+                replies = await conn.call_many(*commands, return_errors=True)
+            else:
+                replies = [await conn.call(*commands[0])]
             done = True
             return replies
         finally:
+            timer.cancel()
             self._busy.discard(conn)
             if done and not self._closed:
                 self._idle.append(conn)

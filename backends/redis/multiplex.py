@@ -213,12 +213,16 @@ class Multiplexed:
             self._watchdog = loop.call_later(self.timeout, self._check)
         return future
 
-    async def call_many(self, *commands: tuple[Any, ...], return_errors: bool = False) -> list[Any]:
+    async def call_many(
+        self, *commands: tuple[Any, ...] | bytes, return_errors: bool = False
+    ) -> list[Any]:
         """Send several commands in one write; their replies in order. Every command runs
         (Redis does not stop at an error), and the first error reply then raises, or with
-        ``return_errors`` takes its command's place in the list (as a ``ResponseError``)."""
+        ``return_errors`` takes its command's place in the list (as a ``ResponseError``). A
+        command given as ``bytes`` is packed already (e.g. by :meth:`Head.pack`)."""
         protocol = self._live() or await self._connected()
-        futures = self._queue(protocol, [hiredis.pack_command(c) for c in commands])
+        packed = [c if type(c) is bytes else hiredis.pack_command(c) for c in commands]
+        futures = self._queue(protocol, packed)
         results: list[Any] = []
         error: BaseException | None = None
         for future in futures:
@@ -262,10 +266,20 @@ class Multiplexed:
         loop = asyncio.get_running_loop()
         due = protocol.waiters[0][1] + self.timeout
         if monotonic() >= due:
-            protocol._abort(TimeoutError(f"Timeout reading from {self._where()}"))
-            self._protocol = None
+            self._drop()
             return
         self._watchdog = loop.call_later(due - monotonic(), self._check)
+
+    def expire(self) -> None:
+        """A deadline passed: fail the calls in flight (``TimeoutError``) and close this
+        connection for good, also while it is being made (that call then fails)."""
+        self._closed = True
+        self._drop()
+
+    def _drop(self) -> None:
+        protocol, self._protocol = self._protocol, None
+        if protocol is not None:
+            protocol._abort(TimeoutError(f"Timeout reading from {self._where()}"))
 
     # -- connecting ----------------------------------------------------------------------
     def _where(self) -> str:

@@ -103,21 +103,43 @@ def record(job_id: str, v: Sequence[str | None]) -> JobRecord:
     return decode(job_id, v)[0]
 
 
-def decode(job_id: str, v: Sequence[str | None]) -> tuple[JobRecord, str | None]:
+#: The options text a fetch decoded last, and its dict (see :func:`_shared_opts`).
+_last_opts: tuple[str | None, dict[str, Any]] = (None, {})
+
+
+def _shared_opts(value: str | None) -> dict[str, Any]:
+    """:func:`_opts` for the jobs a fetch takes: the jobs of a queue mostly share their options,
+    so the last text's dict is handed out again, one dict for all of them (``Job`` copies it
+    before anyone may change it; ``Worker`` compares it by identity first)."""
+    global _last_opts
+    last = _last_opts
+    if value and value == last[0]:
+        return last[1]
+    opts = _opts(value)
+    if value:
+        _last_opts = (value, opts)
+    return opts
+
+
+def decode(
+    job_id: str,
+    v: Sequence[str | None],
+    opts_of: Callable[[str | None], dict[str, Any]] = _opts,
+) -> tuple[JobRecord, str | None]:
     """:func:`record`, and why the record is corrupted (``None`` when it is not)."""
     try:
-        return _record(job_id, v), None
+        return _record(job_id, v, opts_of(v[2])), None
     except (ValueError, TypeError, RecursionError):
         return _salvaged(job_id, v)
 
 
-def _record(job_id: str, v: Sequence[str | None]) -> JobRecord:
+def _record(job_id: str, v: Sequence[str | None], opts: dict[str, Any]) -> JobRecord:
     state: Any = v[3]
     return JobRecord(
         id=job_id,
         name=v[0] or "",
         data=payload(v[1]),
-        opts=_opts(v[2]),
+        opts=opts,
         state=state,
         timestamp=float(v[4] or 0),
         run_at=float(v[5] or 0),
@@ -165,7 +187,7 @@ def _salvaged(job_id: str, v: Sequence[str | None]) -> tuple[JobRecord, str]:
             values[i] = None
     reason = f"{CORRUPTED}: {', '.join(problems)}"
     values[12] = reason if not v[12] or v[12] == reason else f"{reason} (last failure: {v[12]})"
-    return _record(job_id, values), reason
+    return _record(job_id, values, _opts(values[2])), reason
 
 
 def records(flat: Sequence[Any], start: int = 0) -> list[JobRecord]:
@@ -175,11 +197,12 @@ def records(flat: Sequence[Any], start: int = 0) -> list[JobRecord]:
 
 def taken(flat: Sequence[Any], start: int = 0) -> tuple[list[JobRecord], list[tuple[str, str]]]:
     """Like :func:`records`, for jobs a fetch took: the sound records, and (id, reason) for
-    those that cannot be decoded (the caller fails them instead of running them)."""
+    those that cannot be decoded (the caller fails them instead of running them). Records with
+    the same options text share one ``opts`` dict (:func:`_shared_opts`): not to be changed."""
     jobs: list[JobRecord] = []
     broken: list[tuple[str, str]] = []
     for i in range(start, len(flat), STRIDE):
-        job, reason = decode(flat[i], flat[i + 1 : i + STRIDE])
+        job, reason = decode(flat[i], flat[i + 1 : i + STRIDE], _shared_opts)
         if reason is None:
             jobs.append(job)
         else:

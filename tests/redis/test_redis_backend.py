@@ -560,3 +560,20 @@ async def test_queues_on_a_redis_cluster(tmp_path: Path) -> None:
     finally:
         await backend.close()
         servers.kill()
+
+
+async def test_jobs_taken_together_with_the_same_options_do_not_see_each_others_changes(
+    backend: RedisBackend,
+) -> None:
+    queue = Queue("same-opts", backend, default_options={"attempts": 3})
+    await queue.add("x", 1)
+    await queue.add("x", 2)
+    first, second = await backend.fetch("same-opts", "w", 2, 30.0, 0.0)
+    assert first.opts == second.opts and first.opts["attempts"] == 3
+    job = Job(first, "same-opts", backend)
+    job.opts["attempts"] = 9  # (not what a processor should do: opts is read-only)
+    assert job.opts["attempts"] == 9
+    assert second.opts["attempts"] == 3 == Job(second, "same-opts", backend).opts["attempts"]
+    await queue.add("x", 3)
+    [third] = await backend.fetch("same-opts", "w", 1, 30.0, 0.0)
+    assert third.opts["attempts"] == 3 and third.opts == second.opts

@@ -5,15 +5,18 @@ replies as redis-py's exceptions; database selection."""
 from __future__ import annotations
 
 import asyncio
+import builtins
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 import pytest
 import pytest_asyncio
 from redis.exceptions import ConnectionError, NoScriptError, ResponseError, TimeoutError
 
 from polyjobs import Queue
+from polyjobs.backend import Finish
 from polyjobs.backends.redis import RedisBackend, connection
 from polyjobs.backends.redis.multiplex import Head, Multiplexed, available
 from polyjobs.backends.redis.testing import RedisServer
@@ -196,33 +199,42 @@ async def test_a_backends_concurrent_adds_use_one_connection_for_their_scripts(
     assert len([c for c in clients if c["cmd"] == "evalsha"]) == 1, clients
 
 
-async def test_blocking_calls_reuse_a_connection_and_drop_a_cancelled_ones() -> None:
+@pytest_asyncio.fixture
+async def blocking() -> AsyncIterator[tuple[connection.BlockingCalls, Any, str]]:
+    """Blocking calls on the test server, a pooled client and a key of its own (removed after)."""
     url = connection.RedisUrl.parse(URL)
     raw = connection.make_client(url, blocking=True)
     calls = connection.BlockingCalls(url, raw)
     key = _key()
     try:
-        await raw.zadd(key, {"a": 1, "b": 2})
-        assert await calls.call(key, 1.0, "BZPOPMIN", key, "1") == [key, "a", "1"]
-        first = await calls.call(key, 1.0, "CLIENT", "ID")
-        assert await calls.call(key, 1.0, "BZPOPMIN", key, "1") == [key, "b", "2"]
-        assert await calls.call(key, 1.0, "CLIENT", "ID") == first  # kept between calls
-        waiting = asyncio.create_task(calls.call(key, 5.0, "BZPOPMIN", key, "5"))
-        await asyncio.sleep(0.05)
-        waiting.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await waiting
-        # the cancelled wait's connection is gone, not handed to the next caller
-        assert await calls.call(key, 1.0, "CLIENT", "ID") != first
-        for _ in range(50):
-            if not any(c["id"] == str(first) for c in await raw.client_list()):
-                break
-            await asyncio.sleep(0.02)
-        assert not any(c["id"] == str(first) for c in await raw.client_list())
+        yield calls, raw, key
     finally:
         await raw.delete(key)
         await calls.close()
         await raw.aclose()
+
+
+async def test_blocking_calls_reuse_a_connection_and_drop_a_cancelled_ones(
+    blocking: tuple[connection.BlockingCalls, Any, str],
+) -> None:
+    calls, raw, key = blocking
+    await raw.zadd(key, {"a": 1, "b": 2})
+    assert await calls.call(key, 1.0, "BZPOPMIN", key, "1") == [key, "a", "1"]
+    first = await calls.call(key, 1.0, "CLIENT", "ID")
+    assert await calls.call(key, 1.0, "BZPOPMIN", key, "1") == [key, "b", "2"]
+    assert await calls.call(key, 1.0, "CLIENT", "ID") == first  # kept between calls
+    waiting = asyncio.create_task(calls.call(key, 5.0, "BZPOPMIN", key, "5"))
+    await asyncio.sleep(0.05)
+    waiting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    # the cancelled wait's connection is gone, not handed to the next caller
+    assert await calls.call(key, 1.0, "CLIENT", "ID") != first
+    for _ in range(50):
+        if not any(c["id"] == str(first) for c in await raw.client_list()):
+            break
+        await asyncio.sleep(0.02)
+    assert not any(c["id"] == str(first) for c in await raw.client_list())
 
 
 async def test_concurrent_single_adds_share_script_calls_and_keep_their_order(
@@ -376,3 +388,37 @@ async def test_a_cancelled_blocked_fetch_takes_nothing_added_afterwards(
     await asyncio.sleep(0.1)
     counts = await queue.counts()
     assert (counts["waiting"], counts["active"]) == (1, 0), counts
+
+
+async def test_a_blocking_call_past_its_deadline_fails_and_drops_its_connection(
+    monkeypatch: pytest.MonkeyPatch, blocking: tuple[connection.BlockingCalls, Any, str]
+) -> None:
+    calls, raw, key = blocking
+    monkeypatch.setattr(connection, "BLOCK_MARGIN", 0.05)
+    first = await calls.call(key, 1.0, "CLIENT", "ID")
+    started = time.monotonic()
+    with pytest.raises((TimeoutError, builtins.TimeoutError)):  # (Redis would wait 5 s)
+        await calls.call(key, 0.05, "BZPOPMIN", key, "5")
+    assert time.monotonic() - started < 2.0
+    assert await calls.call(key, 1.0, "CLIENT", "ID") != first  # a new connection
+    with pytest.raises((TimeoutError, builtins.TimeoutError)):  # the same for a pipeline
+        await calls.call_many(0.05, ("BZPOPMIN", key, "5"), ("PING",))
+    assert await raw.zadd(key, {"a": 1}) == 1
+    assert await calls.call(key, 1.0, "BZPOPMIN", key, "1") == [key, "a", "1"]
+
+
+async def test_every_script_call_after_a_script_flush_loads_it_again(
+    private_backend: RedisBackend,
+) -> None:
+    backend = private_backend
+    queue = Queue("flushed", backend)
+    await queue.add("x", {})
+    assert (await backend.counts("flushed"))["waiting"] == 1  # the read script is loaded
+    await backend.redis.script_flush()
+    assert (await backend.counts("flushed"))["waiting"] == 1  # a read after the flush
+    [job] = await backend.fetch("flushed", "w", 1, 30.0, 0.0)
+    await backend.redis.script_flush()
+    done = await backend.finish(
+        "flushed", "w", [Finish(job.id, "completed", 1, time.time())], 0, 30.0
+    )
+    assert done.lost == [] and (await backend.counts("flushed"))["completed"] == 1
