@@ -21,12 +21,19 @@ Two measures, revisions alternating (order flipped every round):
   does not vary); ``--no-callgrind`` skips it.
 * **µs per call**: ``INFO commandstats`` ``usec_per_call`` on a plain private server, median of
   the rounds (moves with the load of this shared machine: read the ratios).
+
+``--clients``: instead, the revisions' ``add``, ``fetch`` and ``finish`` through this tree's
+polyjobs in one process, swapped between blocks of every round (only the scripts differ): single
+adds one after another, then a worker at concurrency 1 and 10 over pre-added jobs; jobs/s and
+the server's CPU per job (``INFO cpu``, user + system, over the block).
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import glob
+import hashlib
 import json
 import os
 import re
@@ -45,6 +52,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import REPO, RedisServer, Resp, export_revision, project_python
 from redis_scripts import pack
 
+from polyjobs import Queue, Worker
+from polyjobs.backends.redis import RedisBackend, scripts
 from polyjobs.backends.redis.keys import SCRIPT_KEYS
 
 PREFIX = "bench:{q}:"
@@ -208,6 +217,61 @@ def step(server: Server, texts: dict[str, str], name: str, calls: int) -> float:
     return server.per_call(calls)
 
 
+async def _noop(job: Any) -> None:
+    return None
+
+
+async def clients(revs: list[tuple[str, dict[str, str]]], jobs: int, rounds: int) -> None:
+    """Single adds, c=1 and c=10 through polyjobs, the revisions' scripts alternating."""
+    server = Server(counted=False)
+    backend = RedisBackend(f"redis://127.0.0.1:{server.redis.sock.getpeername()[1]}/0?prefix=lc")
+    await backend.open()
+    queue = Queue("lc", backend)
+    results: dict[tuple[str, str], list[tuple[float, float]]] = {}
+
+    def record(label: str, step: str, start: float, cpu: float) -> None:
+        rate = jobs / (time.perf_counter() - start)
+        per_job = (server.redis.cpu_seconds() - cpu) / jobs * 1e6
+        results.setdefault((step, label), []).append((rate, per_job))
+
+    try:
+        for _, texts in revs:
+            for text in texts.values():
+                server.redis.call("SCRIPT", "LOAD", text)
+        for r in range(rounds):
+            for label, texts in revs if r % 2 == 0 else revs[::-1]:
+                for name, text in texts.items():
+                    scripts.SHAS[name] = hashlib.sha1(text.encode()).hexdigest()
+                backend._add_heads.clear()  # the add command's head holds the add SHA
+                await backend.obliterate("lc")
+                cpu, start = server.redis.cpu_seconds(), time.perf_counter()
+                for i in range(jobs):
+                    await queue.add("noop", {"i": i})
+                record(label, "single adds", start, cpu)
+                for concurrency in (1, 10):
+                    await backend.obliterate("lc")
+                    for base in range(0, jobs, 500):
+                        await queue.add_bulk(
+                            [("noop", {"i": i}, {}) for i in range(base, base + 500)]
+                        )
+                    worker = Worker("lc", _noop, backend, concurrency=concurrency, schedule=False)
+                    cpu, start = server.redis.cpu_seconds(), time.perf_counter()
+                    await worker.run(burst=True)
+                    record(label, f"process c={concurrency}", start, cpu)
+    finally:
+        await backend.obliterate("lc")
+        await backend.close()
+        server.stop()
+    print(f"{'step':<12} {'revision':<28} jobs/s median (rounds)  |  server CPU µs/job (rounds)")
+    for (step_name, label), values in results.items():
+        rates, cpus = [v[0] for v in values], [v[1] for v in values]
+        print(
+            f"{step_name:<12} {label:<28} {statistics.median(rates):7,.0f} "
+            f"({' '.join(f'{v:,.0f}' for v in rates)})  |  {statistics.median(cpus):6.1f} "
+            f"({' '.join(f'{v:.1f}' for v in cpus)})"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("revs", nargs="+", help="revisions ('.' is the working tree)")
@@ -215,6 +279,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="rounds of µs per call")
     parser.add_argument("--steps", default="add,fin1,fin10,fetch")
     parser.add_argument("--no-callgrind", action="store_true")
+    parser.add_argument("--clients", action="store_true", help="through polyjobs, see above")
+    parser.add_argument("--jobs", type=int, default=3000, help="per step, with --clients")
     args = parser.parse_args()
     steps = args.steps.split(",")
     if unknown := set(steps) - {"add", "fin1", "fin10", "fetch"}:
@@ -223,6 +289,10 @@ def main() -> None:
         raise SystemExit("valgrind not found (or pass --no-callgrind)")
     revs = [sources(rev) for rev in args.revs]
     print(f"commits: {', '.join(label for label, _ in revs)}; load {os.getloadavg()[0]:.1f}")
+    if args.clients:
+        asyncio.run(clients(revs, args.jobs, args.rounds))
+        print(f"load {os.getloadavg()[0]:.1f}")
+        return
     results: dict[tuple[str, str], dict[str, Any]] = {}
     if not args.no_callgrind:
         for name in steps:
