@@ -131,6 +131,42 @@ def _run_dropped(entry: tuple[Context, T]) -> _Current[T] | None:
     return None
 
 
+class _RunSpan:
+    """The span of a sampled run, current around it with the job's context (its carrier's
+    baggage too) and ended after it: what ``start_as_current_span`` does (an error status and
+    the exception recorded for a failure), without its three generator context managers; a
+    cancelled run (timeout, shutdown) is an error too."""
+
+    __slots__ = ("context", "span", "token")
+
+    def __init__(self, span: Span, context: Context) -> None:
+        self.span = span
+        self.context = context
+        self.token: Any = None
+
+    def __enter__(self) -> Span:
+        if _CURRENT is None:
+            self.token = otel_context.attach(self.context)
+        else:
+            self.token = _CURRENT.set(self.context)
+        return self.span
+
+    def __exit__(self, exc_type: object, exc: BaseException | None, tb: object) -> None:
+        span = self.span
+        try:
+            if _CURRENT is None:
+                otel_context.detach(self.token)
+            else:
+                _CURRENT.reset(self.token)
+        finally:
+            if isinstance(exc, asyncio.CancelledError):
+                span.set_status(Status(StatusCode.ERROR, "cancelled (timeout or shutdown)"))
+            elif isinstance(exc, Exception):
+                span.record_exception(exc)
+                span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))
+            span.end()
+
+
 #: A W3C ``traceparent`` of version 00: trace id, parent id, flags.
 _TRACEPARENT = re.compile(r"00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})")
 _W3C = (TraceContextTextMapPropagator, W3CBaggagePropagator)
@@ -165,19 +201,23 @@ def _read_traceparent(traceparent: str) -> tuple[int, int, int] | None:
     return trace_id, span_id, int(found[3], 16)
 
 
-def _parse_traceparent(traceparent: str) -> Context | None:
-    """The context the W3C propagator extracts from ``{"traceparent": traceparent}``, or None
-    when :func:`_read_traceparent` does not read it."""
-    read = _read_traceparent(traceparent)
-    if read is None:
-        return None
+def _remote_parent(read: tuple[int, int, int]) -> Context:
+    """The context the W3C propagator extracts from a ``traceparent`` that
+    :func:`_read_traceparent` read as ``read``."""
     remote = trace.SpanContext(*read[:2], is_remote=True, trace_flags=trace.TraceFlags(read[2]))
     return trace.set_span_in_context(trace.NonRecordingSpan(remote), Context())
 
 
+def _parse_traceparent(traceparent: str) -> Context | None:
+    """The context the W3C propagator extracts from ``{"traceparent": traceparent}``, or None
+    when :func:`_read_traceparent` does not read it."""
+    read = _read_traceparent(traceparent)
+    return None if read is None else _remote_parent(read)
+
+
 _SAMPLED = trace.TraceFlags.SAMPLED
 
-#: How many unsampled carriers an OtelTelemetry remembers (then it starts over).
+#: How many unsampled (and sampled) carriers an OtelTelemetry remembers (then it starts over).
 _DROPPED_MAX = 1024
 
 
@@ -198,6 +238,8 @@ class OtelTelemetry:
         self._w3c: TextMapPropagator | None = None
         #: the runs the sampler drops, by their job's traceparent: what each makes current
         self._unsampled: dict[str, tuple[Context, Span]] = {}
+        #: the contexts of sampled adds, by their jobs' traceparent: each run's parent
+        self._sampled: dict[str, Context] = {}
         # the SDK's tracer has these (its sampler cannot change); without them, no shortcut
         self._sampler: Any = getattr(self.tracer, "sampler", None)
         self._ids: Any = getattr(self.tracer, "id_generator", None)
@@ -241,16 +283,22 @@ class OtelTelemetry:
             yield _Added(span, checked_carrier(carrier), count)
 
     def processing(self, queue: str, job: Job) -> AbstractContextManager[object] | None:
-        carrier = job.opts.get(TRACE_KEY)
+        # the options as the job holds them (read only: ``opts`` may copy them first)
+        carrier = job._opts.get(TRACE_KEY)
         # first the common case, as cheap as can be: a job whose add was not sampled, like
         # one run before (the jobs of one bulk add share their carrier)
         if type(carrier) is dict and len(carrier) == 1:
             traceparent = carrier.get("traceparent")
-            propagator = self.propagator or propagate.get_global_textmap()
-            if type(traceparent) is str and propagator is self._w3c:
+            if (
+                type(traceparent) is str
+                and (self.propagator or propagate.get_global_textmap()) is self._w3c
+            ):
                 dropped = self._unsampled.get(traceparent)
                 if dropped is not None:
-                    return _run_dropped(dropped)
+                    if _CURRENT is None:
+                        return _Current(dropped)
+                    _CURRENT.set(dropped[0])
+                    return None
         return self._run_scope(queue, job, carrier)
 
     def _run_scope(
@@ -265,11 +313,13 @@ class OtelTelemetry:
         traceparent = carrier.get("traceparent") if len(carrier) == 1 else None
         parent = None
         if propagator is self._w3c and type(traceparent) is str:
-            read = _read_traceparent(traceparent)
-            if read is not None and self._drops_unsampled and not read[2] & _SAMPLED:
-                # the usual sampler drops it for sure: no parent context, no sampler call
-                return self._cached(traceparent, self._dropped_span(Context(), read[0], read[2]))
-            parent = _parse_traceparent(traceparent)
+            parent = self._sampled.get(traceparent)  # a sampled add's runs share its context
+            if parent is None:
+                read = _read_traceparent(traceparent)
+                if read is not None and self._drops_unsampled and not read[2] & _SAMPLED:
+                    # the usual sampler drops it for sure: no parent context, no sampler call
+                    return self._cached(traceparent, self._dropped_span(Context(), *read[::2]))
+                parent = self._parent_of(traceparent, read)
         if parent is None:
             traceparent, parent = None, propagator.extract(carrier)
         attributes: dict[str, Any] = {
@@ -284,10 +334,26 @@ class OtelTelemetry:
         name = f"process {queue}"
         dropped = self._dropped(name, SpanKind.CONSUMER, parent, attributes)
         if dropped is None:
-            return self._processing_span(name, parent, attributes)
+            span = self.tracer.start_span(name, parent, SpanKind.CONSUMER, attributes)
+            context = trace.set_span_in_context(span, parent)
+            if span.is_recording():
+                return _RunSpan(span, context)
+            dropped = context, span
         if traceparent is not None and self._by_parent:
             return self._cached(traceparent, dropped)
         return _run_dropped(dropped)
+
+    def _parent_of(self, traceparent: str, read: tuple[int, int, int] | None) -> Context | None:
+        """The parent context of the runs whose jobs carry ``traceparent`` (``read``), kept for
+        the other runs of a sampled add; None when it was not read."""
+        if read is None:
+            return None
+        parent = _remote_parent(read)
+        if read[2] & _SAMPLED:
+            if len(self._sampled) >= _DROPPED_MAX:
+                self._sampled.clear()
+            self._sampled[traceparent] = parent
+        return parent
 
     def _cached(self, traceparent: str, dropped: tuple[Context, Span]) -> _Current[Span] | None:
         """The run of ``dropped``, remembered for the other runs with this carrier."""
@@ -329,16 +395,3 @@ class OtelTelemetry:
             )
         )
         return trace.set_span_in_context(span, parent), span
-
-    @contextmanager
-    def _processing_span(
-        self, name: str, parent: Context, attributes: dict[str, Any]
-    ) -> Iterator[Span]:
-        with self.tracer.start_as_current_span(
-            name, context=parent, kind=SpanKind.CONSUMER, attributes=attributes
-        ) as span:
-            try:
-                yield span
-            except asyncio.CancelledError:
-                span.set_status(Status(StatusCode.ERROR, "cancelled (timeout or shutdown)"))
-                raise

@@ -446,3 +446,63 @@ async def test_an_unsampled_run_s_context_stays_in_its_job(threaded: bool) -> No
 
 def current_context() -> trace.SpanContext:
     return trace.get_current_span().get_span_context()
+
+
+async def test_a_sampled_run_sees_its_carrier_s_baggage_and_its_own_span(
+    spans: tuple[OtelTelemetry, InMemorySpanExporter, TracerProvider],
+) -> None:
+    """A sampled run has the context its job carries made current, with its span in it: the
+    baggage of the code that added the job too (as an unsampled run has), not the worker's."""
+    telemetry, exporter, _ = spans
+    seen: list[tuple[int, object]] = []
+
+    async def work(job: Job) -> None:
+        seen.append(
+            (trace.get_current_span().get_span_context().span_id, baggage.get_baggage("tenant"))
+        )
+
+    async with open_backend("memory://") as backend:
+        queue = Queue("t-bag", backend, telemetry=telemetry)
+        token = otel_context.attach(baggage.set_baggage("tenant", "acme"))
+        try:
+            await queue.add_bulk([("a", 1), ("b", 2)])
+        finally:
+            otel_context.detach(token)
+        worker_token = otel_context.attach(baggage.set_baggage("tenant", "worker's"))
+        try:
+            await Worker("t-bag", work, backend, telemetry=telemetry).run(burst=True)
+        finally:
+            otel_context.detach(worker_token)
+    runs = [s for s in exporter.get_finished_spans() if s.name == "process t-bag"]
+    assert sorted(seen) == sorted((run.context.span_id, "acme") for run in runs)
+    assert len(runs) == 2 and otel_context.get_current() == {}
+
+
+async def test_a_timed_out_run_is_an_error_span_and_a_failed_one_says_why(
+    spans: tuple[OtelTelemetry, InMemorySpanExporter, TracerProvider],
+) -> None:
+    telemetry, exporter, _ = spans
+
+    async def work(job: Job) -> None:
+        if job.name == "slow":
+            await asyncio.sleep(5)
+        raise ValueError("bad price")
+
+    async with open_backend("memory://") as backend:
+        queue = Queue("t-err", backend, telemetry=telemetry)
+        await queue.add("slow", {}, timeout=0.05)
+        await queue.add("bad", {})
+        await Worker("t-err", work, backend, telemetry=telemetry).run(burst=True)
+    runs = {
+        s.attributes["polyjobs.job.name"]: s
+        for s in exporter.get_finished_spans()
+        if s.name == "process t-err" and s.attributes
+    }
+    assert runs["slow"].status.status_code == StatusCode.ERROR
+    assert runs["slow"].status.description == "cancelled (timeout or shutdown)"
+    assert runs["bad"].status.status_code == StatusCode.ERROR
+    assert runs["bad"].status.description == "ValueError: bad price"
+    assert [e.attributes["exception.message"] for e in runs["bad"].events if e.attributes] == [
+        "bad price"
+    ]
+    assert not [e for e in runs["slow"].events if e.name == "exception"]
