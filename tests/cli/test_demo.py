@@ -122,7 +122,11 @@ def test_demo_with_processes_is_prepared_once_and_run_by_the_workers(tmp_path: P
             time.sleep(0.05)
         url = f"sqlite:///{found.group(1)}/polyjobs.db"
         # the seeded ingest job and the demo's own 2-second schedule, run by the workers
-        while _completed(url, "polymarket-ingest") < 2:
+        # ... and both workers up (on a loaded machine the second can start well after the
+        # first has run the seeded jobs; a SIGTERM before it is up ends it unannounced)
+        while _completed(url, "polymarket-ingest") < 2 or not all(
+            f"[worker {slot}] polyjobs: backend" in err.read_text() for slot in (1, 2)
+        ):
             assert time.monotonic() < deadline and proc.poll() is None, err.read_text()
             time.sleep(0.1)
         proc.send_signal(signal.SIGTERM)
