@@ -242,7 +242,7 @@ async def clients(revs: list[tuple[str, dict[str, str]]], jobs: int, rounds: int
             for label, texts in revs if r % 2 == 0 else revs[::-1]:
                 for name, text in texts.items():
                     scripts.SHAS[name] = hashlib.sha1(text.encode()).hexdigest()
-                backend._add_heads.clear()  # the add command's head holds the add SHA
+                backend._heads.clear()  # the packed command heads hold the SHAs
                 await backend.obliterate("lc")
                 cpu, start = server.redis.cpu_seconds(), time.perf_counter()
                 for i in range(jobs):
