@@ -22,22 +22,39 @@ the rounds with the quartiles and the extremes, and pooled (the untraced rounds'
 the traced rounds': every round weighed, its sampled lumps too), and the process's CPU per job
 (all threads, the span exporter's included), which swings much less than the rates on a shared,
 loaded machine.
+
+``--calls [--baseline main]`` times ``OtelTelemetry.processing`` alone instead (and the span
+it returns, entered and left, for a sampled run), per call: this tree's ``polyjobs/otel.py``
+against the baseline revision's, loaded side by side in one process and timed in interleaved
+rounds (CPU time, ``--jobs`` calls per round), for a run whose add was sampled and one whose
+add was not (the jobs of one add: its context is reused).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextvars
+import importlib.util
+import shutil
 import statistics
+import sys
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from types import ModuleType
 
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 from opentelemetry.sdk.trace.sampling import ParentBased, Sampler, TraceIdRatioBased
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import export_revision
+
 from polyjobs import Job, Queue, Worker
+from polyjobs.backends.memory import MemoryBackend
 from polyjobs.backends.redis import RedisBackend
 from polyjobs.otel import OtelTelemetry
 from polyjobs.telemetry import Telemetry
@@ -186,6 +203,70 @@ async def run(args: argparse.Namespace) -> None:
     report(modes, args.concurrency)
 
 
+def _otel_of(rev: str) -> tuple[ModuleType, str]:
+    """``polyjobs/otel.py`` of revision ``rev``, loaded as a module of its own, and the commit."""
+    tree, commit = export_revision(rev)
+    try:
+        spec = importlib.util.spec_from_file_location(
+            f"otel_{commit}", Path(tree) / "polyjobs" / "otel.py"
+        )
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    finally:
+        shutil.rmtree(tree, ignore_errors=True)
+    return module, commit
+
+
+async def _traced_job(provider: TracerProvider) -> Job:
+    """A job added with a trace context under ``provider``'s sampler, as a worker holds it."""
+    backend = MemoryBackend()
+    await backend.open()
+    queue = Queue(QUEUE, backend, telemetry=OtelTelemetry(tracer_provider=provider))
+    (added,) = await queue.add_bulk([("job", {"i": 1})])
+    record = await backend.get_job(QUEUE, added.id)
+    assert record is not None
+    return Job(record, QUEUE, backend)
+
+
+def calls(args: argparse.Namespace) -> None:
+    import polyjobs.otel
+
+    baseline, commit = _otel_of(args.baseline)
+    runs: dict[str, Callable[[], None]] = {}
+    providers = []
+    for ratio, kind in ((1.0, "sampled"), (0.0, "unsampled")):
+        provider = TracerProvider(sampler=ParentBased(TraceIdRatioBased(ratio)))
+        provider.add_span_processor(BatchSpanProcessor(Counting(), max_queue_size=100_000))
+        providers.append(provider)
+        job = asyncio.run(_traced_job(provider))
+        for module, tree in ((baseline, commit), (polyjobs.otel, "this tree")):
+            telemetry = module.OtelTelemetry(tracer_provider=provider)
+
+            def run(telemetry: OtelTelemetry = telemetry, job: Job = job) -> None:
+                scope = telemetry.processing(QUEUE, job)
+                if scope is not None:
+                    with scope:
+                        pass
+
+            run()
+            runs[f"{kind} run, {tree}"] = run
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    order = list(runs.items())
+    for r in range(args.rounds):
+        for name, run in order[r % len(order) :] + order[: r % len(order)]:
+            start = time.process_time()
+            for _ in range(args.jobs):
+                contextvars.Context().run(run)  # each run in a context of its own, as a task
+            times[name].append(1e6 * (time.process_time() - start) / args.jobs)
+    for provider in providers:
+        provider.shutdown()
+    print(f"OtelTelemetry.processing per call, {args.rounds} rounds of {args.jobs:,} calls")
+    for name, values in times.items():
+        rounds = ", ".join(f"{v:.2f}" for v in values)
+        print(f"{name:>28}: {spread(values, '.2f')} us; rounds {rounds}")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser()
     prefix = f"bench-otel-{uuid.uuid4().hex[:6]}"
@@ -196,7 +277,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rounds", type=int, default=11)
     parser.add_argument("--work-ms", type=int, default=0)
     parser.add_argument("--modes", default="off,otel-1%,otel,carried")
-    asyncio.run(run(parser.parse_args(argv)))
+    parser.add_argument("--calls", action="store_true", help="time the telemetry's calls alone")
+    parser.add_argument("--baseline", default="main", help="with --calls: the revision to compare")
+    args = parser.parse_args(argv)
+    if args.calls:
+        calls(args)
+    else:
+        asyncio.run(run(args))
 
 
 if __name__ == "__main__":

@@ -15,7 +15,11 @@ in every run (their count is printed). Variants of the worker (the adds are trac
 - ``carried``: the jobs carry their trace context, the worker has no telemetry;
 - ``null``: the worker's telemetry is one that does nothing (what the worker spends around it);
 - ``otel-1%``: the worker traces with ``OtelTelemetry`` and ``ParentBased(TraceIdRatioBased
-  (0.01))``.
+  (0.01))``;
+- ``otel``: every add and run traced and sampled (the adds too), so ``otel - otel-1%`` is what a
+  sampled run costs more than an unsampled one. The seeded ``otel-1%`` runs sample no trace (a
+  trace is an add of 100 jobs: too few of them to sample 1 % in a count), so the last line adds
+  1 % of that difference: the cost at 1 % sampling with its sampled runs.
 """
 
 from __future__ import annotations
@@ -39,7 +43,7 @@ from otel_cost import MODES, QUEUE, Mode
 from polyjobs import Job, Queue, Worker
 from polyjobs.backends.redis import RedisBackend
 
-VARIANTS = ("off", "carried", "null", "otel-1%")
+VARIANTS = ("off", "carried", "null", "otel-1%", "otel")
 
 
 class Null:
@@ -56,8 +60,11 @@ class Null:
 
 async def child(variant: str, jobs: int, adds_only: bool, url: str) -> None:
     random.seed(7)
-    mode = Mode("off") if variant == "off" else Mode("otel-1%", *MODES["otel-1%"])
-    worker_telemetry = {"null": Null(), "otel-1%": mode.telemetry}.get(variant)
+    name = variant if variant in ("off", "otel") else "otel-1%"
+    mode = Mode(name, *MODES[name])
+    worker_telemetry = {"null": Null(), "otel-1%": mode.telemetry, "otel": mode.telemetry}.get(
+        variant
+    )
     backend = RedisBackend(url)
     await backend.open()
     try:
@@ -122,14 +129,15 @@ def main() -> None:
         (variant, jobs, adds_only)
         for jobs in (args.jobs, 2 * args.jobs)
         for variant, adds_only in [(v, False) for v in VARIANTS]
-        + [("off", True), ("carried", True)]
+        + [("off", True), ("carried", True), ("otel", True)]
     ]
     with ThreadPoolExecutor(2) as pool:  # two at a time: the counts do not depend on it
         counts = pool.map(lambda run: counted(*run), runs)
         results = dict(zip(runs, counts, strict=True))
 
     def worker(variant: str, jobs: int) -> int:
-        adds = results[("off" if variant == "off" else "carried", jobs, True)][0]
+        adds_of = variant if variant in ("off", "otel") else "carried"
+        adds = results[(adds_of, jobs, True)][0]
         return results[(variant, jobs, False)][0] - adds
 
     per_job = {}
@@ -140,6 +148,12 @@ def main() -> None:
     for variant in VARIANTS[1:]:
         extra = per_job[variant] - per_job["off"]
         print(f"{variant}/off: {per_job[variant] / per_job['off']:.3f} (+{extra:,.0f} per job)")
+    sampled_run = per_job["otel"] - per_job["otel-1%"]
+    at_1 = per_job["otel-1%"] + sampled_run / 100
+    print(
+        f"otel-1% with 1 % of its runs sampled (+{sampled_run:,.0f} each)/off: "
+        f"{at_1 / per_job['off']:.3f} (+{at_1 - per_job['off']:,.0f} per job)"
+    )
 
 
 if __name__ == "__main__":
