@@ -305,15 +305,16 @@ class OtelTelemetry:
         self, queue: str, job: Job, carrier: object
     ) -> AbstractContextManager[object] | None:
         # only the job says what its run continues: a job added untraced starts a trace
-        if not isinstance(carrier, Mapping):
+        if type(carrier) is not dict and not isinstance(carrier, Mapping):
             carrier = {}
         propagator = self._propagator()
         if propagator is not self._w3c and _reads_like_w3c(propagator):
             self._w3c = propagator
         traceparent = carrier.get("traceparent") if len(carrier) == 1 else None
-        parent = None
+        parent = sampled = None
         if propagator is self._w3c and type(traceparent) is str:
-            parent = self._sampled.get(traceparent)  # a sampled add's runs share its context
+            # a sampled add's runs share its context, known sampled: no sampler call of ours
+            parent = sampled = self._sampled.get(traceparent)
             if parent is None:
                 read = _read_traceparent(traceparent)
                 if read is not None and self._drops_unsampled and not read[2] & _SAMPLED:
@@ -332,7 +333,11 @@ class OtelTelemetry:
             "polyjobs.job.attempt": job.attempts_made + 1,
         }
         name = f"process {queue}"
-        dropped = self._dropped(name, SpanKind.CONSUMER, parent, attributes)
+        dropped = (
+            None
+            if sampled is not None
+            else self._dropped(name, SpanKind.CONSUMER, parent, attributes)
+        )
         if dropped is None:
             span = self.tracer.start_span(name, parent, SpanKind.CONSUMER, attributes)
             context = trace.set_span_in_context(span, parent)
