@@ -51,9 +51,14 @@ end
 -- (active, completed, failed): small sorted sets are listpacks, and a listpack compares
 -- integer scores several times faster than decimal ones. As text: redis.call turns a number
 -- argument into text with '%.17g', which costs Redis several times a '%d' here (the same
--- digits for any time before the year 5000).
+-- digits for any time before the year 5000). Beyond 2^53 us (a lease of centuries, or inf) '%d'
+-- would wrap to a negative number, so those go as '%.17g'.
 local function us(t)
-  return string.format('%d', math.floor(tonumber(t) * 1000000))
+  local x = math.floor(tonumber(t) * 1000000)
+  if x < 9007199254740992 and x > -9007199254740992 then
+    return string.format('%d', x)
+  end
+  return num(x)
 end
 
 local function wake()

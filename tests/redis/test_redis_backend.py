@@ -27,6 +27,7 @@ from polyjobs.backend import (
     CAP_METRICS,
     CAP_RATE_LIMIT,
     CAP_SHARED,
+    Finish,
     NewJob,
 )
 from polyjobs.backends.redis import RedisBackend
@@ -577,3 +578,24 @@ async def test_jobs_taken_together_with_the_same_options_do_not_see_each_others_
     await queue.add("x", 3)
     [third] = await backend.fetch("same-opts", "w", 1, 30.0, 0.0)
     assert third.opts["attempts"] == 3 and third.opts == second.opts
+
+
+@pytest.mark.parametrize("lease", [1e13, float("inf")])
+async def test_a_lease_of_centuries_or_inf_is_not_stalled_at_once(
+    backend: RedisBackend, lease: float
+) -> None:
+    """Lease ends are whole microseconds in the active set: past 2^53 us (about 285 years)
+    they must not wrap to a negative score, which the next stalled check would take as long
+    expired — on the fetch, on the finish+fetch and on a renewal."""
+    queue = Queue("q", backend)
+    first, second = await queue.add("x", 1), await queue.add("x", 2)
+    [taken] = await backend.fetch("q", "w", 1, lease, 0.0)
+    assert taken.id == first.id
+    assert await backend.recover_stalled("q", 1) == []
+    assert await backend.extend("q", "w", [first.id], lease) == []
+    assert await backend.recover_stalled("q", 1) == []
+    ended = Finish(first.id, "completed", 1, time.time(), "null")
+    done = await backend.finish("q", "w", [ended], 1, lease)
+    assert done.lost == [] and [r.id for r in done.jobs] == [second.id]
+    assert await backend.recover_stalled("q", 1) == []
+    assert (await queue.counts())["active"] == 1
