@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import copy
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -108,8 +109,8 @@ class Job:
     @property
     def opts(self) -> dict[str, Any]:
         """The job's stored options, as JSON (replace it, do not change it in place)."""
-        if self._opts_shared:
-            self._opts, self._opts_shared = dict(self._opts), False
+        if self._opts_shared:  # a copy all the way down: nested options are shared too
+            self._opts, self._opts_shared = copy.deepcopy(self._opts), False
         return self._opts
 
     @opts.setter

@@ -566,18 +566,24 @@ async def test_queues_on_a_redis_cluster(tmp_path: Path) -> None:
 async def test_jobs_taken_together_with_the_same_options_do_not_see_each_others_changes(
     backend: RedisBackend,
 ) -> None:
-    queue = Queue("same-opts", backend, default_options={"attempts": 3})
+    defaults = {"attempts": 3, "backoff": {"type": "fixed", "delay": 1}}
+    queue = Queue("same-opts", backend, default_options=defaults)
     await queue.add("x", 1)
     await queue.add("x", 2)
     first, second = await backend.fetch("same-opts", "w", 2, 30.0, 0.0)
     assert first.opts == second.opts and first.opts["attempts"] == 3
+    backoff = json.loads(json.dumps(first.opts["backoff"]))  # as stored (normalized)
+    assert backoff["delay"] == 1
     job = Job(first, "same-opts", backend)
     job.opts["attempts"] = 9  # (not what a processor should do: opts is read-only)
-    assert job.opts["attempts"] == 9
+    job.opts["backoff"]["delay"] = 999  # nor this, one level down
+    assert job.opts["attempts"] == 9 and job.opts["backoff"]["delay"] == 999
     assert second.opts["attempts"] == 3 == Job(second, "same-opts", backend).opts["attempts"]
+    assert second.opts["backoff"] == backoff == Job(second, "same-opts", backend).opts["backoff"]
     await queue.add("x", 3)
-    [third] = await backend.fetch("same-opts", "w", 1, 30.0, 0.0)
+    [third] = await backend.fetch("same-opts", "w", 1, 30.0, 0.0)  # a fetch of its own
     assert third.opts["attempts"] == 3 and third.opts == second.opts
+    assert Job(third, "same-opts", backend).opts["backoff"] == backoff
 
 
 @pytest.mark.parametrize("lease", [1e13, float("inf")])
