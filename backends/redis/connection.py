@@ -298,7 +298,8 @@ class BlockingCalls:
         finally:
             timer.cancel()
             self._busy.discard(conn)
-            if done and not self._closed:
+            # (a deadline due in the turn its reply came closed it though the call succeeded)
+            if done and not self._closed and not conn.closed:
                 self._idle.append(conn)
             else:
                 await conn.close()

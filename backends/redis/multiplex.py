@@ -270,6 +270,11 @@ class Multiplexed:
             return
         self._watchdog = loop.call_later(due - monotonic(), self._check)
 
+    @property
+    def closed(self) -> bool:
+        """Closed for good (:meth:`close` or :meth:`expire`): not to be used again."""
+        return self._closed
+
     def expire(self) -> None:
         """A deadline passed: fail the calls in flight (``TimeoutError``) and close this
         connection for good, also while it is being made (that call then fails)."""

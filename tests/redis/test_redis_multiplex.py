@@ -422,3 +422,21 @@ async def test_every_script_call_after_a_script_flush_loads_it_again(
         "flushed", "w", [Finish(job.id, "completed", 1, time.time())], 0, 30.0
     )
     assert done.lost == [] and (await backend.counts("flushed"))["completed"] == 1
+
+
+async def test_a_deadline_due_in_the_turn_its_reply_came_does_not_pool_a_closed_connection(
+    monkeypatch: pytest.MonkeyPatch, blocking: tuple[connection.BlockingCalls, Any, str]
+) -> None:
+    """The reply and the call's deadline timer both ready in one loop turn: the call has its
+    reply, and the connection the timer closed is not handed to the next call."""
+    calls, _raw, key = blocking
+    monkeypatch.setattr(connection, "BLOCK_MARGIN", 0.0)
+    await calls.call(key, 1.0, "PING")  # a connection made and idle
+    call = asyncio.ensure_future(calls.call(key, 0.05, "PING"))
+    await asyncio.sleep(0)  # sent
+    time.sleep(0.2)  # the loop held: the reply readable and the deadline due together
+    try:
+        assert await call == "PONG"
+    except (TimeoutError, builtins.TimeoutError):
+        pass  # the timer ran first: a timeout is right too
+    assert await calls.call(key, 1.0, "PING") == "PONG"  # not on a closed connection
