@@ -113,29 +113,13 @@ def _ref(text: str) -> JobRef:
     return JobRef(queue, job_id)
 
 
-#: The options object whose text was made last, a copy of it as it was then, and its text.
-_last_opts: tuple[Any, Any, str] = (None, None, "")
-
-
-def _opts_text(opts: dict[str, Any]) -> str:
-    """``dumps(opts)``, kept for the last options object: a queue's adds share the dict of its
-    default options, so the same object, still equal to what it was, is not encoded again."""
-    global _last_opts
-    last = _last_opts
-    if opts is last[0] and opts == last[1]:
-        return last[2]
-    text = dumps(opts)
-    _last_opts = (opts, loads(text), text)
-    return text
-
-
 def _job_args(new: NewJob) -> tuple[str, ...]:
     timestamp = _t(new.timestamp)
     return (
         new.job_id or "",
         new.name,
         new.data_json,
-        _opts_text(new.opts),
+        dumps(new.opts),
         timestamp,
         timestamp if new.run_at == new.timestamp else _t(new.run_at),  # (no delay: same text)
         str(new.priority),

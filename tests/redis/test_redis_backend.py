@@ -11,6 +11,7 @@ import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -605,3 +606,17 @@ async def test_a_lease_of_centuries_or_inf_is_not_stalled_at_once(
     assert done.lost == [] and [r.id for r in done.jobs] == [second.id]
     assert await backend.recover_stalled("q", 1) == []
     assert (await queue.counts())["active"] == 1
+
+
+async def test_an_options_dict_changed_between_adds_is_stored_as_it_was_at_each(
+    backend: RedisBackend,
+) -> None:
+    """The options of each add are stored as they are at that add, even when one dict is
+    changed in place between adds to a value equal in Python (1 == True == 1.0)."""
+    opts: dict[str, Any] = {"flag": 1}
+    [first] = await backend.add("q", [NewJob("t", "{}", opts, time.time())])
+    opts["flag"] = True
+    [second] = await backend.add("q", [NewJob("t", "{}", opts, time.time())])
+    stored = {j.id: j.opts["flag"] for j in await backend.fetch("q", "w", 2, 30.0, 0.0)}
+    assert stored == {first.id: 1, second.id: True}
+    assert type(stored[first.id]) is int and type(stored[second.id]) is bool
