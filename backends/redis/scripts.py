@@ -100,7 +100,9 @@ def fold(text: str) -> str:
     every call, and every helper that refers to a local of the top level captures it when its
     closure is made, a walk of the open upvalues that grows with each one; a constant, or the
     global ``KEYS``, costs neither. A name that is not a field or a fixed key raises
-    ``ValueError``."""
+    ``ValueError``. It works on the text as it is, comments and strings included (the scripts
+    name these constants only as code), and ``unpack(FIELDS)`` must be a call's last argument
+    (where Lua keeps all its values, as the written-out names do)."""
 
     def position(match: re.Match[str]) -> str:
         if match.group(1) not in FIELDS:
@@ -113,12 +115,14 @@ def fold(text: str) -> str:
         return f"KEYS[{SCRIPT_KEYS.index(match.group(1)) + 1}]"
 
     text = _KEY.sub(key, _FIELD.sub(position, text))
-    text = text.replace("unpack(FIELDS)", ", ".join(f"'{f}'" for f in FIELDS))
-    return text.replace("#FIELDS", str(len(FIELDS)))
+    text = _UNPACK.sub(", ".join(f"'{f}'" for f in FIELDS), text)
+    return _COUNT.sub(str(len(FIELDS)), text)
 
 
 _FIELD = re.compile(r"\bF\['(\w+)'\]")
 _KEY = re.compile(r"\bK_(\w+)\b")
+_UNPACK = re.compile(r"(?<![.\w])unpack\(FIELDS\)")
+_COUNT = re.compile(r"#FIELDS\b")
 
 
 def full_prelude() -> str:

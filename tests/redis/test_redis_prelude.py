@@ -160,6 +160,9 @@ def test_fold_writes_the_job_fields_out() -> None:
     meta = f"KEYS[{SCRIPT_KEYS.index('meta') + 1}]"
     assert folded == f"return v[{FIELDS.index('st') + 1}], {len(FIELDS)}, {meta}, CAP_LOOK_AGAIN"
     assert scripts.fold("f(unpack(FIELDS))").startswith("f('n', 'd', 'o', 'st',")
+    # only those names: not a longer name, nor another table's unpack
+    same = "return #FIELDS_X, table.unpack(FIELDS), my_unpack(FIELDS)"
+    assert scripts.fold(same) == same
     with pytest.raises(ValueError, match="'nope' is not a job field"):
         scripts.fold("return v[F['nope']]")
     with pytest.raises(ValueError, match="K_nope is not a fixed key"):
