@@ -246,7 +246,7 @@ class AddingContract(ContractBase):
         job = await queue.add("wake", 1)
         got = await asyncio.wait_for(fetch, 5.0)
         assert [r.id for r in got] == [job.id]
-        assert time.monotonic() - began < 1.0, "an add did not wake a blocked fetch promptly"
+        assert time.monotonic() - began < 2.5, "an add did not wake a blocked fetch (block 5 s)"
 
     async def test_fetch_blocks_for_at_most_block_seconds(
         self, queue: Queue, backend: Backend

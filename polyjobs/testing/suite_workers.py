@@ -151,7 +151,7 @@ class WorkersContract(ContractBase):
         await queue.resume()
         got = await asyncio.wait_for(fetch, 6.0)
         assert [r.id for r in got] == [job.id]
-        assert time.monotonic() - began < 1.0, "resume did not wake a blocked fetch promptly"
+        assert time.monotonic() - began < 2.5, "resume did not wake a blocked fetch (block 5 s)"
 
     async def test_fetch_returns_nothing_while_paused(self, queue: Queue, backend: Backend) -> None:
         await queue.add("x", 1)
