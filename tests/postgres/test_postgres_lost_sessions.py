@@ -225,7 +225,7 @@ async def test_a_cancelled_call_drops_its_session_and_the_next_call_gets_a_fresh
             await slow
         started = time.monotonic()
         after = int(await pg._call(_pid_after, 0.0))
-        assert time.monotonic() - started < 2.0
+        assert time.monotonic() - started < 3.0  # not after the cancelled 5 s call
         assert after != first
         queue = Queue("after-cancel", backend, default_options=KEEP)
         job = await queue.add("job", {"n": 1})

@@ -300,7 +300,7 @@ async def test_closing_the_backend_ends_a_blocked_fetch_at_once() -> None:
     await backend.close()
     with pytest.raises(BackendError):
         await asyncio.wait_for(fetch, 2)
-    assert time.monotonic() - started < 1.0
+    assert time.monotonic() - started < 1.5  # not the 10 s block
 
 
 async def test_closing_while_the_connection_is_being_made_fails_the_call_at_once() -> None:
@@ -316,7 +316,7 @@ async def test_closing_while_the_connection_is_being_made_fails_the_call_at_once
         started = time.monotonic()
         with pytest.raises(ConnectionError):
             await asyncio.wait_for(blocked, 2)
-        assert time.monotonic() - started < 1.0
+        assert time.monotonic() - started < 1.5  # not the 3 s BLPOP
         m = Multiplexed(URL, client_name=NAME)
     await m.close()
 
