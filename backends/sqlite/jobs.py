@@ -433,6 +433,10 @@ def take(
 #: Every so many turns a take forgets the groups none of whose jobs is left (their rows would
 #: otherwise make every take's ring longer, one per group ever seen).
 PRUNE_EVERY = 256
+#: Turns taken per queue in this process since its last prune. (Counted here, not read off the
+#: queue's sequence, which adds and finishes advance too: a multiple of PRUNE_EVERY passed in
+#: one of those was never seen by a take, and a worker could go on without pruning at all.)
+_turns_since_prune: dict[str, int] = {}
 
 
 def _prune_groups(conn: sqlite3.Connection, queue: str, now: float) -> None:
@@ -481,8 +485,11 @@ def _pick_grouped(conn: sqlite3.Connection, queue: str, limit: int, now: float) 
         ring = later
     if turns:
         first = take_seqs(conn, queue, len(turns))
-        if first // PRUNE_EVERY != (first + len(turns)) // PRUNE_EVERY:
+        taken = _turns_since_prune.get(queue, 0) + len(turns)
+        if taken >= PRUNE_EVERY:
             _prune_groups(conn, queue, now)
+            taken = 0
+        _turns_since_prune[queue] = taken
         last = {grp: first + i for i, grp in enumerate(turns)}
         conn.executemany(
             "UPDATE job_groups SET served = ? WHERE queue = ? AND grp = ?",
