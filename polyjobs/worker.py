@@ -72,6 +72,7 @@ log = logging.getLogger(__name__)
 Processor = Callable[[Job], Any]
 EVENTS = ("completed", "failed", "retrying", "progress", "stalled", "error", "cancelled")
 SHUTDOWN_CALL_TIMEOUT = 2.0
+FINISH_CALLS = 2  # finish calls a worker with concurrency > 1 keeps in flight
 
 
 class Slots:
@@ -138,7 +139,11 @@ class _Run:
     jobs: dict[str, Job] = field(default_factory=dict)  # the Job of each running task
     cancels: dict[str, str] = field(default_factory=dict)  # job id -> reason, being cancelled
     outbox: list[tuple[Finish, Job, Any]] = field(default_factory=list)
-    finishing: bool = False  # a finish call is in flight
+    finishing: int = 0  # finish calls in flight
+    finish_calls: set[asyncio.Task[None]] = field(default_factory=set)  # those of them in tasks
+    finish_failures: int = 0  # finish calls failed in a row (the pause after one grows)
+    finish_pausing: int = 0  # failed calls pausing before their retry: none is sent meanwhile
+    finish_gave_up: bool = False  # past the grace period, the backend kept failing
     resent: set[str] = field(default_factory=set)  # sent again after a failed call: maybe applied
     closing: asyncio.Event = field(default_factory=asyncio.Event)  # stop taking jobs
     force: asyncio.Event = field(default_factory=asyncio.Event)  # stop waiting for jobs
@@ -354,6 +359,8 @@ class Worker:
         # a finish call that outlived its deadline: the backend hangs
         if run.finishing and run.finish_task is not None:
             run.finish_task.cancel()
+            for call in list(run.finish_calls):
+                call.cancel()
 
     async def _wait_for_jobs(self, grace: float) -> None:
         run = self._run
@@ -631,58 +638,95 @@ class Worker:
 
     # -- finishing -------------------------------------------------------------------------
     async def _finish_loop(self) -> None:
+        """Send the outbox's results in batches, each call also fetching jobs for the slots
+        it frees. With ``concurrency`` > 1 two calls may be in flight, each of at most half
+        the slots: the jobs one call brought run while the backend serves the other, instead
+        of the worker and the backend waiting for each other in turn."""
         run = self._run
         slots = run.slots
-        failures = 0
-        while not run.stop.is_set():
-            if not run.outbox:
+        depth = FINISH_CALLS if slots.size > 1 else 1
+        cap = -(-slots.size // depth)
+        while not run.stop.is_set() and not run.finish_gave_up:
+            limit = 1 if run.finish_failures else depth  # after a failure, one call until one works
+            if not run.outbox or run.finishing >= limit or run.finish_pausing:
                 run.outbox_ready.clear()
                 await run.outbox_ready.wait()
                 continue
-            batch, run.outbox = run.outbox, []
+            batch = run.outbox[:cap]
+            del run.outbox[:cap]
             slots.release(len(batch))
             held = max(slots.free, 0)  # the batch's slots and any free ones
             fetch = 0 if run.closing.is_set() else held
             slots.reserve(held)
-            run.finishing = True
-            try:
-                result = await self.backend.finish(
-                    self.queue, self.id, [fin for fin, _, _ in batch], fetch, self.options.lease
-                )
-                failures = 0
-                OUTAGES.ok("finish")
-                if fetch > 0:
-                    run.fetched = time.time()
-            except Exception as exc:
-                failures += 1
-                run.outbox[:0] = batch
-                slots.acquire(len(batch))
-                run.resent.update(fin.job_id for fin, _, _ in batch)
-                self._failed(exc, "finish")
-                await self._pause_after_failure(failures)
-                if run.grace_over and failures > 2:
-                    break
-                continue
-            finally:
-                slots.unreserve(held)
-                run.finishing = False
-            lost = set(result.lost)
-            if lost & run.resent:
-                lost -= await applied_before(
-                    self.backend, self.queue, [fin for fin, _, _ in batch], lost & run.resent
-                )
-            if run.resent:
-                run.resent.difference_update(fin.job_id for fin, _, _ in batch)
-            self._announce(batch, lost)
-            self._start(result.jobs)
-            run.round_done.set()
-            if slots.free > 0:
-                slots.notify()  # only then has the fetch loop something to fetch for
-            if result.jobs:
-                # jobs that end at once are in the outbox after one turn: the next call goes
-                # out then, without a wake-up of this loop in between
+            run.finishing += 1
+            if depth == 1:
+                await self._finish_call(batch, held, fetch)
+            else:
+                call = run.tg.create_task(self._finish_call(batch, held, fetch))
+                run.finish_calls.add(call)
+                call.add_done_callback(run.finish_calls.discard)
+                # the call goes out before the next batch is taken
                 await asyncio.sleep(0)
         run.round_done.set()
+
+    async def _finish_call(
+        self, batch: list[tuple[Finish, Job, Any]], held: int, fetch: int
+    ) -> None:
+        """One finish call (``run.finishing`` counted up by the caller, down here). A failed
+        call puts its batch back at the head of the outbox after a pause that holds every
+        other call back, and until a call works again only one is in flight: an outage sees
+        one call at a time with a growing pause, as with a single finish loop."""
+        run = self._run
+        slots = run.slots
+        try:
+            result = await self.backend.finish(
+                self.queue, self.id, [fin for fin, _, _ in batch], fetch, self.options.lease
+            )
+            run.finish_failures = 0
+            OUTAGES.ok("finish")
+            if fetch > 0:
+                run.fetched = time.time()
+        except Exception as exc:
+            slots.unreserve(held)
+            slots.acquire(len(batch))
+            run.resent.update(fin.job_id for fin, _, _ in batch)
+            run.finish_failures += 1
+            failures = run.finish_failures
+            self._failed(exc, "finish")
+            run.finish_pausing += 1
+            try:
+                await self._pause_after_failure(failures)
+            finally:
+                run.finish_pausing -= 1
+                run.outbox[:0] = batch
+                run.finishing -= 1
+                if run.grace_over and failures > 2:
+                    run.finish_gave_up = True
+                run.outbox_ready.set()
+            return
+        except BaseException:
+            run.finishing -= 1
+            slots.unreserve(held)
+            raise
+        slots.unreserve(held)
+        run.finishing -= 1
+        run.outbox_ready.set()
+        lost = set(result.lost)
+        if lost & run.resent:
+            lost -= await applied_before(
+                self.backend, self.queue, [fin for fin, _, _ in batch], lost & run.resent
+            )
+        if run.resent:
+            run.resent.difference_update(fin.job_id for fin, _, _ in batch)
+        self._announce(batch, lost)
+        self._start(result.jobs)
+        run.round_done.set()
+        if slots.free > 0:
+            slots.notify()  # only then has the fetch loop something to fetch for
+        if result.jobs:
+            # jobs that end at once are in the outbox after one turn: the next call goes
+            # out then, without a wake-up of the finish loop in between
+            await asyncio.sleep(0)
 
     def _announce(self, batch: list[tuple[Finish, Job, Any]], lost: set[str]) -> None:
         run = self._run

@@ -197,10 +197,10 @@ async def test_fetched_jobs_start_before_the_next_fetch_goes_out() -> None:
         _all_given_back(worker)
 
 
-async def test_jobs_that_end_at_once_go_back_in_one_finish_that_refills_every_slot() -> None:
+async def test_jobs_that_end_at_once_go_back_in_two_calls_each_refilling_its_slots() -> None:
     async with open_backend("memory://") as backend:
         queue = Queue("slots-one-round", backend)
-        for i in range(9):
+        for i in range(12):
             await queue.add("j", i)
         events: list[str] = []
 
@@ -208,12 +208,121 @@ async def test_jobs_that_end_at_once_go_back_in_one_finish_that_refills_every_sl
             return int(job.data)
 
         recorded = _Recorded(backend, events)
-        worker = Worker(queue.name, quick, recorded, concurrency=3, block=0.05, schedule=False)
+        worker = Worker(queue.name, quick, recorded, concurrency=4, block=0.05, schedule=False)
         await asyncio.wait_for(worker.run(burst=True), 10)
         finishes = [e for e in events if e.startswith("finish")]
-        # three rounds of three: each finish hands back the jobs of the last one and takes the
-        # next three, the fetch loop staying out of it while no slot is free
-        assert finishes[:3] == ["finish 3, fetch 3"] * 3, events
+        # four jobs end at once: two calls of two (half the slots each), each handing back its
+        # jobs and taking the next two, the fetch loop staying out of it while no slot is free
+        assert finishes[:4] == ["finish 2, fetch 2"] * 4, events
         assert events[0] == "fetch" and events.count("fetch") <= 2, events
-        assert (await queue.counts())["completed"] == 9
+        assert (await queue.counts())["completed"] == 12
+        _all_given_back(worker)
+
+
+class _SlowFinish:
+    """The memory backend, its finish calls served one after another (as Redis serves the
+    scripts of one connection), each taking ``delay`` s; counts the calls in flight."""
+
+    def __init__(self, backend: Backend, delay: float) -> None:
+        self._backend = backend
+        self.delay = delay
+        self.server = asyncio.Lock()
+        self.in_flight = 0
+        self.most = 0
+        self.sizes: list[int] = []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._backend, name)
+
+    async def finish(self, queue: str, token: str, finishes: Any, fetch: int, lease: float) -> Any:
+        self.in_flight += 1
+        self.most = max(self.most, self.in_flight)
+        self.sizes.append(len(finishes))
+        try:
+            async with self.server:
+                await asyncio.sleep(self.delay)
+                return await self._backend.finish(queue, token, finishes, fetch, lease)
+        finally:
+            self.in_flight -= 1
+
+
+async def test_jobs_run_while_the_other_finish_call_is_in_flight() -> None:
+    async with open_backend("memory://") as backend:
+        queue = Queue("slots-two-calls", backend)
+        for i in range(40):
+            await queue.add("j", i)
+        ran_while_finishing = 0
+        slow = _SlowFinish(backend, 0.02)
+
+        async def quick(job: Job) -> int:
+            nonlocal ran_while_finishing
+            ran_while_finishing += slow.in_flight > 0
+            return int(job.data)
+
+        worker = Worker(queue.name, quick, slow, concurrency=10, block=0.05, schedule=False)
+        await asyncio.wait_for(worker.run(burst=True), 10)
+        assert slow.most == 2, slow.most  # never more than two, and two do overlap
+        assert max(slow.sizes) <= 5, slow.sizes  # at most half the slots per call
+        # the jobs a call brought ran while the other call was still in flight
+        assert ran_while_finishing >= 20, ran_while_finishing
+        assert (await queue.counts())["completed"] == 40
+        _all_given_back(worker)
+
+
+async def test_one_slot_keeps_one_finish_call_in_flight() -> None:
+    async with open_backend("memory://") as backend:
+        queue = Queue("slots-one-call", backend)
+        for i in range(6):
+            await queue.add("j", i)
+        slow = _SlowFinish(backend, 0.01)
+
+        async def quick(job: Job) -> int:
+            return int(job.data)
+
+        worker = Worker(queue.name, quick, slow, concurrency=1, block=0.05, schedule=False)
+        await asyncio.wait_for(worker.run(burst=True), 10)
+        assert slow.most == 1 and set(slow.sizes) == {1}, (slow.most, slow.sizes)
+        assert (await queue.counts())["completed"] == 6
+        _all_given_back(worker)
+
+
+class _FinishFailsThrice(_SlowFinish):
+    """Its first three finish calls fail (after ``delay``); records the calls' overlaps."""
+
+    def __init__(self, backend: Backend) -> None:
+        super().__init__(backend, 0.01)
+        self.failures = 0
+        self.after_failure: list[int] = []  # calls in flight at the start of each later call
+
+    async def finish(self, queue: str, token: str, finishes: Any, fetch: int, lease: float) -> Any:
+        if self.failures:
+            self.after_failure.append(self.in_flight)
+        if self.failures < 3:
+            self.in_flight += 1
+            try:
+                await asyncio.sleep(self.delay)
+                self.failures += 1
+                raise ConnectionError("finish refused")
+            finally:
+                self.in_flight -= 1
+        return await super().finish(queue, token, finishes, fetch, lease)
+
+
+async def test_failed_finish_calls_are_retried_one_at_a_time_and_lose_nothing() -> None:
+    async with open_backend("memory://") as backend:
+        queue = Queue("slots-finish-outage", backend)
+        for i in range(8):
+            await queue.add("j", i)
+
+        async def quick(job: Job) -> int:
+            return int(job.data)
+
+        flaky = _FinishFailsThrice(backend)
+        worker = Worker(queue.name, quick, flaky, concurrency=4, block=0.05, schedule=False)
+        await asyncio.wait_for(worker.run(burst=True), 20)
+        assert flaky.failures == 3
+        # once a call has failed, the next goes out alone, after the pause: no burst of retries
+        assert flaky.after_failure and flaky.after_failure[0] == 0, flaky.after_failure
+        counts = await queue.counts()
+        assert counts["completed"] == 8 and counts["active"] == 0, counts
         _all_given_back(worker)
