@@ -212,6 +212,9 @@ class RedisBackend:
             CAP_GROUPS,
         }
     )
+    #: A worker keeps two finish calls in flight (see ``Worker._finish_loop``): Redis runs one
+    #: while the worker runs the jobs the other brought.
+    finish_calls_in_flight = 2
 
     def __init__(self, url: str) -> None:
         self.url = url

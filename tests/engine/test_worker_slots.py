@@ -155,7 +155,10 @@ async def test_a_failed_finish_keeps_the_slots_until_it_is_sent_again() -> None:
 
 
 class _Recorded:
-    """The memory backend, recording every fetch and finish call in ``events`` when made."""
+    """The memory backend, recording every fetch and finish call in ``events`` when made; its
+    worker keeps two finish calls in flight, as on Redis."""
+
+    finish_calls_in_flight = 2
 
     def __init__(self, backend: Backend, events: list[str]) -> None:
         self._backend = backend
@@ -221,7 +224,10 @@ async def test_jobs_that_end_at_once_go_back_in_two_calls_each_refilling_its_slo
 
 class _SlowFinish:
     """The memory backend, its finish calls served one after another (as Redis serves the
-    scripts of one connection), each taking ``delay`` s; counts the calls in flight."""
+    scripts of one connection), each taking ``delay`` s, two of them in flight at most (as
+    on Redis); counts the calls in flight."""
+
+    finish_calls_in_flight = 2
 
     def __init__(self, backend: Backend, delay: float) -> None:
         self._backend = backend
@@ -283,6 +289,30 @@ async def test_one_slot_keeps_one_finish_call_in_flight() -> None:
         await asyncio.wait_for(worker.run(burst=True), 10)
         assert slow.most == 1 and set(slow.sizes) == {1}, (slow.most, slow.sizes)
         assert (await queue.counts())["completed"] == 6
+        _all_given_back(worker)
+
+
+class _SerialFinish(_SlowFinish):
+    """As :class:`_SlowFinish`, on a backend that does not ask for calls in flight together."""
+
+    finish_calls_in_flight = 1
+
+
+async def test_a_backend_that_does_not_ask_for_it_gets_one_finish_call_at_a_time() -> None:
+    async with open_backend("memory://") as backend:
+        queue = Queue("slots-serial-backend", backend)
+        for i in range(30):
+            await queue.add("j", i)
+        slow = _SerialFinish(backend, 0.01)
+
+        async def quick(job: Job) -> int:
+            return int(job.data)
+
+        worker = Worker(queue.name, quick, slow, concurrency=10, block=0.05, schedule=False)
+        await asyncio.wait_for(worker.run(burst=True), 10)
+        assert slow.most == 1, slow.most
+        assert max(slow.sizes) == 10, slow.sizes  # every slot's result in one call
+        assert (await queue.counts())["completed"] == 30
         _all_given_back(worker)
 
 
