@@ -20,13 +20,11 @@ if TYPE_CHECKING:
 def completed(job: Job, opts: JobOptions, result: Any) -> Finish:
     """The job returned ``result`` (it must be JSON)."""
     text = "null" if result is None else codec.encode(result, f"result of job {job.id}")
+    # positional, in Finish's field order: a frozen dataclass takes keywords ~1 µs slower,
+    # and this runs for every job
+    attempts, now = job.attempts_made + 1, time.time()
     return Finish(
-        job_id=job.id,
-        status="completed",
-        attempts_made=job.attempts_made + 1,
-        finished_on=time.time(),
-        returnvalue_json=text,
-        keep=opts.remove_on_complete,
+        job.id, "completed", attempts, now, text, None, None, 0.0, opts.remove_on_complete
     )
 
 

@@ -160,6 +160,7 @@ class _Run:
     aux_tasks: list[asyncio.Task[None]] = field(default_factory=list)  # cancelled at shutdown
     sandbox: SandboxPool | None = None
     threads: ThreadPoolExecutor | None = None
+    loop: asyncio.AbstractEventLoop | None = None  # the loop run() runs on
 
 
 class Worker:
@@ -280,6 +281,7 @@ class Worker:
         if self._state != "new":
             raise InvalidArgumentError(f"worker {self.id} is already running")
         self._run = run = _Run(Slots(self.options.concurrency), started=time.time())
+        run.loop = asyncio.get_running_loop()
         self._state = "running"
         if self._sandbox_ref is not None:
             run.sandbox = SandboxPool(
@@ -397,12 +399,14 @@ class Worker:
     # -- fetching --------------------------------------------------------------------------
     def _start(self, records: list[JobRecord]) -> None:
         run = self._run
+        if run.closing.is_set():
+            run.owned.update(record.id for record in records)  # handed back by _hand_back
+            return
+        create_task, tasks, process = run.tg.create_task, run.tasks, self._process
         for record in records:
             run.owned.add(record.id)
-            if run.closing.is_set():
-                continue  # handed back by _hand_back
             run.slots.acquire()
-            run.tasks[record.id] = run.tg.create_task(self._process(record))
+            tasks[record.id] = create_task(process(record))
 
     async def _fetch_loop(self, burst: bool) -> None:
         run = self._run
@@ -469,7 +473,7 @@ class Worker:
         run = self._run
         job = Job(record, self.queue, self.backend, self.context)
         run.jobs[job.id] = job
-        job._loop = asyncio.get_running_loop()
+        job._loop = run.loop
         job._on_progress = self._on_progress
         job.attempts_started = record.attempts_started
         opts = self._options_of(record)
@@ -718,7 +722,7 @@ class Worker:
         run.finishing -= 1
         run.outbox_ready.set()
         lost = set(result.lost)
-        if lost & run.resent:
+        if lost and lost & run.resent:
             lost -= await applied_before(
                 self.backend, self.queue, [fin for fin, _, _ in batch], lost & run.resent
             )
@@ -736,22 +740,28 @@ class Worker:
 
     def _announce(self, batch: list[tuple[Finish, Job, Any]], lost: set[str]) -> None:
         run = self._run
+        hooked = self.plugins is not None
+        heard = self._listeners["completed"]
         for fin, job, outcome in batch:
             run.owned.discard(fin.job_id)
-            cancelled = run.cancels.pop(fin.job_id, None)
-            if fin.job_id in lost:
+            cancelled = run.cancels.pop(fin.job_id, None) if run.cancels else None
+            if lost and fin.job_id in lost:
                 self._error(
                     RuntimeError(f"job {fin.job_id} was no longer owned (lease expired)"),
                     "result discarded",
                 )
                 continue
             job.attempts_made = fin.attempts_made
-            ran = _duration(job, fin)
             if fin.status == "completed":
                 job.state, job.returnvalue, job.finished_on = "completed", outcome, fin.finished_on
-                self._emit("completed", job, outcome)
-                self._hook("completed", job.id, {"returnvalue": outcome, "duration": ran})
-            elif fin.status == "failed":
+                if heard:
+                    self._emit("completed", job, outcome)
+                if hooked:
+                    ran = _duration(job, fin)
+                    self._hook("completed", job.id, {"returnvalue": outcome, "duration": ran})
+                continue
+            ran = _duration(job, fin)
+            if fin.status == "failed":
                 job.state, job.failed_reason = "failed", fin.failed_reason
                 job.finished_on = fin.finished_on
                 if cancelled is not None:

@@ -336,7 +336,8 @@ class RedisBackend:
         are not left active until their lease expires."""
         rid = f"{self._rid_prefix}{next(self._rid_seq)}"
         owner = (queue, token)
-        unanswered = list(self._unanswered.get(owner, ()))
+        kept = self._unanswered.get(owner)
+        unanswered = list(kept) if kept else []
         try:
             reply = await (run or self._run)(name, queue, build(rid, unanswered))
         except BackendError as exc:
@@ -594,28 +595,35 @@ class RedisBackend:
         self, queue: str, token: str, finishes: Sequence[Finish], fetch: int, lease: float
     ) -> FinishResult:
         now = time.time()
-        args: list[Any] = []
+        # the request id and the count of unanswered ones (index 4, 5) are filled in by build
+        args: list[Any] = [token, max(fetch, 0), _t(now), _t(now + lease), "", 0, len(finishes)]
         for fin in finishes:
-            count, cutoff = _keep_args(fin.keep, fin.finished_on)
-            args += [
+            keep = fin.keep
+            if keep.count is None and keep.age is None:  # the default: keep all, no arguments
+                count = cutoff = ""
+            else:
+                count, cutoff = _keep_args(keep, fin.finished_on)
+            text = fin.returnvalue_json
+            args += (
                 fin.job_id,
                 fin.status,
                 fin.attempts_made,
                 _t(fin.finished_on),
-                fin.returnvalue_json if fin.returnvalue_json is not None else "",
+                "" if text is None else text,
                 fin.failed_reason or "",
                 fin.stacktrace or "",
                 _t(fin.retry_at),
                 count,
                 cutoff,
-            ]
-        head = [token, max(fetch, 0), _t(now), _t(now + lease)]
-        lost, jobs = await self._taking(
-            "finish",
-            queue,
-            token,
-            lambda rid, gone: [*head, rid, len(gone), *gone, len(finishes), *args],
-        )
+            )
+
+        def build(rid: str, gone: list[str]) -> list[Any]:
+            args[4] = rid
+            if gone:
+                return [*args[:5], len(gone), *gone, *args[6:]]
+            return args
+
+        lost, jobs = await self._taking("finish", queue, token, build)
         taken_jobs, broken = taken(jobs)
         if broken:
             await self._fail_broken(queue, token, broken)

@@ -5,11 +5,12 @@ reloading. Tests that count commands or need a socket file run on their own redi
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +45,7 @@ from polyjobs.backends.redis.testing import (
 )
 from polyjobs.errors import BackendError, InvalidArgumentError
 from polyjobs.job import Job
+from polyjobs.options import Keep
 from polyjobs.plugins import PluginHost
 from tests.redis.conftest import URL
 
@@ -444,12 +446,22 @@ async def test_idle_fetch_does_not_poll(server: RedisServer) -> None:
         await backend.close()
 
 
-async def test_jobs_of_a_lost_reply_are_handed_back(server: RedisServer) -> None:
+@contextlib.asynccontextmanager
+async def _dropping(server: RedisServer) -> AsyncIterator[tuple[RedisBackend, ReplyDroppingProxy]]:
+    """A backend whose replies go through a proxy that drops them while ``proxy.drop``."""
     proxy = ReplyDroppingProxy(server.port)
     await proxy.start()
     backend = RedisBackend(proxy.url)
     await backend.open()
     try:
+        yield backend, proxy
+    finally:
+        await backend.close()
+        await proxy.close()
+
+
+async def test_jobs_of_a_lost_reply_are_handed_back(server: RedisServer) -> None:
+    async with _dropping(server) as (backend, proxy):
         await backend.add("lost", [new("a"), new("b"), new("c")])
         await backend.fetch("warm-up", "w0", 1, 60.0, 0.0)  # loads the script
         proxy.drop = True
@@ -462,9 +474,28 @@ async def test_jobs_of_a_lost_reply_are_handed_back(server: RedisServer) -> None
         assert (await backend.counts("lost"))["active"] == 1
         others = await backend.fetch("lost", "w2", 5, 60.0, 0.0)
         assert sorted(j.id for j in others) == sorted({"a", "b", "c"} - {job.id})
-    finally:
-        await backend.close()
-        await proxy.close()
+
+
+async def test_a_finish_hands_back_the_jobs_of_a_lost_reply(server: RedisServer) -> None:
+    """The finish+fetch after a take whose reply was lost hands that take's job back first,
+    finishes its own job and takes the handed-back job again (all in one call)."""
+    async with _dropping(server) as (backend, proxy):
+        await backend.add("lostf", [new("a"), new("b"), new("c")])
+        [first] = await backend.fetch("lostf", "w1", 1, 60.0, 0.0)
+        proxy.drop = True
+        with pytest.raises(BackendError):
+            await backend.fetch("lostf", "w1", 1, 60.0, 0.0)
+        proxy.drop = False
+        assert (await backend.counts("lostf"))["active"] == 2
+        done = Finish(first.id, "completed", 1, time.time(), '"ok"', keep=Keep(count=5))
+        result = await backend.finish("lostf", "w1", [done], 1, 60.0)
+        assert result.lost == []
+        [again] = result.jobs
+        assert again.id == "b"  # the lost take's job, handed back to the front, taken again
+        counts = await backend.counts("lostf")
+        assert (counts["active"], counts["completed"], counts["waiting"]) == (1, 1, 1)
+        stored = await backend.get_job("lostf", first.id)
+        assert stored is not None and stored.returnvalue == "ok"
 
 
 async def test_scripts_reload_after_script_flush(backend: RedisBackend) -> None:
