@@ -127,15 +127,33 @@ def _job_args(new: NewJob) -> tuple[str, ...]:
     )
 
 
-def _add_args(now: float, jobs: Sequence[NewJob]) -> list[str]:
+def _add_args(jobs: Sequence[NewJob]) -> tuple[str, ...]:
     """The arguments of one ``add`` script call after the queue's key prefix: the time, then
-    per job its fields, its group and its deduplication window."""
-    args = [_t(now), str(len(jobs))]
+    per job ``p`` and the five fields of a plain job (no delay, priority 0, not LIFO, no group,
+    no deduplication window: most adds) or ``f`` and all of its fields, its group and its
+    deduplication window (see ``add.lua``). The time is left out ('') when every job is plain
+    (the script adds a plain job at its own timestamp: it is waiting at once either way)."""
+    args = ["", str(len(jobs))]
+    full = False
     for new in jobs:
-        args += _job_args(new)
-        args.append(new.group or "")
-        args += _dedup_args(new)
-    return args
+        if (
+            new.run_at == new.timestamp
+            and new.dedup is None
+            and not new.group
+            and new.priority == 0
+            and not new.lifo
+        ):
+            args += ("p", new.job_id or "", new.name, new.data_json, dumps(new.opts))
+            args.append(_t(new.timestamp))
+        else:
+            full = True
+            args.append("f")
+            args += _job_args(new)
+            args.append(new.group or "")
+            args += _dedup_args(new)
+    if full:
+        args[0] = _t(time.time())
+    return tuple(args)
 
 
 def _pairs(fields: list[str]) -> dict[str, str]:
@@ -403,14 +421,14 @@ class RedisBackend:
         try:
             results: list[AddResult] = []
             for start in range(0, len(jobs), CHUNK):
-                args = _add_args(time.time(), jobs[start : start + CHUNK])
+                args = _add_args(jobs[start : start + CHUNK])
                 lean = self._lean
                 if lean is None:  # (not open: _run says so)
                     reply = await self._run("add", queue, args)
                 else:  # _run's call inline: one coroutine level less on every add
                     with self._errors:
                         try:
-                            reply = await lean.call_after(self._head("add", queue), tuple(args))
+                            reply = await lean.call_after(self._head("add", queue), args)
                         except NoScriptError:  # Redis lost it: _run's call loads it again
                             reply = await self._run("add", queue, args)
                 if reply[0] == 1:
