@@ -165,7 +165,10 @@ class Queue:
                 ) from None
         if not options:
             opts = self.default_options
-            opts_json, job_id = self._opts_json(opts), opts.job_id
+            cached, opts_json = self._defaults_json  # (``_opts_json``'s hit, inline)
+            if opts is not cached:
+                opts_json = self._opts_json(opts)
+            job_id = opts.job_id
         elif memo is None:
             opts = JobOptions.parse(options, self.default_options)
             opts_json, job_id = self._opts_json(opts), opts.job_id
@@ -239,7 +242,7 @@ class Queue:
         else:
             (new,), (result,) = await self._add_traced([new])
         if result.added and result.deduplicated is None:  # the common case, without a loop
-            return self._added_job(new, result.id)
+            return Job.added(self.name, self.backend, result.id, new)  # (_added_job, inline)
         return await self._job_of(new, result)
 
     async def add_bulk(self, jobs: Iterable[Mapping[str, Any] | tuple[Any, ...]]) -> list[Job]:

@@ -27,7 +27,7 @@ from dataclasses import asdict, replace
 from typing import Any
 
 from redis.asyncio import Redis
-from redis.exceptions import NoScriptError, ResponseError
+from redis.exceptions import NoScriptError, RedisError, ResponseError
 
 from polyjobs.backend import (
     CAP_CANCEL,
@@ -385,19 +385,29 @@ class RedisBackend:
                 await self.redis.sadd(registry_key(self.prefix), queue)
 
     # -- producers -------------------------------------------------------------------------
-    async def add(self, queue: str, jobs: Sequence[NewJob]) -> list[AddResult]:
+    def add(self, queue: str, jobs: Sequence[NewJob]) -> Coroutine[Any, Any, list[AddResult]]:
         """Add jobs in order. Single adds to one queue made in the same turn of the event loop
         (concurrent producers: ``gather`` of ``Queue.add``) while another add to it is in
         flight go to Redis as one script call, in the order they were made, exactly as if they
         had been made one after another; an add with none in flight goes at once. An error
         reply fails every add of the call (the add script stops only on server-wide errors,
-        e.g. out of memory). An add cancelled before the call is sent is left out of it."""
+        e.g. out of memory). An add cancelled before the call is sent is left out of it.
+
+        Not a coroutine function: it returns the coroutine that adds (one coroutine level
+        less for an add that goes at once, which is decided when it is called)."""
+        if len(jobs) != 1 or (queue not in self._adding and not self._adds_in_flight.get(queue)):
+            return self._add(queue, jobs)
+        return self._add_one(queue, jobs[0])
+
+    async def _add_one(self, queue: str, job: NewJob) -> list[AddResult]:
+        """A single add while another add to ``queue`` is in flight: it joins this turn's
+        call, or leads it."""
         batch = self._adding.get(queue)
-        if len(jobs) != 1 or (batch is None and not self._adds_in_flight.get(queue)):
-            return await self._add(queue, jobs)
+        if batch is None and not self._adds_in_flight.get(queue):  # (all ended meanwhile)
+            return await self._add(queue, (job,))
         if batch is not None:  # another add of this turn leads: join its call
-            return [await batch.join(jobs[0])]
-        batch = self._adding[queue] = _AddBatch(jobs[0])
+            return [await batch.join(job)]
+        batch = self._adding[queue] = _AddBatch(job)
 
         async def add(chunk: list[NewJob]) -> list[AddResult]:
             return await self._add(queue, chunk)
@@ -426,11 +436,13 @@ class RedisBackend:
                 if lean is None:  # (not open: _run says so)
                     reply = await self._run("add", queue, args)
                 else:  # _run's call inline: one coroutine level less on every add
-                    with self._errors:
-                        try:
-                            reply = await lean.call_after(self._head("add", queue), args)
-                        except NoScriptError:  # Redis lost it: _run's call loads it again
-                            reply = await self._run("add", queue, args)
+                    try:
+                        reply = await lean.call_after(self._head("add", queue), args)
+                    except NoScriptError:  # Redis lost it: _run's call loads it again
+                        reply = await self._run("add", queue, args)
+                    except (RedisError, OSError):  # (no context manager entered per add)
+                        with self._errors:  # as BackendError, naming the URL
+                            raise
                 if reply[0] == 1:
                     await self._register(queue, 1)
                 for i in range(1, len(reply), 3):  # (a loop: no comprehension's function)

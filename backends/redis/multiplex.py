@@ -32,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import select
 from collections import deque
+from collections.abc import Awaitable
 from time import monotonic
 from typing import Any
 
@@ -192,10 +193,17 @@ class Multiplexed:
         protocol = self._live() or await self._connected()
         return await self._send(protocol, hiredis.pack_command(command))
 
-    async def call_after(self, head: Head, args: tuple[Any, ...]) -> Any:
-        """``call(*head_arguments, *args)``, with the head packed once beforehand."""
-        protocol = self._live() or await self._connected()
-        return await self._send(protocol, head.pack(args))
+    def call_after(self, head: Head, args: tuple[Any, ...]) -> Awaitable[Any]:
+        """``call(*head_arguments, *args)``, with the head packed once beforehand. Not a
+        coroutine: on a live connection the command is written (or queued) at once and the
+        reply's future returned, one coroutine less per call on the hot path."""
+        protocol = self._live()
+        if protocol is None:
+            return self._call_connected(head.pack(args))
+        return self._send(protocol, head.pack(args))
+
+    async def _call_connected(self, data: bytes) -> Any:
+        return await self._send(await self._connected(), data)
 
     def _send(self, protocol: _Protocol, data: bytes) -> asyncio.Future[Any]:
         """:meth:`_queue` for one command, inline: this is the hot path."""
