@@ -135,6 +135,12 @@ def _add_args(jobs: Sequence[NewJob]) -> tuple[str, ...]:
     (the script adds a plain job at its own timestamp: it is waiting at once either way)."""
     args = ["", str(len(jobs))]
     full = False
+    # the jobs of a call mostly share one options dict (a queue's defaults, a bulk add's
+    # options) and a bulk add's one timestamp: each text is made once per object in a row (the
+    # call is built at once, so no object changes in between)
+    opts: Any = None
+    ts: Any = None
+    opts_text = ts_text = ""
     for new in jobs:
         if (
             new.run_at == new.timestamp
@@ -143,8 +149,13 @@ def _add_args(jobs: Sequence[NewJob]) -> tuple[str, ...]:
             and new.priority == 0
             and not new.lifo
         ):
-            args += ("p", new.job_id or "", new.name, new.data_json, dumps(new.opts))
-            args.append(_t(new.timestamp))
+            if new.opts is not opts:
+                opts = new.opts
+                opts_text = dumps(opts)
+            if new.timestamp is not ts:
+                ts = new.timestamp
+                ts_text = repr(float(ts))  # (_t, inline)
+            args += ("p", new.job_id or "", new.name, new.data_json, opts_text, ts_text)
         else:
             full = True
             args.append("f")

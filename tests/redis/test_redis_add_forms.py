@@ -7,6 +7,7 @@ from __future__ import annotations
 import time
 
 from polyjobs import Queue
+from polyjobs.backend import NewJob
 from polyjobs.backends.redis import RedisBackend
 
 
@@ -50,3 +51,30 @@ async def test_plain_and_full_jobs_in_one_call_are_stored_as_given(
     taken = [r.id for r in await backend.fetch("q", "w", 10, 30.0, 0.0)]
     assert taken[0] == ids[3] and taken[-1] == ids[2]
     assert sorted(taken) == sorted({ids[0], ids[1], ids[2], ids[3], ids[5], ids[6], ids[9]})
+
+
+async def test_jobs_of_one_call_alternating_options_and_times_keep_their_own(
+    backend: RedisBackend,
+) -> None:
+    """A call's options and timestamps are encoded once per object in a row: jobs that switch
+    between objects (and back) are each stored with their own."""
+    a, b = {"attempts": 2}, {"attempts": 3}
+    t1 = time.time()
+    t2 = t1 + 0.25
+    jobs = [
+        NewJob("j", "1", a, t1, run_at=t1),
+        NewJob("j", "2", b, t1, run_at=t1),
+        NewJob("j", "3", a, t2, run_at=t2),
+        NewJob("j", "4", a, t2, run_at=t2 + 60),  # (delayed: all fields)
+        NewJob("j", "5", b, t1, run_at=t1),
+    ]
+    results = await backend.add("q", jobs)
+    stored = [await backend.get_job("q", r.id) for r in results]
+    assert [(r.data, r.opts["attempts"], r.timestamp) for r in stored if r is not None] == [
+        (1, 2, t1),
+        (2, 3, t1),
+        (3, 2, t2),
+        (4, 2, t2),
+        (5, 3, t1),
+    ]
+    assert [r.state for r in stored if r is not None] == ["waiting"] * 3 + ["delayed", "waiting"]
