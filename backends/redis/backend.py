@@ -127,6 +127,9 @@ def _job_args(new: NewJob) -> tuple[str, ...]:
     )
 
 
+_NOTHING = object()  # no options or timestamp seen yet in this call (not even None)
+
+
 def _add_args(jobs: Sequence[NewJob]) -> tuple[str, ...]:
     """The arguments of one ``add`` script call after the queue's key prefix: the time, then
     per job ``p`` and the five fields of a plain job (no delay, priority 0, not LIFO, no group,
@@ -138,8 +141,8 @@ def _add_args(jobs: Sequence[NewJob]) -> tuple[str, ...]:
     # the jobs of a call mostly share one options dict (a queue's defaults, a bulk add's
     # options) and a bulk add's one timestamp: each text is made once per object in a row (the
     # call is built at once, so no object changes in between)
-    opts: Any = None
-    ts: Any = None
+    opts: Any = _NOTHING
+    ts: Any = _NOTHING
     opts_text = ts_text = ""
     for new in jobs:
         if (
