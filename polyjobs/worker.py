@@ -1,7 +1,8 @@
 """``Worker``: runs a processor over the jobs of one queue.
 
 A worker is one ``TaskGroup``: a fetch loop, up to ``concurrency`` job tasks, a finish loop
-(which hands results to the backend in batches and takes the next jobs in the same call), a
+(which hands results to the backend in batches and takes the next jobs in the same call; on
+Redis two such calls may be in flight, so jobs run while the backend serves the other), a
 lease keeper (one call renews every lease), a stalled-job sweeper, a heartbeat and, by default,
 the queue's scheduler. Closing stops fetching, lets active jobs finish within a grace period,
 then cancels the rest and hands their jobs back so that none stays ``active``.
