@@ -242,9 +242,29 @@ local function delete_jobs(ids)
   end
 end
 
+-- A sorted set of up to zset-max-listpack-entries (128) members, each at most
+-- zset-max-listpack-value (64) bytes, is a listpack, where ZADD walks every member to put the
+-- newest finish at the end: ~20k instructions at the 100 a default retention keeps, against
+-- ~2k in a skiplist. A longer member turns the set into a skiplist, and Redis keeps that
+-- encoding as members leave (a restart may load it back as a listpack: the next retention
+-- turns it again). No job id holds a space (Queue checks); NX anyway: a job whose id were this
+-- text would keep its place.
+local function as_skiplist(set)
+  local long = '-- a member longer than zset-max-listpack-value: the set becomes a skiplist --'
+  local encoding = redis.call('OBJECT', 'ENCODING', set)
+  if encoding == 'listpack' or encoding == 'ziplist' then
+    if redis.call('ZADD', set, 'NX', '0', long) == 1 then
+      redis.call('ZREM', set, long)
+    end
+  end
+end
+
 -- Retention of a finished set: drop members older than cutoff (exclusive), then all but the
 -- newest count. At most 1000 jobs per call, so a script stays short; the next call goes on.
+-- The set is a skiplist after (see as_skiplist): retention keeps it small, and every finish
+-- adds to it.
 local function retain(set, count, cutoff)
+  as_skiplist(set)
   if cutoff then
     local old = redis.call('ZRANGEBYSCORE', set, '-inf', '(' .. us(cutoff), 'LIMIT', '0', '1000')
     if #old > 0 then

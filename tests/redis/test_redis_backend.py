@@ -651,3 +651,52 @@ async def test_an_options_dict_changed_between_adds_is_stored_as_it_was_at_each(
     stored = {j.id: j.opts["flag"] for j in await backend.fetch("q", "w", 2, 30.0, 0.0)}
     assert stored == {first.id: 1, second.id: True}
     assert type(stored[first.id]) is int and type(stored[second.id]) is bool
+
+
+LONG_ID = "-- a member longer than zset-max-listpack-value: the set becomes a skiplist --"
+
+
+async def _finish_all(backend: RedisBackend, queue: str, ids: list[str], keep: int) -> None:
+    taken = await backend.fetch(queue, "w", len(ids), 30.0, 0.0)
+    assert sorted(r.id for r in taken) == sorted(ids)
+    now = time.time()
+    ends = [
+        Finish(job_id, "completed", 1, now + i, "1", keep=Keep(count=keep))
+        for i, job_id in enumerate(ids)
+    ]
+    assert (await backend.finish(queue, "w", ends, 0, 30.0)).lost == []
+
+
+async def test_a_retained_finished_set_is_a_skiplist(backend: RedisBackend) -> None:
+    """Retention turns a small finished set into a skiplist (a listpack's ZADD walks every
+    member: the finish path's costliest command at the 100 jobs kept by default)."""
+    queue = Queue("sk", backend)
+    ids = [(await queue.add("x", i)).id for i in range(4)]
+    await _finish_all(backend, "sk", ids, 3)
+    completed = QueueKeys(backend.prefix, "sk").key("completed")
+    assert await backend.redis.object("encoding", completed) == "skiplist"
+    assert await backend.redis.zrange(completed, 0, -1) == ids[1:]
+    assert (await queue.counts())["completed"] == 3
+
+
+async def test_a_job_named_like_the_skiplist_member_keeps_its_place(server: RedisServer) -> None:
+    """Where members that long still fit a listpack (a raised zset-max-listpack-value), the
+    member retention adds to turn the set, were it a job's id, leaves that job in place with
+    its score (Queue refuses ids with spaces; the backend itself takes any)."""
+    server.client().config_set("zset-max-listpack-value", 200)
+    backend = RedisBackend(f"unix://{server.socket_path}?db=0&prefix=sk")
+    await backend.open()
+    try:
+        queue = Queue("sk", backend)
+        ids = [(await queue.add("x", i)).id for i in range(2)]
+        [added] = await backend.add("sk", [new(LONG_ID)])
+        assert added.added
+        await _finish_all(backend, "sk", [*ids, LONG_ID], 3)
+        completed = QueueKeys("sk", "sk").key("completed")
+        kept = await backend.redis.zrange(completed, 0, -1, withscores=True)
+        assert [member for member, _ in kept] == [*ids, LONG_ID]
+        assert kept[-1][1] > kept[0][1] > 0
+        record = await backend.get_job("sk", LONG_ID)
+        assert record is not None and record.state == "completed"
+    finally:
+        await backend.close()
