@@ -11,6 +11,11 @@ recover(token, 8, 7 + m)
 -- (ending a job may then add its window's kept job, and so a group), which reads them again
 local settings = redis.call('HMGET', K_meta, unpack(META_TAKE))
 FLOWS_HERE = settings[8] ~= false
+if FLOWS_HERE then
+  -- the flows helpers are made only here (scripts.FLOWS_LOADER): without them, deleting a job
+  -- settles nothing (FORGET stays nil), as forget would find no flows in this queue
+  load_flows()
+end
 local n = tonumber(ARGV[8 + m])
 local lost = {}
 local trims = {}
@@ -47,12 +52,16 @@ for i = 0, n - 1 do
         redis.call('HSET', key, 'st', 'completed', 'rv', ARGV[b + 4], 'fo', fon, 'am', am,
           'tk', '', 'lu', '')
         event('completed', id, 'returnvalue', ARGV[b + 4])
-        job_ended(id, 'completed', ARGV[b + 4], fon)
+        if FLOWS_HERE then
+          job_ended(id, 'completed', ARGV[b + 4], fon)
+        end
       else
         redis.call('HSET', key, 'st', 'failed', 'fr', ARGV[b + 5], 'tr', ARGV[b + 6],
           'fo', fon, 'am', am, 'tk', '', 'lu', '')
         event('failed', id, 'failed_reason', ARGV[b + 5])
-        job_ended(id, 'failed', ARGV[b + 5], fon)
+        if FLOWS_HERE then
+          job_ended(id, 'failed', ARGV[b + 5], fon)
+        end
       end
       count_metric(status, fon, cur[4])
       local count, cutoff = ARGV[b + 8], ARGV[b + 9]

@@ -8,7 +8,8 @@
 -- and in the job hash: fp its failure policy (none: wait), pd its delay after release (a
 -- parent), de the deduplication id it holds. <base>de:<dedup id> is a window: HASH j (holder),
 -- x (end time, '' for until the job ends), n (the kept next add, JSON). A queue whose jobs ever
--- took part in a flow or a window has meta 'fl', so the others skip all of this.
+-- took part in a flow or a window has meta 'fl', so the others skip all of this (finish makes
+-- these helpers only then, where its loader call stands: scripts.FLOWS_LOADER).
 --
 -- Parents may live in other queues (other hash tags): this only works where every queue's keys
 -- are on the one server (a single Redis, or a cluster whose prefix carries a hash tag).

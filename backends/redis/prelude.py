@@ -3,7 +3,8 @@
 Redis runs a script's whole text on every call (``EVALSHA`` caches the compiled chunk, not its
 results), so every ``local function`` of the prelude is a closure made again on every call, used
 or not. :func:`split` cuts a prelude into its top-level statements (units); :func:`needed` keeps,
-in their order, those a script's text refers to, directly or through other kept units.
+in their order, those a script's text refers to, directly or through other kept units;
+:func:`lazy` moves those only rarely run code needs to where the script asks for them.
 
 The prelude's layout this relies on (checked: :func:`split` raises ``ValueError`` otherwise):
 each top-level statement starts at the start of a line, after a line that does not leave an
@@ -59,6 +60,76 @@ def needed(units: Sequence[Unit], names: Iterable[str]) -> list[Unit]:
                 keep.add(i)
                 todo.extend(units[i].uses)
     return [units[i] for i in sorted(keep)]
+
+
+def lazy(
+    units: Sequence[Unit], kept: Sequence[Unit], cold: Iterable[Unit], body: str, loader: str
+) -> tuple[str, str]:
+    """The prelude and body of a script whose text is ``body`` (``kept``: what it needs, in
+    order; ``units``: the whole prelude) with the definitions only ``cold`` units need made
+    where the body calls ``loader()`` (once, as a statement of its top level), not on every call:
+    a queue without flows never makes them (``finish``). Those definitions are the ``cold`` ones
+    that make a value (``local function``, ``local a = ...`` other than ``nil``, assignments),
+    and every kept unit that only they need; what the body or the rest of the prelude needs, or
+    defines only ``nil``, stays where it was. They go, in their order, in a ``do ... end`` block
+    in place of the call; the names of theirs that the body refers to are declared (nil) at the
+    end of the prelude, and the block assigns them. Raises ``ValueError`` when this could change
+    what a name refers to: a cold definition that refers to a name declared only after it, or a
+    definition kept in place that refers to one the block makes."""
+    cold_ids = {id(unit) for unit in cold if _makes_value(unit)}
+    rest = [unit for unit in units if id(unit) not in cold_ids]
+    eager_ids = {id(unit) for unit in needed(rest, names_used(body))}
+    eager = [unit for unit in kept if id(unit) in eager_ids]
+    later = [unit for unit in kept if id(unit) not in eager_ids]
+    for i, unit in enumerate(kept):
+        if id(unit) in eager_ids:
+            continue
+        before = frozenset().union(*(other.defines for other in kept[: i + 1]))
+        after = frozenset().union(*(other.defines for other in kept[i + 1 :]))
+        if unit.uses & (after - before):
+            raise ValueError(f"Lua prelude: {sorted(unit.defines)} refers to names declared later")
+    made = frozenset().union(*(unit.defines for unit in later))
+    made = made.difference(*(unit.defines for unit in eager))
+    for unit in eager:
+        if unit.uses & made - unit.defines:
+            raise ValueError(
+                f"Lua prelude: {sorted(unit.defines)}, made on every call, refers to"
+                f" {sorted(unit.uses & made)}, which only {loader}() makes"
+            )
+    calls = list(re.finditer(rf"^([ \t]*){loader}\(\)[ \t]*$", body, re.M))
+    if len(calls) != 1 or names_used(body.replace(f"{loader}()", "")) & {loader}:
+        raise ValueError(f"Lua script: {loader}() must be called once, as a statement")
+    entries = sorted(made & names_used(body))
+    block = "".join(
+        _ENTRY.sub(_assignment, unit.text, count=1) if unit.defines & set(entries) else unit.text
+        for unit in later
+    )
+    prelude = "".join(unit.text for unit in eager)
+    if entries:
+        prelude += f"\nlocal {', '.join(entries)}\n"
+    call = calls[0]
+    body = f"{body[: call.start()]}{call.group(1)}do\n{block}\nend{body[call.end() :]}"
+    return prelude, body
+
+
+#: ``local function f(`` and ``local a =`` at a statement's start -> ``f = function(``, ``a =``
+#: (the body's names, declared before: the block assigns them).
+_ENTRY = re.compile(r"^local (?:function (\w+)(?=\()|(\w+)(?= *=))", re.M)
+
+
+def _assignment(match: re.Match[str]) -> str:
+    return f"{match.group(1)} = function" if match.group(1) else match.group(2)
+
+
+def _makes_value(unit: Unit) -> bool:
+    """Whether ``unit`` makes a value: not a ``local a`` or ``local a = nil`` declaration."""
+    tokens = _tokens(unit.text)
+    if not unit.defines or not tokens[0].is_name("local"):
+        return bool(unit.defines)
+    after = 1 + 2 * len(unit.defines) - 1
+    return not (
+        after == len(tokens) or (after + 2 == len(tokens) and tokens[after + 1].is_name("nil"))
+    )
 
 
 def names_used(text: str) -> frozenset[str]:

@@ -6,7 +6,8 @@ prefixes and constants of :mod:`polyjobs.backends.redis.keys`, the job fields fr
 :mod:`polyjobs.backends.redis.records`), ``common.lua`` and ``flows.lua``: their top-level
 definitions that the script refers to, directly or through other definitions, in their order
 (:mod:`polyjobs.backends.redis.prelude`). Redis runs a script's whole text on every call, so a
-helper it never uses would cost a closure per call; the fixed keys (``K_meta``) and job-field
+helper it never uses would cost a closure per call (and ``finish`` makes the helpers of flows only
+when the queue has flows: :data:`FLOWS_LOADER`); the fixed keys (``K_meta``) and job-field
 positions are written out as constants (:func:`fold`). Scripts are registered once per client and
 called by SHA; a script is loaded again on ``NOSCRIPT`` (e.g. after a server restart).
 """
@@ -27,7 +28,7 @@ from polyjobs.backend import METRICS_KEEP
 from polyjobs.backends.redis.connection import COMMAND_TIMEOUT, Client, connection_for
 from polyjobs.backends.redis.keys import EVENTS_MAXLEN, JOB_TAG, LOG_TAG, SCRIPT_KEYS
 from polyjobs.backends.redis.multiplex import Multiplexed
-from polyjobs.backends.redis.prelude import Unit, names_used, needed, split
+from polyjobs.backends.redis.prelude import Unit, lazy, names_used, needed, split
 from polyjobs.backends.redis.records import FIELDS, MISSING, NOT_A_HASH
 
 hiredis: Any
@@ -128,12 +129,35 @@ _COUNT = re.compile(r"#FIELDS\b")
 def full_prelude() -> str:
     """The header, ``common.lua`` and ``flows.lua``, folded (:func:`fold`): what a script may
     use."""
-    return fold(_header() + read("common.lua") + "\n" + read("flows.lua") + "\n")
+    return _before_flows() + fold(read("flows.lua") + "\n")
+
+
+def _before_flows() -> str:
+    return fold(_header() + read("common.lua") + "\n")
 
 
 @functools.cache
 def _prelude_units() -> tuple[Unit, ...]:
     return split(full_prelude())
+
+
+#: A script whose text calls this (a statement of its top level) makes the definitions it needs
+#: only for flows (those of ``flows.lua``, and what only they need) there, not on every call:
+#: the call is replaced by them (:func:`~polyjobs.backends.redis.prelude.lazy`). ``finish``
+#: calls it when the queue has flows.
+FLOWS_LOADER = "load_flows"
+
+
+@functools.cache
+def _flows_units() -> tuple[Unit, ...]:
+    """The units of ``flows.lua`` in :func:`_prelude_units`."""
+    start, at = len(_before_flows()), 0
+    out = []
+    for unit in _prelude_units():
+        if at >= start:
+            out.append(unit)
+        at += len(unit.text)
+    return tuple(out)
 
 
 @functools.cache
@@ -145,7 +169,11 @@ def source(name: str) -> str:
     body = fold(read(f"{name}.lua"))
     if name in GLOBAL:
         return shebang + body
-    units = needed(_prelude_units(), names_used(body))
+    names = names_used(body)
+    units = needed(_prelude_units(), names)
+    if FLOWS_LOADER in names:
+        prelude, body = lazy(_prelude_units(), units, _flows_units(), body, FLOWS_LOADER)
+        return shebang + prelude + "\n" + body
     return shebang + "".join(unit.text for unit in units) + "\n" + body
 
 

@@ -16,7 +16,7 @@ import redis.asyncio as aioredis
 
 from polyjobs.backends.redis import scripts
 from polyjobs.backends.redis.keys import SCRIPT_KEYS
-from polyjobs.backends.redis.prelude import Unit, names_used, needed, split
+from polyjobs.backends.redis.prelude import Unit, lazy, names_used, needed, split
 from polyjobs.backends.redis.records import FIELDS
 from tests.redis.conftest import URL
 
@@ -282,3 +282,99 @@ async def test_a_backend_cuts_only_the_scripts_it_calls(monkeypatch: pytest.Monk
     assert "add" in scripts.SHAS and "fetch" not in scripts.SHAS and "finish" not in scripts.SHAS
     assert len(cuts) == len(scripts.SHAS) < len(scripts.NAMES) // 2
     assert scripts.SHAS["add"] == hashlib.sha1(scripts.source("add").encode()).hexdigest()
+
+
+LAZY = """\
+local HOT = 1
+local function hot() return HOT end
+local COLD_SEEN = nil
+local function shared() return 'shared' end
+local function only_cold() return 'only cold' end
+local later
+local function cold()
+  COLD_SEEN = true
+  return only_cold() .. ' ' .. shared() .. ' ' .. later()
+end
+later = function() return 'later' end
+"""
+LAZY_BODY = """\
+local out = {hot(), shared(), tostring(COLD_SEEN)}
+if ARGV[1] == '1' then
+  load_cold()
+  out[4] = cold()
+  out[5] = tostring(COLD_SEEN)
+end
+return out
+"""
+
+
+async def test_definitions_only_cold_code_needs_are_made_where_the_body_asks(
+    client: aioredis.Redis,
+) -> None:
+    """``lazy``: the cold units that make a value, and what only they need, are made where the
+    body calls the loader, not on every call; declarations (``nil``) and what the rest needs
+    stay where they were; the script behaves as with the whole text."""
+    units = split(LAZY)
+    cold = [u for u in units if u.defines & {"COLD_SEEN", "cold", "later"}]
+    kept = needed(units, names_used(LAZY_BODY))
+    prelude, body = lazy(units, kept, cold, LAZY_BODY, "load_cold")
+    assert "load_cold" not in body and "only_cold" not in prelude and "later" not in prelude
+    assert prelude.endswith("\nlocal cold\n")  # the one the body names; the block assigns it
+    block = body.split("  do\n", 1)[1]
+    assert "local function only_cold(" in block and "\ncold = function(" in block
+    assert "local later" in block and "COLD_SEEN = nil" not in block
+    assert "local function shared(" in prelude and "local COLD_SEEN = nil" in prelude
+    # the same globals as the units in place (but the loader), so every name means the same
+    in_place = "".join(unit.text for unit in kept) + LAZY_BODY
+    assert await _globals(client, prelude + body) == await _globals(client, in_place) - {
+        "load_cold"
+    }
+    whole = LAZY + "local function load_cold() end\n" + LAZY_BODY
+    for text in (whole, prelude + body):
+        assert await client.eval(text, 0, "0") == [1, b"shared", b"nil"]
+        assert await client.eval(text, 0, "1") == [
+            1, b"shared", b"nil", b"only cold shared later", b"true",
+        ]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("text", "body"),
+    [
+        ("local function c() return d() end\nlocal function d() end\n", "load()\nreturn c()"),
+        ("local function c() end\nlocal function h() return c() end\n", "load()\nreturn h()"),
+        ("local function c() end\n", "if load() then return c() end"),
+        ("local function c() end\n", "load()\nload()\nreturn c()"),
+    ],
+    ids=[
+        "cold code refers to a name declared after it",
+        "code made on every call refers to a cold name",
+        "the loader called in an expression",
+        "the loader called twice",
+    ],
+)
+def test_a_lazy_prelude_that_would_change_a_name_is_refused(text: str, body: str) -> None:
+    units = split(text)
+    cold = [u for u in units if "c" in u.defines]
+    with pytest.raises(ValueError, match=r"Lua (prelude|script)"):
+        lazy(units, needed(units, names_used(body)), cold, body, "load")
+
+
+async def test_finish_makes_the_flows_helpers_only_when_the_queue_has_flows(
+    client: aioredis.Redis,
+) -> None:
+    """``finish`` makes the helpers of flows (and ``add_job``, which only they use) in the
+    block its ``load_flows()`` stands for, run when the queue's meta has ``fl``; the script
+    refers to the same globals as with its units in place."""
+    text = scripts.source("finish")
+    every_call, block = text.split("if FLOWS_HERE then\n", 1)[1].split("\n  do\n", 1)
+    assert "load_flows" not in text and "\nlocal job_ended\n" in text
+    for name in ("forget", "cascade", "add_job", "base_of"):
+        assert f"local function {name}(" in block and f"function {name}(" not in every_call
+    assert "\njob_ended = function(" in block and "\nFORGET = forget" in block
+    prelude = text.split("local FLOWS_HERE = nil", 1)[0]
+    assert "local FORGET = nil" in prelude and "local function add_job(" not in prelude
+    assert "local function take(" in prelude and "local function retain(" in prelude
+    assert "local function add_job(" in scripts.source("add")  # other scripts: as before
+    body = scripts.fold(scripts.read("finish.lua"))
+    in_place = "".join(unit.text for unit in _kept("finish")) + "\n" + body
+    assert await _globals(client, text) == await _globals(client, in_place) - {"load_flows"}
