@@ -696,24 +696,30 @@ local function count_metric(status, fon, po)
   end
 end
 
+-- 'newest' is read only when a minute is new to the hash (its count was absent: HINCRBY
+-- answers the increment itself): a minute already there is at most the newest one.
 local function store_metrics()
   local key = ARGV[1] .. 'metrics'
-  local newest = tonumber(redis.call('HGET', key, 'newest') or '') or 0
+  local newest = false
   local moved = false
   for minute, m in pairs(METRICS) do
     local s = string.format('%d', minute)
+    local known = false
     if m[1] > 0 then
-      redis.call('HINCRBY', key, 'c:' .. s, string.format('%d', m[1]))
+      known = redis.call('HINCRBY', key, 'c:' .. s, string.format('%d', m[1])) > m[1]
     end
     if m[2] > 0 then
-      redis.call('HINCRBY', key, 'f:' .. s, string.format('%d', m[2]))
+      known = redis.call('HINCRBY', key, 'f:' .. s, string.format('%d', m[2])) > m[2] or known
     end
     if m[3] > 0 then
       redis.call('HINCRBYFLOAT', key, 't:' .. s, string.format('%.6f', m[3]))
     end
-    if minute > newest then
-      newest = minute
-      moved = true
+    if not known then
+      newest = newest or tonumber(redis.call('HGET', key, 'newest') or '') or 0
+      if minute > newest then
+        newest = minute
+        moved = true
+      end
     end
   end
   if moved then
