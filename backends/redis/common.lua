@@ -275,11 +275,10 @@ local function retain(set, count, cutoff)
   if count then
     local n = redis.call('ZCARD', set)
     if n > count then
-      local popped = redis.call('ZPOPMIN', set, math.min(n - count, 1000))
-      local old = {}
-      for i = 1, #popped, 2 do
-        old[#old + 1] = popped[i]
-      end
+      -- the oldest, as ZPOPMIN would pop them, without their scores (each one a '%.17g')
+      local last = string.format('%d', math.min(n - count, 1000) - 1)
+      local old = redis.call('ZRANGE', set, '0', last)
+      redis.call('ZREMRANGEBYRANK', set, '0', last)
       delete_jobs(old)
     end
   end

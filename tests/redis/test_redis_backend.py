@@ -700,3 +700,28 @@ async def test_a_job_named_like_the_skiplist_member_keeps_its_place(server: Redi
         assert record is not None and record.state == "completed"
     finally:
         await backend.close()
+
+
+async def test_retention_drops_the_oldest_at_most_1000_per_call(backend: RedisBackend) -> None:
+    """A finish trims its set to the newest ``count`` by dropping the oldest first, at most
+    1,000 per call (so a script stays short); the next call goes on."""
+    queue = Queue("cap", backend)
+    ids = [j.id for j in await queue.add_bulk([("x", i, {}) for i in range(1008)])]
+    taken = await backend.fetch("cap", "w", 1008, 60.0, 0.0)
+    assert [r.id for r in taken] == ids
+    now = time.time()
+
+    def end(i: int, keep: Keep) -> Finish:
+        return Finish(ids[i], "completed", 1, now + i, "1", keep=keep)
+
+    done = await backend.finish("cap", "w", [end(i, Keep()) for i in range(1005)], 0, 60.0)
+    assert done.lost == []
+    completed = QueueKeys(backend.prefix, "cap").key("completed")
+    assert await backend.redis.zcard(completed) == 1005
+    assert (await backend.finish("cap", "w", [end(1005, Keep(count=2))], 0, 60.0)).lost == []
+    # 1006 there, 1004 over the count: the oldest 1000 went, with their records
+    assert await backend.redis.zrange(completed, 0, -1) == ids[1000:1006]
+    assert await queue.get_job(ids[999]) is None and await queue.get_job(ids[1000]) is not None
+    assert (await backend.finish("cap", "w", [end(1006, Keep(count=2))], 0, 60.0)).lost == []
+    assert await backend.redis.zrange(completed, 0, -1) == ids[1005:1007]
+    assert await queue.get_job(ids[1004]) is None
