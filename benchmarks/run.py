@@ -43,6 +43,8 @@ from _common import (
     peers_python,
     project_python,
 )
+from floors import measure as measure_floors
+from floors import render as render_floors
 
 
 @dataclass(frozen=True)
@@ -486,6 +488,11 @@ def parse_args() -> argparse.Namespace:
         "--profile", type=int, default=0, metavar="C", help="only profile polyjobs at concurrency C"
     )
     parser.add_argument(
+        "--no-floors",
+        action="store_true",
+        help="skip the machine's floors (round trips, hand-over; benchmarks/floors.py)",
+    )
+    parser.add_argument(
         "--repeat",
         type=int,
         default=1,
@@ -510,6 +517,16 @@ def select(args: argparse.Namespace) -> list[Peer]:
             sys.exit(f"unknown libraries {unknown}; known: {', '.join(known)}")
         return [known[w] for w in wanted]
     return [known[n] for n in QUICK] if args.quick else list(PEERS)
+
+
+def machine_floors(base: str, args: argparse.Namespace) -> tuple[dict[str, Any], str]:
+    """The round-trip and hand-over floors of this machine (``floors.py``, on db 12) and their
+    text; nothing with ``--no-floors``."""
+    if args.no_floors:
+        return {}, ""
+    log("floors: round trips and hand-over (benchmarks/floors.py)")
+    floors = measure_floors(f"{base}/12", rate=args.rate, handover_n=args.latency_jobs)
+    return floors, "\n\n" + render_floors(floors, args.rate)
 
 
 def main() -> None:
@@ -561,9 +578,12 @@ def main() -> None:
         if args.repeat > 1:
             meta["rounds"] = args.repeat
         text = render(results, facts, meta) + per_round(rounds)
+        floors, floors_text = machine_floors(base, args)
+        text += floors_text
         print(text)
         path = results_dir / f"{stamp}.json"
         saved: dict[str, Any] = {"meta": meta, "machine": facts, "results": results}
+        saved["floors"] = floors
         if args.repeat > 1:
             saved["rounds"] = rounds
         path.write_text(json.dumps({**saved, "table": text}, indent=1))
