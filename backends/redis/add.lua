@@ -8,7 +8,21 @@
 -- Returns {registered, id1, added1, outcome1, ...}; outcome is '' or how the add was absorbed.
 local now = ARGV[2]
 local out = {register()}
-local b = 4
+-- the helpers of deduplication windows are made only when a job of the call has one
+-- (scripts.FLOWS_LOADER)
+local b, windows = 4, false
+for _ = 1, tonumber(ARGV[3]) do
+  if ARGV[b] == 'p' then
+    b = b + 6
+  else
+    windows = windows or ARGV[b + 10] ~= ''
+    b = b + 15
+  end
+end
+if windows then
+  load_flows()
+end
+b = 4
 for _ = 1, tonumber(ARGV[3]) do
   local id, added, outcome = '', 0, ''
   if ARGV[b] == 'p' then

@@ -374,7 +374,30 @@ async def test_finish_makes_the_flows_helpers_only_when_the_queue_has_flows(
     prelude = text.split("local FLOWS_HERE = nil", 1)[0]
     assert "local FORGET = nil" in prelude and "local function add_job(" not in prelude
     assert "local function take(" in prelude and "local function retain(" in prelude
-    assert "local function add_job(" in scripts.source("add")  # other scripts: as before
-    body = scripts.fold(scripts.read("finish.lua"))
-    in_place = "".join(unit.text for unit in _kept("finish")) + "\n" + body
+    assert "local function add_job(" in scripts.source("add")  # add needs it on every call
+
+
+LOADING = [name for name in QUEUE_SCRIPTS if scripts.FLOWS_LOADER in scripts.read(f"{name}.lua")]
+
+
+@pytest.mark.parametrize("name", LOADING)
+async def test_a_script_with_its_flows_helpers_moved_refers_to_the_same_globals(
+    client: aioredis.Redis, name: str
+) -> None:
+    """Moved to where the script asks for them, the helpers refer to what they did in place
+    (the server's compile of both: a name that now meant a local of the body would be a global
+    fewer)."""
+    body = scripts.fold(scripts.read(f"{name}.lua"))
+    in_place = "".join(unit.text for unit in _kept(name)) + "\n" + body
+    text = scripts.source(name)
     assert await _globals(client, text) == await _globals(client, in_place) - {"load_flows"}
+
+
+def test_add_makes_the_window_helpers_only_for_a_call_with_a_window() -> None:
+    text = scripts.source("add")
+    prelude, block = text.split("if windows then\n  do\n", 1)
+    for name in ("deduplicate", "hold", "unlink"):
+        assert f"function {name}(" not in prelude
+    assert "\ndeduplicate = function(" in block and "\nhold = function(" in block
+    assert "local function unlink(" in block  # only they need it
+    assert "local function add_job(" in prelude and "\nlocal deduplicate, hold\n" in prelude
