@@ -164,6 +164,31 @@ class _Run:
     loop: asyncio.AbstractEventLoop | None = None  # the loop run() runs on
 
 
+@dataclass(slots=True, eq=False)
+class _Held:
+    """A finish call's share of its run's counters: its count in ``finishing`` and the slots
+    it reserved for the jobs it fetches. Each is given back once: by the call itself, or,
+    should its task be cancelled before it ever ran, when that task ends."""
+
+    run: _Run
+    reserved: int
+    counted: bool = True
+
+    def unreserve(self) -> None:
+        if self.reserved:
+            self.run.slots.unreserve(self.reserved)
+            self.reserved = 0
+
+    def uncount(self) -> None:
+        if self.counted:
+            self.run.finishing -= 1
+            self.counted = False
+
+    def settle(self, _task: object = None) -> None:
+        self.unreserve()
+        self.uncount()
+
+
 class Worker:
     """Process the jobs of queue ``queue_name`` with ``processor``.
 
@@ -666,24 +691,32 @@ class Worker:
             batch = run.outbox[:cap]
             del run.outbox[:cap]
             slots.release(len(batch))
-            held = max(slots.free, 0)  # the batch's slots and any free ones
-            fetch = 0 if run.closing.is_set() else held
-            slots.reserve(held)
+            free = max(slots.free, 0)  # the batch's slots and any free ones
+            fetch = 0 if run.closing.is_set() else free
+            slots.reserve(free)
             run.finishing += 1
+            held = _Held(run, free)
             if depth == 1:
-                await self._finish_call(batch, held, fetch)
+                try:
+                    await self._finish_call(batch, held, fetch)
+                finally:
+                    held.settle()
             else:
                 call = run.tg.create_task(self._finish_call(batch, held, fetch))
                 run.finish_calls.add(call)
                 call.add_done_callback(run.finish_calls.discard)
+                call.add_done_callback(held.settle)
                 # the call goes out before the next batch is taken
                 await asyncio.sleep(0)
         run.round_done.set()
 
     async def _finish_call(
-        self, batch: list[tuple[Finish, Job, Any]], held: int, fetch: int
+        self, batch: list[tuple[Finish, Job, Any]], held: _Held, fetch: int
     ) -> None:
-        """One finish call (``run.finishing`` counted up by the caller, down here). A failed
+        """One finish call (counted up by the caller, down here; see :class:`_Held`). The
+        slots it reserved stay reserved until the jobs it fetched start, which is before the
+        call waits for anything else (a resent batch's lost jobs looked up), so that no other
+        call fetches into them. A failed
         call puts its batch back at the head of the outbox after a pause that holds every
         other call back, and until a call works again only one is in flight: an outage sees
         one call at a time with a growing pause, as with a single finish loop."""
@@ -698,7 +731,7 @@ class Worker:
             if fetch > 0:
                 run.fetched = time.time()
         except Exception as exc:
-            slots.unreserve(held)
+            held.unreserve()
             slots.acquire(len(batch))
             run.resent.update(fin.job_id for fin, _, _ in batch)
             run.finish_failures += 1
@@ -710,18 +743,20 @@ class Worker:
             finally:
                 run.finish_pausing -= 1
                 run.outbox[:0] = batch
-                run.finishing -= 1
+                held.uncount()
                 if run.grace_over and failures > 2:
                     run.finish_gave_up = True
                 run.outbox_ready.set()
             return
         except BaseException:
-            run.finishing -= 1
-            slots.unreserve(held)
+            held.settle()
             raise
-        slots.unreserve(held)
-        run.finishing -= 1
+        held.uncount()
         run.outbox_ready.set()
+        # the fetched jobs start in the slots reserved for them (and are owned, so their leases
+        # are renewed) before anything here waits
+        held.unreserve()
+        self._start(result.jobs)
         lost = set(result.lost)
         if lost and lost & run.resent:
             lost -= await applied_before(
@@ -730,7 +765,6 @@ class Worker:
         if run.resent:
             run.resent.difference_update(fin.job_id for fin, _, _ in batch)
         self._announce(batch, lost)
-        self._start(result.jobs)
         run.round_done.set()
         if slots.free > 0:
             slots.notify()  # only then has the fetch loop something to fetch for

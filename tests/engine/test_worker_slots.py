@@ -356,3 +356,82 @@ async def test_failed_finish_calls_are_retried_one_at_a_time_and_lose_nothing() 
         counts = await queue.counts()
         assert counts["completed"] == 8 and counts["active"] == 0, counts
         _all_given_back(worker)
+
+
+class _LostReplyOnce:
+    """The memory backend; its third finish call is applied, then its reply "lost" (it raises),
+    so the worker sends that batch again, is told its jobs are no longer owned and looks them up
+    (slowly) to find them applied. Two finish calls may be in flight, as on Redis."""
+
+    finish_calls_in_flight = 2
+
+    def __init__(self, backend: Backend) -> None:
+        self._backend = backend
+        self.calls = 0
+        self.looking = False
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._backend, name)
+
+    async def finish(self, queue: str, token: str, finishes: Any, fetch: int, lease: float) -> Any:
+        self.calls += 1
+        lost_reply = self.calls == 3
+        result = await self._backend.finish(
+            queue, token, finishes, 0 if lost_reply else fetch, lease
+        )
+        await asyncio.sleep(0.005)
+        if lost_reply:
+            self.looking = True
+            raise ConnectionError("reply lost")
+        return result
+
+    async def get_job(self, queue: str, job_id: str) -> Any:
+        if self.looking:
+            await asyncio.sleep(0.3)  # meanwhile the other call could take the same slots
+        return await self._backend.get_job(queue, job_id)
+
+
+async def test_a_resent_finish_found_applied_does_not_overfill_the_slots() -> None:
+    async with open_backend("memory://") as backend:
+        queue = Queue("slots-resent-applied", backend)
+        for i in range(60):
+            await queue.add("j", i)
+        running = most = 0
+
+        async def slow(job: Job) -> None:
+            nonlocal running, most
+            running += 1
+            most = max(most, running)
+            await asyncio.sleep(0.1)
+            running -= 1
+
+        lossy = _LostReplyOnce(backend)
+        worker = Worker(queue.name, slow, lossy, concurrency=4, block=0.05, schedule=False)
+        await asyncio.wait_for(worker.run(burst=True), 20)
+        assert lossy.looking  # the lost reply's batch was sent again and looked up
+        assert most <= 4, most
+        counts = await queue.counts()
+        assert counts["completed"] == 60 and counts["active"] == 0, counts
+        _all_given_back(worker)
+
+
+async def test_a_finish_call_cancelled_before_it_ran_gives_its_share_back() -> None:
+    from polyjobs.worker import _Held, _Run
+
+    run = _Run(Slots(4))
+    run.slots.reserve(3)
+    run.finishing += 1
+    held = _Held(run, 3)
+
+    async def never_runs() -> None:
+        raise AssertionError("cancelled before its first step")
+
+    call = asyncio.get_running_loop().create_task(never_runs())
+    call.add_done_callback(held.settle)
+    call.cancel()
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    assert call.cancelled()
+    assert (run.finishing, run.slots.reserved, run.slots.free) == (0, 0, 4)
+    held.settle()  # given back once only
+    assert (run.finishing, run.slots.reserved) == (0, 0)
