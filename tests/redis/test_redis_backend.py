@@ -12,7 +12,7 @@ import shutil
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
@@ -693,7 +693,10 @@ async def test_a_job_named_like_the_skiplist_member_keeps_its_place(server: Redi
         assert added.added
         await _finish_all(backend, "sk", [*ids, LONG_ID], 3)
         completed = QueueKeys("sk", "sk").key("completed")
-        kept = await backend.redis.zrange(completed, 0, -1, withscores=True)
+        kept = cast(
+            "list[tuple[str, float]]",
+            await backend.redis.zrange(completed, 0, -1, withscores=True),
+        )
         assert [member for member, _ in kept] == [*ids, LONG_ID]
         assert kept[-1][1] > kept[0][1] > 0
         record = await backend.get_job("sk", LONG_ID)
