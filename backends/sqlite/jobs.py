@@ -431,12 +431,11 @@ def take(
 
 
 #: Every so many turns a take forgets the groups none of whose jobs is left (their rows would
-#: otherwise make every take's ring longer, one per group ever seen).
+#: otherwise make every take's ring longer, one per group ever seen). The turns are counted in
+#: ``queue_meta.group_turns``, by every process alike and in the take's own transaction (not
+#: read off the queue's sequence, which adds and finishes advance too: a multiple passed in one
+#: of those was never seen by a take, and a worker could go on without pruning at all).
 PRUNE_EVERY = 256
-#: Turns taken per queue in this process since its last prune. (Counted here, not read off the
-#: queue's sequence, which adds and finishes advance too: a multiple of PRUNE_EVERY passed in
-#: one of those was never seen by a take, and a worker could go on without pruning at all.)
-_turns_since_prune: dict[str, int] = {}
 
 
 def _prune_groups(conn: sqlite3.Connection, queue: str, now: float) -> None:
@@ -484,12 +483,16 @@ def _pick_grouped(conn: sqlite3.Connection, queue: str, limit: int, now: float) 
                 later.append((served, grp, left))
         ring = later
     if turns:
-        first = take_seqs(conn, queue, len(turns))
-        taken = _turns_since_prune.get(queue, 0) + len(turns)
+        # the queue's row exists: its groups were found in it
+        seq, taken = conn.execute(
+            "UPDATE queue_meta SET seq = seq + ?, group_turns = group_turns + ? WHERE queue = ? "
+            "RETURNING seq, group_turns",
+            (len(turns), len(turns), queue),
+        ).fetchone()
+        first = int(seq) - len(turns) + 1
         if taken >= PRUNE_EVERY:
             _prune_groups(conn, queue, now)
-            taken = 0
-        _turns_since_prune[queue] = taken
+            conn.execute("UPDATE queue_meta SET group_turns = 0 WHERE queue = ?", (queue,))
         last = {grp: first + i for i, grp in enumerate(turns)}
         conn.executemany(
             "UPDATE job_groups SET served = ? WHERE queue = ? AND grp = ?",

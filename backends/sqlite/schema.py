@@ -33,11 +33,13 @@ grouped add sets ``has_groups`` and gives the queue's other jobs ``''`` (the job
 group, one member of the ring). ``job_groups`` holds each group's last turn (``served``, a
 queue sequence) and hold; ``group_starts`` the recent starts per group (group rate limit);
 ``queue_meta.group_concurrency``, ``group_rate_max``/``group_rate_duration`` the limits.
+``queue_meta.group_turns`` (schema 9) counts the turns taken since groups with no job left
+were last forgotten (every 256 turns, whichever process takes them).
 """
 
 from __future__ import annotations
 
-SCHEMA_VERSION = 8
+SCHEMA_VERSION = 9
 APPLICATION_ID = 0x706A6221  # "pjb!"
 
 MIGRATIONS: dict[int, tuple[str, ...]] = {
@@ -209,6 +211,7 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
         "CREATE TABLE group_starts (queue TEXT NOT NULL, grp TEXT NOT NULL, at REAL NOT NULL)",
         "CREATE INDEX group_starts_by_group ON group_starts (queue, grp, at)",
     ),
+    9: ("ALTER TABLE queue_meta ADD COLUMN group_turns INTEGER NOT NULL DEFAULT 0",),
 }
 
 #: Tables a polyjobs file may hold; a version-0 file with any other table is not ours.
