@@ -174,6 +174,11 @@ def _pairs(fields: list[str]) -> dict[str, str]:
     return {fields[i]: fields[i + 1] for i in range(0, len(fields), 2)}
 
 
+#: At most so many concurrent single adds share one call: 50 in flight go as two calls, of
+#: which Redis runs one while the producer reads the other's replies and makes the next adds.
+JOIN_MAX = 25
+
+
 class _AddBatch:
     """Single adds to one queue made in the same turn of the event loop, sent as one call:
     ``jobs[0]`` is the add that leads (and sends), each later one has a future of its own (so
@@ -419,8 +424,10 @@ class RedisBackend:
         batch = self._adding.get(queue)
         if batch is None and not self._adds_in_flight.get(queue):  # (all ended meanwhile)
             return await self._add(queue, (job,))
-        if batch is not None:  # another add of this turn leads: join its call
+        if batch is not None and len(batch.jobs) < JOIN_MAX:  # another add leads: join it
             return [await batch.join(job)]
+        # this add leads a call of its own; after a full one, in the same turn: sent right
+        # after it, so that Redis runs one while this process makes (or reads) the other
         batch = self._adding[queue] = _AddBatch(job)
 
         async def add(chunk: list[NewJob]) -> list[AddResult]:
@@ -429,10 +436,12 @@ class RedisBackend:
         try:
             await asyncio.sleep(0)  # the adds made in this turn of the loop join
         except asyncio.CancelledError:
-            del self._adding[queue]
+            if self._adding.get(queue) is batch:
+                del self._adding[queue]
             batch.send(add, leader=False)  # this add is not sent; the ones that joined are
             raise
-        del self._adding[queue]
+        if self._adding.get(queue) is batch:
+            del self._adding[queue]
         if not batch.waiters:
             return await self._add(queue, batch.jobs)
         task = batch.send(add, leader=True)

@@ -18,6 +18,7 @@ from redis.exceptions import ConnectionError, NoScriptError, ResponseError, Time
 from polyjobs import Queue
 from polyjobs.backend import Finish
 from polyjobs.backends.redis import RedisBackend, connection
+from polyjobs.backends.redis.backend import JOIN_MAX
 from polyjobs.backends.redis.multiplex import Head, Multiplexed, available
 from polyjobs.backends.redis.testing import RedisServer
 from polyjobs.errors import BackendError
@@ -263,6 +264,31 @@ async def test_concurrent_single_adds_share_script_calls_and_keep_their_order(
     assert same[1].id == same[2].id == "same" and same[2].data == {"n": 1}
     assert same[3].id == same[4].id and same[4].data == {"n": 1}
     assert (await queue.counts())["waiting"] == 1 + 100 + 1 + 1 + 1
+
+
+async def test_many_concurrent_adds_go_in_calls_of_at_most_join_max_in_order(
+    private_backend: RedisBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Adds made in one turn beyond JOIN_MAX lead further calls, sent one after another in
+    the order the adds were made (so Redis runs one while the producer reads the other)."""
+    backend = private_backend
+    queue = Queue("capped", backend)
+    sizes: list[int] = []
+    real = backend._add
+
+    async def recording(name: str, jobs: Any) -> Any:
+        sizes.append(len(jobs))
+        return await real(name, jobs)
+
+    monkeypatch.setattr(backend, "_add", recording)
+    jobs = await asyncio.gather(*(queue.add("x", {"i": i}) for i in range(2 * JOIN_MAX + 10)))
+    assert sizes[0] == 1 and max(sizes) <= JOIN_MAX, sizes  # the first went alone
+    assert sum(sizes) == 2 * JOIN_MAX + 10 and len(sizes) >= 4, sizes
+    ids = [int(j.id) for j in jobs]
+    assert ids == sorted(ids) and len(set(ids)) == len(ids)
+    waiting = await backend.list_jobs("capped", "waiting", 0, -1)
+    assert [r.data for r in waiting] == [{"i": i} for i in range(2 * JOIN_MAX + 10)]
+    assert not backend._adding  # every call's entry was removed, the full ones' too
 
 
 async def test_a_cancelled_add_of_a_batch_is_not_sent_and_the_others_are(
