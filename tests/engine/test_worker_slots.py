@@ -258,7 +258,7 @@ async def test_jobs_run_while_the_other_finish_call_is_in_flight() -> None:
         for i in range(40):
             await queue.add("j", i)
         ran_while_finishing = 0
-        slow = _SlowFinish(backend, 0.02)
+        slow = _SlowFinish(backend, 0.05)  # wide: a loaded machine still runs the jobs meanwhile
 
         async def quick(job: Job) -> int:
             nonlocal ran_while_finishing
