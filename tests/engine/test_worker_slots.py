@@ -435,3 +435,45 @@ async def test_a_finish_call_cancelled_before_it_ran_gives_its_share_back() -> N
     assert (run.finishing, run.slots.reserved, run.slots.free) == (0, 0, 4)
     held.settle()  # given back once only
     assert (run.finishing, run.slots.reserved) == (0, 0)
+
+
+class _HungFinish:
+    """The memory backend, except that every finish call hangs (a backend that stopped
+    answering); two may be in flight, as on Redis."""
+
+    finish_calls_in_flight = 2
+
+    def __init__(self, backend: Backend) -> None:
+        self._backend = backend
+        self.in_flight = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._backend, name)
+
+    async def finish(self, *args: Any, **kwargs: Any) -> Any:
+        self.in_flight += 1
+        await asyncio.Event().wait()
+
+
+async def test_close_with_two_hung_finish_calls_returns_and_hands_the_jobs_back() -> None:
+    async with open_backend("memory://") as backend:
+        queue = Queue("slots-hung-finish", backend)
+        for i in range(8):
+            await queue.add("j", i)
+
+        async def quick(job: Job) -> int:
+            return int(job.data)
+
+        hung = _HungFinish(backend)
+        worker = Worker(queue.name, quick, hung, concurrency=4, block=0.05, schedule=False)
+        task = asyncio.create_task(worker.run())
+        await _until(lambda: hung.in_flight == 2, "two finish calls should be in flight")
+        started = time.monotonic()
+        await asyncio.wait_for(worker.close(grace=0.1), 10)
+        await task
+        # bounded by the shutdown's wait for calls in flight (2 s), not by the hung backend
+        assert time.monotonic() - started < 5
+        _all_given_back(worker)
+        assert not worker.busy
+        counts = await queue.counts()
+        assert counts["waiting"] == 8 and counts["active"] == 0, counts  # the 4 handed back
