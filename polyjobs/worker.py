@@ -73,9 +73,6 @@ log = logging.getLogger(__name__)
 Processor = Callable[[Job], Any]
 EVENTS = ("completed", "failed", "retrying", "progress", "stalled", "error", "cancelled")
 SHUTDOWN_CALL_TIMEOUT = 2.0
-#: Finish calls a worker with concurrency > 1 keeps in flight on a backend that says it serves
-#: them in parallel with the worker (``finish_calls_in_flight``; 1 when it does not say).
-FINISH_CALLS = 2
 
 
 class Slots:
@@ -672,15 +669,15 @@ class Worker:
     async def _finish_loop(self) -> None:
         """Send the outbox's results in batches, each call also fetching jobs for the slots
         it frees. With ``concurrency`` > 1, on a backend served by another process whose calls
-        cost little (Redis: ``finish_calls_in_flight``), two calls may be in flight, each of
-        at most half the slots: the jobs one call brought run while the backend serves the
+        cost little (Redis: ``finish_calls_in_flight = 2``), two calls may be in flight, each
+        of at most half the slots: the jobs one call brought run while the backend serves the
         other, instead of the worker and the backend waiting for each other in turn. (On
         SQLite, which runs in the worker's process, and PostgreSQL, whose calls cost more of
         the worker's CPU, halving the batches cost more than the overlap gave.)"""
         run = self._run
         slots = run.slots
-        pipelined = getattr(self.backend, "finish_calls_in_flight", 1) > 1
-        depth = FINISH_CALLS if slots.size > 1 and pipelined else 1
+        # as many as the backend asks for (``finish_calls_in_flight``; 1 when it does not say)
+        depth = max(1, getattr(self.backend, "finish_calls_in_flight", 1)) if slots.size > 1 else 1
         cap = -(-slots.size // depth)
         while not run.stop.is_set() and not run.finish_gave_up:
             limit = 1 if run.finish_failures else depth  # after a failure, one call until one works
@@ -716,10 +713,10 @@ class Worker:
         """One finish call (counted up by the caller, down here; see :class:`_Held`). The
         slots it reserved stay reserved until the jobs it fetched start, which is before the
         call waits for anything else (a resent batch's lost jobs looked up), so that no other
-        call fetches into them. A failed
-        call puts its batch back at the head of the outbox after a pause that holds every
-        other call back, and until a call works again only one is in flight: an outage sees
-        one call at a time with a growing pause, as with a single finish loop."""
+        call fetches into them. A failed call puts its batch back at the head of the outbox
+        after a pause that holds every other call back, and until a call works again only one
+        is in flight: an outage sees one call at a time with a growing pause, as with a single
+        finish loop."""
         run = self._run
         slots = run.slots
         try:

@@ -117,15 +117,15 @@ def _shared_opts(value: str | None) -> dict[str, Any]:
     return opts
 
 
-def decode(
-    job_id: str,
-    v: Sequence[str | None],
-    opts_of: Callable[[str | None], dict[str, Any]] = _opts,
-) -> tuple[JobRecord, str | None]:
+#: What decoding a corrupted field raises (bad JSON, a non-number, JSON nested too deep).
+UNDECODABLE = (ValueError, TypeError, RecursionError)
+
+
+def decode(job_id: str, v: Sequence[str | None]) -> tuple[JobRecord, str | None]:
     """:func:`record`, and why the record is corrupted (``None`` when it is not)."""
     try:
-        return _record(job_id, v, opts_of(v[2])), None
-    except (ValueError, TypeError, RecursionError):
+        return _record(job_id, v, _opts(v[2])), None
+    except UNDECODABLE:
         return _salvaged(job_id, v)
 
 
@@ -181,7 +181,7 @@ def _salvaged(job_id: str, v: Sequence[str | None]) -> tuple[JobRecord, str]:
     for i, problem, decode in _DECODERS:
         try:
             decode(values[i])
-        except (ValueError, TypeError, RecursionError):
+        except UNDECODABLE:
             problems.append(problem)
             values[i] = None
     reason = f"{CORRUPTED}: {', '.join(problems)}"
@@ -204,7 +204,7 @@ def taken(flat: Sequence[Any], start: int = 0) -> tuple[list[JobRecord], list[tu
         v = flat[i + 1 : i + STRIDE]
         try:  # decode() without its call: the sound record is the hot path
             jobs.append(_record(flat[i], v, _shared_opts(v[2])))
-        except (ValueError, TypeError, RecursionError):
+        except UNDECODABLE:
             broken.append((flat[i], _salvaged(flat[i], v)[1]))
     return jobs, broken
 
