@@ -17,6 +17,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
+from typing import NamedTuple
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,8 @@ class Unit:
     #: Kept whatever a script uses: a statement that defines nothing, or a definition whose
     #: value mentions Redis or calls a helper of the prelude (it may run for its effect).
     always: bool
+    #: It makes a value: not a bare ``local a`` or ``local a = nil`` declaration.
+    makes_value: bool = True
 
 
 def needed(units: Sequence[Unit], names: Iterable[str]) -> list[Unit]:
@@ -123,13 +126,13 @@ def _assignment(match: re.Match[str]) -> str:
 
 def _makes_value(unit: Unit) -> bool:
     """Whether ``unit`` makes a value: not a ``local a`` or ``local a = nil`` declaration."""
-    tokens = _tokens(unit.text)
-    if not unit.defines or not tokens[0].is_name("local"):
-        return bool(unit.defines)
-    after = 1 + 2 * len(unit.defines) - 1
-    return not (
-        after == len(tokens) or (after + 2 == len(tokens) and tokens[after + 1].is_name("nil"))
-    )
+    return bool(unit.defines) and unit.makes_value
+
+
+def _declares_only(tokens: Sequence[_Token], declared: int) -> bool:
+    """Whether ``tokens`` are ``local a, b`` or ``local a, b = nil`` (``declared`` names)."""
+    after = 2 * declared  # the token after ``local`` and the names
+    return after == len(tokens) or (after + 2 == len(tokens) and tokens[after + 1].is_name("nil"))
 
 
 def names_used(text: str) -> frozenset[str]:
@@ -142,16 +145,24 @@ def split(text: str) -> tuple[Unit, ...]:
     tokens = _tokens(text)
     starts: list[int] = []
     depth = 0  # open blocks and brackets
-    for i, token in enumerate(tokens):
-        at_line_start = token.start == 0 or text[token.start - 1] == "\n"
-        if depth == 0 and at_line_start and (i == 0 or tokens[i - 1].text not in _GOES_ON):
-            starts.append(i)
-        elif depth == 0 and token.is_name("local"):
-            raise ValueError(f"Lua prelude: a top-level local in mid-line: {token}")
-        if token.is_name("function", "if", "do", "repeat") or token.is_symbol("(", "{", "["):
-            depth += 1
-        elif token.is_name("end", "until") or token.is_symbol(")", "}", "]"):
-            depth -= 1
+    previous = ""  # the text of the token before
+    for i, (kind, word, start) in enumerate(tokens):
+        if depth == 0:
+            if (start == 0 or text[start - 1] == "\n") and previous not in _GOES_ON:
+                starts.append(i)
+            elif kind == "name" and word == "local":
+                raise ValueError(f"Lua prelude: a top-level local in mid-line: {tokens[i]}")
+        previous = word
+        if kind == "name":
+            if word in _OPENS_BLOCK:
+                depth += 1
+            elif word == "end" or word == "until":
+                depth -= 1
+        elif kind == "symbol":
+            if word in _OPENS_BRACKET:
+                depth += 1
+            elif word in _CLOSES_BRACKET:
+                depth -= 1
     if depth != 0 or not starts:
         raise ValueError("Lua prelude: unbalanced blocks or brackets, or empty")
     bounds = [0] + [_comments_above(text, tokens[i].start) for i in starts[1:]] + [len(text)]
@@ -173,13 +184,14 @@ def split(text: str) -> tuple[Unit, ...]:
 
 
 _TOKEN = re.compile(
-    r"""(?P<space>\s+)
+    r"""\s*(?:
+    (?P<name>[A-Za-z_][A-Za-z0-9_]*)
     |(?P<long>(?:--)?\[(?P<eq>=*)\[.*?\](?P=eq)\])
     |(?P<comment>--[^\n]*)
     |(?P<string>'(?:\\.|[^'\\\n])*'|"(?:\\.|[^"\\\n])*")
-    |(?P<name>[A-Za-z_][A-Za-z0-9_]*)
     |(?P<number>0[xX][0-9a-fA-F]+|(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?)
-    |(?P<symbol>\.\.\.|\.\.|==|~=|<=|>=|[-+*/%^\#<>=(){}\[\];:,.])""",
+    |(?P<symbol>\.\.\.|\.\.|==|~=|<=|>=|[-+*/%^\#<>=(){}\[\];:,.])
+    |$)""",
     re.VERBOSE | re.DOTALL,
 )
 _KEYWORDS = frozenset(
@@ -188,10 +200,12 @@ _KEYWORDS = frozenset(
 )
 #: Tokens after which an expression goes on: a line after one continues the statement.
 _GOES_ON = frozenset("= , .. + - * / % ^ == ~= < <= > >= and or not # local return".split())
+_OPENS_BLOCK = frozenset({"function", "if", "do", "repeat"})
+_OPENS_BRACKET = frozenset({"(", "{", "["})
+_CLOSES_BRACKET = frozenset({")", "}", "]"})
 
 
-@dataclass(frozen=True)
-class _Token:
+class _Token(NamedTuple):
     kind: str  # 'name' (keywords too), 'symbol', 'string', 'number'
     text: str
     start: int
@@ -206,17 +220,23 @@ class _Token:
 def _tokens(text: str) -> list[_Token]:
     """The Lua tokens of ``text``, without spaces and comments."""
     out: list[_Token] = []
+    append = out.append
     at = 0
-    while at < len(text):
-        match = _TOKEN.match(text, at)
-        if match is None:
-            raise ValueError(f"Lua prelude: cannot read {text[at : at + 20]!r}")
-        kind = match.lastgroup or ""
-        if kind == "long":
-            kind = "comment" if match.group().startswith("--") else "string"
-        if kind not in ("space", "comment"):
-            out.append(_Token(kind, match.group(), at))
+    for match in _TOKEN.finditer(text):  # each token with the spaces before it
+        if match.start() != at:
+            break
         at = match.end()
+        kind = match.lastgroup
+        if kind is None or kind == "comment":  # spaces up to the end of the text, a comment
+            continue
+        start = match.start(kind)
+        if kind == "long":
+            if text.startswith("--", start):
+                continue
+            kind = "string"
+        append(_Token(kind, text[start:at], start))
+    if at != len(text):
+        raise ValueError(f"Lua prelude: cannot read {text[at : at + 20].strip()!r}")
     return out
 
 
@@ -249,7 +269,9 @@ def _unit(text: str, tokens: Sequence[_Token]) -> Unit:
     names = _name_list(tokens[1:] if local else tokens)
     after = len(names) * 2 - (0 if local else 1)  # the token after the names
     if names and (local or (after < len(tokens) and tokens[after].is_symbol("="))):
-        return Unit(text, frozenset(names), uses, always="redis" in _names_run(tokens))
+        always = "redis" in _names_run(tokens)
+        makes = not (local and _declares_only(tokens, len(names)))
+        return Unit(text, frozenset(names), uses, always=always, makes_value=makes)
     return Unit(text, frozenset(), uses, always=True)
 
 

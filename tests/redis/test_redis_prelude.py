@@ -216,6 +216,16 @@ def test_split_and_needed_on_a_sample() -> None:
     assert [sorted(u.defines)[0] for u in kept] == ["A", "HOOK", "hooked", "HOOK", "side"]
 
 
+def test_names_skip_spaces_comments_strings_and_fields() -> None:
+    text = "a --[==[ b ]==] c.d -- e\n\t f:g('h') .. [[i]] ..\"j\"--[[k]]l  "
+    assert names_used(text) == {"a", "c", "f", "l"}
+
+
+def test_only_declarations_without_a_value_make_none() -> None:
+    units = split("local a\nlocal b, c = nil\nlocal d = nil or 1\nlocal e = {}\nf = nil\n")
+    assert [unit.makes_value for unit in units] == [False, False, True, True, True]
+
+
 @pytest.mark.parametrize(
     "text",
     ["local a = 1 local b = 2\n", "local function f()\n", "local a = 'x\n"],
