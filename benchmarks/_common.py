@@ -84,9 +84,26 @@ class Resp:
                 total += int(value.split("calls=", 1)[1].split(",", 1)[0])
         return total
 
+    def script_usec(self) -> tuple[int, int]:
+        """Calls and microseconds the server has spent in scripts (``EVAL``, ``EVALSHA``,
+        ``FCALL`` and their read-only forms), the commands they call included."""
+        calls = usec = 0
+        for key, value in self.info("commandstats").items():
+            if key in SCRIPT_STATS:
+                fields = dict(pair.split("=", 1) for pair in value.split(","))
+                calls += int(fields["calls"])
+                usec += int(fields["usec"])
+        return calls, usec
+
     def close(self) -> None:
         self.file.close()
         self.sock.close()
+
+
+#: INFO commandstats entries of the script commands.
+SCRIPT_STATS = frozenset(
+    f"cmdstat_{name}" for name in ("eval", "evalsha", "eval_ro", "evalsha_ro", "fcall", "fcall_ro")
+)
 
 
 @dataclass

@@ -91,6 +91,7 @@ METRICS = [
     ("latency_p50", "pick-up p50", "ms", False),
     ("latency_p99", "pick-up p99", "ms", False),
     ("add_cpu", "CPU/add 1-by-1", "µs", False),
+    ("add_script_us", "Redis scripts/add 1-by-1", "µs", False),
     ("job_cpu", "CPU/job c=10", "µs", False),
     ("rss_mb", "RSS c=10", "MB", False),
     ("cmds_per_job", "cmds/job c=10", "", False),
@@ -154,21 +155,30 @@ class Bench:
 
 # -- scenarios (each returns {metric: value}; PeerError marks them failed) ------------------
 def enqueue(bench: Bench, peer: Peer, mode: str) -> float | str:
-    return enqueue_cpu(bench, peer, mode)[0]
+    return enqueue_costs(bench, peer, mode)[0]
 
 
-def enqueue_cpu(bench: Bench, peer: Peer, mode: str) -> tuple[float | str, float | str]:
-    """Jobs/s, and CPU µs per add: the producer's own (what it reports for the timed adds)
-    plus Redis' (the server's CPU over the step). CPU does not count time spent waiting for
-    a core, so it is steadier than the rate on a busy machine."""
+def enqueue_costs(
+    bench: Bench, peer: Peer, mode: str
+) -> tuple[float | str, float | str, float | str]:
+    """Jobs/s; CPU µs per add: the producer's own (what it reports for the timed adds) plus
+    Redis' (the server's CPU over the step), steadier than the rate on a busy machine since CPU
+    does not count time spent waiting for a core; and the µs Redis spent running scripts per
+    add (INFO commandstats: the script commands' own time, the commands they call included;
+    ``n/a`` for a library whose adds run no script)."""
     bench.flush(peer)
     before = bench.redis.cpu_seconds()
+    calls, usec = bench.redis.script_usec()
     result = bench.once(peer, mode, bench.n)
     server = bench.redis.cpu_seconds() - before
+    after_calls, after_usec = bench.redis.script_usec()
     if "unsupported" in result:
-        return f"n/a: {result['unsupported']}", "n/a"
+        return f"n/a: {result['unsupported']}", "n/a", "n/a"
     cpu = "n/a: not reported" if "cpu" not in result else 1e6 * (result["cpu"] + server) / bench.n
-    return bench.n / result["elapsed"], cpu
+    scripts: float | str = (after_usec - usec) / bench.n
+    if after_calls == calls:
+        scripts = "n/a: no scripts"
+    return bench.n / result["elapsed"], cpu, scripts
 
 
 def process(bench: Bench, peer: Peer, concurrency: int) -> dict[str, Any]:
@@ -228,10 +238,10 @@ def run_peer(bench: Bench, peer: Peer, broken: str | None) -> dict[str, Any]:
         log(f"  {peer.name}: {', '.join(keys)} ({time.monotonic() - started:.1f}s)")
 
     def single() -> dict[str, Any]:
-        rate, cpu = enqueue_cpu(bench, peer, "enqueue-single")
-        return {"enqueue_single": rate, "add_cpu": cpu}
+        rate, cpu, scripts = enqueue_costs(bench, peer, "enqueue-single")
+        return {"enqueue_single": rate, "add_cpu": cpu, "add_script_us": scripts}
 
-    attempt(["enqueue_single", "add_cpu"], single)
+    attempt(["enqueue_single", "add_cpu", "add_script_us"], single)
     attempt(
         ["enqueue_inflight"],
         lambda: {"enqueue_inflight": enqueue(bench, peer, "enqueue-inflight")},
@@ -529,6 +539,35 @@ def machine_floors(base: str, args: argparse.Namespace) -> tuple[dict[str, Any],
     return floors, "\n\n" + render_floors(floors, args.rate)
 
 
+def single_add_floor(results: dict[str, dict[str, Any]], floors: dict[str, Any]) -> str:
+    """What the single-add target asks per add, against what an add costs before any client
+    work: the C client's round trip (a floor) plus polyjobs' add script in Redis ("" when
+    something is not measured)."""
+    ours, theirs = results.get(BASELINE, {}), results.get("bullmq-node", {})
+    goal = next(factor for key, _, _, factor in TARGETS if key == "enqueue_single")
+    rate, script = theirs.get("enqueue_single"), ours.get("add_script_us")
+    trip = floors.get("rtt_redis_benchmark_us")
+    if not (
+        isinstance(rate, int | float)
+        and isinstance(script, int | float)
+        and isinstance(trip, int | float)
+    ):
+        return ""
+    need = 1e6 / (rate * goal)
+    floor = trip + script
+    verdict = (
+        "more than the target allows: no client, however fast, reaches it on this machine"
+        if floor > need
+        else f"{need - floor:.1f} µs left for the client"
+    )
+    return (
+        f"\n\nSingle adds against the floor: {goal:g}{TIMES} bullmq-node is "
+        f"{rate * goal:,.0f} adds/s, {need:.1f} µs per add; redis-benchmark's round trip "
+        f"({trip:.1f} µs) plus the add script of {BASELINE} in Redis ({script:.1f} µs) is "
+        f"{floor:.1f} µs, {verdict}."
+    )
+
+
 def main() -> None:
     args = parse_args()
     peers = select(args)
@@ -579,7 +618,7 @@ def main() -> None:
             meta["rounds"] = args.repeat
         text = render(results, facts, meta) + per_round(rounds)
         floors, floors_text = machine_floors(base, args)
-        text += floors_text
+        text += floors_text + single_add_floor(results, floors)
         print(text)
         path = results_dir / f"{stamp}.json"
         saved: dict[str, Any] = {"meta": meta, "machine": facts, "results": results}
