@@ -22,6 +22,7 @@ import logging
 import math
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import asdict, replace
 from typing import Any
@@ -178,52 +179,57 @@ def _pairs(fields: list[str]) -> dict[str, str]:
 #: which Redis runs one while the producer reads the other's replies and makes the next adds.
 JOIN_MAX = 25
 
+#: A batch of single adds waits (taking more adds meanwhile) while so many add calls to its
+#: queue are in flight, and batches go in order as calls end. 50 adds made in one turn with
+#: none in flight go as 1 (at once), 25 and 24: sent all three, the lone add came back first
+#: and alone every time, and Redis and the producer took turns on two calls instead of
+#: overlapping (half the rate); waiting, its next add joins the 24 and two calls of 25 go on.
+ADD_CALLS = 2
+
 
 class _AddBatch:
-    """Single adds to one queue made in the same turn of the event loop, sent as one call:
-    ``jobs[0]`` is the add that leads (and sends), each later one has a future of its own (so
-    that cancelling one cancels no other)."""
+    """Single adds to one queue sent as one call, in the order they were made: ``jobs[0]`` is
+    the add that leads (it waits for the end of its loop turn, so that the adds made in it join),
+    and adds join until the call is sent or holds :data:`JOIN_MAX`. Each add has a future of its
+    own (so that cancelling one cancels no other); a cancelled add is left out of the call when
+    it was not sent yet."""
 
-    __slots__ = ("jobs", "sent", "task", "waiters")
+    __slots__ = ("futures", "jobs", "sent")
 
     def __init__(self, job: NewJob) -> None:
         self.jobs: list[NewJob] = [job]
-        self.waiters: list[asyncio.Future[AddResult]] = []  # of jobs[1:]
+        self.futures: list[asyncio.Future[AddResult]] = [asyncio.get_running_loop().create_future()]
         self.sent: list[int] = []  # indexes into jobs of the adds sent, in order
-        self.task: asyncio.Future[list[AddResult]] | None = None
 
     def join(self, job: NewJob) -> asyncio.Future[AddResult]:
         self.jobs.append(job)
-        waiter: asyncio.Future[AddResult] = asyncio.get_running_loop().create_future()
-        self.waiters.append(waiter)
-        return waiter
+        future: asyncio.Future[AddResult] = asyncio.get_running_loop().create_future()
+        self.futures.append(future)
+        return future
 
-    def send(
-        self, add: Callable[[list[NewJob]], Coroutine[Any, Any, list[AddResult]]], leader: bool
-    ) -> asyncio.Future[list[AddResult]] | None:
-        """Add the jobs whose adds were not cancelled meanwhile (the leader's only when
-        ``leader``), in a task of its own which no caller's cancellation stops, and hand each
-        joined add its outcome. None when there is nothing to send."""
-        first = [0] if leader else []
-        self.sent = first + [i for i, w in enumerate(self.waiters, 1) if not w.done()]
+    def send(self, add: Callable[[list[NewJob]], Coroutine[Any, Any, list[AddResult]]]) -> bool:
+        """Add the jobs whose adds were not cancelled, in a task of its own which no caller's
+        cancellation stops, and hand each add its outcome. False when there is nothing to
+        send."""
+        self.sent = [i for i, future in enumerate(self.futures) if not future.done()]
         if not self.sent:
-            return None
-        self.task = task = asyncio.ensure_future(add([self.jobs[i] for i in self.sent]))
+            return False
+        task = asyncio.ensure_future(add([self.jobs[i] for i in self.sent]))
         task.add_done_callback(self._settle)
-        return task
+        return True
 
     def _settle(self, task: asyncio.Future[list[AddResult]]) -> None:
-        failed = task.cancelled() or task.exception() is not None
+        error = None if task.cancelled() else task.exception()  # (retrieved, even if unused)
         for k, i in enumerate(self.sent):
-            if i == 0 or self.waiters[i - 1].done():  # the leader's own, or cancelled since
+            future = self.futures[i]
+            if future.done():  # cancelled since it was sent
                 continue
-            waiter = self.waiters[i - 1]
-            if not failed:
-                waiter.set_result(task.result()[k])
-            elif task.cancelled():
-                waiter.cancel()
+            if task.cancelled():
+                future.cancel()
+            elif error is not None:
+                future.set_exception(error)
             else:
-                waiter.set_exception(task.exception())  # type: ignore[arg-type]
+                future.set_result(task.result()[k])
 
 
 class RedisBackend:
@@ -271,7 +277,8 @@ class RedisBackend:
         self._rid_prefix = uuid.uuid4().hex[:10] + ":"
         self._rid_seq = itertools.count()
         self._unanswered: dict[tuple[str, str], list[str]] = {}
-        self._adding: dict[str, _AddBatch] = {}  # queue -> single adds of this loop turn
+        self._adding: dict[str, _AddBatch] = {}  # queue -> the newest batch, not sent yet
+        self._add_queue: dict[str, deque[_AddBatch]] = {}  # queue -> batches waiting to be sent
         self._adds_in_flight: dict[str, int] = {}  # queue -> add script calls awaiting replies
         self._heads: dict[tuple[str, str], Head] = {}  # (script, queue) -> see _head
 
@@ -408,9 +415,11 @@ class RedisBackend:
         """Add jobs in order. Single adds to one queue made in the same turn of the event loop
         (concurrent producers: ``gather`` of ``Queue.add``) while another add to it is in
         flight go to Redis as one script call, in the order they were made, exactly as if they
-        had been made one after another; an add with none in flight goes at once. An error
-        reply fails every add of the call (the add script stops only on server-wide errors,
-        e.g. out of memory). An add cancelled before the call is sent is left out of it.
+        had been made one after another (at most :data:`JOIN_MAX` a call; while
+        :data:`ADD_CALLS` calls are in flight, later adds join the waiting call); an add with
+        none in flight goes at once. An error reply fails every add of the call (the add
+        script stops only on server-wide errors, e.g. out of memory). An add cancelled before
+        the call is sent is left out of it.
 
         Not a coroutine function: it returns the coroutine that adds (one coroutine level
         less for an add that goes at once, which is decided when it is called)."""
@@ -419,38 +428,59 @@ class RedisBackend:
         return self._add_one(queue, jobs[0])
 
     async def _add_one(self, queue: str, job: NewJob) -> list[AddResult]:
-        """A single add while another add to ``queue`` is in flight: it joins this turn's
-        call, or leads it."""
+        """A single add while another add to ``queue`` is in flight: it joins the batch not
+        sent yet, or leads one (see :data:`ADD_CALLS`)."""
         batch = self._adding.get(queue)
         if batch is None and not self._adds_in_flight.get(queue):  # (all ended meanwhile)
             return await self._add(queue, (job,))
         if batch is not None and len(batch.jobs) < JOIN_MAX:  # another add leads: join it
             return [await batch.join(job)]
-        # this add leads a call of its own; after a full one, in the same turn: sent right
-        # after it, so that Redis runs one while this process makes (or reads) the other
+        # this add leads a batch of its own; after a full one, in the same turn: sent right
+        # after it (or when a call ends, see ADD_CALLS), so that Redis runs one while this
+        # process makes (or reads) the other
         batch = self._adding[queue] = _AddBatch(job)
-
-        async def add(chunk: list[NewJob]) -> list[AddResult]:
-            return await self._add(queue, chunk)
-
         try:
             await asyncio.sleep(0)  # the adds made in this turn of the loop join
         except asyncio.CancelledError:
-            if self._adding.get(queue) is batch:
-                del self._adding[queue]
-            batch.send(add, leader=False)  # this add is not sent; the ones that joined are
+            batch.futures[0].cancel()  # this add is not sent; the ones that joined are
+            self._queue_batch(queue, batch)
             raise
-        if self._adding.get(queue) is batch:
+        if (
+            len(batch.jobs) == 1
+            and queue not in self._add_queue
+            and self._adds_in_flight.get(queue, 0) < ADD_CALLS
+        ):  # alone, and may go now: no task of its own
             del self._adding[queue]
-        if not batch.waiters:
             return await self._add(queue, batch.jobs)
-        task = batch.send(add, leader=True)
-        assert task is not None
-        return [(await asyncio.shield(task))[0]]
+        self._queue_batch(queue, batch)
+        return [await batch.futures[0]]
 
-    async def _add(self, queue: str, jobs: Sequence[NewJob]) -> list[AddResult]:
+    def _queue_batch(self, queue: str, batch: _AddBatch) -> None:
+        self._add_queue.setdefault(queue, deque()).append(batch)
+        self._send_batches(queue)
+
+    def _send_batches(self, queue: str) -> None:
+        """Send the waiting batches of ``queue``, oldest first, while fewer than
+        :data:`ADD_CALLS` add calls to it are in flight (a call is counted from here on)."""
+        waiting = self._add_queue.get(queue)
         flights = self._adds_in_flight
-        flights[queue] = flights.get(queue, 0) + 1
+        while waiting and flights.get(queue, 0) < ADD_CALLS:
+            batch = waiting.popleft()
+            if self._adding.get(queue) is batch:  # sent: no more adds join it
+                del self._adding[queue]
+            if batch.send(lambda jobs: self._add(queue, jobs, counted=True)):
+                flights[queue] = flights.get(queue, 0) + 1
+        if not waiting:
+            self._add_queue.pop(queue, None)
+
+    async def _add(
+        self, queue: str, jobs: Sequence[NewJob], counted: bool = False
+    ) -> list[AddResult]:
+        """One add call (or one per :data:`CHUNK` jobs), counted in flight from its start or,
+        when ``counted``, by the caller already."""
+        flights = self._adds_in_flight
+        if not counted:
+            flights[queue] = flights.get(queue, 0) + 1
         try:
             results: list[AddResult] = []
             for start in range(0, len(jobs), CHUNK):
@@ -477,6 +507,8 @@ class RedisBackend:
                 flights[queue] = left
             else:
                 del flights[queue]
+            if queue in self._add_queue:  # at the turn's end: an add made now still joins
+                asyncio.get_running_loop().call_soon(self._send_batches, queue)
 
     # -- flows and deduplication windows ---------------------------------------------------
     async def add_flow(self, nodes: Sequence[FlowNode]) -> list[AddResult]:

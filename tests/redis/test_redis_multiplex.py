@@ -15,10 +15,10 @@ import pytest
 import pytest_asyncio
 from redis.exceptions import ConnectionError, NoScriptError, ResponseError, TimeoutError
 
-from polyjobs import Queue
+from polyjobs import Job, Queue
 from polyjobs.backend import Finish
 from polyjobs.backends.redis import RedisBackend, connection
-from polyjobs.backends.redis.backend import JOIN_MAX
+from polyjobs.backends.redis.backend import ADD_CALLS, JOIN_MAX
 from polyjobs.backends.redis.multiplex import Head, Multiplexed, available
 from polyjobs.backends.redis.testing import RedisServer
 from polyjobs.errors import BackendError
@@ -276,9 +276,9 @@ async def test_many_concurrent_adds_go_in_calls_of_at_most_join_max_in_order(
     sizes: list[int] = []
     real = backend._add
 
-    async def recording(name: str, jobs: Any) -> Any:
+    async def recording(name: str, jobs: Any, *rest: Any, **options: Any) -> Any:
         sizes.append(len(jobs))
-        return await real(name, jobs)
+        return await real(name, jobs, *rest, **options)
 
     monkeypatch.setattr(backend, "_add", recording)
     jobs = await asyncio.gather(*(queue.add("x", {"i": i}) for i in range(2 * JOIN_MAX + 10)))
@@ -289,6 +289,44 @@ async def test_many_concurrent_adds_go_in_calls_of_at_most_join_max_in_order(
     waiting = await backend.list_jobs("capped", "waiting", 0, -1)
     assert [r.data for r in waiting] == [{"i": i} for i in range(2 * JOIN_MAX + 10)]
     assert not backend._adding  # every call's entry was removed, the full ones' too
+
+
+async def test_a_lone_adds_next_add_joins_the_waiting_call_and_two_calls_are_in_flight(
+    private_backend: RedisBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """50 producers start in one turn: the first add goes at once, the next 25 go as one call
+    and the last 24 wait (two calls in flight). The lone add comes back first, and its next add
+    joins the 24 instead of going alone again (which, every turn, kept Redis and the producer
+    taking turns on the two calls of 25 instead of overlapping)."""
+    backend = private_backend
+    queue = Queue("paired", backend)
+    sizes: list[int] = []
+    in_flight = [0, 0]  # now, most
+    real = backend._add
+
+    async def recording(name: str, jobs: Any, *rest: Any, **options: Any) -> Any:
+        sizes.append(len(jobs))
+        in_flight[0] += 1
+        in_flight[1] = max(in_flight)
+        try:
+            return await real(name, jobs, *rest, **options)
+        finally:
+            in_flight[0] -= 1
+
+    async def producer(p: int) -> list[Job]:
+        return [await queue.add("x", {"p": p, "n": n}) for n in range(3)]
+
+    await queue.add("warm", {})  # the script loaded, the connection made
+    monkeypatch.setattr(backend, "_add", recording)
+    made = await asyncio.gather(*(producer(p) for p in range(2 * JOIN_MAX)))
+    assert sizes[:3] == [1, JOIN_MAX, JOIN_MAX], sizes  # was [1, 25, 24], then the 1 alone
+    assert in_flight[1] <= ADD_CALLS and sum(sizes) == 6 * JOIN_MAX, (in_flight, sizes)
+    waiting = await backend.list_jobs("paired", "waiting", 0, -1)
+    assert sorted(int(r.id) for r in waiting[1:]) == sorted(int(j.id) for js in made for j in js)
+    for p, jobs in enumerate(made):  # each producer's adds in the order it made them
+        assert [j.data for j in jobs] == [{"p": p, "n": n} for n in range(3)]
+        assert [int(j.id) for j in jobs] == sorted(int(j.id) for j in jobs)
+    assert not backend._adding and not backend._add_queue and not backend._adds_in_flight
 
 
 async def test_a_cancelled_add_of_a_batch_is_not_sent_and_the_others_are(
@@ -310,6 +348,30 @@ async def test_a_cancelled_add_of_a_batch_is_not_sent_and_the_others_are(
     assert [j.data for j in done] == [{}, {"i": 0}, {"i": 2}, {"i": 3}]
     waiting = await backend.list_jobs("cancelled", "waiting", 0, -1)
     assert [r.data for r in waiting] == [{}, {"i": 0}, {"i": 2}, {"i": 3}]
+
+
+async def test_cancelled_adds_of_a_waiting_call_are_left_out_and_the_others_go_in_order(
+    private_backend: RedisBackend,
+) -> None:
+    backend = private_backend
+    queue = Queue("waited", backend)
+    await queue.add("warm", {})  # the script loaded, the connection made
+    adds = [asyncio.create_task(queue.add("x", {"i": i})) for i in range(JOIN_MAX + 4)]
+    await asyncio.sleep(0)  # every add has started: 1 at once, 25 and 3 in two batches
+    await asyncio.sleep(0)  # the leaders' turn ended: two calls in flight, the 3 wait
+    assert len(backend._add_queue["waited"]) == 1
+    adds[JOIN_MAX + 1].cancel()  # the waiting call's leader
+    adds[JOIN_MAX + 2].cancel()
+    kept = [a for i, a in enumerate(adds) if i not in (JOIN_MAX + 1, JOIN_MAX + 2)]
+    done = await asyncio.gather(*kept)
+    for cancelled in (adds[JOIN_MAX + 1], adds[JOIN_MAX + 2]):
+        with pytest.raises(asyncio.CancelledError):
+            await cancelled
+    expected = [{"i": i} for i in range(JOIN_MAX + 4) if i not in (JOIN_MAX + 1, JOIN_MAX + 2)]
+    assert [j.data for j in done] == expected
+    waiting = await backend.list_jobs("waited", "waiting", 0, -1)
+    assert [r.data for r in waiting][1:] == expected
+    assert not backend._adding and not backend._add_queue
 
 
 async def _script_calls(backend: RedisBackend) -> int:
