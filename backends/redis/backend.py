@@ -16,6 +16,7 @@ wait ends, on the server's clock: a woken worker has its job in one round trip.
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
 import json
 import logging
@@ -180,10 +181,11 @@ def _pairs(fields: list[str]) -> dict[str, str]:
 JOIN_MAX = 25
 
 #: A batch of single adds waits (taking more adds meanwhile) while so many add calls to its
-#: queue are in flight, and batches go in order as calls end. 50 adds made in one turn with
-#: none in flight go as 1 (at once), 25 and 24: sent all three, the lone add came back first
-#: and alone every time, and Redis and the producer took turns on two calls instead of
-#: overlapping (half the rate); waiting, its next add joins the 24 and two calls of 25 go on.
+#: queue are in flight; batches go in order as calls end, after the ended call's callers made
+#: their next adds (which join). 50 adds made in one turn with none in flight go as 1 (at
+#: once), 25 and 24: sent all three, the lone add came back first and alone every time, and
+#: Redis and the producer took turns on the two big calls instead of overlapping (about half
+#: the rate); waiting, its next add joins the 24, and two calls of 25 go on.
 ADD_CALLS = 2
 
 
@@ -207,16 +209,18 @@ class _AddBatch:
         self.futures.append(future)
         return future
 
-    def send(self, add: Callable[[list[NewJob]], Coroutine[Any, Any, list[AddResult]]]) -> bool:
+    def send(
+        self, add: Callable[[list[NewJob]], Coroutine[Any, Any, list[AddResult]]]
+    ) -> asyncio.Future[list[AddResult]] | None:
         """Add the jobs whose adds were not cancelled, in a task of its own which no caller's
-        cancellation stops, and hand each add its outcome. False when there is nothing to
+        cancellation stops, and hand each add its outcome. None when there is nothing to
         send."""
         self.sent = [i for i, future in enumerate(self.futures) if not future.done()]
         if not self.sent:
-            return False
+            return None
         task = asyncio.ensure_future(add([self.jobs[i] for i in self.sent]))
         task.add_done_callback(self._settle)
-        return True
+        return task
 
     def _settle(self, task: asyncio.Future[list[AddResult]]) -> None:
         error = None if task.cancelled() else task.exception()  # (retrieved, even if unused)
@@ -468,10 +472,17 @@ class RedisBackend:
             batch = waiting.popleft()
             if self._adding.get(queue) is batch:  # sent: no more adds join it
                 del self._adding[queue]
-            if batch.send(lambda jobs: self._add(queue, jobs, counted=True)):
+            task = batch.send(lambda jobs: self._add(queue, jobs, counted=True))
+            if task is not None:
                 flights[queue] = flights.get(queue, 0) + 1
+                task.add_done_callback(functools.partial(self._batch_ended, queue))
         if not waiting:
             self._add_queue.pop(queue, None)
+
+    def _batch_ended(self, queue: str, task: asyncio.Future[list[AddResult]]) -> None:
+        """Run after ``_AddBatch._settle`` handed the batch's adds their outcomes: the next
+        batch goes once their callers ran, so that their next adds join it."""
+        asyncio.get_running_loop().call_soon(self._send_batches, queue)
 
     async def _add(
         self, queue: str, jobs: Sequence[NewJob], counted: bool = False
@@ -507,7 +518,8 @@ class RedisBackend:
                 flights[queue] = left
             else:
                 del flights[queue]
-            if queue in self._add_queue:  # at the turn's end: an add made now still joins
+            if not counted and queue in self._add_queue:  # (a batch's: see _batch_ended)
+                # at the turn's end: the caller's next add, made now, still joins
                 asyncio.get_running_loop().call_soon(self._send_batches, queue)
 
     # -- flows and deduplication windows ---------------------------------------------------

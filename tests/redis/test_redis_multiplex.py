@@ -350,6 +350,37 @@ async def test_a_cancelled_add_of_a_batch_is_not_sent_and_the_others_are(
     assert [r.data for r in waiting] == [{}, {"i": 0}, {"i": 2}, {"i": 3}]
 
 
+async def test_the_next_adds_of_a_calls_callers_join_the_waiting_call_before_it_goes(
+    private_backend: RedisBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Calls of 1, 25 and 25 adds, and 3 adds waiting: the lone add ends (its caller adds no
+    more) and the second 25 go; when the first 25 end, their callers' next adds join the 3
+    before they go (25, then 3 wait), rather than the 3 going alone and those 25 after them."""
+    backend = private_backend
+    queue = Queue("refilled", backend)
+    await queue.add("warm", {})  # the script loaded, the connection made
+    sizes: list[int] = []
+    real = backend._add
+
+    async def recording(name: str, jobs: Any, *rest: Any, **options: Any) -> Any:
+        sizes.append(len(jobs))
+        return await real(name, jobs, *rest, **options)
+
+    big = "x" * 50_000  # the first 25 take Redis a while: the lone add surely ends first
+
+    async def twice(i: int) -> list[Job]:
+        return [await queue.add("x", {"i": i, "big": big}), await queue.add("x", {"i": i})]
+
+    monkeypatch.setattr(backend, "_add", recording)
+    await asyncio.gather(
+        queue.add("lone", {}),
+        *(twice(i) for i in range(JOIN_MAX)),
+        *(queue.add("y", {"i": i}) for i in range(JOIN_MAX + 3)),
+    )
+    assert sizes == [1, JOIN_MAX, JOIN_MAX, JOIN_MAX, 3], sizes  # was [1, 25, 25, 3, 25]
+    assert (await queue.counts())["waiting"] == 1 + 1 + 3 * JOIN_MAX + 3
+
+
 async def test_cancelled_adds_of_a_waiting_call_are_left_out_and_the_others_go_in_order(
     private_backend: RedisBackend,
 ) -> None:
