@@ -494,8 +494,9 @@ class MemoryBackend(FlowsMixin):
             if timeout > 0:
                 if q.wake is None:
                     q.wake = asyncio.Event()
-                try:
-                    await asyncio.wait_for(q.wake.wait(), timeout)
+                try:  # (not wait_for: on Python 3.11 it can swallow a cancellation)
+                    async with asyncio.timeout(timeout):
+                        await q.wake.wait()
                 except TimeoutError:
                     pass
             jobs = self._take(q, token, limit, lease)

@@ -335,8 +335,10 @@ class PostgresBackend:
                 if due is not None:
                     timeout = min(timeout, max(due - time.time(), 0.0))
                 if timeout > 0:
+                    # (not wait_for: on Python 3.11 it can swallow a cancellation)
                     with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(event.wait(), timeout)
+                        async with asyncio.timeout(timeout):
+                            await event.wait()
             finally:
                 waker.unregister(queue, event)
         return []

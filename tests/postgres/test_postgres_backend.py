@@ -189,6 +189,22 @@ async def test_an_idle_fetch_wakes_on_an_add_from_another_connection(pg_url: str
         assert [j.data for j in jobs] == [1] and time.monotonic() - started < 15
 
 
+async def test_a_fetch_cancelled_in_the_turn_it_is_woken_is_cancelled(pg_url: str) -> None:
+    """The wake-up's wait ends in the same turn as the cancellation: the fetch ends cancelled
+    (with ``asyncio.wait_for`` on Python 3.11 the cancellation was lost and it looked again)."""
+    async with open_backend(pg_url) as backend:
+        assert isinstance(backend, PostgresBackend)
+        fetch = asyncio.create_task(backend.fetch("q", "tok", 1, 30.0, 30.0))
+        await asyncio.sleep(0.3)  # let the fetch find nothing and wait
+        waker = backend._waker
+        assert waker is not None
+        (event,) = waker._waiters["q"]
+        event.set()
+        fetch.cancel()
+        await asyncio.wait([fetch], timeout=3)
+        assert fetch.cancelled()
+
+
 async def test_a_waiting_fetch_looks_again_when_a_delayed_job_falls_due(pg_url: str) -> None:
     async with open_backend(pg_url) as backend:
         now = time.time()
