@@ -209,14 +209,22 @@ class SqliteBackend:
             timeout = min(poll, remaining)
             if due is not None:
                 timeout = min(timeout, max(due - time.time(), 0.0))
+            poked = False
             if await _wait(waiter[0], timeout):
-                signal.unregister(queue, waiter[0])
-                waiter[0] = signal.register(queue)
-                poll, look = MIN_POLL, True
-                continue
+                if waiter[0].look:  # told by this process
+                    signal.unregister(queue, waiter[0])
+                    waiter[0] = signal.register(queue)
+                    poll, look = MIN_POLL, True
+                    continue
+                waiter[0].clear()  # the write-ahead log was written: read data_version now
+                poked = True
             current = await self._db.read_short(_data_version)
             look = current != version or (due is not None and due <= time.time())
-            poll = MIN_POLL if current != version else min(poll * POLL_GROWTH, MAX_POLL)
+            if current != version or poked:
+                # a write seen before its commit is published: the polls find it, quickly
+                poll = MIN_POLL
+            else:
+                poll = min(poll * POLL_GROWTH, MAX_POLL)
             version = current
         return []
 
@@ -447,10 +455,14 @@ def _has_expired(conn: sqlite3.Connection, queue: str, now: float) -> bool:
 
 
 async def _wait(event: asyncio.Event, timeout: float) -> bool:
+    """Whether ``event`` was set within ``timeout``. Not ``asyncio.wait_for``: on Python 3.11
+    it returns the result of an inner wait that ended in the same turn as a cancellation of
+    the caller, and the cancellation is lost (a worker told to stop goes on fetching)."""
     if timeout <= 0:
         return event.is_set()
     try:
-        await asyncio.wait_for(event.wait(), timeout)
+        async with asyncio.timeout(timeout):
+            await event.wait()
     except TimeoutError:
         return False
     return True

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -16,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from polyjobs import Queue
-from polyjobs.backends.sqlite import SqliteBackend
+from polyjobs.backends.sqlite import SqliteBackend, watch
 from polyjobs.backends.sqlite import backend as sqlite_backend
 from polyjobs.backends.sqlite.wakeup import FileSignal
 
@@ -71,6 +72,78 @@ async def test_add_from_another_process_wakes_fetch(url: str) -> None:
         await asyncio.to_thread(subprocess.run, [sys.executable, "-c", code, url], check=True)
         ids, waited = await fetch
         assert ids == ["far"] and waited < 5
+    finally:
+        await backend.close()
+
+
+ADD_ELSEWHERE = (
+    "import asyncio, sys\n"
+    "from polyjobs import Queue, open_backend\n"
+    "async def main():\n"
+    "    async with open_backend(sys.argv[1]) as b:\n"
+    "        await Queue('wake', b).add('x', job_id=sys.argv[2])\n"
+    "asyncio.run(main())\n"
+)
+
+
+def _watches() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == "polyjobs-wal-watch"]
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="inotify is Linux's")
+async def test_a_commit_from_another_process_wakes_fetch_without_polling(
+    url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With polls a minute apart, only the write-ahead log's watch can wake the fetch before
+    its 10 s block ends: twice (the second after the watch was parked between fetches), and
+    the watch's thread ends with the last backend of the file."""
+    monkeypatch.setattr(sqlite_backend, "MIN_POLL", 60.0)
+    monkeypatch.setattr(sqlite_backend, "MAX_POLL", 60.0)
+    backend = await _opened(url)
+    try:
+        for job_id in ("far", "farther"):
+            fetch = asyncio.create_task(_timed_fetch(backend))
+            await asyncio.sleep(0.3)
+            argv = [sys.executable, "-c", ADD_ELSEWHERE, url, job_id]
+            await asyncio.to_thread(subprocess.run, argv, check=True)
+            ids, waited = await fetch
+            assert ids == [job_id] and waited < 5
+        assert len(_watches()) == 1
+    finally:
+        await backend.close()
+    for thread in _watches():
+        thread.join(5)
+    assert not _watches()
+
+
+async def test_without_a_watch_fetches_poll(url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where inotify cannot be used, a commit from another process is found by the polls."""
+    monkeypatch.setattr(watch, "start", lambda *args: None)
+    backend = await _opened(url)
+    try:
+        fetch = asyncio.create_task(_timed_fetch(backend))
+        await asyncio.sleep(0.3)
+        argv = [sys.executable, "-c", ADD_ELSEWHERE, url, "polled"]
+        await asyncio.to_thread(subprocess.run, argv, check=True)
+        ids, waited = await fetch
+        assert ids == ["polled"] and waited < 5 and not _watches()
+    finally:
+        await backend.close()
+
+
+async def test_a_fetch_cancelled_in_the_turn_it_is_woken_is_cancelled(url: str) -> None:
+    """The wake-up's wait ends in the same turn as the cancellation (a worker stopping while a
+    commit pokes it): the fetch ends cancelled. With ``asyncio.wait_for`` (Python 3.11) the
+    wait returned True, the cancellation was lost and the fetch went on waiting."""
+    backend = await _opened(url)
+    try:
+        fetch = asyncio.create_task(backend.fetch(Q, "w", 1, 30.0, BLOCK))
+        await asyncio.sleep(0.3)
+        (event,) = FileSignal._files[str(backend.path.resolve())]._waiters[Q]
+        event.set()
+        fetch.cancel()
+        await asyncio.wait([fetch], timeout=3)
+        assert fetch.cancelled()
     finally:
         await backend.close()
 
