@@ -480,15 +480,29 @@ class RedisBackend:
             self._add_queue.pop(queue, None)
 
     def _batch_ended(self, queue: str, task: asyncio.Future[list[AddResult]]) -> None:
-        """Run after ``_AddBatch._settle`` handed the batch's adds their outcomes: the next
-        batch goes once their callers ran, so that their next adds join it."""
-        asyncio.get_running_loop().call_soon(self._send_batches, queue)
+        """Run after ``_AddBatch._settle`` handed the batch's adds their outcomes: the call
+        stays counted in flight until their callers ran, so that their next adds join the next
+        batch, which goes then (also when another call ended in the same turn and sent what
+        it could)."""
+        asyncio.get_running_loop().call_soon(self._batch_done, queue)
+
+    def _batch_done(self, queue: str) -> None:
+        self._uncount(queue)
+        self._send_batches(queue)
+
+    def _uncount(self, queue: str) -> None:
+        flights = self._adds_in_flight
+        left = flights[queue] - 1
+        if left:
+            flights[queue] = left
+        else:
+            del flights[queue]
 
     async def _add(
         self, queue: str, jobs: Sequence[NewJob], counted: bool = False
     ) -> list[AddResult]:
-        """One add call (or one per :data:`CHUNK` jobs), counted in flight from its start or,
-        when ``counted``, by the caller already."""
+        """One add call (or one per :data:`CHUNK` jobs), counted in flight while it runs or,
+        when ``counted`` (a batch's), by :meth:`_send_batches` until :meth:`_batch_done`."""
         flights = self._adds_in_flight
         if not counted:
             flights[queue] = flights.get(queue, 0) + 1
@@ -513,14 +527,11 @@ class RedisBackend:
                     results.append(AddResult(reply[i], reply[i + 1] == 1, reply[i + 2] or None))
             return results
         finally:
-            left = flights[queue] - 1
-            if left:
-                flights[queue] = left
-            else:
-                del flights[queue]
-            if not counted and queue in self._add_queue:  # (a batch's: see _batch_ended)
-                # at the turn's end: the caller's next add, made now, still joins
-                asyncio.get_running_loop().call_soon(self._send_batches, queue)
+            if not counted:
+                self._uncount(queue)
+                if queue in self._add_queue:
+                    # at the turn's end: the caller's next add, made now, still joins
+                    asyncio.get_running_loop().call_soon(self._send_batches, queue)
 
     # -- flows and deduplication windows ---------------------------------------------------
     async def add_flow(self, nodes: Sequence[FlowNode]) -> list[AddResult]:

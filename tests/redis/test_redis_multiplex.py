@@ -381,6 +381,53 @@ async def test_the_next_adds_of_a_calls_callers_join_the_waiting_call_before_it_
     assert (await queue.counts())["waiting"] == 1 + 1 + 3 * JOIN_MAX + 3
 
 
+async def test_callers_of_a_call_that_ends_with_another_still_join_the_waiting_call(
+    private_backend: RedisBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As above, with the replies of the lone add and of the first 25 read in one turn (a
+    producer late to read, as on a loaded machine): the 3 waiting adds still wait for the
+    first 25 callers' next adds. Before, the lone add's end sent them alone at once."""
+    backend = private_backend
+    queue = Queue("together", backend)
+    await queue.add("warm", {})  # the script loaded, the connection made
+    assert backend._lean is not None and backend._lean._protocol is not None
+    protocol = backend._lean._protocol
+    real = protocol.data_received
+    held: list[bytes] = []
+    loop = asyncio.get_running_loop()
+
+    def deliver() -> None:
+        data = b"".join(held)
+        held.clear()
+        real(data)
+
+    def late(data: bytes) -> None:  # what comes within 50 ms is read at once
+        if not held:
+            loop.call_later(0.05, deliver)
+        held.append(data)
+
+    monkeypatch.setattr(protocol, "data_received", late)
+    sizes: list[int] = []
+    add = backend._add
+
+    async def recording(name: str, jobs: Any, *rest: Any, **options: Any) -> Any:
+        sizes.append(len(jobs))
+        return await add(name, jobs, *rest, **options)
+
+    async def twice(i: int) -> list[Job]:
+        return [await queue.add("x", {"i": i}), await queue.add("x", {"i": i, "n": 2})]
+
+    monkeypatch.setattr(backend, "_add", recording)
+    await asyncio.gather(
+        queue.add("lone", {}),
+        *(twice(i) for i in range(JOIN_MAX)),
+        *(queue.add("y", {"i": i}) for i in range(JOIN_MAX + 3)),
+    )
+    assert sizes == [1, JOIN_MAX, JOIN_MAX, JOIN_MAX, 3], sizes  # was [1, 25, 25, 3, 25]
+    assert not backend._adding and not backend._add_queue and not backend._adds_in_flight
+    assert (await queue.counts())["waiting"] == 1 + 1 + 3 * JOIN_MAX + 3
+
+
 async def test_cancelled_adds_of_a_waiting_call_are_left_out_and_the_others_go_in_order(
     private_backend: RedisBackend,
 ) -> None:
