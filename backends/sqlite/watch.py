@@ -41,7 +41,7 @@ def _libc() -> ctypes.CDLL | None:
         libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
         libc.inotify_init1  # noqa: B018 - present only on Linux
         libc.inotify_add_watch  # noqa: B018
-    except (OSError, AttributeError):
+    except (OSError, AttributeError, TypeError):  # (TypeError: no C library found by name)
         return None
     return libc
 
