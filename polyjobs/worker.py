@@ -429,7 +429,12 @@ class Worker:
         for record in records:
             run.owned.add(record.id)
             run.slots.acquire()
-            tasks[record.id] = create_task(process(record))
+            job = process(record)
+            try:
+                tasks[record.id] = create_task(job)
+            except RuntimeError:  # the task group is closing (a cancellation lost below)
+                job.close()  # it never runs: no "never awaited" warning
+                raise
 
     async def _fetch_loop(self, burst: bool) -> None:
         run = self._run
@@ -456,6 +461,12 @@ class Worker:
                 failures = 0
                 OUTAGES.ok("fetch")
             except Exception as exc:
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():
+                    # cancelled, and the cancellation lost below (Python 3.11's wait_for drops
+                    # one that lands as its wait ends): stop, rather than fetch into a closing
+                    # task group for ever
+                    raise asyncio.CancelledError from exc
                 failures += 1
                 self._failed(exc, "fetch")
                 await self._pause_after_failure(failures)
