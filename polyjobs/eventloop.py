@@ -46,3 +46,18 @@ def run(main: Coroutine[Any, Any, T], *, debug: bool | None = None) -> T:
     """Run ``main`` to its end on a new event loop (uvloop's when available) and close it."""
     with asyncio.Runner(debug=debug, loop_factory=loop_factory()) as runner:
         return runner.run(main)
+
+
+async def wait_set(event: asyncio.Event, timeout: float) -> bool:
+    """Whether ``event`` is set within ``timeout`` seconds (at once when ``timeout`` <= 0).
+    Not ``asyncio.wait_for``: on Python 3.11 it returns the result of an inner wait that ended
+    in the same turn as a cancellation of the caller, and the cancellation is lost (a worker
+    told to stop would go on fetching)."""
+    if timeout <= 0:
+        return event.is_set()
+    try:
+        async with asyncio.timeout(timeout):
+            await event.wait()
+    except TimeoutError:
+        return False
+    return True

@@ -44,6 +44,7 @@ from polyjobs.backend import (
     minute_of,
 )
 from polyjobs.backends.memory.flows import FlowsMixin, Graph, Hold
+from polyjobs.eventloop import wait_set
 from polyjobs.options import KEEP_FAILED, Keep, RateLimit
 
 STALLED_REASON = "job stalled more than allowable limit"
@@ -494,11 +495,7 @@ class MemoryBackend(FlowsMixin):
             if timeout > 0:
                 if q.wake is None:
                     q.wake = asyncio.Event()
-                try:  # (not wait_for: on Python 3.11 it can swallow a cancellation)
-                    async with asyncio.timeout(timeout):
-                        await q.wake.wait()
-                except TimeoutError:
-                    pass
+                await wait_set(q.wake, timeout)
             jobs = self._take(q, token, limit, lease)
             if jobs or time.monotonic() >= deadline:
                 return jobs

@@ -59,6 +59,7 @@ from polyjobs.errors import (
     ConfigError,
     InvalidArgumentError,
 )
+from polyjobs.eventloop import wait_set
 from polyjobs.options import RateLimit
 from polyjobs.redact import redact_text
 
@@ -334,11 +335,7 @@ class PostgresBackend:
                 timeout = min(remaining, waker.poll)
                 if due is not None:
                     timeout = min(timeout, max(due - time.time(), 0.0))
-                if timeout > 0:
-                    # (not wait_for: on Python 3.11 it can swallow a cancellation)
-                    with contextlib.suppress(TimeoutError):
-                        async with asyncio.timeout(timeout):
-                            await event.wait()
+                await wait_set(event, timeout)
             finally:
                 waker.unregister(queue, event)
         return []

@@ -33,7 +33,7 @@ class Unit:
     #: Kept whatever a script uses: a statement that defines nothing, or a definition whose
     #: value mentions Redis or calls a helper of the prelude (it may run for its effect).
     always: bool
-    #: It makes a value: not a bare ``local a`` or ``local a = nil`` declaration.
+    #: It makes a value: it defines a name, and is not a bare ``local a`` or ``local a = nil``.
     makes_value: bool = True
 
 
@@ -79,7 +79,7 @@ def lazy(
     end of the prelude, and the block assigns them. Raises ``ValueError`` when this could change
     what a name refers to: a cold definition that refers to a name declared only after it, or a
     definition kept in place that refers to one the block makes."""
-    cold_ids = {id(unit) for unit in cold if _makes_value(unit)}
+    cold_ids = {id(unit) for unit in cold if unit.makes_value}
     rest = [unit for unit in units if id(unit) not in cold_ids]
     eager_ids = {id(unit) for unit in needed(rest, names_used(body))}
     eager = [unit for unit in kept if id(unit) in eager_ids]
@@ -122,11 +122,6 @@ _ENTRY = re.compile(r"^local (?:function (\w+)(?=\()|(\w+)(?= *=))", re.M)
 
 def _assignment(match: re.Match[str]) -> str:
     return f"{match.group(1)} = function" if match.group(1) else match.group(2)
-
-
-def _makes_value(unit: Unit) -> bool:
-    """Whether ``unit`` makes a value: not a ``local a`` or ``local a = nil`` declaration."""
-    return bool(unit.defines) and unit.makes_value
 
 
 def _declares_only(tokens: Sequence[_Token], declared: int) -> bool:
@@ -272,7 +267,7 @@ def _unit(text: str, tokens: Sequence[_Token]) -> Unit:
         always = "redis" in _names_run(tokens)
         makes = not (local and _declares_only(tokens, len(names)))
         return Unit(text, frozenset(names), uses, always=always, makes_value=makes)
-    return Unit(text, frozenset(), uses, always=True)
+    return Unit(text, frozenset(), uses, always=True, makes_value=False)
 
 
 def _name_list(tokens: Sequence[_Token]) -> list[str]:

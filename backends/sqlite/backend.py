@@ -12,7 +12,6 @@ of the processes; a power loss may lose the last commits but never corrupts the 
 
 from __future__ import annotations
 
-import asyncio
 import sqlite3
 import time
 from collections.abc import Sequence
@@ -52,6 +51,7 @@ from polyjobs.backends.sqlite import admin, control, flows, jobs
 from polyjobs.backends.sqlite.database import SHORT_JOBS, Database
 from polyjobs.backends.sqlite.wakeup import MAX_POLL, MIN_POLL, POLL_GROWTH, FileSignal, Waiter
 from polyjobs.errors import BackendError, InvalidArgumentError
+from polyjobs.eventloop import wait_set
 from polyjobs.options import RateLimit
 
 SYNCHRONOUS = ("off", "normal", "full", "extra")
@@ -210,7 +210,7 @@ class SqliteBackend:
             if due is not None:
                 timeout = min(timeout, max(due - time.time(), 0.0))
             poked = False
-            if await _wait(waiter[0], timeout):
+            if await wait_set(waiter[0], timeout):
                 if waiter[0].look:  # told by this process
                     signal.unregister(queue, waiter[0])
                     waiter[0] = signal.register(queue)
@@ -452,17 +452,3 @@ def _has_expired(conn: sqlite3.Connection, queue: str, now: float) -> bool:
         (queue, now),
     ).fetchone()
     return row is not None
-
-
-async def _wait(event: asyncio.Event, timeout: float) -> bool:
-    """Whether ``event`` was set within ``timeout``. Not ``asyncio.wait_for``: on Python 3.11
-    it returns the result of an inner wait that ended in the same turn as a cancellation of
-    the caller, and the cancellation is lost (a worker told to stop goes on fetching)."""
-    if timeout <= 0:
-        return event.is_set()
-    try:
-        async with asyncio.timeout(timeout):
-            await event.wait()
-    except TimeoutError:
-        return False
-    return True

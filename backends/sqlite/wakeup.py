@@ -112,11 +112,7 @@ class FileSignal:
                 self._waiters.clear()
             else:
                 woken = list(self._waiters.pop(queue, {}).items())
-        for event, loop in woken:
-            try:
-                loop.call_soon_threadsafe(event.to_look)
-            except RuntimeError:
-                pass  # that loop has closed; nobody is waiting there any more
+        _wake(woken, look=True)
 
     def _waited_on(self) -> bool:
         return bool(self._waiters)
@@ -126,8 +122,13 @@ class FileSignal:
         ``data_version`` (they stay registered)."""
         with self._lock:
             woken = [w for ws in self._waiters.values() for w in ws.items()]
-        for event, loop in woken:
-            try:
-                loop.call_soon_threadsafe(event.set)
-            except RuntimeError:
-                pass
+        _wake(woken, look=False)
+
+
+def _wake(woken: list[tuple[Wake, asyncio.AbstractEventLoop]], look: bool) -> None:
+    """Set each wake-up in its own loop (from any thread), with ``look`` or without."""
+    for event, loop in woken:
+        try:
+            loop.call_soon_threadsafe(event.to_look if look else event.set)
+        except RuntimeError:
+            pass  # that loop has closed; nobody is waiting there any more

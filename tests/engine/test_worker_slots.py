@@ -275,21 +275,30 @@ async def test_jobs_run_while_the_other_finish_call_is_in_flight() -> None:
         _all_given_back(worker)
 
 
-async def test_one_slot_keeps_one_finish_call_in_flight() -> None:
+async def _quick_burst(
+    name: str, jobs: int, concurrency: int, finish: type[_SlowFinish]
+) -> tuple[_SlowFinish, int, Worker]:
+    """``jobs`` quick jobs run in burst through ``finish`` (10 ms finish calls): the backend
+    wrapper, the number completed, and the worker."""
     async with open_backend("memory://") as backend:
-        queue = Queue("slots-one-call", backend)
-        for i in range(6):
+        queue = Queue(name, backend)
+        for i in range(jobs):
             await queue.add("j", i)
-        slow = _SlowFinish(backend, 0.01)
+        slow = finish(backend, 0.01)
 
         async def quick(job: Job) -> int:
             return int(job.data)
 
-        worker = Worker(queue.name, quick, slow, concurrency=1, block=0.05, schedule=False)
+        worker = Worker(name, quick, slow, concurrency=concurrency, block=0.05, schedule=False)
         await asyncio.wait_for(worker.run(burst=True), 10)
-        assert slow.most == 1 and set(slow.sizes) == {1}, (slow.most, slow.sizes)
-        assert (await queue.counts())["completed"] == 6
-        _all_given_back(worker)
+        return slow, (await queue.counts())["completed"], worker
+
+
+async def test_one_slot_keeps_one_finish_call_in_flight() -> None:
+    slow, completed, worker = await _quick_burst("slots-one-call", 6, 1, _SlowFinish)
+    assert slow.most == 1 and set(slow.sizes) == {1}, (slow.most, slow.sizes)
+    assert completed == 6
+    _all_given_back(worker)
 
 
 class _SerialFinish(_SlowFinish):
@@ -299,21 +308,11 @@ class _SerialFinish(_SlowFinish):
 
 
 async def test_a_backend_that_does_not_ask_for_it_gets_one_finish_call_at_a_time() -> None:
-    async with open_backend("memory://") as backend:
-        queue = Queue("slots-serial-backend", backend)
-        for i in range(30):
-            await queue.add("j", i)
-        slow = _SerialFinish(backend, 0.01)
-
-        async def quick(job: Job) -> int:
-            return int(job.data)
-
-        worker = Worker(queue.name, quick, slow, concurrency=10, block=0.05, schedule=False)
-        await asyncio.wait_for(worker.run(burst=True), 10)
-        assert slow.most == 1, slow.most
-        assert max(slow.sizes) == 10, slow.sizes  # every slot's result in one call
-        assert (await queue.counts())["completed"] == 30
-        _all_given_back(worker)
+    slow, completed, worker = await _quick_burst("slots-serial-backend", 30, 10, _SerialFinish)
+    assert slow.most == 1, slow.most
+    assert max(slow.sizes) == 10, slow.sizes  # every slot's result in one call
+    assert completed == 30
+    _all_given_back(worker)
 
 
 class _FinishFailsThrice(_SlowFinish):

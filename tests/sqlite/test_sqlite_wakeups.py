@@ -43,6 +43,27 @@ async def _timed_fetch(backend: SqliteBackend) -> tuple[list[str], float]:
     return [j.id for j in jobs], time.monotonic() - start
 
 
+ADD_ELSEWHERE = (
+    "import asyncio, sys\n"
+    "from polyjobs import Queue, open_backend\n"
+    "async def main():\n"
+    "    async with open_backend(sys.argv[1]) as b:\n"
+    "        await Queue('wake', b).add('x', job_id=sys.argv[2])\n"
+    "asyncio.run(main())\n"
+)
+
+
+async def _fetch_added_elsewhere(
+    backend: SqliteBackend, url: str, job_id: str
+) -> tuple[list[str], float]:
+    """:func:`_timed_fetch`, with job ``job_id`` added from another process once it waits."""
+    fetch = asyncio.create_task(_timed_fetch(backend))
+    await asyncio.sleep(0.3)
+    argv = [sys.executable, "-c", ADD_ELSEWHERE, url, job_id]
+    await asyncio.to_thread(subprocess.run, argv, check=True)
+    return await fetch
+
+
 async def test_add_through_another_object_wakes_fetch(url: str) -> None:
     a, b = await _opened(url), await _opened(url)
     try:
@@ -59,31 +80,10 @@ async def test_add_through_another_object_wakes_fetch(url: str) -> None:
 async def test_add_from_another_process_wakes_fetch(url: str) -> None:
     backend = await _opened(url)
     try:
-        fetch = asyncio.create_task(_timed_fetch(backend))
-        await asyncio.sleep(0.3)
-        code = (
-            "import asyncio, sys\n"
-            "from polyjobs import Queue, open_backend\n"
-            "async def main():\n"
-            "    async with open_backend(sys.argv[1]) as b:\n"
-            "        await Queue('wake', b).add('x', job_id='far')\n"
-            "asyncio.run(main())\n"
-        )
-        await asyncio.to_thread(subprocess.run, [sys.executable, "-c", code, url], check=True)
-        ids, waited = await fetch
+        ids, waited = await _fetch_added_elsewhere(backend, url, "far")
         assert ids == ["far"] and waited < 5
     finally:
         await backend.close()
-
-
-ADD_ELSEWHERE = (
-    "import asyncio, sys\n"
-    "from polyjobs import Queue, open_backend\n"
-    "async def main():\n"
-    "    async with open_backend(sys.argv[1]) as b:\n"
-    "        await Queue('wake', b).add('x', job_id=sys.argv[2])\n"
-    "asyncio.run(main())\n"
-)
 
 
 def _watches() -> list[threading.Thread]:
@@ -102,11 +102,7 @@ async def test_a_commit_from_another_process_wakes_fetch_without_polling(
     backend = await _opened(url)
     try:
         for job_id in ("far", "farther"):
-            fetch = asyncio.create_task(_timed_fetch(backend))
-            await asyncio.sleep(0.3)
-            argv = [sys.executable, "-c", ADD_ELSEWHERE, url, job_id]
-            await asyncio.to_thread(subprocess.run, argv, check=True)
-            ids, waited = await fetch
+            ids, waited = await _fetch_added_elsewhere(backend, url, job_id)
             assert ids == [job_id] and waited < 5
         assert len(_watches()) == 1
     finally:
@@ -121,11 +117,7 @@ async def test_without_a_watch_fetches_poll(url: str, monkeypatch: pytest.Monkey
     monkeypatch.setattr(watch, "start", lambda *args: None)
     backend = await _opened(url)
     try:
-        fetch = asyncio.create_task(_timed_fetch(backend))
-        await asyncio.sleep(0.3)
-        argv = [sys.executable, "-c", ADD_ELSEWHERE, url, "polled"]
-        await asyncio.to_thread(subprocess.run, argv, check=True)
-        ids, waited = await fetch
+        ids, waited = await _fetch_added_elsewhere(backend, url, "polled")
         assert ids == ["polled"] and waited < 5 and not _watches()
     finally:
         await backend.close()
@@ -197,7 +189,7 @@ async def test_close_during_a_waiting_fetchs_look_ends_it(
         await backend.close()
         return False  # the wait "timed out": the fetch goes on to read data_version
 
-    monkeypatch.setattr(sqlite_backend, "_wait", close_instead_of_waiting)
+    monkeypatch.setattr(sqlite_backend, "wait_set", close_instead_of_waiting)
     ids, waited = await _timed_fetch(backend)
     assert waits == 1 and ids == [] and waited < 3
 
